@@ -1,0 +1,1 @@
+"""Distillation: one training loop, pure loss terms, one file per method."""

@@ -1,0 +1,146 @@
+"""The one training loop: Accelerate for devices and precision, progress, evaluation, early stop.
+
+Every method (and train-teacher) hands it a model, a loader and a `step` callable that returns
+the weighted loss plus each unweighted term; the loop keeps the best checkpoint by the eval
+metric and restores it at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from slimbert.evaluate import Metrics
+
+StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
+EvalFn = Callable[[nn.Module], Metrics]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every command that trains.
+
+    epochs:          passes over the training set (ignored when max_steps is set)
+    max_steps:       stop after this many optimiser steps
+    batch_size:      examples per step (per device)
+    lr:              peak learning rate of AdamW, with linear warm-up and decay
+    weight_decay:    AdamW weight decay (not applied to biases and LayerNorm)
+    warmup_ratio:    share of the steps spent warming up
+    eval_every:      evaluate every N steps; 0 evaluates once per epoch
+    patience:        stop after this many evaluations without improvement; 0 never stops early
+    seed:            shuffling and initialisation seed
+    mixed_precision: "no", "fp16" or "bf16" (GPU); passed to Accelerate
+    max_grad_norm:   gradient clipping
+    progress:        show a progress bar
+    """
+
+    epochs: float = 3.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    eval_every: int = 0
+    patience: int = 2
+    seed: int = 42
+    mixed_precision: str = "no"
+    max_grad_norm: float = 1.0
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    best: Metrics | None
+    best_step: int
+    steps: int
+    history: list[dict] = field(default_factory=list)  # one row per evaluation
+    losses: list[dict] = field(default_factory=list)  # one row per step: total and every term
+
+
+def _param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in params:
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def train(
+    model: nn.Module,
+    loader: DataLoader,
+    step: StepFn,
+    evaluate: EvalFn,
+    config: TrainConfig,
+    extra_modules: list[nn.Module] | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train `model` (and `extra_modules`, e.g. projections) and leave the best weights in it."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    torch.manual_seed(config.seed)
+    extra_modules = extra_modules or []
+    named = list(model.named_parameters())
+    for i, module in enumerate(extra_modules):
+        named += [(f"extra{i}.{n}", p) for n, p in module.named_parameters()]
+    optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.lr)
+
+    steps_per_epoch = max(1, len(loader))
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    prepared = accelerator.prepare(model, optimizer, loader, scheduler, *extra_modules)
+    model, optimizer, loader, scheduler = prepared[:4]
+    eval_every = config.eval_every or steps_per_epoch
+
+    result = TrainResult(best=None, best_step=0, steps=0)
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    bar = tqdm(total=total_steps, desc=description, disable=not (config.progress and accelerator.is_main_process), dynamic_ncols=True)
+    done = False
+    while not done:
+        for batch in loader:
+            model.train()
+            with accelerator.autocast():
+                loss, terms = step(model, batch)
+            accelerator.backward(loss)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_([p for _, p in named if p.requires_grad], config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps += 1
+            result.losses.append({"step": result.steps, "loss": float(loss.detach()), **terms})
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **({"best": f"{result.best.main:.2f}"} if result.best else {}))
+
+            last = result.steps >= total_steps
+            if result.steps % eval_every == 0 or last:
+                unwrapped = accelerator.unwrap_model(model)
+                metrics = evaluate(unwrapped)
+                improved = result.best is None or metrics.main > result.best.main
+                result.history.append({"step": result.steps, **metrics.values, "improved": improved})
+                if improved:
+                    result.best, result.best_step, stale = metrics, result.steps, 0
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()}
+                else:
+                    stale += 1
+                bar.write(f"[{description}] step {result.steps}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.values.items()) + (" *" if improved else ""))
+                if config.patience and stale >= config.patience:
+                    bar.write(f"[{description}] early stop: no improvement in {stale} evaluations")
+                    done = True
+            if last or done:
+                done = True
+                break
+    bar.close()
+    unwrapped = accelerator.unwrap_model(model)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+    return result

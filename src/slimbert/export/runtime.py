@@ -1,0 +1,54 @@
+"""ONNX Runtime sessions with explicit providers: asking for CUDA never falls back to CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from slimbert.errors import SlimbertError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+def check_provider(provider: str) -> str:
+    if provider not in PROVIDERS:
+        raise SlimbertError(f"--provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
+    name = PROVIDERS[provider]
+    if name not in available_providers():
+        raise SlimbertError(
+            f"--provider {provider}: {name} is not available in this onnxruntime "
+            f"({', '.join(available_providers())}); install onnxruntime-gpu (`pip install -e .[gpu]`) on a machine with CUDA, or use --provider cpu"
+        )
+    return name
+
+
+class OnnxClassifier:
+    """A sequence classifier exported to ONNX: feed tokenizer output, get logits (B, C)."""
+
+    def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int | None = None):
+        import onnxruntime as ort
+
+        name = check_provider(provider)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=[name])
+        active = self.session.get_providers()
+        if active[0] != name:
+            raise SlimbertError(f"onnxruntime placed the model on {active[0]}, not {name}; refusing to run on another provider")
+        self.provider = provider
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {name: np.asarray(features[name], dtype=np.int64) for name in self.input_names}
+        return self.session.run([self.output_name], feeds)[0]
