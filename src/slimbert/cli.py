@@ -46,15 +46,23 @@ def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None):
         raise click.BadParameter(f"{path}: cannot read the recipe ({exc})") from None
     if not isinstance(payload, dict):
         raise click.BadParameter(f"{path}: a recipe is a mapping of flag names to values")
-    known = {p.name: p for p in ctx.command.params if p.name and p.name != "recipe"}
+    # A key is a flag's long name without dashes (`eval`, `max-length` or `max_length`).
+    known: dict[str, click.Parameter] = {}
+    for param in ctx.command.params:
+        if param.name in (None, "recipe"):
+            continue
+        for opt in param.opts:
+            if opt.startswith("--"):
+                known[opt[2:].replace("-", "_")] = param
     values = {}
     for key, item in payload.items():
-        name = str(key).replace("-", "_")
-        if name not in known:
-            raise click.BadParameter(f"{path}: unknown key {key!r}; valid keys: {', '.join(sorted(known))}")
-        if isinstance(item, list) and not known[name].multiple:
+        param = known.get(str(key).replace("-", "_"))
+        if param is None:
+            valid = sorted({k.replace("_", "-") for k in known})
+            raise click.BadParameter(f"{path}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+        if isinstance(item, list) and not param.multiple:
             item = ",".join(str(v) for v in item)
-        values[name] = item
+        values[param.name] = item
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
 
@@ -81,6 +89,7 @@ def data_options(command):
         click.option("--task", type=click.Choice(["classification", "regression"]), help="Default: regression when labels are decimals (STS-B)."),
         click.option("--max-length", type=click.IntRange(8, 4096), default=128, show_default=True, help="Tokens per example after truncation."),
         click.option("--limit", type=click.IntRange(1), help="Use only the first N training rows."),
+        click.option("--sample-seed", type=int, help="Shuffle the training rows with this seed before --limit (a seeded subset)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -104,12 +113,12 @@ def train_options(command):
     return command
 
 
-def _data_spec(train, eval_file, text_column, text_pair_column, label_column, no_header, task, max_length, limit):
+def _data_spec(train, eval_file, text_column, text_pair_column, label_column, no_header, task, max_length, limit, sample_seed):
     from slimbert.data import Columns
     from slimbert.task import DataSpec
 
     columns = Columns(text_column, text_pair_column, label_column, header=not no_header)
-    return DataSpec(Path(train), Path(eval_file), columns, task, max_length, limit)
+    return DataSpec(Path(train), Path(eval_file), columns, task, max_length, limit, sample_seed)
 
 
 def _train_config(epochs, max_steps, batch_size, lr, seed, eval_every, patience, mixed_precision, progress):
@@ -122,7 +131,7 @@ def _split(kwargs: dict, names: tuple[str, ...]) -> dict:
     return {name: kwargs.pop(name) for name in names}
 
 
-DATA_KEYS = ("train", "eval_file", "text_column", "text_pair_column", "label_column", "no_header", "task", "max_length", "limit")
+DATA_KEYS = ("train", "eval_file", "text_column", "text_pair_column", "label_column", "no_header", "task", "max_length", "limit", "sample_seed")
 TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "lr", "seed", "eval_every", "patience", "mixed_precision", "progress")
 
 
@@ -185,7 +194,118 @@ def kd_cmd(teacher, out, layers, temperature, alpha, **kwargs):
     spec = _data_spec(**_split(kwargs, DATA_KEYS))
     config = _train_config(**_split(kwargs, TRAIN_KEYS))
     result, metadata = kd.run(teacher, spec, out, kd.KDConfig(layers, temperature, alpha), config)
-    click.echo(f"student saved to {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items()) + f" (teacher: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["teacher_metric"].items()) + ")")
+    click.echo(f"student saved to {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items()) + " (teacher: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["teacher_metric"].items()) + ")")
+
+
+def _student_line(out, metadata: dict) -> str:
+    def figures(values: dict) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+    return f"student saved to {out}: {figures(metadata['metric'])} (teacher: {figures(metadata['teacher_metric'])})"
+
+
+def student_shape_options(command):
+    """Depth and width of a transformer student; unset widths keep the teacher's."""
+    options = [
+        click.option("--layers", type=click.IntRange(1), default=3, show_default=True, help="Student depth."),
+        click.option("--hidden-size", type=click.IntRange(1), help="Student hidden size (default: the teacher's); narrower students get fresh embeddings."),
+        click.option("--heads", type=click.IntRange(1), help="Student attention heads (default: the teacher's); must divide the hidden size."),
+        click.option("--ffn-size", type=click.IntRange(1), help="Student feed-forward size (default: the teacher's)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@compress.command("tinybert", context_settings=CONTEXT)
+@recipe_option
+@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher directory (from train-teacher).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the student to.")
+@student_shape_options
+@click.option("--layer-map", default="uniform", show_default=True, help="uniform, top, bottom, or explicit student:teacher pairs like 0:1,1:3,2:5 (0-based).")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Temperature of the prediction-layer soft loss.")
+@click.option("--embedding-weight", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the embedding-output MSE.")
+@click.option("--attention-weight", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the pre-softmax attention-score MSE.")
+@click.option("--hidden-weight", type=click.FloatRange(0), default=1.0, show_default=True, help="Weight of the hidden-state MSE.")
+@click.option("--intermediate-epochs", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, help="Epochs of intermediate-layer distillation (--epochs is the prediction stage's).")
+@click.option("--intermediate-lr", type=click.FloatRange(0, min_open=True), help="Learning rate of the layer-distillation stages (default: --lr).")
+@click.option("--general-text", type=click.Path(path_type=Path, dir_okay=False), help="Plain text file, one text per line: general distillation on it first.")
+@click.option("--general-epochs", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="Epochs of general distillation.")
+@click.option("--augment/--no-augment", default=False, show_default=True, help="Add TinyBERT-style augmented copies of the training set, labelled by the teacher.")
+@click.option("--augment-copies", type=click.IntRange(1), default=20, show_default=True, help="N augmented copies per training example.")
+@click.option("--augment-prob", type=click.FloatRange(0, 1, min_open=True), default=0.4, show_default=True, help="Chance p that each replaceable word is replaced.")
+@click.option("--augment-top-k", type=click.IntRange(1), default=15, show_default=True, help="Replacement candidates per word.")
+@click.option("--augment-mlm", help="Base model with a masked-LM head for replacements (default: the teacher's embedding neighbours).")
+@data_options
+@train_options
+@user_errors
+def tinybert_cmd(teacher, out, layers, hidden_size, heads, ffn_size, layer_map, temperature, embedding_weight, attention_weight, hidden_weight, intermediate_epochs, intermediate_lr, general_text, general_epochs, augment, augment_copies, augment_prob, augment_top_k, augment_mlm, **kwargs):
+    """TinyBERT: embedding, attention-score and hidden-state distillation, then soft logits.
+
+    --max-steps caps every stage (general, intermediate, prediction).
+    """
+    from slimbert.compress import tinybert
+
+    spec = _data_spec(**_split(kwargs, DATA_KEYS))
+    config = _train_config(**_split(kwargs, TRAIN_KEYS))
+    method = tinybert.TinyBERTConfig(layers, hidden_size, heads, ffn_size, layer_map, temperature, embedding_weight, attention_weight, hidden_weight, intermediate_epochs, intermediate_lr, general_text, general_epochs, augment, augment_copies, augment_prob, augment_top_k, augment_mlm)
+    result, metadata = tinybert.run(teacher, spec, out, method, config)
+    click.echo(_student_line(out, metadata))
+
+
+@compress.command("theseus", context_settings=CONTEXT)
+@recipe_option
+@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher directory (from train-teacher).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the student to.")
+@click.option("--layers", type=click.IntRange(1), default=3, show_default=True, help="Successor depth; the teacher is split into this many modules.")
+@click.option("--replace-rate", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True, help="Replacement probability p (constant) or its start b (linear).")
+@click.option("--schedule", type=click.Choice(["constant", "linear"]), default="constant", show_default=True, help="constant p, or the curriculum p(t) = min(1, k·t + b).")
+@click.option("--linear-k", type=click.FloatRange(0, min_open=True), help="k of the linear curriculum (default: reach p = 1 on the last replacing step).")
+@click.option("--finetune-epochs", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, help="Most epochs of successor-only fine-tuning; it stops when the metric stops improving (--patience).")
+@click.option("--init", type=click.Choice(["module-top", "first"]), default="module-top", show_default=True, help="Successor layer i copies the top layer of module i, or teacher layer i.")
+@data_options
+@train_options
+@user_errors
+def theseus_cmd(teacher, out, layers, replace_rate, schedule, linear_k, finetune_epochs, init, **kwargs):
+    """BERT-of-Theseus: progressive module replacement, then successor-only fine-tuning.
+
+    --epochs is the replacing stage's; --max-steps caps both stages.
+    """
+    from slimbert.compress import theseus
+
+    spec = _data_spec(**_split(kwargs, DATA_KEYS))
+    config = _train_config(**_split(kwargs, TRAIN_KEYS))
+    result, metadata = theseus.run(teacher, spec, out, theseus.TheseusConfig(layers, replace_rate, schedule, linear_k, finetune_epochs, init), config)
+    click.echo(_student_line(out, metadata))
+
+
+@compress.command("minilm", context_settings=CONTEXT)
+@recipe_option
+@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher directory (from train-teacher).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the student to.")
+@student_shape_options
+@click.option("--teacher-layer", type=int, default=-1, show_default=True, help="0-based teacher layer whose Q/K/V relations are distilled; -1 = the last.")
+@click.option("--relation-heads", type=click.IntRange(1), help="Relation heads R (default: the teacher's head count); must divide both hidden sizes.")
+@click.option("--relation-epochs", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True, help="Epochs of relation distillation (--epochs is the prediction stage's).")
+@click.option("--relation-lr", type=click.FloatRange(0, min_open=True), help="Learning rate of relation distillation (default: --lr).")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Temperature of the prediction-stage soft loss.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the prediction-stage soft loss; 1 − alpha goes to the hard labels.")
+@data_options
+@train_options
+@user_errors
+def minilm_cmd(teacher, out, layers, hidden_size, heads, ffn_size, teacher_layer, relation_heads, relation_epochs, relation_lr, temperature, alpha, **kwargs):
+    """MiniLMv2: Q-Q, K-K and V-V relation distillation of one teacher layer into the student's
+    last layer, then soft-logit KD. Width and head count are free.
+
+    --max-steps caps both stages.
+    """
+    from slimbert.compress import minilm
+
+    spec = _data_spec(**_split(kwargs, DATA_KEYS))
+    config = _train_config(**_split(kwargs, TRAIN_KEYS))
+    method = minilm.MiniLMConfig(layers, hidden_size, heads, ffn_size, teacher_layer, relation_heads, relation_epochs, relation_lr, temperature, alpha)
+    result, metadata = minilm.run(teacher, spec, out, method, config)
+    click.echo(_student_line(out, metadata))
 
 
 @cli.command("export", context_settings=CONTEXT)
@@ -265,6 +385,47 @@ def bench_cmd(models, eval_file, out, provider, batch_sizes, threads, warmup, li
     path = write_report(report, out)
     click.echo(path.read_text().split("\n## Details")[0].split("\n\n", 2)[-1])
     click.echo(f"report written to {path}")
+
+
+@cli.command("serve", context_settings=CONTEXT)
+@recipe_option
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 to accept connections from other machines.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--name", help="Model name in responses (default: the folder's name).")
+@click.option("--provider", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="ONNX Runtime provider; cuda fails clearly when CUDAExecutionProvider is missing.")
+@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--max-batch-size", type=click.IntRange(1), default=32, show_default=True, help="Most texts per model call, gathered across concurrent requests.")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=2.0, show_default=True, help="Longest the oldest waiting text waits for a batch to fill.")
+@click.option("--max-queue", type=click.IntRange(1), default=4096, show_default=True, help="Most texts waiting at once; beyond it requests get 503 overloaded.")
+@click.option("--max-items", type=click.IntRange(1), default=256, show_default=True, help="Most texts (or pairs) in one request.")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=1 << 20, show_default=True, help="Largest request body.")
+@click.option("--max-text-chars", type=click.IntRange(1), default=20_000, show_default=True, help="Longest text in characters (token overflow is truncated, not refused).")
+@click.option("--warm-up/--no-warm-up", default=True, help="Run a batch before /readyz reports ready.")
+@click.option("--graceful-timeout", type=click.FloatRange(0), default=30.0, show_default=True, help="Seconds to let in-flight requests finish after SIGTERM.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info", show_default=True)
+@click.option("--access-log/--no-access-log", default=False, help="Log every request (costs throughput).")
+@user_errors
+def serve_cmd(export_dir, host, port, name, provider, threads, max_batch_size, max_wait_ms, max_queue, max_items, max_body_bytes, max_text_chars, warm_up, graceful_timeout, log_level, access_log):
+    """Serve an export folder over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs.
+
+    \b
+    Example:
+      slimbert serve runs/kd3-onnx --port 8000
+      curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' -d '{"texts": ["a gripping film"]}'
+    """
+    try:
+        import uvicorn
+
+        from slimbert.serve import ServeConfig, ServedModel, create_app
+    except ImportError as exc:
+        raise SlimbertError(f"serving needs {exc.name}; install it with `pip install -e .[serve]`") from None
+    if max_queue < max_batch_size:
+        raise SlimbertError(f"--max-queue {max_queue} is below --max-batch-size {max_batch_size}; raise --max-queue")
+    model = ServedModel(export_dir, provider, threads, name)
+    config = ServeConfig(max_batch_size, max_wait_ms, max_queue, max_items, max_body_bytes, max_text_chars, warm_up)
+    click.echo(f"serving {model.identity.name} (sha256 {model.identity.sha256[:12]}, {model.identity.task}, inputs: {model.identity.inputs}) on http://{host}:{port}", err=True)
+    uvicorn.run(create_app(model, config), host=host, port=port, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=graceful_timeout, lifespan="on")
 
 
 @cli.command("demo", context_settings=CONTEXT)

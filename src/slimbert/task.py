@@ -12,7 +12,14 @@ import torch
 
 from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import EncodedDataset, Metrics, compute_metrics, label_targets, make_loader, predict_logits
+from slimbert.evaluate import (
+    EncodedDataset,
+    Metrics,
+    compute_metrics,
+    label_targets,
+    make_loader,
+    predict_logits,
+)
 from slimbert.io import sha256_file
 
 
@@ -25,6 +32,7 @@ class DataSpec:
     task:        "classification" or "regression"; inferred from the training labels if None
     max_length:  tokens per example after truncation
     limit:       use only the first N training rows
+    sample_seed: shuffle the training rows with this seed before taking `limit` (a seeded subset)
     """
 
     train: Path
@@ -33,6 +41,7 @@ class DataSpec:
     task: str | None = None
     max_length: int = 128
     limit: int | None = None
+    sample_seed: int | None = None
 
 
 @dataclass
@@ -48,7 +57,7 @@ class TaskData:
 
     def describe(self) -> dict:
         return {
-            "train": {"path": str(self.train.path), "sha256": self.train.sha256, "rows": len(self.train)},
+            "train": {"path": str(self.train.path), "sha256": self.train.sha256, "rows": len(self.train), "subset_sha256": self.train.fingerprint()},
             "eval": {"path": str(self.eval.path), "sha256": self.eval.sha256, "rows": len(self.eval)},
             "task": self.task,
             "max_length": self.max_length,
@@ -58,7 +67,12 @@ class TaskData:
 
 def prepare(spec: DataSpec, tokenizer, label_map: LabelMap | None = None, task: str | None = None) -> TaskData:
     """Read both files; the label map comes from the model if it has one, else from the train set."""
-    train = read_examples(spec.train, spec.columns, task=task or spec.task, limit=spec.limit)
+    if spec.sample_seed is None:
+        train = read_examples(spec.train, spec.columns, task=task or spec.task, limit=spec.limit)
+    else:
+        train = read_examples(spec.train, spec.columns, task=task or spec.task)
+        order = np.random.default_rng(spec.sample_seed).permutation(len(train))
+        train = train.subset(order[: spec.limit] if spec.limit else order)
     resolved = task or train.task
     evaluation = read_examples(spec.eval, spec.columns, task=resolved)
     if train.is_pair != evaluation.is_pair:

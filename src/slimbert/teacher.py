@@ -9,7 +9,13 @@ from slimbert.compress.losses import LossTerm, combine, hard_loss
 from slimbert.compress.outputs import forward
 from slimbert.compress.trainer import TrainConfig, TrainResult, train
 from slimbert.evaluate import make_loader
-from slimbert.models import load_classifier, load_tokenizer, resolve_base, save_model, seed_everything
+from slimbert.models import (
+    load_classifier,
+    load_tokenizer,
+    resolve_base,
+    save_model,
+    seed_everything,
+)
 from slimbert.task import DataSpec, evaluator, prepare
 
 

@@ -19,7 +19,15 @@ from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
 from slimbert.compress.trainer import TrainConfig, TrainResult, train
 from slimbert.evaluate import make_loader
-from slimbert.models import load_model_dir, make_student, model_label_map, model_task, pick_layers, save_model, seed_everything
+from slimbert.models import (
+    load_model_dir,
+    make_student,
+    model_label_map,
+    model_task,
+    pick_layers,
+    save_model,
+    seed_everything,
+)
 from slimbert.task import DataSpec, evaluator, prepare, teacher_logits
 
 

@@ -70,3 +70,74 @@ def combine(terms: list[LossTerm], student: Outputs, teacher: Outputs | None, ba
         if term.weight:
             total = total + term.weight * value
     return total, logged
+
+
+# Feature terms any transformer recipe can use. Layer indices follow `Outputs`: hidden_states[0]
+# is the embedding output and hidden_states[i] the output of encoder layer i − 1; attentions[i]
+# is encoder layer i. Padding never counts: every mean runs over real tokens only.
+
+
+def _token_mask(student: Outputs) -> torch.Tensor:
+    return student.attention_mask.to(student.logits.dtype)  # (B, T)
+
+
+def masked_mse(student_states: torch.Tensor, teacher_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over real tokens: (B, T, H) × 2, mask (B, T) → scalar."""
+    mask = mask.to(student_states.dtype).unsqueeze(-1)  # (B, T, 1)
+    squared = (student_states - teacher_states).pow(2) * mask  # (B, T, H)
+    return squared.sum() / (mask.sum() * student_states.shape[-1]).clamp_min(1.0)
+
+
+def hint_loss(pairs: list[tuple[int, int]], projection: torch.nn.Module | None = None) -> TermFn:
+    """FitNets (Romero et al. 2015): MSE between W·student hidden state and the teacher's, summed
+    over (student index, teacher index) pairs of `hidden_states`. `projection` is the learned
+    regressor W: (B, T, H_student) → (B, T, H_teacher); None when the widths already match."""
+
+    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert teacher is not None and student.hidden_states is not None and teacher.hidden_states is not None, "hint_loss needs hidden states of both models"
+        total = student.logits.new_zeros(())
+        for s, t in pairs:
+            states = student.hidden_states[s]  # (B, T, H_s)
+            if projection is not None:
+                states = projection(states)  # (B, T, H_t)
+            total = total + masked_mse(states, teacher.hidden_states[t], student.attention_mask)
+        return total
+
+    return term
+
+
+def hidden_cosine_loss(student_index: int = -1, teacher_index: int = -1, projection: torch.nn.Module | None = None) -> TermFn:
+    """DistilBERT (Sanh et al. 2019): 1 − cos(student, teacher) per real token, mean, on one
+    pair of hidden states (default: the last of each). Widths must match unless `projection`."""
+
+    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert teacher is not None and student.hidden_states is not None and teacher.hidden_states is not None, "hidden_cosine_loss needs hidden states of both models"
+        states = student.hidden_states[student_index]  # (B, T, H)
+        if projection is not None:
+            states = projection(states)
+        cosine = F.cosine_similarity(states, teacher.hidden_states[teacher_index], dim=-1)  # (B, T)
+        mask = _token_mask(student)
+        return ((1.0 - cosine) * mask).sum() / mask.sum().clamp_min(1.0)
+
+    return term
+
+
+def attention_kl(pairs: list[tuple[int, int]]) -> TermFn:
+    """KL(teacher attention ‖ student attention) per query row, summed over (student layer,
+    teacher layer) pairs; mean over heads and real query rows. Maps are (B, nh, T, T) softmaxed
+    probabilities; when head counts differ both sides are averaged over their heads first."""
+
+    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert teacher is not None and student.attentions is not None and teacher.attentions is not None, "attention_kl needs attention maps of both models"
+        rows = _token_mask(student)[:, None, :]  # (B, 1, T) real query rows
+        tiny = torch.finfo(student.attentions[0].dtype).tiny
+        total = student.logits.new_zeros(())
+        for s, t in pairs:
+            student_map, teacher_map = student.attentions[s], teacher.attentions[t]  # (B, nh, T, T)
+            if student_map.shape[1] != teacher_map.shape[1]:
+                student_map, teacher_map = student_map.mean(1, keepdim=True), teacher_map.mean(1, keepdim=True)
+            kl = (teacher_map * (teacher_map.clamp_min(tiny).log() - student_map.clamp_min(tiny).log())).sum(-1)  # (B, nh, T)
+            total = total + (kl * rows).sum() / (rows.sum() * kl.shape[1]).clamp_min(1.0)
+        return total
+
+    return term

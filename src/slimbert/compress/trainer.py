@@ -19,6 +19,7 @@ from slimbert.evaluate import Metrics
 
 StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], Metrics]
+OnStepFn = Callable[[int, int, nn.Module], None]  # (step, total_steps, unwrapped model) after each optimiser step
 
 
 @dataclass
@@ -62,13 +63,19 @@ class TrainResult:
     losses: list[dict] = field(default_factory=list)  # one row per step: total and every term
 
 
-def _param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+def _param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float, lr: float | None = None) -> list[dict]:
     decay, no_decay = [], []
     for name, param in params:
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{**g, "lr": lr} for g in groups] if lr is not None else groups
+
+
+def planned_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps `train` runs unless it stops early: max_steps, else epochs × batches."""
+    return config.max_steps or max(1, math.ceil(config.epochs * max(1, steps_per_epoch)))
 
 
 def train(
@@ -79,8 +86,14 @@ def train(
     config: TrainConfig,
     extra_modules: list[nn.Module] | None = None,
     description: str = "train",
+    extra_lrs: list[float | None] | None = None,
+    on_step: OnStepFn | None = None,
 ) -> TrainResult:
-    """Train `model` (and `extra_modules`, e.g. projections) and leave the best weights in it."""
+    """Train `model` (and `extra_modules`, e.g. projections) and leave the best weights in it.
+
+    extra_lrs: a learning rate per extra module (None: config.lr), e.g. a teacher trained
+    jointly with a student. on_step: called after every optimiser step, e.g. to keep checkpoints.
+    """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -88,13 +101,17 @@ def train(
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     torch.manual_seed(config.seed)
     extra_modules = extra_modules or []
+    extra_lrs = extra_lrs or [None] * len(extra_modules)
     named = list(model.named_parameters())
+    groups = _param_groups(named, config.weight_decay)
     for i, module in enumerate(extra_modules):
-        named += [(f"extra{i}.{n}", p) for n, p in module.named_parameters()]
-    optimizer = torch.optim.AdamW(_param_groups(named, config.weight_decay), lr=config.lr)
+        extra = [(f"extra{i}.{n}", p) for n, p in module.named_parameters()]
+        named += extra
+        groups += _param_groups(extra, config.weight_decay, extra_lrs[i])
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
 
     steps_per_epoch = max(1, len(loader))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    total_steps = planned_steps(config, steps_per_epoch)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     prepared = accelerator.prepare(model, optimizer, loader, scheduler, *extra_modules)
     model, optimizer, loader, scheduler = prepared[:4]
@@ -118,6 +135,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             result.steps += 1
             result.losses.append({"step": result.steps, "loss": float(loss.detach()), **terms})
+            if on_step is not None:
+                on_step(result.steps, total_steps, accelerator.unwrap_model(model))
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **({"best": f"{result.best.main:.2f}"} if result.best else {}))
 

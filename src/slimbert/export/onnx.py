@@ -22,10 +22,22 @@ import torch
 
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import EncodedDataset, compute_metrics, label_targets, make_loader, model_inputs
+from slimbert.evaluate import (
+    EncodedDataset,
+    compute_metrics,
+    label_targets,
+    make_loader,
+    model_inputs,
+)
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.io import atomic_dir, sha256_file, write_json_atomic
-from slimbert.models import METADATA_FILE, library_versions, load_model_dir, model_label_map, model_task
+from slimbert.models import (
+    METADATA_FILE,
+    library_versions,
+    load_model_dir,
+    model_label_map,
+    model_task,
+)
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"

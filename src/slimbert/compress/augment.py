@@ -1,0 +1,321 @@
+"""TinyBERT-style data augmentation: N noisy copies of every training example, cached on disk.
+
+Each alphabetic word that is one piece in the vocabulary is, with probability p, replaced by a
+candidate drawn uniformly from its top-K list (Jiao et al. 2020, section 3.2 / appendix):
+
+    "the plot was very good"           candidates for "plot" and "good" (top-K, K = 15)
+          │      ▲        ▲            ┌──────────────────────────────────────────────────┐
+          │      └────────┴────────────┤ mlm:       mask the word in its own sentence and  │
+          │                            │            take a masked LM's top-K predictions   │
+          ▼                            │ embedding: the K nearest input embeddings of the  │
+    "the story was very great"         │            teacher (cosine), excluding the word   │
+                                       └──────────────────────────────────────────────────┘
+
+The masked-LM source needs a base model with its MLM head (`--augment-mlm DIR`); slimbert's
+bundled MiniLM ships without one, so the default is the teacher's own input embeddings.
+Multi-piece words are left as they are (TinyBERT used GloVe neighbours for them; slimbert has no
+word vectors offline). For sentence pairs each sentence is augmented on its own. Which source
+was used is returned and recorded in the student's metadata.
+
+The copies are labelled by the teacher where they are used (`slimbert.task.teacher_logits`,
+which caches the logits); this module caches the texts, keyed by the training texts, the
+source model's weights and every setting, so a rerun reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from slimbert.data import Examples
+from slimbert.errors import SlimbertError
+from slimbert.io import write_text_atomic
+from slimbert.models import load_tokenizer, resolve_base
+from slimbert.task import cache_dir, device, model_fingerprint
+
+WORD = re.compile(r"[^\W\d_]+")
+FORMAT = 1  # bump when the algorithm changes, so old caches are not reused
+
+
+@dataclass
+class AugmentConfig:
+    """copies:     N augmented copies per training example (the originals are kept besides)
+    prob:       p, the chance that each replaceable word is replaced in a copy
+    top_k:      candidates per word
+    mlm:        base model directory (or bundled name) with a masked-LM head; None = teacher embeddings
+    batch_size: sequences per masked-LM forward pass
+    max_length: tokens per masked sentence
+    seed:       word choice seed"""
+
+    copies: int = 20
+    prob: float = 0.4
+    top_k: int = 15
+    mlm: str | None = None
+    batch_size: int = 64
+    max_length: int = 128
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.copies < 1:
+            raise SlimbertError(f"--augment-copies {self.copies}: give at least 1 copy per example")
+        if not 0.0 < self.prob <= 1.0:
+            raise SlimbertError(f"--augment-prob {self.prob}: give a replacement probability in (0, 1]")
+        if self.top_k < 1:
+            raise SlimbertError(f"--augment-top-k {self.top_k}: give at least 1 candidate")
+
+
+@dataclass
+class Augmented:
+    """The copies (N per original, grouped by original), where they came from, and how."""
+
+    examples: Examples
+    sources: list[int]  # index of the original example for each copy
+    mode: str  # "mlm" or "embedding"
+    source_model: str
+    cache_file: Path
+    from_cache: bool
+    replaced_words: int
+
+    def describe(self) -> dict:
+        return {
+            "mode": self.mode,
+            "source_model": self.source_model,
+            "copies": len(self.sources),
+            "replaced_words": self.replaced_words,
+            "cache_file": str(self.cache_file),
+            "from_cache": self.from_cache,
+        }
+
+
+def _whole_word(token: str) -> bool:
+    return token.isalpha()
+
+
+class _Vocabulary:
+    """Which words are one vocabulary piece, and their ids (memoised: texts repeat words)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.unk = tokenizer.unk_token_id
+        self.ids: dict[str, int | None] = {}
+
+    def single_piece(self, word: str) -> int | None:
+        if word not in self.ids:
+            pieces = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+            self.ids[word] = pieces[0] if len(pieces) == 1 and pieces[0] != self.unk else None
+        return self.ids[word]
+
+
+def _styled(candidate: str, original: str) -> str:
+    return candidate[:1].upper() + candidate[1:] if original[:1].isupper() else candidate
+
+
+# (example index, field: 0 = text, 1 = text pair, word index within the field)
+Slot = tuple[int, int, int]
+
+
+def _fields(examples: Examples, i: int) -> list[str]:
+    return [examples.texts[i]] + ([examples.text_pairs[i]] if examples.text_pairs is not None else [])
+
+
+class _EmbeddingNeighbours:
+    """Top-K cosine neighbours among whole-word tokens of an input-embedding matrix (V, H)."""
+
+    def __init__(self, embeddings: torch.Tensor, tokenizer, top_k: int):
+        vocab = tokenizer.convert_ids_to_tokens(list(range(embeddings.shape[0])))
+        special = set(tokenizer.all_special_ids)
+        self.words = [i for i, token in enumerate(vocab) if token and _whole_word(token) and i not in special]
+        if not self.words:
+            raise SlimbertError("the teacher's vocabulary has no whole-word tokens to draw replacements from; give --augment-mlm")
+        self.vocab = vocab
+        self.matrix = torch.nn.functional.normalize(embeddings.float(), dim=-1)  # (V, H)
+        self.top_k = top_k
+        self.cache: dict[int, list[str]] = {}
+
+    def candidates(self, token_ids: list[int], batch_size: int = 1024) -> None:
+        todo = sorted({t for t in token_ids if t not in self.cache})
+        pool = self.matrix[self.words]  # (W, H)
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            similarity = self.matrix[chunk] @ pool.T  # (b, W)
+            k = min(self.top_k + 1, len(self.words))
+            best = similarity.topk(k, dim=-1).indices  # (b, k)
+            for row, token_id in zip(best.tolist(), chunk, strict=True):
+                self.cache[token_id] = [self.vocab[self.words[j]] for j in row if self.words[j] != token_id][: self.top_k]
+
+
+def load_mlm(name: str):
+    """A masked LM and its tokenizer; a model without its MLM head is refused, not silently random."""
+    from transformers import AutoModelForMaskedLM
+
+    path = resolve_base(name)
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True)
+    except (OSError, ValueError) as exc:
+        raise SlimbertError(f"--augment-mlm {name}: cannot load a masked LM ({exc}); give a base model saved with its MLM head") from None
+    if info.get("missing_keys"):
+        raise SlimbertError(
+            f"--augment-mlm {name}: has no masked-LM head ({len(info['missing_keys'])} head weights missing, e.g. {info['missing_keys'][0]}); "
+            "give a base model saved with its MLM head, or leave --augment-mlm out to use the teacher's embedding neighbours"
+        )
+    model.eval()
+    return model, load_tokenizer(path), path
+
+
+@torch.inference_mode()
+def _mlm_candidates(model, tokenizer, examples: Examples, spans: dict[tuple[int, int], list[re.Match]], slots: list[Slot], config: AugmentConfig) -> dict[Slot, list[str]]:
+    """For each slot, mask its word in its own sentence and keep the top-K whole-word predictions."""
+    if tokenizer.mask_token is None:
+        raise SlimbertError(f"--augment-mlm {config.mlm}: the tokenizer has no mask token; give a masked-LM base model")
+    dev = device()
+    model.to(dev)
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    special = set(tokenizer.all_special_ids)
+    found: dict[Slot, list[str]] = {}
+    for start in range(0, len(slots), config.batch_size):
+        chunk = slots[start:start + config.batch_size]
+        masked = []
+        for i, field, w in chunk:
+            text = _fields(examples, i)[field]
+            match = spans[(i, field)][w]
+            masked.append(text[: match.start()] + tokenizer.mask_token + text[match.end():])
+        encoded = tokenizer(masked, truncation=True, max_length=config.max_length, padding=True, return_tensors="pt").to(dev)
+        logits = model(**encoded).logits  # (b, T, V)
+        rows, cols = (encoded["input_ids"] == tokenizer.mask_token_id).nonzero(as_tuple=True)
+        best = logits[rows, cols].topk(min(config.top_k * 3, logits.shape[-1]), dim=-1).indices.tolist()  # (m, 3K)
+        for row, ids in zip(rows.tolist(), best, strict=True):
+            i, field, w = chunk[row]
+            original = spans[(i, field)][w].group().lower()
+            words = [vocab[t] for t in ids if t not in special and _whole_word(vocab[t]) and vocab[t].lower() != original]
+            found[chunk[row]] = words[: config.top_k]
+    model.to("cpu")
+    return found
+
+
+def cache_key(examples: Examples, source_id: str, config: AugmentConfig) -> str:
+    settings = {k: v for k, v in asdict(config).items() if k not in ("batch_size", "mlm")}
+    payload = json.dumps({"format": FORMAT, "source": source_id, "texts": examples.fingerprint(), **settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint: str, config: AugmentConfig) -> Augmented:
+    """N copies of every example with words replaced (see module docstring), read from the cache when present.
+
+    teacher: the classifier whose input embeddings give neighbours when `config.mlm` is None.
+    """
+    if config.mlm:
+        mlm_path = resolve_base(config.mlm)
+        mode, source_model, source_id = "mlm", str(config.mlm), "mlm:" + model_fingerprint(mlm_path)
+    else:
+        mode, source_model, source_id = "embedding", "teacher input embeddings", "embedding:" + teacher_fingerprint
+    path = cache_dir() / "augment" / f"{cache_key(examples, source_id, config)}.jsonl"
+    if path.is_file():
+        cached = _read_cache(path, examples)
+        if cached is not None:
+            copies, sources, replaced = cached
+            return Augmented(copies, sources, mode, source_model, path, True, replaced)
+
+    tokenizer = teacher_tokenizer
+    mlm = None
+    if mode == "mlm":
+        mlm, tokenizer, _ = load_mlm(config.mlm)
+    vocabulary = _Vocabulary(tokenizer)
+    rng = random.Random(config.seed)
+
+    # Pass 1: which words each copy replaces. Only those words need candidates.
+    spans: dict[tuple[int, int], list[re.Match]] = {}
+    plans: list[list[list[Slot]]] = []  # example → copy → slots replaced
+    needed: dict[Slot, None] = {}
+    for i in range(len(examples)):
+        replaceable: list[Slot] = []
+        for field, text in enumerate(_fields(examples, i)):
+            matches = list(WORD.finditer(text))
+            spans[(i, field)] = matches
+            replaceable += [(i, field, w) for w, m in enumerate(matches) if vocabulary.single_piece(m.group()) is not None]
+        example_plan = []
+        for _ in range(config.copies):
+            chosen = [slot for slot in replaceable if rng.random() < config.prob]
+            needed.update(dict.fromkeys(chosen))
+            example_plan.append(chosen)
+        plans.append(example_plan)
+
+    # Candidates for every needed slot, in batches.
+    slots = list(needed)
+    if mode == "mlm":
+        candidates = _mlm_candidates(mlm, tokenizer, examples, spans, slots, config)
+    else:
+        embeddings = teacher.get_input_embeddings().weight.detach().cpu()  # (V, H)
+        neighbours = _EmbeddingNeighbours(embeddings, tokenizer, config.top_k)
+        token_of = {slot: vocabulary.single_piece(spans[slot[:2]][slot[2]].group()) for slot in slots}
+        neighbours.candidates([t for t in token_of.values() if t is not None])
+        candidates = {slot: neighbours.cache[token_of[slot]] for slot in slots}
+
+    # Pass 2: draw each replacement and rebuild the texts around the word spans.
+    texts: list[str] = []
+    pairs: list[str] | None = [] if examples.text_pairs is not None else None
+    sources: list[int] = []
+    replaced = 0
+    for i, example_plan in enumerate(plans):
+        for chosen in example_plan:
+            by_field: dict[int, dict[int, str]] = {}
+            for slot in chosen:
+                options = candidates.get(slot) or []
+                if options:
+                    by_field.setdefault(slot[1], {})[slot[2]] = rng.choice(options)
+                    replaced += 1
+            new_fields = []
+            for field, text in enumerate(_fields(examples, i)):
+                swaps = by_field.get(field, {})
+                pieces, last = [], 0
+                for w, match in enumerate(spans[(i, field)]):
+                    if w in swaps:
+                        pieces += [text[last:match.start()], _styled(swaps[w], match.group())]
+                        last = match.end()
+                pieces.append(text[last:])
+                new_fields.append("".join(pieces))
+            texts.append(new_fields[0])
+            if pairs is not None:
+                pairs.append(new_fields[1])
+            sources.append(i)
+    copies = _examples(examples, texts, pairs, sources)
+    _write_cache(path, copies, sources, {"mode": mode, "source_model": source_model, "replaced_words": replaced, "originals": len(examples)})
+    return Augmented(copies, sources, mode, source_model, path, False, replaced)
+
+
+def _examples(examples: Examples, texts: list[str], pairs: list[str] | None, sources: list[int]) -> Examples:
+    return Examples(
+        texts=texts,
+        text_pairs=pairs,
+        labels=None if examples.labels is None else [examples.labels[i] for i in sources],
+        task=examples.task,
+        path=examples.path,
+        rows=[examples.rows[i] for i in sources] if examples.rows else [],
+        sha256=examples.sha256,
+    )
+
+
+def _write_cache(path: Path, copies: Examples, sources: list[int], header: dict) -> None:
+    lines = [json.dumps(header)]
+    for k, source in enumerate(sources):
+        record = {"source": source, "text": copies.texts[k]}
+        if copies.text_pairs is not None:
+            record["text_pair"] = copies.text_pairs[k]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _read_cache(path: Path, examples: Examples) -> tuple[Examples, list[int], int] | None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    if header.get("originals") != len(examples):
+        return None
+    records = [json.loads(line) for line in lines[1:]]
+    sources = [r["source"] for r in records]
+    pairs = [r["text_pair"] for r in records] if examples.text_pairs is not None else None
+    return _examples(examples, [r["text"] for r in records], pairs, sources), sources, int(header.get("replaced_words", 0))

@@ -1,0 +1,158 @@
+"""Which teacher layer supervises (and initialises) which student layer, and the student built from it.
+
+Every layer-wise method shares these maps. Layers are 0-based encoder layers; the embedding
+output is "layer −1" and always maps to the teacher's embedding output.
+
+Layer maps for a 6-layer teacher and a 3-layer student (student layer s ← teacher layer t):
+
+    uniform (default)       top                     bottom                  explicit "0:0,1:2,2:5"
+    teacher   student       teacher   student       teacher   student       teacher   student
+      5 ───────► 2            5 ───────► 2            5                       5 ───────► 2
+      4                       4 ───────► 1            4                       4
+      3 ───────► 1            3 ───────► 0            3                       3
+      2                       2                       2 ───────► 2            2 ───────► 1
+      1 ───────► 0            1                       1 ───────► 1            1
+      0                       0                       0 ───────► 0            0 ───────► 0
+     emb ──────► emb         emb ──────► emb         emb ──────► emb         emb ──────► emb
+
+uniform is TinyBERT's g(m) = m·N/M (1-based), the same choice `slimbert.models.pick_layers`
+makes for kd, so the top teacher layer is always matched. When N is not a multiple of M the
+steps are uneven: 6 → 4 gives [0, 2, 3, 5].
+
+BERT-of-Theseus splits the teacher into M consecutive modules that end at those same layers
+(`split_modules`), so every module's top layer is the one uniform matches:
+
+    6 → 3: [0 1][2 3][4 5]          6 → 4: [0][1 2][3][4 5]          5 → 2: [0 1][2 3 4]
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slimbert.errors import SlimbertError
+from slimbert.models import layer_key_prefix, pick_layers
+
+STRATEGIES = ("uniform", "top", "bottom")
+
+
+def map_layers(teacher_layers: int, student_layers: int, strategy: str = "uniform") -> list[int]:
+    """The teacher layer for each student layer: a list of length `student_layers`, increasing.
+
+    strategy: "uniform", "top", "bottom", or explicit pairs "s:t,s:t,..." (student:teacher,
+    0-based) or a plain list "t,t,..." (one teacher layer per student layer, in order).
+    """
+    if not 1 <= student_layers <= teacher_layers:
+        raise SlimbertError(
+            f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers (the teacher has {teacher_layers})"
+        )
+    if strategy == "uniform":
+        return pick_layers(teacher_layers, student_layers)
+    if strategy == "top":
+        return list(range(teacher_layers - student_layers, teacher_layers))
+    if strategy == "bottom":
+        return list(range(student_layers))
+    return _explicit(strategy, teacher_layers, student_layers)
+
+
+def _explicit(text: str, teacher_layers: int, student_layers: int) -> list[int]:
+    hint = f"give one of {', '.join(STRATEGIES)}, pairs like '0:1,1:3' (student:teacher) or teacher layers like '1,3'"
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        if all(":" in item for item in items):
+            pairs = dict(tuple(int(side) for side in item.split(":", 1)) for item in items)
+            if len(pairs) != len(items):
+                raise SlimbertError(f"--layer-map {text!r}: a student layer appears twice; {hint}")
+            if sorted(pairs) != list(range(student_layers)):
+                raise SlimbertError(f"--layer-map {text!r}: pairs must cover student layers 0..{student_layers - 1} once each; {hint}")
+            mapped = [pairs[s] for s in range(student_layers)]
+        else:
+            mapped = [int(item) for item in items]
+    except ValueError:
+        raise SlimbertError(f"--layer-map {text!r}: not a layer map; {hint}") from None
+    if len(mapped) != student_layers:
+        raise SlimbertError(f"--layer-map {text!r}: names {len(mapped)} teacher layers for a {student_layers}-layer student; {hint}")
+    if any(not 0 <= t < teacher_layers for t in mapped):
+        raise SlimbertError(f"--layer-map {text!r}: teacher layers run from 0 to {teacher_layers - 1}")
+    return mapped
+
+
+def split_modules(teacher_layers: int, student_layers: int) -> list[list[int]]:
+    """Theseus modules: consecutive teacher layers, one module per student layer.
+
+    Module i ends at teacher layer pick_layers(N, M)[i]; with N = q·M + r the sizes are q or q + 1
+    and always sum to N (6 → 4: [[0], [1, 2], [3], [4, 5]]).
+    """
+    ends = pick_layers(teacher_layers, student_layers)
+    starts = [0] + [end + 1 for end in ends[:-1]]
+    return [list(range(start, end + 1)) for start, end in zip(starts, ends, strict=True)]
+
+
+@dataclass
+class StudentShape:
+    """The student's size; None keeps the teacher's value.
+
+    layers:     encoder depth
+    hidden:     hidden size H (a narrower student gets fresh embeddings, pooler and classifier)
+    heads:      attention heads; must divide the hidden size
+    ffn:        feed-forward (intermediate) size
+    """
+
+    layers: int = 3
+    hidden: int | None = None
+    heads: int | None = None
+    ffn: int | None = None
+
+
+@dataclass
+class InitReport:
+    """How the student was initialised: tensor names copied from the teacher and left random."""
+
+    copied: list[str]
+    random: list[str]
+
+    def describe(self) -> dict:
+        return {"copied_tensors": len(self.copied), "random_tensors": len(self.random), "random": self.random[:20]}
+
+
+def build_student(teacher: nn.Module, shape: StudentShape, layer_map: list[int], seed: int = 0) -> tuple[nn.Module, InitReport]:
+    """A student of `shape`, initialised from the teacher wherever a tensor's shape matches.
+
+    Student encoder layer j reads teacher layer layer_map[j]; embeddings, pooler and classifier
+    read the teacher's own. A tensor whose shape differs (anything sized by a narrower hidden
+    size, head layout or FFN) keeps the student's fresh random initialisation, drawn with `seed`.
+    At the teacher's width this is exactly `slimbert.models.make_student`.
+    """
+    if len(layer_map) != shape.layers:
+        raise SlimbertError(f"layer map {layer_map} has {len(layer_map)} entries for a {shape.layers}-layer student")
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = shape.layers
+    config.hidden_size = shape.hidden or teacher.config.hidden_size
+    config.num_attention_heads = shape.heads or teacher.config.num_attention_heads
+    config.intermediate_size = shape.ffn or teacher.config.intermediate_size
+    if config.hidden_size % config.num_attention_heads:
+        raise SlimbertError(
+            f"--hidden-size {config.hidden_size} is not a multiple of --heads {config.num_attention_heads}; pick a head count that divides the hidden size"
+        )
+    torch.manual_seed(seed)
+    student = type(teacher)(config)
+    teacher_state = teacher.state_dict()
+    prefix = layer_key_prefix(teacher)
+    new_state, report = {}, InitReport([], [])
+    for key, value in student.state_dict().items():
+        source = key
+        if key.startswith(prefix):
+            index, rest = key[len(prefix):].split(".", 1)
+            source = f"{prefix}{layer_map[int(index)]}.{rest}"
+        if source in teacher_state and teacher_state[source].shape == value.shape:
+            new_state[key] = teacher_state[source].clone()
+            report.copied.append(key)
+        else:
+            new_state[key] = value
+            report.random.append(key)
+    student.load_state_dict(new_state, strict=True)
+    student.config.slimbert_layer_map = layer_map
+    return student, report

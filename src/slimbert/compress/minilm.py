@@ -1,0 +1,200 @@
+"""MiniLMv2 self-attention relation distillation (Wang et al. 2021), then prediction-layer KD.
+
+Stage 1 matches, for one chosen teacher layer and the student's last layer, the relations
+between the queries, between the keys and between the values of every pair of tokens:
+
+    X ∈ {Q, K, V}: (B, T, A)  ──split into R relation heads──►  (B, R, T, A/R)
+    relation(X) = softmax(X·Xᵀ / √(A/R)) over keys            →  (B, R, T, T)
+
+    loss = Σ_{X ∈ Q,K,V} KL(relation_teacher(X) ‖ relation_student(X))
+           (summed over keys, mean over relation heads and real query tokens; padded keys masked)
+
+Because A is re-split into the same R relation heads on both sides and relations are T × T,
+the student's hidden size and attention-head count need not match the teacher's: only R must
+divide both widths. No projection is learned. Stage 2 trains the student's head (and the rest)
+with Hinton KD on the cached teacher logits: alpha · T²·KL + (1 − alpha) · CE.
+
+Stage 1 keeps the checkpoint with the lowest relation loss on the eval set; stage 2 the best
+eval metric. The student is built like TinyBERT's (`layermap.build_student`): copied from the
+uniformly mapped teacher layers where shapes match, random otherwise.
+
+Reference: Wang et al., "MiniLMv2: Multi-Head Self-Attention Relation Distillation for
+Compressing Pretrained Transformers", Findings of ACL 2021.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from slimbert.compress.capture import TransformerOutputs, forward_internals, split_heads
+from slimbert.compress.layermap import StudentShape, build_student, map_layers
+from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss, kd_loss
+from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.errors import SlimbertError
+from slimbert.evaluate import Metrics, make_loader
+from slimbert.models import load_model_dir, model_label_map, model_task, save_model, seed_everything
+from slimbert.task import DataSpec, TaskData, device, evaluator, prepare, teacher_logits
+
+RELATIONS = ("query", "key", "value")
+
+
+@dataclass
+class MiniLMConfig:
+    """layers / hidden_size / heads / ffn_size: the student's shape (None keeps the teacher's)
+    teacher_layer:   0-based teacher layer whose relations are distilled; −1 = the last
+    relation_heads:  R, relation heads both sides are split into (default: the teacher's head count)
+    relation_epochs: epochs of stage 1 (stage 2 uses --epochs); --max-steps caps every stage
+    relation_lr:     learning rate of stage 1 (default: --lr)
+    temperature / alpha: stage 2's KD temperature and soft-loss weight"""
+
+    layers: int = 3
+    hidden_size: int | None = None
+    heads: int | None = None
+    ffn_size: int | None = None
+    teacher_layer: int = -1
+    relation_heads: int | None = None
+    relation_epochs: float = 10.0
+    relation_lr: float | None = None
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def shape(self) -> StudentShape:
+        return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
+
+
+def relation_kl(student_x: torch.Tensor, teacher_x: torch.Tensor, attention_mask: torch.Tensor, relation_heads: int) -> torch.Tensor:
+    """KL(teacher relation ‖ student relation) for one of Q, K, V.
+
+    student_x: (B, T, A_s), teacher_x: (B, T, A_t), attention_mask: (B, T) → scalar; R must divide A_s and A_t.
+    """
+    for name, x in (("student", student_x), ("teacher", teacher_x)):
+        if x.shape[-1] % relation_heads:
+            raise SlimbertError(f"--relation-heads {relation_heads} does not divide the {name}'s attention width {x.shape[-1]}; pick a common divisor")
+    keys_padded = attention_mask[:, None, None, :] == 0  # (B, 1, 1, T)
+    logs = []
+    for x in (student_x, teacher_x):
+        heads = split_heads(x, relation_heads)  # (B, R, T, d)
+        relation = heads @ heads.transpose(-1, -2) / math.sqrt(heads.shape[-1])  # (B, R, T, T)
+        relation = relation.masked_fill(keys_padded, torch.finfo(relation.dtype).min)
+        logs.append(F.log_softmax(relation.float(), dim=-1))
+    log_student, log_teacher = logs
+    kl = (log_teacher.exp() * (log_teacher - log_student)).masked_fill(keys_padded, 0.0).sum(-1)  # (B, R, T)
+    rows = attention_mask[:, None, :].to(kl.dtype)  # (B, 1, T)
+    return (kl * rows).sum() / (rows.sum() * relation_heads).clamp_min(1.0)
+
+
+def relation_term(kind: str, teacher_layer: int, relation_heads: int) -> TermFn:
+    """The `kind` ∈ {query, key, value} relation of the student's last layer against `teacher_layer`."""
+
+    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        assert isinstance(student, TransformerOutputs) and isinstance(teacher, TransformerOutputs), "relation terms need forward_internals outputs"
+        student_parts, teacher_parts = student.attention_parts[-1], teacher.attention_parts[teacher_layer]
+        return relation_kl(getattr(student_parts, kind), getattr(teacher_parts, kind), student.attention_mask, relation_heads)
+
+    return term
+
+
+def relation_terms(teacher_layer: int, relation_heads: int) -> list[LossTerm]:
+    return [LossTerm(f"{kind[0]}{kind[0]}", 1.0, relation_term(kind, teacher_layer, relation_heads)) for kind in RELATIONS]
+
+
+def prediction_terms(config: MiniLMConfig) -> list[LossTerm]:
+    return [LossTerm("soft", config.alpha, kd_loss(config.temperature)), LossTerm("hard", 1.0 - config.alpha, hard_loss)]
+
+
+def _relation_evaluator(teacher, terms: list[LossTerm], data: TaskData, batch_size: int = 64):
+    """Stage 1 scores the relation loss on the eval set (lower is better)."""
+    loader = make_loader(data.eval_set, batch_size, shuffle=False)
+
+    @torch.no_grad()
+    def evaluate(model) -> Metrics:
+        model.eval()
+        dev = next(model.parameters()).device
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            loss, _ = combine(terms, forward_internals(model, batch, hidden_states=False), forward_internals(teacher, batch, hidden_states=False), batch)
+            total += float(loss) * len(batch["input_ids"])
+            count += len(batch["input_ids"])
+        value = total / max(count, 1)
+        return Metrics(-value, {"relation_loss": value}, "relation_loss")
+
+    return evaluate
+
+
+def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
+    resolved = index + teacher_layers if index < 0 else index
+    if not 0 <= resolved < teacher_layers:
+        raise SlimbertError(f"--teacher-layer {index}: the teacher has layers 0..{teacher_layers - 1} (or −1 for the last)")
+    return resolved
+
+
+def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
+    teacher, tokenizer, teacher_meta = load_model_dir(teacher_dir)
+    task = model_task(teacher)
+    data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
+    cached = teacher_logits(teacher, teacher_dir, data)  # (N, C)
+    teacher_metrics = evaluator(data)(teacher)
+    teacher_layer = resolve_teacher_layer(minilm.teacher_layer, teacher.config.num_hidden_layers)
+    relation_heads = minilm.relation_heads or teacher.config.num_attention_heads
+    init_map = map_layers(teacher.config.num_hidden_layers, minilm.layers, "uniform")
+    seed_everything(config.seed)
+    student, init = build_student(teacher, minilm.shape(), init_map, seed=config.seed)
+    for name, width in (("teacher", teacher.config.hidden_size), ("student", student.config.hidden_size)):
+        if width % relation_heads:
+            raise SlimbertError(f"--relation-heads {relation_heads} does not divide the {name}'s hidden size {width}; pick a common divisor")
+    teacher.to(device())
+    teacher.requires_grad_(False)
+    terms = relation_terms(teacher_layer, relation_heads)
+
+    def relation_step(model, batch):
+        with torch.no_grad():
+            teacher_out = forward_internals(teacher, batch, hidden_states=False)
+        return combine(terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch)
+
+    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    relation_config = dataclasses.replace(config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr)
+    relation = train(student, loader, relation_step, _relation_evaluator(teacher, terms, data), relation_config, description=f"minilm-{minilm.layers}L-relation")
+    teacher.to("cpu")  # stage 2 reads cached logits
+
+    prediction = prediction_terms(minilm)
+
+    def predict_step(model, batch):
+        student_out = forward(model, batch)
+        teacher_out = Outputs(logits=cached[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
+        return combine(prediction, student_out, teacher_out, batch)
+
+    result = train(student, loader, predict_step, evaluator(data), config, description=f"minilm-{minilm.layers}L-prediction")
+    stages = {
+        "relation": {"steps": relation.steps, "best_step": relation.best_step, "best": relation.best.values if relation.best else {}, "history": relation.history, "first_losses": relation.losses[:5]},
+        "prediction": {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]},
+    }
+    metadata = {
+        "role": "student",
+        "method": "minilm",
+        "teacher": str(teacher_dir),
+        "teacher_metric": teacher_metrics.values,
+        "layer_map": init_map,
+        "relation": {"teacher_layer": teacher_layer, "student_layer": minilm.layers - 1, "relation_heads": relation_heads},
+        "minilm_config": asdict(minilm),
+        "init": init.describe(),
+        "data": data.describe(),
+        "metric": result.best.values if result.best else {},
+        "metric_name": result.best.name if result.best else None,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_config": asdict(config),
+        "history": result.history,
+        "stages": stages,
+        "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
+        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
+    }
+    save_model(student, tokenizer, out, metadata)
+    return result, metadata

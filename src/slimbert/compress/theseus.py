@@ -1,0 +1,234 @@
+"""BERT-of-Theseus: progressive module replacement (Xu et al. 2020).
+
+The frozen predecessor (the teacher) is cut into as many modules as the successor (the student)
+has layers (`layermap.split_modules`). At every training step each module is, independently and
+with probability p, replaced by its successor layer; the successor learns on the task loss alone,
+inside a network whose other parts are still the teacher's:
+
+    6-layer teacher, 3-layer student, one training step with draws (successor, teacher, successor):
+
+    embeddings ─► [prd 0-1]   [prd 2-3] ─► [prd 4-5]   ─► pooler ─► classifier ─► CE(gold)
+                      ╳           │            ╳
+                  [scc 0] ──────►─┘        [scc 2] ──►                (╳: replaced this step)
+
+    uneven split, 6 → 4 (module i ends at the teacher layer `pick_layers` keeps for kd):
+        [0] [1 2] [3] [4 5]
+
+    stage 1  module replacing: p constant, or the curriculum p(t) = min(1, k·t + b), t = step
+             (k left unset reaches p = 1 on the stage's last step); only successor layers train,
+             the embeddings, pooler and classifier stay the teacher's, frozen
+    stage 2  successor fine-tuning: the student alone, every weight trainable, on the task loss,
+             until the eval metric stops improving (--patience evaluations) or --finetune-epochs
+
+In evaluation mode the hybrid runs the successor layers only, so every evaluation scores the
+student that will be saved. Successor layer i starts as a copy of the top layer of module i
+(the layers kd keeps) or, with --init first, of teacher layer i as in the paper's code.
+
+Reference: Xu et al., "BERT-of-Theseus: Compressing BERT by Progressive Module Replacing",
+EMNLP 2020.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from slimbert.compress.layermap import split_modules
+from slimbert.compress.losses import LossTerm, combine, hard_loss
+from slimbert.compress.outputs import forward
+from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.errors import SlimbertError
+from slimbert.evaluate import make_loader
+from slimbert.models import (
+    encoder_layers,
+    load_model_dir,
+    make_student,
+    model_label_map,
+    model_task,
+    save_model,
+    seed_everything,
+)
+from slimbert.task import DataSpec, device, evaluator, prepare
+
+INITS = ("module-top", "first")
+
+
+@dataclass
+class TheseusConfig:
+    """layers:          successor depth (the teacher is split into this many modules)
+    replace_rate:    p for the constant schedule, b (the starting p) for the linear one
+    schedule:        "constant" or "linear"
+    linear_k:        k of p(t) = min(1, k·t + b); None picks k so p reaches 1 on stage 1's last step
+    finetune_epochs: most epochs of stage 2, which stops earlier when the metric stops improving
+    init:            "module-top" (successor i copies module i's top layer) or "first" (teacher layer i)"""
+
+    layers: int = 3
+    replace_rate: float = 0.5
+    schedule: str = "constant"
+    linear_k: float | None = None
+    finetune_epochs: float = 10.0
+    init: str = "module-top"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.replace_rate <= 1.0:
+            raise SlimbertError(f"--replace-rate {self.replace_rate}: give a probability in (0, 1]")
+        if self.schedule not in ("constant", "linear"):
+            raise SlimbertError(f"--schedule {self.schedule!r}: give 'constant' or 'linear'")
+        if self.init not in INITS:
+            raise SlimbertError(f"--init {self.init!r}: give one of {', '.join(INITS)}")
+
+    @classmethod
+    def curriculum(cls, layers: int = 3) -> TheseusConfig:
+        """The paper's curriculum replacement: b = 0.3, rising linearly to 1 over stage 1."""
+        return cls(layers=layers, replace_rate=0.3, schedule="linear")
+
+
+@dataclass
+class ReplacementSchedule:
+    """p(t) = min(1, k·t + b); k = 0 is the constant schedule p(t) = b."""
+
+    base: float
+    k: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: TheseusConfig, total_steps: int) -> ReplacementSchedule:
+        if config.schedule == "constant":
+            return cls(config.replace_rate)
+        k = config.linear_k if config.linear_k is not None else (1.0 - config.replace_rate) / max(1, total_steps - 1)
+        return cls(config.replace_rate, k)
+
+    def at(self, step: int) -> float:
+        return min(1.0, self.k * step + self.base)
+
+
+class ReplaceableModule(nn.Module):
+    """One predecessor module (frozen teacher layers) and the successor layer that replaces it.
+
+    Called like a Hugging Face BertLayer: (hidden_states (B, T, H), mask, ...) → (hidden_states, ...).
+    In training it runs the successor when `use_successor` is True, the predecessor otherwise;
+    in evaluation it always runs the successor.
+    """
+
+    def __init__(self, predecessor: list[nn.Module], successor: nn.Module):
+        super().__init__()
+        self.predecessor = nn.ModuleList(predecessor)
+        self.successor = successor
+        self.use_successor = True
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        if not self.training or self.use_successor:
+            return self.successor(hidden_states, *args, **kwargs)
+        outputs = None
+        for layer in self.predecessor:
+            outputs = layer(hidden_states, *args, **kwargs)
+            hidden_states = outputs[0]  # (B, T, H)
+        return outputs
+
+
+def hybrid_encoder(student: nn.Module, teacher: nn.Module, modules: list[list[int]]) -> nn.ModuleList:
+    """The student's encoder layer list swapped for ReplaceableModules; the original list is returned.
+
+    The teacher's layers are frozen. Put the returned list back with `restore_encoder`.
+    """
+    base = getattr(student, student.base_model_prefix)
+    successors = base.encoder.layer
+    teacher_layers = encoder_layers(teacher)
+    for layer in teacher_layers:
+        layer.requires_grad_(False)
+    base.encoder.layer = nn.ModuleList(
+        ReplaceableModule([teacher_layers[k] for k in module], successors[i]) for i, module in enumerate(modules)
+    )
+    return successors
+
+
+def restore_encoder(student: nn.Module, successors: nn.ModuleList) -> None:
+    getattr(student, student.base_model_prefix).encoder.layer = successors
+
+
+def set_draws(hybrid: nn.ModuleList, p: float, generator: torch.Generator) -> list[bool]:
+    """Draw, for every module, whether its successor runs this step (probability p each)."""
+    draws = (torch.rand(len(hybrid), generator=generator) < p).tolist()
+    for module, use_successor in zip(hybrid, draws, strict=True):
+        module.use_successor = use_successor
+    return draws
+
+
+def task_terms() -> list[LossTerm]:
+    return [LossTerm("task", 1.0, hard_loss)]
+
+
+def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
+    teacher, tokenizer, teacher_meta = load_model_dir(teacher_dir)
+    task = model_task(teacher)
+    data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
+    evaluate = evaluator(data)
+    teacher_metrics = evaluate(teacher)
+    teacher_layers = teacher.config.num_hidden_layers
+    modules = split_modules(teacher_layers, theseus.layers)
+    init_layers = [module[-1] for module in modules] if theseus.init == "module-top" else list(range(theseus.layers))
+    seed_everything(config.seed)
+    student = make_student(teacher, theseus.layers, init_layers)
+
+    # Stage 1: the student's embeddings, pooler and classifier are the teacher's (copied) and frozen.
+    student.requires_grad_(False)
+    successors = hybrid_encoder(student, teacher, modules)
+    successors.requires_grad_(True)
+    hybrid = getattr(student, student.base_model_prefix).encoder.layer
+    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(loader)))  # as the trainer counts
+    schedule = ReplacementSchedule.from_config(theseus, total_steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    terms = task_terms()
+    counter = {"step": 0}
+
+    def replacing_step(model, batch):
+        p = schedule.at(counter["step"])
+        draws = set_draws(hybrid, p, generator)
+        counter["step"] += 1
+        loss, logged = combine(terms, forward(model, batch), None, batch)
+        return loss, {**logged, "p": p, "replaced": float(sum(draws))}
+
+    teacher.to(device())  # the predecessor layers run inside the hybrid, on the student's device
+    replacing = train(student, loader, replacing_step, evaluate, config, description=f"theseus-{theseus.layers}L-replace")
+    restore_encoder(student, successors)
+    teacher.to("cpu")
+
+    # Stage 2: the successor alone, every weight trainable.
+    student.requires_grad_(True)
+
+    def finetune_step(model, batch):
+        return combine(terms, forward(model, batch), None, batch)
+
+    finetune_config = dataclasses.replace(config, epochs=theseus.finetune_epochs)
+    result = train(student, loader, finetune_step, evaluate, finetune_config, description=f"theseus-{theseus.layers}L-finetune")
+    stages = {
+        "replace": {"steps": replacing.steps, "best_step": replacing.best_step, "best": replacing.best.values if replacing.best else {}, "history": replacing.history, "first_losses": replacing.losses[:5]},
+        "finetune": {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]},
+    }
+    metadata = {
+        "role": "student",
+        "method": "theseus",
+        "teacher": str(teacher_dir),
+        "teacher_metric": teacher_metrics.values,
+        "layer_map": init_layers,
+        "modules": modules,
+        "schedule": {"base": schedule.base, "k": schedule.k, "total_steps": total_steps},
+        "theseus_config": asdict(theseus),
+        "data": data.describe(),
+        "metric": result.best.values if result.best else {},
+        "metric_name": result.best.name if result.best else None,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_config": asdict(config),
+        "history": result.history,
+        "stages": stages,
+        "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
+        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
+    }
+    save_model(student, tokenizer, out, metadata)
+    return result, metadata

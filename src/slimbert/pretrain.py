@@ -1,0 +1,245 @@
+"""`slimbert pretrain-student`: continued masked-LM pre-training of a layer-truncated student.
+
+The student is the teacher's encoder cut to `layers` layers (`models.make_student` with
+`pick_layers`), wrapped in a masked-LM model and trained on in-domain unlabelled text — by
+default the task's own training text, pairs kept as pairs so segment embeddings see what they
+will see in fine-tuning. `compress kd --student-init DIR` then starts from its embeddings and
+encoder (PS-DA* in the professor experiment):
+
+    teacher classifier (T layers)                     BertForMaskedLM (S layers)
+    ┌──────────────────────┐    make_student          ┌──────────────────────────┐
+    │ embeddings           │ ───────────────────────▶ │ embeddings               │ ◀─┐ tied
+    │ encoder.layer[0..T)  │  layers pick_layers(T,S) │ encoder.layer[0..S)      │   │
+    │ pooler, classifier   │    (not copied)          │ cls.predictions: dense,  │   │
+    └──────────────────────┘                          │  LayerNorm, bias (fresh),│   │
+                                                      │  decoder = word emb. ────┼───┘
+                                                      └──────────────────────────┘
+
+The bundled MiniLM ships without its MLM head, so the head's transform and bias start fresh
+and the decoder is tied to the input embeddings (as BERT's was in pre-training). Masking is
+BERT's (15 % of tokens; of those 80 % [MASK], 10 % random, 10 % kept) through transformers'
+DataCollatorForLanguageModeling. A held-out share of the texts, masked once with a fixed seed,
+picks the best checkpoint by its masked-LM loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.data import Columns, Examples, read_examples
+from slimbert.errors import SlimbertError
+from slimbert.evaluate import Metrics
+from slimbert.models import make_student, pick_layers, read_metadata, save_model, seed_everything
+
+ROLE = "pretrained-student"
+
+
+@dataclass
+class PretrainConfig:
+    """layers:         student depth (teacher layers kept by pick_layers)
+    mlm_probability: share of tokens masked
+    holdout:         share of the texts held out to pick the best checkpoint (at least one)
+    max_length:      tokens per text (or pair) after truncation"""
+
+    layers: int = 3
+    mlm_probability: float = 0.15
+    holdout: float = 0.05
+    max_length: int = 128
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise SlimbertError(f"--mlm-probability {self.mlm_probability}: give a share in (0, 1), e.g. 0.15")
+        if not 0.0 < self.holdout < 0.5:
+            raise SlimbertError(f"--holdout {self.holdout}: give a share in (0, 0.5), e.g. 0.05")
+
+
+def source_model(teacher: str | Path) -> tuple[nn.Module, object, str]:
+    """The classifier whose encoder the student copies: a teacher or professor directory (an
+    ensemble gives its best member), or a base checkpoint (a directory or a bundled name)."""
+    from slimbert.models import load_classifier, load_tokenizer, resolve_base
+    from slimbert.teachers import load_teacher
+
+    path = Path(str(teacher))
+    if path.is_dir():
+        loaded = load_teacher(path)
+        return loaded.layers, loaded.tokenizer, loaded.fingerprint
+    base_dir = resolve_base(teacher)
+    from slimbert.task import model_fingerprint
+
+    return load_classifier(base_dir), load_tokenizer(base_dir), model_fingerprint(base_dir)
+
+
+def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
+    """A masked-LM model of `layers` layers whose embeddings and encoder are `source`'s picked
+    layers, key by key with shape asserts; the MLM head is fresh, its decoder tied to the
+    word embeddings."""
+    from transformers import AutoModelForMaskedLM
+
+    picked = pick_layers(source.config.num_hidden_layers, layers)
+    student = make_student(source, layers, picked)
+    config = copy.deepcopy(student.config)
+    config.architectures = None
+    config.is_decoder = False
+    config.tie_word_embeddings = True
+    mlm = AutoModelForMaskedLM.from_config(config)
+    prefix = student.base_model_prefix
+    copied_from = student.state_dict()
+    state = mlm.state_dict()
+    wanted = [k for k in copied_from if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))]
+    for key in wanted:
+        if key not in state:
+            raise SlimbertError(f"{type(mlm).__name__} has no weight {key!r}; masked-LM pre-training supports BERT-family encoders")
+        assert state[key].shape == copied_from[key].shape, (key, state[key].shape, copied_from[key].shape)
+        state[key] = copied_from[key].clone()
+    mlm.load_state_dict(state, strict=True)
+    mlm.tie_weights()
+    decoder = mlm.get_output_embeddings().weight
+    assert decoder.data_ptr() == mlm.get_input_embeddings().weight.data_ptr(), "MLM decoder is not tied to the word embeddings"
+    return mlm, picked
+
+
+def init_student(student: nn.Module, init_dir: str | Path) -> dict:
+    """Overwrite `student`'s embeddings and encoder with a pre-trained student's (from
+    pretrain-student), key by key with shape asserts; its pooler and classifier stay as they
+    are (the teacher's). Returns what was copied, for the student's metadata."""
+    from safetensors.torch import load_file
+
+    init_dir = Path(init_dir)
+    if not (init_dir / "config.json").is_file() or not (init_dir / "model.safetensors").is_file():
+        raise SlimbertError(f"--student-init {init_dir}: not a model directory (config.json and model.safetensors); give a directory written by `slimbert pretrain-student`")
+    config = json.loads((init_dir / "config.json").read_text())
+    for name in ("num_hidden_layers", "hidden_size", "vocab_size"):
+        if config.get(name) != getattr(student.config, name):
+            raise SlimbertError(
+                f"--student-init {init_dir}: {name} {config.get(name)} but this student has {getattr(student.config, name)}; "
+                "pre-train a student of the same depth from the same teacher"
+            )
+    saved = load_file(str(init_dir / "model.safetensors"))
+    prefix = student.base_model_prefix
+    state = student.state_dict()
+    wanted = [k for k in state if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))]
+    missing = [k for k in wanted if k not in saved]
+    if missing:
+        raise SlimbertError(f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); give a directory written by `slimbert pretrain-student`")
+    for key in wanted:
+        assert saved[key].shape == state[key].shape, (key, saved[key].shape, state[key].shape)
+        state[key] = saved[key].to(state[key].dtype)
+    student.load_state_dict(state, strict=True)
+    meta = read_metadata(init_dir)
+    return {"path": str(init_dir), "copied_tensors": len(wanted), "layer_map": meta.get("layer_map"), "source": meta.get("source"), "mlm_loss": meta.get("metric", {}).get("mlm_loss")}
+
+
+def unlabelled_texts(paths: list[Path], columns: Columns, limit: int | None = None) -> list[Examples]:
+    """Each file's texts (pairs kept as pairs), duplicates dropped within and across files;
+    `limit` cuts the first file (the task's training file) only."""
+    seen: set[tuple[str, str | None]] = set()
+    sources = []
+    for n, path in enumerate(paths):
+        examples = read_examples(path, columns, require_labels=False, limit=limit if n == 0 else None)
+        keep = []
+        for i, text in enumerate(examples.texts):
+            key = (text, examples.text_pairs[i] if examples.is_pair else None)
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        sources.append(examples.subset(keep))
+    return sources
+
+
+def _features(tokenizer, sources: list[Examples], max_length: int) -> list[dict]:
+    features = []
+    for examples in sources:
+        if not len(examples):
+            continue
+        pairs = (examples.text_pairs,) if examples.is_pair else ()
+        encoded = tokenizer(examples.texts, *pairs, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+        features += [{k: encoded[k][i] for k in encoded} for i in range(len(examples))]
+    return features
+
+
+def mlm_evaluator(batches: list[dict[str, torch.Tensor]]):
+    """Masked-LM loss over fixed, pre-masked held-out batches: mean cross-entropy per masked
+    token (not per batch), so batch sizes do not tilt it. Metrics.main is −loss (higher wins)."""
+
+    @torch.no_grad()
+    def evaluate(model) -> Metrics:
+        model.eval()
+        dev = next(model.parameters()).device
+        total, count = 0.0, 0
+        for batch in batches:
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (B, T, V)
+            mask = batch["labels"] != -100  # (B, T)
+            total += float(torch.nn.functional.cross_entropy(logits[mask], batch["labels"][mask], reduction="sum"))
+            count += int(mask.sum())
+        loss = total / max(count, 1)
+        return Metrics(-loss, {"mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0))}, "mlm_loss")
+
+    return evaluate
+
+
+def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain: PretrainConfig, config: TrainConfig, columns: Columns = Columns(), limit: int | None = None) -> tuple[TrainResult, dict]:
+    """Masked-LM pre-train a `pretrain.layers`-layer student of `teacher` on `texts` (the first
+    is the task's training file) and save it as an HF masked-LM directory at `out`."""
+    from transformers import DataCollatorForLanguageModeling
+
+    if not texts:
+        raise SlimbertError("give at least one text file (--train, the task's training file)")
+    source, tokenizer, fingerprint = source_model(teacher)
+    seed_everything(config.seed)
+    mlm, picked = mlm_student(source, pretrain.layers)
+    del source
+    sources = unlabelled_texts(texts, columns, limit)
+    features = _features(tokenizer, sources, pretrain.max_length)
+    if len(features) < 2:
+        raise SlimbertError(f"{texts[0]}: {len(features)} distinct text(s); masked-LM pre-training needs at least two (one is held out)")
+    order = list(range(len(features)))
+    random.Random(config.seed).shuffle(order)
+    held_count = max(1, round(pretrain.holdout * len(features)))
+    held = [features[i] for i in order[:held_count]]
+    training = [features[i] for i in order[held_count:]]
+
+    eval_collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretrain.mlm_probability, seed=config.seed + 1)
+    eval_batches = [dict(eval_collator(held[i : i + 64])) for i in range(0, len(held), 64)]
+    evaluate = mlm_evaluator(eval_batches)
+    before = evaluate(mlm)
+
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretrain.mlm_probability, seed=config.seed)
+    loader = DataLoader(training, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed), collate_fn=collator)
+
+    def step(model, batch):
+        loss = model(**batch).loss
+        return loss, {"mlm": float(loss.detach())}
+
+    result = train(mlm, loader, step, evaluate, config, description=f"mlm-{pretrain.layers}L")
+    metadata = {
+        "role": ROLE,
+        "method": "mlm",
+        "source": str(teacher),
+        "source_fingerprint": fingerprint,
+        "layer_map": picked,
+        "texts": [{"path": str(p), "sha256": s.sha256, "distinct": len(s)} for p, s in zip(texts, sources, strict=True)],
+        "examples": {"train": len(training), "holdout": len(held)},
+        "mlm_loss_before": before.values["mlm_loss"],
+        "metric": result.best.values if result.best else {},
+        "metric_name": "mlm_loss",
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "pretrain_config": asdict(pretrain),
+        "train_config": asdict(config),
+        "history": result.history,
+        "first_losses": result.losses[:5],
+        "data": {"max_length": pretrain.max_length},
+    }
+    save_model(mlm, tokenizer, out, metadata)
+    return result, metadata

@@ -1,0 +1,1 @@
+"""Professors: teachers made stronger before they teach (boosted ensembles, pair augmentation)."""

@@ -1,0 +1,362 @@
+"""PS-Boosting: a professor made of K teachers fine-tuned in sequence, BoostingBERT-style.
+
+Each round fine-tunes a fresh copy of the base checkpoint on the training set under sample
+weights that earlier rounds raised on the examples they got wrong (multi-class SAMME, Zhu et
+al. 2009). With K classes, n examples and weights w (Σ w = 1, uniform at first):
+
+    err_m   = Σ_i w_i · [y_i ≠ f_m(x_i)]                     weighted training error of member m
+    α_m     = ν · ( log((1 − err_m) / err_m) + log(K − 1) )   its vote; ν = shrinkage
+    w_i     ← w_i · exp(α_m · [y_i ≠ f_m(x_i)]),  then renormalised to Σ w = 1
+
+A member with err_m ≥ 1 − 1/K (α_m ≤ 0) is no better than chance and ends the boosting; a
+member with no training errors (err_m clipped to half an example, 0.5 / n) gets a large but
+finite α_m and ends it too, as there is nothing left to reweight.
+
+The professor's logits are the members' logits weighted by their votes:
+
+    logits (B, C) = Σ_m  (α_m / Σ α) · logits_m (B, C)
+
+Softmax ignores a per-row constant, so this is the same distribution as weighting the members'
+log-probabilities; the normalisation keeps the logits on one member's scale, so a distillation
+temperature means the same as for a single teacher.
+
+The artifact is a directory every `--teacher` flag accepts (see slimbert.teachers):
+
+    professor/
+      ensemble.json     format, member dirs, α and normalised weights, best member, labels
+      slimbert.json     role "professor", method "boost", eval figures, every round's record
+      tokenizer files   shared by all members
+      member-0/ ...     each an ordinary HF classifier directory (config, safetensors, slimbert.json)
+
+Samples weights reach the loss in one of two ways (`weighting`): "loss" multiplies each
+example's cross-entropy by n · w_i (mean 1, so uniform weights equal plain fine-tuning);
+"resample" draws each epoch's examples with replacement in proportion to w (Freund & Schapire's
+boosting by resampling), which keeps the gradient scale of plain fine-tuning.
+
+References: Huang et al., "BoostingBERT: Integrating Multi-Class Boosting into BERT for NLP
+Tasks" (2020); Zhu, Zou, Rosset & Hastie, "Multi-class AdaBoost" (2009).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss
+from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.trainer import TrainConfig, train
+from slimbert.data import REGRESSION, LabelMap
+from slimbert.errors import SlimbertError
+from slimbert.evaluate import EncodedDataset, collate, compute_metrics, make_loader, predict_logits
+from slimbert.io import atomic_dir, write_json_atomic
+from slimbert.models import (
+    library_versions,
+    load_classifier,
+    load_model_dir,
+    load_tokenizer,
+    model_label_map,
+    model_task,
+    resolve_base,
+    save_model,
+    seed_everything,
+)
+from slimbert.task import DataSpec, TaskData, device, evaluator, model_fingerprint, prepare
+from slimbert.teachers import ENSEMBLE_FILE, Teacher
+
+ENSEMBLE_FORMAT = "slimbert-ensemble/1"
+WEIGHTINGS = ("loss", "resample")
+
+
+@dataclass
+class BoostConfig:
+    """rounds:       K, the most members fine-tuned (boosting may stop earlier, see the module doc)
+    shrinkage:    ν, scales every α (sklearn's AdaBoost learning_rate); < 1 reweights more gently
+    weighting:    "loss" (per-example loss weights n · w_i) or "resample" (weighted sampling)
+    first_member: an already fine-tuned teacher directory to use as round 1 instead of training
+                  one (it was trained on uniform weights, which is what round 1 is); it must
+                  share the base's tokenizer"""
+
+    rounds: int = 3
+    shrinkage: float = 1.0
+    weighting: str = "loss"
+    first_member: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise SlimbertError(f"--rounds {self.rounds}: a boosted professor needs at least 1 round")
+        if not self.shrinkage > 0:
+            raise SlimbertError(f"--shrinkage {self.shrinkage}: give a positive shrinkage (1.0 is plain SAMME)")
+        if self.weighting not in WEIGHTINGS:
+            raise SlimbertError(f"--weighting {self.weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+
+
+@dataclass(frozen=True)
+class SammeStep:
+    """One SAMME update: the member's weighted error, its vote and the next sample weights (n,)."""
+
+    error: float
+    alpha: float
+    weights: np.ndarray
+    chance: bool  # err ≥ 1 − 1/K: no better than guessing; the member is dropped
+    perfect: bool  # no training errors: nothing left to reweight
+
+
+def samme_step(weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkage: float = 1.0) -> SammeStep:
+    """SAMME's update for sample weights (n,) given which examples (n,) the member got wrong.
+
+    err = Σ w·miss / Σ w (clipped below at 0.5 / n), α = ν(log((1 − err)/err) + log(K − 1)),
+    w ← w · exp(α · miss), renormalised. A chance-level member leaves the weights unchanged.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    miss = np.asarray(miss, dtype=bool)
+    if weights.shape != miss.shape or weights.ndim != 1:
+        raise ValueError(f"weights {weights.shape} and miss {miss.shape} must be the same 1-D shape")
+    if num_classes < 2:
+        raise ValueError("SAMME needs at least two classes")
+    total = weights.sum()
+    raw_error = float((weights * miss).sum() / total)
+    floor = 0.5 / len(weights)
+    error = max(raw_error, floor)
+    alpha = shrinkage * (math.log((1.0 - error) / error) + math.log(num_classes - 1))
+    if error >= 1.0 - 1.0 / num_classes:
+        return SammeStep(raw_error, alpha, weights / total, chance=True, perfect=False)
+    updated = weights * np.exp(alpha * miss)
+    return SammeStep(raw_error, alpha, updated / updated.sum(), chance=False, perfect=not miss.any())
+
+
+class EnsembleClassifier(nn.Module):
+    """Members' logits weighted by their votes: logits (B, C) = Σ_k weights[k] · logits_k (B, C).
+
+    It gives logits only; hidden states and attentions come from `Teacher.layers` (one member).
+    """
+
+    def __init__(self, members: list[nn.Module], weights: list[float]):
+        super().__init__()
+        if len(members) != len(weights) or not members:
+            raise ValueError(f"{len(members)} members but {len(weights)} weights")
+        self.members = nn.ModuleList(members)
+        normalised = torch.tensor(weights, dtype=torch.float32)
+        self.register_buffer("weights", normalised / normalised.sum())  # (K,)
+        self.config = members[0].config  # labels and task, as one member's
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False, output_attentions: bool = False, **_):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        if output_hidden_states or output_attentions:
+            raise SlimbertError("an ensemble teacher gives logits only; build layer-matching losses on Teacher.layers (its best member)")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        logits = torch.stack([member(**inputs).logits for member in self.members])  # (K, B, C)
+        combined = torch.einsum("k,kbc->bc", self.weights.to(logits.dtype), logits)  # (B, C)
+        return SequenceClassifierOutput(logits=combined)
+
+
+def combine_logits(member_logits: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """The ensemble's logits (N, C) from each member's (N, C), as EnsembleClassifier does."""
+    norm = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    return np.einsum("k,knc->nc", norm, np.stack(member_logits)).astype(np.float32)
+
+
+def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
+    """Cross-entropy of each example times n · w_i (B,), mean over the batch.
+
+    n · w has mean 1 over the training set, so uniform weights give plain fine-tuning's loss.
+    """
+    scaled = sample_weights.float() * len(sample_weights)  # (N,)
+
+    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        weight = scaled[batch["idx"].cpu()].to(student.logits.device)  # (B,)
+        per_example = F.cross_entropy(student.logits, batch["labels"], reduction="none")  # (B,)
+        return (weight * per_example).mean()
+
+    return term
+
+
+def _loader(dataset: EncodedDataset, weights: np.ndarray, boost: BoostConfig, config: TrainConfig) -> DataLoader:
+    if boost.weighting == "loss":
+        return make_loader(dataset, config.batch_size, shuffle=True, seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True, generator=generator)
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=lambda items: collate(items, dataset.pad_id))
+
+
+def _train_member(base_dir: Path, data: TaskData, weights: np.ndarray, boost: BoostConfig, config: TrainConfig, description: str) -> nn.Module:
+    seed_everything(config.seed)
+    member = load_classifier(base_dir, data.label_map, data.task)
+    if boost.weighting == "loss":
+        terms = [LossTerm("weighted_hard", 1.0, weighted_hard_loss(torch.as_tensor(weights)))]
+    else:
+        terms = [LossTerm("hard", 1.0, hard_loss)]
+
+    def step(model, batch):
+        return combine(terms, forward(model, batch), None, batch)
+
+    train(member, _loader(data.train_set, weights, boost, config), step, evaluator(data), config, description=description)
+    return member
+
+
+def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, config: TrainConfig) -> dict:
+    """Fine-tune up to K members with SAMME reweighting and save the ensemble to `out`.
+
+    Returns the professor's metadata (its slimbert.json): eval figures of the ensemble and of
+    every member, and each round's weighted error, α and largest sample weight.
+    """
+    base_dir = resolve_base(base)
+    tokenizer = load_tokenizer(base_dir)
+    first = None
+    label_map: LabelMap | None = None
+    task = None
+    if boost_config.first_member is not None:
+        first, first_tokenizer, _ = load_model_dir(boost_config.first_member)
+        if first_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise SlimbertError(f"--first-member {boost_config.first_member}: its tokenizer differs from --base {base}'s; give a teacher fine-tuned from the same base")
+        label_map, task = model_label_map(first), model_task(first)
+    data = prepare(spec, tokenizer, label_map=label_map, task=task)
+    if data.task == REGRESSION:
+        raise SlimbertError(f"{spec.train}: professor boost needs a classification task (SAMME counts wrong labels); this one is regression")
+    num_classes = data.label_map.num_labels
+    targets = np.asarray(data.train_set.labels)
+    n = len(targets)
+    train_loader = make_loader(data.train_set, 64, shuffle=False)
+    eval_loader = make_loader(data.eval_set, 64, shuffle=False)
+    dev = device()
+
+    weights = np.full(n, 1.0 / n)
+    alphas: list[float] = []
+    eval_logits: list[np.ndarray] = []
+    rounds: list[dict] = []
+    stopped = f"ran all {boost_config.rounds} rounds"
+    with atomic_dir(out) as staging:
+        for m in range(boost_config.rounds):
+            member_dir = staging / f"member-{m}"
+            member_config = replace(config, seed=config.seed + m)
+            if m == 0 and first is not None:
+                member = first
+                shutil.copytree(boost_config.first_member, member_dir)
+            else:
+                member = _train_member(base_dir, data, weights, boost_config, member_config, description=f"boost {m + 1}/{boost_config.rounds}")
+            member.to(dev)
+            train_pred = predict_logits(member, train_loader, dev).argmax(axis=-1)  # (N,)
+            member_eval = predict_logits(member, eval_loader, dev)  # (N_eval, C)
+            miss = train_pred != targets
+            update = samme_step(weights, miss, num_classes, boost_config.shrinkage)
+            member_metrics = compute_metrics(member_eval, data.eval_targets, data.task, data.label_map)
+            record = {
+                "round": m,
+                "member": member_dir.name,
+                "trained": not (m == 0 and first is not None),
+                "seed": member_config.seed,
+                "weighted_error": update.error,
+                "alpha": update.alpha,
+                "train_errors": int(miss.sum()),
+                "largest_weight_x_n": float(weights.max() * n),  # the weights this member trained on
+                "eval": member_metrics.values,
+                "eval_main": member_metrics.main,
+            }
+            if update.chance:
+                if m == 0:
+                    raise SlimbertError(f"professor boost: the first member is no better than chance on {spec.train} (weighted error {update.error:.3f}); train it longer or with a higher --lr")
+                rounds.append({**record, "kept": False})
+                stopped = f"stopped at round {m + 1}: weighted error {update.error:.3f} ≥ 1 − 1/K, no better than chance"
+                break
+            if m > 0 or first is None:
+                save_model(member, tokenizer, member_dir, {"role": "professor-member", "method": "boost-member", "base": str(base), "round": m, "data": data.describe(), "metric": member_metrics.values, "metric_name": member_metrics.name, "train_config": asdict(member_config)})
+            alphas.append(update.alpha)
+            eval_logits.append(member_eval)
+            ensemble_metrics = compute_metrics(combine_logits(eval_logits, alphas), data.eval_targets, data.task, data.label_map)
+            rounds.append({**record, "kept": True, "ensemble_eval": ensemble_metrics.values})
+            member.to("cpu")
+            del member
+            weights = update.weights
+            if update.perfect:
+                stopped = f"stopped at round {m + 1}: the member makes no training errors, nothing left to reweight"
+                break
+
+        kept = [r for r in rounds if r["kept"]]
+        best = max(range(len(kept)), key=lambda i: (kept[i]["eval_main"], -i))  # earliest on ties
+        final = compute_metrics(combine_logits(eval_logits, alphas), data.eval_targets, data.task, data.label_map)
+        total = float(sum(alphas))
+        ensemble = {
+            "format": ENSEMBLE_FORMAT,
+            "combine": "weighted-logits",
+            "members": [r["member"] for r in kept],
+            "alphas": alphas,
+            "weights": [a / total for a in alphas],
+            "best_member": best,
+            "id2label": {str(k): v for k, v in data.label_map.id2label.items()},
+            "task": data.task,
+        }
+        write_json_atomic(staging / ENSEMBLE_FILE, ensemble)
+        tokenizer.save_pretrained(str(staging))
+        for stale in [r["member"] for r in rounds if not r["kept"]]:
+            shutil.rmtree(staging / stale, ignore_errors=True)
+        metadata = {
+            "role": "professor",
+            "method": "boost",
+            "base": str(base),
+            "members": len(kept),
+            "best_member": kept[best]["member"],
+            "stopped": stopped,
+            "rounds": rounds,
+            "data": data.describe(),
+            "metric": final.values,
+            "metric_name": final.name,
+            "boost_config": {**asdict(boost_config), "first_member": str(boost_config.first_member) if boost_config.first_member else None},
+            "train_config": asdict(config),
+            "versions": library_versions(),
+        }
+        write_json_atomic(staging / "slimbert.json", metadata)
+    return metadata
+
+
+def ensemble_fingerprint(path: Path, ensemble: dict) -> str:
+    """Cache key of an ensemble: its combination record and every member's weights."""
+    digest = hashlib.sha256(json.dumps({k: ensemble[k] for k in ("format", "combine", "members", "weights")}, sort_keys=True).encode())
+    for member in ensemble["members"]:
+        digest.update(model_fingerprint(path / member).encode())
+    return digest.hexdigest()
+
+
+def load_ensemble(path: str | Path) -> Teacher:
+    """Read a professor boost directory into a Teacher: logits from all members, layers from
+    the best one."""
+    from slimbert.models import read_metadata
+
+    path = Path(path)
+    try:
+        ensemble = json.loads((path / ENSEMBLE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SlimbertError(f"{path / ENSEMBLE_FILE}: unreadable ({exc}); rebuild it with `slimbert professor boost`") from None
+    if ensemble.get("format") != ENSEMBLE_FORMAT:
+        raise SlimbertError(f"{path / ENSEMBLE_FILE}: format {ensemble.get('format')!r}, expected {ENSEMBLE_FORMAT!r}; rebuild it with this slimbert's `professor boost`")
+    members = []
+    for name in ensemble["members"]:
+        if not (path / name).is_dir():
+            raise SlimbertError(f"{path / name}: member missing from the ensemble; rebuild it with `slimbert professor boost`")
+        model, _, _ = load_model_dir(path / name)
+        members.append(model)
+    labels = {json.dumps(m.config.id2label, sort_keys=True) for m in members}
+    if len(labels) != 1:
+        raise SlimbertError(f"{path}: the members disagree on their labels; rebuild the ensemble from one training set")
+    model = EnsembleClassifier(members, ensemble["weights"])
+    model.eval()
+    return Teacher(
+        model=model,
+        layers=members[ensemble["best_member"]],
+        tokenizer=load_tokenizer(path),
+        metadata=read_metadata(path),
+        fingerprint=ensemble_fingerprint(path, ensemble),
+        path=path,
+        members=len(members),
+    )

@@ -1,0 +1,346 @@
+"""The HTTP surface of `slimbert serve`: a FastAPI app over one ServedModel and a MicroBatcher.
+
+    POST /v1/predict   {"texts": ["..."]} or {"pairs": [["...", "..."]]}
+                       -> {"model": {"name", "sha256"}, "predictions": [{"label", "scores", ...}], "warnings": [...]}
+    GET  /v1/model     the model's identity, labels, limits
+    GET  /healthz      alive (200 as soon as the process answers)
+    GET  /readyz       200 once the model is loaded and warmed up; 503 while warming or shutting down
+    GET  /metrics      Prometheus text format, from this app's own registry
+    GET  /docs         OpenAPI page (/openapi.json)
+
+Every error is JSON, `{"error": {"kind": "...", "message": "..."}}`, and a client's mistake is a
+4xx that names what was wrong; it never reaches the model or the batching loop, so one bad
+request cannot take the server down. The body is parsed by pydantic from the raw bytes (strict
+types, unknown fields refused) so that each failure maps onto one `kind`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from slimbert.serve.batching import BatchConfig, MicroBatcher, Overloaded, ShuttingDown
+from slimbert.serve.metrics import ServeMetrics
+from slimbert.serve.model import PAIR, SINGLE, Item, ServedModel
+
+ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+JSON_TYPES = ("application/json",)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Batching and input limits; CLI flags map one-to-one onto these fields.
+
+    max_batch_size:  most items per model call
+    max_wait_ms:     longest the oldest pending item waits for a batch to fill
+    max_queue:       most items pending at once; beyond it requests get 503 overloaded
+    max_items:       most texts (or pairs) in one request
+    max_body_bytes:  largest request body
+    max_text_chars:  longest single text, in characters (longer token counts are truncated, not refused)
+    warm_up:         run a batch-1 and a full batch before /readyz turns ready
+    """
+
+    max_batch_size: int = 32
+    max_wait_ms: float = 2.0
+    max_queue: int = 4096
+    max_items: int = 256
+    max_body_bytes: int = 1 << 20
+    max_text_chars: int = 20_000
+    warm_up: bool = True
+
+    def batch_config(self) -> BatchConfig:
+        return BatchConfig(self.max_batch_size, self.max_wait_ms, self.max_queue)
+
+
+class PredictRequest(BaseModel):
+    """Give exactly one of `texts` or `pairs`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    texts: list[str] | None = Field(default=None, description="Texts to classify, one prediction each.", examples=[["a gripping, funny film"]])
+    pairs: list[tuple[str, str]] | None = Field(default=None, description="Text pairs, for a model trained on pairs (MRPC, STS-B).", examples=[[["The cat sat.", "A cat was sitting."]]])
+
+
+class ModelRef(BaseModel):
+    name: str
+    sha256: str
+
+
+class Prediction(BaseModel):
+    label: str | None = Field(description="Most probable class; null for a regression model.")
+    scores: dict[str, float] = Field(description="Probability of each class (softmax), or {'score': value} for regression.")
+    value: float | None = Field(default=None, description="Regression models only: the predicted value.")
+    tokens: int = Field(description="Tokens the model saw, after truncation.")
+    truncated: bool = Field(description="True when the input was longer than the model's max_length and was cut.")
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    predictions: list[Prediction]
+    warnings: list[str] = Field(default_factory=list, description="Things the server changed about the input, such as truncation.")
+
+
+class ErrorDetail(BaseModel):
+    kind: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class BadInput(Exception):
+    """A request the server will not answer as asked: status code, kind, and a message saying why."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.headers = headers
+
+
+def _where(loc: tuple) -> str:
+    """('texts', 2) -> 'texts[2]'; () -> 'the body'."""
+    if not loc:
+        return "the body"
+    text = str(loc[0])
+    for part in loc[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _validation_problem(exc: ValidationError) -> BadInput:
+    """Map pydantic's first error onto one kind of bad input."""
+    error = exc.errors(include_url=False)[0]
+    kind, loc, msg = error["type"], tuple(error["loc"]), error["msg"]
+    where = _where(loc)
+    if kind == "json_invalid":
+        return BadInput(400, "invalid_json", f"the body is not valid UTF-8 JSON ({msg}); send a JSON object such as {{\"texts\": [\"...\"]}}")
+    if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
+        return BadInput(422, "wrong_type", 'the body must be a JSON object such as {"texts": ["..."]}')
+    if kind == "extra_forbidden":
+        return BadInput(422, "unknown_field", f"unknown field {loc[0]!r}; the body takes 'texts' or 'pairs'")
+    if loc and loc[0] == "pairs" and len(loc) >= 2 and kind in ("too_long", "too_short", "missing"):
+        return BadInput(422, "bad_pair", f"{_where(loc[:2])}: a pair is exactly two texts, [\"first\", \"second\"]")
+    if kind in ("string_type", "list_type", "tuple_type"):
+        wanted = {"string_type": "a string", "list_type": "an array", "tuple_type": "an array of two strings"}[kind]
+        return BadInput(422, "wrong_type", f"{where}: expected {wanted}, got {type(error.get('input')).__name__.replace('NoneType', 'null')}")
+    return BadInput(422, "invalid_request", f"{where}: {msg}")
+
+
+def parse_predict(body: bytes, model_inputs: str, config: ServeConfig) -> tuple[str, list[Item]]:
+    """Validate a /v1/predict body; returns the field used ('texts' or 'pairs') and its items."""
+    try:
+        request = PredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise _validation_problem(exc) from None
+    if request.texts is None and request.pairs is None:
+        raise BadInput(422, "missing_field", 'give "texts": ["..."] or "pairs": [["...", "..."]]')
+    if request.texts is not None and request.pairs is not None:
+        raise BadInput(422, "conflicting_fields", 'give either "texts" or "pairs", not both')
+    field = "texts" if request.texts is not None else "pairs"
+    if field == "pairs" and model_inputs == SINGLE:
+        raise BadInput(422, "pairs_not_supported", 'this model was trained on single texts; send {"texts": ["..."]}')
+    if field == "texts" and model_inputs == PAIR:
+        raise BadInput(422, "pairs_required", 'this model was trained on text pairs; send {"pairs": [["...", "..."]]}')
+    values = request.texts if field == "texts" else request.pairs
+    if not values:
+        raise BadInput(422, "empty_list", f'"{field}" is empty; give at least one item')
+    if len(values) > config.max_items:
+        raise BadInput(422, "too_many_items", f'"{field}" has {len(values)} items; at most {config.max_items} per request (--max-items)')
+    items = []
+    for index, value in enumerate(values):
+        parts = (value,) if field == "texts" else value
+        for part_index, text in enumerate(parts):
+            where = f"{field}[{index}]" + ("" if field == "texts" else f"[{part_index}]")
+            if not text.strip():
+                raise BadInput(422, "empty_text", f"{where} is empty or only whitespace")
+            if len(text) > config.max_text_chars:
+                raise BadInput(422, "text_too_long", f"{where} has {len(text)} characters; at most {config.max_text_chars} (--max-text-chars)")
+        items.append(Item(value) if field == "texts" else Item(value[0], value[1]))
+    return field, items
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before reading all of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadInput(400, "bad_content_length", f"Content-Length {declared!r} is not a byte count")
+        if int(declared) > limit:
+            raise BadInput(413, "body_too_large", f"the body is {declared} bytes; at most {limit} (--max-body-bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(413, "body_too_large", f"the body is over {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status, headers=headers)
+
+
+class MetricsMiddleware:
+    """Count every HTTP request by route, method and status, and time it to its last byte.
+
+    Plain ASGI rather than BaseHTTPMiddleware, which costs a task per request. Unknown paths
+    share the route label 'other' so that scanners cannot blow up the label set."""
+
+    def __init__(self, app, metrics: ServeMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope["path"] if scope["path"] in ROUTES else "other"
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - began)
+
+
+def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastAPI:
+    """An app serving `model`; its batcher starts and drains with the app's lifespan."""
+    from slimbert import __version__
+
+    metrics = ServeMetrics()
+    batcher = MicroBatcher(model.predict, config.batch_config(), on_batch=metrics.observe_batch, on_queue=metrics.queue.set)
+    identity = model.identity
+    model_ref = {"name": identity.name, "sha256": identity.sha256}
+    state = {"status": "starting"}
+
+    async def warm_up() -> None:
+        if config.warm_up:
+            await batcher.run_exclusive(model.warm_up, config.max_batch_size)
+        if state["status"] == "warming":
+            state["status"] = "ready"
+            metrics.ready.set(1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        state["status"] = "warming"
+        metrics.model.info({"name": identity.name, "sha256": identity.sha256, "provider": identity.provider, "task": identity.task})
+        warming = asyncio.get_running_loop().create_task(warm_up())
+        try:
+            yield
+        finally:
+            state["status"] = "shutting_down"
+            metrics.ready.set(0)
+            await warming
+            await batcher.close()
+
+    app = FastAPI(
+        title="slimbert serve",
+        version=__version__,
+        summary=f"{identity.name} ({identity.task}, {', '.join(identity.labels)}) on ONNX Runtime",
+        lifespan=lifespan,
+        responses={"4XX": {"model": ErrorBody, "description": "Bad input: the body says what was wrong."}},
+    )
+    app.state.model = model
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.config = config
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
+        metrics.errors.labels(exc.kind).inc()
+        return _error(exc.status, exc.kind, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            kind, message = "not_found", f"no route {request.method} {request.url.path}; see /docs for the routes"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            kind, message = "method_not_allowed", f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+        else:
+            kind, message = f"http_{exc.status_code}", str(exc.detail)
+        metrics.errors.labels(kind).inc()
+        return _error(exc.status_code, kind, message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("invalid_request").inc()
+        return _error(422, "invalid_request", str(exc.errors()[0].get("msg", "invalid request")))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels("internal").inc()
+        return _error(500, "internal", f"{type(exc).__name__} while answering; the server logged it and keeps serving")
+
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}},
+        responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    )
+    async def predict(request: Request):
+        """Classify texts (or pairs). Inputs longer than the model's max_length are truncated and
+        flagged in `truncated` and `warnings`."""
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in JSON_TYPES:
+            raise BadInput(415, "unsupported_media_type", f"Content-Type {media_type or '(none)'!r}: send application/json")
+        body = await read_body(request, config.max_body_bytes)
+        field, items = parse_predict(body, identity.inputs, config)
+        try:
+            predictions = await batcher.submit(items)
+        except Overloaded as exc:
+            raise BadInput(503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}) from None
+        except ShuttingDown:
+            raise BadInput(503, "shutting_down", "the server is shutting down; retry on another replica", {"Connection": "close"}) from None
+        warnings = [
+            f"{field}[{index}]: truncated to the model's maximum of {identity.max_length} tokens"
+            for index, prediction in enumerate(predictions)
+            if prediction["truncated"]
+        ]
+        metrics.items.inc(len(predictions))
+        if warnings:
+            metrics.truncated.inc(len(warnings))
+        return JSONResponse({"model": model_ref, "predictions": predictions, "warnings": warnings})
+
+    @app.get("/v1/model")
+    async def model_info() -> dict:
+        """The served model's identity and the server's limits."""
+        return {**identity.to_dict(), "limits": {"max_items": config.max_items, "max_body_bytes": config.max_body_bytes, "max_text_chars": config.max_text_chars, "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms}}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        """Alive: the process answers."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", responses={503: {"description": "warming up or shutting down"}})
+    async def readyz():
+        """Ready once the model is loaded and warmed up; 503 before that and while shutting down."""
+        ready = state["status"] == "ready"
+        return JSONResponse({"status": state["status"], "model": model_ref}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format: requests, latency, batch sizes, errors by kind."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
