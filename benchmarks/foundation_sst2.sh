@@ -4,8 +4,9 @@
 #   early stopping on the whole dev set), its kd students with 3, 2 and 1 layers, ONNX parity on
 #   the whole dev set, and one bench run (batch 1 and 8, CPU provider) over all of them.
 # Usage, from the repository root with the venv active:
-#   bash benchmarks/foundation_sst2.sh [RUNS_DIR]        # training: ~1 h on 2 cores
-#   STAGE=bench bash benchmarks/foundation_sst2.sh       # re-run only the timing on a quiet machine
+#   bash benchmarks/foundation_sst2.sh [RUNS_DIR]          # training: ~1 h on 2 quiet cores
+#   STAGE=students bash benchmarks/foundation_sst2.sh      # students and bench, teacher already trained
+#   STAGE=bench bash benchmarks/foundation_sst2.sh         # re-run only the timing on a quiet machine
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${1:-runs/sst2}
@@ -15,10 +16,12 @@ DATA=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --limit 10000
 
 if [ "$STAGE" = all ]; then
   slimbert train-teacher --base minilm-l6 "${DATA[@]}" --out "$RUNS/teacher" \
-    --epochs 3 --lr 1e-4 --eval-every 100 --patience 4 2>&1 | tr '\r' '\n' | grep -v '|' | tee "$RUNS.teacher.log"
+    --epochs 3 --lr 1e-4 --eval-every 100 --patience 4 2>&1 | tr '\r' '\n' | grep --line-buffered -v '|' | tee "$RUNS.teacher.log"
+fi
+if [ "$STAGE" = all ] || [ "$STAGE" = students ]; then
   for layers in 3 2 1; do
     slimbert compress kd --teacher "$RUNS/teacher" "${DATA[@]}" --layers "$layers" --out "$RUNS/kd-${layers}L" \
-      --epochs 4 --lr 1e-4 --temperature 2 --alpha 0.5 --eval-every 100 --patience 4 2>&1 | tr '\r' '\n' | grep -v '|' | tee "$RUNS.kd-${layers}L.log"
+      --epochs 3 --lr 1e-4 --temperature 2 --alpha 0.5 --eval-every 100 --patience 3 2>&1 | tr '\r' '\n' | grep --line-buffered -v '|' | tee "$RUNS.kd-${layers}L.log"
   done
 fi
 slimbert bench --model "$RUNS/teacher" --model "$RUNS/kd-3L" --model "$RUNS/kd-2L" --model "$RUNS/kd-1L" \

@@ -356,6 +356,21 @@ def _check_lengths(targets: list[Target], lengths: list[int | None]) -> None:
             raise SlimbertError(f"--lengths {max(fixed)}: {target.name} takes at most {limit} tokens; give lengths up to {limit}")
 
 
+def _distinct_names(targets: list[Target]) -> None:
+    """Exports of one model (fp32, int8, fused) carry its metadata name; where two targets on
+    the same runtime share a name, each is named by its folder instead (folders are distinct)."""
+    counts: dict[tuple[str, str], int] = {}
+    for target in targets:
+        counts[(target.name, target.runtime)] = counts.get((target.name, target.runtime), 0) + 1
+    for target in targets:
+        if counts[(target.name, target.runtime)] > 1:
+            target.name = target.path.name
+    named = [(t.name, t.runtime) for t in targets]
+    for name, runtime in named:
+        if named.count((name, runtime)) > 1:
+            raise SlimbertError(f"two --model directories give {runtime} models named {name!r}; rename one directory")
+
+
 def _measure_peaks(jobs: list[Job], config: BenchConfig) -> dict[tuple[str, int], Peak]:
     """The matmul peak for every (precision, threads) a transformer row runs at."""
     wanted = dict.fromkeys((j.target.precision, j.threads) for j in jobs if transformer_shape(j.target.config) is not None)
@@ -367,10 +382,11 @@ def _measure_peaks(jobs: list[Job], config: BenchConfig) -> dict[tuple[str, int]
     return peaks
 
 
-def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns = Columns(), config: BenchConfig = BenchConfig(), title: str | None = None) -> Report:
+def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns = Columns(), config: BenchConfig | None = None, title: str | None = None) -> Report:
     """Time every model over the sweep; return the report (rendered by report.py)."""
     from tqdm.auto import tqdm
 
+    config = config or BenchConfig()
     check_provider(config.provider)
     config.check()
     if not eval_path.is_file():
@@ -382,6 +398,7 @@ def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns =
     for model_dir in model_dirs:
         targets += _targets_for(Path(model_dir), out, eval_path, columns, config)
     _check_lengths(targets, config.lengths)
+    _distinct_names(targets)
     bindings = (False, True) if config.provider == "cuda" and config.io_binding else (False,)
     jobs = [
         Job(t, b, n, threads, bound)

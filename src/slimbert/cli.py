@@ -62,6 +62,8 @@ def _load_recipe(ctx: click.Context, param: click.Parameter, value: str | None):
             raise click.BadParameter(f"{path}: unknown key {key!r}; valid keys: {', '.join(valid)}")
         if isinstance(item, list) and not param.multiple:
             item = ",".join(str(v) for v in item)
+        elif param.multiple and not isinstance(item, list):
+            item = [item]  # `teacher: runs/t` for a repeatable flag
         values[param.name] = item
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return path
@@ -154,10 +156,11 @@ def cli():
 @recipe_option
 @click.option("--base", required=True, help="Base checkpoint: a local Hugging Face directory, or 'minilm-l6' for the bundled MiniLM.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the teacher to (replaced only on success).")
+@click.option("--save-route", type=click.IntRange(0), default=0, show_default=True, help="Also keep K checkpoints at evenly spaced steps under OUT/route/step-N, for --teacher-route (route-constrained distillation).")
 @data_options
 @train_options
 @user_errors
-def train_teacher_cmd(base, out, **kwargs):
+def train_teacher_cmd(base, out, save_route, **kwargs):
     """Fine-tune a base checkpoint into the teacher.
 
     Saves an HF model directory (config.json with id2label, model.safetensors, tokenizer) and
@@ -168,7 +171,7 @@ def train_teacher_cmd(base, out, **kwargs):
 
     spec = _data_spec(**_split(kwargs, DATA_KEYS))
     config = _train_config(**_split(kwargs, TRAIN_KEYS))
-    result, metadata = train_teacher(base, spec, out, config)
+    result, metadata = train_teacher(base, spec, out, config, save_route=save_route)
     click.echo(f"teacher saved to {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items()) + f" (best at step {result.best_step} of {result.steps})")
 
 
@@ -179,21 +182,23 @@ def compress():
 
 @compress.command("kd", context_settings=CONTEXT)
 @recipe_option
-@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher directory (from train-teacher).")
+@click.option("--teacher", type=click.Path(path_type=Path), required=True, help="Teacher directory (from train-teacher), or a professor (professor boost's ensemble, or a PS-DA teacher).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the student to.")
 @click.option("--layers", type=click.IntRange(1), default=3, show_default=True, help="Student depth; layers are picked evenly from the teacher, top layer kept (6→3 keeps 1, 3, 5).")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Softmax temperature T of the soft loss (scaled by T²).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the soft loss; 1 − alpha goes to the hard labels.")
+@click.option("--student-init", type=click.Path(path_type=Path), help="Start the student's embeddings and encoder from this pre-trained student (from pretrain-student, same --layers).")
+@click.option("--teacher-route", type=click.Path(path_type=Path), help="The teacher's route (train-teacher --save-route): distil from its checkpoints in order, splitting the step budget, before the teacher.")
 @data_options
 @train_options
 @user_errors
-def kd_cmd(teacher, out, layers, temperature, alpha, **kwargs):
+def kd_cmd(teacher, out, layers, temperature, alpha, student_init, teacher_route, **kwargs):
     """Hinton logit distillation into a student built from the teacher's own layers."""
     from slimbert.compress import kd
 
     spec = _data_spec(**_split(kwargs, DATA_KEYS))
     config = _train_config(**_split(kwargs, TRAIN_KEYS))
-    result, metadata = kd.run(teacher, spec, out, kd.KDConfig(layers, temperature, alpha), config)
+    result, metadata = kd.run(teacher, spec, out, kd.KDConfig(layers, temperature, alpha), config, student_init=student_init, route=teacher_route)
     click.echo(f"student saved to {out}: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items()) + " (teacher: " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["teacher_metric"].items()) + ")")
 
 
@@ -308,6 +313,111 @@ def minilm_cmd(teacher, out, layers, hidden_size, heads, ffn_size, teacher_layer
     click.echo(_student_line(out, metadata))
 
 
+def _float_list(ctx, param, value):
+    """'0.7,0.3' -> (0.7, 0.3)."""
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        return tuple(float(v) for v in str(value).split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 0.7,0.3") from None
+
+
+def teaching_options(command):
+    """The teacher signal and embeddings of a student without attention (compress/teaching.py)."""
+    options = [
+        click.option("--teacher", "teachers", type=click.Path(path_type=Path), multiple=True, required=True, help="Teacher directory; repeat for several teachers (e.g. the previous production model the new student must stay close to). The first gives the tokenizer and the input embeddings."),
+        click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the student to."),
+        click.option("--teacher-weights", callback=_float_list, help="One weight per --teacher, in order, for a weighted mean of their logits (default: the plain mean)."),
+        click.option("--joint", is_flag=True, help="Train the first teacher alongside the student on the labels (default: its cached logits)."),
+        click.option("--isolated/--not-isolated", default=True, show_default=True, help="With --joint: keep the student's soft loss from reaching the teacher (its logits are detached)."),
+        click.option("--teacher-lr", type=click.FloatRange(0, min_open=True), default=2e-5, show_default=True, help="With --joint: the teacher's peak learning rate."),
+        click.option("--temperature", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Softmax temperature T of the soft loss (scaled by T²)."),
+        click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the soft loss; 1 − alpha goes to the labels; 0 trains on the labels alone (the baseline)."),
+        click.option("--soft-loss", type=click.Choice(["kl", "mse"]), default="kl", show_default=True, help="kl: Hinton's soft cross-entropy; mse: MSE between logits (Tang et al.)."),
+        click.option("--teacher-route", type=click.Path(path_type=Path), help="The first teacher's route (train-teacher --save-route): distil from its checkpoints in order, splitting the step budget, first."),
+        click.option("--embedding-dim", type=click.IntRange(1), help="Student embedding width E (default: 300; tree: 128); the teacher's table is projected to it."),
+        click.option("--projection", type=click.Choice(["pca", "learned"]), default="pca", show_default=True, help="pca: own table = teacher table × fixed top-E SVD directions, trained; learned: teacher table frozen, projection trained."),
+        click.option("--freeze-embeddings", is_flag=True, help="Keep the student's projected table fixed (--projection pca)."),
+        click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Dropout before the classifier (default: 0.5; tree: 0)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+TEACHING_KEYS = ("teachers", "out", "teacher_weights", "joint", "isolated", "teacher_lr", "temperature", "alpha", "soft_loss", "teacher_route")
+EMBEDDING_KEYS = ("embedding_dim", "projection", "freeze_embeddings", "dropout")
+# these students train from scratch above the embeddings: a BERT fine-tuning rate is far too low
+STUDENT_CONTEXT = {**CONTEXT, "default_map": {"lr": 1e-3}}
+
+
+def _teach(kwargs: dict, student_type, make_method, module, **sizes):
+    """Shared body of compress textcnn/bilstm/tree: flags → configs → module.run."""
+    from slimbert.compress.teaching import TeachingConfig
+
+    t = _split(kwargs, TEACHING_KEYS)
+    teaching = TeachingConfig(tuple(t["teachers"][1:]), t["teacher_weights"], t["joint"], t["isolated"], t["teacher_lr"], t["temperature"], t["alpha"], t["soft_loss"], t["teacher_route"])
+    embedding = {k: v for k, v in _split(kwargs, EMBEDDING_KEYS).items() if v is not None}
+    student = student_type(**embedding, **sizes)
+    spec = _data_spec(**_split(kwargs, DATA_KEYS))
+    config = _train_config(**_split(kwargs, TRAIN_KEYS))
+    result, metadata = module.run(t["teachers"][0], spec, t["out"], make_method(student, teaching), config)
+    click.echo(_student_line(t["out"], metadata))
+
+
+@compress.command("textcnn", context_settings=STUDENT_CONTEXT)
+@recipe_option
+@teaching_options
+@click.option("--kernel-sizes", default="3,4,5", show_default=True, callback=lambda ctx, param, value: _int_list(ctx, param, value), help="Comma-separated n-gram widths of the convolutions.")
+@click.option("--filters", type=click.IntRange(1), default=100, show_default=True, help="Feature maps per width.")
+@data_options
+@train_options
+@user_errors
+def textcnn_cmd(kernel_sizes, filters, **kwargs):
+    """TextCNN (Kim 2014) over the teacher's token ids, distilled offline, jointly or from several
+    teachers; --alpha 0 for the labels-only baseline."""
+    from slimbert.compress import textcnn
+    from slimbert.compress.students import TextCNNConfig
+
+    _teach(kwargs, TextCNNConfig, textcnn.TextCNNMethod, textcnn, kernel_sizes=kernel_sizes, filters=filters)
+
+
+@compress.command("bilstm", context_settings=STUDENT_CONTEXT)
+@recipe_option
+@teaching_options
+@click.option("--hidden-size", type=click.IntRange(1), default=150, show_default=True, help="LSTM units per direction.")
+@click.option("--fc-size", type=click.IntRange(1), default=200, show_default=True, help="Units of the ReLU layer before the classifier.")
+@data_options
+@train_options
+@user_errors
+def bilstm_cmd(hidden_size, fc_size, **kwargs):
+    """BiLSTM (Tang et al. 2019) over the teacher's token ids, distilled offline, jointly or from
+    several teachers; sentence pairs are encoded side by side. --alpha 0 for the baseline."""
+    from slimbert.compress import bilstm
+    from slimbert.compress.students import BiLSTMConfig
+
+    _teach(kwargs, BiLSTMConfig, bilstm.BiLSTMMethod, bilstm, hidden_size=hidden_size, fc_size=fc_size)
+
+
+@compress.command("tree", context_settings=STUDENT_CONTEXT)
+@recipe_option
+@teaching_options
+@click.option("--depth", type=click.IntRange(1, 12), default=4, show_default=True, help="Levels of inner nodes (2^depth leaves).")
+@click.option("--inverse-temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="β in each inner node's σ(β · (x·w + b)).")
+@click.option("--balance", type=click.FloatRange(0), default=0.1, show_default=True, help="Weight of the penalty that keeps every inner node using both branches.")
+@data_options
+@train_options
+@user_errors
+def tree_cmd(depth, inverse_temperature, balance, **kwargs):
+    """Soft decision tree (Frosst & Hinton 2017) over the mean of the teacher's input embeddings;
+    slimbert.json lists what each node tests. --alpha 0 for the baseline."""
+    from slimbert.compress import tree
+    from slimbert.compress.students import TreeConfig
+
+    _teach(kwargs, TreeConfig, lambda student, teaching: tree.TreeMethod(student, teaching, balance), tree, depth=depth, inverse_temperature=inverse_temperature)
+
+
 @cli.command("export", context_settings=CONTEXT)
 @recipe_option
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), required=True, help="Model directory to export.")
@@ -319,24 +429,76 @@ def minilm_cmd(teacher, out, layers, hidden_size, heads, ffn_size, teacher_layer
 @click.option("--no-header", is_flag=True)
 @click.option("--max-length", type=click.IntRange(8, 4096), help="Default: the model's training max length.")
 @click.option("--opset", type=click.IntRange(11), help="ONNX opset (default: optimum's choice).")
-@click.option("--max-abs-diff", type=float, default=1e-4, show_default=True, help="Fail if any |ONNX − PyTorch| logit exceeds this.")
-@click.option("--min-agreement", type=click.FloatRange(0, 100), default=100.0, show_default=True, help="Fail below this label agreement, in percent.")
-@click.option("--max-f1-drop", type=click.FloatRange(0), default=0.0, show_default=True, help="Fail if the metric drops by more points than this.")
+@click.option("--max-abs-diff", type=click.FloatRange(0), help="Fail if any |ONNX − PyTorch| logit exceeds this (default per artifact: fp32 1e-4, --optimize 1e-3, fp16 5e-2, int8 not gated).")
+@click.option("--min-agreement", type=click.FloatRange(0, 100), help="Fail below this label agreement, in percent (default: fp32 100, --optimize 99.5, fp16 99, int8 97).")
+@click.option("--max-f1-drop", type=click.FloatRange(0), help="Fail if the metric drops by more points than this (default: fp32 0, --optimize 0.1, fp16 0.5, int8 1).")
+@click.option("--provider", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Provider to optimize for and validate on; cuda never falls back to the CPU.")
+@click.option("--optimize", is_flag=True, help="Fuse with ONNX Runtime's transformer optimizer (Attention, EmbedLayerNorm, BiasGelu; SkipLayerNorm on cuda) and report fusion counts.")
+@click.option("--quantize", type=click.Choice(["dynamic", "static"]), help="int8 on the CPU: dynamic (no data) or static (calibrated on --calibration-data).")
+@click.option("--per-channel", is_flag=True, help="int8: one weight scale per output column.")
+@click.option("--reduce-range", is_flag=True, help="int8: 7-bit weights, for CPUs without AVX-512 VNNI.")
+@click.option("--quantize-ops", help="int8: comma-separated op types (default: dynamic MatMul,Attention; static MatMul).")
+@click.option("--calibration-data", type=click.Path(path_type=Path), help="--quantize static: training file to draw calibration examples from (same columns as --eval).")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="percentile", show_default=True)
+@click.option("--calibration-examples", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="fp16 needs --provider cuda (LayerNorm/Softmax kept in fp32).")
+@click.option("--attention", type=click.Choice(["eager", "sdpa"]), default="eager", show_default=True, help="Attention implementation traced into the graph.")
+@click.option("--triton", "triton_repo", type=click.Path(path_type=Path), help="Also write a Triton model repository here: ONNX model, tokenizer, raw-text ensemble, client.py.")
+@click.option("--triton-max-batch-size", type=click.IntRange(0), default=32, show_default=True)
 @user_errors
-def export_cmd(model_dir, eval_file, out, text_column, text_pair_column, label_column, no_header, max_length, opset, max_abs_diff, min_agreement, max_f1_drop):
-    """Export a model to ONNX and validate it against PyTorch on the whole eval file.
+def export_cmd(model_dir, eval_file, out, text_column, text_pair_column, label_column, no_header, max_length, opset, max_abs_diff, min_agreement, max_f1_drop, provider, optimize, quantize, per_channel, reduce_range, quantize_ops, calibration_data, calibration_method, calibration_examples, precision, attention, triton_repo, triton_max_batch_size):
+    """Export a model to ONNX, optionally fuse / quantize / halve it, and validate every artifact
+    against PyTorch on the whole eval file.
 
-    The manifest.json in the folder records inputs, outputs, opset, parity figures and file
-    hashes. Past any tolerance the command fails and writes nothing.
+    \b
+    Examples:
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-int8 --optimize --quantize dynamic
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-static --optimize --quantize static --calibration-data train.tsv
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-fp16 --optimize --precision fp16 --provider cuda
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-int8 --quantize dynamic --triton runs/triton
+
+    The manifest.json in the folder records inputs, outputs, opset, exporter, precision, the
+    steps with their fusion counts, every step's validation figures and file hashes. Past any
+    gate the command fails and writes nothing.
     """
     from slimbert.data import Columns
-    from slimbert.export.onnx import Tolerances, export
+    from slimbert.export.onnx import ExportOptions, export
+    from slimbert.export.optimize import OptimizeConfig
+    from slimbert.export.quantize import DynamicQuantConfig, StaticQuantConfig
+    from slimbert.export.triton import TritonConfig
 
     if not model_dir.is_dir():
         raise SlimbertError(f"--model {model_dir}: no such directory")
-    manifest = export(model_dir, eval_file, out, Columns(text_column, text_pair_column, label_column, header=not no_header), max_length, Tolerances(max_abs_diff, min_agreement, max_f1_drop), opset)
+    ops = {"op_types": tuple(o.strip() for o in quantize_ops.split(",") if o.strip())} if quantize_ops else {}
+    if quantize == "dynamic":
+        quantizer = DynamicQuantConfig(per_channel=per_channel, reduce_range=reduce_range, **ops)
+    elif quantize == "static":
+        quantizer = StaticQuantConfig(method=calibration_method, calibration_file=calibration_data, examples=calibration_examples, per_channel=per_channel, reduce_range=reduce_range, **ops)
+    else:
+        quantizer = None
+    options = ExportOptions(
+        optimize=OptimizeConfig.for_provider(provider) if optimize else None,
+        quantize=quantizer,
+        precision=precision,
+        triton=TritonConfig(triton_repo, kind="gpu" if provider == "cuda" else "cpu", max_batch_size=triton_max_batch_size) if triton_repo else None,
+        attention=attention,
+        gates={k: v for k, v in {"max_abs_diff": max_abs_diff, "min_agreement": min_agreement, "max_f1_drop": max_f1_drop}.items() if v is not None},
+    )
+    columns = Columns(text_column, text_pair_column, label_column, header=not no_header)
+    manifest = export(model_dir, eval_file, out, columns, max_length, None, opset, provider, options)
+    for step in manifest["optimizations"]:
+        fusions = step.get("fusions")
+        if fusions:
+            click.echo("fused: " + (", ".join(f"{op} {n}" for op, n in fusions["counts"].items() if n) or "nothing"))
+            for warning in fusions["warnings"]:
+                click.echo(f"warning: {warning}", err=True)
     v = manifest["validation"]
-    click.echo(f"exported to {out}: max |Δlogit| {v['max_abs_diff']:.2e}, label agreement {v['label_agreement']:.2f}%, Δ{v['metric_name']} {v['delta_metric']:+.2f} on {v['examples']} examples")
+    click.echo(
+        f"exported {manifest['precision']} to {out}: max |Δlogit| {v['max_abs_diff']:.2e}, label agreement {v['label_agreement']:.2f}%, "
+        f"Δ{v['metric_name']} {v['delta_metric']:+.2f} on {v['examples']} examples ({v['provider']})"
+    )
+    if triton_repo:
+        click.echo(f"Triton repository in {triton_repo}: see its README.md")
 
 
 def _int_list(ctx, param, value):
@@ -351,40 +513,122 @@ def _int_list(ctx, param, value):
     return sizes
 
 
-@cli.command("bench", context_settings=CONTEXT)
+def _length_list(ctx, param, value):
+    """'own,64,128' -> [None, 64, 128]: None is each request's own length."""
+    if value is None or isinstance(value, list):
+        return value
+    lengths = []
+    for item in (v.strip() for v in str(value).split(",") if v.strip()):
+        if item.lower() == "own":
+            lengths.append(None)
+        elif item.isdigit() and int(item) >= 4:
+            lengths.append(int(item))
+        else:
+            raise click.BadParameter(f"{item!r}: give 'own' or whole numbers ≥ 4, comma-separated, e.g. own,64,128")
+    return lengths or [None]
+
+
+@cli.group("bench", context_settings=CONTEXT, invoke_without_command=True)
 @recipe_option
-@click.option("--model", "models", type=click.Path(path_type=Path), multiple=True, required=True, help="Model or export directory; repeat for several. HF directories are timed in PyTorch and as a validated ONNX export.")
-@click.option("--eval", "eval_file", type=click.Path(path_type=Path), required=True, help="Eval file: one request per example, in file order.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report folder: report.md, report.json, report.csv, pareto.png.")
+@click.option("--model", "models", type=click.Path(path_type=Path), multiple=True, help="[required] Model or export directory; repeat for several. HF directories are timed in PyTorch and as a validated ONNX export.")
+@click.option("--eval", "eval_file", type=click.Path(path_type=Path), help="[required] Eval file: one request per example, in file order.")
+@click.option("--out", type=click.Path(path_type=Path), help="[required] Report folder: report.md, report.html, report.json, report.csv and the plots.")
 @click.option("--provider", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="ONNX Runtime provider; cuda fails clearly when CUDAExecutionProvider is missing.")
 @click.option("--batch-sizes", callback=_int_list, default="1", show_default=True, help="Comma-separated request sizes.")
-@click.option("--threads", type=click.IntRange(1), help="Intra-op threads (default: all cores).")
+@click.option("--lengths", callback=_length_list, default="own", show_default=True, help="Comma-separated: 'own' pads each request to its own longest example; a number L pads (and truncates) every request to L.")
+@click.option("--threads", callback=_int_list, help="Comma-separated intra-op thread counts to sweep (default: all cores).")
 @click.option("--warmup", type=click.IntRange(0), default=20, show_default=True, help="Uncounted requests before timing.")
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed passes over all requests; figures are medians ± half the range.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N eval examples.")
-@click.option("--max-length", type=click.IntRange(8, 4096), help="Default: each model's training max length.")
+@click.option("--max-length", type=click.IntRange(8, 4096), help="Truncation of own-length requests (default: each model's training max length).")
 @click.option("--runtime", "runtimes", type=click.Choice(["pytorch", "onnx"]), multiple=True, help="Runtimes to time (default: both).")
+@click.option("--slo", help='Latency objective, e.g. "p99<=10ms"; with --max-f1-drop marks the recommended model.')
+@click.option("--max-f1-drop", type=click.FloatRange(0), help="Metric points a recommended model may lose against the teacher.")
+@click.option("--no-io-binding", is_flag=True, help="On CUDA, skip the ONNX rows fed through IO binding.")
+@click.option("--no-peak", is_flag=True, help="Skip measuring the matmul peak (the physical-limit column keeps FLOPs only).")
 @click.option("--text-column")
 @click.option("--text-pair-column")
 @click.option("--label-column")
 @click.option("--no-header", is_flag=True)
 @click.option("--in-process", is_flag=True, help="Time every model in this process (faster, but peak memory is shared).")
+@click.pass_context
 @user_errors
-def bench_cmd(models, eval_file, out, provider, batch_sizes, threads, warmup, limit, max_length, runtimes, text_column, text_pair_column, label_column, no_header, in_process):
-    """Time each model one request at a time and report latency against F1.
+def bench_cmd(ctx, models, eval_file, out, provider, batch_sizes, lengths, threads, warmup, repeats, limit, max_length, runtimes, slo, max_f1_drop, no_io_binding, no_peak, text_column, text_pair_column, label_column, no_header, in_process):
+    """Time each model over a sweep and report latency against F1; `bench compare` gates releases.
+
+    \b
+    Examples:
+      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --batch-sizes 1,8
+      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --slo "p99<=10ms" --max-f1-drop 1.0
+      slimbert bench compare runs/bench-old/report.json runs/bench/report.json --threshold 5%
+    """
+    if ctx.invoked_subcommand is not None:
+        if models or eval_file or out:
+            raise click.UsageError(f"give either bench's own options or `bench {ctx.invoked_subcommand}`, not both")
+        return
+    missing = [flag for flag, value in (("--model", models), ("--eval", eval_file), ("--out", out)) if not value]
+    if missing:
+        raise click.UsageError(f"Missing option {', '.join(missing)}.")
+    from slimbert.bench import BenchConfig, bench
+    from slimbert.data import Columns
+    from slimbert.report import request_table, write_report
+
+    threads = threads or []
+    config = BenchConfig(
+        provider=provider,
+        batch_sizes=batch_sizes,
+        threads=threads[0] if len(threads) == 1 else None,
+        warmup=warmup,
+        limit=limit,
+        max_length=max_length,
+        isolate=not in_process,
+        runtimes=tuple(runtimes) or ("pytorch", "onnx"),
+        lengths=lengths,
+        thread_counts=threads if len(threads) > 1 else [],
+        repeats=repeats,
+        io_binding=not no_io_binding,
+        peak=not no_peak,
+        slo=slo,
+        max_f1_drop=max_f1_drop,
+    )
+    report = bench([Path(m) for m in models], eval_file, out, Columns(text_column, text_pair_column, label_column, header=not no_header), config)
+    path = write_report(report, out)
+    click.echo(request_table(report).markdown())
+    recommendation = report.extra.get("recommendation")
+    if recommendation:
+        click.echo("\n".join([recommendation["summary"], *recommendation["passed_over"].values()]) + "\n")
+    click.echo(f"report written to {path} and {path.with_suffix('.html')}")
+
+
+@bench_cmd.command("compare", context_settings=CONTEXT)
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option("--threshold", default="5%", show_default=True, help="Latency a row may gain beyond both runs' spread: a percentage of OLD (5%) or a time (0.5ms).")
+@click.option("--metric-threshold", type=click.FloatRange(0), default=0.5, show_default=True, help="Metric (F1) points a row may lose.")
+@click.option("--statistic", type=click.Choice(["avg", "p50", "p90", "p99"]), default="p50", show_default=True, help="Latency figure compared.")
+@click.pass_context
+@user_errors
+def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
+    """List what got slower or less accurate from OLD to NEW (report.json files or report
+    folders); exit status 1 when anything regressed, so CI can gate a release on it.
 
     \b
     Example:
-      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --batch-sizes 1,8
+      slimbert bench compare release-1.2/report.json runs/bench/report.json --threshold 5% --metric-threshold 0.5
     """
-    from slimbert.bench import BenchConfig, bench
-    from slimbert.data import Columns
-    from slimbert.report import write_report
+    from slimbert.report import Report, Threshold, compare_reports, machine_differences
 
-    config = BenchConfig(provider, batch_sizes, threads, warmup, limit, max_length, not in_process, tuple(runtimes) or ("pytorch", "onnx"))
-    report = bench([Path(m) for m in models], eval_file, out, Columns(text_column, text_pair_column, label_column, header=not no_header), config)
-    path = write_report(report, out)
-    click.echo(path.read_text().split("\n## Details")[0].split("\n\n", 2)[-1])
-    click.echo(f"report written to {path}")
+    before, after = Report.read(old), Report.read(new)
+    changes = compare_reports(before, after, Threshold(threshold, metric_threshold, statistic))
+    for difference in machine_differences(before, after):
+        click.echo(f"note: the runs differ in {difference}; latency changes may be the machine's", err=True)
+    for change in changes:
+        click.echo(change.sentence())
+    regressed = [c for c in changes if c.regressed]
+    matched = len({r.key() for r in before.rows} & {r.key() for r in after.rows})
+    click.echo(f"{len(regressed)} regression{'s' if len(regressed) != 1 else ''} in {matched} matching rows ({statistic}, threshold {threshold} beyond noise, {metric_threshold:g} metric points)")
+    if regressed:
+        ctx.exit(1)
 
 
 @cli.command("serve", context_settings=CONTEXT)
@@ -440,6 +684,127 @@ def demo_cmd(quick, out, seed):
 
     report_path = run_demo(out, quick=quick, seed=seed)
     click.echo(f"demo report: {report_path}")
+
+
+@cli.group(context_settings=CONTEXT)
+def professor():
+    """Make the teacher stronger before it teaches: a boosted ensemble, or augmented pairs."""
+
+
+@professor.command("boost", context_settings=CONTEXT)
+@recipe_option
+@click.option("--base", required=True, help="Checkpoint every member is fine-tuned from: a local HF directory, or 'minilm-l6'.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Ensemble directory (members, ensemble.json); any --teacher flag takes it.")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True, help="K, the most members; boosting stops early at a chance-level or error-free member.")
+@click.option("--shrinkage", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True, help="ν scaling every member's vote α (1.0 is plain SAMME).")
+@click.option("--weighting", type=click.Choice(["loss", "resample"]), default="loss", show_default=True, help="Sample weights as per-example loss weights, or as weighted resampling.")
+@click.option("--first-member", type=click.Path(path_type=Path), help="An already fine-tuned teacher (same base) to use as round 1.")
+@click.option("--combine", type=click.Choice(["logits", "probabilities"]), default="logits", show_default=True, help="Members' vote-weighted logits, or their vote-weighted probability mixture.")
+@data_options
+@train_options
+@user_errors
+def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, combine, **kwargs):
+    """PS-Boosting: K teachers fine-tuned in sequence on SAMME sample weights, combined by
+    vote-weighted logits.
+
+    \b
+    Example:
+      slimbert professor boost --base minilm-l6 --train train.tsv --eval dev.tsv --rounds 3 --out runs/professor-boost
+      slimbert compress kd --teacher runs/professor-boost --train train.tsv --eval dev.tsv --layers 3 --out runs/kd3-boost
+    """
+    from slimbert.professor.boost import BoostConfig, boost
+
+    spec = _data_spec(**_split(kwargs, DATA_KEYS))
+    config = _train_config(**_split(kwargs, TRAIN_KEYS))
+    metadata = boost(base, spec, out, BoostConfig(rounds, shrinkage, weighting, first_member, combine), config)
+    for r in metadata["rounds"]:
+        click.echo(f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}, alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}" + ("" if r["kept"] else " (dropped)"))
+    click.echo(f"professor saved to {out}: {metadata['members']} members ({metadata['stopped']}); " + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items()))
+
+
+@professor.command("augment", context_settings=CONTEXT)
+@recipe_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="TSV of the original plus the new pairs; the report goes beside it (<stem>.report.json).")
+@click.option("--symmetry/--no-symmetry", default=True, show_default=True, help="Add b–a for every training pair a–b.")
+@click.option("--transitivity/--no-transitivity", default=True, show_default=True, help="Compose paths of training pairs into new pairs.")
+@click.option("--max-path", type=click.IntRange(2, 4), default=2, show_default=True, help="Most training pairs one new pair composes.")
+@click.option("--per-pair", type=click.IntRange(0), default=4, show_default=True, help="Most transitive pairs credited to one source pair.")
+@click.option("--max-transitive", type=click.IntRange(0), help="Most transitive pairs in all (default: no cap).")
+@click.option("--similar-label", help="The label meaning similar (default: the positive class, '1' in GLUE).")
+@click.option("--filter-teacher", type=click.Path(path_type=Path), help="Teacher (or professor) whose confident contradictions are dropped.")
+@click.option("--filter-confidence", type=click.FloatRange(0.5, 1.0), help="Drop a new pair the teacher labels the other way with at least this probability.")
+@data_options
+@user_errors
+def professor_augment_cmd(out, symmetry, transitivity, max_path, per_pair, max_transitive, similar_label, filter_teacher, filter_confidence, **kwargs):
+    """PS-DA data: sentence pairs implied by symmetry and transitivity of the training labels,
+    none containing an eval sentence.
+
+    \b
+    Example:
+      slimbert professor augment --train train.tsv --eval dev.tsv --out runs/train-augmented.tsv
+      slimbert train-teacher --base minilm-l6 --train runs/train-augmented.tsv --eval dev.tsv --out runs/professor-da
+    """
+    from slimbert.professor.augment import PairAugmentConfig, augment_pairs
+
+    spec = _data_spec(**_split(kwargs, DATA_KEYS))
+    config = PairAugmentConfig(symmetry, transitivity, max_path, per_pair, max_transitive, similar_label, filter_confidence)
+    report = augment_pairs(spec, out, config, teacher=filter_teacher)
+    click.echo("\n".join(report.lines()))
+    click.echo(f"augmented pairs written to {out}")
+
+
+@cli.command("pretrain-student", context_settings=CONTEXT)
+@recipe_option
+@click.option("--teacher", required=True, help="Whose encoder the student is cut from: a teacher or professor directory, or a base checkpoint ('minilm-l6').")
+@click.option("--layers", type=click.IntRange(1), default=3, show_default=True, help="Student depth (teacher layers picked as compress kd picks them).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Masked-LM model directory for `compress kd --student-init`.")
+@click.option("--train", "train", type=click.Path(path_type=Path, dir_okay=False), required=True, help="The task's training file: its texts (labels unused) are the default pre-training text.")
+@click.option("--text", "texts", type=click.Path(path_type=Path, dir_okay=False), multiple=True, help="More unlabelled text (.tsv/.csv/.jsonl, same columns); repeat for several.")
+@click.option("--text-column")
+@click.option("--text-pair-column")
+@click.option("--no-header", is_flag=True)
+@click.option("--max-length", type=click.IntRange(8, 4096), default=128, show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N rows of --train.")
+@click.option("--sample-seed", type=int, help="Shuffle --train with this seed before --limit.")
+@click.option("--mlm-probability", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15, show_default=True, help="Share of tokens masked.")
+@click.option("--holdout", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=0.05, show_default=True, help="Share of texts held out to pick the best checkpoint.")
+@train_options
+@user_errors
+def pretrain_student_cmd(teacher, layers, out, train, texts, text_column, text_pair_column, no_header, max_length, limit, sample_seed, mlm_probability, holdout, **kwargs):
+    """Continued masked-LM pre-training of the layer-truncated student on in-domain text.
+
+    \b
+    Example:
+      slimbert pretrain-student --teacher runs/professor-da --layers 3 --train train.tsv --out runs/mlm-3L
+      slimbert compress kd --teacher runs/professor-da --student-init runs/mlm-3L --layers 3 --train train.tsv --eval dev.tsv --out runs/kd3-star
+    """
+    from slimbert.data import Columns
+    from slimbert.pretrain import PretrainConfig, pretrain_student
+
+    config = _train_config(**_split(kwargs, TRAIN_KEYS))
+    columns = Columns(text_column, text_pair_column, None, header=not no_header)
+    result, metadata = pretrain_student(teacher, [train, *texts], out, PretrainConfig(layers, mlm_probability, holdout, max_length), config, columns, limit, sample_seed)
+    click.echo(f"pre-trained student saved to {out}: held-out masked-LM loss {metadata['mlm_loss_before']:.3f} → {metadata['metric'].get('mlm_loss', float('nan')):.3f} (best at step {result.best_step} of {result.steps})")
+
+
+@cli.command("experiment", context_settings=CONTEXT)
+@click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), help="Experiment folder (default: the recipe's `out`).")
+@user_errors
+def experiment_cmd(recipe, out):
+    """Run (TS, PS-Boosting, PS-DA, PS-DA*) × student depths × seeds from one recipe and write
+    the matrix table and the latency-vs-F1 plot. Finished cells are read back, so an
+    interrupted run continues where it stopped.
+
+    \b
+    Example:
+      slimbert experiment recipes/experiment-mrpc.yaml
+    """
+    from slimbert.experiment import run_experiment
+
+    experiment = run_experiment(recipe, out, echo=lambda line: click.echo(line, err=True))
+    click.echo(experiment.table("f1").markdown())
+    click.echo(f"experiment written to {experiment.out / 'experiment.md'}")
 
 
 def main() -> None:

@@ -139,7 +139,7 @@ def _ort_rate(precision: str, provider: str, threads: int, size: int, repeats: i
     on the device, so that the figure is the kernel's, not the host copies'."""
     import onnx
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     from slimbert.export.runtime import PROVIDERS
 
@@ -192,7 +192,8 @@ def measure_peak(precision: str, provider: str = "cpu", threads: int = 1, size: 
 
     fp32/fp16 use torch.mm (falling back to an ONNX Runtime MatMul graph where torch cannot
     reach the device); int8 uses ONNX Runtime MatMulInteger. None where the precision has no
-    fast kernel here (fp16 on a CPU). `size` defaults to 1024 on a CPU and 8192 on a GPU, big
+    fast kernel here. On CUDA without a CUDA build of torch the fp32 figure comes from ONNX
+    Runtime, whose CUDA MatMul may use TF32 as the models' own MatMuls do. `size` defaults to 1024 on a CPU and 8192 on a GPU, big
     enough that the multiply, not the call, is what is timed.
     """
     if precision not in PRECISIONS:
@@ -210,10 +211,19 @@ def measure_peak(precision: str, provider: str = "cpu", threads: int = 1, size: 
 
 
 def precision_of(manifest: dict) -> str:
-    """fp32, fp16 or int8 from an export manifest's `precision` (missing: fp32)."""
-    text = str(manifest.get("precision") or "fp32").lower()
-    if "int8" in text or "uint8" in text or "qdq" in text:
-        return "int8"
-    if "16" in text:
-        return "fp16"
-    return "fp32"
+    """fp32, fp16 or int8 of an export from its manifest: the `precision` entry, or where that
+    is missing or fp32, the steps under `optimizations` (a quantize step makes it int8)."""
+
+    def classify(text: str) -> str:
+        text = text.lower()
+        if "int8" in text or "quantiz" in text or "qdq" in text:
+            return "int8"
+        if "fp16" in text or "float16" in text:
+            return "fp16"
+        return "fp32"
+
+    stated = classify(str(manifest.get("precision") or "fp32"))
+    if stated != "fp32":
+        return stated
+    steps = [classify(str(step.get("step", "")) if isinstance(step, dict) else str(step)) for step in manifest.get("optimizations") or []]
+    return next((p for p in steps if p != "fp32"), "fp32")

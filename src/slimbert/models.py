@@ -52,6 +52,12 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 
+def student_architecture(path: str | Path) -> str | None:
+    """`slimbert_architecture` from config.json of a non-transformer student, else None."""
+    config = Path(path) / "config.json"
+    return json.loads(config.read_text()).get("slimbert_architecture") if config.is_file() else None
+
+
 def load_classifier(
     path: str | Path,
     label_map: LabelMap | None = None,
@@ -61,8 +67,13 @@ def load_classifier(
     """Load a sequence classifier. A base encoder gets a fresh head sized by `label_map`.
 
     Eager attention is the default: it exposes attention maps for distillation and exports to
-    an ONNX graph that ONNX Runtime's attention fusion recognises.
+    an ONNX graph that ONNX Runtime's attention fusion recognises. A non-transformer student
+    (compress textcnn, bilstm, tree) loads as it was saved.
     """
+    if student_architecture(path) is not None:
+        from slimbert.compress.students import load_student
+
+        return load_student(path)
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
@@ -179,7 +190,16 @@ class SavedModel:
 
 
 def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> SavedModel:
-    """Write an HF model directory (config, safetensors, tokenizer) plus slimbert.json, atomically."""
+    """Write an HF model directory (config, safetensors, tokenizer) plus slimbert.json, atomically.
+
+    Under `accelerate launch` with several processes only the main process writes.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return SavedModel(Path(out), metadata)
     model = model.to("cpu")
     with atomic_dir(out) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)

@@ -18,8 +18,9 @@ encoder (PS-DA* in the professor experiment):
 The bundled MiniLM ships without its MLM head, so the head's transform and bias start fresh
 and the decoder is tied to the input embeddings (as BERT's was in pre-training). Masking is
 BERT's (15 % of tokens; of those 80 % [MASK], 10 % random, 10 % kept) through transformers'
-DataCollatorForLanguageModeling. A held-out share of the texts, masked once with a fixed seed,
-picks the best checkpoint by its masked-LM loss.
+DataCollatorForLanguageModeling, drawn from torch's generator as seeded by the trainer. A
+held-out share of the texts, masked once with a fixed seed, picks the best checkpoint by its
+masked-LM loss.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -139,13 +141,26 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     return {"path": str(init_dir), "copied_tensors": len(wanted), "layer_map": meta.get("layer_map"), "source": meta.get("source"), "mlm_loss": meta.get("metric", {}).get("mlm_loss")}
 
 
-def unlabelled_texts(paths: list[Path], columns: Columns, limit: int | None = None) -> list[Examples]:
+def read_subset(path: Path, columns: Columns, limit: int | None = None, sample_seed: int | None = None, **kwargs) -> Examples:
+    """The training rows a DataSpec with this limit and sample_seed uses (as task.prepare cuts
+    them): the first `limit` rows, or the first `limit` of a seeded shuffle."""
+    if sample_seed is None:
+        return read_examples(path, columns, limit=limit, **kwargs)
+    examples = read_examples(path, columns, **kwargs)
+    order = np.random.default_rng(sample_seed).permutation(len(examples))
+    return examples.subset(order[:limit] if limit else order)
+
+
+def unlabelled_texts(paths: list[Path], columns: Columns, limit: int | None = None, sample_seed: int | None = None) -> list[Examples]:
     """Each file's texts (pairs kept as pairs), duplicates dropped within and across files;
-    `limit` cuts the first file (the task's training file) only."""
+    `limit` and `sample_seed` cut the first file (the task's training file) only."""
     seen: set[tuple[str, str | None]] = set()
     sources = []
     for n, path in enumerate(paths):
-        examples = read_examples(path, columns, require_labels=False, limit=limit if n == 0 else None)
+        if n == 0:
+            examples = read_subset(path, columns, limit, sample_seed, require_labels=False)
+        else:
+            examples = read_examples(path, columns, require_labels=False)
         keep = []
         for i, text in enumerate(examples.texts):
             key = (text, examples.text_pairs[i] if examples.is_pair else None)
@@ -188,7 +203,7 @@ def mlm_evaluator(batches: list[dict[str, torch.Tensor]]):
     return evaluate
 
 
-def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain: PretrainConfig, config: TrainConfig, columns: Columns = Columns(), limit: int | None = None) -> tuple[TrainResult, dict]:
+def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain: PretrainConfig, config: TrainConfig, columns: Columns = Columns(), limit: int | None = None, sample_seed: int | None = None) -> tuple[TrainResult, dict]:
     """Masked-LM pre-train a `pretrain.layers`-layer student of `teacher` on `texts` (the first
     is the task's training file) and save it as an HF masked-LM directory at `out`."""
     from transformers import DataCollatorForLanguageModeling
@@ -199,7 +214,7 @@ def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain
     seed_everything(config.seed)
     mlm, picked = mlm_student(source, pretrain.layers)
     del source
-    sources = unlabelled_texts(texts, columns, limit)
+    sources = unlabelled_texts(texts, columns, limit, sample_seed)
     features = _features(tokenizer, sources, pretrain.max_length)
     if len(features) < 2:
         raise SlimbertError(f"{texts[0]}: {len(features)} distinct text(s); masked-LM pre-training needs at least two (one is held out)")
@@ -209,12 +224,15 @@ def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain
     held = [features[i] for i in order[:held_count]]
     training = [features[i] for i in order[held_count:]]
 
-    eval_collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretrain.mlm_probability, seed=config.seed + 1)
-    eval_batches = [dict(eval_collator(held[i : i + 64])) for i in range(0, len(held), 64)]
+    # The collator draws masks from torch's global generator (its own `seed` refuses to run in
+    # a child process); held-out masks are drawn once under a forked, fixed seed.
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretrain.mlm_probability)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)
+        eval_batches = [dict(collator(held[i : i + 64])) for i in range(0, len(held), 64)]
     evaluate = mlm_evaluator(eval_batches)
     before = evaluate(mlm)
 
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=pretrain.mlm_probability, seed=config.seed)
     loader = DataLoader(training, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed), collate_fn=collator)
 
     def step(model, batch):

@@ -334,7 +334,7 @@ def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Re
         part
         for part in (
             f"{slo} at batch {batch}" if slo else None,
-            f"a {metric_name} drop ≤ {max_f1_drop:.2f} points against {reference}" if max_f1_drop is not None else None,
+            f"{metric_name} at most {max_f1_drop:.2f} points under {reference}" if max_f1_drop is not None else None,
         )
         if part
     )
@@ -348,7 +348,7 @@ def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Re
 
     if chosen is not None:
         summary = (
-            f"{chosen.label(full=True)} is recommended: {ms(chosen)}, {metric_name} {-drop(chosen):+.2f} points against {reference}; "
+            f"{chosen.label(full=True)} is recommended: {ms(chosen)}, {metric_name} {0.0 - drop(chosen) + 0.0:+.2f} points against {reference}; "
             f"the fastest of {len(qualifying)} configuration{'s' if len(qualifying) != 1 else ''} that meet {criteria}."
         )
     else:
@@ -541,7 +541,7 @@ def limit_table(report: Report) -> Table | None:
 def detail_table(report: Report) -> Table:
     cells = [
         [
-            r.model, r.runtime, r.provider, str(r.batch_size), r.length_label(), str(r.threads or "–"), r.precision,
+            r.model, r.runtime + (" + IO binding" if r.io_binding else ""), r.provider, str(r.batch_size), r.length_label(), str(r.threads or "–"), r.precision,
             _spread(r.p50_ms, r.p50_ms_spread), _spread(r.p90_ms, r.p90_ms_spread), _spread(r.p99_ms, r.p99_ms_spread), f"{r.qps:.1f}",
             _fmt(r.tokenize_avg_ms, 3), _fmt(r.tokenize_p99_ms, 3), _fmt(r.mean_tokens, 1), _fmt(r.accuracy),
             "–" if r.speedup is None else f"{r.speedup:.2f}×", str(r.parameters or "–"), _fmt(r.file_mb, 1), _fmt(r.peak_rss_mb, 0), str(r.repeats),
@@ -631,11 +631,14 @@ def plot_latency_vs_metric(report: Report) -> bytes:
         for i, r in enumerate(group):
             color = "tab:red" if i in front else "tab:gray"
             ax.errorbar(r.avg_ms, r.metric, xerr=r.avg_ms_spread or 0, fmt="o" if r.runtime == "onnx" else "s", color=color, ms=6, capsize=2, zorder=3)
-            ax.annotate(_name(r, _threads_vary(rows)), (r.avg_ms, r.metric), textcoords="offset points", xytext=(5, 4), fontsize=6)
+            # staggered so that rows at nearly the same point stay readable
+            ax.annotate(_name(r, _threads_vary(rows)), (r.avg_ms, r.metric), textcoords="offset points", xytext=(5, 4 + 9 * (i % 4)), fontsize=6, color="black" if i in front else "dimgray")
         ordered = sorted(points[i] for i in front)
         if ordered:
             ax.plot([p[0] for p in ordered], [p[1] for p in ordered], "--", color="tab:red", lw=1, label="Pareto front")
             ax.legend(loc="lower right", fontsize=8)
+        if points and max(p[0] for p in points) > 20 * max(min(p[0] for p in points), 1e-9):
+            ax.set_xscale("log")  # students and runtimes spread over orders of magnitude
         ax.set_xlabel(f"average latency per request, ms (batch {rows[0].batch_size if rows else 1})")
         ax.set_ylabel(rows[0].metric_name if rows else "F1")
         ax.set_title(f"{provider}: ■ PyTorch, ● ONNX Runtime", fontsize=9)
@@ -655,9 +658,13 @@ def plot_speedup(report: Report) -> bytes | None:
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", lw=1, ls="--")
+    ax.set_title("speed-up over the teacher", fontsize=9)
     for i, r in enumerate(rows):
         ax.annotate(f"{r.speedup:.2f}×", (r.speedup, i), textcoords="offset points", xytext=(3, -3), fontsize=7)
-    ax.set_xlabel("speed-up over the teacher in PyTorch (Avg ms ratio, same batch, length and threads)")
+    speedups = [r.speedup for r in rows]
+    if max(speedups) > 20 * max(min(speedups), 1e-9):
+        ax.set_xscale("log")
+    ax.set_xlabel("speed-up over the teacher in PyTorch\n(its Avg ms over the row's, same batch, length and threads)")
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
@@ -675,6 +682,7 @@ def plot_size_vs_metric(report: Report) -> bytes | None:
     for r in rows:
         ax.scatter(r.file_mb, r.metric, marker="o" if r.runtime == "onnx" else "s", s=50, color="tab:orange" if r.role == "teacher" else "tab:blue", zorder=3)
         ax.annotate(f"{r.model} ({r.runtime}{', ' + r.precision if r.precision != 'fp32' else ''})", (r.file_mb, r.metric), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_title("size against quality: ■ PyTorch, ● ONNX Runtime; teacher in orange", fontsize=9)
     ax.set_xlabel("model file size, MB")
     ax.set_ylabel(rows[0].metric_name)
     ax.grid(alpha=0.3)

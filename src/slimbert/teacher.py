@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from slimbert.compress.losses import LossTerm, combine, hard_loss
 from slimbert.compress.outputs import forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.route import ROUTE_DIR, route_steps, step_dir_name
+from slimbert.compress.trainer import TrainConfig, TrainResult, planned_steps, train
 from slimbert.evaluate import make_loader
+from slimbert.io import atomic_dir
 from slimbert.models import (
     load_classifier,
     load_tokenizer,
@@ -19,8 +25,12 @@ from slimbert.models import (
 from slimbert.task import DataSpec, evaluator, prepare
 
 
-def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig) -> tuple[TrainResult, dict]:
-    """Fine-tune `base` (a directory or a bundled name) on spec.train; keep the best on spec.eval."""
+def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig, save_route: int = 0) -> tuple[TrainResult, dict]:
+    """Fine-tune `base` (a directory or a bundled name) on spec.train; keep the best on spec.eval.
+
+    save_route K > 0 also keeps K checkpoints at evenly spaced steps (`route_steps`) as HF
+    directories under out/route/step-N, for route-constrained distillation (`--teacher-route`).
+    """
     base_dir = resolve_base(base)
     tokenizer = load_tokenizer(base_dir)
     data = prepare(spec, tokenizer)
@@ -32,7 +42,26 @@ def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig) -> 
         return combine(terms, forward(model, batch), None, batch)
 
     loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
-    result = train(model, loader, step, evaluator(data), config, description="teacher")
+    keep = route_steps(planned_steps(config, len(loader)), save_route)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    route = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.route-", suffix=".staging")) if keep else None
+
+    def keep_checkpoint(done: int, total: int, trained) -> None:
+        if route is not None and done in keep:
+            # a CPU copy: save_model moves what it saves to the CPU, and training goes on
+            meta = {"role": "route", "method": "teacher", "base": str(base), "step": done, "total_steps": total, "data": data.describe()}
+            save_model(copy.deepcopy(trained).to("cpu"), tokenizer, route / step_dir_name(done), meta)
+
+    try:
+        result = train(model, loader, step, evaluator(data), config, description="teacher", on_step=keep_checkpoint if keep else None)
+        return _save_teacher(model, tokenizer, out, base, base_dir, data, result, config, route)
+    finally:
+        if route is not None and route.exists():
+            shutil.rmtree(route, ignore_errors=True)
+
+
+def _save_teacher(model, tokenizer, out: Path, base: str, base_dir: Path, data, result: TrainResult, config: TrainConfig, route: Path | None) -> tuple[TrainResult, dict]:
     metadata = {
         "role": "teacher",
         "method": "teacher",
@@ -46,5 +75,13 @@ def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig) -> 
         "train_config": asdict(config),
         "history": result.history,
     }
-    save_model(model, tokenizer, out, metadata)
+    if route is None:
+        save_model(model, tokenizer, out, metadata)
+        return result, metadata
+    # training may stop early, before every planned checkpoint was reached
+    kept = sorted(route.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    metadata["route"] = [f"{ROUTE_DIR}/{p.name}" for p in kept]
+    with atomic_dir(out) as staging:
+        save_model(model, tokenizer, staging, metadata)
+        os.replace(route, staging / ROUTE_DIR)
     return result, metadata

@@ -40,7 +40,7 @@ from slimbert.models import load_tokenizer, resolve_base
 from slimbert.task import cache_dir, device, model_fingerprint
 
 WORD = re.compile(r"[^\W\d_]+")
-FORMAT = 1  # bump when the algorithm changes, so old caches are not reused
+FORMAT = 2  # bump when the algorithm changes, so old caches are not reused
 
 
 @dataclass
@@ -94,7 +94,8 @@ class Augmented:
 
 
 def _whole_word(token: str) -> bool:
-    return token.isalpha()
+    """A replacement candidate: alphabetic, not a ##piece, longer than one letter ("his" → "s" reads as noise)."""
+    return token.isalpha() and len(token) > 1
 
 
 class _Vocabulary:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.route import describe as describe_route
+from slimbert.compress.route import plan as route_plan
+from slimbert.compress.route import route_logits
 from slimbert.compress.trainer import TrainConfig, TrainResult, train
 from slimbert.evaluate import make_loader
 from slimbert.models import (
-    load_model_dir,
     make_student,
     model_label_map,
     model_task,
@@ -29,6 +31,7 @@ from slimbert.models import (
     seed_everything,
 )
 from slimbert.task import DataSpec, evaluator, prepare, teacher_logits
+from slimbert.teachers import load_teacher
 
 
 @dataclass
@@ -48,25 +51,44 @@ def loss_terms(config: KDConfig) -> list[LossTerm]:
     ]
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
-    teacher, tokenizer, teacher_meta = load_model_dir(teacher_dir)
+def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: TrainConfig, student_init: Path | None = None, route: Path | None = None) -> tuple[TrainResult, dict]:
+    """`teacher_dir` may be a professor ensemble: its logits teach, its best member gives the
+    student's layers. `student_init` (from pretrain-student) replaces the student's embeddings
+    and encoder before training. `route` (train-teacher --save-route) splits the step budget
+    over the teacher's checkpoints, easy to hard, before the teacher itself (compress/route.py)."""
+    loaded = load_teacher(teacher_dir)
+    teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
     task = model_task(teacher)
     data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
-    cached = teacher_logits(teacher, teacher_dir, data)  # (N, C)
-    teacher_metrics = evaluator(data)(teacher)
+    cached = teacher_logits(loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint)  # (N, C)
+    teacher_metrics = evaluator(data)(loaded.model)
     seed_everything(config.seed)
     layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
     student = make_student(teacher, kd.layers, layers)
-    del teacher
+    init = None
+    if student_init is not None:
+        from slimbert.pretrain import init_student
+
+        init = init_student(student, student_init)
+    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    stages = route_plan(route, Path(teacher_dir), config, len(loader))
+    targets = {s.name: cached if s.final else route_logits(s, teacher, data) for s in stages}  # (N, C) each
+    del teacher, loaded
     terms = loss_terms(kd)
 
-    def step(model, batch):
-        student_out = forward(model, batch)
-        teacher_out = Outputs(logits=cached[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
-        return combine(terms, student_out, teacher_out, batch)
+    def step_for(stage_logits):
+        def step(model, batch):
+            student_out = forward(model, batch)
+            teacher_out = Outputs(logits=stage_logits[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
+            return combine(terms, student_out, teacher_out, batch)
 
-    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
-    result = train(student, loader, step, evaluator(data), config, description=f"kd-{kd.layers}L")
+        return step
+
+    results = [
+        train(student, loader, step_for(targets[s.name]), evaluator(data), s.config, description=f"kd-{kd.layers}L" + ("" if s.final else f" {s.name}"))
+        for s in stages
+    ]
+    result = results[-1]
     metadata = {
         "role": "student",
         "method": "kd",
@@ -78,11 +100,13 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
         "metric": result.best.values if result.best else {},
         "metric_name": result.best.name if result.best else None,
         "best_step": result.best_step,
-        "steps": result.steps,
+        "steps": sum(r.steps for r in results),
         "train_config": asdict(config),
         "history": result.history,
-        "first_losses": result.losses[:5],
+        "first_losses": results[0].losses[:5],
+        "route": describe_route(stages, results) if route is not None else None,
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
+        "student_init": init,
     }
     save_model(student, tokenizer, out, metadata)
     return result, metadata

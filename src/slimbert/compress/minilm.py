@@ -39,8 +39,9 @@ from slimbert.compress.outputs import Outputs, forward
 from slimbert.compress.trainer import TrainConfig, TrainResult, train
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import Metrics, make_loader
-from slimbert.models import load_model_dir, model_label_map, model_task, save_model, seed_everything
+from slimbert.models import save_model, seed_everything
 from slimbert.task import DataSpec, TaskData, device, evaluator, prepare, teacher_logits
+from slimbert.teachers import load_teacher
 
 RELATIONS = ("query", "key", "value")
 
@@ -137,11 +138,12 @@ def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
 
 
 def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
-    teacher, tokenizer, teacher_meta = load_model_dir(teacher_dir)
-    task = model_task(teacher)
-    data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
-    cached = teacher_logits(teacher, teacher_dir, data)  # (N, C)
-    teacher_metrics = evaluator(data)(teacher)
+    loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member has the layers
+    teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
+    data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
+    cached = teacher_logits(loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint)  # (N, C)
+    teacher_metrics = evaluator(data)(loaded.model)
+    del loaded
     teacher_layer = resolve_teacher_layer(minilm.teacher_layer, teacher.config.num_hidden_layers)
     relation_heads = minilm.relation_heads or teacher.config.num_attention_heads
     init_map = map_layers(teacher.config.num_hidden_layers, minilm.layers, "uniform")

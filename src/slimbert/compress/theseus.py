@@ -31,7 +31,6 @@ EMNLP 2020.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,19 +40,12 @@ from torch import nn
 from slimbert.compress.layermap import split_modules
 from slimbert.compress.losses import LossTerm, combine, hard_loss
 from slimbert.compress.outputs import forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.trainer import TrainConfig, TrainResult, planned_steps, train
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import make_loader
-from slimbert.models import (
-    encoder_layers,
-    load_model_dir,
-    make_student,
-    model_label_map,
-    model_task,
-    save_model,
-    seed_everything,
-)
+from slimbert.models import encoder_layers, make_student, save_model, seed_everything
 from slimbert.task import DataSpec, device, evaluator, prepare
+from slimbert.teachers import load_teacher
 
 INITS = ("module-top", "first")
 
@@ -163,11 +155,12 @@ def task_terms() -> list[LossTerm]:
 
 
 def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
-    teacher, tokenizer, teacher_meta = load_model_dir(teacher_dir)
-    task = model_task(teacher)
-    data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
+    loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member is the predecessor
+    teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
+    data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
     evaluate = evaluator(data)
-    teacher_metrics = evaluate(teacher)
+    teacher_metrics = evaluate(loaded.model)
+    del loaded
     teacher_layers = teacher.config.num_hidden_layers
     modules = split_modules(teacher_layers, theseus.layers)
     init_layers = [module[-1] for module in modules] if theseus.init == "module-top" else list(range(theseus.layers))
@@ -180,7 +173,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
     successors.requires_grad_(True)
     hybrid = getattr(student, student.base_model_prefix).encoder.layer
     loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(loader)))  # as the trainer counts
+    total_steps = planned_steps(config, len(loader))
     schedule = ReplacementSchedule.from_config(theseus, total_steps)
     generator = torch.Generator().manual_seed(config.seed)
     terms = task_terms()
@@ -191,6 +184,11 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
         draws = set_draws(hybrid, p, generator)
         counter["step"] += 1
         loss, logged = combine(terms, forward(model, batch), None, batch)
+        if not any(draws):
+            # Every module was the frozen teacher's, so nothing trainable ran. A zero-weighted tie
+            # to the successors gives them zero gradients, which backward and fp16's grad scaler
+            # need (AdamW's momentum still moves them a little on such a step).
+            loss = loss + 0.0 * sum(w.sum() for w in successors.parameters())
         return loss, {**logged, "p": p, "replaced": float(sum(draws))}
 
     teacher.to(device())  # the predecessor layers run inside the hybrid, on the student's device

@@ -43,16 +43,9 @@ from slimbert.compress.trainer import TrainConfig, TrainResult, train
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import EncodedDataset, Metrics, label_targets, make_loader
-from slimbert.models import load_model_dir, model_label_map, model_task, save_model, seed_everything
-from slimbert.task import (
-    DataSpec,
-    TaskData,
-    device,
-    evaluator,
-    model_fingerprint,
-    prepare,
-    teacher_logits,
-)
+from slimbert.models import save_model, seed_everything
+from slimbert.task import DataSpec, TaskData, device, evaluator, prepare, teacher_logits
+from slimbert.teachers import load_teacher
 
 
 @dataclass
@@ -208,11 +201,10 @@ def _stage_record(result: TrainResult) -> dict:
 
 
 def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
-    teacher, tokenizer, teacher_meta = load_model_dir(teacher_dir)
-    task = model_task(teacher)
-    data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
-    fingerprint = model_fingerprint(Path(teacher_dir))
-    teacher_metrics = evaluator(data)(teacher)
+    loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member has the layers
+    teacher, tokenizer, teacher_meta, fingerprint = loaded.layers, loaded.tokenizer, loaded.metadata, loaded.fingerprint
+    data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
+    teacher_metrics = evaluator(data)(loaded.model)
     layer_map = map_layers(teacher.config.num_hidden_layers, tiny.layers, tiny.layer_map)
     general = read_text_file(tiny.general_text) if tiny.general_text else None
 
@@ -221,7 +213,8 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
         augment_config = AugmentConfig(tiny.augment_copies, tiny.augment_prob, tiny.augment_top_k, tiny.augment_mlm, max_length=spec.max_length, seed=config.seed)
         augmentation = augment(data.train, teacher, tokenizer, fingerprint, augment_config)
         train_data = with_training_examples(data, concat(data.train, augmentation.examples), tokenizer)
-    cached = teacher_logits(teacher, teacher_dir, train_data, fingerprint=fingerprint)  # (N, C), originals first
+    cached = teacher_logits(loaded.model, teacher_dir, train_data, fingerprint=fingerprint)  # (N, C), originals first
+    del loaded
 
     seed_everything(config.seed)
     student, init = build_student(teacher, tiny.shape(), layer_map, seed=config.seed)

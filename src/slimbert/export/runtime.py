@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,27 @@ def check_provider(provider: str) -> str:
     return name
 
 
-class OnnxClassifier:
-    """A sequence classifier exported to ONNX: feed tokenizer output, get logits (B, C)."""
+def runtime_hints(model_path: str | Path, provider: str) -> dict:
+    """Session settings the export's manifest asks for on `provider` (its "runtime" entry), e.g.
+    {"disabled_optimizers": ["SkipLayerNormFusion"]}: see export/optimize.py for why."""
+    manifest = Path(model_path).parent / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        hints = json.loads(manifest.read_text()).get("runtime") or {}
+    except (OSError, ValueError):
+        return {}
+    return hints.get(provider) or {}
 
-    def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int | None = None):
+
+class OnnxClassifier:
+    """A sequence classifier exported to ONNX: feed tokenizer output, get logits (B, C).
+
+    disabled_optimizers: ONNX Runtime online optimizers to turn off; None reads them from the
+    manifest.json beside the model (what `slimbert export --optimize` measured to be faster).
+    """
+
+    def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int | None = None, disabled_optimizers: Sequence[str] | None = None):
         import onnxruntime as ort
 
         name = check_provider(provider)
@@ -41,7 +60,11 @@ class OnnxClassifier:
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=[name])
+        if disabled_optimizers is None:
+            disabled_optimizers = runtime_hints(model_path, provider).get("disabled_optimizers", ())
+        self.disabled_optimizers = list(disabled_optimizers)
+        extra = {"disabled_optimizers": self.disabled_optimizers} if self.disabled_optimizers else {}
+        self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=[name], **extra)
         active = self.session.get_providers()
         if active[0] != name:
             raise SlimbertError(f"onnxruntime placed the model on {active[0]}, not {name}; refusing to run on another provider")

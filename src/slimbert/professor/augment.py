@@ -42,6 +42,7 @@ import numpy as np
 from slimbert.data import CLASSIFICATION, Columns, Examples, LabelMap, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.io import write_json_atomic, write_text_atomic
+from slimbert.task import DataSpec
 
 RULES = ("symmetry", "transitivity-similar", "transitivity-dissimilar")
 MAX_PATH = 4  # longer paths multiply candidates combinatorially and compound label noise
@@ -300,15 +301,19 @@ def teacher_contradicts(teacher_dir: Path, first: list[str], second: list[str], 
     return probabilities[np.arange(len(first)), opposite] >= confidence
 
 
-def augment_pairs(train: Path, eval_path: Path, out: Path, config: PairAugmentConfig, columns: Columns = Columns(), limit: int | None = None, teacher: Path | None = None, max_length: int | None = None) -> AugmentReport:
-    """Write the training pairs plus the pairs they imply to `out` (.tsv), and the report
-    beside it (`<stem>.report.json`); returns the report."""
+def augment_pairs(spec: DataSpec, out: Path, config: PairAugmentConfig, teacher: Path | None = None) -> AugmentReport:
+    """Write spec's training pairs (cut by its limit / sample_seed) plus the pairs they imply
+    to `out` (.tsv), and the report beside it (`<stem>.report.json`); returns the report. The
+    teacher filter tokenises at spec.max_length."""
+    from slimbert.pretrain import read_subset
+
     out = Path(out)
+    train, eval_path, columns = spec.train, spec.eval, spec.columns
     if out.suffix.lower() != ".tsv":
         raise SlimbertError(f"--out {out}: the augmented pairs are written as TSV; give a path ending in .tsv")
     if (config.filter_confidence is None) != (teacher is None):
         raise SlimbertError("give --filter-teacher and --filter-confidence together (or neither)")
-    examples = read_examples(train, columns, task=CLASSIFICATION, limit=limit)
+    examples = read_subset(train, columns, spec.limit, spec.sample_seed, task=CLASSIFICATION)
     if not examples.is_pair:
         raise SlimbertError(f"{train}: single sentences have no pair graph to augment; use TinyBERT-style augmentation (`slimbert compress tinybert --augment`), or name the second column with --text-pair-column")
     present = sorted(set(examples.labels))
@@ -334,7 +339,7 @@ def augment_pairs(train: Path, eval_path: Path, out: Path, config: PairAugmentCo
             similar_label,
             dissimilar_label,
             config.filter_confidence,
-            max_length,
+            spec.max_length,
         )
         for pair, drop in zip(pairs, dropped, strict=True):
             if drop:

@@ -12,13 +12,16 @@ A member with err_m ≥ 1 − 1/K (α_m ≤ 0) is no better than chance and ends
 member with no training errors (err_m clipped to half an example, 0.5 / n) gets a large but
 finite α_m and ends it too, as there is nothing left to reweight.
 
-The professor's logits are the members' logits weighted by their votes:
+The professor's logits are the members' logits weighted by their votes (`combine="logits"`):
 
     logits (B, C) = Σ_m  (α_m / Σ α) · logits_m (B, C)
 
 Softmax ignores a per-row constant, so this is the same distribution as weighting the members'
 log-probabilities; the normalisation keeps the logits on one member's scale, so a distillation
-temperature means the same as for a single teacher.
+temperature means the same as for a single teacher. A member with much larger logits than the
+others outvotes its α this way; `combine="probabilities"` mixes the members' distributions
+instead, logits = log Σ_m (α_m / Σ α) · softmax(logits_m), where no member counts for more
+than its vote.
 
 The artifact is a directory every `--teacher` flag accepts (see slimbert.teachers):
 
@@ -75,6 +78,7 @@ from slimbert.teachers import ENSEMBLE_FILE, Teacher
 
 ENSEMBLE_FORMAT = "slimbert-ensemble/1"
 WEIGHTINGS = ("loss", "resample")
+COMBINES = ("logits", "probabilities")
 
 
 @dataclass
@@ -84,12 +88,14 @@ class BoostConfig:
     weighting:    "loss" (per-example loss weights n · w_i) or "resample" (weighted sampling)
     first_member: an already fine-tuned teacher directory to use as round 1 instead of training
                   one (it was trained on uniform weights, which is what round 1 is); it must
-                  share the base's tokenizer"""
+                  share the base's tokenizer
+    combine:      "logits" (vote-weighted logits) or "probabilities" (vote-weighted mixture)"""
 
     rounds: int = 3
     shrinkage: float = 1.0
     weighting: str = "loss"
     first_member: Path | None = None
+    combine: str = "logits"
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -98,6 +104,8 @@ class BoostConfig:
             raise SlimbertError(f"--shrinkage {self.shrinkage}: give a positive shrinkage (1.0 is plain SAMME)")
         if self.weighting not in WEIGHTINGS:
             raise SlimbertError(f"--weighting {self.weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+        if self.combine not in COMBINES:
+            raise SlimbertError(f"--combine {self.combine!r}: choose one of {', '.join(COMBINES)}")
 
 
 @dataclass(frozen=True)
@@ -135,15 +143,19 @@ def samme_step(weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkag
 
 
 class EnsembleClassifier(nn.Module):
-    """Members' logits weighted by their votes: logits (B, C) = Σ_k weights[k] · logits_k (B, C).
+    """Members' logits weighted by their votes: logits (B, C) = Σ_k weights[k] · logits_k (B, C),
+    or with combine="probabilities" log Σ_k weights[k] · softmax(logits_k) (B, C).
 
     It gives logits only; hidden states and attentions come from `Teacher.layers` (one member).
     """
 
-    def __init__(self, members: list[nn.Module], weights: list[float]):
+    def __init__(self, members: list[nn.Module], weights: list[float], combine: str = "logits"):
         super().__init__()
         if len(members) != len(weights) or not members:
             raise ValueError(f"{len(members)} members but {len(weights)} weights")
+        if combine not in COMBINES:
+            raise ValueError(f"combine {combine!r} is not one of {COMBINES}")
+        self.combine = combine
         self.members = nn.ModuleList(members)
         normalised = torch.tensor(weights, dtype=torch.float32)
         self.register_buffer("weights", normalised / normalised.sum())  # (K,)
@@ -158,14 +170,24 @@ class EnsembleClassifier(nn.Module):
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         logits = torch.stack([member(**inputs).logits for member in self.members])  # (K, B, C)
-        combined = torch.einsum("k,kbc->bc", self.weights.to(logits.dtype), logits)  # (B, C)
+        weights = self.weights.to(logits.dtype)
+        if self.combine == "logits":
+            combined = torch.einsum("k,kbc->bc", weights, logits)  # (B, C)
+        else:
+            log_mixture = torch.log_softmax(logits, dim=-1) + weights.log()[:, None, None]  # (K, B, C)
+            combined = torch.logsumexp(log_mixture, dim=0)  # (B, C)
         return SequenceClassifierOutput(logits=combined)
 
 
-def combine_logits(member_logits: list[np.ndarray], weights: list[float]) -> np.ndarray:
+def combine_logits(member_logits: list[np.ndarray], weights: list[float], combine: str = "logits") -> np.ndarray:
     """The ensemble's logits (N, C) from each member's (N, C), as EnsembleClassifier does."""
-    norm = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
-    return np.einsum("k,knc->nc", norm, np.stack(member_logits)).astype(np.float32)
+    stacked = torch.from_numpy(np.stack(member_logits)).double()  # (K, N, C)
+    norm = torch.tensor(weights, dtype=torch.float64) / float(np.sum(weights))  # (K,)
+    if combine == "logits":
+        combined = torch.einsum("k,knc->nc", norm, stacked)
+    else:
+        combined = torch.logsumexp(torch.log_softmax(stacked, dim=-1) + norm.log()[:, None, None], dim=0)
+    return combined.float().numpy()
 
 
 def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
@@ -274,7 +296,7 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
                 save_model(member, tokenizer, member_dir, {"role": "professor-member", "method": "boost-member", "base": str(base), "round": m, "data": data.describe(), "metric": member_metrics.values, "metric_name": member_metrics.name, "train_config": asdict(member_config)})
             alphas.append(update.alpha)
             eval_logits.append(member_eval)
-            ensemble_metrics = compute_metrics(combine_logits(eval_logits, alphas), data.eval_targets, data.task, data.label_map)
+            ensemble_metrics = compute_metrics(combine_logits(eval_logits, alphas, boost_config.combine), data.eval_targets, data.task, data.label_map)
             rounds.append({**record, "kept": True, "ensemble_eval": ensemble_metrics.values})
             member.to("cpu")
             del member
@@ -285,11 +307,11 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
 
         kept = [r for r in rounds if r["kept"]]
         best = max(range(len(kept)), key=lambda i: (kept[i]["eval_main"], -i))  # earliest on ties
-        final = compute_metrics(combine_logits(eval_logits, alphas), data.eval_targets, data.task, data.label_map)
+        final = compute_metrics(combine_logits(eval_logits, alphas, boost_config.combine), data.eval_targets, data.task, data.label_map)
         total = float(sum(alphas))
         ensemble = {
             "format": ENSEMBLE_FORMAT,
-            "combine": "weighted-logits",
+            "combine": boost_config.combine,
             "members": [r["member"] for r in kept],
             "alphas": alphas,
             "weights": [a / total for a in alphas],
@@ -349,7 +371,9 @@ def load_ensemble(path: str | Path) -> Teacher:
     labels = {json.dumps(m.config.id2label, sort_keys=True) for m in members}
     if len(labels) != 1:
         raise SlimbertError(f"{path}: the members disagree on their labels; rebuild the ensemble from one training set")
-    model = EnsembleClassifier(members, ensemble["weights"])
+    if ensemble.get("combine") not in COMBINES:
+        raise SlimbertError(f"{path / ENSEMBLE_FILE}: combine {ensemble.get('combine')!r} is not one of {', '.join(COMBINES)}; rebuild it with `slimbert professor boost`")
+    model = EnsembleClassifier(members, ensemble["weights"], ensemble["combine"])
     model.eval()
     return Teacher(
         model=model,

@@ -4,7 +4,8 @@
                        -> {"model": {"name", "sha256"}, "predictions": [{"label", "scores", ...}], "warnings": [...]}
     GET  /v1/model     the model's identity, labels, limits
     GET  /healthz      alive (200 as soon as the process answers)
-    GET  /readyz       200 once the model is loaded and warmed up; 503 while warming or shutting down
+    GET  /readyz       200 once the model is loaded and warmed up; 503 while warming, after a
+                       failed warm-up, or while shutting down
     GET  /metrics      Prometheus text format, from this app's own registry
     GET  /docs         OpenAPI page (/openapi.json)
 
@@ -17,6 +18,7 @@ types, unknown fields refused) so that each failure maps onto one `kind`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from slimbert.serve.batching import BatchConfig, MicroBatcher, Overloaded, Shutt
 from slimbert.serve.metrics import ServeMetrics
 from slimbert.serve.model import PAIR, SINGLE, Item, ServedModel
 
+log = logging.getLogger("slimbert.serve")
 ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 JSON_TYPES = ("application/json",)
 
@@ -96,8 +99,9 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class BadInput(Exception):
-    """A request the server will not answer as asked: status code, kind, and a message saying why."""
+class ApiError(Exception):
+    """A request the server will not answer as asked: status code, kind, and a message saying why.
+    Client mistakes are 4xx; 503 is overload or shutdown; 500 only for a failed model call."""
 
     def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -117,23 +121,23 @@ def _where(loc: tuple) -> str:
     return text
 
 
-def _validation_problem(exc: ValidationError) -> BadInput:
+def _validation_problem(exc: ValidationError) -> ApiError:
     """Map pydantic's first error onto one kind of bad input."""
     error = exc.errors(include_url=False)[0]
     kind, loc, msg = error["type"], tuple(error["loc"]), error["msg"]
     where = _where(loc)
     if kind == "json_invalid":
-        return BadInput(400, "invalid_json", f"the body is not valid UTF-8 JSON ({msg}); send a JSON object such as {{\"texts\": [\"...\"]}}")
+        return ApiError(400, "invalid_json", f"the body is not valid UTF-8 JSON ({msg}); send a JSON object such as {{\"texts\": [\"...\"]}}")
     if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
-        return BadInput(422, "wrong_type", 'the body must be a JSON object such as {"texts": ["..."]}')
+        return ApiError(422, "wrong_type", 'the body must be a JSON object such as {"texts": ["..."]}')
     if kind == "extra_forbidden":
-        return BadInput(422, "unknown_field", f"unknown field {loc[0]!r}; the body takes 'texts' or 'pairs'")
+        return ApiError(422, "unknown_field", f"unknown field {loc[0]!r}; the body takes 'texts' or 'pairs'")
     if loc and loc[0] == "pairs" and len(loc) >= 2 and kind in ("too_long", "too_short", "missing"):
-        return BadInput(422, "bad_pair", f"{_where(loc[:2])}: a pair is exactly two texts, [\"first\", \"second\"]")
+        return ApiError(422, "bad_pair", f"{_where(loc[:2])}: a pair is exactly two texts, [\"first\", \"second\"]")
     if kind in ("string_type", "list_type", "tuple_type"):
         wanted = {"string_type": "a string", "list_type": "an array", "tuple_type": "an array of two strings"}[kind]
-        return BadInput(422, "wrong_type", f"{where}: expected {wanted}, got {type(error.get('input')).__name__.replace('NoneType', 'null')}")
-    return BadInput(422, "invalid_request", f"{where}: {msg}")
+        return ApiError(422, "wrong_type", f"{where}: expected {wanted}, got {type(error.get('input')).__name__.replace('NoneType', 'null')}")
+    return ApiError(422, "invalid_request", f"{where}: {msg}")
 
 
 def parse_predict(body: bytes, model_inputs: str, config: ServeConfig) -> tuple[str, list[Item]]:
@@ -143,28 +147,28 @@ def parse_predict(body: bytes, model_inputs: str, config: ServeConfig) -> tuple[
     except ValidationError as exc:
         raise _validation_problem(exc) from None
     if request.texts is None and request.pairs is None:
-        raise BadInput(422, "missing_field", 'give "texts": ["..."] or "pairs": [["...", "..."]]')
+        raise ApiError(422, "missing_field", 'give "texts": ["..."] or "pairs": [["...", "..."]]')
     if request.texts is not None and request.pairs is not None:
-        raise BadInput(422, "conflicting_fields", 'give either "texts" or "pairs", not both')
+        raise ApiError(422, "conflicting_fields", 'give either "texts" or "pairs", not both')
     field = "texts" if request.texts is not None else "pairs"
     if field == "pairs" and model_inputs == SINGLE:
-        raise BadInput(422, "pairs_not_supported", 'this model was trained on single texts; send {"texts": ["..."]}')
+        raise ApiError(422, "pairs_not_supported", 'this model was trained on single texts; send {"texts": ["..."]}')
     if field == "texts" and model_inputs == PAIR:
-        raise BadInput(422, "pairs_required", 'this model was trained on text pairs; send {"pairs": [["...", "..."]]}')
+        raise ApiError(422, "pairs_required", 'this model was trained on text pairs; send {"pairs": [["...", "..."]]}')
     values = request.texts if field == "texts" else request.pairs
     if not values:
-        raise BadInput(422, "empty_list", f'"{field}" is empty; give at least one item')
+        raise ApiError(422, "empty_list", f'"{field}" is empty; give at least one item')
     if len(values) > config.max_items:
-        raise BadInput(422, "too_many_items", f'"{field}" has {len(values)} items; at most {config.max_items} per request (--max-items)')
+        raise ApiError(422, "too_many_items", f'"{field}" has {len(values)} items; at most {config.max_items} per request (--max-items)')
     items = []
     for index, value in enumerate(values):
         parts = (value,) if field == "texts" else value
         for part_index, text in enumerate(parts):
             where = f"{field}[{index}]" + ("" if field == "texts" else f"[{part_index}]")
             if not text.strip():
-                raise BadInput(422, "empty_text", f"{where} is empty or only whitespace")
+                raise ApiError(422, "empty_text", f"{where} is empty or only whitespace")
             if len(text) > config.max_text_chars:
-                raise BadInput(422, "text_too_long", f"{where} has {len(text)} characters; at most {config.max_text_chars} (--max-text-chars)")
+                raise ApiError(422, "text_too_long", f"{where} has {len(text)} characters; at most {config.max_text_chars} (--max-text-chars)")
         items.append(Item(value) if field == "texts" else Item(value[0], value[1]))
     return field, items
 
@@ -174,14 +178,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise BadInput(400, "bad_content_length", f"Content-Length {declared!r} is not a byte count")
+            raise ApiError(400, "bad_content_length", f"Content-Length {declared!r} is not a byte count")
         if int(declared) > limit:
-            raise BadInput(413, "body_too_large", f"the body is {declared} bytes; at most {limit} (--max-body-bytes)")
+            raise ApiError(413, "body_too_large", f"the body is {declared} bytes; at most {limit} (--max-body-bytes)")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadInput(413, "body_too_large", f"the body is over {limit} bytes (--max-body-bytes)")
+            raise ApiError(413, "body_too_large", f"the body is over {limit} bytes (--max-body-bytes)")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -233,7 +237,12 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
 
     async def warm_up() -> None:
         if config.warm_up:
-            await batcher.run_exclusive(model.warm_up, config.max_batch_size)
+            try:
+                await batcher.run_exclusive(model.warm_up, config.max_batch_size)
+            except Exception:  # stay alive and say so on /readyz, so the orchestrator replaces us
+                log.exception("warm-up failed; /readyz will report warm_up_failed")
+                state["status"] = "warm_up_failed"
+                return
         if state["status"] == "warming":
             state["status"] = "ready"
             metrics.ready.set(1)
@@ -265,8 +274,8 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     app.state.config = config
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    @app.exception_handler(BadInput)
-    async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(exc.kind).inc()
         return _error(exc.status, exc.kind, exc.message, exc.headers)
 
@@ -303,15 +312,20 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
         flagged in `truncated` and `warnings`."""
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type not in JSON_TYPES:
-            raise BadInput(415, "unsupported_media_type", f"Content-Type {media_type or '(none)'!r}: send application/json")
+            raise ApiError(415, "unsupported_media_type", f"Content-Type {media_type or '(none)'!r}: send application/json")
         body = await read_body(request, config.max_body_bytes)
         field, items = parse_predict(body, identity.inputs, config)
         try:
             predictions = await batcher.submit(items)
         except Overloaded as exc:
-            raise BadInput(503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}) from None
+            raise ApiError(503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}) from None
         except ShuttingDown:
-            raise BadInput(503, "shutting_down", "the server is shutting down; retry on another replica", {"Connection": "close"}) from None
+            if state["status"] == "shutting_down":
+                raise ApiError(503, "shutting_down", "the server is shutting down; retry on another replica", {"Connection": "close"}) from None
+            raise ApiError(503, "not_ready", "the server is starting; retry shortly", {"Retry-After": "1"}) from None
+        except Exception as exc:  # the model call failed: this request fails, the server goes on
+            log.exception("model call failed for a batch including this request")
+            raise ApiError(500, "inference_failed", f"the model failed on this batch ({type(exc).__name__}); the server logged it and keeps serving") from None
         warnings = [
             f"{field}[{index}]: truncated to the model's maximum of {identity.max_length} tokens"
             for index, prediction in enumerate(predictions)
@@ -332,7 +346,7 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
         """Alive: the process answers."""
         return {"status": "alive"}
 
-    @app.get("/readyz", responses={503: {"description": "warming up or shutting down"}})
+    @app.get("/readyz", responses={503: {"description": "warming up, warm-up failed, or shutting down"}})
     async def readyz():
         """Ready once the model is loaded and warmed up; 503 before that and while shutting down."""
         ready = state["status"] == "ready"

@@ -5,8 +5,12 @@ manifest.json, slimbert.json). Its identity is its name plus the sha256 of model
 is checked against the manifest on load, so a server never answers under the name of a model it
 is not running.
 
-`ServedModel.predict` is synchronous and meant for one worker thread: a fast tokenizer keeps
-its truncation/padding state on the Rust object and refuses concurrent callers.
+Tokenisation uses the folder's tokenizer.json through the `tokenizers` library directly, set up
+the way transformers' fast tokenizer sets itself up for `truncation=True, padding=True` (longest
+first, the folder's padding side and pad token, padded to the batch's longest). That keeps
+torch and transformers out of the server process (seconds of start-up and hundreds of MB), and
+with its settings fixed at load the Rust tokenizer is safe to call from any thread. A folder
+without tokenizer.json falls back to transformers' AutoTokenizer for the same Rust object.
 """
 
 from __future__ import annotations
@@ -19,10 +23,15 @@ import numpy as np
 
 from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import MANIFEST_FILE, ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.io import sha256_file
-from slimbert.models import load_tokenizer, read_metadata
+
+# The names slimbert.export.onnx and slimbert.models write; imported from there they would pull
+# torch into the server (tests check that they agree).
+ONNX_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+METADATA_FILE = "slimbert.json"
+TOKENIZER_FILE = "tokenizer.json"
 
 SINGLE, PAIR, ANY = "single", "pair", "any"
 
@@ -74,6 +83,39 @@ def _read_json(path: Path) -> dict:
     return payload
 
 
+def _token_text(value) -> str | None:
+    """A special token as tokenizer_config.json stores it: a string or {"content": ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def load_tokenizer(folder: Path, max_length: int):
+    """The folder's Rust tokenizer, truncating to `max_length` and padding to each batch's longest."""
+    from tokenizers import Tokenizer
+
+    if (folder / TOKENIZER_FILE).is_file():
+        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    else:
+        from transformers import AutoTokenizer
+
+        wrapped = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+        if not wrapped.is_fast:
+            raise SlimbertError(f"{folder}: no {TOKENIZER_FILE} and the tokenizer has no fast version; re-export with a fast tokenizer")
+        tokenizer = wrapped.backend_tokenizer
+    settings = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if (folder / name).is_file():
+            settings.update(_read_json(folder / name))
+    pad_token = _token_text(settings.get("pad_token")) or (tokenizer.padding or {}).get("pad_token") or "[PAD]"
+    pad_id = tokenizer.token_to_id(pad_token)
+    if pad_id is None:
+        raise SlimbertError(f"{folder}: pad token {pad_token!r} is not in the vocabulary; set pad_token in tokenizer_config.json")
+    tokenizer.enable_truncation(max_length, stride=0, strategy="longest_first", direction=settings.get("truncation_side", "right"))
+    tokenizer.enable_padding(direction=settings.get("padding_side", "right"), pad_id=pad_id, pad_token=pad_token, pad_type_id=0, length=None)
+    return tokenizer
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of (B, C) logits in float64, so scores sum to 1 within 1e-12."""
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
@@ -86,7 +128,7 @@ class ServedModel:
 
     `predict(items)` tokenises the items together, padded to the batch's own longest sequence
     (never to max_length), runs the session once per input kind and returns one JSON-ready
-    prediction per item, in order.
+    prediction per item, in order. It is meant for one worker thread at a time (the batcher's).
     """
 
     def __init__(self, export_dir: str | Path, provider: str = "cpu", threads: int | None = None, name: str | None = None):
@@ -117,12 +159,13 @@ class ServedModel:
         max_length = manifest.get("max_length")
         if not isinstance(max_length, int) or max_length < 1:
             raise SlimbertError(f"{folder / MANIFEST_FILE}: no max_length; re-run `slimbert export`")
-        pair = read_metadata(folder).get("data", {}).get("pair")
+        metadata = _read_json(folder / METADATA_FILE) if (folder / METADATA_FILE).is_file() else {}
+        pair = (metadata.get("data") or {}).get("pair")
         inputs = ANY if pair is None else (PAIR if pair else SINGLE)
 
         self.folder = folder
         self.manifest = manifest
-        self.tokenizer = load_tokenizer(folder)
+        self.tokenizer = load_tokenizer(folder, max_length)
         self.classifier = OnnxClassifier(folder / ONNX_FILE, provider, threads)
         self.identity = ModelIdentity(
             name=name or folder.resolve().name,
@@ -135,33 +178,32 @@ class ServedModel:
             threads=threads,
         )
 
-    def encode(self, items: list[Item]) -> dict[str, np.ndarray]:
-        """Tokenise items of one kind together: each array (B, L), L = the longest item, ≤ max_length."""
-        texts = [item.text for item in items]
-        pairs = [item.pair for item in items] if items[0].pair is not None else None
-        return self.tokenizer(
-            texts,
-            pairs,
-            truncation=True,
-            max_length=self.identity.max_length,
-            padding=True,
-            return_tensors="np",
-        )
+    def encode(self, items: list[Item]) -> tuple[dict[str, np.ndarray], list[bool]]:
+        """Tokenise items of one kind together: arrays (B, L), L = the longest item (≤ max_length),
+        and whether each item was truncated."""
+        if items[0].pair is None:
+            encodings = self.tokenizer.encode_batch([item.text for item in items])
+        else:
+            encodings = self.tokenizer.encode_batch([(item.text, item.pair) for item in items])
+        features = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        return features, [bool(e.overflowing) for e in encodings]
 
     def predict(self, items: list[Item]) -> list[dict]:
         """One prediction per item: {"label", "scores", "tokens", "truncated"} (+ "value" for regression)."""
         results: list[dict | None] = [None] * len(items)
-        # A tokenizer call takes all single texts or all pairs; a folder that does not say which
-        # it was trained on may see both kinds in one batch.
+        # One tokenizer call takes all single texts or all pairs; a folder that does not say
+        # which it was trained on may see both kinds in one batch.
         kinds: dict[bool, list[int]] = {}
         for index, item in enumerate(items):
             kinds.setdefault(item.pair is not None, []).append(index)
         for indices in kinds.values():
-            group = [items[i] for i in indices]
-            encoded = self.encode(group)
-            logits = self.classifier(encoded)  # (B, C)
-            tokens = encoded["attention_mask"].sum(axis=1)  # (B,)
-            truncated = [bool(encoding.overflowing) for encoding in encoded.encodings]
+            features, truncated = self.encode([items[i] for i in indices])
+            logits = self.classifier(features)  # (B, C)
+            tokens = features["attention_mask"].sum(axis=1)  # (B,)
             for row, index in enumerate(indices):
                 results[index] = self._describe(logits[row], int(tokens[row]), truncated[row])
         return results  # type: ignore[return-value]

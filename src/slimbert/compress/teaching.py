@@ -1,0 +1,295 @@
+"""How the students without attention (textcnn, bilstm, tree) are taught: one loop, three ways.
+
+    offline   every teacher's logits on the training set come from the on-disk cache
+              (`slimbert.task.teacher_logits`); only the student trains
+    joint     the first teacher trains alongside the student on the gold labels (its own
+              learning rate); the student's soft loss reads its live logits
+                isolated:     the soft loss sees teacher logits .detach(): only the labels
+                              move the teacher
+                not isolated: the soft loss's gradient reaches the teacher as well, pulling it
+                              toward what the student can imitate
+    several   two or more teachers: the soft target is the mean of their logits, or a weighted
+              mean Σ_k w_k z_k / Σ_k w_k; one of them may be the previous production model
+              the new student must stay close to (any slimbert model directory, a student too)
+
+The loss is the kd recipe, alpha · T² · KL(softmax(z_teacher / T) ‖ softmax(z_student / T)) +
+(1 − alpha) · CE(student, gold) (regression: MSEs; --soft-loss mse: MSE between logits), plus the teacher's own CE in joint mode and
+the architecture's own penalty (the tree's balance term) when it has one. alpha = 0 trains on
+the gold labels alone: the baseline rows. `--teacher-route` distils from the first teacher's
+route checkpoints (offline) before the final stage (see compress/route.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
+from slimbert.compress.outputs import Outputs
+from slimbert.compress.route import Stage, describe, plan, route_logits
+from slimbert.compress.students import StudentConfig, build_student, save_student
+from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.errors import SlimbertError
+from slimbert.evaluate import make_loader, model_inputs
+from slimbert.models import seed_everything
+from slimbert.task import DataSpec, evaluator, prepare, teacher_logits
+from slimbert.teachers import load_teacher
+
+SOFT_LOSSES = ("kl", "mse")
+
+
+@dataclass
+class TeachingConfig:
+    """Where a student's soft targets come from; a method's config adds the student's sizes.
+    Every field is the flag of the same name.
+
+    teacher_weights: one weight per --teacher, in order; None = plain mean of their logits
+    joint:           train the first teacher with the student (else: its cached logits)
+    isolated:        joint only: the student's soft loss does not reach the teacher
+    teacher_lr:      joint only: the first teacher's peak learning rate
+    temperature:     softmax temperature T of the soft loss (scaled by T²)
+    alpha:           weight of the soft loss; 1 − alpha on the gold labels; 0 = labels only
+    soft_loss:       "kl" (Hinton's T² · KL) or "mse" between logits (Tang et al.'s choice)
+    teacher_route:   the first teacher's route (train-teacher --save-route) to distil from first
+    """
+
+    teacher_weights: tuple[float, ...] | None = None
+    joint: bool = False
+    isolated: bool = True
+    teacher_lr: float = 2e-5
+    temperature: float = 2.0
+    alpha: float = 0.5
+    soft_loss: str = "kl"
+    teacher_route: Path | None = None
+
+    @property
+    def distils(self) -> bool:
+        return self.alpha > 0
+
+    def teaching(self) -> dict:
+        """The teaching fields alone (a method's config carries its sizes too)."""
+        return {f.name: getattr(self, f.name) for f in fields(TeachingConfig)}
+
+    def check(self, teachers: int) -> None:
+        if not self.distils and (self.joint or self.teacher_route is not None or teachers > 1 or self.teacher_weights):
+            used = "--joint" if self.joint else "--teacher-route" if self.teacher_route is not None else "--teacher-weights" if self.teacher_weights else "a second --teacher"
+            raise SlimbertError(f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; drop it or give --alpha > 0")
+        if self.teacher_weights is not None:
+            if len(self.teacher_weights) != teachers:
+                raise SlimbertError(f"--teacher-weights gives {len(self.teacher_weights)} weights for {teachers} --teacher; give one per --teacher, in the same order")
+            if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
+                raise SlimbertError(f"--teacher-weights {','.join(map(str, self.teacher_weights))}: weights must be ≥ 0 and not all 0")
+        if self.soft_loss not in SOFT_LOSSES:
+            raise SlimbertError(f"--soft-loss {self.soft_loss!r}: choose one of {', '.join(SOFT_LOSSES)}")
+        if self.temperature <= 0 or not 0 <= self.alpha <= 1 or self.teacher_lr <= 0:
+            raise SlimbertError("--temperature and --teacher-lr must be > 0 and --alpha in [0, 1]")
+
+
+def teacher_dirs(teacher_dir: Path | str | Sequence[Path | str]) -> list[Path]:
+    """`run`'s first argument: one teacher directory, or several (the first is the primary)."""
+    dirs = [Path(teacher_dir)] if isinstance(teacher_dir, str | Path) else [Path(d) for d in teacher_dir]
+    if not dirs:
+        raise SlimbertError("no --teacher given; name at least one teacher directory")
+    return dirs
+
+
+def normalised_weights(weights: Sequence[float] | None, teachers: int) -> list[float]:
+    """Weights summing to 1: equal for None (the plain mean), else w_k / Σ w."""
+    if weights is None:
+        return [1.0 / teachers] * teachers
+    total = float(sum(weights))
+    return [float(w) / total for w in weights]
+
+
+def ensemble_logits(logits: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """Σ_k w_k · z_k over teachers' logits z_k (B, C), for weights already summing to 1."""
+    assert len(logits) == len(weights), (len(logits), len(weights))
+    combined = logits[0] * weights[0]
+    for z, w in zip(logits[1:], weights[1:], strict=True):
+        combined = combined + z * w
+    return combined  # (B, C)
+
+
+@dataclass
+class SoftTargets:
+    """Per-batch teacher logits. cached: (N, C) per teacher, None marking the live joint
+    teacher; weights: one per teacher, summing to 1."""
+
+    cached: list[torch.Tensor | None]
+    weights: list[float]
+
+    def for_batch(self, batch: dict[str, torch.Tensor], live: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        index = batch["idx"].cpu()
+        logits = [live if c is None else c[index].to(device) for c in self.cached]
+        return ensemble_logits(logits, self.weights)  # (B, C)
+
+
+def loss_terms(teaching: TeachingConfig) -> list[LossTerm]:
+    if not teaching.distils:
+        return [LossTerm("hard", 1.0, hard_loss)]
+    soft = kd_loss(teaching.temperature) if teaching.soft_loss == "kl" else logit_mse
+    return [LossTerm("soft", teaching.alpha, soft), LossTerm("hard", 1.0 - teaching.alpha, hard_loss)]
+
+
+def student_losses(
+    student: nn.Module,
+    batch: dict[str, torch.Tensor],
+    terms: list[LossTerm],
+    targets: SoftTargets | None,
+    joint_teacher: nn.Module | None = None,
+    isolated: bool = True,
+    penalty_weight: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    """One batch: the student's weighted loss, the joint teacher's own CE (None when offline)
+    and every unweighted term for the log. With isolated=True the student's loss has no path
+    to the joint teacher's parameters."""
+    inputs = model_inputs(batch)
+    result = student(**inputs)
+    mask = batch["attention_mask"]
+    student_out = Outputs(logits=result.logits, attention_mask=mask)
+    teacher_loss = live = None
+    if joint_teacher is not None:
+        joint_teacher.train()
+        live = joint_teacher(**inputs).logits  # (B, C)
+        teacher_loss = hard_loss(Outputs(logits=live, attention_mask=mask), None, batch)
+        if isolated:
+            live = live.detach()
+    teacher_out = None
+    if targets is not None:
+        teacher_out = Outputs(logits=targets.for_batch(batch, live, result.logits.device), attention_mask=mask)
+    loss, logged = combine(terms, student_out, teacher_out, batch)
+    penalty = getattr(result, "penalty", None)
+    if penalty is not None:
+        logged["balance"] = float(penalty.detach())
+        if penalty_weight:
+            loss = loss + penalty_weight * penalty
+    if teacher_loss is not None:
+        logged["teacher_hard"] = float(teacher_loss.detach())
+    return loss, teacher_loss, logged
+
+
+def teach(
+    teachers: Sequence[Path],
+    spec: DataSpec,
+    out: Path,
+    student_config: StudentConfig,
+    teaching: TeachingConfig,
+    config: TrainConfig,
+    penalty_weight: float = 0.0,
+    inspect: Callable[[nn.Module, Any], dict] | None = None,
+) -> tuple[TrainResult, dict]:
+    """Build a `student_config` student from the first of `teachers`, train it as `teaching`
+    says, save it to `out` and return the final stage's result and the metadata written.
+
+    penalty_weight weighs the student's own penalty (the tree's balance term); inspect(student,
+    tokenizer) adds a description of the trained student to the metadata under its
+    architecture's name."""
+    teacher_dir, *also_teachers = teachers
+    teaching.check(len(teachers))
+    student_config.check()
+    method = student_config.architecture
+    primary = load_teacher(teacher_dir)
+    if teaching.joint and primary.is_ensemble:
+        raise SlimbertError(f"--joint: {teacher_dir} is an ensemble; joint training needs one classifier directory as the first --teacher")
+    tokenizer, task, label_map = primary.tokenizer, primary.task, primary.label_map
+    data = prepare(spec, tokenizer, label_map=label_map, task=task)
+    evaluate = evaluator(data)
+    teacher_metrics = {str(teacher_dir): evaluate(primary.model).values}
+    seed_everything(config.seed)
+    student = build_student(student_config, primary.layers, tokenizer, label_map, task, data.train.is_pair)
+    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    stages = plan(teaching.teacher_route, Path(teacher_dir), config, len(loader))
+    route_targets = {s.name: SoftTargets([route_logits(s, primary.layers, data)], [1.0]) for s in stages if not s.final}
+
+    final_targets = None
+    joint_teacher = primary.model if teaching.joint else None
+    if teaching.distils:
+        cached: list[torch.Tensor | None] = [None if teaching.joint else teacher_logits(primary.model, teacher_dir, data, fingerprint=primary.fingerprint)]
+        for other_dir in also_teachers:
+            logits, metrics = _other_teacher_logits(Path(other_dir), spec, data, tokenizer, task, label_map)
+            cached.append(logits)
+            teacher_metrics[str(other_dir)] = metrics
+        final_targets = SoftTargets(cached, normalised_weights(teaching.teacher_weights, len(cached)))
+    del primary
+    terms = loss_terms(teaching)
+
+    def step_for(stage: Stage):
+        targets = final_targets if stage.final else route_targets[stage.name]
+        live = joint_teacher if stage.final else None
+
+        def step(model, batch):
+            loss, teacher_loss, logged = student_losses(model, batch, terms, targets, live, teaching.isolated, penalty_weight)
+            return (loss if teacher_loss is None else loss + teacher_loss), logged
+
+        return step
+
+    results = []
+    for stage in stages:
+        joint = teaching.joint and stage.final
+        results.append(
+            train(
+                student,
+                loader,
+                step_for(stage),
+                evaluate,
+                stage.config,
+                extra_modules=[joint_teacher] if joint else None,
+                extra_lrs=[teaching.teacher_lr] if joint else None,
+                description=method if stage.final else f"{method} {stage.name}",
+            )
+        )
+    result = results[-1]
+    metadata = {
+        "role": "student",
+        "method": method,
+        "teacher": str(teacher_dir),
+        "teachers": [str(teacher_dir), *map(str, also_teachers)],
+        "teacher_metric": teacher_metrics[str(teacher_dir)],
+        "teacher_metrics": teacher_metrics,
+        "student_config": student.config.to_json(),
+        "method_config": asdict(teaching),
+        "teaching": {**teaching.teaching(), "mode": _mode(teaching, len(teachers)), "weights_used": final_targets.weights if final_targets else None},
+        "data": data.describe(),
+        "metric": result.best.values if result.best else {},
+        "metric_name": result.best.name if result.best else None,
+        "best_step": result.best_step,
+        "steps": sum(r.steps for r in results),
+        "train_config": asdict(config),
+        "history": result.history,
+        "first_losses": results[0].losses[:5],
+        "route": describe(stages, results) if teaching.teacher_route is not None else None,
+    }
+    if joint_teacher is not None:
+        joint_teacher.eval()
+        metadata["joint_teacher_metric"] = evaluate(joint_teacher).values
+    if inspect is not None:
+        metadata[method] = inspect(student.to("cpu").eval(), tokenizer)
+    save_student(student, tokenizer, out, metadata)
+    return result, metadata
+
+
+def _mode(teaching: TeachingConfig, teachers: int) -> str:
+    if not teaching.distils:
+        return "hard-labels"
+    if teaching.joint:
+        return "joint-isolated" if teaching.isolated else "joint-not-isolated"
+    return "offline" if teachers == 1 else "several"
+
+
+def _other_teacher_logits(path: Path, spec: DataSpec, data, tokenizer, task: str, label_map) -> tuple[torch.Tensor, dict]:
+    """Cached logits (N, C) of another teacher on the same training rows, tokenised its own way,
+    and its eval figures."""
+    other = load_teacher(path)
+    if other.task != task or other.label_map.id2label != label_map.id2label:
+        raise SlimbertError(
+            f"--teacher {path}: predicts {other.task} labels {other.label_map.id2label}, the first teacher {task} labels {label_map.id2label}; every teacher must share the label set"
+        )
+    same_tokens = type(other.tokenizer) is type(tokenizer) and other.tokenizer.get_vocab() == tokenizer.get_vocab()
+    own = data if same_tokens else prepare(spec, other.tokenizer, label_map=label_map, task=task)
+    logits = teacher_logits(other.model, path, own, fingerprint=other.fingerprint)
+    return logits, evaluator(own)(other.model).values

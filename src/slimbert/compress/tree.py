@@ -1,0 +1,75 @@
+"""Soft decision tree student (Frosst & Hinton 2017) distilled from a BERT-family teacher.
+
+    student = a depth-d soft tree over the mean of the text's token vectors, the vectors from
+              the teacher's embedding table (projected to --embedding-dim, see
+              compress/students.py); its output is the mixture of leaf distributions
+    loss    = alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE(student, gold)
+              + balance · C,  C the paper's penalty that keeps each inner node using both
+              branches (decayed by 2^−depth)
+
+The smallest and most inspectable student: every inner node is one hyperplane in the
+embedding space, so the tokens whose vectors lie furthest along it say what sends a text right
+or left. `inspect_tree` lists them with each leaf's distribution; the saved slimbert.json
+carries that listing under "tree". The teacher signal is offline, joint or several teachers
+at once, as for textcnn and bilstm (compress/teaching.py); --alpha 0 trains on the labels alone.
+
+Reference: Frosst & Hinton, "Distilling a Neural Network Into a Soft Decision Tree" (2017).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from slimbert.compress.students import SoftTree, TreeConfig
+from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.trainer import TrainConfig, TrainResult
+from slimbert.errors import SlimbertError
+from slimbert.task import DataSpec
+
+
+@dataclass
+class TreeMethod:
+    """student: depth and sizes; teaching: where its soft targets come from; balance: weight
+    λ of the balance penalty (the paper's λ at the root)."""
+
+    student: TreeConfig = field(default_factory=TreeConfig)
+    teaching: TeachingConfig = field(default_factory=TeachingConfig)
+    balance: float = 0.1
+
+
+@torch.no_grad()
+def inspect_tree(tree: SoftTree, tokenizer, top_k: int = 8) -> dict:
+    """What each inner node tests and what each leaf predicts.
+
+    nodes[i]: the top_k tokens whose vectors push a text furthest right (p_i up) and left, by
+    w_i · e(token) over the first text's block of w_i; leaves[ℓ]: its class distribution
+    (regression: its value). Breadth-first order, as in SoftTree.
+    """
+    vectors = tree.embeddings(torch.arange(tree.config.vocab_size).unsqueeze(0)).squeeze(0)  # (V, E)
+    weights = tree.inner.weight[:, : tree.config.embedding_dim]  # (N, E)
+    scores = weights @ vectors.T  # (N, V)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(tree.config.vocab_size)))
+    k = min(top_k, tree.config.vocab_size)
+    nodes = []
+    for i, row in enumerate(scores):
+        nodes.append({
+            "node": i,
+            "depth": int(torch.log2(torch.tensor(i + 1.0)).floor()),
+            "right": [tokens[j] for j in row.topk(k).indices.tolist()],
+            "left": [tokens[j] for j in (-row).topk(k).indices.tolist()],
+        })
+    if tree.config.num_labels == 1:
+        leaves = [{"leaf": i, "value": float(v)} for i, v in enumerate(tree.leaves.squeeze(-1))]
+    else:
+        distributions = torch.softmax(tree.leaves, dim=-1)
+        leaves = [{"leaf": i, **{tree.config.id2label[c]: round(float(p), 4) for c, p in enumerate(d)}} for i, d in enumerate(distributions)]
+    return {"nodes": nodes, "leaves": leaves}
+
+
+def run(teacher_dir: Path, spec: DataSpec, out: Path, method: TreeMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+    if method.balance < 0:
+        raise SlimbertError(f"--balance {method.balance}: give a weight ≥ 0")
+    return teach(teacher_dir, spec, out, method.student, method.teaching, config, penalty_weight=method.balance, inspect=inspect_tree)

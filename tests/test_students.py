@@ -1,0 +1,367 @@
+"""TextCNN, BiLSTM and soft-tree students: forward values, teaching modes, save/load, ONNX parity."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from slimbert.cli import cli
+from slimbert.compress.students import (
+    BiLSTMConfig,
+    SoftTree,
+    TextCNNConfig,
+    TreeConfig,
+    build_student,
+    principal_directions,
+)
+from slimbert.compress.teaching import (
+    SoftTargets,
+    TeachingConfig,
+    ensemble_logits,
+    loss_terms,
+    normalised_weights,
+    student_losses,
+)
+from slimbert.data import LabelMap
+from slimbert.errors import SlimbertError
+from slimbert.models import load_model_dir, model_label_map, model_task
+
+FLAGS = ["--max-length", "32", "--batch-size", "8", "--no-progress", "--seed", "0", "--patience", "0", "--max-steps", "3"]
+SIZES = {
+    "textcnn": ["--embedding-dim", "16", "--filters", "4"],
+    "bilstm": ["--embedding-dim", "16", "--hidden-size", "6", "--fc-size", "8"],
+    "tree": ["--embedding-dim", "8", "--depth", "2"],
+}
+LABELS = LabelMap({0: "0", 1: "1"})
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def write_pairs(path, n: int, seed: int):
+    """MRPC-like pairs: label 1 when both sides share their sentiment word list."""
+    from conftest import NEGATIVE, POSITIVE, sentiment_rows
+
+    rows = sentiment_rows(n, seed)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writerow(["sentence1", "sentence2", "label"])
+        for i, (text, label) in enumerate(rows):
+            same = i % 3 != 0
+            other = POSITIVE[i % 8] if (label == 1) == same else NEGATIVE[i % 8]
+            writer.writerow([text, f"the {other} story", int(same)])
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from two threads, and lose much on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    return write_pairs(folder / "train.tsv", 32, 3), write_pairs(folder / "dev.tsv", 12, 4)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_teacher):
+    model, tokenizer, _ = load_model_dir(tiny_teacher)
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------------------------
+# forward values
+
+
+def test_soft_tree_depth_one_matches_hand_computation():
+    """x = mean(e1, e2) = (0.5, 1); p = σ(β(w·x + b)) = σ(2 · 0.25); Q_left = (½, ½),
+    Q_right = (¾, ¼); logits = log((1 − p) Q_left + p Q_right); penalty = −½ (log p + log(1 − p))."""
+    config = TreeConfig(vocab_size=4, source_dim=2, embedding_dim=2, num_labels=2, depth=1, inverse_temperature=2.0)
+    tree = SoftTree(config)
+    with torch.no_grad():
+        tree.embeddings.table.weight.copy_(torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 2.0], [9.0, 9.0]]))
+        tree.inner.weight.copy_(torch.tensor([[1.0, -0.5]]))
+        tree.inner.bias.copy_(torch.tensor([0.25]))
+        tree.leaves.copy_(torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]]))
+    ids, mask = torch.tensor([[1, 2, 0]]), torch.tensor([[1, 1, 0]])  # the padded 0 (vector 9, 9) must not count
+    tree.train()
+    out = tree(input_ids=ids, attention_mask=mask)
+    assert out.logits.tolist()[0] == pytest.approx([-0.4221818075964896, -1.0659945758823541], abs=1e-6)
+    assert float(out.penalty.detach()) == pytest.approx(0.7240769841801067, abs=1e-6)
+    tree.eval()
+    assert tree(input_ids=ids, attention_mask=mask).penalty is None
+
+
+def test_principal_directions_keep_inner_products_at_full_width_and_fix_signs():
+    torch.manual_seed(0)
+    table = torch.randn(50, 6)
+    full = principal_directions(table, 6)
+    scale = float(full[0, 0])
+    assert torch.allclose(full, scale * torch.eye(6)) and (table @ full).std().item() == pytest.approx(1.0, abs=1e-5)
+    narrow = principal_directions(table, 3)  # (H, E): orthogonal columns, largest entry of each positive
+    gram = narrow.T @ narrow
+    assert torch.allclose(gram, gram[0, 0] * torch.eye(3), atol=1e-5)
+    assert all(float(column[column.abs().argmax()]) > 0 for column in narrow.T)
+    assert torch.allclose(principal_directions(-table, 3), narrow, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("config", "pair"),
+    [
+        (TextCNNConfig(embedding_dim=16, filters=4), False),
+        (BiLSTMConfig(embedding_dim=16, hidden_size=5, fc_size=6), False),
+        (BiLSTMConfig(embedding_dim=16, hidden_size=5, fc_size=6, projection="learned"), True),
+        (TreeConfig(embedding_dim=8, depth=3), True),
+    ],
+)
+def test_padding_never_changes_a_prediction(teacher, config, pair):
+    model, tokenizer = teacher
+    torch.manual_seed(0)
+    student = build_student(config, model, tokenizer, LABELS, "classification", pair).eval()
+    texts = ["good movie", "bad plot was awful and the film was boring"]
+    pairs = ["the film", "a story that was not really good at all"] if pair else None
+    batch = tokenizer(texts, pairs, padding=True, return_tensors="pt")
+    alone = tokenizer(texts[:1], pairs[:1] if pair else None, return_tensors="pt")
+    assert batch["input_ids"].shape[1] > alone["input_ids"].shape[1] + 4
+    assert torch.allclose(student(**batch).logits[0], student(**alone).logits[0], atol=1e-6)
+
+
+def test_embeddings_start_from_the_teachers_table(teacher):
+    model, tokenizer = teacher
+    table = model.get_input_embeddings().weight.detach()  # (V, 32)
+    own = build_student(TextCNNConfig(embedding_dim=16, filters=4), model, tokenizer, LABELS, "classification", False)
+    assert torch.allclose(own.embeddings.table.weight, table @ principal_directions(table, 16), atol=1e-5)
+    learned = build_student(TextCNNConfig(embedding_dim=16, filters=4, projection="learned"), model, tokenizer, LABELS, "classification", False)
+    assert torch.equal(learned.embeddings.table.weight, table) and not learned.embeddings.table.weight.requires_grad
+    ids = torch.tensor([[2, 7, 9]])
+    assert torch.allclose(learned.embeddings(ids), own.embeddings(ids), atol=1e-5)  # both start equal
+
+
+# --------------------------------------------------------------------------------------------
+# teaching modes
+
+
+def test_mean_and_weighted_logits_against_hand_values():
+    first, second = torch.tensor([[2.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 4.0], [3.0, -1.0]])
+    assert ensemble_logits([first, second], normalised_weights(None, 2)).tolist() == [[1.0, 2.0], [2.0, 0.0]]
+    assert normalised_weights((3, 1), 2) == [0.75, 0.25]
+    assert ensemble_logits([first, second], normalised_weights((3, 1), 2)).tolist() == [[1.5, 1.0], [1.5, 0.5]]
+    # a live (joint) teacher in first place, a cached one (N = 3 rows) picked by the batch's indices
+    cached = torch.tensor([[0.0, 0.0], [0.0, 4.0], [3.0, -1.0]])
+    targets = SoftTargets([None, cached], normalised_weights((1, 1), 2))
+    batch = {"idx": torch.tensor([1, 2])}
+    assert targets.for_batch(batch, first, torch.device("cpu")).tolist() == [[1.0, 2.0], [2.0, 0.0]]
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_isolated_teacher_gets_no_gradient_from_the_soft_loss(teacher, tiny_teacher, isolated):
+    _, tokenizer = teacher
+    model = load_model_dir(tiny_teacher)[0]  # a private copy: its gradients are inspected
+    torch.manual_seed(0)
+    student = build_student(TextCNNConfig(embedding_dim=16, filters=4, dropout=0.0), model, tokenizer, LABELS, "classification", False)
+    batch = dict(tokenizer(["good great movie", "awful boring plot"], padding=True, return_tensors="pt"))
+    batch["labels"], batch["idx"] = torch.tensor([1, 0]), torch.tensor([0, 1])
+    soft_only = loss_terms(TeachingConfig(alpha=1.0))
+    loss, teacher_loss, logged = student_losses(student, batch, soft_only, SoftTargets([None], [1.0]), model, isolated=isolated)
+    assert set(logged) == {"soft", "hard", "teacher_hard"} and float(loss.detach()) == pytest.approx(logged["soft"])
+    loss.backward(retain_graph=True)
+    soft_grads = [p.grad.abs().sum().item() if p.grad is not None else 0.0 for p in model.parameters()]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    if isolated:
+        assert sum(soft_grads) == 0.0
+    else:
+        assert sum(soft_grads) > 0.0
+    # the labels reach the teacher in both modes, and never the student
+    student.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
+    teacher_loss.backward()
+    assert sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None for p in student.parameters())
+
+
+def test_teaching_config_rejects_flags_that_would_do_nothing():
+    with pytest.raises(SlimbertError, match="--alpha 0 .* --joint"):
+        TeachingConfig(alpha=0.0, joint=True).check()
+    with pytest.raises(SlimbertError, match="2 weights for 3 teachers"):
+        TeachingConfig(also_teachers=("a", "b"), weights=(1.0, 1.0)).check()
+    with pytest.raises(SlimbertError, match="not all 0"):
+        TeachingConfig(also_teachers=("a",), weights=(0.0, 0.0)).check()
+    with pytest.raises(SlimbertError, match="wider than the teacher"):
+        TextCNNConfig(source_dim=32, embedding_dim=64).check()
+
+
+# --------------------------------------------------------------------------------------------
+# end to end through the CLI: pinned first losses, modes, save/load, export parity
+
+
+@pytest.fixture(scope="module")
+def students(tmp_path_factory, tiny_teacher, sst2_files):
+    """One offline student per architecture from the (random, untrained) tiny teacher."""
+    root = tmp_path_factory.mktemp("students")
+    train, dev = sst2_files
+    made = {}
+    for method, sizes in SIZES.items():
+        result = invoke("compress", method, "--teacher", tiny_teacher, "--train", train, "--eval", dev, "--out", root / method, *sizes, *FLAGS)
+        assert result.exit_code == 0, result.output
+        made[method] = root / method
+    return made
+
+
+# seed 0 on the tiny fixtures: a change in data order, init, projection or loss shows up here
+PINNED = {
+    "textcnn": [0.3455, 0.5167, 0.5206],
+    "bilstm": [0.3526, 0.3406, 0.3370],
+    "tree": [0.4881, 0.4867, 0.4870],
+}
+
+
+@pytest.mark.parametrize("method", list(SIZES))
+def test_first_losses_are_pinned(students, method):
+    meta = json.loads((students[method] / "slimbert.json").read_text())
+    first = meta["first_losses"]
+    assert meta["teaching"]["mode"] == "offline" and meta["method"] == method and meta["steps"] == 3
+    expected = 0.5 * first[0]["soft"] + 0.5 * first[0]["hard"] + (0.1 * first[0]["balance"] if method == "tree" else 0.0)
+    assert first[0]["loss"] == pytest.approx(expected, rel=1e-5)
+    assert [round(r["loss"], 4) for r in first[:3]] == pytest.approx(PINNED[method], abs=2e-4)
+
+
+@pytest.mark.parametrize("method", list(SIZES))
+def test_saved_student_loads_back_with_the_same_logits(students, method, teacher):
+    from slimbert.compress.students import ARCHITECTURES
+
+    model, tokenizer, meta = load_model_dir(students[method])
+    assert type(model) is ARCHITECTURES[method][1] and not model.training
+    assert model_task(model) == "classification" and model_label_map(model).id2label == {0: "0", 1: "1"}
+    config = json.loads((students[method] / "config.json").read_text())
+    assert config["slimbert_architecture"] == method and config["id2label"] == {"0": "0", "1": "1"} and config["vocab_size"] == 41
+    assert meta["parameters"] == sum(p.numel() for p in model.parameters())
+    again, _, _ = load_model_dir(students[method])
+    batch = tokenizer(["good movie", "the plot was awful"], padding=True, return_tensors="pt")
+    assert torch.equal(model(**batch).logits, again(**batch).logits)
+
+
+def test_a_config_from_another_version_is_a_clear_error(students, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(students["textcnn"], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["pooling"] = "k-max"
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SlimbertError, match=r"unknown keys \['pooling'\]"):
+        load_model_dir(copy)
+
+
+@pytest.mark.parametrize("method", list(SIZES))
+def test_export_parity_and_dynamic_axes(students, method, sst2_files, tmp_path):
+    import onnxruntime as ort
+
+    from slimbert.export.onnx import export
+
+    out = tmp_path / f"{method}-onnx"
+    manifest = export(students[method], sst2_files[1], out)
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "token_type_ids", "attention_mask"]
+    assert manifest["exporter"].startswith("torch.onnx.export")
+    assert manifest["validation"]["examples"] == 24 and manifest["validation"]["label_agreement"] == 100.0
+    assert manifest["validation"]["max_abs_diff"] <= 1e-4
+    model, tokenizer, _ = load_model_dir(students[method])
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for texts in (["good"], ["good great movie", "a b", "the plot was awful and boring and sad"]):
+        features = tokenizer(texts, padding=True, return_tensors="np")
+        onnx_logits = session.run(["logits"], {k: v.astype(np.int64) for k, v in features.items()})[0]
+        torch_logits = model(**{k: torch.from_numpy(v) for k, v in features.items()}).logits.detach().numpy()
+        assert onnx_logits.shape == (len(texts), 2)
+        assert np.abs(onnx_logits - torch_logits).max() <= 1e-5
+
+
+@pytest.mark.parametrize("method", ["bilstm", "tree"])
+def test_pair_students_train_and_export(method, tiny_teacher, pair_files, tmp_path):
+    from slimbert.export.onnx import export
+
+    train, dev = pair_files
+    out = tmp_path / method
+    result = invoke("compress", method, "--teacher", tiny_teacher, "--train", train, "--eval", dev, "--out", out, *SIZES[method], *FLAGS)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["pair"] is True
+    manifest = export(out, dev, tmp_path / f"{method}-onnx")
+    assert manifest["validation"]["max_abs_diff"] <= 1e-4 and manifest["validation"]["examples"] == 12
+
+
+def test_hard_labels_only_joint_and_several_teachers(students, tiny_teacher, sst2_files, tmp_path):
+    train, dev = sst2_files
+    common = ["--train", train, "--eval", dev, *SIZES["textcnn"], *FLAGS]
+    result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--alpha", 0, "--out", tmp_path / "hard", *common)
+    assert result.exit_code == 0, result.output
+    hard = json.loads((tmp_path / "hard" / "slimbert.json").read_text())
+    assert hard["teaching"]["mode"] == "hard-labels" and all(set(r) == {"step", "loss", "hard"} and r["loss"] == r["hard"] for r in hard["first_losses"])
+
+    for isolated in ("--isolated", "--not-isolated"):
+        out = tmp_path / isolated
+        result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--joint", isolated, "--teacher-lr", "1e-3", "--out", out, *common)
+        assert result.exit_code == 0, result.output
+    joint = [json.loads((tmp_path / flag / "slimbert.json").read_text()) for flag in ("--isolated", "--not-isolated")]
+    assert [m["teaching"]["mode"] for m in joint] == ["joint-isolated", "joint-not-isolated"]
+    # same first step (same weights, same batch); the teacher's updates then differ
+    assert joint[0]["first_losses"][0]["teacher_hard"] == pytest.approx(joint[1]["first_losses"][0]["teacher_hard"])
+    assert joint[0]["first_losses"][2]["teacher_hard"] != pytest.approx(joint[1]["first_losses"][2]["teacher_hard"], abs=1e-7)
+
+    # the previous production model (here: the offline TextCNN) as a second, lighter teacher
+    result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--teacher", students["textcnn"], "--teacher-weights", "3,1", "--out", tmp_path / "several", *common)
+    assert result.exit_code == 0, result.output
+    several = json.loads((tmp_path / "several" / "slimbert.json").read_text())
+    offline = json.loads((students["textcnn"] / "slimbert.json").read_text())
+    assert several["teaching"]["mode"] == "several" and several["teaching"]["weights_used"] == [0.75, 0.25]
+    assert set(several["teacher_metrics"]) == {str(tiny_teacher), str(students["textcnn"])}
+    assert several["first_losses"][0]["hard"] == pytest.approx(offline["first_losses"][0]["hard"])
+    assert several["first_losses"][0]["soft"] != pytest.approx(offline["first_losses"][0]["soft"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alpha", "0", "--joint"], "--alpha 0 trains on the gold labels alone"),
+        (["--teacher-weights", "1,2"], "2 weights for 1 teachers"),
+        (["--embedding-dim", "64"], "wider than the teacher's embeddings (32)"),
+        (["--teacher-route", "{out}", "--embedding-dim", "16"], "no such directory"),
+    ],
+)
+def test_user_errors_are_one_line_and_leave_nothing(tiny_teacher, sst2_files, tmp_path, args, message):
+    out = tmp_path / "out"
+    argv = ["compress", "textcnn", "--teacher", str(tiny_teacher), "--train", str(sst2_files[0]), "--eval", str(sst2_files[1]), "--out", str(out), *[a.format(out=tmp_path / "none") for a in args]]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_tree_metadata_lists_what_each_node_tests(students):
+    meta = json.loads((students["tree"] / "slimbert.json").read_text())
+    nodes, leaves = meta["tree"]["nodes"], meta["tree"]["leaves"]
+    assert [n["depth"] for n in nodes] == [0, 1, 1] and len(leaves) == 4
+    assert all(len(n["right"]) == 8 and not set(n["right"]) & set(n["left"]) for n in nodes)
+    assert all(sum(v for k, v in leaf.items() if k != "leaf") == pytest.approx(1.0, abs=1e-3) for leaf in leaves)
+
+
+def test_recipes_map_to_flags():
+    import yaml
+
+    from slimbert.cli import compress
+
+    recipes = Path(__file__).resolve().parent.parent / "recipes"
+    for method in SIZES:
+        text = (recipes / f"{method}.yaml").read_text()
+        assert f"slimbert compress {method} --recipe recipes/{method}.yaml" in "\n".join(text.splitlines()[:5])
+        known = {o[2:].replace("-", "_") for p in compress.commands[method].params for o in p.opts if o.startswith("--")}
+        assert set(k.replace("-", "_") for k in yaml.safe_load(text)) <= known
