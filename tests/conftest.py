@@ -94,6 +94,10 @@ def sst2_files(tmp_path_factory) -> tuple[Path, Path]:
     return write_sst2(folder / "train.tsv", sentiment_rows(64, 1)), write_sst2(folder / "dev.tsv", sentiment_rows(24, 2))
 
 
+# Tiny models run fastest on one thread, and a shared 2-core machine stops thrashing.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMBERT_CACHE", str(tmp_path / "cache"))

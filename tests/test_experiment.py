@@ -189,3 +189,52 @@ def test_experiment_cli(recipe, tmp_path, monkeypatch):
     assert "| Student 3L |" in result.output and (tmp_path / "elsewhere" / "experiment.md").is_file()
     bad = CliRunner().invoke(cli, ["experiment", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 1 and "cannot read the recipe" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.slow
+def test_real_stages_on_tiny_models(tmp_path):
+    """The whole matrix with the real stages on a tiny 4-layer BERT and tiny pair files:
+    every cell runs once, a rerun reads all of them back (about two minutes on 2 cores)."""
+    import json
+    import random
+
+    import torch
+    from conftest import FILLER, NEGATIVE, POSITIVE, build_bert
+
+    def pairs(path: Path, n: int, seed: int, pool: int) -> Path:
+        rng = random.Random(seed)
+
+        def sentence(words):
+            chosen = rng.sample(words, 2) + rng.sample(FILLER, 3)
+            rng.shuffle(chosen)
+            return " ".join(chosen)
+
+        positive, negative = [sentence(POSITIVE) for _ in range(pool)], [sentence(NEGATIVE) for _ in range(pool)]
+        lines = ["Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
+        for i in range(n):
+            side, same = rng.random() < 0.5, rng.random() < 0.5
+            first = rng.choice(positive if side else negative)
+            second = rng.choice((positive if side else negative) if same else (negative if side else positive))
+            lines.append(f"{int(same)}\t{i}\t{i + 1}\t{first}\t{second}")
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    torch.set_num_threads(1)
+    base = build_bert(tmp_path / "base", layers=4, num_labels=None)
+    budget = {"max_steps": 12, "batch_size": 16, "lr": 3e-3, "patience": 0, "eval_every": 6, "progress": False}
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "train": str(pairs(tmp_path / "train.tsv", 96, 1, 12)), "eval": str(pairs(tmp_path / "dev.tsv", 24, 2, 6)), "out": str(tmp_path / "exp"),
+        "base": str(base), "max_length": 32, "depths": [3, 1], "seeds": [1, 2], "teacher": budget, "student": {**budget, "max_steps": 6},
+        "pretrain_train": {**budget, "max_steps": 4}, "boost": {"rounds": 2}, "augment": {"filter_confidence": 0.9},
+        "bench": {"warmup": 2, "repeats": 1, "limit": 8},
+    }))
+    first = run_experiment(recipe, echo=lambda line: None)
+    assert len(first.computed) == 4 + 2 + 2 * 2 * 4 + 3 and not first.read_back  # professors, pre-trainings, students, latency
+    again = run_experiment(recipe, echo=lambda line: None)
+    assert not again.computed and len(again.read_back) == len(first.computed)
+    star = json.loads((first.out / "models" / "students" / "student-ps-da-star-1L-seed2" / "slimbert.json").read_text())
+    assert star["student_init"]["path"].endswith("pretrain-1L") and star["teacher"].endswith("professor-da")
+    boosted = json.loads((first.out / "models" / "students" / "student-ps-boosting-3L-seed1" / "slimbert.json").read_text())
+    assert boosted["teacher_meta"]["method"] == "boost"
+    assert "| Student 1L |" in (first.out / "experiment.md").read_text()

@@ -15,7 +15,13 @@ from slimbert.compress.trainer import TrainConfig
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir, make_student, pick_layers
-from slimbert.pretrain import PretrainConfig, init_student, mlm_student, pretrain_student, unlabelled_texts
+from slimbert.pretrain import (
+    PretrainConfig,
+    init_student,
+    mlm_student,
+    pretrain_student,
+    unlabelled_texts,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,21 @@ from slimbert.cli import cli
 from slimbert.compress.trainer import TrainConfig
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.professor.augment import PairAugmentConfig, augment_pairs, derive, report_path, sentence_key
-from slimbert.professor.boost import BoostConfig, EnsembleClassifier, boost, combine_logits, samme_step, weighted_hard_loss
+from slimbert.professor.augment import (
+    PairAugmentConfig,
+    augment_pairs,
+    derive,
+    report_path,
+    sentence_key,
+)
+from slimbert.professor.boost import (
+    BoostConfig,
+    EnsembleClassifier,
+    boost,
+    combine_logits,
+    samme_step,
+    weighted_hard_loss,
+)
 from slimbert.task import DataSpec
 
 
@@ -336,3 +349,15 @@ def test_professor_augment_cli(tmp_path):
     assert "transitivity-dissimilar" in result.output and len(read_examples(tmp_path / "aug.tsv")) == 15 + 5
     bad = CliRunner().invoke(cli, ["professor", "augment", "--train", str(train), "--eval", str(dev), "--out", str(tmp_path / "x.tsv"), "--similar-label", "yes"])
     assert bad.exit_code == 1 and "--similar-label 'yes'" in bad.output and "Traceback" not in bad.output
+
+
+def test_boost_reuses_a_trained_teacher_as_round_one(ensemble, tmp_path):
+    from slimbert.io import sha256_file
+
+    path, spec, _ = ensemble
+    base = path.parent / "base"
+    config = TrainConfig(max_steps=1, progress=False)
+    meta = boost(str(base), spec, tmp_path / "one", BoostConfig(rounds=1, first_member=path / "member-0"), config)
+    assert meta["members"] == 1 and meta["rounds"][0]["trained"] is False and meta["rounds"][0]["seed"] is None
+    assert sha256_file(tmp_path / "one" / "member-0" / "model.safetensors") == sha256_file(path / "member-0" / "model.safetensors")
+    assert meta["metric"] == meta["rounds"][0]["eval"]  # one member: the ensemble is that member

@@ -145,7 +145,7 @@ def test_students_without_attention_take_the_route_too(routed_teacher, sst2_file
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "tree" / "slimbert.json").read_text())
     assert [(s["stage"], s["steps"]) for s in meta["route"]] == [("route/step-2", 2), ("route/step-4", 2), ("teacher", 2)]
-    assert meta["teaching"]["route"] == str(routed_teacher)
+    assert meta["teaching"]["teacher_route"] == str(routed_teacher)
 
 
 def test_route_errors_are_one_line(routed_teacher, tiny_teacher, sst2_files, tmp_path):

@@ -194,11 +194,13 @@ def test_isolated_teacher_gets_no_gradient_from_the_soft_loss(teacher, tiny_teac
 
 def test_teaching_config_rejects_flags_that_would_do_nothing():
     with pytest.raises(SlimbertError, match="--alpha 0 .* --joint"):
-        TeachingConfig(alpha=0.0, joint=True).check()
-    with pytest.raises(SlimbertError, match="2 weights for 3 teachers"):
-        TeachingConfig(also_teachers=("a", "b"), weights=(1.0, 1.0)).check()
+        TeachingConfig(alpha=0.0, joint=True).check(1)
+    with pytest.raises(SlimbertError, match="2 weights for 3 --teacher"):
+        TeachingConfig(teacher_weights=(1.0, 1.0)).check(3)
     with pytest.raises(SlimbertError, match="not all 0"):
-        TeachingConfig(also_teachers=("a",), weights=(0.0, 0.0)).check()
+        TeachingConfig(teacher_weights=(0.0, 0.0)).check(2)
+    with pytest.raises(SlimbertError, match="a second --teacher would do nothing"):
+        TeachingConfig(alpha=0.0).check(2)
     with pytest.raises(SlimbertError, match="wider than the teacher"):
         TextCNNConfig(source_dim=32, embedding_dim=64).check()
 
@@ -329,11 +331,42 @@ def test_hard_labels_only_joint_and_several_teachers(students, tiny_teacher, sst
     assert several["first_losses"][0]["soft"] != pytest.approx(offline["first_losses"][0]["soft"], abs=1e-6)
 
 
+def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(tiny_teacher, sst2_files, tmp_path, monkeypatch):
+    """A second teacher whose vocabulary is ordered differently gets the same rows tokenised its way."""
+    import shutil
+
+    from transformers import BertTokenizerFast
+
+    from slimbert.compress import teaching
+
+    other = tmp_path / "other-vocab"
+    shutil.copytree(tiny_teacher, other)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (other / name).unlink()
+    vocab = (other / "vocab.txt").read_text().split()
+    (other / "vocab.txt").write_text("\n".join(vocab[:5] + vocab[5:][::-1]) + "\n")  # same size, words reversed
+    BertTokenizerFast(vocab_file=str(other / "vocab.txt"), do_lower_case=True).save_pretrained(str(other))
+    seen = {}
+    original = teaching.teacher_logits
+
+    def spy(model, teacher_dir, data, **kwargs):
+        seen[str(teacher_dir)] = data.train_set.features[0]["input_ids"]
+        return original(model, teacher_dir, data, **kwargs)
+
+    monkeypatch.setattr(teaching, "teacher_logits", spy)
+    train, dev = sst2_files
+    result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--teacher", other, "--train", train, "--eval", dev, "--out", tmp_path / "s", *SIZES["textcnn"], *FLAGS)
+    assert result.exit_code == 0, result.output
+    ours, theirs = seen[str(tiny_teacher)], seen[str(other)]
+    assert len(ours) == len(theirs) and ours[0] == theirs[0] and ours[1:-1] != theirs[1:-1]
+    assert theirs[1:-1] == [len(vocab) + 4 - i for i in ours[1:-1]]  # id i ↔ id V + 4 − i after the 5 specials
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--alpha", "0", "--joint"], "--alpha 0 trains on the gold labels alone"),
-        (["--teacher-weights", "1,2"], "2 weights for 1 teachers"),
+        (["--teacher-weights", "1,2"], "2 weights for 1 --teacher"),
         (["--embedding-dim", "64"], "wider than the teacher's embeddings (32)"),
         (["--teacher-route", "{out}", "--embedding-dim", "16"], "no such directory"),
     ],
@@ -352,6 +385,41 @@ def test_tree_metadata_lists_what_each_node_tests(students):
     assert [n["depth"] for n in nodes] == [0, 1, 1] and len(leaves) == 4
     assert all(len(n["right"]) == 8 and not set(n["right"]) & set(n["left"]) for n in nodes)
     assert all(sum(v for k, v in leaf.items() if k != "leaf") == pytest.approx(1.0, abs=1e-3) for leaf in leaves)
+
+
+@pytest.mark.parametrize("name", ["textcnn", "bilstm", "tree"])
+def test_method_defaults_match_the_student_config_defaults(name):
+    """Each method config repeats its student's sizes as flags; their defaults must agree."""
+    import dataclasses
+
+    from slimbert.compress import METHODS
+    from slimbert.compress.bilstm import BiLSTMMethod
+    from slimbert.compress.students import ARCHITECTURES
+    from slimbert.compress.textcnn import TextCNNMethod
+    from slimbert.compress.tree import TreeMethod
+
+    method_type = {"textcnn": TextCNNMethod, "bilstm": BiLSTMMethod, "tree": TreeMethod}[name]
+    assert METHODS[name].__module__ == f"slimbert.compress.{name}"
+    config_type, _ = ARCHITECTURES[name]
+    assert method_type().student() == config_type()
+    sizes = {f.name for f in dataclasses.fields(method_type)} & {f.name for f in dataclasses.fields(config_type)}
+    assert sizes >= {"embedding_dim", "projection", "freeze_embeddings", "dropout"}
+
+
+def test_inspect_tree_reads_tokens_along_each_node(teacher):
+    from slimbert.compress.tree import inspect_tree
+
+    model, tokenizer = teacher
+    torch.manual_seed(0)
+    student = build_student(TreeConfig(embedding_dim=8, depth=1), model, tokenizer, LABELS, "classification", False)
+    vectors = student.embeddings.table.weight.detach()  # (V, 8)
+    with torch.no_grad():
+        student.inner.weight.copy_(vectors[tokenizer.convert_tokens_to_ids("superb")].unsqueeze(0))
+        student.leaves.copy_(torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]]))
+    listing = inspect_tree(student, tokenizer, top_k=3)
+    scores = vectors @ vectors[tokenizer.convert_tokens_to_ids("superb")]
+    assert listing["nodes"][0]["right"] == tokenizer.convert_ids_to_tokens(scores.topk(3).indices.tolist())
+    assert listing["leaves"] == [{"leaf": 0, "0": 0.5, "1": 0.5}, {"leaf": 1, "0": 0.75, "1": 0.25}]
 
 
 def test_recipes_map_to_flags():

@@ -326,7 +326,7 @@ def _float_list(ctx, param, value):
 def teaching_options(command):
     """The teacher signal and embeddings of a student without attention (compress/teaching.py)."""
     options = [
-        click.option("--teacher", "teachers", type=click.Path(path_type=Path), multiple=True, required=True, help="Teacher directory; repeat for several teachers (e.g. the previous production model the new student must stay close to). The first gives the tokenizer and the input embeddings."),
+        click.option("--teacher", type=click.Path(path_type=Path), multiple=True, required=True, help="Teacher directory; repeat for several teachers (e.g. the previous production model the new student must stay close to). The first gives the tokenizer and the input embeddings."),
         click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write the student to."),
         click.option("--teacher-weights", callback=_float_list, help="One weight per --teacher, in order, for a weighted mean of their logits (default: the plain mean)."),
         click.option("--joint", is_flag=True, help="Train the first teacher alongside the student on the labels (default: its cached logits)."),
@@ -346,24 +346,19 @@ def teaching_options(command):
     return command
 
 
-TEACHING_KEYS = ("teachers", "out", "teacher_weights", "joint", "isolated", "teacher_lr", "temperature", "alpha", "soft_loss", "teacher_route")
-EMBEDDING_KEYS = ("embedding_dim", "projection", "freeze_embeddings", "dropout")
 # these students train from scratch above the embeddings: a BERT fine-tuning rate is far too low
 STUDENT_CONTEXT = {**CONTEXT, "default_map": {"lr": 1e-3}}
 
 
-def _teach(kwargs: dict, student_type, make_method, module, **sizes):
-    """Shared body of compress textcnn/bilstm/tree: flags → configs → module.run."""
-    from slimbert.compress.teaching import TeachingConfig
-
-    t = _split(kwargs, TEACHING_KEYS)
-    teaching = TeachingConfig(tuple(t["teachers"][1:]), t["teacher_weights"], t["joint"], t["isolated"], t["teacher_lr"], t["temperature"], t["alpha"], t["soft_loss"], t["teacher_route"])
-    embedding = {k: v for k, v in _split(kwargs, EMBEDDING_KEYS).items() if v is not None}
-    student = student_type(**embedding, **sizes)
+def _teach(kwargs: dict, module, method_type) -> None:
+    """Shared body of compress textcnn/bilstm/tree: the flags left after data and training are
+    the method config's fields, one to one (unset ones keep the method's defaults)."""
+    teacher, out = kwargs.pop("teacher"), kwargs.pop("out")
     spec = _data_spec(**_split(kwargs, DATA_KEYS))
     config = _train_config(**_split(kwargs, TRAIN_KEYS))
-    result, metadata = module.run(t["teachers"][0], spec, t["out"], make_method(student, teaching), config)
-    click.echo(_student_line(t["out"], metadata))
+    method = method_type(**{k: v for k, v in kwargs.items() if v is not None})
+    result, metadata = module.run(list(teacher), spec, out, method, config)
+    click.echo(_student_line(out, metadata))
 
 
 @compress.command("textcnn", context_settings=STUDENT_CONTEXT)
@@ -374,13 +369,12 @@ def _teach(kwargs: dict, student_type, make_method, module, **sizes):
 @data_options
 @train_options
 @user_errors
-def textcnn_cmd(kernel_sizes, filters, **kwargs):
+def textcnn_cmd(**kwargs):
     """TextCNN (Kim 2014) over the teacher's token ids, distilled offline, jointly or from several
     teachers; --alpha 0 for the labels-only baseline."""
     from slimbert.compress import textcnn
-    from slimbert.compress.students import TextCNNConfig
 
-    _teach(kwargs, TextCNNConfig, textcnn.TextCNNMethod, textcnn, kernel_sizes=kernel_sizes, filters=filters)
+    _teach(kwargs, textcnn, textcnn.TextCNNMethod)
 
 
 @compress.command("bilstm", context_settings=STUDENT_CONTEXT)
@@ -391,13 +385,12 @@ def textcnn_cmd(kernel_sizes, filters, **kwargs):
 @data_options
 @train_options
 @user_errors
-def bilstm_cmd(hidden_size, fc_size, **kwargs):
+def bilstm_cmd(**kwargs):
     """BiLSTM (Tang et al. 2019) over the teacher's token ids, distilled offline, jointly or from
     several teachers; sentence pairs are encoded side by side. --alpha 0 for the baseline."""
     from slimbert.compress import bilstm
-    from slimbert.compress.students import BiLSTMConfig
 
-    _teach(kwargs, BiLSTMConfig, bilstm.BiLSTMMethod, bilstm, hidden_size=hidden_size, fc_size=fc_size)
+    _teach(kwargs, bilstm, bilstm.BiLSTMMethod)
 
 
 @compress.command("tree", context_settings=STUDENT_CONTEXT)
@@ -409,13 +402,12 @@ def bilstm_cmd(hidden_size, fc_size, **kwargs):
 @data_options
 @train_options
 @user_errors
-def tree_cmd(depth, inverse_temperature, balance, **kwargs):
+def tree_cmd(**kwargs):
     """Soft decision tree (Frosst & Hinton 2017) over the mean of the teacher's input embeddings;
     slimbert.json lists what each node tests. --alpha 0 for the baseline."""
     from slimbert.compress import tree
-    from slimbert.compress.students import TreeConfig
 
-    _teach(kwargs, TreeConfig, lambda student, teaching: tree.TreeMethod(student, teaching, balance), tree, depth=depth, inverse_temperature=inverse_temperature)
+    _teach(kwargs, tree, tree.TreeMethod)
 
 
 @cli.command("export", context_settings=CONTEXT)
@@ -435,11 +427,11 @@ def tree_cmd(depth, inverse_temperature, balance, **kwargs):
 @click.option("--provider", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Provider to optimize for and validate on; cuda never falls back to the CPU.")
 @click.option("--optimize", is_flag=True, help="Fuse with ONNX Runtime's transformer optimizer (Attention, EmbedLayerNorm, BiasGelu; SkipLayerNorm on cuda) and report fusion counts.")
 @click.option("--quantize", type=click.Choice(["dynamic", "static"]), help="int8 on the CPU: dynamic (no data) or static (calibrated on --calibration-data).")
-@click.option("--per-channel", is_flag=True, help="int8: one weight scale per output column.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="int8: one weight scale per output column, or one per weight.")
 @click.option("--reduce-range", is_flag=True, help="int8: 7-bit weights, for CPUs without AVX-512 VNNI.")
 @click.option("--quantize-ops", help="int8: comma-separated op types (default: dynamic MatMul,Attention; static MatMul).")
 @click.option("--calibration-data", type=click.Path(path_type=Path), help="--quantize static: training file to draw calibration examples from (same columns as --eval).")
-@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="percentile", show_default=True)
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax", show_default=True)
 @click.option("--calibration-examples", type=click.IntRange(1), default=256, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="fp16 needs --provider cuda (LayerNorm/Softmax kept in fp32).")
 @click.option("--attention", type=click.Choice(["eager", "sdpa"]), default="eager", show_default=True, help="Attention implementation traced into the graph.")
@@ -482,10 +474,10 @@ def export_cmd(model_dir, eval_file, out, text_column, text_pair_column, label_c
         precision=precision,
         triton=TritonConfig(triton_repo, kind="gpu" if provider == "cuda" else "cpu", max_batch_size=triton_max_batch_size) if triton_repo else None,
         attention=attention,
-        gates={k: v for k, v in {"max_abs_diff": max_abs_diff, "min_agreement": min_agreement, "max_f1_drop": max_f1_drop}.items() if v is not None},
     )
+    tolerances = options.final_tolerances().override(max_abs_diff, min_agreement, max_f1_drop)
     columns = Columns(text_column, text_pair_column, label_column, header=not no_header)
-    manifest = export(model_dir, eval_file, out, columns, max_length, None, opset, provider, options)
+    manifest = export(model_dir, eval_file, out, columns, max_length, tolerances, opset, provider, options)
     for step in manifest["optimizations"]:
         fusions = step.get("fusions")
         if fusions:

@@ -6,11 +6,14 @@ compress/<name>.py with a config dataclass and `run`, add it here, add the CLI s
 recipes/<name>.yaml and a test that imports the module (tests/test_registry.py checks all four).
 """
 
-from slimbert.compress import kd, minilm, theseus, tinybert
+from slimbert.compress import bilstm, kd, minilm, textcnn, theseus, tinybert, tree
 
 METHODS = {
     "kd": kd.run,
     "tinybert": tinybert.run,
     "theseus": theseus.run,
     "minilm": minilm.run,
+    "textcnn": textcnn.run,
+    "bilstm": bilstm.run,
+    "tree": tree.run,
 }

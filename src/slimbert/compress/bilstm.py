@@ -16,22 +16,39 @@ into Simple Neural Networks" (2019).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from slimbert.compress.students import BiLSTMConfig
-from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
 from slimbert.compress.trainer import TrainConfig, TrainResult
 from slimbert.task import DataSpec
 
 
 @dataclass
-class BiLSTMMethod:
-    """student: the network's sizes; teaching: where its soft targets come from."""
+class BiLSTMMethod(TeachingConfig):
+    """The flags of `slimbert compress bilstm` beyond data and training, one field each: the
+    teacher signal (TeachingConfig) and the network's sizes (see BiLSTMConfig)."""
 
-    student: BiLSTMConfig = field(default_factory=BiLSTMConfig)
-    teaching: TeachingConfig = field(default_factory=TeachingConfig)
+    embedding_dim: int = 300
+    projection: str = "pca"
+    freeze_embeddings: bool = False
+    dropout: float = 0.5
+    hidden_size: int = 150
+    fc_size: int = 200
+
+    def student(self) -> BiLSTMConfig:
+        return BiLSTMConfig(
+            embedding_dim=self.embedding_dim,
+            projection=self.projection,
+            freeze_embeddings=self.freeze_embeddings,
+            dropout=self.dropout,
+            hidden_size=self.hidden_size,
+            fc_size=self.fc_size,
+        )
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, method: BiLSTMMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
-    return teach(teacher_dir, spec, out, method.student, method.teaching, config)
+def run(teacher_dir: Path | Sequence[Path], spec: DataSpec, out: Path, method: BiLSTMMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+    """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
+    return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config)

@@ -16,22 +16,39 @@ max-norm weight constraint is not used: AdamW's weight decay stands in for it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimbert.compress.students import TextCNNConfig
-from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
 from slimbert.compress.trainer import TrainConfig, TrainResult
 from slimbert.task import DataSpec
 
 
 @dataclass
-class TextCNNMethod:
-    """student: the network's sizes; teaching: where its soft targets come from."""
+class TextCNNMethod(TeachingConfig):
+    """The flags of `slimbert compress textcnn` beyond data and training, one field each: the
+    teacher signal (TeachingConfig) and the network's sizes (see TextCNNConfig)."""
 
-    student: TextCNNConfig = field(default_factory=TextCNNConfig)
-    teaching: TeachingConfig = field(default_factory=TeachingConfig)
+    embedding_dim: int = 300
+    projection: str = "pca"
+    freeze_embeddings: bool = False
+    dropout: float = 0.5
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    filters: int = 100
+
+    def student(self) -> TextCNNConfig:
+        return TextCNNConfig(
+            embedding_dim=self.embedding_dim,
+            projection=self.projection,
+            freeze_embeddings=self.freeze_embeddings,
+            dropout=self.dropout,
+            kernel_sizes=list(self.kernel_sizes),
+            filters=self.filters,
+        )
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, method: TextCNNMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
-    return teach(teacher_dir, spec, out, method.student, method.teaching, config)
+def run(teacher_dir: Path | Sequence[Path], spec: DataSpec, out: Path, method: TextCNNMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+    """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
+    return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config)

@@ -18,26 +18,42 @@ Reference: Frosst & Hinton, "Distilling a Neural Network Into a Soft Decision Tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from slimbert.compress.students import SoftTree, TreeConfig
-from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
 from slimbert.compress.trainer import TrainConfig, TrainResult
 from slimbert.errors import SlimbertError
 from slimbert.task import DataSpec
 
 
 @dataclass
-class TreeMethod:
-    """student: depth and sizes; teaching: where its soft targets come from; balance: weight
-    λ of the balance penalty (the paper's λ at the root)."""
+class TreeMethod(TeachingConfig):
+    """The flags of `slimbert compress tree` beyond data and training, one field each: the
+    teacher signal (TeachingConfig), the tree's sizes (see TreeConfig) and balance, the weight λ
+    of the balance penalty (the paper's λ at the root)."""
 
-    student: TreeConfig = field(default_factory=TreeConfig)
-    teaching: TeachingConfig = field(default_factory=TeachingConfig)
+    embedding_dim: int = 128
+    projection: str = "pca"
+    freeze_embeddings: bool = False
+    dropout: float = 0.0
+    depth: int = 4
+    inverse_temperature: float = 1.0
     balance: float = 0.1
+
+    def student(self) -> TreeConfig:
+        return TreeConfig(
+            embedding_dim=self.embedding_dim,
+            projection=self.projection,
+            freeze_embeddings=self.freeze_embeddings,
+            dropout=self.dropout,
+            depth=self.depth,
+            inverse_temperature=self.inverse_temperature,
+        )
 
 
 @torch.no_grad()
@@ -69,7 +85,8 @@ def inspect_tree(tree: SoftTree, tokenizer, top_k: int = 8) -> dict:
     return {"nodes": nodes, "leaves": leaves}
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, method: TreeMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+def run(teacher_dir: Path | Sequence[Path], spec: DataSpec, out: Path, method: TreeMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+    """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
     if method.balance < 0:
         raise SlimbertError(f"--balance {method.balance}: give a weight ≥ 0")
-    return teach(teacher_dir, spec, out, method.student, method.teaching, config, penalty_weight=method.balance, inspect=inspect_tree)
+    return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config, penalty_weight=method.balance, inspect=inspect_tree)

@@ -23,9 +23,10 @@ Only the last artifact is kept. The folder written loads as it is in ONNX Runtim
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -216,8 +217,8 @@ class ExportOptions:
     triton:     also write a Triton model repository for the final artifact
     attention:  attention implementation the model is traced with: eager (default, matches every
                 onnxruntime's fusion pattern) or sdpa (what optimum exports by default)
-    gates:      tolerances of the final artifact where they differ from its preset; every
-                intermediate step is held to its own preset
+    The final artifact is held to the `tolerances` given to `export` (default: its preset,
+    `final_tolerances()`); every step before it to its own preset.
     """
 
     optimize: OptimizeConfig | None = None
@@ -225,7 +226,6 @@ class ExportOptions:
     precision: str = "fp32"
     triton: TritonConfig | None = None
     attention: str = "eager"
-    gates: dict = field(default_factory=dict)
 
     def check(self, provider: str) -> None:
         """Refuse combinations that cannot run, or run slower than fp32, on `provider`."""
@@ -258,6 +258,11 @@ class ExportOptions:
     @property
     def final_precision(self) -> str:
         return "int8" if self.quantize is not None else self.precision
+
+    def final_tolerances(self) -> Tolerances:
+        """The preset gates of the artifact these options produce."""
+        final = self.final_precision
+        return Tolerances.preset("fused" if final == "fp32" and self.optimize is not None else final)
 
 
 @dataclass
@@ -340,8 +345,9 @@ def export(
     options: ExportOptions | None = None,
 ) -> dict:
     """Export `model_dir` to `out`, run the steps in `options`, validate every artifact on
-    `eval_path`, and return the manifest. `tolerances` gate the final artifact (default: its
-    precision's preset, overridden by `options.gates`); nothing is written when a gate fails."""
+    `eval_path`, and return the manifest. `tolerances` gate the final artifact (default:
+    `options.final_tolerances()`), each earlier step meets its own preset; nothing is written
+    when a gate fails."""
     options = options or ExportOptions()
     options.check(provider)
     model, tokenizer, metadata = load_model_dir(model_dir)
@@ -353,7 +359,7 @@ def export(
     dataset = EncodedDataset(tokenizer, examples, max_length, targets)
     validator = _Validator(model, dataset, targets, task, label_map, provider, Path(model_dir), eval_path)
     final = options.final_precision
-    final_gates = tolerances or Tolerances.preset("fused" if final == "fp32" and options.optimize else final).override(**options.gates)
+    final_gates = tolerances or options.final_tolerances()
 
     def gates(step_precision: str, last: bool) -> Tolerances:
         return final_gates if last else Tolerances.preset(step_precision)
@@ -379,11 +385,15 @@ def export(
         if options.optimize is not None:
             from slimbert.export import optimize as optimizing
 
+            fusion = options.optimize
+            if isinstance(options.quantize, StaticQuantConfig) and fusion.attention:
+                # QDQ has no Attention kernel: fused, the Q/K/V projections would stay float
+                fusion = dataclasses.replace(fusion, attention=False)
             fused = Path(scratch) / "optimized.onnx"
-            report = optimizing.optimize(current, fused, model.config, options.optimize)
-            runtime = {options.optimize.provider: options.optimize.runtime_hints()} if options.optimize.runtime_hints() else {}
+            report = optimizing.optimize(current, fused, model.config, fusion)
+            runtime = {fusion.provider: fusion.runtime_hints()} if fusion.runtime_hints() else {}
             validator.check("optimize", fused, "fused", gates("fused", last_step == "optimize"), runtime)
-            steps.append(optimizing.describe(options.optimize, report))
+            steps.append(optimizing.describe(fusion, report))
             current = fused
         if options.quantize is not None:
             from slimbert.export import quantize as quantizing

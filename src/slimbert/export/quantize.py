@@ -22,6 +22,7 @@ fused Attention becomes QAttention and the fused graph quantizes like the plain 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -56,14 +57,16 @@ QUANTIZED_OPS = (
 class DynamicQuantConfig:
     """Dynamic int8: weights quantized offline, activations per call.
 
-    per_channel:  one scale per output column of each weight (finer, slightly slower)
+    per_channel:  one scale per output column of each weight. On the SST-2 MiniLM teacher
+                  per-tensor scales cost 1.3 F1 points (96.6 % label agreement), per-channel
+                  0.2 (99.0 %), at the same speed
     reduce_range: 7-bit weights, for CPUs without VNNI where u8×s8 products can saturate
     op_types:     ops to quantize; MatMul and the fused Attention carry almost all the time.
                   Add "Gather"/"EmbedLayerNormalization" to also shrink the embedding table.
     weight_type:  int8 or uint8
     """
 
-    per_channel: bool = False
+    per_channel: bool = True
     reduce_range: bool = False
     op_types: tuple[str, ...] = ("MatMul", "Attention")
     weight_type: str = "int8"
@@ -77,36 +80,39 @@ class DynamicQuantConfig:
     @classmethod
     def avx512_vnni(cls) -> DynamicQuantConfig:
         """CPUs with AVX-512 VNNI (VPDPBUSD does u8×s8 → s32 in one instruction): full 8-bit range."""
-        return cls(per_channel=False, reduce_range=False)
+        return cls(per_channel=True, reduce_range=False)
 
     @classmethod
     def avx2(cls) -> DynamicQuantConfig:
         """AVX2 without VNNI: VPMADDUBSW can saturate with 8-bit weights, so keep them 7-bit."""
-        return cls(per_channel=False, reduce_range=True)
+        return cls(per_channel=True, reduce_range=True)
 
 
 @dataclass(frozen=True)
 class StaticQuantConfig:
     """Static int8 (QDQ): activation ranges calibrated on training examples.
 
-    method:        minmax | percentile | entropy
+    method:        minmax | percentile | entropy. Measured on the SST-2 MiniLM teacher (per-channel,
+                   128 examples): minmax −0.3 F1 / 97.9 % agreement, entropy −0.5 / 98.1 %,
+                   percentile −0.2 / 95.6 % (clipping BERT's activation outliers flips labels)
     calibration_file: training file to draw the calibration examples from (required)
     examples:      calibration examples, drawn by a seeded shuffle of the file
     batch_size:    calibration batch size (each batch padded to its own longest example)
-    percentile:    the range kept by percentile calibration
-    per_channel:   one scale per output column of each weight
+    percentile:    the share of values percentile calibration keeps inside the range
+    per_channel:   one scale per output column of each weight (per-tensor: −0.7 F1 more)
     reduce_range:  7-bit weights (CPUs without VNNI)
-    op_types:      ops to quantize; QDQ has no Attention kernel, so the optimizer's Attention
-                   stays float unless attention fusion is off (the pipeline turns it off)
+    op_types:      ops to quantize. QDQ has no Attention kernel: a fused Attention would keep its
+                   Q/K/V GEMM in float (8.2 against 6.3 ms), so the pipeline does not fuse
+                   attention before static quantization
     symmetric_activations: int8 activations centred on 0 instead of uint8 with a zero point
     seed:          shuffle seed for drawing the calibration examples
     """
 
-    method: str = "percentile"
+    method: str = "minmax"
     calibration_file: Path | None = None
     examples: int = 256
     batch_size: int = 8
-    percentile: float = 99.99
+    percentile: float = 99.999
     per_channel: bool = True
     reduce_range: bool = False
     op_types: tuple[str, ...] = ("MatMul",)
@@ -152,6 +158,23 @@ def annotate_types(model):
     return annotated
 
 
+class _DropPreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-process" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """onnxruntime's quantizer advises pre-processing on the root logger at every call;
+    `annotate_types` is the part of that pre-processing a fused graph needs."""
+    advice = _DropPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
 def quantized_op_counts(model) -> dict[str, int]:
     found = collections.Counter(node.op_type for node in model.graph.node)
     return {op: found[op] for op in QUANTIZED_OPS if found[op]}
@@ -169,14 +192,15 @@ def quantize_dynamic_model(onnx_in: Path, onnx_out: Path, config: DynamicQuantCo
     from onnxruntime.quantization import quantize_dynamic
 
     annotated = annotate_types(onnx.load(str(onnx_in)))
-    quantize_dynamic(
-        annotated,
-        str(onnx_out),
-        op_types_to_quantize=list(config.op_types),
-        per_channel=config.per_channel,
-        reduce_range=config.reduce_range,
-        weight_type=_weight_type(config.weight_type),
-    )
+    with _quiet_quantizer():
+        quantize_dynamic(
+            annotated,
+            str(onnx_out),
+            op_types_to_quantize=list(config.op_types),
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            weight_type=_weight_type(config.weight_type),
+        )
     return QuantReport("dynamic", quantized_op_counts(onnx.load(str(onnx_out), load_external_data=False)))
 
 
@@ -198,16 +222,23 @@ class BatchReader:
 
 def calibration_batches(tokenizer, examples, input_names: list[str], max_length: int, config: StaticQuantConfig) -> list[dict[str, np.ndarray]]:
     """`config.examples` examples drawn by a seeded shuffle, tokenised in batches of
-    `config.batch_size`, each padded to its own longest row: dicts name → (B, L) int64."""
+    `config.batch_size`: dicts name → (B, L) int64. MinMax batches are padded to their own
+    longest row; the histogram methods need one L for all batches (the longest example)."""
     if len(examples) == 0:
         raise SlimbertError(f"{config.calibration_file}: no examples to calibrate on")
     order = np.random.default_rng(config.seed).permutation(len(examples))[: config.examples]
     picked = examples.subset(sorted(int(i) for i in order))
+    padding: dict = {"padding": True}
+    if config.method != "minmax":
+        # ONNX Runtime's histogram calibrators stack each tensor over all batches, so every
+        # batch must have the same length: the longest calibration example's
+        lengths = tokenizer(picked.texts, picked.text_pairs if picked.is_pair else None, truncation=True, max_length=max_length)["input_ids"]
+        padding = {"padding": "max_length", "max_length": max(len(ids) for ids in lengths)}
     batches = []
     for start in range(0, len(picked), config.batch_size):
         texts = picked.texts[start : start + config.batch_size]
         pairs = picked.text_pairs[start : start + config.batch_size] if picked.is_pair else None
-        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+        encoded = tokenizer(texts, pairs, truncation=True, return_tensors="np", **({"max_length": max_length} | padding))
         missing = [name for name in input_names if name not in encoded]
         if missing:
             raise SlimbertError(f"the tokenizer gives no {', '.join(missing)} that the ONNX graph takes; re-export the model with its own tokenizer")
@@ -228,8 +259,11 @@ def quantize_static_model(onnx_in: Path, onnx_out: Path, batches: list[dict[str,
         "CalibPercentile": config.percentile,
         # Only MatMuls against a weight: activation×activation products (Q·Kᵀ) lose the most.
         "MatMulConstBOnly": True,
+        # Keep MatMul outputs float: ONNX Runtime then runs DQ→MatMul as MatMulIntegerToFloat,
+        # and the residual adds and Gelu see no second rounding.
+        "OpTypesToExcludeOutputQuantization": ["MatMul"],
     }
-    with tempfile.TemporaryDirectory(prefix="slimbert-calibration-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="slimbert-calibration-") as scratch, _quiet_quantizer():
         # The calibrator writes an augmented copy of the model next to this path.
         source = Path(scratch) / "model.onnx"
         onnx.save(annotated, str(source))

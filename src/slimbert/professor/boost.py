@@ -63,6 +63,7 @@ from slimbert.errors import SlimbertError
 from slimbert.evaluate import EncodedDataset, collate, compute_metrics, make_loader, predict_logits
 from slimbert.io import atomic_dir, write_json_atomic
 from slimbert.models import (
+    METADATA_FILE,
     library_versions,
     load_classifier,
     load_model_dir,
@@ -263,7 +264,8 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
         for m in range(boost_config.rounds):
             member_dir = staging / f"member-{m}"
             member_config = replace(config, seed=config.seed + m)
-            if m == 0 and first is not None:
+            reused = m == 0 and first is not None
+            if reused:
                 member = first
                 shutil.copytree(boost_config.first_member, member_dir)
             else:
@@ -277,8 +279,8 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
             record = {
                 "round": m,
                 "member": member_dir.name,
-                "trained": not (m == 0 and first is not None),
-                "seed": member_config.seed,
+                "trained": not reused,
+                "seed": None if reused else member_config.seed,
                 "weighted_error": update.error,
                 "alpha": update.alpha,
                 "train_errors": int(miss.sum()),
@@ -292,7 +294,7 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
                 rounds.append({**record, "kept": False})
                 stopped = f"stopped at round {m + 1}: weighted error {update.error:.3f} ≥ 1 − 1/K, no better than chance"
                 break
-            if m > 0 or first is None:
+            if not reused:
                 save_model(member, tokenizer, member_dir, {"role": "professor-member", "method": "boost-member", "base": str(base), "round": m, "data": data.describe(), "metric": member_metrics.values, "metric_name": member_metrics.name, "train_config": asdict(member_config)})
             alphas.append(update.alpha)
             eval_logits.append(member_eval)
@@ -338,7 +340,7 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
             "train_config": asdict(config),
             "versions": library_versions(),
         }
-        write_json_atomic(staging / "slimbert.json", metadata)
+        write_json_atomic(staging / METADATA_FILE, metadata)
     return metadata
 
 
