@@ -187,6 +187,6 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
         student_config = TrainConfig(epochs=plan.student_epochs, batch_size=plan.batch_size, lr=plan.student_lr, seed=seed, patience=2)
         kd.run(teacher_dir, spec, student_dir, kd.KDConfig(layers=layers, temperature=2.0, alpha=0.5), student_config)
         model_dirs.append(student_dir)
-    report = bench(model_dirs, bench_file, out / "bench", Columns("text", None, "label"), BenchConfig(), title="slimbert demo: tweets (3-class), MiniLM teacher and kd students")
+    report = bench(model_dirs, bench_file, out / "bench", Columns("text", None, "label"), BenchConfig(slo="p99<=20ms", max_f1_drop=3.0), title="slimbert demo: tweets (3-class), MiniLM teacher and kd students")
     report.notes.append(f"Demo {'--quick' if quick else 'full'} run, seed {seed}, {len(train_rows)} training tweets, bench on the first {min(plan.bench_rows, len(eval_rows))} eval tweets; whole run {time.perf_counter() - started:.0f} s.")
     return write_report(report, out / "bench")
