@@ -631,8 +631,8 @@ def plot_latency_vs_metric(report: Report) -> bytes:
         for i, r in enumerate(group):
             color = "tab:red" if i in front else "tab:gray"
             ax.errorbar(r.avg_ms, r.metric, xerr=r.avg_ms_spread or 0, fmt="o" if r.runtime == "onnx" else "s", color=color, ms=6, capsize=2, zorder=3)
-            # staggered so that rows at nearly the same point stay readable
-            ax.annotate(_name(r, _threads_vary(rows)), (r.avg_ms, r.metric), textcoords="offset points", xytext=(5, 4 + 9 * (i % 4)), fontsize=6, color="black" if i in front else "dimgray")
+            # alternately above and below the point, close enough to stay attached to it
+            ax.annotate(_name(r, _threads_vary(rows)), (r.avg_ms, r.metric), textcoords="offset points", xytext=(6, 3 if i % 2 == 0 else -9), fontsize=6, color="black" if i in front else "dimgray")
         ordered = sorted(points[i] for i in front)
         if ordered:
             ax.plot([p[0] for p in ordered], [p[1] for p in ordered], "--", color="tab:red", lw=1, label="Pareto front")
