@@ -37,3 +37,4 @@ for model in teacher kd-3L kd-2L kd-1L; do
   cp "$RUNS/$model/slimbert.json" "$OUT/training-$model.json"
 done
 cp "$RUNS/kd-3L-int8/manifest.json" "$OUT/manifest-kd-3L-int8.json"
+python benchmarks/summarize_foundation.py "$OUT"

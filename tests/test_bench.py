@@ -80,7 +80,8 @@ def test_peak_is_measured_at_each_precision():
     fp32 = measure_peak("fp32", "cpu", threads=1, size=256, repeats=3)
     int8 = measure_peak("int8", "cpu", threads=1, size=256, repeats=3)
     # 2·256³ = 33.5 MFLOP per call; any CPU of the last 15 years does more than 0.5 GFLOP/s
-    assert fp32.gflops > 0.5 and fp32.method.startswith("torch.mm fp32 256³")
+    # the best of torch.mm and ONNX Runtime's MatMul, whichever is faster here
+    assert fp32.gflops > 0.5 and ("torch.mm fp32 256³" in fp32.method or "MatMul" in fp32.method)
     assert int8.gflops > 0.5 and "MatMulInteger" in int8.method and int8.threads == 1
     with pytest.raises(SlimbertError, match="precision 'int4'"):
         measure_peak("int4")

@@ -6,13 +6,18 @@ import copy
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from slimbert.compress.losses import LossTerm, combine, hard_loss
 from slimbert.compress.outputs import forward
 from slimbert.compress.route import ROUTE_DIR, route_steps, step_dir_name
-from slimbert.compress.trainer import TrainConfig, TrainResult, planned_steps, train
+from slimbert.compress.trainer import (
+    TrainConfig,
+    TrainResult,
+    planned_steps,
+    train,
+    training_record,
+)
 from slimbert.evaluate import make_loader
 from slimbert.io import atomic_dir
 from slimbert.models import (
@@ -67,13 +72,7 @@ def _save_teacher(model, tokenizer, out: Path, base: str, base_dir: Path, data, 
         "method": "teacher",
         "base": str(base),
         "base_dir": str(base_dir),
-        "data": data.describe(),
-        "metric": result.best.values if result.best else {},
-        "metric_name": result.best.name if result.best else None,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "train_config": asdict(config),
-        "history": result.history,
+        **training_record(result, config, data),
     }
     if route is None:
         save_model(model, tokenizer, out, metadata)

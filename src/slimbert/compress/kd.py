@@ -20,7 +20,7 @@ from slimbert.compress.outputs import Outputs, forward
 from slimbert.compress.route import describe as describe_route
 from slimbert.compress.route import plan as route_plan
 from slimbert.compress.route import route_logits
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
 from slimbert.evaluate import make_loader
 from slimbert.models import (
     make_student,
@@ -96,13 +96,8 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
         "teacher_metric": teacher_metrics.values,
         "layer_map": layers,
         "kd_config": asdict(kd),
-        "data": data.describe(),
-        "metric": result.best.values if result.best else {},
-        "metric_name": result.best.name if result.best else None,
-        "best_step": result.best_step,
+        **training_record(result, config, data),
         "steps": sum(r.steps for r in results),
-        "train_config": asdict(config),
-        "history": result.history,
         "first_losses": results[0].losses[:5],
         "route": describe_route(stages, results) if route is not None else None,
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},

@@ -36,7 +36,7 @@ from slimbert.compress.capture import TransformerOutputs, forward_internals, spl
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
 from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import Metrics, make_loader
 from slimbert.models import save_model, seed_everything
@@ -187,13 +187,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
         "relation": {"teacher_layer": teacher_layer, "student_layer": minilm.layers - 1, "relation_heads": relation_heads},
         "minilm_config": asdict(minilm),
         "init": init.describe(),
-        "data": data.describe(),
-        "metric": result.best.values if result.best else {},
-        "metric_name": result.best.name if result.best else None,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "train_config": asdict(config),
-        "history": result.history,
+        **training_record(result, config, data),
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},

@@ -33,7 +33,7 @@ from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss, logi
 from slimbert.compress.outputs import Outputs
 from slimbert.compress.route import Stage, describe, plan, route_logits
 from slimbert.compress.students import StudentConfig, build_student, save_student
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import make_loader, model_inputs
 from slimbert.models import seed_everything
@@ -254,13 +254,8 @@ def teach(
         "student_config": student.config.to_json(),
         "method_config": asdict(teaching),
         "teaching": {**teaching.teaching(), "mode": _mode(teaching, len(teachers)), "weights_used": final_targets.weights if final_targets else None},
-        "data": data.describe(),
-        "metric": result.best.values if result.best else {},
-        "metric_name": result.best.name if result.best else None,
-        "best_step": result.best_step,
+        **training_record(result, config, data),
         "steps": sum(r.steps for r in results),
-        "train_config": asdict(config),
-        "history": result.history,
         "first_losses": results[0].losses[:5],
         "route": describe(stages, results) if teaching.teacher_route is not None else None,
     }

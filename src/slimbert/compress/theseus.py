@@ -40,7 +40,13 @@ from torch import nn
 from slimbert.compress.layermap import split_modules
 from slimbert.compress.losses import LossTerm, combine, hard_loss
 from slimbert.compress.outputs import forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, planned_steps, train
+from slimbert.compress.trainer import (
+    TrainConfig,
+    TrainResult,
+    planned_steps,
+    train,
+    training_record,
+)
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import make_loader
 from slimbert.models import encoder_layers, make_student, save_model, seed_everything
@@ -217,13 +223,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
         "modules": modules,
         "schedule": {"base": schedule.base, "k": schedule.k, "total_steps": total_steps},
         "theseus_config": asdict(theseus),
-        "data": data.describe(),
-        "metric": result.best.values if result.best else {},
-        "metric_name": result.best.name if result.best else None,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "train_config": asdict(config),
-        "history": result.history,
+        **training_record(result, config, data),
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},

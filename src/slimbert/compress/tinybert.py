@@ -39,7 +39,7 @@ from slimbert.compress.capture import TransformerOutputs, forward_internals
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
 from slimbert.compress.losses import LossTerm, TermFn, combine, hint_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import EncodedDataset, Metrics, label_targets, make_loader
@@ -261,14 +261,8 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
         "projection": projections.embedding is not None,
         "attention_heads": "per-head" if student.config.num_attention_heads == teacher_heads else "head-mean",
         "augmentation": augmentation.describe() if augmentation else None,
-        "data": data.describe(),
+        **training_record(result, config, data),
         "train_rows": len(train_data.train),
-        "metric": result.best.values if result.best else {},
-        "metric_name": result.best.name if result.best else None,
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "train_config": asdict(config),
-        "history": result.history,
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},

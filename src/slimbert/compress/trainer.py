@@ -63,6 +63,21 @@ class TrainResult:
     losses: list[dict] = field(default_factory=list)  # one row per step: total and every term
 
 
+def training_record(result: TrainResult, config: TrainConfig, data) -> dict:
+    """The fields every saved model's slimbert.json carries about the run that trained it."""
+    from dataclasses import asdict
+
+    return {
+        "data": data.describe(),
+        "metric": result.best.values if result.best else {},
+        "metric_name": result.best.name if result.best else None,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_config": asdict(config),
+        "history": result.history,
+    }
+
+
 def _param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float, lr: float | None = None) -> list[dict]:
     decay, no_decay = [], []
     for name, param in params:
