@@ -94,6 +94,22 @@ def sst2_files(tmp_path_factory) -> tuple[Path, Path]:
     return write_sst2(folder / "train.tsv", sentiment_rows(64, 1)), write_sst2(folder / "dev.tsv", sentiment_rows(24, 2))
 
 
+@pytest.fixture(scope="session")
+def sharp_teacher(tmp_path_factory) -> Path:
+    """The tiny teacher with query/key/value weights ×8, so attention maps and relations are far
+    from uniform (on the plain random teacher those losses are ~1e-4, too small to pin)."""
+    from slimbert.models import load_classifier
+
+    folder = build_bert(tmp_path_factory.mktemp("sharp"), num_labels=2)
+    model = load_classifier(folder)
+    with torch.no_grad():
+        for layer in model.bert.encoder.layer:
+            for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
+                linear.weight.mul_(8.0)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
 # Tiny models run fastest on one thread, and a shared 2-core machine stops thrashing.
 torch.set_num_threads(1)
 

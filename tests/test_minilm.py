@@ -14,8 +14,7 @@ from slimbert.cli import cli
 from slimbert.compress.capture import AttentionParts, TransformerOutputs
 from slimbert.compress.minilm import relation_kl, relation_terms, resolve_teacher_layer
 from slimbert.errors import SlimbertError
-from slimbert.models import load_classifier, load_model_dir
-from tests.conftest import build_bert
+from slimbert.models import load_model_dir
 
 
 def _softmax(values):
@@ -74,18 +73,6 @@ def test_terms_read_the_students_last_layer_and_the_chosen_teacher_layer():
     with pytest.raises(SlimbertError, match="--teacher-layer 6"):
         resolve_teacher_layer(6, 6)
 
-
-@pytest.fixture(scope="module")
-def sharp_teacher(tmp_path_factory):
-    """The tiny teacher with query/key/value weights ×8, so relations are far from uniform."""
-    folder = build_bert(tmp_path_factory.mktemp("sharp"), num_labels=2)
-    model = load_classifier(folder)
-    with torch.no_grad():
-        for layer in model.bert.encoder.layer:
-            for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
-                linear.weight.mul_(8.0)
-    model.save_pretrained(str(folder), safe_serialization=True)
-    return folder
 
 
 # First losses of the real CLI: teacher layer 2 of the sharp 4-layer, hidden-32, 4-head teacher into

@@ -24,14 +24,6 @@ from slimbert.pretrain import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_mlm_student_copies_picked_layers_and_ties_the_decoder(tiny_teacher):
     teacher = load_model_dir(tiny_teacher)[0]
     mlm, picked = mlm_student(teacher, 2)

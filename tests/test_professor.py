@@ -34,16 +34,6 @@ from slimbert.professor.boost import (
 )
 from slimbert.task import DataSpec
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared; one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------------
 # SAMME
 

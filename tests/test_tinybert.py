@@ -25,7 +25,7 @@ from slimbert.data import read_examples
 from slimbert.errors import SlimbertError
 from slimbert.models import load_classifier, load_model_dir, load_tokenizer, make_student
 from slimbert.task import model_fingerprint
-from tests.conftest import build_bert, build_tokenizer
+from tests.conftest import build_tokenizer
 
 
 def _batch(tokenizer, texts):
@@ -174,18 +174,6 @@ def test_mlm_augmentation_uses_masked_predictions(tmp_path, tiny_teacher, tiny_b
     with pytest.raises(SlimbertError, match="has no masked-LM head"):
         augment(examples, teacher, load_tokenizer(tiny_teacher), "unused", AugmentConfig(copies=1, mlm=str(tiny_base)))
 
-
-@pytest.fixture(scope="module")
-def sharp_teacher(tmp_path_factory):
-    """The tiny teacher with query/key/value weights ×8, so attention is far from uniform."""
-    folder = build_bert(tmp_path_factory.mktemp("sharp"), num_labels=2)
-    model = load_classifier(folder)
-    with torch.no_grad():
-        for layer in model.bert.encoder.layer:
-            for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
-                linear.weight.mul_(8.0)
-    model.save_pretrained(str(folder), safe_serialization=True)
-    return folder
 
 
 # First losses of the real CLI on the sharp 4-layer teacher: a 2-layer, hidden-16, 2-head student,
