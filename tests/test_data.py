@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,38 @@ def test_label_map_order_unknown_label_and_limit(tmp_path):
     with pytest.raises(SlimbertError, match=r"line 3: label '7' is unknown"):
         LabelMap.from_labels(["0", "1"]).encode(read_examples(path))
     assert len(read_examples(path, limit=1)) == 1
+
+
+def test_length_grouped_batches_cover_every_row_once_and_cut_padding():
+    import torch
+
+    from slimbert.evaluate import LengthGroupedBatches
+
+    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
+    grouped = LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), window=5)
+    random_order = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
+    random_padded = sum(max(lengths[i] for i in random_order[s : s + 32]) * len(random_order[s : s + 32]) for s in range(0, 1000, 32))
+    passes = [list(grouped), list(grouped)]
+    for batches in passes:
+        assert len(batches) == len(grouped) == 32
+        assert sorted(i for batch in batches for i in batch) == list(range(1000))  # each row once per pass
+        padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
+        assert padded < 0.8 * random_padded
+    assert passes[0] != passes[1]  # a fresh order every pass
+    again = LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), window=5)
+    assert list(again) == passes[0]  # seeded
+
+
+def test_make_loader_groups_by_length_only_when_shuffling(tiny_base):
+    from transformers import AutoTokenizer
+
+    from slimbert.data import Examples
+    from slimbert.evaluate import EncodedDataset, make_loader
+
+    texts = ["a " * n for n in (1, 30, 2, 29, 3, 28, 4, 27)]
+    examples = Examples(texts=texts, text_pairs=None, labels=["0", "1"] * 4, task="classification", path=Path("x.tsv"))
+    dataset = EncodedDataset(AutoTokenizer.from_pretrained(tiny_base), examples, 64, [0, 1] * 4)
+    grouped = [batch["input_ids"].shape[1] for batch in make_loader(dataset, 4, shuffle=True, group_by_length=True)]
+    assert sorted(grouped) == [6, 32]  # the short rows together, the long ones together
+    in_order = [batch["idx"].tolist() for batch in make_loader(dataset, 4, shuffle=False, group_by_length=True)]
+    assert in_order == [[0, 1, 2, 3], [4, 5, 6, 7]]

@@ -32,8 +32,8 @@ class Fakes:
         self.calls[name] += 1
         self.args.setdefault(name, []).append(args)
 
-    def train_teacher(self, base, spec, out, config):
-        self._record("train_teacher", base, spec, out, config)
+    def train_teacher(self, base, spec, out, config, save_route=0):
+        self._record("train_teacher", base, spec, out, config, save_route)
         out.mkdir(parents=True, exist_ok=True)
         f1 = 80.0 if out.name == "teacher" else 82.0
         return {"dir": str(out), "metric": {"accuracy": f1 - 5, "f1": f1}, "metric_name": "f1", "best_step": 10, "steps": 20}
@@ -128,6 +128,22 @@ def test_cells_wire_teachers_professors_and_pretrained_students(recipe):
     assert by_student["student-ps-da-star-1L-seed2"][6] == models / "pretrain-1L"
     assert by_student["student-ps-da-star-1L-seed2"][5].seed == 2 and by_student["student-ps-da-star-1L-seed2"][5].lr == 1e-4
     assert all(a[1].train == experiment.config.train for a in fakes.args["distil"])  # same data for every student
+
+
+def test_teacher_route_is_kept_for_the_ts_teacher_only_and_keys_the_teacher(recipe):
+    payload = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**payload, "teacher_route": 2}))
+    fakes = Fakes()
+    run_experiment(recipe, stages=fakes.stages(), echo=lambda line: None)
+    routes = {a[2].name: a[4] for a in fakes.args["train_teacher"]}
+    assert routes == {"teacher": 2, "professor-da": 0}
+    recipe.write_text(yaml.safe_dump({**payload, "teacher_route": 3}))
+    again = Fakes()
+    run_experiment(recipe, stages=again.stages(), echo=lambda line: None)
+    assert again.calls["train_teacher"] == 2 and again.calls["distil"] == 24  # a new teacher: all downstream redone
+    recipe.write_text(yaml.safe_dump({**payload, "teacher_route": -1}))
+    with pytest.raises(SlimbertError, match="teacher_route -1"):
+        read_recipe(recipe)
 
 
 def test_the_table_reads_like_the_source(recipe):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from slimbert.data import REGRESSION, Examples, LabelMap
 
@@ -56,15 +57,44 @@ def label_targets(examples: Examples, label_map: LabelMap, task: str) -> list:
     return label_map.encode(examples)
 
 
-def make_loader(dataset: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of similar length, so padding to each batch's longest costs little.
+
+    Each pass draws a fresh permutation, cuts it into windows of `window` batches, sorts each
+    window by length, cuts it into batches and shuffles the batch order: every example is seen
+    once per pass, batches stay random in composition across windows, and the padded tokens
+    drop (MRPC at 128 tokens, batch 32: 80 → ~55 tokens a row, a third less compute).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator, window: int = 50):
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+        self.window = window * batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator)
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.window):
+            chunk = order[start : start + self.window]
+            chunk = chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
+            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        for index in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[index]
+
+
+def make_loader(dataset: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, group_by_length: bool = False) -> DataLoader:
+    """Batches padded to their own longest row; `group_by_length` (with shuffle) batches rows
+    of similar length together (LengthGroupedBatches)."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        collate_fn=lambda items: collate(items, dataset.pad_id),
-    )
+    collate_fn = lambda items: collate(items, dataset.pad_id)  # noqa: E731
+    if shuffle and group_by_length:
+        lengths = [len(f["input_ids"]) for f in dataset.features]
+        return DataLoader(dataset, batch_sampler=LengthGroupedBatches(lengths, batch_size, generator), collate_fn=collate_fn)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate_fn)
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

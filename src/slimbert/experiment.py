@@ -118,6 +118,9 @@ class ExperimentConfig:
     methods:          which of TS, PS-Boosting, PS-DA, PS-DA* to run (the teacher always is)
     da_student_data:  "original" (default, same data for every student) or "augmented"
     teacher:          TrainConfig of the teacher, the boosted members and the PS-DA professor
+    teacher_route:    K > 0 keeps K checkpoints along the teacher's training under
+                      models/teacher/route (train-teacher --save-route), for route-constrained
+                      distillation from the same teacher (compress kd --teacher-route)
     student:          TrainConfig of every student (its seed is replaced by each of `seeds`)
     kd, boost, augment, pretrain: the methods' settings
     pretrain_train:   TrainConfig of masked-LM pre-training
@@ -140,6 +143,7 @@ class ExperimentConfig:
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     da_student_data: str = "original"
     teacher: TrainConfig = field(default_factory=TrainConfig)
+    teacher_route: int = 0
     student: TrainConfig = field(default_factory=_default_student)
     kd: KDSettings = field(default_factory=KDSettings)
     boost: BoostSettings = field(default_factory=BoostSettings)
@@ -158,6 +162,8 @@ class ExperimentConfig:
             raise SlimbertError(f"seeds {self.seeds}: give at least one seed, each once")
         if self.da_student_data not in ("original", "augmented"):
             raise SlimbertError(f"da_student_data {self.da_student_data!r}: choose original or augmented")
+        if self.teacher_route < 0:
+            raise SlimbertError(f"teacher_route {self.teacher_route}: give the number of checkpoints to keep, 0 for none")
         if self.bench.runtime not in RUNTIMES:
             raise SlimbertError(f"bench.runtime {self.bench.runtime!r}: choose {' or '.join(RUNTIMES)}")
 
@@ -264,10 +270,10 @@ def read_recipe(path: str | Path, out: Path | None = None) -> ExperimentConfig:
 # Stages: the real work behind each kind of cell. Tests swap in fakes that count calls.
 
 
-def _train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig) -> dict:
+def _train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig, save_route: int = 0) -> dict:
     from slimbert.teacher import train_teacher
 
-    result, meta = train_teacher(base, spec, out, config)
+    result, meta = train_teacher(base, spec, out, config, save_route=save_route)
     return {"dir": str(out), "metric": meta["metric"], "metric_name": meta["metric_name"], "best_step": result.best_step, "steps": result.steps}
 
 
@@ -388,8 +394,8 @@ class Experiment:
         wanted = set(c.methods)
 
         teacher_dir = self.model_dir("teacher")
-        teacher_key = _key("teacher", data_key, c.base, teacher_config)
-        cells.append(Cell("teacher", teacher_key, partial(s.train_teacher, c.base, spec, teacher_dir, teacher_config), teacher_dir))
+        teacher_key = _key("teacher", data_key, c.base, teacher_config, c.teacher_route)
+        cells.append(Cell("teacher", teacher_key, partial(s.train_teacher, c.base, spec, teacher_dir, teacher_config, c.teacher_route), teacher_dir))
         sources = {"TS": (teacher_dir, teacher_key)}
 
         if "PS-Boosting" in wanted:

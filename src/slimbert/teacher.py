@@ -16,9 +16,9 @@ from slimbert.compress.trainer import (
     TrainResult,
     planned_steps,
     train,
+    train_loader,
     training_record,
 )
-from slimbert.evaluate import make_loader
 from slimbert.io import atomic_dir
 from slimbert.models import (
     load_classifier,
@@ -46,7 +46,7 @@ def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig, sav
     def step(model, batch):
         return combine(terms, forward(model, batch), None, batch)
 
-    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    loader = train_loader(data.train_set, config)
     keep = route_steps(planned_steps(config, len(loader)), save_route)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,7 @@ from slimbert.compress.outputs import Outputs, forward
 from slimbert.compress.route import describe as describe_route
 from slimbert.compress.route import plan as route_plan
 from slimbert.compress.route import route_logits
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
-from slimbert.evaluate import make_loader
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
 from slimbert.models import (
     make_student,
     model_label_map,
@@ -70,7 +69,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
         from slimbert.pretrain import init_student
 
         init = init_student(student, student_init)
-    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    loader = train_loader(data.train_set, config)
     stages = route_plan(route, Path(teacher_dir), config, len(loader))
     targets = {s.name: cached if s.final else route_logits(s, teacher, data) for s in stages}  # (N, C) each
     del teacher, loaded

@@ -36,7 +36,7 @@ from slimbert.compress.capture import TransformerOutputs, forward_internals, spl
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
 from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import Metrics, make_loader
 from slimbert.models import save_model, seed_everything
@@ -161,7 +161,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
             teacher_out = forward_internals(teacher, batch, hidden_states=False)
         return combine(terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch)
 
-    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    loader = train_loader(data.train_set, config)
     relation_config = dataclasses.replace(config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr)
     relation = train(student, loader, relation_step, _relation_evaluator(teacher, terms, data), relation_config, description=f"minilm-{minilm.layers}L-relation")
     teacher.to("cpu")  # stage 2 reads cached logits

@@ -33,9 +33,9 @@ from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss, logi
 from slimbert.compress.outputs import Outputs
 from slimbert.compress.route import Stage, describe, plan, route_logits
 from slimbert.compress.students import StudentConfig, build_student, save_student
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import make_loader, model_inputs
+from slimbert.evaluate import model_inputs
 from slimbert.models import seed_everything
 from slimbert.task import DataSpec, evaluator, prepare, teacher_logits
 from slimbert.teachers import load_teacher
@@ -202,7 +202,7 @@ def teach(
     teacher_metrics = {str(teacher_dir): evaluate(primary.model).values}
     seed_everything(config.seed)
     student = build_student(student_config, primary.layers, tokenizer, label_map, task, data.train.is_pair)
-    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    loader = train_loader(data.train_set, config)
     stages = plan(teaching.teacher_route, Path(teacher_dir), config, len(loader))
     route_targets = {s.name: SoftTargets([route_logits(s, primary.layers, data)], [1.0]) for s in stages if not s.final}
 

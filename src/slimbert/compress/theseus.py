@@ -45,10 +45,10 @@ from slimbert.compress.trainer import (
     TrainResult,
     planned_steps,
     train,
+    train_loader,
     training_record,
 )
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import make_loader
 from slimbert.models import encoder_layers, make_student, save_model, seed_everything
 from slimbert.task import DataSpec, device, evaluator, prepare
 from slimbert.teachers import load_teacher
@@ -178,7 +178,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
     successors = hybrid_encoder(student, teacher, modules)
     successors.requires_grad_(True)
     hybrid = getattr(student, student.base_model_prefix).encoder.layer
-    loader = make_loader(data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    loader = train_loader(data.train_set, config)
     total_steps = planned_steps(config, len(loader))
     schedule = ReplacementSchedule.from_config(theseus, total_steps)
     generator = torch.Generator().manual_seed(config.seed)

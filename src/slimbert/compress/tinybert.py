@@ -39,7 +39,7 @@ from slimbert.compress.capture import TransformerOutputs, forward_internals
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
 from slimbert.compress.losses import LossTerm, TermFn, combine, hint_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, training_record
+from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import EncodedDataset, Metrics, label_targets, make_loader
@@ -233,10 +233,10 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
     stages: dict[str, dict] = {}
     if general is not None:
         general_set = EncodedDataset(tokenizer, general, spec.max_length)
-        loader = make_loader(general_set, config.batch_size, shuffle=True, seed=config.seed)
+        loader = train_loader(general_set, config)
         result = train(student, loader, distill_step, _distill_evaluator(teacher, terms, data), dataclasses.replace(distill_config, epochs=tiny.general_epochs), projections.modules(), description="tinybert-general")
         stages["general"] = {**_stage_record(result), "text": str(tiny.general_text), "texts": len(general)}
-    loader = make_loader(train_data.train_set, config.batch_size, shuffle=True, seed=config.seed)
+    loader = train_loader(train_data.train_set, config)
     result = train(student, loader, distill_step, _distill_evaluator(teacher, terms, data), dataclasses.replace(distill_config, epochs=tiny.intermediate_epochs), projections.modules(), description="tinybert-intermediate")
     stages["intermediate"] = _stage_record(result)
     teacher.to("cpu")  # stage 2 reads cached logits; free the device for the student

@@ -15,11 +15,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from slimbert.evaluate import Metrics
+from slimbert.evaluate import EncodedDataset, Metrics, make_loader
 
 StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], Metrics]
 OnStepFn = Callable[[int, int, nn.Module], None]  # (step, total_steps, unwrapped model) after each optimiser step
+
+
+def train_loader(dataset: EncodedDataset, config: TrainConfig) -> DataLoader:
+    """The shuffled training batches every method draws, seeded by config.seed."""
+    return make_loader(dataset, config.batch_size, shuffle=True, seed=config.seed, group_by_length=config.group_by_length)
 
 
 @dataclass
@@ -35,7 +40,9 @@ class TrainConfig:
     eval_every:      evaluate every N steps; 0 evaluates once per epoch
     patience:        stop after this many evaluations without improvement; 0 never stops early
     seed:            shuffling and initialisation seed
-    mixed_precision: "no", "fp16" or "bf16" (GPU); passed to Accelerate
+    mixed_precision: "no", "fp16" or "bf16", passed to Accelerate; bf16 also on CPUs with
+                     AVX-512 BF16 or AMX (about 2× faster training on such a CPU)
+    group_by_length: batch training rows of similar length together (less padding)
     max_grad_norm:   gradient clipping
     progress:        show a progress bar
     """
@@ -50,6 +57,7 @@ class TrainConfig:
     patience: int = 2
     seed: int = 42
     mixed_precision: str = "no"
+    group_by_length: bool = False
     max_grad_norm: float = 1.0
     progress: bool = True
 

@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss
 from slimbert.compress.outputs import Outputs, forward
-from slimbert.compress.trainer import TrainConfig, train
+from slimbert.compress.trainer import TrainConfig, train, train_loader
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import EncodedDataset, collate, compute_metrics, make_loader, predict_logits
@@ -208,7 +208,7 @@ def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
 
 def _loader(dataset: EncodedDataset, weights: np.ndarray, boost: BoostConfig, config: TrainConfig) -> DataLoader:
     if boost.weighting == "loss":
-        return make_loader(dataset, config.batch_size, shuffle=True, seed=config.seed)
+        return train_loader(dataset, config)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True, generator=generator)
     return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=lambda items: collate(items, dataset.pad_id))
@@ -251,7 +251,7 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
     num_classes = data.label_map.num_labels
     targets = np.asarray(data.train_set.labels)
     n = len(targets)
-    train_loader = make_loader(data.train_set, 64, shuffle=False)
+    train_batches = make_loader(data.train_set, 64, shuffle=False)
     eval_loader = make_loader(data.eval_set, 64, shuffle=False)
     dev = device()
 
@@ -271,7 +271,7 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
             else:
                 member = _train_member(base_dir, data, weights, boost_config, member_config, description=f"boost {m + 1}/{boost_config.rounds}")
             member.to(dev)
-            train_pred = predict_logits(member, train_loader, dev).argmax(axis=-1)  # (N,)
+            train_pred = predict_logits(member, train_batches, dev).argmax(axis=-1)  # (N,)
             member_eval = predict_logits(member, eval_loader, dev)  # (N_eval, C)
             miss = train_pred != targets
             update = samme_step(weights, miss, num_classes, boost_config.shrinkage)
