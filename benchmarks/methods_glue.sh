@@ -19,7 +19,8 @@
 # Usage, from the repository root with the venv active (one intra-op thread per job lets two
 # jobs share a 2-core machine):
 #   STAGES="sst2-teacher mrpc:1 sst2 mrpc:2 mrpc:3" bash benchmarks/methods_glue.sh
-#   python benchmarks/summarize_methods.py        # bench + table
+#   STAGES=bench bash benchmarks/methods_glue.sh   # latency, on a quiet machine
+#   python benchmarks/summarize_methods.py        # the table
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-runs/methods}
@@ -71,6 +72,11 @@ for stage in $STAGES; do
     mrpc:*)
       [ -f "$MRPC_TEACHER/slimbert.json" ] || { echo "[methods] $MRPC_TEACHER: no teacher yet; run slimbert experiment benchmarks/recipes/professor-mrpc-cpu.yaml first"; exit 1; }
       students mrpc "$MRPC_TEACHER" "${stage#mrpc:}" "${MRPC[@]}" ;;
+    bench)  # one model per architecture; the summary maps every student onto its architecture's row
+      S=$RUNS/mrpc/seed1 E=${MRPC_TEACHER%/teacher}/students
+      slimbert bench --model "$MRPC_TEACHER" --model "$E/student-ts-3L-seed1" --model "$E/student-ts-2L-seed1" \
+        --model "$S/tinybert-3L-h192" --model "$S/textcnn-kd" --model "$S/bilstm-kd" --model "$S/tree-kd" \
+        --eval "$GLUE/MRPC/dev.tsv" --runtime onnx --batch-sizes 1 --out "$RUNS/bench" ;;
     *) echo "[methods] unknown stage $stage"; exit 1 ;;
   esac
 done

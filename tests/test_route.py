@@ -148,6 +148,23 @@ def test_students_without_attention_take_the_route_too(routed_teacher, sst2_file
     assert meta["teaching"]["teacher_route"] == str(routed_teacher)
 
 
+@pytest.mark.parametrize(
+    ("method", "flags"),
+    [
+        ("tinybert", ["--layers", "2", "--intermediate-epochs", "0.5", "--max-steps", "6"]),
+        ("minilm", ["--layers", "2", "--relation-heads", "4", "--relation-epochs", "0.5", "--max-steps", "6"]),
+    ],
+)
+def test_layer_methods_walk_the_route_in_their_prediction_stage(method, flags, routed_teacher, sst2_files, tmp_path):
+    train_file, dev = sst2_files
+    result = invoke("compress", method, "--teacher", routed_teacher, "--teacher-route", routed_teacher, "--train", train_file, "--eval", dev, "--out", tmp_path / method, *flags, *FLAGS)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / method / "slimbert.json").read_text())
+    assert [(s["stage"], s["steps"]) for s in meta["route"]] == [("route/step-2", 2), ("route/step-4", 2), ("teacher", 2)]
+    assert [s["teacher"] for s in meta["route"]] == [str(routed_teacher / "route" / "step-2"), str(routed_teacher / "route" / "step-4"), str(routed_teacher)]
+    assert meta["stages"]["prediction"]["steps"] == 2  # the stage record is the final teacher's
+
+
 def test_route_errors_are_one_line(routed_teacher, tiny_teacher, sst2_files, tmp_path):
     train_file, dev = sst2_files
     common = ["--train", str(train_file), "--eval", str(dev), "--out", str(tmp_path / "out"), *FLAGS]

@@ -242,10 +242,11 @@ def student_shape_options(command):
 @click.option("--augment-prob", type=click.FloatRange(0, 1, min_open=True), default=0.4, show_default=True, help="Chance p that each replaceable word is replaced.")
 @click.option("--augment-top-k", type=click.IntRange(1), default=15, show_default=True, help="Replacement candidates per word.")
 @click.option("--augment-mlm", help="Base model with a masked-LM head for replacements (default: the teacher's embedding neighbours).")
+@click.option("--teacher-route", type=click.Path(path_type=Path), help="The teacher's route (train-teacher --save-route): the prediction stage distils from its checkpoints in order, splitting its step budget, before the teacher.")
 @data_options
 @train_options
 @user_errors
-def tinybert_cmd(teacher, out, layers, hidden_size, heads, ffn_size, layer_map, temperature, embedding_weight, attention_weight, hidden_weight, intermediate_epochs, intermediate_lr, general_text, general_epochs, augment, augment_copies, augment_prob, augment_top_k, augment_mlm, **kwargs):
+def tinybert_cmd(teacher, out, layers, hidden_size, heads, ffn_size, layer_map, temperature, embedding_weight, attention_weight, hidden_weight, intermediate_epochs, intermediate_lr, general_text, general_epochs, augment, augment_copies, augment_prob, augment_top_k, augment_mlm, teacher_route, **kwargs):
     """TinyBERT: embedding, attention-score and hidden-state distillation, then soft logits.
 
     --max-steps caps every stage (general, intermediate, prediction).
@@ -255,7 +256,7 @@ def tinybert_cmd(teacher, out, layers, hidden_size, heads, ffn_size, layer_map, 
     spec = _data_spec(**_split(kwargs, DATA_KEYS))
     config = _train_config(**_split(kwargs, TRAIN_KEYS))
     method = tinybert.TinyBERTConfig(layers, hidden_size, heads, ffn_size, layer_map, temperature, embedding_weight, attention_weight, hidden_weight, intermediate_epochs, intermediate_lr, general_text, general_epochs, augment, augment_copies, augment_prob, augment_top_k, augment_mlm)
-    result, metadata = tinybert.run(teacher, spec, out, method, config)
+    result, metadata = tinybert.run(teacher, spec, out, method, config, route=teacher_route)
     click.echo(_student_line(out, metadata))
 
 
@@ -296,10 +297,11 @@ def theseus_cmd(teacher, out, layers, replace_rate, schedule, linear_k, finetune
 @click.option("--relation-lr", type=click.FloatRange(0, min_open=True), help="Learning rate of relation distillation (default: --lr).")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True, help="Temperature of the prediction-stage soft loss.")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the prediction-stage soft loss; 1 − alpha goes to the hard labels.")
+@click.option("--teacher-route", type=click.Path(path_type=Path), help="The teacher's route (train-teacher --save-route): the prediction stage distils from its checkpoints in order, splitting its step budget, before the teacher.")
 @data_options
 @train_options
 @user_errors
-def minilm_cmd(teacher, out, layers, hidden_size, heads, ffn_size, teacher_layer, relation_heads, relation_epochs, relation_lr, temperature, alpha, **kwargs):
+def minilm_cmd(teacher, out, layers, hidden_size, heads, ffn_size, teacher_layer, relation_heads, relation_epochs, relation_lr, temperature, alpha, teacher_route, **kwargs):
     """MiniLMv2: Q-Q, K-K and V-V relation distillation of one teacher layer into the student's
     last layer, then soft-logit KD. Width and head count are free.
 
@@ -310,7 +312,7 @@ def minilm_cmd(teacher, out, layers, hidden_size, heads, ffn_size, teacher_layer
     spec = _data_spec(**_split(kwargs, DATA_KEYS))
     config = _train_config(**_split(kwargs, TRAIN_KEYS))
     method = minilm.MiniLMConfig(layers, hidden_size, heads, ffn_size, teacher_layer, relation_heads, relation_epochs, relation_lr, temperature, alpha)
-    result, metadata = minilm.run(teacher, spec, out, method, config)
+    result, metadata = minilm.run(teacher, spec, out, method, config, route=teacher_route)
     click.echo(_student_line(out, metadata))
 
 

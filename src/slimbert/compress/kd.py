@@ -18,9 +18,8 @@ from pathlib import Path
 from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
 from slimbert.compress.route import describe as describe_route
-from slimbert.compress.route import plan as route_plan
-from slimbert.compress.route import route_logits
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.compress.route import soft_targets, train_stages
+from slimbert.compress.trainer import TrainConfig, TrainResult, train_loader, training_record
 from slimbert.models import (
     make_student,
     model_label_map,
@@ -70,8 +69,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
 
         init = init_student(student, student_init)
     loader = train_loader(data.train_set, config)
-    stages = route_plan(route, Path(teacher_dir), config, len(loader))
-    targets = {s.name: cached if s.final else route_logits(s, teacher, data) for s in stages}  # (N, C) each
+    stages = soft_targets(route, Path(teacher_dir), teacher, data, cached, config, len(loader))  # (stage, (N, C) logits)
     del teacher, loaded
     terms = loss_terms(kd)
 
@@ -83,10 +81,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
 
         return step
 
-    results = [
-        train(student, loader, step_for(targets[s.name]), evaluator(data), s.config, description=f"kd-{kd.layers}L" + ("" if s.final else f" {s.name}"))
-        for s in stages
-    ]
+    results = train_stages(student, loader, stages, step_for, evaluator(data), f"kd-{kd.layers}L")
     result = results[-1]
     metadata = {
         "role": "student",
@@ -98,7 +93,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
         **training_record(result, config, data),
         "steps": sum(r.steps for r in results),
         "first_losses": results[0].losses[:5],
-        "route": describe_route(stages, results) if route is not None else None,
+        "route": describe_route([stage for stage, _ in stages], results) if route is not None else None,
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
         "student_init": init,
     }

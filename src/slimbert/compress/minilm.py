@@ -36,6 +36,8 @@ from slimbert.compress.capture import TransformerOutputs, forward_internals, spl
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
 from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.route import describe as describe_route
+from slimbert.compress.route import soft_targets, train_stages
 from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
 from slimbert.errors import SlimbertError
 from slimbert.evaluate import Metrics, make_loader
@@ -137,7 +139,7 @@ def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
     return resolved
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
+def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, config: TrainConfig, route: Path | None = None) -> tuple[TrainResult, dict]:
     loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member has the layers
     teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
     data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
@@ -168,12 +170,17 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
 
     prediction = prediction_terms(minilm)
 
-    def predict_step(model, batch):
-        student_out = forward(model, batch)
-        teacher_out = Outputs(logits=cached[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
-        return combine(prediction, student_out, teacher_out, batch)
+    def step_for(targets):
+        def predict_step(model, batch):
+            student_out = forward(model, batch)
+            teacher_out = Outputs(logits=targets[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
+            return combine(prediction, student_out, teacher_out, batch)
 
-    result = train(student, loader, predict_step, evaluator(data), config, description=f"minilm-{minilm.layers}L-prediction")
+        return predict_step
+
+    route_stages = soft_targets(route, Path(teacher_dir), teacher, data, cached, config, len(loader))
+    results = train_stages(student, loader, route_stages, step_for, evaluator(data), f"minilm-{minilm.layers}L-prediction")
+    result = results[-1]
     stages = {
         "relation": {"steps": relation.steps, "best_step": relation.best_step, "best": relation.best.values if relation.best else {}, "history": relation.history, "first_losses": relation.losses[:5]},
         "prediction": {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]},
@@ -188,6 +195,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
         "minilm_config": asdict(minilm),
         "init": init.describe(),
         **training_record(result, config, data),
+        "route": describe_route([stage for stage, _ in route_stages], results) if route is not None else None,
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},

@@ -117,6 +117,21 @@ def route_logits(stage: Stage, teacher: torch.nn.Module, data) -> torch.Tensor:
     return teacher_logits(checkpoint, stage.teacher_dir, data)
 
 
+def soft_targets(route: str | Path | None, teacher_dir: Path, teacher: torch.nn.Module, data, cached: torch.Tensor, config: TrainConfig, steps_per_epoch: int) -> list[tuple[Stage, torch.Tensor]]:
+    """Each stage with the soft targets (N, C) it distils from: the route's checkpoints' logits,
+    then the teacher's `cached` ones. Without a route, one stage: the teacher's, whole budget."""
+    stages = plan(route, Path(teacher_dir), config, steps_per_epoch)
+    return [(stage, cached if stage.final else route_logits(stage, teacher, data)) for stage in stages]
+
+
+def train_stages(student: torch.nn.Module, loader, stages: list[tuple[Stage, torch.Tensor]], step_for, evaluate, description: str) -> list:
+    """Train through the stages in order; `step_for(targets)` builds a stage's step function.
+    Returns every stage's TrainResult; the last is the final teacher's."""
+    from slimbert.compress.trainer import train
+
+    return [train(student, loader, step_for(targets), evaluate, stage.config, description=description + ("" if stage.final else f" {stage.name}")) for stage, targets in stages]
+
+
 def describe(stages: list[Stage], results: list) -> list[dict]:
     """One metadata row per stage: whose targets, planned and run steps, best eval figures."""
     return [

@@ -39,6 +39,8 @@ from slimbert.compress.capture import TransformerOutputs, forward_internals
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
 from slimbert.compress.losses import LossTerm, TermFn, combine, hint_loss, kd_loss
 from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.route import describe as describe_route
+from slimbert.compress.route import soft_targets, train_stages
 from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
@@ -200,7 +202,7 @@ def _stage_record(result: TrainResult) -> dict:
     return {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]}
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
+def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, config: TrainConfig, route: Path | None = None) -> tuple[TrainResult, dict]:
     loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member has the layers
     teacher, tokenizer, teacher_meta, fingerprint = loaded.layers, loaded.tokenizer, loaded.metadata, loaded.fingerprint
     data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
@@ -243,12 +245,17 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
 
     prediction = prediction_terms(tiny)
 
-    def predict_step(model, batch):
-        student_out = forward(model, batch)
-        teacher_out = Outputs(logits=cached[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
-        return combine(prediction, student_out, teacher_out, batch)
+    def step_for(targets):
+        def predict_step(model, batch):
+            student_out = forward(model, batch)
+            teacher_out = Outputs(logits=targets[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
+            return combine(prediction, student_out, teacher_out, batch)
 
-    result = train(student, loader, predict_step, evaluator(data), config, description="tinybert-prediction")
+        return predict_step
+
+    route_stages = soft_targets(route, Path(teacher_dir), teacher, train_data, cached, config, len(loader))
+    results = train_stages(student, loader, route_stages, step_for, evaluator(data), "tinybert-prediction")
+    result = results[-1]
     stages["prediction"] = _stage_record(result)
     metadata = {
         "role": "student",
@@ -262,6 +269,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
         "attention_heads": "per-head" if student.config.num_attention_heads == teacher_heads else "head-mean",
         "augmentation": augmentation.describe() if augmentation else None,
         **training_record(result, config, data),
+        "route": describe_route([stage for stage, _ in route_stages], results) if route is not None else None,
         "train_rows": len(train_data.train),
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
