@@ -129,5 +129,22 @@ def test_make_loader_groups_by_length_only_when_shuffling(tiny_base):
     dataset = EncodedDataset(AutoTokenizer.from_pretrained(tiny_base), examples, 64, [0, 1] * 4)
     grouped = [batch["input_ids"].shape[1] for batch in make_loader(dataset, 4, shuffle=True, group_by_length=True)]
     assert sorted(grouped) == [6, 32]  # the short rows together, the long ones together
-    in_order = [batch["idx"].tolist() for batch in make_loader(dataset, 4, shuffle=False, group_by_length=True)]
-    assert in_order == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    plain = [batch["idx"].tolist() for batch in make_loader(dataset, 4, shuffle=False)]
+    assert plain == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    by_length = [batch["idx"].tolist() for batch in make_loader(dataset, 4, shuffle=False, group_by_length=True)]
+    assert by_length == [[0, 2, 4, 6], [7, 5, 3, 1]]  # sorted by length for inference
+
+
+def test_predict_logits_returns_dataset_order_from_length_sorted_batches(tiny_teacher):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from slimbert.data import Examples
+    from slimbert.evaluate import EncodedDataset, make_loader, predict_logits
+
+    texts = ["good " * n for n in (9, 1, 7, 2, 5, 3)]
+    examples = Examples(texts=texts, text_pairs=None, labels=["0", "1"] * 3, task="classification", path=Path("x.tsv"))
+    dataset = EncodedDataset(AutoTokenizer.from_pretrained(tiny_teacher), examples, 32, [0, 1] * 3)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
+    one_by_one = predict_logits(model, make_loader(dataset, 1, shuffle=False))
+    sorted_batches = predict_logits(model, make_loader(dataset, 4, shuffle=False, group_by_length=True))
+    assert abs(one_by_one - sorted_batches).max() < 1e-5

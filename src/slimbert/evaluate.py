@@ -87,13 +87,17 @@ class LengthGroupedBatches(Sampler[list[int]]):
 
 
 def make_loader(dataset: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, group_by_length: bool = False) -> DataLoader:
-    """Batches padded to their own longest row; `group_by_length` (with shuffle) batches rows
-    of similar length together (LengthGroupedBatches)."""
+    """Batches padded to their own longest row. `group_by_length` batches rows of similar
+    length together: shuffled, LengthGroupedBatches; in order, sorted by length (for inference:
+    predict_logits returns rows in dataset order whatever the batch order)."""
     generator = torch.Generator().manual_seed(seed)
     collate_fn = lambda items: collate(items, dataset.pad_id)  # noqa: E731
-    if shuffle and group_by_length:
+    if group_by_length:
         lengths = [len(f["input_ids"]) for f in dataset.features]
-        return DataLoader(dataset, batch_sampler=LengthGroupedBatches(lengths, batch_size, generator), collate_fn=collate_fn)
+        if shuffle:
+            return DataLoader(dataset, batch_sampler=LengthGroupedBatches(lengths, batch_size, generator), collate_fn=collate_fn)
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)  # longest last; predict_logits puts rows back by idx
+        return DataLoader(dataset, batch_sampler=[order[i : i + batch_size] for i in range(0, len(order), batch_size)], collate_fn=collate_fn)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate_fn)
 
 
@@ -103,9 +107,10 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @torch.inference_mode()
 def predict_logits(model, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False) -> np.ndarray:
-    """Logits for every example in loader order; shape (N, C) (C = 1 for regression)."""
+    """Logits for every example, shape (N, C) (C = 1 for regression): in dataset order when the
+    batches carry `idx` (EncodedDataset's do, so a length-sorted loader is fine), else in loader order."""
     model.eval()
-    chunks = []
+    chunks, indices = [], []
     iterator: Iterator = iter(loader)
     if progress:
         from tqdm.auto import tqdm
@@ -114,7 +119,12 @@ def predict_logits(model, loader: DataLoader, device: torch.device | str = "cpu"
     for batch in iterator:
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
         chunks.append(model(**inputs).logits.float().cpu())
-    return torch.cat(chunks).numpy()
+        if "idx" in batch:
+            indices.append(batch["idx"])
+    logits = torch.cat(chunks)
+    if len(indices) == len(chunks) and chunks:
+        logits = logits[torch.argsort(torch.cat(indices))]
+    return logits.numpy()
 
 
 @dataclass(frozen=True)

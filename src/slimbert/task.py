@@ -102,7 +102,7 @@ def device() -> torch.device:
 
 
 def evaluator(data: TaskData, batch_size: int = 64):
-    loader = make_loader(data.eval_set, batch_size, shuffle=False)
+    loader = make_loader(data.eval_set, batch_size, shuffle=False, group_by_length=True)
 
     def evaluate(model) -> Metrics:
         dev = next(model.parameters()).device
@@ -138,7 +138,7 @@ def teacher_logits(teacher, teacher_dir: Path | str, data: TaskData, batch_size:
         logits = load_file(str(path))["logits"]
         if logits.shape[0] == len(data.train):
             return logits
-    loader = make_loader(data.train_set, batch_size, shuffle=False)
+    loader = make_loader(data.train_set, batch_size, shuffle=False, group_by_length=True)
     dev = next(teacher.parameters()).device
     logits = torch.from_numpy(np.ascontiguousarray(predict_logits(teacher, loader, dev, progress=True)))
     path.parent.mkdir(parents=True, exist_ok=True)
