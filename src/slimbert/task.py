@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,7 @@ def teacher_logits(teacher, teacher_dir: Path | str, data: TaskData, batch_size:
             return logits
     loader = make_loader(data.train_set, batch_size, shuffle=False, group_by_length=True)
     dev = next(teacher.parameters()).device
-    logits = torch.from_numpy(np.ascontiguousarray(predict_logits(teacher, loader, dev, progress=True)))
+    logits = torch.from_numpy(np.ascontiguousarray(predict_logits(teacher, loader, dev, progress=sys.stderr.isatty())))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({"logits": logits.contiguous()}, str(tmp))
