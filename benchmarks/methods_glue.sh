@@ -77,6 +77,10 @@ for stage in $STAGES; do
     mrpc:*)
       [ -f "$MRPC_TEACHER/slimbert.json" ] || { echo "[methods] $MRPC_TEACHER: no teacher yet; run slimbert experiment benchmarks/recipes/professor-mrpc-cpu.yaml first"; exit 1; }
       students mrpc "$MRPC_TEACHER" "${stage#mrpc:}" "${MRPC[@]}" ;;
+    textcnn-mse:*)  # Tang et al.'s variant: MSE between logits, no label term (alpha 1)
+      seed=${stage#textcnn-mse:}
+      run "$RUNS/mrpc/seed$seed/textcnn-mse" textcnn-mse slimbert compress textcnn --recipe recipes/textcnn.yaml "${MRPC[@]}" \
+        --teacher "$MRPC_TEACHER" --seed "$seed" --soft-loss mse --alpha 1 --no-progress ;;
     bench)  # one model per architecture; the summary maps every student onto its architecture's row
       S=$RUNS/mrpc/seed1 E=${MRPC_TEACHER%/teacher}/students
       slimbert bench --model "$MRPC_TEACHER" --model "$E/student-ts-3L-seed1" --model "$E/student-ts-2L-seed1" \

@@ -34,6 +34,7 @@ ROWS = [
     ("minilm (Q/K/V relations, last layer)", "minilm-2L"),
     ("TextCNN, hard labels", "textcnn-hard"),
     ("TextCNN, distilled", "textcnn-kd"),
+    ("TextCNN, distilled (logit MSE, α=1)", "textcnn-mse"),
     ("BiLSTM, hard labels", "bilstm-hard"),
     ("BiLSTM, distilled", "bilstm-kd"),
     ("soft tree, hard labels", "tree-hard"),
