@@ -186,6 +186,9 @@ def main() -> None:
             s_hard, s_soft = summary[f"{kind}-hard"]["sst2"], summary[f"{kind}-kd"]["sst2"]
             if s_hard and s_soft:
                 checks.append(f"  - on SST-2 (1 seed): accuracy {s_soft['accuracy']:.2f} vs {s_hard['accuracy']:.2f} = {s_soft['accuracy'] - s_hard['accuracy']:+.2f}")
+    mse, hard = mean("textcnn-mse"), mean("textcnn-hard")
+    if None not in (mse, hard):
+        checks.append(f"- TextCNN distilled by logit MSE (α=1) vs hard labels on MRPC: {mse:.2f} vs {hard:.2f} = {mse - hard:+.2f} (target: +2) → {'met' if mse >= hard + 2 else 'missed'}")
     route, plain = mean("kd-route-3L"), mean("kd-3L")
     if None not in (route, plain):
         checks.append(f"- kd with the teacher's route vs without, 3 layers, MRPC: {route:.2f} vs {plain:.2f} = {route - plain:+.2f}")
