@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods-glue"))
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--glue", type=Path, default=Path("../shared/data/glue"))
+    parser.add_argument("--notes", type=Path, help="A markdown file of findings, placed after the table")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = Runs(args.runs, args.experiment)
@@ -218,6 +219,7 @@ def main() -> None:
         f"A model that answers \"paraphrase\" for every pair scores MRPC dev F1 {baseline[0]:.2f} at accuracy {baseline[1]:.2f}: "
         "F1 alone flatters a weak MRPC student, so the accuracy column is shown too.",
         "",
+        *([args.notes.read_text(), ""] if args.notes else []),
         "## Against the issue's expectations",
         "",
         *(checks or ["- not enough finished runs to check"]),
