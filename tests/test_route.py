@@ -87,6 +87,35 @@ def test_trainer_calls_on_step_and_honours_extra_learning_rates():
     assert planned_steps(TrainConfig(epochs=1.5), 4) == 6 and planned_steps(TrainConfig(max_steps=3), 4) == 3
 
 
+def test_mixed_precision_trains_in_bf16_but_evaluates_and_returns_fp32():
+    """Under bf16 autocast the step's matmuls run in bf16; evaluation and the returned model do not."""
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
+    seen: list[tuple[str, torch.dtype]] = []
+    phase = ["step"]
+    model[0].register_forward_hook(lambda module, inputs, output: seen.append((phase[0], output.dtype)))
+    loader = DataLoader([torch.randn(8) for _ in range(8)], batch_size=4)
+
+    def step(m, batch):
+        phase[0] = "step"
+        return (m(batch) ** 2).mean(), {}
+
+    def evaluate(m):
+        phase[0] = "eval"
+        m(torch.randn(4, 8))
+        return Metrics(0.0, {"f1": 0.0}, "f1")
+
+    train(model, loader, step, evaluate, TrainConfig(max_steps=2, eval_every=1, progress=False, patience=0, mixed_precision="bf16", lr=1e-3))
+    assert seen == [("step", torch.bfloat16), ("eval", torch.float32)] * 2
+    phase[0] = "after"
+    model(torch.randn(1, 8))
+    assert seen[-1] == ("after", torch.float32) and "_original_forward" not in model.__dict__
+    train(model, loader, step, evaluate, TrainConfig(max_steps=1, progress=False, patience=0, lr=1e-3))  # another precision, same process
+    assert seen[-2:] == [("step", torch.float32), ("eval", torch.float32)]
+
+
 @pytest.fixture(scope="module")
 def routed_teacher(tmp_path_factory, tiny_base, sst2_files):
     """6 steps of teacher training keeping 2 checkpoints: steps 2 and 4."""

@@ -8,7 +8,8 @@ metric and restores it at the end.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,22 @@ from slimbert.evaluate import EncodedDataset, Metrics, make_loader
 StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], Metrics]
 OnStepFn = Callable[[int, int, nn.Module], None]  # (step, total_steps, unwrapped model) after each optimiser step
+
+
+@contextmanager
+def full_precision(model: nn.Module) -> Iterator[None]:
+    """Run `model` without the autocast wrapper Accelerate puts on its forward for mixed
+    precision, so that evaluation (and the best checkpoint it picks) sees the fp32 weights as
+    they will be saved and served. A model without the wrapper is left alone."""
+    wrapped, original = model.__dict__.get("forward"), model.__dict__.get("_original_forward")
+    if wrapped is None or original is None:
+        yield
+        return
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
 
 
 def train_loader(dataset: EncodedDataset, config: TrainConfig) -> DataLoader:
@@ -118,9 +135,13 @@ def train(
     jointly with a student. on_step: called after every optimiser step, e.g. to keep checkpoints.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
+    # Accelerate keeps one precision per process, but one process may train several models under
+    # different settings (slimbert experiment): reset its settings, never its process group.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
     torch.manual_seed(config.seed)
     extra_modules = extra_modules or []
@@ -166,7 +187,8 @@ def train(
             last = result.steps >= total_steps
             if result.steps % eval_every == 0 or last:
                 unwrapped = accelerator.unwrap_model(model)
-                metrics = evaluate(unwrapped)
+                with full_precision(unwrapped):
+                    metrics = evaluate(unwrapped)
                 improved = result.best is None or metrics.main > result.best.main
                 result.history.append({"step": result.steps, **metrics.values, "improved": improved})
                 if improved:
@@ -182,7 +204,7 @@ def train(
                 done = True
                 break
     bar.close()
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # training is over: plain forward again
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
     return result
