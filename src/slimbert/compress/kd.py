@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss
-from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
 from slimbert.compress.route import describe as describe_route
 from slimbert.compress.route import soft_targets, train_stages
 from slimbert.compress.trainer import TrainConfig, TrainResult, train_loader, training_record
@@ -73,15 +72,7 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
     del teacher, loaded
     terms = loss_terms(kd)
 
-    def step_for(stage_logits):
-        def step(model, batch):
-            student_out = forward(model, batch)
-            teacher_out = Outputs(logits=stage_logits[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
-            return combine(terms, student_out, teacher_out, batch)
-
-        return step
-
-    results = train_stages(student, loader, stages, step_for, evaluator(data), f"kd-{kd.layers}L")
+    results = train_stages(student, loader, stages, cached_logits_step(terms), evaluator(data), f"kd-{kd.layers}L")
     result = results[-1]
     metadata = {
         "role": "student",

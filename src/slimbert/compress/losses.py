@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from slimbert.compress.outputs import Outputs
+from slimbert.compress.outputs import Outputs, forward
 
 TermFn = Callable[[Outputs, Outputs | None, dict[str, torch.Tensor]], torch.Tensor]
 
@@ -141,3 +141,18 @@ def attention_kl(pairs: list[tuple[int, int]]) -> TermFn:
         return total
 
     return term
+
+
+def cached_logits_step(terms: list[LossTerm]) -> Callable:
+    """`step_for(targets)`: the training step that distils from fixed soft targets (N, C), looked
+    up by each batch's row indices — the teacher's cached logits, or a route checkpoint's."""
+
+    def step_for(targets: torch.Tensor):
+        def step(model, batch):
+            student_out = forward(model, batch)
+            teacher_out = Outputs(logits=targets[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
+            return combine(terms, student_out, teacher_out, batch)
+
+        return step
+
+    return step_for

@@ -34,8 +34,15 @@ import torch.nn.functional as F
 
 from slimbert.compress.capture import TransformerOutputs, forward_internals, split_heads
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
-from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss, kd_loss
-from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.losses import (
+    LossTerm,
+    TermFn,
+    cached_logits_step,
+    combine,
+    hard_loss,
+    kd_loss,
+)
+from slimbert.compress.outputs import Outputs
 from slimbert.compress.route import describe as describe_route
 from slimbert.compress.route import soft_targets, train_stages
 from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
@@ -170,16 +177,8 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
 
     prediction = prediction_terms(minilm)
 
-    def step_for(targets):
-        def predict_step(model, batch):
-            student_out = forward(model, batch)
-            teacher_out = Outputs(logits=targets[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
-            return combine(prediction, student_out, teacher_out, batch)
-
-        return predict_step
-
     route_stages = soft_targets(route, Path(teacher_dir), teacher, data, cached, config, len(loader))
-    results = train_stages(student, loader, route_stages, step_for, evaluator(data), f"minilm-{minilm.layers}L-prediction")
+    results = train_stages(student, loader, route_stages, cached_logits_step(prediction), evaluator(data), f"minilm-{minilm.layers}L-prediction")
     result = results[-1]
     stages = {
         "relation": {"steps": relation.steps, "best_step": relation.best_step, "best": relation.best.values if relation.best else {}, "history": relation.history, "first_losses": relation.losses[:5]},

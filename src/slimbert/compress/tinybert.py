@@ -37,8 +37,15 @@ from torch import nn
 from slimbert.compress.augment import AugmentConfig, augment
 from slimbert.compress.capture import TransformerOutputs, forward_internals
 from slimbert.compress.layermap import StudentShape, build_student, map_layers
-from slimbert.compress.losses import LossTerm, TermFn, combine, hint_loss, kd_loss
-from slimbert.compress.outputs import Outputs, forward
+from slimbert.compress.losses import (
+    LossTerm,
+    TermFn,
+    cached_logits_step,
+    combine,
+    hint_loss,
+    kd_loss,
+)
+from slimbert.compress.outputs import Outputs
 from slimbert.compress.route import describe as describe_route
 from slimbert.compress.route import soft_targets, train_stages
 from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
@@ -245,16 +252,8 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
 
     prediction = prediction_terms(tiny)
 
-    def step_for(targets):
-        def predict_step(model, batch):
-            student_out = forward(model, batch)
-            teacher_out = Outputs(logits=targets[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
-            return combine(prediction, student_out, teacher_out, batch)
-
-        return predict_step
-
     route_stages = soft_targets(route, Path(teacher_dir), teacher, train_data, cached, config, len(loader))
-    results = train_stages(student, loader, route_stages, step_for, evaluator(data), "tinybert-prediction")
+    results = train_stages(student, loader, route_stages, cached_logits_step(prediction), evaluator(data), "tinybert-prediction")
     result = results[-1]
     stages["prediction"] = _stage_record(result)
     metadata = {
