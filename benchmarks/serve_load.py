@@ -57,12 +57,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slimbert.bench.report import Table, _machine_lines, environment
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.io import write_json_atomic, write_text_atomic
-from slimbert.report import Table, _machine_lines, environment
+from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.serve.model import Item, ServedModel, softmax
 
 THRESHOLDS = {"min_throughput_ratio": 0.70, "max_p99_over_p50": 3.0, "min_requests": 10_000}
@@ -96,7 +96,15 @@ class LoadConfig:
 # Raw ONNX Runtime
 
 
-def raw_throughput(export: Path, items: list[Item], batch_size: int, threads: int, provider: str, limit: int, time_limit: float) -> dict:
+def raw_throughput(
+    export: Path,
+    items: list[Item],
+    batch_size: int,
+    threads: int,
+    provider: str,
+    limit: int,
+    time_limit: float,
+) -> dict:
     """Examples per second of ONNX Runtime alone over consecutive padded batches of `items`.
 
     Batches are tokenised up front, by the server's own tokeniser, and timed apart, so that
@@ -129,7 +137,9 @@ def raw_throughput(export: Path, items: list[Item], batch_size: int, threads: in
         "model_seconds": model_s,
         "examples_per_s": examples / model_s if model_s else float("nan"),
         "tokenize_ms_per_example": tokenize_per_example * 1000,
-        "with_tokenization_per_s": examples / (model_s + tokenize_per_example * examples) if model_s else float("nan"),
+        "with_tokenization_per_s": examples / (model_s + tokenize_per_example * examples)
+        if model_s
+        else float("nan"),
     }
 
 
@@ -194,7 +204,15 @@ def encode_bodies(items: list[Item]) -> list[bytes]:
     return [json.dumps({"texts": [i.text]}).encode() for i in items]
 
 
-async def _drive(host: str, port: int, bodies: list[bytes], clients: int, count: int, time_limit: float, keep: bool) -> dict:
+async def _drive(
+    host: str,
+    port: int,
+    bodies: list[bytes],
+    clients: int,
+    count: int,
+    time_limit: float,
+    keep: bool,
+) -> dict:
     """`clients` closed-loop clients send bodies[i % len] for i < count or until time_limit."""
     next_index = ok = 0
     latencies: list[float] = []
@@ -212,7 +230,9 @@ async def _drive(host: str, port: int, bodies: list[bytes], clients: int, count:
                 began = time.perf_counter()
                 try:
                     async with asyncio.timeout(60):
-                        status, payload = await connection.request("POST", "/v1/predict", bodies[index % len(bodies)])
+                        status, payload = await connection.request(
+                            "POST", "/v1/predict", bodies[index % len(bodies)]
+                        )
                 except (OSError, HttpError, TimeoutError, asyncio.IncompleteReadError) as exc:
                     errors[type(exc).__name__] += 1
                     await connection.close()
@@ -230,7 +250,14 @@ async def _drive(host: str, port: int, bodies: list[bytes], clients: int, count:
     began = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - began
-    return {"latencies": latencies, "ok": ok, "errors": dict(errors), "seconds": elapsed, "answers": answers, "timed_out": next_index < count}
+    return {
+        "latencies": latencies,
+        "ok": ok,
+        "errors": dict(errors),
+        "seconds": elapsed,
+        "answers": answers,
+        "timed_out": next_index < count,
+    }
 
 
 def fetch(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -257,15 +284,25 @@ def batch_totals(host: str, port: int) -> tuple[float, float]:
     return count, total
 
 
-def measure_level(host: str, port: int, bodies: list[bytes], clients: int, config: LoadConfig) -> dict:
+def measure_level(
+    host: str, port: int, bodies: list[bytes], clients: int, config: LoadConfig
+) -> dict:
     """Warm up, then time one client count; latencies in ms."""
-    asyncio.run(_drive(host, port, bodies, clients, max(config.warmup, clients), config.time_limit, keep=False))
+    asyncio.run(
+        _drive(
+            host, port, bodies, clients, max(config.warmup, clients), config.time_limit, keep=False
+        )
+    )
     batches_before, items_before = batch_totals(host, port)
-    result = asyncio.run(_drive(host, port, bodies, clients, config.requests, config.time_limit, keep=False))
+    result = asyncio.run(
+        _drive(host, port, bodies, clients, config.requests, config.time_limit, keep=False)
+    )
     batches_after, items_after = batch_totals(host, port)
     latencies = np.asarray(result["latencies"]) * 1000
     answered = len(latencies)
-    p50, p90, p99 = (float(np.percentile(latencies, q)) if answered else float("nan") for q in (50, 90, 99))
+    p50, p90, p99 = (
+        float(np.percentile(latencies, q)) if answered else float("nan") for q in (50, 90, 99)
+    )
     batches = batches_after - batches_before
     return {
         "clients": clients,
@@ -286,7 +323,9 @@ def measure_level(host: str, port: int, bodies: list[bytes], clients: int, confi
     }
 
 
-def offline_probabilities(export: Path, items: list[Item], max_length: int, threads: int, provider: str) -> np.ndarray:
+def offline_probabilities(
+    export: Path, items: list[Item], max_length: int, threads: int, provider: str
+) -> np.ndarray:
     """(N, C) softmax of each example on its own (batch 1, unpadded), tokenised by transformers'
     AutoTokenizer as `slimbert export` and `bench` do: the offline reference, independent of the
     server's tokeniser set-up."""
@@ -296,16 +335,30 @@ def offline_probabilities(export: Path, items: list[Item], max_length: int, thre
     session = OnnxClassifier(export / ONNX_FILE, provider, threads)
     rows = []
     for item in items:
-        encoded = tokenizer(item.text, item.pair, truncation=True, max_length=max_length, return_tensors="np")
+        encoded = tokenizer(
+            item.text, item.pair, truncation=True, max_length=max_length, return_tensors="np"
+        )
         rows.append(softmax(session({k: np.asarray(v) for k, v in encoded.items()}))[0])
     return np.stack(rows)
 
 
-def check_predictions(host: str, port: int, export: Path, items: list[Item], bodies: list[bytes], identity, threads: int, provider: str, time_limit: float) -> dict:
+def check_predictions(
+    host: str,
+    port: int,
+    export: Path,
+    items: list[Item],
+    bodies: list[bytes],
+    identity,
+    threads: int,
+    provider: str,
+    time_limit: float,
+) -> dict:
     """Served labels and scores against offline ones, every example once, sent at 32 clients so
     that each is batched with others and padded to their lengths."""
     served = asyncio.run(_drive(host, port, bodies, 32, len(bodies), time_limit, keep=True))
-    expected = offline_probabilities(export, items, identity.max_length, threads, provider)  # (N, C)
+    expected = offline_probabilities(
+        export, items, identity.max_length, threads, provider
+    )  # (N, C)
     label_equal, compared, max_diff = 0, 0, 0.0
     for index, payload in sorted(served["answers"].items()):
         answer = json.loads(payload)["predictions"][0]
@@ -313,7 +366,13 @@ def check_predictions(host: str, port: int, export: Path, items: list[Item], bod
         compared += 1
         label_equal += answer["label"] == identity.labels[int(expected[index].argmax())]
         max_diff = max(max_diff, float(np.abs(scores - expected[index]).max()))
-    return {"examples": len(items), "compared": compared, "labels_equal": label_equal, "max_abs_score_diff": max_diff, "errors": served["errors"]}
+    return {
+        "examples": len(items),
+        "compared": compared,
+        "labels_equal": label_equal,
+        "max_abs_score_diff": max_diff,
+        "errors": served["errors"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,11 +390,31 @@ class ServerProcess:
 
     def __init__(self, config: LoadConfig, threads: int):
         self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="slimbert-serve-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(
+            prefix="slimbert-serve-", suffix=".log", delete=False
+        )
         command = [
-            sys.executable, "-m", "slimbert", "serve", str(config.export), "--host", "127.0.0.1", "--port", str(self.port),
-            "--threads", str(threads), "--provider", config.provider, "--max-batch-size", str(config.max_batch_size),
-            "--max-wait-ms", str(config.max_wait_ms), "--log-level", "info", "--graceful-timeout", str(config.graceful_timeout),
+            sys.executable,
+            "-m",
+            "slimbert",
+            "serve",
+            str(config.export),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--threads",
+            str(threads),
+            "--provider",
+            config.provider,
+            "--max-batch-size",
+            str(config.max_batch_size),
+            "--max-wait-ms",
+            str(config.max_wait_ms),
+            "--log-level",
+            "info",
+            "--graceful-timeout",
+            str(config.graceful_timeout),
         ]
         self.command = command
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
@@ -344,7 +423,9 @@ class ServerProcess:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
-                raise SlimbertError(f"the server exited with {self.process.returncode} before it was ready:\n{self.tail()}")
+                raise SlimbertError(
+                    f"the server exited with {self.process.returncode} before it was ready:\n{self.tail()}"
+                )
             try:
                 if fetch("127.0.0.1", self.port, "/readyz", timeout=2)[0] == 200:
                     return
@@ -369,7 +450,10 @@ class ServerProcess:
 
     def shut_down_cleanly(self) -> bool:
         """Exited on the SIGTERM after uvicorn finished the lifespan shutdown (the batcher drained)."""
-        return self.process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in Path(self.log.name).read_text(errors="replace")
+        return self.process.returncode in (
+            0,
+            -signal.SIGTERM,
+        ) and "Application shutdown complete" in Path(self.log.name).read_text(errors="replace")
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
@@ -386,16 +470,47 @@ def verdicts(result: dict) -> list[tuple[str, str, bool | None]]:
     top = max(result["levels"], key=lambda level: level["clients"]) if result["levels"] else None
     if top:
         ratio = top["throughput_per_s"] / raw
-        rows.append((f"served throughput at {top['clients']} clients ≥ {THRESHOLDS['min_throughput_ratio']:.0%} of raw ONNX Runtime", f"{top['throughput_per_s']:.0f} / {raw:.0f} = {ratio:.0%}", ratio >= THRESHOLDS["min_throughput_ratio"]))
-        rows.append((f"p99 ≤ {THRESHOLDS['max_p99_over_p50']:.0f} × p50 at {top['clients']} clients", f"{top['p99_ms']:.1f} / {top['p50_ms']:.1f} ms = {top['p99_over_p50']:.2f}×", top["p99_over_p50"] <= THRESHOLDS["max_p99_over_p50"]))
+        rows.append(
+            (
+                f"served throughput at {top['clients']} clients ≥ {THRESHOLDS['min_throughput_ratio']:.0%} of raw ONNX Runtime",
+                f"{top['throughput_per_s']:.0f} / {raw:.0f} = {ratio:.0%}",
+                ratio >= THRESHOLDS["min_throughput_ratio"],
+            )
+        )
+        rows.append(
+            (
+                f"p99 ≤ {THRESHOLDS['max_p99_over_p50']:.0f} × p50 at {top['clients']} clients",
+                f"{top['p99_ms']:.1f} / {top['p50_ms']:.1f} ms = {top['p99_over_p50']:.2f}×",
+                top["p99_over_p50"] <= THRESHOLDS["max_p99_over_p50"],
+            )
+        )
     total_errors = sum(level["errors"] for level in result["levels"])
     smallest = min((level["answered"] for level in result["levels"]), default=0)
-    rows.append((f"0 errors over ≥ {THRESHOLDS['min_requests']:,} requests per level", f"{total_errors} errors; fewest answered in a level: {smallest:,}", total_errors == 0 and smallest >= THRESHOLDS["min_requests"]))
+    rows.append(
+        (
+            f"0 errors over ≥ {THRESHOLDS['min_requests']:,} requests per level",
+            f"{total_errors} errors; fewest answered in a level: {smallest:,}",
+            total_errors == 0 and smallest >= THRESHOLDS["min_requests"],
+        )
+    )
     predictions = result.get("predictions")
     if predictions:
-        rows.append(("served predictions equal offline on the whole eval file", f"{predictions['labels_equal']}/{predictions['examples']} labels, max |Δscore| {predictions['max_abs_score_diff']:.1e}", predictions["labels_equal"] == predictions["examples"]))
+        rows.append(
+            (
+                "served predictions equal offline on the whole eval file",
+                f"{predictions['labels_equal']}/{predictions['examples']} labels, max |Δscore| {predictions['max_abs_score_diff']:.1e}",
+                predictions["labels_equal"] == predictions["examples"],
+            )
+        )
     clean = result["server_shutdown_clean"]
-    rows.append(("graceful shutdown on SIGTERM", f"exit code {result['server_exit_code']}, " + ("lifespan shutdown complete" if clean else "no clean shutdown in the log"), clean))
+    rows.append(
+        (
+            "graceful shutdown on SIGTERM",
+            f"exit code {result['server_exit_code']}, "
+            + ("lifespan shutdown complete" if clean else "no clean shutdown in the log"),
+            clean,
+        )
+    )
     return rows
 
 
@@ -412,24 +527,70 @@ def render_markdown(result: dict) -> str:
     ]
     served = Table(
         "Served over HTTP (closed-loop clients, keep-alive)",
-        ["Clients", "Requests", "Errors", "Seconds", "Req/s", "p50 ms", "p90 ms", "p99 ms", "p99/p50", "Mean batch", "vs raw ORT"],
         [
-            [str(level["clients"]), f"{level['answered']:,}", str(level["errors"]), f"{level['seconds']:.1f}", f"{level['throughput_per_s']:.0f}",
-             f"{level['p50_ms']:.2f}", f"{level['p90_ms']:.2f}", f"{level['p99_ms']:.2f}", f"{level['p99_over_p50']:.2f}", f"{level['mean_batch_size']:.1f}",
-             f"{level['throughput_per_s'] / max(r['examples_per_s'] for r in result['raw']):.0%}"]
+            "Clients",
+            "Requests",
+            "Errors",
+            "Seconds",
+            "Req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99/p50",
+            "Mean batch",
+            "vs raw ORT",
+        ],
+        [
+            [
+                str(level["clients"]),
+                f"{level['answered']:,}",
+                str(level["errors"]),
+                f"{level['seconds']:.1f}",
+                f"{level['throughput_per_s']:.0f}",
+                f"{level['p50_ms']:.2f}",
+                f"{level['p90_ms']:.2f}",
+                f"{level['p99_ms']:.2f}",
+                f"{level['p99_over_p50']:.2f}",
+                f"{level['mean_batch_size']:.1f}",
+                f"{level['throughput_per_s'] / max(r['examples_per_s'] for r in result['raw']):.0%}",
+            ]
             for level in result["levels"]
         ],
     )
     raw = Table(
         "Raw ONNX Runtime, same model and threads",
-        ["When", "Examples", "Batch", "Threads", "Model s", "Examples/s", "Tokenize ms/example", "Examples/s with tokenisation"],
         [
-            [run["when"], f"{run['examples']:,}", str(run["batch_size"]), str(run["threads"]), f"{run['model_seconds']:.2f}", f"{run['examples_per_s']:.0f}",
-             f"{run['tokenize_ms_per_example']:.3f}", f"{run['with_tokenization_per_s']:.0f}"]
+            "When",
+            "Examples",
+            "Batch",
+            "Threads",
+            "Model s",
+            "Examples/s",
+            "Tokenize ms/example",
+            "Examples/s with tokenisation",
+        ],
+        [
+            [
+                run["when"],
+                f"{run['examples']:,}",
+                str(run["batch_size"]),
+                str(run["threads"]),
+                f"{run['model_seconds']:.2f}",
+                f"{run['examples_per_s']:.0f}",
+                f"{run['tokenize_ms_per_example']:.3f}",
+                f"{run['with_tokenization_per_s']:.0f}",
+            ]
             for run in result["raw"]
         ],
     )
-    targets = Table("Targets (issue 6)", ["Target", "Measured", "Met"], [[t, m, "–" if ok is None else ("yes" if ok else "**no**")] for t, m, ok in verdicts(result)])
+    targets = Table(
+        "Targets (issue 6)",
+        ["Target", "Measured", "Met"],
+        [
+            [t, m, "–" if ok is None else ("yes" if ok else "**no**")]
+            for t, m, ok in verdicts(result)
+        ],
+    )
     lines += [served.markdown(), raw.markdown()]
     predictions = result.get("predictions")
     if predictions:
@@ -463,11 +624,26 @@ def run(config: LoadConfig) -> dict:
     env = environment(threads)
     env["command"] = "python " + shlex.join(sys.argv)
     examples = read_examples(config.eval_file, config.columns, require_labels=False)
-    items = [Item(t, examples.text_pairs[i] if examples.is_pair else None) for i, t in enumerate(examples.texts)]
-    identity = ServedModel(config.export, config.provider, 1).identity  # checks the folder and its hash
+    items = [
+        Item(t, examples.text_pairs[i] if examples.is_pair else None)
+        for i, t in enumerate(examples.texts)
+    ]
+    identity = ServedModel(
+        config.export, config.provider, 1
+    ).identity  # checks the folder and its hash
     bodies = encode_bodies(items)
-    raw_args = (config.export, items, config.max_batch_size, threads, config.provider, config.requests, config.time_limit)
-    print(f"raw ONNX Runtime, batch {config.max_batch_size}, {threads} threads ...", file=sys.stderr)
+    raw_args = (
+        config.export,
+        items,
+        config.max_batch_size,
+        threads,
+        config.provider,
+        config.requests,
+        config.time_limit,
+    )
+    print(
+        f"raw ONNX Runtime, batch {config.max_batch_size}, {threads} threads ...", file=sys.stderr
+    )
     raw = [{"when": "before serving", **raw_throughput(*raw_args)}]
     server = ServerProcess(config, threads)
     levels, predictions, exit_code = [], None, None
@@ -475,11 +651,24 @@ def run(config: LoadConfig) -> dict:
         server.wait_ready()
         if config.check_predictions:
             print(f"predictions: {len(items)} examples ...", file=sys.stderr)
-            predictions = check_predictions("127.0.0.1", server.port, config.export, items, bodies, identity, threads, config.provider, config.time_limit)
+            predictions = check_predictions(
+                "127.0.0.1",
+                server.port,
+                config.export,
+                items,
+                bodies,
+                identity,
+                threads,
+                config.provider,
+                config.time_limit,
+            )
         for clients in config.concurrency:
             print(f"{clients} clients ...", file=sys.stderr)
             level = measure_level("127.0.0.1", server.port, bodies, clients, config)
-            print(f"  {level['throughput_per_s']:.0f} req/s, p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, errors {level['errors']}, mean batch {level['mean_batch_size']:.1f}", file=sys.stderr)
+            print(
+                f"  {level['throughput_per_s']:.0f} req/s, p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, errors {level['errors']}, mean batch {level['mean_batch_size']:.1f}",
+                file=sys.stderr,
+            )
             levels.append(level)
     finally:
         exit_code = server.stop(config.graceful_timeout + 30)
@@ -487,7 +676,13 @@ def run(config: LoadConfig) -> dict:
     return {
         "title": "Serving under load",
         "environment": env,
-        "config": {**asdict(config), "export": str(config.export), "eval_file": str(config.eval_file), "out": str(config.out), "columns": asdict(config.columns)},
+        "config": {
+            **asdict(config),
+            "export": str(config.export),
+            "eval_file": str(config.eval_file),
+            "out": str(config.out),
+            "columns": asdict(config.columns),
+        },
         "model": identity.to_dict(),
         "eval_examples": len(items),
         "server_command": server.command,
@@ -501,32 +696,90 @@ def run(config: LoadConfig) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> LoadConfig:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog="See the module docstring for the exact command of the committed result.")
-    parser.add_argument("--export", type=Path, required=True, help="Export folder (from `slimbert export`).")
-    parser.add_argument("--eval", dest="eval_file", type=Path, required=True, help="Texts to send: .tsv/.csv/.jsonl, labels not needed.")
-    parser.add_argument("--out", type=Path, required=True, help="Result Markdown file; the JSON goes beside it with .json.")
-    parser.add_argument("--requests", type=int, default=10_000, help="Counted requests per client count (default 10000).")
-    parser.add_argument("--concurrency", default="1,8,32", help="Comma-separated client counts (default 1,8,32).")
-    parser.add_argument("--time-limit", type=float, default=300.0, help="Seconds per client count and per raw run (default 300).")
-    parser.add_argument("--warmup", type=int, default=50, help="Uncounted requests per client count (default 50).")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads for server and raw runs (default: all cores).")
-    parser.add_argument("--max-batch-size", type=int, default=32, help="Server --max-batch-size and raw batch size (default 32).")
-    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="Server --max-wait-ms (default 2).")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the module docstring for the exact command of the committed result.",
+    )
+    parser.add_argument(
+        "--export", type=Path, required=True, help="Export folder (from `slimbert export`)."
+    )
+    parser.add_argument(
+        "--eval",
+        dest="eval_file",
+        type=Path,
+        required=True,
+        help="Texts to send: .tsv/.csv/.jsonl, labels not needed.",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="Result Markdown file; the JSON goes beside it with .json.",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=10_000,
+        help="Counted requests per client count (default 10000).",
+    )
+    parser.add_argument(
+        "--concurrency", default="1,8,32", help="Comma-separated client counts (default 1,8,32)."
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=300.0,
+        help="Seconds per client count and per raw run (default 300).",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=50, help="Uncounted requests per client count (default 50)."
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="ONNX Runtime intra-op threads for server and raw runs (default: all cores).",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=32,
+        help="Server --max-batch-size and raw batch size (default 32).",
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=2.0, help="Server --max-wait-ms (default 2)."
+    )
     parser.add_argument("--provider", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--no-check-predictions", action="store_true", help="Skip comparing served and offline predictions.")
+    parser.add_argument(
+        "--no-check-predictions",
+        action="store_true",
+        help="Skip comparing served and offline predictions.",
+    )
     parser.add_argument("--text-column")
     parser.add_argument("--text-pair-column")
     args = parser.parse_args(argv)
     try:
         concurrency = tuple(int(c) for c in args.concurrency.split(",") if c.strip())
     except ValueError:
-        parser.error(f"--concurrency {args.concurrency!r}: give comma-separated whole numbers, e.g. 1,8,32")
+        parser.error(
+            f"--concurrency {args.concurrency!r}: give comma-separated whole numbers, e.g. 1,8,32"
+        )
     if not concurrency or min(concurrency) < 1 or args.requests < 1 or args.time_limit <= 0:
         parser.error("--concurrency, --requests and --time-limit must be positive")
     return LoadConfig(
-        export=args.export, eval_file=args.eval_file, out=args.out, requests=args.requests, concurrency=concurrency, time_limit=args.time_limit,
-        warmup=args.warmup, threads=args.threads, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, provider=args.provider,
-        check_predictions=not args.no_check_predictions, columns=Columns(args.text_column, args.text_pair_column),
+        export=args.export,
+        eval_file=args.eval_file,
+        out=args.out,
+        requests=args.requests,
+        concurrency=concurrency,
+        time_limit=args.time_limit,
+        warmup=args.warmup,
+        threads=args.threads,
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        provider=args.provider,
+        check_predictions=not args.no_check_predictions,
+        columns=Columns(args.text_column, args.text_pair_column),
     )
 
 

@@ -27,12 +27,21 @@ def main(folder: Path) -> None:
     rows = report["rows"]
 
     def row(model: str, runtime: str, batch: int = 1) -> dict:
-        return next(r for r in rows if r["model"] == model and r["runtime"] == runtime and r["batch_size"] == batch and r.get("length") in (None, "own"))
+        return next(
+            r
+            for r in rows
+            if r["model"] == model
+            and r["runtime"] == runtime
+            and r["batch_size"] == batch
+            and r.get("length") in (None, "own")
+        )
 
     teacher = training["teacher"]
     data = teacher["data"]
     config = teacher["train_config"]
-    last_evals = ", ".join("{:.2f} (step {})".format(h["f1"], h["step"]) for h in teacher["history"][-4:])
+    last_evals = ", ".join(
+        "{:.2f} (step {})".format(h["f1"], h["step"]) for h in teacher["history"][-4:]
+    )
     lines = [
         "# Foundation on SST-2: targets",
         "",
@@ -59,12 +68,20 @@ def main(folder: Path) -> None:
             f"{meta.get('layer_map') or '–'} | {meta['steps']} ({meta['best_step']}) |"
         )
     kept3 = 100 * training["kd-3L"]["metric"]["f1"] / teacher_f1
-    lines += ["", "## ONNX parity on the whole dev set", "", "| Model | Label agreement | max abs Δlogit | mean abs Δlogit | ΔF1 |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## ONNX parity on the whole dev set",
+        "",
+        "| Model | Label agreement | max abs Δlogit | mean abs Δlogit | ΔF1 |",
+        "|---|---|---|---|---|",
+    ]
     parity_ok = True
     for model in MODELS:
         v = manifests[model]["validation"]
         parity_ok &= v["label_agreement"] == 100.0 and v["max_abs_diff"] <= 1e-4
-        lines.append(f"| {model} | {v['label_agreement']:.2f}% | {v['max_abs_diff']:.2e} | {v['mean_abs_diff']:.2e} | {v['delta_metric']:+.2f} |")
+        lines.append(
+            f"| {model} | {v['label_agreement']:.2f}% | {v['max_abs_diff']:.2e} | {v['mean_abs_diff']:.2e} | {v['delta_metric']:+.2f} |"
+        )
     eager = row("teacher", "pytorch")
     student_onnx = row("kd-3L", "onnx")
     ratio = student_onnx["avg_ms"] / eager["avg_ms"]

@@ -40,7 +40,16 @@ ROWS = [
     ("soft tree, hard labels", "tree-hard"),
     ("soft tree, distilled", "tree-kd"),
 ]
-VOLATILE = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "id2label", "label2id", "architectures", "problem_type"}
+VOLATILE = {
+    "_name_or_path",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "id2label",
+    "label2id",
+    "architectures",
+    "problem_type",
+}
 
 
 def read_json(path: Path) -> dict | None:
@@ -60,7 +69,9 @@ def parameters(model: Path) -> int:
 
 def architecture(model: Path) -> str:
     config = json.loads((model / "config.json").read_text())
-    return json.dumps({k: v for k, v in sorted(config.items()) if k not in VOLATILE}, sort_keys=True)
+    return json.dumps(
+        {k: v for k, v in sorted(config.items()) if k not in VOLATILE}, sort_keys=True
+    )
 
 
 def describe(model: Path) -> str:
@@ -87,7 +98,11 @@ class Runs:
         return self.runs / task / f"seed{seed}" / name
 
     def teacher(self, task: str) -> Path:
-        return self.experiment / "models" / "teacher" if task == "mrpc" else self.runs / "sst2" / "teacher"
+        return (
+            self.experiment / "models" / "teacher"
+            if task == "mrpc"
+            else self.runs / "sst2" / "teacher"
+        )
 
     def metric(self, model: Path) -> dict | None:
         meta = read_json(model / "slimbert.json")
@@ -100,7 +115,9 @@ def majority_baseline(dev: Path) -> tuple[float, float]:
 
     labels = read_examples(dev, Columns()).labels
     positives = sum(1 for label in labels if label == "1")
-    return 100 * 2 * positives / (2 * positives + (len(labels) - positives)), 100 * positives / len(labels)
+    return 100 * 2 * positives / (2 * positives + (len(labels) - positives)), 100 * positives / len(
+        labels
+    )
 
 
 def fmt(values: list[float]) -> str:
@@ -119,16 +136,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/methods-glue"))
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--glue", type=Path, default=Path("../shared/data/glue"))
-    parser.add_argument("--notes", type=Path, help="A markdown file of findings, placed after the table")
+    parser.add_argument(
+        "--notes", type=Path, help="A markdown file of findings, placed after the table"
+    )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = Runs(args.runs, args.experiment)
 
     report = read_json(args.bench / "report.json")
-    latency: dict[str, dict] = {}  # architecture → bench row (ONNX, batch 1); bench names rows by folder
-    candidates = {p.name: p for p in [runs.teacher("mrpc")] + [runs.model("mrpc", name, seeds[0]) for _, name in ROWS] if p.is_dir()}
+    latency: dict[
+        str, dict
+    ] = {}  # architecture → bench row (ONNX, batch 1); bench names rows by folder
+    candidates = {
+        p.name: p
+        for p in [runs.teacher("mrpc")] + [runs.model("mrpc", name, seeds[0]) for _, name in ROWS]
+        if p.is_dir()
+    }
     for row in (report or {}).get("rows", []):
-        if row["runtime"] == "onnx" and row["batch_size"] == 1 and row["padding"] == "own" and row["model"] in candidates:
+        if (
+            row["runtime"] == "onnx"
+            and row["batch_size"] == 1
+            and row["padding"] == "own"
+            and row["model"] in candidates
+        ):
             latency[architecture(candidates[row["model"]])] = row
 
     teacher = {task: runs.metric(runs.teacher(task)) for task in ("mrpc", "sst2")}
@@ -136,7 +166,12 @@ def main() -> None:
         "| Method | Student | Params | CPU ONNX avg ms (batch 1) | SST-2 acc | MRPC F1 (mean ± std) | MRPC acc (mean ± std) | vs Teacher (MRPC F1 / SST-2 acc) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    per_seed = ["| Model | " + " | ".join(f"MRPC F1 seed {s}" for s in seeds) + " | MRPC acc (mean) | SST-2 F1 |", "|---|" + "---|" * (len(seeds) + 2)]
+    per_seed = [
+        "| Model | "
+        + " | ".join(f"MRPC F1 seed {s}" for s in seeds)
+        + " | MRPC acc (mean) | SST-2 F1 |",
+        "|---|" + "---|" * (len(seeds) + 2),
+    ]
     summary: dict[str, dict] = {}
 
     def ms(model: Path) -> str:
@@ -153,19 +188,39 @@ def main() -> None:
     for method, name in ROWS:
         mrpc = [m for m in (runs.metric(runs.model("mrpc", name, s)) for s in seeds) if m]
         sst2 = runs.metric(runs.model("sst2", name, 1))
-        some = next((runs.model(t, name, s) for t, s in [("mrpc", s) for s in seeds] + [("sst2", 1)] if runs.model(t, name, s).is_dir()), None)
+        some = next(
+            (
+                runs.model(t, name, s)
+                for t, s in [("mrpc", s) for s in seeds] + [("sst2", 1)]
+                if runs.model(t, name, s).is_dir()
+            ),
+            None,
+        )
         if some is None:
             continue
         f1s = [m["f1"] for m in mrpc]
         summary[name] = {"mrpc_f1": f1s, "sst2": sst2}
-        gap_mrpc = f"{statistics.mean(f1s) - teacher['mrpc']['f1']:+.2f}" if f1s and teacher["mrpc"] else "–"
-        gap_sst2 = f"{sst2['accuracy'] - teacher['sst2']['accuracy']:+.2f}" if sst2 and teacher["sst2"] else "–"
+        gap_mrpc = (
+            f"{statistics.mean(f1s) - teacher['mrpc']['f1']:+.2f}"
+            if f1s and teacher["mrpc"]
+            else "–"
+        )
+        gap_sst2 = (
+            f"{sst2['accuracy'] - teacher['sst2']['accuracy']:+.2f}"
+            if sst2 and teacher["sst2"]
+            else "–"
+        )
         sst2_acc = f"{sst2['accuracy']:.2f}" if sst2 else "–"
         accs = [m["accuracy"] for m in mrpc]
-        table.append(f"| {method} | {describe(some)} | {parameters(some):,} | {ms(some)} | {sst2_acc} | {fmt(f1s)} | {fmt(accs)} | {gap_mrpc} / {gap_sst2} |")
+        table.append(
+            f"| {method} | {describe(some)} | {parameters(some):,} | {ms(some)} | {sst2_acc} | {fmt(f1s)} | {fmt(accs)} | {gap_mrpc} / {gap_sst2} |"
+        )
         by_seed = [runs.metric(runs.model("mrpc", name, s)) for s in seeds]
         cells = [f"{m['f1']:.2f}" if m else "–" for m in by_seed]
-        cells += [f"{statistics.mean(accs):.2f}" if accs else "–", f"{sst2['f1']:.2f}" if sst2 else "–"]
+        cells += [
+            f"{statistics.mean(accs):.2f}" if accs else "–",
+            f"{sst2['f1']:.2f}" if sst2 else "–",
+        ]
         per_seed.append(f"| {name} | " + " | ".join(cells) + " |")
 
     def mean(name: str) -> float | None:
@@ -177,29 +232,41 @@ def main() -> None:
         kd, tb, th = mean(f"kd-{layers}L"), mean(f"tinybert-{layers}L"), mean(f"theseus-{layers}L")
         if None not in (kd, tb, th):
             best = max(tb, th)
-            checks.append(f"- tinybert or theseus ≥ kd at {layers} layers on MRPC: best of them {best:.2f} vs kd {kd:.2f} → {'met' if best >= kd else 'missed'}")
+            checks.append(
+                f"- tinybert or theseus ≥ kd at {layers} layers on MRPC: best of them {best:.2f} vs kd {kd:.2f} → {'met' if best >= kd else 'missed'}"
+            )
     for kind in ("textcnn", "bilstm", "tree"):
         hard, soft = mean(f"{kind}-hard"), mean(f"{kind}-kd")
         if None not in (hard, soft):
             target = " (target: +2)" if kind == "textcnn" else ""
             verdict = (" → met" if soft >= hard + 2 else " → missed") if kind == "textcnn" else ""
-            checks.append(f"- distilled {kind} vs hard labels on MRPC: {soft:.2f} vs {hard:.2f} = {soft - hard:+.2f}{target}{verdict}")
+            checks.append(
+                f"- distilled {kind} vs hard labels on MRPC: {soft:.2f} vs {hard:.2f} = {soft - hard:+.2f}{target}{verdict}"
+            )
             s_hard, s_soft = summary[f"{kind}-hard"]["sst2"], summary[f"{kind}-kd"]["sst2"]
             if s_hard and s_soft:
-                checks.append(f"  - on SST-2 (1 seed): accuracy {s_soft['accuracy']:.2f} vs {s_hard['accuracy']:.2f} = {s_soft['accuracy'] - s_hard['accuracy']:+.2f}")
+                checks.append(
+                    f"  - on SST-2 (1 seed): accuracy {s_soft['accuracy']:.2f} vs {s_hard['accuracy']:.2f} = {s_soft['accuracy'] - s_hard['accuracy']:+.2f}"
+                )
     mse, hard = mean("textcnn-mse"), mean("textcnn-hard")
     if None not in (mse, hard):
-        checks.append(f"- TextCNN distilled by logit MSE (α=1) vs hard labels on MRPC: {mse:.2f} vs {hard:.2f} = {mse - hard:+.2f} (target: +2) → {'met' if mse >= hard + 2 else 'missed'}")
+        checks.append(
+            f"- TextCNN distilled by logit MSE (α=1) vs hard labels on MRPC: {mse:.2f} vs {hard:.2f} = {mse - hard:+.2f} (target: +2) → {'met' if mse >= hard + 2 else 'missed'}"
+        )
     route, plain = mean("kd-route-3L"), mean("kd-3L")
     if None not in (route, plain):
-        checks.append(f"- kd with the teacher's route vs without, 3 layers, MRPC: {route:.2f} vs {plain:.2f} = {route - plain:+.2f}")
+        checks.append(
+            f"- kd with the teacher's route vs without, 3 layers, MRPC: {route:.2f} vs {plain:.2f} = {route - plain:+.2f}"
+        )
 
     precision = []  # dev figures of the benched models: at training (bf16 autocast) vs ONNX fp32
     for row in (report or {}).get("rows", []):
         if row["runtime"] == "onnx" and row["batch_size"] == 1 and row["model"] in candidates:
             trained = runs.metric(candidates[row["model"]])
             if trained and row.get("metric") is not None:
-                precision.append(f"| {row['model']} | {trained['f1']:.2f} | {row['metric']:.2f} | {row['metric'] - trained['f1']:+.2f} |")
+                precision.append(
+                    f"| {row['model']} | {trained['f1']:.2f} | {row['metric']:.2f} | {row['metric'] - trained['f1']:+.2f} |"
+                )
 
     baseline = majority_baseline(args.glue / "MRPC" / "dev.tsv")
     environment = (report or {}).get("environment", {})
@@ -216,7 +283,7 @@ def main() -> None:
         "",
         *table,
         "",
-        f"A model that answers \"paraphrase\" for every pair scores MRPC dev F1 {baseline[0]:.2f} at accuracy {baseline[1]:.2f}: "
+        f'A model that answers "paraphrase" for every pair scores MRPC dev F1 {baseline[0]:.2f} at accuracy {baseline[1]:.2f}: '
         "F1 alone flatters a weak MRPC student, so the accuracy column is shown too.",
         "",
         *([args.notes.read_text(), ""] if args.notes else []),
@@ -241,7 +308,9 @@ def main() -> None:
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "README.md").write_text("\n".join(lines))
-    (args.out / "methods.json").write_text(json.dumps({"teacher": teacher, "models": summary, "seeds": seeds}, indent=2))
+    (args.out / "methods.json").write_text(
+        json.dumps({"teacher": teacher, "models": summary, "seeds": seeds}, indent=2)
+    )
     print("\n".join(lines))
 
 

@@ -29,7 +29,14 @@ def build_tokenizer(folder: Path):
     return tokenizer
 
 
-def build_bert(folder: Path, layers: int = 4, hidden: int = 32, heads: int = 4, num_labels: int | None = 2, seed: int = 0) -> Path:
+def build_bert(
+    folder: Path,
+    layers: int = 4,
+    hidden: int = 32,
+    heads: int = 4,
+    num_labels: int | None = 2,
+    seed: int = 0,
+) -> Path:
     """A random BertModel (num_labels=None) or BertForSequenceClassification saved as safetensors."""
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
@@ -91,7 +98,9 @@ def tiny_teacher(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sst2_files(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("sst2")
-    return write_sst2(folder / "train.tsv", sentiment_rows(64, 1)), write_sst2(folder / "dev.tsv", sentiment_rows(24, 2))
+    return write_sst2(folder / "train.tsv", sentiment_rows(64, 1)), write_sst2(
+        folder / "dev.tsv", sentiment_rows(24, 2)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +113,11 @@ def sharp_teacher(tmp_path_factory) -> Path:
     model = load_classifier(folder)
     with torch.no_grad():
         for layer in model.bert.encoder.layer:
-            for linear in (layer.attention.self.query, layer.attention.self.key, layer.attention.self.value):
+            for linear in (
+                layer.attention.self.query,
+                layer.attention.self.key,
+                layer.attention.self.value,
+            ):
                 linear.weight.mul_(8.0)
     model.save_pretrained(str(folder), safe_serialization=True)
     return folder

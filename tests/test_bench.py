@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from conftest import build_bert, sentiment_rows, write_sst2
 from onnx import helper, numpy_helper
 
-from slimbert.bench import BenchConfig, BoundSession, bench
+from slimbert.bench.flops import TransformerShape, measure_peak, precision_of, transformer_shape
+from slimbert.bench.report import write_report
+from slimbert.bench.run import BenchConfig, BoundSession, bench
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import ONNX_FILE, export
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.flops import TransformerShape, measure_peak, precision_of, transformer_shape
-from slimbert.report import write_report
 
 # Every dev row of the fixture is 5 in-vocabulary words: [CLS] + 5 + [SEP] = 7 tokens.
 OWN_LENGTH = 7
@@ -32,12 +32,24 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     dev = write_sst2(root / "dev.tsv", sentiment_rows(24, 2))
     teacher = build_bert(root / "teacher", layers=4, seed=0)
-    (teacher / "slimbert.json").write_text(json.dumps({"name": "teacher", "method": "teacher", "role": "teacher", "data": {"max_length": 32}}))
+    (teacher / "slimbert.json").write_text(
+        json.dumps(
+            {"name": "teacher", "method": "teacher", "role": "teacher", "data": {"max_length": 32}}
+        )
+    )
     student = build_bert(root / "student", layers=2, seed=1)
-    (student / "slimbert.json").write_text(json.dumps({"name": "kd-2L", "method": "kd", "role": "student", "data": {"max_length": 32}}))
+    (student / "slimbert.json").write_text(
+        json.dumps({"name": "kd-2L", "method": "kd", "role": "student", "data": {"max_length": 32}})
+    )
     student_onnx = root / "exports" / "kd-2L"
     export(student, dev, student_onnx)
-    return {"root": root, "dev": dev, "teacher": teacher, "student": student, "student_onnx": student_onnx}
+    return {
+        "root": root,
+        "dev": dev,
+        "teacher": teacher,
+        "student": student,
+        "student_onnx": student_onnx,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,12 +80,27 @@ def test_flops_match_a_hand_count_and_torch_flop_counter(models):
 
 
 def test_flops_read_other_bert_family_spellings():
-    distilbert = {"model_type": "distilbert", "n_layers": 2, "dim": 32, "n_heads": 4, "hidden_dim": 64, "id2label": {"0": "a", "1": "b"}}
+    distilbert = {
+        "model_type": "distilbert",
+        "n_layers": 2,
+        "dim": 32,
+        "n_heads": 4,
+        "hidden_dim": 64,
+        "id2label": {"0": "a", "1": "b"},
+    }
     assert transformer_shape(distilbert).flops(10) == 355456
     assert transformer_shape({"model_type": "textcnn", "embed_dim": 64}) is None
     assert precision_of({"precision": "int8 dynamic (QOperator)"}) == "int8"
     assert precision_of({}) == "fp32" and precision_of({"precision": "fp16"}) == "fp16"
-    assert precision_of({"precision": "fp32", "optimizations": [{"step": "onnxruntime.quantization.quantize_dynamic"}]}) == "int8"
+    assert (
+        precision_of(
+            {
+                "precision": "fp32",
+                "optimizations": [{"step": "onnxruntime.quantization.quantize_dynamic"}],
+            }
+        )
+        == "int8"
+    )
 
 
 def test_peak_is_measured_at_each_precision():
@@ -93,25 +120,62 @@ def test_peak_is_measured_at_each_precision():
 
 @pytest.fixture(scope="module")
 def sweep(models):
-    config = BenchConfig(batch_sizes=[1, 4], lengths=[None, 16], threads=1, warmup=2, repeats=2, isolate=False)
-    report = bench([models["teacher"], models["student_onnx"]], models["dev"], models["root"] / "sweep", config=config)
+    config = BenchConfig(
+        batch_sizes=[1, 4], lengths=[None, 16], threads=1, warmup=2, repeats=2, isolate=False
+    )
+    report = bench(
+        [models["teacher"], models["student_onnx"]],
+        models["dev"],
+        models["root"] / "sweep",
+        config=config,
+    )
     return report
 
 
 def test_sweep_times_every_point_with_spread(sweep):
     rows = sweep.rows
-    expected = {(m, rt, b, n) for m, rt in (("teacher", "pytorch"), ("teacher", "onnx"), ("kd-2L", "onnx")) for b in (1, 4) for n in (None, 16)}
+    expected = {
+        (m, rt, b, n)
+        for m, rt in (("teacher", "pytorch"), ("teacher", "onnx"), ("kd-2L", "onnx"))
+        for b in (1, 4)
+        for n in (None, 16)
+    }
     assert {(r.model, r.runtime, r.batch_size, r.seq_length) for r in rows} == expected
-    assert all(r.requests == (24 if r.batch_size == 1 else 6) and r.repeats == 2 and r.threads == 1 for r in rows)
+    assert all(
+        r.requests == (24 if r.batch_size == 1 else 6) and r.repeats == 2 and r.threads == 1
+        for r in rows
+    )
     assert all(r.mean_tokens == (16 if r.padding == "fixed" else OWN_LENGTH) for r in rows)
     assert all(0 <= r.avg_ms_spread and 0 <= r.p99_ms_spread and r.p50_ms <= r.p99_ms for r in rows)
     assert all(r.tokenize_avg_ms > 0 and r.tokenize_p99_ms > 0 for r in rows)
-    for row in (r for r in rows if r.model == "teacher" and r.runtime == "onnx"):  # the export is the same function
-        twin = next(r for r in rows if r.runtime == "pytorch" and r.batch_size == row.batch_size and r.seq_length == row.seq_length)
+    for row in (
+        r for r in rows if r.model == "teacher" and r.runtime == "onnx"
+    ):  # the export is the same function
+        twin = next(
+            r
+            for r in rows
+            if r.runtime == "pytorch"
+            and r.batch_size == row.batch_size
+            and r.seq_length == row.seq_length
+        )
         assert row.metric == pytest.approx(twin.metric)
-    teacher = next(r for r in rows if r.model == "teacher" and r.runtime == "pytorch" and r.batch_size == 1 and r.padding == "own")
+    teacher = next(
+        r
+        for r in rows
+        if r.model == "teacher"
+        and r.runtime == "pytorch"
+        and r.batch_size == 1
+        and r.padding == "own"
+    )
     assert teacher.vs_teacher == 0.0 and teacher.speedup == 1.0
-    assert sweep.extra["sweep"] == {"batch_sizes": [1, 4], "lengths": ["own", 16], "threads": [1], "repeats": 2, "warmup": 2, "limit": None}
+    assert sweep.extra["sweep"] == {
+        "batch_sizes": [1, 4],
+        "lengths": ["own", 16],
+        "threads": [1],
+        "repeats": 2,
+        "warmup": 2,
+        "limit": None,
+    }
 
 
 def test_sweep_flops_and_share_of_measured_peak(sweep):
@@ -123,15 +187,21 @@ def test_sweep_flops_and_share_of_measured_peak(sweep):
     student_16 = TransformerShape(2, 32, 4, 64, 2).flops(16)
     for row in sweep.rows:
         length = 16 if row.padding == "fixed" else OWN_LENGTH
-        per_example = TransformerShape(4 if row.model == "teacher" else 2, 32, 4, 64, 2).flops(length)
+        per_example = TransformerShape(4 if row.model == "teacher" else 2, 32, 4, 64, 2).flops(
+            length
+        )
         assert row.gflops_per_request * 1e9 == pytest.approx(row.batch_size * per_example)
         achieved = row.gflops_per_request * row.requests / (row.total_ms / 1000)
         assert row.achieved_gflops == pytest.approx(achieved)
         assert row.peak_gflops == peaks[("fp32", 1)]
         assert row.peak_share == pytest.approx(achieved / row.peak_gflops * 100)
-    kd_fixed = next(r for r in sweep.rows if r.model == "kd-2L" and r.batch_size == 4 and r.padding == "fixed")
+    kd_fixed = next(
+        r for r in sweep.rows if r.model == "kd-2L" and r.batch_size == 4 and r.padding == "fixed"
+    )
     assert kd_fixed.gflops_per_request * 1e9 == pytest.approx(4 * student_16)
-    teacher_own = next(r for r in sweep.rows if r.model == "teacher" and r.batch_size == 1 and r.padding == "own")
+    teacher_own = next(
+        r for r in sweep.rows if r.model == "teacher" and r.batch_size == 1 and r.padding == "own"
+    )
     assert teacher_own.gflops_per_request * 1e9 == pytest.approx(teacher_7)
 
 
@@ -139,7 +209,11 @@ def test_sweep_writes_every_report_file(sweep, models):
     out = models["root"] / "sweep-report"
     path = write_report(sweep, out)
     md = path.read_text()
-    assert md.index("| Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher |") < md.index("## Physical limit") < md.index("## Details")
+    assert (
+        md.index("| Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher |")
+        < md.index("## Physical limit")
+        < md.index("## Details")
+    )
     requests = md[: md.index("## Physical limit")]
     assert requests.count("\n| teacher |") == 8 and requests.count("\n| kd |") == 4
     assert (out / "report.csv").read_text().count("\n") == 13
@@ -148,15 +222,26 @@ def test_sweep_writes_every_report_file(sweep, models):
 
 
 def test_thread_sweep_and_bad_lengths(models):
-    config = BenchConfig(lengths=[16], thread_counts=[1, 2], warmup=1, repeats=1, isolate=False, peak=False)
-    report = bench([models["student_onnx"]], models["dev"], models["root"] / "threads", config=config)
+    config = BenchConfig(
+        lengths=[16], thread_counts=[1, 2], warmup=1, repeats=1, isolate=False, peak=False
+    )
+    report = bench(
+        [models["student_onnx"]], models["dev"], models["root"] / "threads", config=config
+    )
     assert [(r.threads, r.seq_length) for r in report.rows] == [(1, 16), (2, 16)]
-    assert report.extra["peaks"] == [] and all(r.peak_share is None and r.gflops_per_request > 0 for r in report.rows)
+    assert report.extra["peaks"] == [] and all(
+        r.peak_share is None and r.gflops_per_request > 0 for r in report.rows
+    )
     too_long = BenchConfig(lengths=[128], isolate=False)
     with pytest.raises(SlimbertError, match="--lengths 128: kd-2L takes at most 64 tokens"):
         bench([models["student_onnx"]], models["dev"], models["root"] / "long", config=too_long)
     with pytest.raises(SlimbertError, match="--slo 'fast'"):
-        bench([models["student_onnx"]], models["dev"], models["root"] / "slo", config=BenchConfig(slo="fast"))
+        bench(
+            [models["student_onnx"]],
+            models["dev"],
+            models["root"] / "slo",
+            config=BenchConfig(slo="fast"),
+        )
 
 
 def test_io_binding_reuses_buffers_and_matches_plain_runs(models):
@@ -165,7 +250,11 @@ def test_io_binding_reuses_buffers_and_matches_plain_runs(models):
     bound = BoundSession(plain.session, device="cpu")
     rng = np.random.default_rng(0)
     for shape in [(1, 7), (4, 16), (1, 7)]:
-        features = {"input_ids": rng.integers(5, 30, shape), "attention_mask": np.ones(shape, np.int64), "token_type_ids": np.zeros(shape, np.int64)}
+        features = {
+            "input_ids": rng.integers(5, 30, shape),
+            "attention_mask": np.ones(shape, np.int64),
+            "token_type_ids": np.zeros(shape, np.int64),
+        }
         np.testing.assert_allclose(bound(features), plain(features), atol=1e-6)
     assert sorted(bound.bindings) == [(1, 7), (4, 16)] and bound.num_labels == 2
 
@@ -202,10 +291,14 @@ def slow_down(export_dir: Path, dest: Path, size: int = 384, chain: int = 3) -> 
     producer = next(node for node in graph.node if "logits" in node.output)
     producer.output[list(producer.output).index("logits")] = "logits_raw"
     rng = np.random.default_rng(0)
-    graph.initializer.extend([
-        numpy_helper.from_array((rng.uniform(-1, 1, (size, size)) / size).astype(np.float32), "slow_c"),
-        numpy_helper.from_array(np.array(0.0, np.float32), "slow_zero"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(
+                (rng.uniform(-1, 1, (size, size)) / size).astype(np.float32), "slow_c"
+            ),
+            numpy_helper.from_array(np.array(0.0, np.float32), "slow_zero"),
+        ]
+    )
     nodes = [
         helper.make_node("Cast", ["input_ids"], ["slow_ids"], to=onnx.TensorProto.FLOAT),
         helper.make_node("ReduceSum", ["slow_ids"], ["slow_sum"], keepdims=0),
@@ -238,12 +331,18 @@ def test_compare_flags_a_slowed_model_and_passes_an_unchanged_one(models):
     same = run_bench(models["student_onnx"], models["dev"], root / "run-same")
     slow = run_bench(slowed, models["dev"], root / "run-slow")
     # A generous threshold: this machine is shared, and the slowed model is ~50x slower, not 3x.
-    unchanged = CliRunner().invoke(cli, ["bench", "compare", str(old), str(same), "--threshold", "200%"])
+    unchanged = CliRunner().invoke(
+        cli, ["bench", "compare", str(old), str(same), "--threshold", "200%"]
+    )
     assert unchanged.exit_code == 0, unchanged.output
     assert "0 regressions in 1 matching rows" in unchanged.output
-    regressed = CliRunner().invoke(cli, ["bench", "compare", str(old), str(slow.parent), "--threshold", "200%"])
+    regressed = CliRunner().invoke(
+        cli, ["bench", "compare", str(old), str(slow.parent), "--threshold", "200%"]
+    )
     assert regressed.exit_code == 1, regressed.output
-    assert regressed.output.startswith("SLOWER: kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50:")
+    assert regressed.output.startswith(
+        "SLOWER: kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50:"
+    )
     assert "LESS ACCURATE" not in regressed.output  # the slowed graph returns the same logits
     before, after = (json.loads(p.read_text())["rows"][0] for p in (old, slow))
     assert after["metric"] == before["metric"] and after["p50_ms"] > 3 * before["p50_ms"]
@@ -251,12 +350,36 @@ def test_compare_flags_a_slowed_model_and_passes_an_unchanged_one(models):
 
 def test_bench_cli_keeps_its_form_and_recommends(models, tmp_path):
     out = tmp_path / "cli"
-    args = ["bench", "--model", str(models["student_onnx"]), "--eval", str(models["dev"]), "--out", str(out), "--in-process", "--warmup", "1", "--repeats", "1", "--threads", "1", "--lengths", "own,16", "--no-peak", "--slo", "p99<=5s", "--max-f1-drop", "1.0"]
+    args = [
+        "bench",
+        "--model",
+        str(models["student_onnx"]),
+        "--eval",
+        str(models["dev"]),
+        "--out",
+        str(out),
+        "--in-process",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--lengths",
+        "own,16",
+        "--no-peak",
+        "--slo",
+        "p99<=5s",
+        "--max-f1-drop",
+        "1.0",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert [r["seq_length"] for r in report["rows"]] == [None, 16]
-    assert report["extra"]["recommendation"]["model"] == "kd-2L" and "is recommended" in result.output
+    assert (
+        report["extra"]["recommendation"]["model"] == "kd-2L" and "is recommended" in result.output
+    )
     # latency vs F1 and size vs F1; no teacher here, so no speed-up plot
     assert (out / "report.html").read_text().count("data:image/png;base64,") == 2
     mixed = CliRunner().invoke(cli, ["bench", "--model", "x", "compare", "a.json", "b.json"])

@@ -7,14 +7,22 @@ from collections import Counter
 import pytest
 
 from slimbert.demo import DemoPlan, estimate_seconds, stratified_split
-from slimbert.io import atomic_dir
+from slimbert.files import atomic_dir
 
 
 def test_stratified_split_keeps_label_shares_and_drops_duplicates():
-    rows = [(f"neg {i}", "negative") for i in range(600)] + [(f"pos {i}", "positive") for i in range(300)] + [(f"neu {i}", "neutral") for i in range(100)]
+    rows = (
+        [(f"neg {i}", "negative") for i in range(600)]
+        + [(f"pos {i}", "positive") for i in range(300)]
+        + [(f"neu {i}", "neutral") for i in range(100)]
+    )
     rows += [("neg 1", "negative")] * 5  # retweets
     train, evaluation = stratified_split(rows, eval_rows=100, train_rows=500, seed=3)
-    assert Counter(label for _, label in evaluation) == {"negative": 60, "positive": 30, "neutral": 10}
+    assert Counter(label for _, label in evaluation) == {
+        "negative": 60,
+        "positive": 30,
+        "neutral": 10,
+    }
     assert Counter(label for _, label in train) == {"negative": 300, "positive": 150, "neutral": 50}
     assert not {t for t, _ in train} & {t for t, _ in evaluation}
     assert stratified_split(rows, 100, 500, seed=3) == (train, evaluation)

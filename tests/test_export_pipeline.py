@@ -65,7 +65,9 @@ def plain(tmp_path_factory, tiny, sst2_files) -> Path:
 def fused(tmp_path_factory, tiny, sst2_files) -> tuple[Path, dict]:
     """--optimize for the CPU, with a Triton repository beside it."""
     root = tmp_path_factory.mktemp("fused")
-    options = ExportOptions(optimize=OptimizeConfig.cpu(), triton=TritonConfig(root / "triton", smoke_examples=6))
+    options = ExportOptions(
+        optimize=OptimizeConfig.cpu(), triton=TritonConfig(root / "triton", smoke_examples=6)
+    )
     return root / "out", export(tiny, sst2_files[1], root / "out", options=options)
 
 
@@ -76,33 +78,59 @@ def _staging_left(folder: Path) -> list[Path]:
 def test_cpu_fusion_counts_and_every_step_validated(fused):
     out, manifest = fused
     step = manifest["optimizations"][0]
-    assert {op: n for op, n in step["fusions"]["counts"].items() if n} == {"Attention": LAYERS, "EmbedLayerNormalization": 1, "BiasGelu": LAYERS}
+    assert {op: n for op, n in step["fusions"]["counts"].items() if n} == {
+        "Attention": LAYERS,
+        "EmbedLayerNormalization": 1,
+        "BiasGelu": LAYERS,
+    }
     assert step["fusions"]["warnings"] == []
     assert fusion_counts(out / "model.onnx")["Attention"] == LAYERS
     assert manifest["runtime"] == {"cpu": {"disabled_optimizers": ["SkipLayerNormFusion"]}}
     assert [s["step"] for s in manifest["stages"]] == ["export", "optimize"]
-    assert all(s["label_agreement"] == 100.0 and s["max_abs_diff"] < 1e-5 for s in manifest["stages"])
+    assert all(
+        s["label_agreement"] == 100.0 and s["max_abs_diff"] < 1e-5 for s in manifest["stages"]
+    )
     assert manifest["precision"] == "fp32" and manifest["exporter"].endswith("(eager attention)")
-    assert manifest["validation"]["tolerances"] == {"max_abs_diff": 1e-3, "min_agreement": 99.5, "max_f1_drop": 0.1}
+    assert manifest["validation"]["tolerances"] == {
+        "max_abs_diff": 1e-3,
+        "min_agreement": 99.5,
+        "max_f1_drop": 0.1,
+    }
     assert manifest["validation"]["provider"] == "cpu" and manifest["validation"]["examples"] == 24
     assert manifest["contrib_ops"] == ["Attention", "BiasGelu", "EmbedLayerNormalization"]
     assert manifest["files"]["model.onnx"]["bytes"] == (out / "model.onnx").stat().st_size
     # the session slimbert builds from the folder follows the manifest's hint
-    assert OnnxClassifier(out / "model.onnx", "cpu", threads=1).disabled_optimizers == ["SkipLayerNormFusion"]
+    assert OnnxClassifier(out / "model.onnx", "cpu", threads=1).disabled_optimizers == [
+        "SkipLayerNormFusion"
+    ]
 
 
-def test_cuda_preset_adds_skip_layer_norm_and_sdpa_exports_fuse_too(tiny, hf_config, sst2_files, plain, tmp_path):
+def test_cuda_preset_adds_skip_layer_norm_and_sdpa_exports_fuse_too(
+    tiny, hf_config, sst2_files, plain, tmp_path
+):
     """The SDPA export scales Q and K by √scale (3 Sqrt a layer; the eager one has none), and
     onnxruntime ≥ 1.20 fuses it all the same. The CUDA preset's graph is checked on the CPU."""
-    manifest = export(tiny, sst2_files[1], tmp_path / "sdpa", options=ExportOptions(attention="sdpa"))
+    manifest = export(
+        tiny, sst2_files[1], tmp_path / "sdpa", options=ExportOptions(attention="sdpa")
+    )
     sdpa = tmp_path / "sdpa" / "model.onnx"
-    assert collections.Counter(n.op_type for n in onnx.load(str(sdpa)).graph.node)["Sqrt"] == 3 * LAYERS
+    assert (
+        collections.Counter(n.op_type for n in onnx.load(str(sdpa)).graph.node)["Sqrt"]
+        == 3 * LAYERS
+    )
     assert collections.Counter(n.op_type for n in onnx.load(str(plain)).graph.node)["Sqrt"] == 0
     assert manifest["exporter"].endswith("(sdpa attention)")
     report = optimize(sdpa, tmp_path / "cuda.onnx", hf_config, OptimizeConfig.cuda())
-    assert {op: n for op, n in report.counts.items() if n} == {"Attention": LAYERS, "SkipLayerNormalization": 2 * LAYERS, "EmbedLayerNormalization": 1, "BiasGelu": LAYERS}
+    assert {op: n for op, n in report.counts.items() if n} == {
+        "Attention": LAYERS,
+        "SkipLayerNormalization": 2 * LAYERS,
+        "EmbedLayerNormalization": 1,
+        "BiasGelu": LAYERS,
+    }
     before = OnnxClassifier(sdpa, "cpu", threads=1)(FEATURES)
-    np.testing.assert_allclose(OnnxClassifier(tmp_path / "cuda.onnx", "cpu", threads=1)(FEATURES), before, atol=1e-5)
+    np.testing.assert_allclose(
+        OnnxClassifier(tmp_path / "cuda.onnx", "cpu", threads=1)(FEATURES), before, atol=1e-5
+    )
 
 
 def test_attention_that_does_not_fuse_is_reported(plain, hf_config, tmp_path, caplog):
@@ -111,14 +139,24 @@ def test_attention_that_does_not_fuse_is_reported(plain, hf_config, tmp_path, ca
     for node in [n for n in model.graph.node if n.op_type == "Softmax"]:
         probabilities = node.output[0]
         node.output[0] = probabilities + "_before_relu"
-        model.graph.node.append(onnx.helper.make_node("Relu", [node.output[0]], [probabilities], name=node.name + "_relu"))
+        model.graph.node.append(
+            onnx.helper.make_node(
+                "Relu", [node.output[0]], [probabilities], name=node.name + "_relu"
+            )
+        )
     onnx.save(model, str(tmp_path / "relu.onnx"))
     with caplog.at_level("WARNING", logger="slimbert.export.optimize"):
-        report = optimize(tmp_path / "relu.onnx", tmp_path / "fused.onnx", hf_config, OptimizeConfig.cpu())
+        report = optimize(
+            tmp_path / "relu.onnx", tmp_path / "fused.onnx", hf_config, OptimizeConfig.cpu()
+        )
     assert report.attention == 0 and report.counts["BiasGelu"] == LAYERS
     assert report.warnings[0].startswith(f"attention fused in 0 of {LAYERS} layers")
     assert "attention fused in 0" in caplog.text
-    np.testing.assert_allclose(OnnxClassifier(tmp_path / "fused.onnx", "cpu", threads=1)(FEATURES), OnnxClassifier(plain, "cpu", threads=1)(FEATURES), atol=1e-5)
+    np.testing.assert_allclose(
+        OnnxClassifier(tmp_path / "fused.onnx", "cpu", threads=1)(FEATURES),
+        OnnxClassifier(plain, "cpu", threads=1)(FEATURES),
+        atol=1e-5,
+    )
 
 
 def test_fused_graph_needs_contrib_op_types_to_quantize(plain, hf_config, tmp_path):
@@ -128,37 +166,75 @@ def test_fused_graph_needs_contrib_op_types_to_quantize(plain, hf_config, tmp_pa
 
     fused = tmp_path / "fused.onnx"
     optimize(plain, fused, hf_config, OptimizeConfig.cpu())
-    with pytest.raises(RuntimeError, match="Unable to find data type for weight_name=.*MatMul_output_0"):
+    with pytest.raises(
+        RuntimeError, match="Unable to find data type for weight_name=.*MatMul_output_0"
+    ):
         quantize_dynamic(str(fused), str(tmp_path / "raw-int8.onnx"))
     assert len(annotate_types(onnx.load(str(fused))).graph.value_info) > 0
     report = quantize_dynamic_model(fused, tmp_path / "int8.onnx", DynamicQuantConfig())
     assert report.quantized_ops["QAttention"] == LAYERS
-    assert report.quantized_ops["MatMulInteger"] == 3 * LAYERS + 2  # attention output, FFN in/out; pooler and classifier Gemms
-    np.testing.assert_allclose(OnnxClassifier(tmp_path / "int8.onnx", "cpu", threads=1)(FEATURES), OnnxClassifier(plain, "cpu", threads=1)(FEATURES), atol=5e-3)
+    assert (
+        report.quantized_ops["MatMulInteger"] == 3 * LAYERS + 2
+    )  # attention output, FFN in/out; pooler and classifier Gemms
+    np.testing.assert_allclose(
+        OnnxClassifier(tmp_path / "int8.onnx", "cpu", threads=1)(FEATURES),
+        OnnxClassifier(plain, "cpu", threads=1)(FEATURES),
+        atol=5e-3,
+    )
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy"])
 def test_quantized_artifacts_validate(tiny, sst2_files, tmp_path, method):
     train, dev = sst2_files
-    dynamic = export(tiny, dev, tmp_path / "dynamic", options=ExportOptions(optimize=OptimizeConfig.cpu(), quantize=DynamicQuantConfig(per_channel=method == "entropy")))
-    static = export(tiny, dev, tmp_path / "static", options=ExportOptions(optimize=OptimizeConfig.cpu(), quantize=StaticQuantConfig(method=method, calibration_file=train, examples=32, batch_size=8)))
+    dynamic = export(
+        tiny,
+        dev,
+        tmp_path / "dynamic",
+        options=ExportOptions(
+            optimize=OptimizeConfig.cpu(),
+            quantize=DynamicQuantConfig(per_channel=method == "entropy"),
+        ),
+    )
+    static = export(
+        tiny,
+        dev,
+        tmp_path / "static",
+        options=ExportOptions(
+            optimize=OptimizeConfig.cpu(),
+            quantize=StaticQuantConfig(
+                method=method, calibration_file=train, examples=32, batch_size=8
+            ),
+        ),
+    )
     for manifest in (dynamic, static):
         assert manifest["precision"] == "int8"
         assert [s["step"] for s in manifest["stages"]] == ["export", "optimize", "quantize"]
         final = manifest["validation"]
-        assert final["tolerances"] == {"max_abs_diff": None, "min_agreement": 97.0, "max_f1_drop": 1.0}
+        assert final["tolerances"] == {
+            "max_abs_diff": None,
+            "min_agreement": 97.0,
+            "max_f1_drop": 1.0,
+        }
         assert final["label_agreement"] >= 97.0 and np.isfinite(final["max_abs_diff"])
         assert manifest["stages"][-1]["onnx_bytes"] < manifest["stages"][0]["onnx_bytes"]
     assert dynamic["optimizations"][1]["quantized_ops"]["QAttention"] == LAYERS
     fusion, step = static["optimizations"]
-    assert fusion["config"]["attention"] is False  # QDQ has no Attention: Q/K/V stay MatMuls to quantize
+    assert (
+        fusion["config"]["attention"] is False
+    )  # QDQ has no Attention: Q/K/V stay MatMuls to quantize
     assert step["calibration_examples"] == 32 and step["config"]["method"] == method
     graph = onnx.load(str(tmp_path / "static" / "model.onnx")).graph
     weights = {init.name for init in graph.initializer}
     producers = {out: node.op_type for node in graph.node for out in node.output}
-    dequantized_weights = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights]
+    dequantized_weights = [
+        n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    ]
     assert len(dequantized_weights) == 6 * LAYERS  # Q, K, V, attention output, FFN in, FFN out
-    assert not [n for n in graph.node if n.op_type == "QuantizeLinear" and producers.get(n.input[0]) == "MatMul"]  # outputs stay float
+    assert not [
+        n
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and producers.get(n.input[0]) == "MatMul"
+    ]  # outputs stay float
 
 
 def test_gate_fails_on_a_damaged_model_and_writes_nothing(tiny, sst2_files, tmp_path, monkeypatch):
@@ -171,8 +247,12 @@ def test_gate_fails_on_a_damaged_model_and_writes_nothing(tiny, sst2_files, tmp_
             model = onnx.load(str(onnx_out))
             producer = next(n for n in model.graph.node if "logits" in n.output)
             producer.output[list(producer.output).index("logits")] = "logits_before_damage"
-            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(value, dtype=np.float32), "damage"))
-            model.graph.node.append(onnx.helper.make_node(op_type, ["logits_before_damage", "damage"], ["logits"]))
+            model.graph.initializer.append(
+                onnx.numpy_helper.from_array(np.array(value, dtype=np.float32), "damage")
+            )
+            model.graph.node.append(
+                onnx.helper.make_node(op_type, ["logits_before_damage", "damage"], ["logits"])
+            )
             onnx.save(model, str(onnx_out))
             return report
 
@@ -180,7 +260,10 @@ def test_gate_fails_on_a_damaged_model_and_writes_nothing(tiny, sst2_files, tmp_
 
     options = ExportOptions(quantize=DynamicQuantConfig())
     monkeypatch.setattr(quantizing, "quantize_dynamic_model", damaging("Mul", -1.0))
-    with pytest.raises(SlimbertError, match=r"the quantize step's ONNX model fails validation .*label agreement 0\.00% < 97\.00%.*nothing written"):
+    with pytest.raises(
+        SlimbertError,
+        match=r"the quantize step's ONNX model fails validation .*label agreement 0\.00% < 97\.00%.*nothing written",
+    ):
         export(tiny, sst2_files[1], tmp_path / "flipped", options=options)
     monkeypatch.setattr(quantizing, "quantize_dynamic_model", damaging("Add", np.nan))
     with pytest.raises(SlimbertError, match="NaN or Inf"):
@@ -194,7 +277,13 @@ def test_refusals_name_the_flag_and_the_fix(tiny, sst2_files, tmp_path):
     with pytest.raises(SlimbertError, match="--precision fp16 needs --provider cuda"):
         export(tiny, dev, tmp_path / "a", options=ExportOptions(precision="fp16"))
     with pytest.raises(SlimbertError, match="--quantize dynamic runs on --provider cpu only"):
-        export(tiny, dev, tmp_path / "b", provider="cuda", options=ExportOptions(quantize=DynamicQuantConfig()))
+        export(
+            tiny,
+            dev,
+            tmp_path / "b",
+            provider="cuda",
+            options=ExportOptions(quantize=DynamicQuantConfig()),
+        )
     with pytest.raises(SlimbertError, match="--quantize static needs --calibration-data"):
         export(tiny, dev, tmp_path / "c", options=ExportOptions(quantize=StaticQuantConfig()))
     with pytest.raises(SlimbertError, match="--calibration-method 'kl'"):
@@ -217,7 +306,13 @@ def test_fp16_keeps_layer_norm_and_softmax_in_fp32(plain, tmp_path):
 
 @pytest.mark.gpu
 def test_fp16_export_on_cuda(tiny, sst2_files, tmp_path):
-    manifest = export(tiny, sst2_files[1], tmp_path / "fp16", provider="cuda", options=ExportOptions(optimize=OptimizeConfig.cuda(), precision="fp16"))
+    manifest = export(
+        tiny,
+        sst2_files[1],
+        tmp_path / "fp16",
+        provider="cuda",
+        options=ExportOptions(optimize=OptimizeConfig.cuda(), precision="fp16"),
+    )
     assert manifest["precision"] == "fp16" and manifest["validation"]["provider"] == "cuda"
 
 
@@ -227,17 +322,29 @@ def test_triton_configs_match_the_onnx_graph(fused):
     graph = onnx.load(str(repo / "slimbert_onnx" / "1" / "model.onnx")).graph
     onnx_config = read_config(repo / "slimbert_onnx" / "config.pbtxt")
     graph_inputs = [(v.name, v.type.tensor_type.elem_type) for v in graph.input]
-    assert [(i["name"], i["data_type"], i["dims"]) for i in onnx_config["input"]] == [(name, "TYPE_INT64", [-1]) for name, dtype in graph_inputs if dtype == onnx.TensorProto.INT64]
+    assert [(i["name"], i["data_type"], i["dims"]) for i in onnx_config["input"]] == [
+        (name, "TYPE_INT64", [-1])
+        for name, dtype in graph_inputs
+        if dtype == onnx.TensorProto.INT64
+    ]
     assert len(onnx_config["input"]) == len(graph.input) == 3
-    assert [(o["name"], o["data_type"], o["dims"]) for o in onnx_config["output"]] == [("logits", "TYPE_FP32", [2])]
+    assert [(o["name"], o["data_type"], o["dims"]) for o in onnx_config["output"]] == [
+        ("logits", "TYPE_FP32", [2])
+    ]
     assert [o.name for o in graph.output] == ["logits"]
     assert onnx_config["max_batch_size"] == 32
     tokenizer = read_config(repo / "slimbert_tokenizer" / "config.pbtxt")
     ensemble = read_config(repo / "slimbert" / "config.pbtxt")
     assert tokenizer["output"] == onnx_config["input"]
-    assert ensemble["input"] == tokenizer["input"] == [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]
+    assert (
+        ensemble["input"]
+        == tokenizer["input"]
+        == [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]
+    )
     assert ensemble["output"] == onnx_config["output"]
-    assert (repo / "slimbert" / "1").is_dir() and (repo / "slimbert_onnx" / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    assert (repo / "slimbert" / "1").is_dir() and (
+        repo / "slimbert_onnx" / "1" / "model.onnx"
+    ).read_bytes() == (out / "model.onnx").read_bytes()
 
 
 def _load_python_model(repo: Path):
@@ -261,13 +368,21 @@ def _load_python_model(repo: Path):
     utils.triton_string_to_numpy = {"TYPE_INT64": np.int64}.__getitem__
     utils.get_input_tensor_by_name = lambda request, name: request.get(name)
     sys.modules["triton_python_backend_utils"] = utils
-    spec = importlib.util.spec_from_file_location("slimbert_tokenizer_model", repo / "slimbert_tokenizer" / "1" / "model.py")
+    spec = importlib.util.spec_from_file_location(
+        "slimbert_tokenizer_model", repo / "slimbert_tokenizer" / "1" / "model.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.TritonPythonModel()
     config = read_config(repo / "slimbert_tokenizer" / "config.pbtxt")
     parameters = {"max_length": {"string_value": "128"}, "padding": {"string_value": "longest"}}
-    model.initialize({"model_config": json.dumps({"input": config["input"], "output": config["output"], "parameters": parameters})})
+    model.initialize(
+        {
+            "model_config": json.dumps(
+                {"input": config["input"], "output": config["output"], "parameters": parameters}
+            )
+        }
+    )
     return model, Tensor
 
 
@@ -281,21 +396,45 @@ def test_triton_ensemble_answers_the_client_smoke_test(fused, tiny):
     repo = Path(manifest["triton"]["repository"])
     model, tensor = _load_python_model(repo)
     texts = ["good great movie", "the worst and most boring plot"]
-    response = model.execute([{"TEXT": tensor("TEXT", np.array([[t.encode()] for t in texts], dtype=object))}])[0]
-    expected = AutoTokenizer.from_pretrained(str(tiny))(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
+    response = model.execute(
+        [{"TEXT": tensor("TEXT", np.array([[t.encode()] for t in texts], dtype=object))}]
+    )[0]
+    expected = AutoTokenizer.from_pretrained(str(tiny))(
+        texts, padding=True, truncation=True, max_length=128, return_tensors="np"
+    )
     for out in response.output_tensors:
         np.testing.assert_array_equal(out.array, expected[out.name])
-    session = ort.InferenceSession(str(repo / "slimbert_onnx" / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(repo / "slimbert_onnx" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
 
     class Endpoint(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's naming
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             assert self.path == "/v2/models/slimbert/infer"
             text = body["inputs"][0]
-            request = {"TEXT": tensor("TEXT", np.array([[t.encode()] for t in text["data"]], dtype=object).reshape(text["shape"]))}
+            request = {
+                "TEXT": tensor(
+                    "TEXT",
+                    np.array([[t.encode()] for t in text["data"]], dtype=object).reshape(
+                        text["shape"]
+                    ),
+                )
+            }
             features = {t.name: t.array for t in model.execute([request])[0].output_tensors}
             logits = session.run(["logits"], features)[0]
-            payload = json.dumps({"outputs": [{"name": "logits", "datatype": "FP32", "shape": list(logits.shape), "data": logits.reshape(-1).tolist()}]}).encode()
+            payload = json.dumps(
+                {
+                    "outputs": [
+                        {
+                            "name": "logits",
+                            "datatype": "FP32",
+                            "shape": list(logits.shape),
+                            "data": logits.reshape(-1).tolist(),
+                        }
+                    ]
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -320,11 +459,42 @@ def test_triton_ensemble_answers_the_client_smoke_test(fused, tiny):
 
 
 def test_cli_export_optimize_quantize_reports_fusions(tiny, sst2_files, tmp_path):
-    result = CliRunner().invoke(cli, ["export", "--model", str(tiny), "--eval", str(sst2_files[1]), "--out", str(tmp_path / "cli"), "--optimize", "--quantize", "dynamic", "--max-f1-drop", "0.5"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            "--model",
+            str(tiny),
+            "--eval",
+            str(sst2_files[1]),
+            "--out",
+            str(tmp_path / "cli"),
+            "--optimize",
+            "--quantize",
+            "dynamic",
+            "--max-f1-drop",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert f"fused: Attention {LAYERS}, EmbedLayerNormalization 1, BiasGelu {LAYERS}" in result.output
+    assert (
+        f"fused: Attention {LAYERS}, EmbedLayerNormalization 1, BiasGelu {LAYERS}" in result.output
+    )
     assert "exported int8" in result.output
     manifest = json.loads((tmp_path / "cli" / "manifest.json").read_text())
     assert manifest["validation"]["tolerances"]["max_f1_drop"] == 0.5
-    result = CliRunner().invoke(cli, ["export", "--model", str(tiny), "--eval", str(sst2_files[1]), "--out", str(tmp_path / "half"), "--precision", "fp16"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            "--model",
+            str(tiny),
+            "--eval",
+            str(sst2_files[1]),
+            "--out",
+            str(tmp_path / "half"),
+            "--precision",
+            "fp16",
+        ],
+    )
     assert result.exit_code != 0 and "--precision fp16 needs --provider cuda" in result.output

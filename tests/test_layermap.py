@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimbert.compress.layermap import map_layers, split_modules
+from slimbert.compress.students import map_layers, pick_layers, split_modules
 from slimbert.errors import SlimbertError
-from slimbert.models import pick_layers
 
 
 @pytest.mark.parametrize(

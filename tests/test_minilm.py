@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.capture import AttentionParts, TransformerOutputs
 from slimbert.compress.minilm import relation_kl, relation_terms, resolve_teacher_layer
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
+from slimbert.training.capture import AttentionParts, TransformerOutputs
 
 
 def _softmax(values):
@@ -29,9 +29,13 @@ def _kl(p, q):
 def test_relation_loss_against_hand_computation():
     # student width 2, teacher width 4, one relation head, two tokens
     student = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # X·Xᵀ/√2 = [[.707, 0], [0, .707]]
-    teacher = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]]])  # X·Xᵀ/√4 = [[2, 1], [1, 1]]
+    teacher = torch.tensor(
+        [[[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]]]
+    )  # X·Xᵀ/√4 = [[2, 1], [1, 1]]
     r = 1 / math.sqrt(2)
-    expected = (_kl(_softmax([2, 1]), _softmax([r, 0])) + _kl(_softmax([1, 1]), _softmax([0, r]))) / 2
+    expected = (
+        _kl(_softmax([2, 1]), _softmax([r, 0])) + _kl(_softmax([1, 1]), _softmax([0, r]))
+    ) / 2
     got = relation_kl(student, teacher, torch.tensor([[1, 1]]), relation_heads=1)
     assert math.isclose(float(got), expected, rel_tol=1e-6)
     assert math.isclose(expected, 0.0350202, rel_tol=1e-5)  # pinned
@@ -48,11 +52,20 @@ def test_padded_tokens_change_nothing():
 
 def test_relation_heads_split_both_widths_the_same_way():
     torch.manual_seed(0)
-    student, teacher, mask = torch.randn(2, 5, 6), torch.randn(2, 5, 12), torch.tensor([[1] * 5, [1, 1, 1, 0, 0]])
+    student, teacher, mask = (
+        torch.randn(2, 5, 6),
+        torch.randn(2, 5, 12),
+        torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]),
+    )
     two = relation_kl(student, teacher, mask, relation_heads=2)
-    halves = [relation_kl(student[..., i * 3:(i + 1) * 3], teacher[..., i * 6:(i + 1) * 6], mask, 1) for i in range(2)]
+    halves = [
+        relation_kl(student[..., i * 3 : (i + 1) * 3], teacher[..., i * 6 : (i + 1) * 6], mask, 1)
+        for i in range(2)
+    ]
     assert math.isclose(float(two), sum(float(h) for h in halves) / 2, rel_tol=1e-5)
-    with pytest.raises(SlimbertError, match="--relation-heads 4 does not divide the student's attention width 6"):
+    with pytest.raises(
+        SlimbertError, match="--relation-heads 4 does not divide the student's attention width 6"
+    ):
         relation_kl(student, teacher, mask, relation_heads=4)
 
 
@@ -60,19 +73,32 @@ def test_terms_read_the_students_last_layer_and_the_chosen_teacher_layer():
     torch.manual_seed(1)
 
     def outputs(widths):
-        parts = tuple(AttentionParts(torch.randn(1, 3, w), torch.randn(1, 3, w), torch.randn(1, 3, w), heads=2) for w in widths)
-        return TransformerOutputs(logits=torch.zeros(1, 2), attention_mask=torch.ones(1, 3, dtype=torch.long), attention_parts=parts)
+        parts = tuple(
+            AttentionParts(
+                torch.randn(1, 3, w), torch.randn(1, 3, w), torch.randn(1, 3, w), heads=2
+            )
+            for w in widths
+        )
+        return TransformerOutputs(
+            logits=torch.zeros(1, 2),
+            attention_mask=torch.ones(1, 3, dtype=torch.long),
+            attention_parts=parts,
+        )
 
     student, teacher = outputs([4, 4]), outputs([8, 8, 8])
     terms = relation_terms(teacher_layer=1, relation_heads=2)
     assert [t.name for t in terms] == ["qq", "kk", "vv"]
     for term, kind in zip(terms, ("query", "key", "value"), strict=True):
-        expected = relation_kl(getattr(student.attention_parts[-1], kind), getattr(teacher.attention_parts[1], kind), student.attention_mask, 2)
+        expected = relation_kl(
+            getattr(student.attention_parts[-1], kind),
+            getattr(teacher.attention_parts[1], kind),
+            student.attention_mask,
+            2,
+        )
         assert math.isclose(float(term.fn(student, teacher, {})), float(expected), rel_tol=1e-6)
     assert resolve_teacher_layer(-1, 6) == 5 and resolve_teacher_layer(2, 6) == 2
     with pytest.raises(SlimbertError, match="--teacher-layer 6"):
         resolve_teacher_layer(6, 6)
-
 
 
 # First losses of the real CLI: teacher layer 2 of the sharp 4-layer, hidden-32, 4-head teacher into
@@ -93,20 +119,60 @@ def test_cli_narrow_student_pins_first_losses(tmp_path, sharp_teacher, sst2_file
     train, dev = sst2_files
     out = tmp_path / "student"
     args = [
-        "compress", "minilm", "--teacher", str(sharp_teacher), "--out", str(out), "--train", str(train), "--eval", str(dev),
-        "--layers", "2", "--hidden-size", "16", "--heads", "2", "--ffn-size", "32", "--relation-heads", "4",
-        "--teacher-layer", "2", "--max-steps", "2", "--batch-size", "8", "--seed", "0", "--no-progress",
+        "compress",
+        "minilm",
+        "--teacher",
+        str(sharp_teacher),
+        "--out",
+        str(out),
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--layers",
+        "2",
+        "--hidden-size",
+        "16",
+        "--heads",
+        "2",
+        "--ffn-size",
+        "32",
+        "--relation-heads",
+        "4",
+        "--teacher-layer",
+        "2",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+        "--no-progress",
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
-    assert meta["method"] == "minilm" and meta["relation"] == {"teacher_layer": 2, "student_layer": 1, "relation_heads": 4}
+    assert meta["method"] == "minilm" and meta["relation"] == {
+        "teacher_layer": 2,
+        "student_layer": 1,
+        "relation_heads": 4,
+    }
     for stage, rows in PINNED.items():
         got = meta["first_losses"][stage]
         assert [row["step"] for row in got] == [1, 2]
         for row, expected in zip(got, rows, strict=True):
             for term, value in expected.items():
-                assert math.isclose(row[term], value, rel_tol=1e-4, abs_tol=1e-7), (stage, row["step"], term, row[term], value)
+                assert math.isclose(row[term], value, rel_tol=1e-4, abs_tol=1e-7), (
+                    stage,
+                    row["step"],
+                    term,
+                    row[term],
+                    value,
+                )
     model, _, _ = load_model_dir(out)
     assert type(model).__name__ == "BertForSequenceClassification"
-    assert (model.config.hidden_size, model.config.num_attention_heads, model.config.num_hidden_layers) == (16, 2, 2)
+    assert (
+        model.config.hidden_size,
+        model.config.num_attention_heads,
+        model.config.num_hidden_layers,
+    ) == (16, 2, 2)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+from slimbert.compress.students import make_student, pick_layers
 from slimbert.errors import SlimbertError
-from slimbert.models import load_classifier, make_student, pick_layers, resolve_base
+from slimbert.models import load_classifier, resolve_base
 
 
 @pytest.mark.parametrize(
     ("teacher", "student", "expected"),
-    [(6, 3, [1, 3, 5]), (6, 2, [2, 5]), (6, 1, [5]), (12, 6, [1, 3, 5, 7, 9, 11]), (6, 4, [0, 2, 3, 5]), (4, 4, [0, 1, 2, 3])],
+    [
+        (6, 3, [1, 3, 5]),
+        (6, 2, [2, 5]),
+        (6, 1, [5]),
+        (12, 6, [1, 3, 5, 7, 9, 11]),
+        (6, 4, [0, 2, 3, 5]),
+        (4, 4, [0, 1, 2, 3]),
+    ],
 )
 def test_pick_layers(teacher, student, expected):
     assert pick_layers(teacher, student) == expected
@@ -36,7 +44,9 @@ def test_student_copies_teacher_layers_weight_by_weight(tiny_teacher):
         else:
             source = key
         assert torch.equal(value, teacher_state[source]), key
-    assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
+    assert sum(p.numel() for p in student.parameters()) < sum(
+        p.numel() for p in teacher.parameters()
+    )
 
 
 def test_base_without_head_gets_labels(tiny_base):

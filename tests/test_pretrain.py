@@ -11,17 +11,18 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from slimbert.cli import cli
-from slimbert.compress.trainer import TrainConfig
-from slimbert.data import Columns
-from slimbert.errors import SlimbertError
-from slimbert.models import load_model_dir, make_student, pick_layers
-from slimbert.pretrain import (
+from slimbert.compress.pretrain import (
     PretrainConfig,
     init_student,
     mlm_student,
     pretrain_student,
     unlabelled_texts,
 )
+from slimbert.compress.students import make_student, pick_layers
+from slimbert.data import Columns
+from slimbert.errors import SlimbertError
+from slimbert.models import load_model_dir
+from slimbert.training.loop import TrainConfig
 
 
 def test_mlm_student_copies_picked_layers_and_ties_the_decoder(tiny_teacher):
@@ -31,8 +32,18 @@ def test_mlm_student_copies_picked_layers_and_ties_the_decoder(tiny_teacher):
     source, target = teacher.state_dict(), mlm.state_dict()
     for student_layer, teacher_layer in enumerate(picked):
         for name in ("attention.self.query.weight", "output.dense.weight", "output.LayerNorm.bias"):
-            torch.testing.assert_close(target[f"bert.encoder.layer.{student_layer}.{name}"], source[f"bert.encoder.layer.{teacher_layer}.{name}"], rtol=0, atol=0)
-    torch.testing.assert_close(target["bert.embeddings.word_embeddings.weight"], source["bert.embeddings.word_embeddings.weight"], rtol=0, atol=0)
+            torch.testing.assert_close(
+                target[f"bert.encoder.layer.{student_layer}.{name}"],
+                source[f"bert.encoder.layer.{teacher_layer}.{name}"],
+                rtol=0,
+                atol=0,
+            )
+    torch.testing.assert_close(
+        target["bert.embeddings.word_embeddings.weight"],
+        source["bert.embeddings.word_embeddings.weight"],
+        rtol=0,
+        atol=0,
+    )
     assert mlm.cls.predictions.decoder.weight is mlm.bert.embeddings.word_embeddings.weight
     assert not any(k.startswith(("bert.pooler", "classifier")) for k in target)
     assert float(mlm.cls.predictions.bias.detach().abs().sum()) == 0.0  # a fresh head: zero bias
@@ -40,7 +51,9 @@ def test_mlm_student_copies_picked_layers_and_ties_the_decoder(tiny_teacher):
 
 def test_unlabelled_texts_dedups_and_keeps_pairs(tmp_path):
     first = tmp_path / "a.tsv"
-    first.write_text("sentence1\tsentence2\tlabel\ngood movie\tgreat film\t1\ngood movie\tgreat film\t0\nbad plot\tthe story\t0\n")
+    first.write_text(
+        "sentence1\tsentence2\tlabel\ngood movie\tgreat film\t1\ngood movie\tgreat film\t0\nbad plot\tthe story\t0\n"
+    )
     second = tmp_path / "b.tsv"
     second.write_text("sentence1\tsentence2\nbad plot\tthe story\nnice actor\tthe plot\n")
     sources = unlabelled_texts([first, second], Columns())
@@ -54,7 +67,21 @@ def pretrained(tmp_path_factory, tiny_teacher, sst2_files):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result, meta = pretrain_student(tiny_teacher, [sst2_files[0]], out, PretrainConfig(layers=2, max_length=32), TrainConfig(max_steps=4, batch_size=16, lr=5e-3, patience=0, eval_every=2, progress=False, seed=3))
+        result, meta = pretrain_student(
+            tiny_teacher,
+            [sst2_files[0]],
+            out,
+            PretrainConfig(layers=2, max_length=32),
+            TrainConfig(
+                max_steps=4,
+                batch_size=16,
+                lr=5e-3,
+                patience=0,
+                eval_every=2,
+                progress=False,
+                seed=3,
+            ),
+        )
     finally:
         torch.set_num_threads(threads)
     return out, result, meta
@@ -66,27 +93,63 @@ def test_pretraining_pins_first_losses_and_saves_an_mlm_dir(pretrained):
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForMaskedLM"] and config["num_hidden_layers"] == 2
     # Pinned on CPU: conftest's seed-0 tiny BERT, masking seeded by the train seed (3).
-    assert meta["mlm_loss_before"] == pytest.approx(3.7874, abs=2e-3)  # ≈ ln 44, the tiny vocabulary
-    assert [round(row["mlm"], 3) for row in result.losses[:2]] == pytest.approx([3.748, 3.798], abs=2e-3)
+    assert meta["mlm_loss_before"] == pytest.approx(
+        3.7874, abs=2e-3
+    )  # ≈ ln 44, the tiny vocabulary
+    assert [round(row["mlm"], 3) for row in result.losses[:2]] == pytest.approx(
+        [3.748, 3.798], abs=2e-3
+    )
     assert meta["metric"]["mlm_loss"] < meta["mlm_loss_before"]
     assert len(result.history) == 2
 
 
-def test_kd_student_init_takes_encoder_from_the_pretrained_student(pretrained, tiny_teacher, sst2_files, tmp_path):
+def test_kd_student_init_takes_encoder_from_the_pretrained_student(
+    pretrained, tiny_teacher, sst2_files, tmp_path
+):
     out, _, _ = pretrained
     train, dev = sst2_files
     student_dir = tmp_path / "kd"
-    result = CliRunner().invoke(cli, ["compress", "kd", "--teacher", str(tiny_teacher), "--student-init", str(out), "--layers", "2", "--train", str(train), "--eval", str(dev), "--out", str(student_dir), "--max-length", "32", "--max-steps", "1", "--lr", "1e-9", "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compress",
+            "kd",
+            "--teacher",
+            str(tiny_teacher),
+            "--student-init",
+            str(out),
+            "--layers",
+            "2",
+            "--train",
+            str(train),
+            "--eval",
+            str(dev),
+            "--out",
+            str(student_dir),
+            "--max-length",
+            "32",
+            "--max-steps",
+            "1",
+            "--lr",
+            "1e-9",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     student = load_model_dir(student_dir)[0].state_dict()
     mlm = load_file(str(out / "model.safetensors"))
     teacher = load_model_dir(tiny_teacher)[0].state_dict()
-    for key in ("bert.embeddings.word_embeddings.weight", "bert.encoder.layer.1.output.dense.weight"):
+    for key in (
+        "bert.embeddings.word_embeddings.weight",
+        "bert.encoder.layer.1.output.dense.weight",
+    ):
         torch.testing.assert_close(student[key], mlm[key], rtol=0, atol=1e-6)
     for key in ("bert.pooler.dense.weight", "classifier.weight"):
         torch.testing.assert_close(student[key], teacher[key], rtol=0, atol=1e-6)
     meta = json.loads((student_dir / "slimbert.json").read_text())
-    assert meta["student_init"]["copied_tensors"] == 5 + 2 * 16 and meta["student_init"]["layer_map"] == [1, 3]
+    assert meta["student_init"]["copied_tensors"] == 5 + 2 * 16 and meta["student_init"][
+        "layer_map"
+    ] == [1, 3]
 
 
 def test_student_init_refuses_another_depth(pretrained, tiny_teacher):
@@ -98,8 +161,42 @@ def test_student_init_refuses_another_depth(pretrained, tiny_teacher):
 
 def test_pretrain_student_cli(tiny_teacher, sst2_files, tmp_path):
     out = tmp_path / "mlm"
-    result = CliRunner().invoke(cli, ["pretrain-student", "--teacher", str(tiny_teacher), "--layers", "1", "--train", str(sst2_files[0]), "--out", str(out), "--max-length", "32", "--max-steps", "1", "--batch-size", "8", "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "pretrain-student",
+            "--teacher",
+            str(tiny_teacher),
+            "--layers",
+            "1",
+            "--train",
+            str(sst2_files[0]),
+            "--out",
+            str(out),
+            "--max-length",
+            "32",
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "8",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert "held-out masked-LM loss" in result.output and json.loads((out / "slimbert.json").read_text())["role"] == "pretrained-student"
-    missing = CliRunner().invoke(cli, ["pretrain-student", "--teacher", str(tmp_path / "nope"), "--train", str(sst2_files[0]), "--out", str(tmp_path / "x")])
+    assert (
+        "held-out masked-LM loss" in result.output
+        and json.loads((out / "slimbert.json").read_text())["role"] == "pretrained-student"
+    )
+    missing = CliRunner().invoke(
+        cli,
+        [
+            "pretrain-student",
+            "--teacher",
+            str(tmp_path / "nope"),
+            "--train",
+            str(sst2_files[0]),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert missing.exit_code == 1 and "Traceback" not in missing.output and "nope" in missing.output

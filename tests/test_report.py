@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slimbert.errors import SlimbertError
-from slimbert.report import (
+from slimbert.bench.report import (
     Report,
     Row,
     Slo,
@@ -23,14 +22,41 @@ from slimbert.report import (
     relate_to_teacher,
     write_report,
 )
+from slimbert.errors import SlimbertError
 
 
-def row(model: str, runtime: str = "onnx", p99: float = 10.0, metric: float = 90.0, role: str = "student", batch: int = 1, spread: float = 0.0, **fields) -> Row:
+def row(
+    model: str,
+    runtime: str = "onnx",
+    p99: float = 10.0,
+    metric: float = 90.0,
+    role: str = "student",
+    batch: int = 1,
+    spread: float = 0.0,
+    **fields,
+) -> Row:
     """A row whose latencies follow from p99: p50 = p99 / 2, avg = 0.6 · p99."""
     values = dict(
-        method="teacher" if role == "teacher" else "kd", model=model, runtime=runtime, provider="cpu", batch_size=batch, requests=100,
-        total_ms=60 * p99, avg_ms=0.6 * p99, p50_ms=p99 / 2, p90_ms=0.8 * p99, p99_ms=p99, qps=1000 / (0.6 * p99),
-        metric_name="f1", metric=metric, role=role, threads=1, repeats=3, p50_ms_spread=spread, avg_ms_spread=spread, file_mb=90.0 if role == "teacher" else 30.0,
+        method="teacher" if role == "teacher" else "kd",
+        model=model,
+        runtime=runtime,
+        provider="cpu",
+        batch_size=batch,
+        requests=100,
+        total_ms=60 * p99,
+        avg_ms=0.6 * p99,
+        p50_ms=p99 / 2,
+        p90_ms=0.8 * p99,
+        p99_ms=p99,
+        qps=1000 / (0.6 * p99),
+        metric_name="f1",
+        metric=metric,
+        role=role,
+        threads=1,
+        repeats=3,
+        p50_ms_spread=spread,
+        avg_ms_spread=spread,
+        file_mb=90.0 if role == "teacher" else 30.0,
     )
     values.update(fields)
     return Row(**values)
@@ -54,7 +80,15 @@ def rows() -> list[Row]:
 def test_teacher_relative_figures(rows):
     assert [round(r.vs_teacher, 2) for r in rows] == [0.0, 0.0, -0.5, -0.5, -0.8, -0.8, -4.0]
     # speed-up against the teacher's PyTorch row at the same batch, length and threads
-    assert [None if r.speedup is None else round(r.speedup, 2) for r in rows] == [1.0, 1.43, 3.33, None, 5.0, 2.22, 10.0]
+    assert [None if r.speedup is None else round(r.speedup, 2) for r in rows] == [
+        1.0,
+        1.43,
+        3.33,
+        None,
+        5.0,
+        2.22,
+        10.0,
+    ]
 
 
 def test_pareto_front_keeps_what_nothing_beats_on_both():
@@ -75,7 +109,11 @@ def test_slo_parsing():
 
 def test_recommends_the_fastest_that_meets_both_and_says_why_not_the_others(rows):
     choice = recommend(rows, Slo.parse("p99<=10ms"), max_f1_drop=1.0)
-    assert (choice.chosen.model, choice.chosen.runtime, choice.chosen.batch_size) == ("kd-2L", "onnx", 1)
+    assert (choice.chosen.model, choice.chosen.runtime, choice.chosen.batch_size) == (
+        "kd-2L",
+        "onnx",
+        1,
+    )
     assert choice.summary == (
         "kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) is recommended: p99 4.00 ms, f1 -0.80 points against the teacher; "
         "the fastest of 3 configurations that meet p99 ≤ 10 ms at batch 1 and f1 at most 1.00 points under the teacher."
@@ -90,8 +128,13 @@ def test_recommends_the_fastest_that_meets_both_and_says_why_not_the_others(rows
 
 def test_no_recommendation_when_nothing_qualifies(rows):
     choice = recommend(rows, Slo.parse("p99<=1.5ms"), max_f1_drop=1.0)
-    assert choice.chosen is None and choice.summary.startswith("No configuration meets p99 ≤ 1.5 ms at batch 1")
-    assert choice.passed_over["kd-1L"] == "kd-1L misses both: it loses 4.00 f1 points (more than 1.00) and even its fastest configuration (kd-1L (onnx)) has p99 2.00 ms > 1.5 ms."
+    assert choice.chosen is None and choice.summary.startswith(
+        "No configuration meets p99 ≤ 1.5 ms at batch 1"
+    )
+    assert (
+        choice.passed_over["kd-1L"]
+        == "kd-1L misses both: it loses 4.00 f1 points (more than 1.00) and even its fastest configuration (kd-1L (onnx)) has p99 2.00 ms > 1.5 ms."
+    )
     assert set(choice.passed_over) == {"teacher", "kd-3L", "kd-2L", "kd-1L"}
     # F1 budget alone: the fastest by Avg ms within 0.6 points
     assert recommend(rows, None, max_f1_drop=0.6).chosen.model == "kd-3L"
@@ -102,32 +145,88 @@ def test_recommendation_without_a_teacher_uses_the_best_row():
     rows = [row("a", p99=5, metric=88.0), row("b", p99=3, metric=86.0)]
     choice = recommend(rows, Slo.parse("p99<=10ms"), max_f1_drop=1.0)
     assert choice.chosen.model == "a" and "under the best model here" in choice.criteria
-    assert choice.passed_over == {"b": "b loses 2.00 f1 points against the best model here, more than the 1.00 allowed."}
+    assert choice.passed_over == {
+        "b": "b loses 2.00 f1 points against the best model here, more than the 1.00 allowed."
+    }
 
 
 def test_compare_flags_only_changes_beyond_threshold_and_noise():
-    old = Report("old", [row("kd-2L", p99=20, spread=0.1), row("kd-3L", p99=20, spread=0.1, metric=89.5), row("teacher", "pytorch", role="teacher")], {})
-    new = Report("new", [row("kd-2L", p99=21.2, spread=0.1), row("kd-3L", p99=24, spread=0.1, metric=88.9), row("kd-1L", p99=2)], {})
+    old = Report(
+        "old",
+        [
+            row("kd-2L", p99=20, spread=0.1),
+            row("kd-3L", p99=20, spread=0.1, metric=89.5),
+            row("teacher", "pytorch", role="teacher"),
+        ],
+        {},
+    )
+    new = Report(
+        "new",
+        [
+            row("kd-2L", p99=21.2, spread=0.1),
+            row("kd-3L", p99=24, spread=0.1, metric=88.9),
+            row("kd-1L", p99=2),
+        ],
+        {},
+    )
     # p50 = p99 / 2: kd-2L 10 → 10.6 is within 5% (0.5 ms) + spreads (0.2 ms); kd-3L 10 → 12 is not
     changes = compare_reports(old, new, Threshold("5%", 0.5, "p50"))
     assert [(c.label.split(" (")[0], c.kind, c.regressed) for c in changes] == [
-        ("kd-3L", "slower", True), ("kd-3L", "less accurate", True), ("teacher", "missing", False), ("kd-1L", "new", False),
+        ("kd-3L", "slower", True),
+        ("kd-3L", "less accurate", True),
+        ("teacher", "missing", False),
+        ("kd-1L", "new", False),
     ]
-    assert changes[0].sentence() == "SLOWER: kd-3L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50: 10.00 → 12.00 ms (+20.0%), beyond the 0.70 ms allowed"
-    assert changes[1].sentence().endswith("f1: 89.50 → 88.90 points, beyond the 0.50 points allowed")
+    assert (
+        changes[0].sentence()
+        == "SLOWER: kd-3L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50: 10.00 → 12.00 ms (+20.0%), beyond the 0.70 ms allowed"
+    )
+    assert (
+        changes[1].sentence().endswith("f1: 89.50 → 88.90 points, beyond the 0.50 points allowed")
+    )
     # an absolute threshold of 2 ms lets both through; only the F1 loss remains
-    assert [c.kind for c in compare_reports(old, new, Threshold("2ms", 0.5, "p50")) if c.regressed] == ["less accurate"]
+    assert [
+        c.kind for c in compare_reports(old, new, Threshold("2ms", 0.5, "p50")) if c.regressed
+    ] == ["less accurate"]
     assert compare_reports(old, old, Threshold("0%", 0.0, "p99")) == []
     with pytest.raises(SlimbertError, match="--threshold 'fast'"):
         compare_reports(old, new, Threshold("fast"))
 
 
 def test_reports_of_the_foundation_and_of_later_versions_still_read(tmp_path):
-    foundation_row = {k: v for k, v in vars(row("kd-2L")).items() if k in {"method", "model", "runtime", "provider", "batch_size", "requests", "total_ms", "avg_ms", "p50_ms", "p90_ms", "p99_ms", "qps", "metric_name", "metric", "threads", "role"}}
+    foundation_row = {
+        k: v
+        for k, v in vars(row("kd-2L")).items()
+        if k
+        in {
+            "method",
+            "model",
+            "runtime",
+            "provider",
+            "batch_size",
+            "requests",
+            "total_ms",
+            "avg_ms",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "qps",
+            "metric_name",
+            "metric",
+            "threads",
+            "role",
+        }
+    }
     later_row = {**vars(row("kd-2L")), "energy_joules": 1.5}
-    (tmp_path / "report.json").write_text(json.dumps({"title": "t", "environment": {}, "rows": [foundation_row, later_row]}))
+    (tmp_path / "report.json").write_text(
+        json.dumps({"title": "t", "environment": {}, "rows": [foundation_row, later_row]})
+    )
     report = Report.read(tmp_path)
-    assert report.rows[0].padding == "own" and report.rows[0].repeats == 1 and report.rows[0].key() == report.rows[1].key()
+    assert (
+        report.rows[0].padding == "own"
+        and report.rows[0].repeats == 1
+        and report.rows[0].key() == report.rows[1].key()
+    )
     with pytest.raises(SlimbertError, match="no such file"):
         Report.read(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{}")
@@ -143,24 +242,47 @@ class _Links(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
-        self.references += [value or "" for name, value in attrs if name in ("src", "href", "data", "srcset", "poster", "action")]
+        self.references += [
+            value or ""
+            for name, value in attrs
+            if name in ("src", "href", "data", "srcset", "poster", "action")
+        ]
 
 
 def test_html_stands_on_its_own_and_markdown_leads_with_the_request_table(rows, tmp_path):
-    report = Report("hand-made", rows, environment(1), ["a note"], {"recommendation": recommend(rows, Slo.parse("p99<=10ms"), 1.0).to_dict()})
+    report = Report(
+        "hand-made",
+        rows,
+        environment(1),
+        ["a note"],
+        {"recommendation": recommend(rows, Slo.parse("p99<=10ms"), 1.0).to_dict()},
+    )
     md = write_report(report, tmp_path).read_text()
     page = (tmp_path / "report.html").read_text()
     parser = _Links()
     parser.feed(page)
     assert not {"script", "link", "iframe", "object", "embed"} & set(parser.tags)
-    assert len(parser.references) == 3 and all(ref.startswith("data:image/png;base64,") for ref in parser.references)
-    assert all(base64.b64decode(ref.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n") for ref in parser.references)
+    assert len(parser.references) == 3 and all(
+        ref.startswith("data:image/png;base64,") for ref in parser.references
+    )
+    assert all(
+        base64.b64decode(ref.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+        for ref in parser.references
+    )
     assert "http://" not in page and "https://" not in page and "url(" not in page
     assert "kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) is recommended" in page
-    assert md.index("| Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher |") < md.index("## Recommendation") < md.index("## Details")
+    assert (
+        md.index("| Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher |")
+        < md.index("## Recommendation")
+        < md.index("## Details")
+    )
     assert "| kd | kd-2L (onnx) | 100 | 240.0 | 2.40 | 89.20 | -0.80 |" in md
     assert "- teacher misses the SLO" in md
-    assert sorted(p.name for p in Path(tmp_path).glob("*.png")) == ["pareto.png", "size.png", "speedup.png"]
+    assert sorted(p.name for p in Path(tmp_path).glob("*.png")) == [
+        "pareto.png",
+        "size.png",
+        "speedup.png",
+    ]
     assert (tmp_path / "report.csv").read_text().count("\n") == len(rows) + 1
 
 
@@ -169,5 +291,15 @@ def test_environment_records_what_a_result_needs():
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     assert ("avx512_vnni" in env["cpu_flags"]) == (" avx512_vnni" in flags)
     assert env["threads"] == [1, 2] and env["thread_settings"]["torch"] >= 1
-    assert {"git_revision", "cpu", "cores", "memory_gb", "gpu", "versions", "onnxruntime_providers"} <= set(env)
-    assert "onnxruntime" in env["versions"] and "CPUExecutionProvider" in env["onnxruntime_providers"]
+    assert {
+        "git_revision",
+        "cpu",
+        "cores",
+        "memory_gb",
+        "gpu",
+        "versions",
+        "onnxruntime_providers",
+    } <= set(env)
+    assert (
+        "onnxruntime" in env["versions"] and "CPUExecutionProvider" in env["onnxruntime_providers"]
+    )

@@ -12,12 +12,22 @@ from conftest import build_bert
 from safetensors.torch import load_file
 
 from slimbert.cli import cli
-from slimbert.compress.route import plan, route_checkpoints, route_steps, split_budget
-from slimbert.compress.trainer import TrainConfig, planned_steps, train
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import Metrics
+from slimbert.metrics import Metrics
+from slimbert.training.loop import TrainConfig, planned_steps, train
+from slimbert.training.route import plan, route_checkpoints, route_steps, split_budget
 
-FLAGS = ["--max-length", "32", "--batch-size", "8", "--no-progress", "--seed", "0", "--patience", "0"]
+FLAGS = [
+    "--max-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--seed",
+    "0",
+    "--patience",
+    "0",
+]
 
 
 def invoke(*args):
@@ -53,13 +63,27 @@ def test_budget_split_and_plan(tmp_path):
         (route / f"step-{step}" / "config.json").write_text("{}")
     (route / "notes").mkdir()
     assert [p.name for p in route_checkpoints(route)] == ["step-9", "step-10", "step-100"]
-    assert route_checkpoints(tmp_path / "teacher") == route_checkpoints(route)  # the teacher dir works too
+    assert route_checkpoints(tmp_path / "teacher") == route_checkpoints(
+        route
+    )  # the teacher dir works too
     config = TrainConfig(epochs=2.0, patience=3)
     stages = plan(route, tmp_path / "teacher", config, steps_per_epoch=5)  # 10 steps over 4 stages
-    assert [s.name for s in stages] == ["route/step-9", "route/step-10", "route/step-100", "teacher"]
+    assert [s.name for s in stages] == [
+        "route/step-9",
+        "route/step-10",
+        "route/step-100",
+        "teacher",
+    ]
     assert [s.config.max_steps for s in stages] == [2, 2, 2, 4]
-    assert [s.config.patience for s in stages] == [0, 0, 0, 3] and [s.final for s in stages] == [False, False, False, True]
-    assert plan(None, tmp_path / "teacher", config, 5) == [dataclasses.replace(stages[-1], config=config)]
+    assert [s.config.patience for s in stages] == [0, 0, 0, 3] and [s.final for s in stages] == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert plan(None, tmp_path / "teacher", config, 5) == [
+        dataclasses.replace(stages[-1], config=config)
+    ]
     with pytest.raises(SlimbertError, match="no step-N checkpoints"):
         route_checkpoints(tmp_path / "teacher" / "route" / "notes")
 
@@ -80,11 +104,23 @@ def test_trainer_calls_on_step_and_honours_extra_learning_rates():
 
     calls = []
     config = TrainConfig(max_steps=5, progress=False, patience=0)
-    train(model, loader, step, lambda m: Metrics(0.0, {"f1": 0.0}, "f1"), config, extra_modules=[extra], extra_lrs=[0.0], on_step=lambda s, total, m: calls.append((s, total, m is model)))
+    train(
+        model,
+        loader,
+        step,
+        lambda m: Metrics(0.0, {"f1": 0.0}, "f1"),
+        config,
+        extra_modules=[extra],
+        extra_lrs=[0.0],
+        on_step=lambda s, total, m: calls.append((s, total, m is model)),
+    )
     assert calls == [(s, 5, True) for s in range(1, 6)]
     assert not torch.equal(model.weight, before)
     assert all(torch.equal(extra.state_dict()[k], v) for k, v in frozen.items())
-    assert planned_steps(TrainConfig(epochs=1.5), 4) == 6 and planned_steps(TrainConfig(max_steps=3), 4) == 3
+    assert (
+        planned_steps(TrainConfig(epochs=1.5), 4) == 6
+        and planned_steps(TrainConfig(max_steps=3), 4) == 3
+    )
 
 
 def test_mixed_precision_trains_in_bf16_but_evaluates_and_returns_fp32():
@@ -95,7 +131,9 @@ def test_mixed_precision_trains_in_bf16_but_evaluates_and_returns_fp32():
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 2))
     seen: list[tuple[str, torch.dtype]] = []
     phase = ["step"]
-    model[0].register_forward_hook(lambda module, inputs, output: seen.append((phase[0], output.dtype)))
+    model[0].register_forward_hook(
+        lambda module, inputs, output: seen.append((phase[0], output.dtype))
+    )
     loader = DataLoader([torch.randn(8) for _ in range(8)], batch_size=4)
 
     def step(m, batch):
@@ -107,12 +145,22 @@ def test_mixed_precision_trains_in_bf16_but_evaluates_and_returns_fp32():
         m(torch.randn(4, 8))
         return Metrics(0.0, {"f1": 0.0}, "f1")
 
-    train(model, loader, step, evaluate, TrainConfig(max_steps=2, eval_every=1, progress=False, patience=0, mixed_precision="bf16", lr=1e-3))
+    train(
+        model,
+        loader,
+        step,
+        evaluate,
+        TrainConfig(
+            max_steps=2, eval_every=1, progress=False, patience=0, mixed_precision="bf16", lr=1e-3
+        ),
+    )
     assert seen == [("step", torch.bfloat16), ("eval", torch.float32)] * 2
     phase[0] = "after"
     model(torch.randn(1, 8))
     assert seen[-1] == ("after", torch.float32) and "_original_forward" not in model.__dict__
-    train(model, loader, step, evaluate, TrainConfig(max_steps=1, progress=False, patience=0, lr=1e-3))  # another precision, same process
+    train(
+        model, loader, step, evaluate, TrainConfig(max_steps=1, progress=False, patience=0, lr=1e-3)
+    )  # another precision, same process
     assert seen[-2:] == [("step", torch.float32), ("eval", torch.float32)]
 
 
@@ -121,7 +169,24 @@ def routed_teacher(tmp_path_factory, tiny_base, sst2_files):
     """6 steps of teacher training keeping 2 checkpoints: steps 2 and 4."""
     root = tmp_path_factory.mktemp("routed")
     train_file, dev = sst2_files
-    result = invoke("train-teacher", "--base", tiny_base, "--train", train_file, "--eval", dev, "--out", root / "teacher", "--max-steps", 6, "--lr", "1e-3", "--save-route", 2, *FLAGS)
+    result = invoke(
+        "train-teacher",
+        "--base",
+        tiny_base,
+        "--train",
+        train_file,
+        "--eval",
+        dev,
+        "--out",
+        root / "teacher",
+        "--max-steps",
+        6,
+        "--lr",
+        "1e-3",
+        "--save-route",
+        2,
+        *FLAGS,
+    )
     assert result.exit_code == 0, result.output
     return root / "teacher"
 
@@ -133,18 +198,27 @@ def test_save_route_keeps_k_loadable_checkpoints(routed_teacher):
     assert sorted(p.name for p in route.iterdir()) == ["step-2", "step-4"]
     meta = json.loads((routed_teacher / "slimbert.json").read_text())
     assert meta["route"] == ["route/step-2", "route/step-4"] and meta["steps"] == 6
-    weights = [load_file(str(d / "model.safetensors"))["classifier.weight"] for d in (route / "step-2", route / "step-4", routed_teacher)]
+    weights = [
+        load_file(str(d / "model.safetensors"))["classifier.weight"]
+        for d in (route / "step-2", route / "step-4", routed_teacher)
+    ]
     assert not torch.equal(weights[0], weights[1]) and not torch.equal(weights[1], weights[2])
     for step in (2, 4):
         model, _, checkpoint_meta = load_model_dir(route / f"step-{step}")
-        assert checkpoint_meta["role"] == "route" and checkpoint_meta["step"] == step and checkpoint_meta["total_steps"] == 6
+        assert (
+            checkpoint_meta["role"] == "route"
+            and checkpoint_meta["step"] == step
+            and checkpoint_meta["total_steps"] == 6
+        )
         assert model.config.id2label == {0: "0", 1: "1"}
     leftovers = [p.name for p in routed_teacher.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
 
-def test_kd_walks_the_route_in_order_before_the_teacher(routed_teacher, sst2_files, tmp_path, monkeypatch):
-    from slimbert import task
+def test_kd_walks_the_route_in_order_before_the_teacher(
+    routed_teacher, sst2_files, tmp_path, monkeypatch
+):
+    from slimbert.teachers import logits as task
 
     seen = []
     original = task.teacher_logits
@@ -155,9 +229,30 @@ def test_kd_walks_the_route_in_order_before_the_teacher(routed_teacher, sst2_fil
 
     monkeypatch.setattr(task, "teacher_logits", spy)  # route stages read it at call time
     train_file, dev = sst2_files
-    result = invoke("compress", "kd", "--teacher", routed_teacher, "--teacher-route", routed_teacher / "route", "--train", train_file, "--eval", dev, "--out", tmp_path / "kd", "--layers", 1, "--max-steps", 7, *FLAGS)
+    result = invoke(
+        "compress",
+        "kd",
+        "--teacher",
+        routed_teacher,
+        "--teacher-route",
+        routed_teacher / "route",
+        "--train",
+        train_file,
+        "--eval",
+        dev,
+        "--out",
+        tmp_path / "kd",
+        "--layers",
+        1,
+        "--max-steps",
+        7,
+        *FLAGS,
+    )
     assert result.exit_code == 0, result.output
-    assert seen == [str(routed_teacher / "route" / "step-2"), str(routed_teacher / "route" / "step-4")]
+    assert seen == [
+        str(routed_teacher / "route" / "step-2"),
+        str(routed_teacher / "route" / "step-4"),
+    ]
     meta = json.loads((tmp_path / "kd" / "slimbert.json").read_text())
     stages = meta["route"]
     assert [s["stage"] for s in stages] == ["route/step-2", "route/step-4", "teacher"]
@@ -170,10 +265,34 @@ def test_kd_walks_the_route_in_order_before_the_teacher(routed_teacher, sst2_fil
 
 def test_students_without_attention_take_the_route_too(routed_teacher, sst2_files, tmp_path):
     train_file, dev = sst2_files
-    result = invoke("compress", "tree", "--teacher", routed_teacher, "--teacher-route", routed_teacher, "--train", train_file, "--eval", dev, "--out", tmp_path / "tree", "--embedding-dim", 8, "--depth", 2, "--max-steps", 6, *FLAGS)
+    result = invoke(
+        "compress",
+        "tree",
+        "--teacher",
+        routed_teacher,
+        "--teacher-route",
+        routed_teacher,
+        "--train",
+        train_file,
+        "--eval",
+        dev,
+        "--out",
+        tmp_path / "tree",
+        "--embedding-dim",
+        8,
+        "--depth",
+        2,
+        "--max-steps",
+        6,
+        *FLAGS,
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "tree" / "slimbert.json").read_text())
-    assert [(s["stage"], s["steps"]) for s in meta["route"]] == [("route/step-2", 2), ("route/step-4", 2), ("teacher", 2)]
+    assert [(s["stage"], s["steps"]) for s in meta["route"]] == [
+        ("route/step-2", 2),
+        ("route/step-4", 2),
+        ("teacher", 2),
+    ]
     assert meta["teaching"]["teacher_route"] == str(routed_teacher)
 
 
@@ -181,29 +300,136 @@ def test_students_without_attention_take_the_route_too(routed_teacher, sst2_file
     ("method", "flags"),
     [
         ("tinybert", ["--layers", "2", "--intermediate-epochs", "0.5", "--max-steps", "6"]),
-        ("minilm", ["--layers", "2", "--relation-heads", "4", "--relation-epochs", "0.5", "--max-steps", "6"]),
+        (
+            "minilm",
+            [
+                "--layers",
+                "2",
+                "--relation-heads",
+                "4",
+                "--relation-epochs",
+                "0.5",
+                "--max-steps",
+                "6",
+            ],
+        ),
     ],
 )
-def test_layer_methods_walk_the_route_in_their_prediction_stage(method, flags, routed_teacher, sst2_files, tmp_path):
+def test_layer_methods_walk_the_route_in_their_prediction_stage(
+    method, flags, routed_teacher, sst2_files, tmp_path
+):
     train_file, dev = sst2_files
-    result = invoke("compress", method, "--teacher", routed_teacher, "--teacher-route", routed_teacher, "--train", train_file, "--eval", dev, "--out", tmp_path / method, *flags, *FLAGS)
+    result = invoke(
+        "compress",
+        method,
+        "--teacher",
+        routed_teacher,
+        "--teacher-route",
+        routed_teacher,
+        "--train",
+        train_file,
+        "--eval",
+        dev,
+        "--out",
+        tmp_path / method,
+        *flags,
+        *FLAGS,
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / method / "slimbert.json").read_text())
-    assert [(s["stage"], s["steps"]) for s in meta["route"]] == [("route/step-2", 2), ("route/step-4", 2), ("teacher", 2)]
-    assert [s["teacher"] for s in meta["route"]] == [str(routed_teacher / "route" / "step-2"), str(routed_teacher / "route" / "step-4"), str(routed_teacher)]
+    assert [(s["stage"], s["steps"]) for s in meta["route"]] == [
+        ("route/step-2", 2),
+        ("route/step-4", 2),
+        ("teacher", 2),
+    ]
+    assert [s["teacher"] for s in meta["route"]] == [
+        str(routed_teacher / "route" / "step-2"),
+        str(routed_teacher / "route" / "step-4"),
+        str(routed_teacher),
+    ]
     assert meta["stages"]["prediction"]["steps"] == 2  # the stage record is the final teacher's
 
 
 def test_route_errors_are_one_line(routed_teacher, tiny_teacher, sst2_files, tmp_path):
     train_file, dev = sst2_files
-    common = ["--train", str(train_file), "--eval", str(dev), "--out", str(tmp_path / "out"), *FLAGS]
-    result = CliRunner().invoke(cli, ["compress", "kd", "--teacher", str(tiny_teacher), "--teacher-route", str(tiny_teacher), "--layers", "1", *common])
-    assert result.exit_code != 0 and "no step-N checkpoints" in result.output and "Traceback" not in result.output
-    result = CliRunner().invoke(cli, ["compress", "textcnn", "--teacher", str(routed_teacher), "--teacher-route", str(routed_teacher), "--alpha", "0", "--embedding-dim", "8", *common])
+    common = [
+        "--train",
+        str(train_file),
+        "--eval",
+        str(dev),
+        "--out",
+        str(tmp_path / "out"),
+        *FLAGS,
+    ]
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compress",
+            "kd",
+            "--teacher",
+            str(tiny_teacher),
+            "--teacher-route",
+            str(tiny_teacher),
+            "--layers",
+            "1",
+            *common,
+        ],
+    )
+    assert (
+        result.exit_code != 0
+        and "no step-N checkpoints" in result.output
+        and "Traceback" not in result.output
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compress",
+            "textcnn",
+            "--teacher",
+            str(routed_teacher),
+            "--teacher-route",
+            str(routed_teacher),
+            "--alpha",
+            "0",
+            "--embedding-dim",
+            "8",
+            *common,
+        ],
+    )
     assert result.exit_code != 0 and "--teacher-route would do nothing" in result.output
-    three = build_bert(tmp_path / "three-labels", num_labels=3)  # another run's teacher: its route does not fit
-    result = CliRunner().invoke(cli, ["compress", "kd", "--teacher", str(three), "--teacher-route", str(routed_teacher), "--layers", "1", *common])
-    assert result.exit_code != 0 and "give the route saved by the same train-teacher run" in result.output
-    result = CliRunner().invoke(cli, ["train-teacher", "--base", str(tiny_teacher), "--save-route", "9", "--max-steps", "4", *common])
+    three = build_bert(
+        tmp_path / "three-labels", num_labels=3
+    )  # another run's teacher: its route does not fit
+    result = CliRunner().invoke(
+        cli,
+        [
+            "compress",
+            "kd",
+            "--teacher",
+            str(three),
+            "--teacher-route",
+            str(routed_teacher),
+            "--layers",
+            "1",
+            *common,
+        ],
+    )
+    assert (
+        result.exit_code != 0
+        and "give the route saved by the same train-teacher run" in result.output
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train-teacher",
+            "--base",
+            str(tiny_teacher),
+            "--save-route",
+            "9",
+            "--max-steps",
+            "4",
+            *common,
+        ],
+    )
     assert result.exit_code != 0 and "keep at most 3 checkpoints" in result.output
     assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.students import (
+from slimbert.compress.networks import (
     BiLSTMConfig,
     SoftTree,
     TextCNNConfig,
@@ -33,7 +33,19 @@ from slimbert.data import LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir, model_label_map, model_task
 
-FLAGS = ["--max-length", "32", "--batch-size", "8", "--no-progress", "--seed", "0", "--patience", "0", "--max-steps", "3"]
+FLAGS = [
+    "--max-length",
+    "32",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--seed",
+    "0",
+    "--patience",
+    "0",
+    "--max-steps",
+    "3",
+]
 SIZES = {
     "textcnn": ["--embedding-dim", "16", "--filters", "4"],
     "bilstm": ["--embedding-dim", "16", "--hidden-size", "6", "--fc-size", "8"],
@@ -89,17 +101,26 @@ def teacher(tiny_teacher):
 def test_soft_tree_depth_one_matches_hand_computation():
     """x = mean(e1, e2) = (0.5, 1); p = σ(β(w·x + b)) = σ(2 · 0.25); Q_left = (½, ½),
     Q_right = (¾, ¼); logits = log((1 − p) Q_left + p Q_right); penalty = −½ (log p + log(1 − p))."""
-    config = TreeConfig(vocab_size=4, source_dim=2, embedding_dim=2, num_labels=2, depth=1, inverse_temperature=2.0)
+    config = TreeConfig(
+        vocab_size=4, source_dim=2, embedding_dim=2, num_labels=2, depth=1, inverse_temperature=2.0
+    )
     tree = SoftTree(config)
     with torch.no_grad():
-        tree.embeddings.table.weight.copy_(torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 2.0], [9.0, 9.0]]))
+        tree.embeddings.table.weight.copy_(
+            torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 2.0], [9.0, 9.0]])
+        )
         tree.inner.weight.copy_(torch.tensor([[1.0, -0.5]]))
         tree.inner.bias.copy_(torch.tensor([0.25]))
         tree.leaves.copy_(torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]]))
-    ids, mask = torch.tensor([[1, 2, 0]]), torch.tensor([[1, 1, 0]])  # the padded 0 (vector 9, 9) must not count
+    ids, mask = (
+        torch.tensor([[1, 2, 0]]),
+        torch.tensor([[1, 1, 0]]),
+    )  # the padded 0 (vector 9, 9) must not count
     tree.train()
     out = tree(input_ids=ids, attention_mask=mask)
-    assert out.logits.tolist()[0] == pytest.approx([-0.4221818075964896, -1.0659945758823541], abs=1e-6)
+    assert out.logits.tolist()[0] == pytest.approx(
+        [-0.4221818075964896, -1.0659945758823541], abs=1e-6
+    )
     assert float(out.penalty.detach()) == pytest.approx(0.7240769841801067, abs=1e-6)
     tree.eval()
     assert tree(input_ids=ids, attention_mask=mask).penalty is None
@@ -110,8 +131,12 @@ def test_principal_directions_keep_inner_products_at_full_width_and_fix_signs():
     table = torch.randn(50, 6)
     full = principal_directions(table, 6)
     scale = float(full[0, 0])
-    assert torch.allclose(full, scale * torch.eye(6)) and (table @ full).std().item() == pytest.approx(1.0, abs=1e-5)
-    narrow = principal_directions(table, 3)  # (H, E): orthogonal columns, largest entry of each positive
+    assert torch.allclose(full, scale * torch.eye(6)) and (
+        table @ full
+    ).std().item() == pytest.approx(1.0, abs=1e-5)
+    narrow = principal_directions(
+        table, 3
+    )  # (H, E): orthogonal columns, largest entry of each positive
     gram = narrow.T @ narrow
     assert torch.allclose(gram, gram[0, 0] * torch.eye(3), atol=1e-5)
     assert all(float(column[column.abs().argmax()]) > 0 for column in narrow.T)
@@ -142,12 +167,33 @@ def test_padding_never_changes_a_prediction(teacher, config, pair):
 def test_embeddings_start_from_the_teachers_table(teacher):
     model, tokenizer = teacher
     table = model.get_input_embeddings().weight.detach()  # (V, 32)
-    own = build_student(TextCNNConfig(embedding_dim=16, filters=4), model, tokenizer, LABELS, "classification", False)
-    assert torch.allclose(own.embeddings.table.weight, table @ principal_directions(table, 16), atol=1e-5)
-    learned = build_student(TextCNNConfig(embedding_dim=16, filters=4, projection="learned"), model, tokenizer, LABELS, "classification", False)
-    assert torch.equal(learned.embeddings.table.weight, table) and not learned.embeddings.table.weight.requires_grad
+    own = build_student(
+        TextCNNConfig(embedding_dim=16, filters=4),
+        model,
+        tokenizer,
+        LABELS,
+        "classification",
+        False,
+    )
+    assert torch.allclose(
+        own.embeddings.table.weight, table @ principal_directions(table, 16), atol=1e-5
+    )
+    learned = build_student(
+        TextCNNConfig(embedding_dim=16, filters=4, projection="learned"),
+        model,
+        tokenizer,
+        LABELS,
+        "classification",
+        False,
+    )
+    assert (
+        torch.equal(learned.embeddings.table.weight, table)
+        and not learned.embeddings.table.weight.requires_grad
+    )
     ids = torch.tensor([[2, 7, 9]])
-    assert torch.allclose(learned.embeddings(ids), own.embeddings(ids), atol=1e-5)  # both start equal
+    assert torch.allclose(
+        learned.embeddings(ids), own.embeddings(ids), atol=1e-5
+    )  # both start equal
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,9 +202,15 @@ def test_embeddings_start_from_the_teachers_table(teacher):
 
 def test_mean_and_weighted_logits_against_hand_values():
     first, second = torch.tensor([[2.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 4.0], [3.0, -1.0]])
-    assert ensemble_logits([first, second], normalised_weights(None, 2)).tolist() == [[1.0, 2.0], [2.0, 0.0]]
+    assert ensemble_logits([first, second], normalised_weights(None, 2)).tolist() == [
+        [1.0, 2.0],
+        [2.0, 0.0],
+    ]
     assert normalised_weights((3, 1), 2) == [0.75, 0.25]
-    assert ensemble_logits([first, second], normalised_weights((3, 1), 2)).tolist() == [[1.5, 1.0], [1.5, 0.5]]
+    assert ensemble_logits([first, second], normalised_weights((3, 1), 2)).tolist() == [
+        [1.5, 1.0],
+        [1.5, 0.5],
+    ]
     # a live (joint) teacher in first place, a cached one (N = 3 rows) picked by the batch's indices
     cached = torch.tensor([[0.0, 0.0], [0.0, 4.0], [3.0, -1.0]])
     targets = SoftTargets([None, cached], normalised_weights((1, 1), 2))
@@ -171,14 +223,29 @@ def test_isolated_teacher_gets_no_gradient_from_the_soft_loss(teacher, tiny_teac
     _, tokenizer = teacher
     model = load_model_dir(tiny_teacher)[0]  # a private copy: its gradients are inspected
     torch.manual_seed(0)
-    student = build_student(TextCNNConfig(embedding_dim=16, filters=4, dropout=0.0), model, tokenizer, LABELS, "classification", False)
-    batch = dict(tokenizer(["good great movie", "awful boring plot"], padding=True, return_tensors="pt"))
+    student = build_student(
+        TextCNNConfig(embedding_dim=16, filters=4, dropout=0.0),
+        model,
+        tokenizer,
+        LABELS,
+        "classification",
+        False,
+    )
+    batch = dict(
+        tokenizer(["good great movie", "awful boring plot"], padding=True, return_tensors="pt")
+    )
     batch["labels"], batch["idx"] = torch.tensor([1, 0]), torch.tensor([0, 1])
     soft_only = loss_terms(TeachingConfig(alpha=1.0))
-    loss, teacher_loss, logged = student_losses(student, batch, soft_only, SoftTargets([None], [1.0]), model, isolated=isolated)
-    assert set(logged) == {"soft", "hard", "teacher_hard"} and float(loss.detach()) == pytest.approx(logged["soft"])
+    loss, teacher_loss, logged = student_losses(
+        student, batch, soft_only, SoftTargets([None], [1.0]), model, isolated=isolated
+    )
+    assert set(logged) == {"soft", "hard", "teacher_hard"} and float(
+        loss.detach()
+    ) == pytest.approx(logged["soft"])
     loss.backward(retain_graph=True)
-    soft_grads = [p.grad.abs().sum().item() if p.grad is not None else 0.0 for p in model.parameters()]
+    soft_grads = [
+        p.grad.abs().sum().item() if p.grad is not None else 0.0 for p in model.parameters()
+    ]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     if isolated:
         assert sum(soft_grads) == 0.0
@@ -216,7 +283,20 @@ def students(tmp_path_factory, tiny_teacher, sst2_files):
     train, dev = sst2_files
     made = {}
     for method, sizes in SIZES.items():
-        result = invoke("compress", method, "--teacher", tiny_teacher, "--train", train, "--eval", dev, "--out", root / method, *sizes, *FLAGS)
+        result = invoke(
+            "compress",
+            method,
+            "--teacher",
+            tiny_teacher,
+            "--train",
+            train,
+            "--eval",
+            dev,
+            "--out",
+            root / method,
+            *sizes,
+            *FLAGS,
+        )
         assert result.exit_code == 0, result.output
         made[method] = root / method
     return made
@@ -235,20 +315,31 @@ def test_first_losses_are_pinned(students, method):
     meta = json.loads((students[method] / "slimbert.json").read_text())
     first = meta["first_losses"]
     assert meta["teaching"]["mode"] == "offline" and meta["method"] == method and meta["steps"] == 3
-    expected = 0.5 * first[0]["soft"] + 0.5 * first[0]["hard"] + (0.1 * first[0]["balance"] if method == "tree" else 0.0)
+    expected = (
+        0.5 * first[0]["soft"]
+        + 0.5 * first[0]["hard"]
+        + (0.1 * first[0]["balance"] if method == "tree" else 0.0)
+    )
     assert first[0]["loss"] == pytest.approx(expected, rel=1e-5)
     assert [round(r["loss"], 4) for r in first[:3]] == pytest.approx(PINNED[method], abs=2e-4)
 
 
 @pytest.mark.parametrize("method", list(SIZES))
 def test_saved_student_loads_back_with_the_same_logits(students, method, teacher):
-    from slimbert.compress.students import ARCHITECTURES
+    from slimbert.compress.networks import ARCHITECTURES
 
     model, tokenizer, meta = load_model_dir(students[method])
     assert type(model) is ARCHITECTURES[method][1] and not model.training
-    assert model_task(model) == "classification" and model_label_map(model).id2label == {0: "0", 1: "1"}
+    assert model_task(model) == "classification" and model_label_map(model).id2label == {
+        0: "0",
+        1: "1",
+    }
     config = json.loads((students[method] / "config.json").read_text())
-    assert config["slimbert_architecture"] == method and config["id2label"] == {"0": "0", "1": "1"} and config["vocab_size"] == 41
+    assert (
+        config["slimbert_architecture"] == method
+        and config["id2label"] == {"0": "0", "1": "1"}
+        and config["vocab_size"] == 41
+    )
     assert meta["parameters"] == sum(p.numel() for p in model.parameters())
     again, _, _ = load_model_dir(students[method])
     batch = tokenizer(["good movie", "the plot was awful"], padding=True, return_tensors="pt")
@@ -275,16 +366,27 @@ def test_export_parity_and_dynamic_axes(students, method, sst2_files, tmp_path):
 
     out = tmp_path / f"{method}-onnx"
     manifest = export(students[method], sst2_files[1], out)
-    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "token_type_ids", "attention_mask"]
+    assert [i["name"] for i in manifest["inputs"]] == [
+        "input_ids",
+        "token_type_ids",
+        "attention_mask",
+    ]
     assert manifest["exporter"].startswith("torch.onnx.export")
-    assert manifest["validation"]["examples"] == 24 and manifest["validation"]["label_agreement"] == 100.0
+    assert (
+        manifest["validation"]["examples"] == 24
+        and manifest["validation"]["label_agreement"] == 100.0
+    )
     assert manifest["validation"]["max_abs_diff"] <= 1e-4
     model, tokenizer, _ = load_model_dir(students[method])
     session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     for texts in (["good"], ["good great movie", "a b", "the plot was awful and boring and sad"]):
         features = tokenizer(texts, padding=True, return_tensors="np")
-        onnx_logits = session.run(["logits"], {k: v.astype(np.int64) for k, v in features.items()})[0]
-        torch_logits = model(**{k: torch.from_numpy(v) for k, v in features.items()}).logits.detach().numpy()
+        onnx_logits = session.run(["logits"], {k: v.astype(np.int64) for k, v in features.items()})[
+            0
+        ]
+        torch_logits = (
+            model(**{k: torch.from_numpy(v) for k, v in features.items()}).logits.detach().numpy()
+        )
         assert onnx_logits.shape == (len(texts), 2)
         assert np.abs(onnx_logits - torch_logits).max() <= 1e-5
 
@@ -295,43 +397,108 @@ def test_pair_students_train_and_export(method, tiny_teacher, pair_files, tmp_pa
 
     train, dev = pair_files
     out = tmp_path / method
-    result = invoke("compress", method, "--teacher", tiny_teacher, "--train", train, "--eval", dev, "--out", out, *SIZES[method], *FLAGS)
+    result = invoke(
+        "compress",
+        method,
+        "--teacher",
+        tiny_teacher,
+        "--train",
+        train,
+        "--eval",
+        dev,
+        "--out",
+        out,
+        *SIZES[method],
+        *FLAGS,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["pair"] is True
     manifest = export(out, dev, tmp_path / f"{method}-onnx")
-    assert manifest["validation"]["max_abs_diff"] <= 1e-4 and manifest["validation"]["examples"] == 12
+    assert (
+        manifest["validation"]["max_abs_diff"] <= 1e-4 and manifest["validation"]["examples"] == 12
+    )
 
 
 def test_hard_labels_only_joint_and_several_teachers(students, tiny_teacher, sst2_files, tmp_path):
     train, dev = sst2_files
     common = ["--train", train, "--eval", dev, *SIZES["textcnn"], *FLAGS]
-    result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--alpha", 0, "--out", tmp_path / "hard", *common)
+    result = invoke(
+        "compress",
+        "textcnn",
+        "--teacher",
+        tiny_teacher,
+        "--alpha",
+        0,
+        "--out",
+        tmp_path / "hard",
+        *common,
+    )
     assert result.exit_code == 0, result.output
     hard = json.loads((tmp_path / "hard" / "slimbert.json").read_text())
-    assert hard["teaching"]["mode"] == "hard-labels" and all(set(r) == {"step", "loss", "hard"} and r["loss"] == r["hard"] for r in hard["first_losses"])
+    assert hard["teaching"]["mode"] == "hard-labels" and all(
+        set(r) == {"step", "loss", "hard"} and r["loss"] == r["hard"] for r in hard["first_losses"]
+    )
 
     for isolated in ("--isolated", "--not-isolated"):
         out = tmp_path / isolated
-        result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--joint", isolated, "--teacher-lr", "1e-3", "--out", out, *common)
+        result = invoke(
+            "compress",
+            "textcnn",
+            "--teacher",
+            tiny_teacher,
+            "--joint",
+            isolated,
+            "--teacher-lr",
+            "1e-3",
+            "--out",
+            out,
+            *common,
+        )
         assert result.exit_code == 0, result.output
-    joint = [json.loads((tmp_path / flag / "slimbert.json").read_text()) for flag in ("--isolated", "--not-isolated")]
+    joint = [
+        json.loads((tmp_path / flag / "slimbert.json").read_text())
+        for flag in ("--isolated", "--not-isolated")
+    ]
     assert [m["teaching"]["mode"] for m in joint] == ["joint-isolated", "joint-not-isolated"]
     # same first step (same weights, same batch); the teacher's updates then differ
-    assert joint[0]["first_losses"][0]["teacher_hard"] == pytest.approx(joint[1]["first_losses"][0]["teacher_hard"])
-    assert joint[0]["first_losses"][2]["teacher_hard"] != pytest.approx(joint[1]["first_losses"][2]["teacher_hard"], abs=1e-7)
+    assert joint[0]["first_losses"][0]["teacher_hard"] == pytest.approx(
+        joint[1]["first_losses"][0]["teacher_hard"]
+    )
+    assert joint[0]["first_losses"][2]["teacher_hard"] != pytest.approx(
+        joint[1]["first_losses"][2]["teacher_hard"], abs=1e-7
+    )
 
     # the previous production model (here: the offline TextCNN) as a second, lighter teacher
-    result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--teacher", students["textcnn"], "--teacher-weights", "3,1", "--out", tmp_path / "several", *common)
+    result = invoke(
+        "compress",
+        "textcnn",
+        "--teacher",
+        tiny_teacher,
+        "--teacher",
+        students["textcnn"],
+        "--teacher-weights",
+        "3,1",
+        "--out",
+        tmp_path / "several",
+        *common,
+    )
     assert result.exit_code == 0, result.output
     several = json.loads((tmp_path / "several" / "slimbert.json").read_text())
     offline = json.loads((students["textcnn"] / "slimbert.json").read_text())
-    assert several["teaching"]["mode"] == "several" and several["teaching"]["weights_used"] == [0.75, 0.25]
+    assert several["teaching"]["mode"] == "several" and several["teaching"]["weights_used"] == [
+        0.75,
+        0.25,
+    ]
     assert set(several["teacher_metrics"]) == {str(tiny_teacher), str(students["textcnn"])}
     assert several["first_losses"][0]["hard"] == pytest.approx(offline["first_losses"][0]["hard"])
-    assert several["first_losses"][0]["soft"] != pytest.approx(offline["first_losses"][0]["soft"], abs=1e-6)
+    assert several["first_losses"][0]["soft"] != pytest.approx(
+        offline["first_losses"][0]["soft"], abs=1e-6
+    )
 
 
-def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(tiny_teacher, sst2_files, tmp_path, monkeypatch):
+def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
     """A second teacher whose vocabulary is ordered differently gets the same rows tokenised its way."""
     import shutil
 
@@ -344,8 +511,12 @@ def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(tiny_teacher, 
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (other / name).unlink()
     vocab = (other / "vocab.txt").read_text().split()
-    (other / "vocab.txt").write_text("\n".join(vocab[:5] + vocab[5:][::-1]) + "\n")  # same size, words reversed
-    BertTokenizerFast(vocab_file=str(other / "vocab.txt"), do_lower_case=True).save_pretrained(str(other))
+    (other / "vocab.txt").write_text(
+        "\n".join(vocab[:5] + vocab[5:][::-1]) + "\n"
+    )  # same size, words reversed
+    BertTokenizerFast(vocab_file=str(other / "vocab.txt"), do_lower_case=True).save_pretrained(
+        str(other)
+    )
     seen = {}
     original = teaching.teacher_logits
 
@@ -355,11 +526,28 @@ def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(tiny_teacher, 
 
     monkeypatch.setattr(teaching, "teacher_logits", spy)
     train, dev = sst2_files
-    result = invoke("compress", "textcnn", "--teacher", tiny_teacher, "--teacher", other, "--train", train, "--eval", dev, "--out", tmp_path / "s", *SIZES["textcnn"], *FLAGS)
+    result = invoke(
+        "compress",
+        "textcnn",
+        "--teacher",
+        tiny_teacher,
+        "--teacher",
+        other,
+        "--train",
+        train,
+        "--eval",
+        dev,
+        "--out",
+        tmp_path / "s",
+        *SIZES["textcnn"],
+        *FLAGS,
+    )
     assert result.exit_code == 0, result.output
     ours, theirs = seen[str(tiny_teacher)], seen[str(other)]
     assert len(ours) == len(theirs) and ours[0] == theirs[0] and ours[1:-1] != theirs[1:-1]
-    assert theirs[1:-1] == [len(vocab) + 4 - i for i in ours[1:-1]]  # id i ↔ id V + 4 − i after the 5 specials
+    assert theirs[1:-1] == [
+        len(vocab) + 4 - i for i in ours[1:-1]
+    ]  # id i ↔ id V + 4 − i after the 5 specials
 
 
 @pytest.mark.parametrize(
@@ -371,9 +559,23 @@ def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(tiny_teacher, 
         (["--teacher-route", "{out}", "--embedding-dim", "16"], "no such directory"),
     ],
 )
-def test_user_errors_are_one_line_and_leave_nothing(tiny_teacher, sst2_files, tmp_path, args, message):
+def test_user_errors_are_one_line_and_leave_nothing(
+    tiny_teacher, sst2_files, tmp_path, args, message
+):
     out = tmp_path / "out"
-    argv = ["compress", "textcnn", "--teacher", str(tiny_teacher), "--train", str(sst2_files[0]), "--eval", str(sst2_files[1]), "--out", str(out), *[a.format(out=tmp_path / "none") for a in args]]
+    argv = [
+        "compress",
+        "textcnn",
+        "--teacher",
+        str(tiny_teacher),
+        "--train",
+        str(sst2_files[0]),
+        "--eval",
+        str(sst2_files[1]),
+        "--out",
+        str(out),
+        *[a.format(out=tmp_path / "none") for a in args],
+    ]
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert not out.exists()
@@ -384,7 +586,10 @@ def test_tree_metadata_lists_what_each_node_tests(students):
     nodes, leaves = meta["tree"]["nodes"], meta["tree"]["leaves"]
     assert [n["depth"] for n in nodes] == [0, 1, 1] and len(leaves) == 4
     assert all(len(n["right"]) == 8 and not set(n["right"]) & set(n["left"]) for n in nodes)
-    assert all(sum(v for k, v in leaf.items() if k != "leaf") == pytest.approx(1.0, abs=1e-3) for leaf in leaves)
+    assert all(
+        sum(v for k, v in leaf.items() if k != "leaf") == pytest.approx(1.0, abs=1e-3)
+        for leaf in leaves
+    )
 
 
 @pytest.mark.parametrize("name", ["textcnn", "bilstm", "tree"])
@@ -392,9 +597,9 @@ def test_method_defaults_match_the_student_config_defaults(name):
     """Each method config repeats its student's sizes as flags; their defaults must agree."""
     import dataclasses
 
-    from slimbert.compress import METHODS
     from slimbert.compress.bilstm import BiLSTMMethod
-    from slimbert.compress.students import ARCHITECTURES
+    from slimbert.compress.networks import ARCHITECTURES
+    from slimbert.compress.registry import METHODS
     from slimbert.compress.textcnn import TextCNNMethod
     from slimbert.compress.tree import TreeMethod
 
@@ -402,7 +607,9 @@ def test_method_defaults_match_the_student_config_defaults(name):
     assert METHODS[name].__module__ == f"slimbert.compress.{name}"
     config_type, _ = ARCHITECTURES[name]
     assert method_type().student() == config_type()
-    sizes = {f.name for f in dataclasses.fields(method_type)} & {f.name for f in dataclasses.fields(config_type)}
+    sizes = {f.name for f in dataclasses.fields(method_type)} & {
+        f.name for f in dataclasses.fields(config_type)
+    }
     assert sizes >= {"embedding_dim", "projection", "freeze_embeddings", "dropout"}
 
 
@@ -411,14 +618,18 @@ def test_inspect_tree_reads_tokens_along_each_node(teacher):
 
     model, tokenizer = teacher
     torch.manual_seed(0)
-    student = build_student(TreeConfig(embedding_dim=8, depth=1), model, tokenizer, LABELS, "classification", False)
+    student = build_student(
+        TreeConfig(embedding_dim=8, depth=1), model, tokenizer, LABELS, "classification", False
+    )
     vectors = student.embeddings.table.weight.detach()  # (V, 8)
     with torch.no_grad():
         student.inner.weight.copy_(vectors[tokenizer.convert_tokens_to_ids("superb")].unsqueeze(0))
         student.leaves.copy_(torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]]))
     listing = inspect_tree(student, tokenizer, top_k=3)
     scores = vectors @ vectors[tokenizer.convert_tokens_to_ids("superb")]
-    assert listing["nodes"][0]["right"] == tokenizer.convert_ids_to_tokens(scores.topk(3).indices.tolist())
+    assert listing["nodes"][0]["right"] == tokenizer.convert_ids_to_tokens(
+        scores.topk(3).indices.tolist()
+    )
     assert listing["leaves"] == [{"leaf": 0, "0": 0.5, "1": 0.5}, {"leaf": 1, "0": 0.75, "1": 0.25}]
 
 
@@ -430,6 +641,13 @@ def test_recipes_map_to_flags():
     recipes = Path(__file__).resolve().parent.parent / "recipes"
     for method in SIZES:
         text = (recipes / f"{method}.yaml").read_text()
-        assert f"slimbert compress {method} --recipe recipes/{method}.yaml" in "\n".join(text.splitlines()[:5])
-        known = {o[2:].replace("-", "_") for p in compress.commands[method].params for o in p.opts if o.startswith("--")}
+        assert f"slimbert compress {method} --recipe recipes/{method}.yaml" in "\n".join(
+            text.splitlines()[:5]
+        )
+        known = {
+            o[2:].replace("-", "_")
+            for p in compress.commands[method].params
+            for o in p.opts
+            if o.startswith("--")
+        }
         assert set(k.replace("-", "_") for k in yaml.safe_load(text)) <= known

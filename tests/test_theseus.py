@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.layermap import split_modules
+from slimbert.compress.students import make_student, split_modules
 from slimbert.compress.theseus import (
     ReplacementSchedule,
     TheseusConfig,
@@ -20,7 +20,7 @@ from slimbert.compress.theseus import (
     set_draws,
 )
 from slimbert.errors import SlimbertError
-from slimbert.models import load_classifier, load_model_dir, load_tokenizer, make_student
+from slimbert.models import load_classifier, load_model_dir, load_tokenizer
 
 
 def test_constant_schedule():
@@ -29,7 +29,9 @@ def test_constant_schedule():
 
 
 def test_linear_schedule_with_given_k():
-    schedule = ReplacementSchedule.from_config(TheseusConfig(replace_rate=0.3, schedule="linear", linear_k=0.1), total_steps=100)
+    schedule = ReplacementSchedule.from_config(
+        TheseusConfig(replace_rate=0.3, schedule="linear", linear_k=0.1), total_steps=100
+    )
     got = [schedule.at(t) for t in (0, 1, 2, 6, 7, 8, 50)]
     expected = [0.3, 0.4, 0.5, 0.9, 1.0, 1.0, 1.0]  # min(1, 0.1·t + 0.3)
     assert all(math.isclose(a, b, abs_tol=1e-12) for a, b in zip(got, expected, strict=True))
@@ -38,7 +40,11 @@ def test_linear_schedule_with_given_k():
 def test_linear_schedule_default_k_reaches_one_on_the_last_step():
     schedule = ReplacementSchedule.from_config(TheseusConfig.curriculum(), total_steps=8)
     assert math.isclose(schedule.k, 0.1)  # (1 − 0.3) / 7
-    assert math.isclose(schedule.at(0), 0.3) and math.isclose(schedule.at(6), 0.9) and schedule.at(7) == 1.0
+    assert (
+        math.isclose(schedule.at(0), 0.3)
+        and math.isclose(schedule.at(6), 0.9)
+        and schedule.at(7) == 1.0
+    )
     assert all(schedule.at(t) < schedule.at(t + 1) for t in range(7))
 
 
@@ -54,7 +60,11 @@ def _hybrid(tiny_teacher, layers=3):
     modules = split_modules(4, layers)  # [[0], [1], [2, 3]]
     student = make_student(teacher, layers, [m[-1] for m in modules])
     successors = hybrid_encoder(student, teacher, modules)
-    batch = dict(load_tokenizer(tiny_teacher)(["the movie was good", "bad plot"], padding=True, return_tensors="pt"))
+    batch = dict(
+        load_tokenizer(tiny_teacher)(
+            ["the movie was good", "bad plot"], padding=True, return_tensors="pt"
+        )
+    )
     return teacher, student, successors, batch
 
 
@@ -69,7 +79,9 @@ def test_hybrid_is_the_teacher_at_p0_and_the_student_at_p1(tiny_teacher):
     with torch.no_grad():
         assert set_draws(hybrid, 0.0, generator) == [False, False, False]
         as_teacher = student(**batch).logits
-        assert torch.allclose(as_teacher, teacher(**batch).logits, atol=1e-6)  # every module is the teacher's
+        assert torch.allclose(
+            as_teacher, teacher(**batch).logits, atol=1e-6
+        )  # every module is the teacher's
         assert set_draws(hybrid, 1.0, generator) == [True, True, True]
         as_student = student(**batch).logits
         student.eval()
@@ -78,22 +90,32 @@ def test_hybrid_is_the_teacher_at_p0_and_the_student_at_p1(tiny_teacher):
     restore_encoder(student, successors)
     with torch.no_grad():
         alone = student(**batch).logits
-    assert torch.allclose(as_student, alone, atol=1e-6) and torch.allclose(in_eval, alone, atol=1e-6)
+    assert torch.allclose(as_student, alone, atol=1e-6) and torch.allclose(
+        in_eval, alone, atol=1e-6
+    )
     assert (as_teacher - alone).abs().max() > 1e-5  # a 3-layer student is not the 4-layer teacher
 
 
 def test_only_successor_layers_get_gradients(tiny_teacher):
     teacher, student, successors, batch = _hybrid(tiny_teacher)
-    student.requires_grad_(False)  # as stage 1 does; the teacher's layers were frozen by hybrid_encoder
+    student.requires_grad_(
+        False
+    )  # as stage 1 does; the teacher's layers were frozen by hybrid_encoder
     successors.requires_grad_(True)
     student.train()
     draws = set_draws(student.bert.encoder.layer, 0.5, torch.Generator().manual_seed(1))
     assert draws == [False, True, True]  # pinned: seed 1
     loss = student(**batch, labels=torch.tensor([1, 0])).loss
     loss.backward()
-    with_grad = {".".join(name.split(".")[3:5]) for name, p in student.named_parameters() if p.grad is not None}
+    with_grad = {
+        ".".join(name.split(".")[3:5])
+        for name, p in student.named_parameters()
+        if p.grad is not None
+    }
     assert with_grad == {"1.successor", "2.successor"}  # module 0 ran the teacher's layer
-    assert sum(p.requires_grad for p in student.parameters()) == sum(1 for _ in successors.parameters())
+    assert sum(p.requires_grad for p in student.parameters()) == sum(
+        1 for _ in successors.parameters()
+    )
     assert all(p.grad is None for p in teacher.parameters())
 
 
@@ -117,23 +139,56 @@ def test_cli_uneven_split_pins_first_losses(tmp_path, tiny_teacher, sst2_files):
     train, dev = sst2_files
     out = tmp_path / "student"
     args = [
-        "compress", "theseus", "--teacher", str(tiny_teacher), "--out", str(out), "--train", str(train), "--eval", str(dev),
-        "--layers", "3", "--schedule", "linear", "--replace-rate", "0.3", "--max-steps", "3", "--batch-size", "8",
-        "--seed", "0", "--no-progress",
+        "compress",
+        "theseus",
+        "--teacher",
+        str(tiny_teacher),
+        "--out",
+        str(out),
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--layers",
+        "3",
+        "--schedule",
+        "linear",
+        "--replace-rate",
+        "0.3",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+        "--no-progress",
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
-    assert meta["method"] == "theseus" and meta["modules"] == [[0], [1], [2, 3]] and meta["layer_map"] == [0, 1, 3]
+    assert (
+        meta["method"] == "theseus"
+        and meta["modules"] == [[0], [1], [2, 3]]
+        and meta["layer_map"] == [0, 1, 3]
+    )
     assert math.isclose(meta["schedule"]["k"], 0.35) and meta["schedule"]["total_steps"] == 3
     for stage, rows in PINNED.items():
         got = meta["first_losses"][stage]
         assert [row["step"] for row in got] == [1, 2, 3]
         for row, expected in zip(got, rows, strict=True):
             for term, value in expected.items():
-                assert math.isclose(row[term], value, rel_tol=1e-4, abs_tol=1e-9), (stage, row["step"], term, row[term], value)
+                assert math.isclose(row[term], value, rel_tol=1e-4, abs_tol=1e-9), (
+                    stage,
+                    row["step"],
+                    term,
+                    row[term],
+                    value,
+                )
     model, _, _ = load_model_dir(out)
-    assert type(model).__name__ == "BertForSequenceClassification" and model.config.num_hidden_layers == 3
+    assert (
+        type(model).__name__ == "BertForSequenceClassification"
+        and model.config.num_hidden_layers == 3
+    )
     assert not any("successor" in key or "predecessor" in key for key in model.state_dict())
 
 
@@ -141,8 +196,27 @@ def test_cli_survives_steps_where_only_the_teacher_ran(tmp_path, tiny_teacher, s
     train, dev = sst2_files
     out = tmp_path / "student"
     args = [
-        "compress", "theseus", "--teacher", str(tiny_teacher), "--out", str(out), "--train", str(train), "--eval", str(dev),
-        "--layers", "2", "--replace-rate", "0.01", "--max-steps", "2", "--batch-size", "8", "--seed", "0", "--no-progress",
+        "compress",
+        "theseus",
+        "--teacher",
+        str(tiny_teacher),
+        "--out",
+        str(out),
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--layers",
+        "2",
+        "--replace-rate",
+        "0.01",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+        "--no-progress",
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

@@ -11,20 +11,20 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.augment import AugmentConfig, augment
-from slimbert.compress.capture import AttentionParts, TransformerOutputs, forward_internals
-from slimbert.compress.layermap import StudentShape, build_student
-from slimbert.compress.losses import attention_kl, hidden_cosine_loss, hint_loss
+from slimbert.compress.students import StudentShape, build_student, make_student
 from slimbert.compress.tinybert import (
     Projections,
     TinyBERTConfig,
     attention_score_mse,
     intermediate_terms,
 )
+from slimbert.compress.word_augment import AugmentConfig, augment
 from slimbert.data import read_examples
 from slimbert.errors import SlimbertError
-from slimbert.models import load_classifier, load_model_dir, load_tokenizer, make_student
-from slimbert.task import model_fingerprint
+from slimbert.models import load_classifier, load_model_dir, load_tokenizer
+from slimbert.teachers.logits import model_fingerprint
+from slimbert.training.capture import AttentionParts, TransformerOutputs, forward_internals
+from slimbert.training.losses import attention_kl, hidden_cosine_loss, hint_loss
 from tests.conftest import build_tokenizer
 
 
@@ -35,7 +35,9 @@ def _batch(tokenizer, texts):
 
 def test_recomputed_scores_softmax_to_the_models_attention(tiny_teacher):
     teacher = load_classifier(tiny_teacher).eval()
-    batch = _batch(load_tokenizer(tiny_teacher), ["the movie was very good", "bad"])  # second row padded
+    batch = _batch(
+        load_tokenizer(tiny_teacher), ["the movie was very good", "bad"]
+    )  # second row padded
     with torch.no_grad():
         out = forward_internals(teacher, batch, attentions=True)
     assert len(out.attention_parts) == 4
@@ -46,12 +48,20 @@ def test_recomputed_scores_softmax_to_the_models_attention(tiny_teacher):
         rebuilt = scores.masked_fill(padded, torch.finfo(scores.dtype).min).softmax(-1)
         assert torch.allclose(rebuilt, probabilities, atol=1e-6)
     # the hooks are gone afterwards
-    assert all(not layer.attention.self.query._forward_hooks for layer in teacher.bert.encoder.layer)
+    assert all(
+        not layer.attention.self.query._forward_hooks for layer in teacher.bert.encoder.layer
+    )
 
 
 def _outputs(parts, mask, hidden=None, attentions=None) -> TransformerOutputs:
     mask = torch.tensor(mask)
-    return TransformerOutputs(logits=torch.zeros(mask.shape[0], 2), attention_mask=mask, hidden_states=hidden, attentions=attentions, attention_parts=parts)
+    return TransformerOutputs(
+        logits=torch.zeros(mask.shape[0], 2),
+        attention_mask=mask,
+        hidden_states=hidden,
+        attentions=attentions,
+        attention_parts=parts,
+    )
 
 
 def test_attention_score_mse_against_hand_value_and_ignores_padding():
@@ -81,14 +91,20 @@ def test_hint_cosine_and_attention_kl_terms_against_hand_values():
     with torch.no_grad():
         double.weight.copy_(2 * torch.eye(2))
     # 2·student: [[2, 0], [2, 2]] vs [[0, 1], [2, 2]] → (4 + 1 + 0 + 0) / 4
-    assert math.isclose(float(hint_loss([(0, 0)], double)(student, teacher, {}).detach()), 1.25, rel_tol=1e-6)
+    assert math.isclose(
+        float(hint_loss([(0, 0)], double)(student, teacher, {}).detach()), 1.25, rel_tol=1e-6
+    )
     # cosine: token 1 orthogonal (1 − 0), token 2 parallel (1 − 1): mean 0.5
     assert math.isclose(float(hidden_cosine_loss(0, 0)(student, teacher, {})), 0.5, rel_tol=1e-6)
 
     student_map = torch.tensor([0.25, 0.75, 0.0]).expand(1, 1, 3, 3)
     teacher_map = torch.tensor([0.5, 0.5, 0.0]).expand(1, 1, 3, 3)
     expected = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)  # 0.1438, each real row
-    kl = attention_kl([(0, 0)])(_outputs(None, mask, attentions=(student_map,)), _outputs(None, mask, attentions=(teacher_map,)), {})
+    kl = attention_kl([(0, 0)])(
+        _outputs(None, mask, attentions=(student_map,)),
+        _outputs(None, mask, attentions=(teacher_map,)),
+        {},
+    )
     assert math.isclose(float(kl), expected, rel_tol=1e-5)
     assert math.isclose(expected, 0.143841, rel_tol=1e-5)
 
@@ -104,13 +120,25 @@ def test_student_at_teacher_width_is_exactly_make_student(tiny_teacher):
 
 def test_narrow_student_copies_only_matching_shapes(tiny_teacher):
     teacher = load_classifier(tiny_teacher)
-    narrow, init = build_student(teacher, StudentShape(layers=2, hidden=16, heads=2, ffn=24), [1, 3])
+    narrow, init = build_student(
+        teacher, StudentShape(layers=2, hidden=16, heads=2, ffn=24), [1, 3]
+    )
     assert type(narrow).__name__ == "BertForSequenceClassification"
-    assert (narrow.config.hidden_size, narrow.config.num_attention_heads, narrow.config.intermediate_size) == (16, 2, 24)
+    assert (
+        narrow.config.hidden_size,
+        narrow.config.num_attention_heads,
+        narrow.config.intermediate_size,
+    ) == (16, 2, 24)
     assert init.copied == ["classifier.bias"]  # the only tensor not sized by the hidden width
     ffn_only, init = build_student(teacher, StudentShape(layers=2, ffn=24), [1, 3])
-    assert sorted({k.split(".", 4)[-1] for k in init.random}) == ["intermediate.dense.bias", "intermediate.dense.weight", "output.dense.weight"]
-    assert len(init.random) == 6  # 3 FFN tensors × 2 layers; output.dense.bias and LayerNorms keep H
+    assert sorted({k.split(".", 4)[-1] for k in init.random}) == [
+        "intermediate.dense.bias",
+        "intermediate.dense.weight",
+        "output.dense.weight",
+    ]
+    assert (
+        len(init.random) == 6
+    )  # 3 FFN tensors × 2 layers; output.dense.bias and LayerNorms keep H
     with pytest.raises(SlimbertError, match="not a multiple of --heads 3"):
         build_student(teacher, StudentShape(layers=2, hidden=16, heads=3), [1, 3])
 
@@ -136,16 +164,34 @@ def test_embedding_augmentation_draws_neighbours_and_caches(tiny_teacher, sst2_f
     # p = 1: every word is replaced by one of its 2 nearest whole-word input embeddings
     weights = torch.nn.functional.normalize(teacher.get_input_embeddings().weight.detach(), dim=-1)
     vocab = tokenizer.convert_ids_to_tokens(list(range(weights.shape[0])))
-    pool = [i for i, t in enumerate(vocab) if t.isalpha() and len(t) > 1 and i not in tokenizer.all_special_ids]
+    pool = [
+        i
+        for i, t in enumerate(vocab)
+        if t.isalpha() and len(t) > 1 and i not in tokenizer.all_special_ids
+    ]
     for copy, source in zip(result.examples.texts, result.sources, strict=True):
         for old, new in zip(examples.texts[source].split(), copy.split(), strict=True):
             old_id = vocab.index(old)
-            ranked = [pool[j] for j in (weights[[old_id]] @ weights[pool].T)[0].topk(3).indices.tolist() if pool[j] != old_id][:2]
+            ranked = [
+                pool[j]
+                for j in (weights[[old_id]] @ weights[pool].T)[0].topk(3).indices.tolist()
+                if pool[j] != old_id
+            ][:2]
             assert new in [vocab[i] for i in ranked], (old, new)
     assert result.replaced_words == sum(len(examples.texts[s].split()) for s in result.sources)
     again = augment(examples, teacher, tokenizer, fingerprint, config)
-    assert again.from_cache and again.examples.texts == result.examples.texts and again.cache_file == result.cache_file
-    fewer = augment(examples, teacher, tokenizer, fingerprint, AugmentConfig(copies=3, prob=0.3, top_k=2, seed=7))
+    assert (
+        again.from_cache
+        and again.examples.texts == result.examples.texts
+        and again.cache_file == result.cache_file
+    )
+    fewer = augment(
+        examples,
+        teacher,
+        tokenizer,
+        fingerprint,
+        AugmentConfig(copies=3, prob=0.3, top_k=2, seed=7),
+    )
     assert fewer.cache_file != result.cache_file
     assert fewer.replaced_words == 31  # pinned: seed 7, 90 replaceable words, p = 0.3
 
@@ -156,11 +202,26 @@ def test_mlm_augmentation_uses_masked_predictions(tmp_path, tiny_teacher, tiny_b
     folder = tmp_path / "mlm"
     tokenizer = build_tokenizer(folder)
     torch.manual_seed(3)
-    mlm = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64))
+    mlm = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
     mlm.save_pretrained(str(folder), safe_serialization=True)
     examples = read_examples(sst2_files[0]).subset(range(4))
     teacher = load_classifier(tiny_teacher)
-    result = augment(examples, teacher, load_tokenizer(tiny_teacher), "unused", AugmentConfig(copies=2, prob=1.0, top_k=3, mlm=str(folder)))
+    result = augment(
+        examples,
+        teacher,
+        load_tokenizer(tiny_teacher),
+        "unused",
+        AugmentConfig(copies=2, prob=1.0, top_k=3, mlm=str(folder)),
+    )
     assert result.mode == "mlm" and result.source_model == str(folder)
     # the first word of example 0, masked in its own sentence: the copy holds one of its top predictions
     words = examples.texts[0].split()
@@ -169,11 +230,23 @@ def test_mlm_augmentation_uses_masked_predictions(tmp_path, tiny_teacher, tiny_b
     with torch.no_grad():
         logits = mlm.eval()(**encoded).logits[0, 1]  # position 1: after [CLS]
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    ranked = [vocab[i] for i in logits.topk(12).indices.tolist() if vocab[i].isalpha() and len(vocab[i]) > 1 and i not in tokenizer.all_special_ids and vocab[i] != words[0]][:3]
+    ranked = [
+        vocab[i]
+        for i in logits.topk(12).indices.tolist()
+        if vocab[i].isalpha()
+        and len(vocab[i]) > 1
+        and i not in tokenizer.all_special_ids
+        and vocab[i] != words[0]
+    ][:3]
     assert result.examples.texts[0].split()[0] in ranked
     with pytest.raises(SlimbertError, match="has no masked-LM head"):
-        augment(examples, teacher, load_tokenizer(tiny_teacher), "unused", AugmentConfig(copies=1, mlm=str(tiny_base)))
-
+        augment(
+            examples,
+            teacher,
+            load_tokenizer(tiny_teacher),
+            "unused",
+            AugmentConfig(copies=1, mlm=str(tiny_base)),
+        )
 
 
 # First losses of the real CLI on the sharp 4-layer teacher: a 2-layer, hidden-16, 2-head student,
@@ -200,16 +273,46 @@ def test_cli_narrow_student_pins_first_losses_and_exports(tmp_path, sharp_teache
     text.write_text("the movie was good\n\nthe plot was bad\nawful film , great actor\n")
     out = tmp_path / "student"
     args = [
-        "compress", "tinybert", "--teacher", str(sharp_teacher), "--out", str(out), "--train", str(train), "--eval", str(dev),
-        "--layers", "2", "--hidden-size", "16", "--heads", "2", "--ffn-size", "32", "--general-text", str(text),
-        "--augment", "--augment-copies", "2", "--augment-prob", "0.3", "--max-steps", "2", "--batch-size", "8",
-        "--seed", "0", "--no-progress",
+        "compress",
+        "tinybert",
+        "--teacher",
+        str(sharp_teacher),
+        "--out",
+        str(out),
+        "--train",
+        str(train),
+        "--eval",
+        str(dev),
+        "--layers",
+        "2",
+        "--hidden-size",
+        "16",
+        "--heads",
+        "2",
+        "--ffn-size",
+        "32",
+        "--general-text",
+        str(text),
+        "--augment",
+        "--augment-copies",
+        "2",
+        "--augment-prob",
+        "0.3",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--seed",
+        "0",
+        "--no-progress",
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "student saved to" in result.output
     meta = json.loads((out / "slimbert.json").read_text())
-    assert meta["method"] == "tinybert" and meta["layer_map"] == [1, 3] and meta["projection"] is True
+    assert (
+        meta["method"] == "tinybert" and meta["layer_map"] == [1, 3] and meta["projection"] is True
+    )
     assert meta["attention_heads"] == "head-mean" and meta["augmentation"]["mode"] == "embedding"
     assert meta["train_rows"] == 64 * 3 and meta["stages"]["general"]["texts"] == 3
     for stage, rows in PINNED.items():
@@ -217,12 +320,25 @@ def test_cli_narrow_student_pins_first_losses_and_exports(tmp_path, sharp_teache
         assert [row["step"] for row in got] == [1, 2]
         for row, expected in zip(got, rows, strict=True):
             for term, value in expected.items():
-                assert math.isclose(row[term], value, rel_tol=1e-4, abs_tol=1e-7), (stage, row["step"], term, row[term], value)
+                assert math.isclose(row[term], value, rel_tol=1e-4, abs_tol=1e-7), (
+                    stage,
+                    row["step"],
+                    term,
+                    row[term],
+                    value,
+                )
     model, _, saved = load_model_dir(out)
-    assert type(model).__name__ == "BertForSequenceClassification" and model.config.hidden_size == 16
+    assert (
+        type(model).__name__ == "BertForSequenceClassification" and model.config.hidden_size == 16
+    )
     assert saved["parameters"] == sum(p.numel() for p in model.parameters())
 
-    exported = CliRunner().invoke(cli, ["export", "--model", str(out), "--eval", str(dev), "--out", str(tmp_path / "onnx")])
+    exported = CliRunner().invoke(
+        cli, ["export", "--model", str(out), "--eval", str(dev), "--out", str(tmp_path / "onnx")]
+    )
     assert exported.exit_code == 0, exported.output
     manifest = json.loads((tmp_path / "onnx" / "manifest.json").read_text())
-    assert manifest["validation"]["max_abs_diff"] < 1e-4 and manifest["validation"]["label_agreement"] == 100.0
+    assert (
+        manifest["validation"]["max_abs_diff"] < 1e-4
+        and manifest["validation"]["label_agreement"] == 100.0
+    )

@@ -90,7 +90,9 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_table(path: Path, delimiter: str, quoting: int, header: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _read_table(
+    path: Path, delimiter: str, quoting: int, header: bool
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
@@ -100,7 +102,9 @@ def _read_table(path: Path, delimiter: str, quoting: int, header: bool) -> tuple
             f"{path}: not valid UTF-8 near byte {exc.start}; re-save the file as UTF-8"
         ) from None
     except csv.Error as exc:
-        raise SlimbertError(f"{path}: unreadable table ({exc}); check the delimiter and quoting") from None
+        raise SlimbertError(
+            f"{path}: unreadable table ({exc}); check the delimiter and quoting"
+        ) from None
     records = [(line, rec) for line, rec in records if any(cell.strip() for cell in rec)]
     if not records:
         raise SlimbertError(f"{path}: the file is empty; give a file with at least one example")
@@ -133,7 +137,15 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     return list(names), rows
 
 
-def _pick(names: list[str], wanted: str | None, candidates: Sequence[str], what: str, flag: str, path: Path, required: bool) -> str | None:
+def _pick(
+    names: list[str],
+    wanted: str | None,
+    candidates: Sequence[str],
+    what: str,
+    flag: str,
+    path: Path,
+    required: bool,
+) -> str | None:
     if wanted is not None:
         if wanted not in names:
             raise SlimbertError(
@@ -192,8 +204,12 @@ def read_examples(
         raise SlimbertError(f"{path}: unknown file type {suffix!r}; use .tsv, .csv or .jsonl")
 
     text_col = _pick(names, columns.text, TEXT_COLUMNS, "text", "--text-column", path, True)
-    pair_col = _pick(names, columns.text_pair, PAIR_COLUMNS, "second text", "--text-pair-column", path, False)
-    label_col = _pick(names, columns.label, LABEL_COLUMNS, "label", "--label-column", path, require_labels)
+    pair_col = _pick(
+        names, columns.text_pair, PAIR_COLUMNS, "second text", "--text-pair-column", path, False
+    )
+    label_col = _pick(
+        names, columns.label, LABEL_COLUMNS, "label", "--label-column", path, require_labels
+    )
 
     if limit is not None:
         rows = rows[:limit]
@@ -204,21 +220,29 @@ def read_examples(
     for line, record in rows:
         text = record.get(text_col)
         if text is None or not str(text).strip():
-            raise SlimbertError(f"{path}, line {line}: empty or missing {text_col!r}; fix or remove the row")
+            raise SlimbertError(
+                f"{path}, line {line}: empty or missing {text_col!r}; fix or remove the row"
+            )
         texts.append(str(text).strip())
         if pair_col is not None:
             second = record.get(pair_col)
             if second is None or not str(second).strip():
-                raise SlimbertError(f"{path}, line {line}: empty or missing {pair_col!r}; fix or remove the row")
+                raise SlimbertError(
+                    f"{path}, line {line}: empty or missing {pair_col!r}; fix or remove the row"
+                )
             pairs.append(str(second).strip())
         if label_col is not None:
             label = record.get(label_col)
             if label is None or str(label).strip() == "":
-                raise SlimbertError(f"{path}, line {line}: empty or missing label {label_col!r}; fix or remove the row")
+                raise SlimbertError(
+                    f"{path}, line {line}: empty or missing label {label_col!r}; fix or remove the row"
+                )
             raw_labels.append(str(label).strip())
         lines.append(line)
     if not texts:
-        raise SlimbertError(f"{path}: no examples after reading (limit={limit}); give a non-empty file")
+        raise SlimbertError(
+            f"{path}: no examples after reading (limit={limit}); give a non-empty file"
+        )
 
     resolved_task = task or (_infer_task(raw_labels) if raw_labels else CLASSIFICATION)
     labels: list[str] | list[float] | None = None
@@ -229,7 +253,9 @@ def read_examples(
                 try:
                     value = float(label)
                 except ValueError:
-                    raise SlimbertError(f"{path}, line {line}: label {label!r} is not a number; this is a regression task") from None
+                    raise SlimbertError(
+                        f"{path}, line {line}: label {label!r} is not a number; this is a regression task"
+                    ) from None
                 if not math.isfinite(value):
                     raise SlimbertError(f"{path}, line {line}: label {label!r} is not finite")
                 values.append(value)

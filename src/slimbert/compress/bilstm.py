@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from slimbert.compress.students import BiLSTMConfig
+from slimbert.batches import DataSpec
+from slimbert.compress.networks import BiLSTMConfig
 from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
-from slimbert.compress.trainer import TrainConfig, TrainResult
-from slimbert.task import DataSpec
+from slimbert.training.loop import TrainConfig, TrainResult
 
 
 @dataclass
@@ -49,6 +49,12 @@ class BiLSTMMethod(TeachingConfig):
         )
 
 
-def run(teacher_dir: Path | Sequence[Path], spec: DataSpec, out: Path, method: BiLSTMMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+def run(
+    teacher_dir: Path | Sequence[Path],
+    spec: DataSpec,
+    out: Path,
+    method: BiLSTMMethod,
+    config: TrainConfig,
+) -> tuple[TrainResult, dict]:
     """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
     return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config)

@@ -15,20 +15,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slimbert.compress.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
-from slimbert.compress.route import describe as describe_route
-from slimbert.compress.route import soft_targets, train_stages
-from slimbert.compress.trainer import TrainConfig, TrainResult, train_loader, training_record
-from slimbert.models import (
-    make_student,
-    model_label_map,
-    model_task,
-    pick_layers,
-    save_model,
-    seed_everything,
-)
-from slimbert.task import DataSpec, evaluator, prepare, teacher_logits
-from slimbert.teachers import load_teacher
+from slimbert.batches import DataSpec, prepare
+from slimbert.compress.students import make_student, pick_layers
+from slimbert.metrics import evaluator
+from slimbert.models import model_label_map, model_task, save_model, seed_everything
+from slimbert.teachers.load import load_teacher
+from slimbert.teachers.logits import teacher_logits
+from slimbert.training.loop import TrainConfig, TrainResult, train_loader, training_record
+from slimbert.training.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
+from slimbert.training.route import describe as describe_route
+from slimbert.training.route import soft_targets, train_stages
 
 
 @dataclass
@@ -48,7 +44,15 @@ def loss_terms(config: KDConfig) -> list[LossTerm]:
     ]
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: TrainConfig, student_init: Path | None = None, route: Path | None = None) -> tuple[TrainResult, dict]:
+def run(
+    teacher_dir: Path,
+    spec: DataSpec,
+    out: Path,
+    kd: KDConfig,
+    config: TrainConfig,
+    student_init: Path | None = None,
+    route: Path | None = None,
+) -> tuple[TrainResult, dict]:
     """`teacher_dir` may be a professor ensemble: its logits teach, its best member gives the
     student's layers. `student_init` (from pretrain-student) replaces the student's embeddings
     and encoder before training. `route` (train-teacher --save-route) splits the step budget
@@ -57,22 +61,28 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
     teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
     task = model_task(teacher)
     data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
-    cached = teacher_logits(loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint)  # (N, C)
+    cached = teacher_logits(
+        loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint
+    )  # (N, C)
     teacher_metrics = evaluator(data)(loaded.model)
     seed_everything(config.seed)
     layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
     student = make_student(teacher, kd.layers, layers)
     init = None
     if student_init is not None:
-        from slimbert.pretrain import init_student
+        from slimbert.compress.pretrain import init_student
 
         init = init_student(student, student_init)
     loader = train_loader(data.train_set, config)
-    stages = soft_targets(route, Path(teacher_dir), teacher, data, cached, config, len(loader))  # (stage, (N, C) logits)
+    stages = soft_targets(
+        route, Path(teacher_dir), teacher, data, cached, config, len(loader)
+    )  # (stage, (N, C) logits)
     del teacher, loaded
     terms = loss_terms(kd)
 
-    results = train_stages(student, loader, stages, cached_logits_step(terms), evaluator(data), f"kd-{kd.layers}L")
+    results = train_stages(
+        student, loader, stages, cached_logits_step(terms), evaluator(data), f"kd-{kd.layers}L"
+    )
     result = results[-1]
     metadata = {
         "role": "student",
@@ -84,7 +94,9 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, kd: KDConfig, config: Trai
         **training_record(result, config, data),
         "steps": sum(r.steps for r in results),
         "first_losses": results[0].losses[:5],
-        "route": describe_route([stage for stage, _ in stages], results) if route is not None else None,
+        "route": describe_route([stage for stage, _ in stages], results)
+        if route is not None
+        else None,
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
         "student_init": init,
     }

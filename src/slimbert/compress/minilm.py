@@ -32,9 +32,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from slimbert.compress.capture import TransformerOutputs, forward_internals, split_heads
-from slimbert.compress.layermap import StudentShape, build_student, map_layers
-from slimbert.compress.losses import (
+from slimbert.batches import DataSpec, TaskData, make_loader, prepare
+from slimbert.compress.students import StudentShape, build_student, map_layers
+from slimbert.errors import SlimbertError
+from slimbert.metrics import Metrics, evaluator
+from slimbert.models import device, save_model, seed_everything
+from slimbert.teachers.load import load_teacher
+from slimbert.teachers.logits import teacher_logits
+from slimbert.training.capture import TransformerOutputs, forward_internals, split_heads
+from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.training.losses import (
     LossTerm,
     TermFn,
     cached_logits_step,
@@ -42,15 +49,9 @@ from slimbert.compress.losses import (
     hard_loss,
     kd_loss,
 )
-from slimbert.compress.outputs import Outputs
-from slimbert.compress.route import describe as describe_route
-from slimbert.compress.route import soft_targets, train_stages
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
-from slimbert.errors import SlimbertError
-from slimbert.evaluate import Metrics, make_loader
-from slimbert.models import save_model, seed_everything
-from slimbert.task import DataSpec, TaskData, device, evaluator, prepare, teacher_logits
-from slimbert.teachers import load_teacher
+from slimbert.training.outputs import Outputs
+from slimbert.training.route import describe as describe_route
+from slimbert.training.route import soft_targets, train_stages
 
 RELATIONS = ("query", "key", "value")
 
@@ -79,14 +80,21 @@ class MiniLMConfig:
         return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
 
 
-def relation_kl(student_x: torch.Tensor, teacher_x: torch.Tensor, attention_mask: torch.Tensor, relation_heads: int) -> torch.Tensor:
+def relation_kl(
+    student_x: torch.Tensor,
+    teacher_x: torch.Tensor,
+    attention_mask: torch.Tensor,
+    relation_heads: int,
+) -> torch.Tensor:
     """KL(teacher relation ‖ student relation) for one of Q, K, V.
 
     student_x: (B, T, A_s), teacher_x: (B, T, A_t), attention_mask: (B, T) → scalar; R must divide A_s and A_t.
     """
     for name, x in (("student", student_x), ("teacher", teacher_x)):
         if x.shape[-1] % relation_heads:
-            raise SlimbertError(f"--relation-heads {relation_heads} does not divide the {name}'s attention width {x.shape[-1]}; pick a common divisor")
+            raise SlimbertError(
+                f"--relation-heads {relation_heads} does not divide the {name}'s attention width {x.shape[-1]}; pick a common divisor"
+            )
     keys_padded = attention_mask[:, None, None, :] == 0  # (B, 1, 1, T)
     logs = []
     for x in (student_x, teacher_x):
@@ -95,7 +103,9 @@ def relation_kl(student_x: torch.Tensor, teacher_x: torch.Tensor, attention_mask
         relation = relation.masked_fill(keys_padded, torch.finfo(relation.dtype).min)
         logs.append(F.log_softmax(relation.float(), dim=-1))
     log_student, log_teacher = logs
-    kl = (log_teacher.exp() * (log_teacher - log_student)).masked_fill(keys_padded, 0.0).sum(-1)  # (B, R, T)
+    kl = (
+        (log_teacher.exp() * (log_teacher - log_student)).masked_fill(keys_padded, 0.0).sum(-1)
+    )  # (B, R, T)
     rows = attention_mask[:, None, :].to(kl.dtype)  # (B, 1, T)
     return (kl * rows).sum() / (rows.sum() * relation_heads).clamp_min(1.0)
 
@@ -103,20 +113,38 @@ def relation_kl(student_x: torch.Tensor, teacher_x: torch.Tensor, attention_mask
 def relation_term(kind: str, teacher_layer: int, relation_heads: int) -> TermFn:
     """The `kind` ∈ {query, key, value} relation of the student's last layer against `teacher_layer`."""
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        assert isinstance(student, TransformerOutputs) and isinstance(teacher, TransformerOutputs), "relation terms need forward_internals outputs"
-        student_parts, teacher_parts = student.attention_parts[-1], teacher.attention_parts[teacher_layer]
-        return relation_kl(getattr(student_parts, kind), getattr(teacher_parts, kind), student.attention_mask, relation_heads)
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        assert isinstance(student, TransformerOutputs) and isinstance(
+            teacher, TransformerOutputs
+        ), "relation terms need forward_internals outputs"
+        student_parts, teacher_parts = (
+            student.attention_parts[-1],
+            teacher.attention_parts[teacher_layer],
+        )
+        return relation_kl(
+            getattr(student_parts, kind),
+            getattr(teacher_parts, kind),
+            student.attention_mask,
+            relation_heads,
+        )
 
     return term
 
 
 def relation_terms(teacher_layer: int, relation_heads: int) -> list[LossTerm]:
-    return [LossTerm(f"{kind[0]}{kind[0]}", 1.0, relation_term(kind, teacher_layer, relation_heads)) for kind in RELATIONS]
+    return [
+        LossTerm(f"{kind[0]}{kind[0]}", 1.0, relation_term(kind, teacher_layer, relation_heads))
+        for kind in RELATIONS
+    ]
 
 
 def prediction_terms(config: MiniLMConfig) -> list[LossTerm]:
-    return [LossTerm("soft", config.alpha, kd_loss(config.temperature)), LossTerm("hard", 1.0 - config.alpha, hard_loss)]
+    return [
+        LossTerm("soft", config.alpha, kd_loss(config.temperature)),
+        LossTerm("hard", 1.0 - config.alpha, hard_loss),
+    ]
 
 
 def _relation_evaluator(teacher, terms: list[LossTerm], data: TaskData, batch_size: int = 64):
@@ -130,7 +158,12 @@ def _relation_evaluator(teacher, terms: list[LossTerm], data: TaskData, batch_si
         total, count = 0.0, 0
         for batch in loader:
             batch = {k: v.to(dev) for k, v in batch.items()}
-            loss, _ = combine(terms, forward_internals(model, batch, hidden_states=False), forward_internals(teacher, batch, hidden_states=False), batch)
+            loss, _ = combine(
+                terms,
+                forward_internals(model, batch, hidden_states=False),
+                forward_internals(teacher, batch, hidden_states=False),
+                batch,
+            )
             total += float(loss) * len(batch["input_ids"])
             count += len(batch["input_ids"])
         value = total / max(count, 1)
@@ -142,15 +175,28 @@ def _relation_evaluator(teacher, terms: list[LossTerm], data: TaskData, batch_si
 def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
     resolved = index + teacher_layers if index < 0 else index
     if not 0 <= resolved < teacher_layers:
-        raise SlimbertError(f"--teacher-layer {index}: the teacher has layers 0..{teacher_layers - 1} (or −1 for the last)")
+        raise SlimbertError(
+            f"--teacher-layer {index}: the teacher has layers 0..{teacher_layers - 1} (or −1 for the last)"
+        )
     return resolved
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, config: TrainConfig, route: Path | None = None) -> tuple[TrainResult, dict]:
-    loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member has the layers
+def run(
+    teacher_dir: Path,
+    spec: DataSpec,
+    out: Path,
+    minilm: MiniLMConfig,
+    config: TrainConfig,
+    route: Path | None = None,
+) -> tuple[TrainResult, dict]:
+    loaded = load_teacher(
+        teacher_dir
+    )  # a classifier, or an ensemble whose best member has the layers
     teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
     data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
-    cached = teacher_logits(loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint)  # (N, C)
+    cached = teacher_logits(
+        loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint
+    )  # (N, C)
     teacher_metrics = evaluator(data)(loaded.model)
     del loaded
     teacher_layer = resolve_teacher_layer(minilm.teacher_layer, teacher.config.num_hidden_layers)
@@ -158,9 +204,14 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
     init_map = map_layers(teacher.config.num_hidden_layers, minilm.layers, "uniform")
     seed_everything(config.seed)
     student, init = build_student(teacher, minilm.shape(), init_map, seed=config.seed)
-    for name, width in (("teacher", teacher.config.hidden_size), ("student", student.config.hidden_size)):
+    for name, width in (
+        ("teacher", teacher.config.hidden_size),
+        ("student", student.config.hidden_size),
+    ):
         if width % relation_heads:
-            raise SlimbertError(f"--relation-heads {relation_heads} does not divide the {name}'s hidden size {width}; pick a common divisor")
+            raise SlimbertError(
+                f"--relation-heads {relation_heads} does not divide the {name}'s hidden size {width}; pick a common divisor"
+            )
     teacher.to(device())
     teacher.requires_grad_(False)
     terms = relation_terms(teacher_layer, relation_heads)
@@ -168,21 +219,53 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
     def relation_step(model, batch):
         with torch.no_grad():
             teacher_out = forward_internals(teacher, batch, hidden_states=False)
-        return combine(terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch)
+        return combine(
+            terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch
+        )
 
     loader = train_loader(data.train_set, config)
-    relation_config = dataclasses.replace(config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr)
-    relation = train(student, loader, relation_step, _relation_evaluator(teacher, terms, data), relation_config, description=f"minilm-{minilm.layers}L-relation")
+    relation_config = dataclasses.replace(
+        config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr
+    )
+    relation = train(
+        student,
+        loader,
+        relation_step,
+        _relation_evaluator(teacher, terms, data),
+        relation_config,
+        description=f"minilm-{minilm.layers}L-relation",
+    )
     teacher.to("cpu")  # stage 2 reads cached logits
 
     prediction = prediction_terms(minilm)
 
-    route_stages = soft_targets(route, Path(teacher_dir), teacher, data, cached, config, len(loader))
-    results = train_stages(student, loader, route_stages, cached_logits_step(prediction), evaluator(data), f"minilm-{minilm.layers}L-prediction")
+    route_stages = soft_targets(
+        route, Path(teacher_dir), teacher, data, cached, config, len(loader)
+    )
+    results = train_stages(
+        student,
+        loader,
+        route_stages,
+        cached_logits_step(prediction),
+        evaluator(data),
+        f"minilm-{minilm.layers}L-prediction",
+    )
     result = results[-1]
     stages = {
-        "relation": {"steps": relation.steps, "best_step": relation.best_step, "best": relation.best.values if relation.best else {}, "history": relation.history, "first_losses": relation.losses[:5]},
-        "prediction": {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]},
+        "relation": {
+            "steps": relation.steps,
+            "best_step": relation.best_step,
+            "best": relation.best.values if relation.best else {},
+            "history": relation.history,
+            "first_losses": relation.losses[:5],
+        },
+        "prediction": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "best": result.best.values if result.best else {},
+            "history": result.history,
+            "first_losses": result.losses[:5],
+        },
     }
     metadata = {
         "role": "student",
@@ -190,11 +273,17 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, minilm: MiniLMConfig, conf
         "teacher": str(teacher_dir),
         "teacher_metric": teacher_metrics.values,
         "layer_map": init_map,
-        "relation": {"teacher_layer": teacher_layer, "student_layer": minilm.layers - 1, "relation_heads": relation_heads},
+        "relation": {
+            "teacher_layer": teacher_layer,
+            "student_layer": minilm.layers - 1,
+            "relation_heads": relation_heads,
+        },
         "minilm_config": asdict(minilm),
         "init": init.describe(),
         **training_record(result, config, data),
-        "route": describe_route([stage for stage, _ in route_stages], results) if route is not None else None,
+        "route": describe_route([stage for stage, _ in route_stages], results)
+        if route is not None
+        else None,
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
         "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},

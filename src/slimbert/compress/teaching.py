@@ -29,16 +29,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimbert.compress.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
-from slimbert.compress.outputs import Outputs
-from slimbert.compress.route import Stage, describe, plan, route_logits
-from slimbert.compress.students import StudentConfig, build_student, save_student
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.batches import DataSpec, model_inputs, prepare
+from slimbert.compress.networks import StudentConfig, build_student, save_student
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import model_inputs
+from slimbert.metrics import evaluator
 from slimbert.models import seed_everything
-from slimbert.task import DataSpec, evaluator, prepare, teacher_logits
-from slimbert.teachers import load_teacher
+from slimbert.teachers.load import load_teacher
+from slimbert.teachers.logits import teacher_logits
+from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.training.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
+from slimbert.training.outputs import Outputs
+from slimbert.training.route import Stage, describe, plan, route_logits
 
 SOFT_LOSSES = ("kl", "mse")
 
@@ -76,23 +77,45 @@ class TeachingConfig:
         return {f.name: getattr(self, f.name) for f in fields(TeachingConfig)}
 
     def check(self, teachers: int) -> None:
-        if not self.distils and (self.joint or self.teacher_route is not None or teachers > 1 or self.teacher_weights):
-            used = "--joint" if self.joint else "--teacher-route" if self.teacher_route is not None else "--teacher-weights" if self.teacher_weights else "a second --teacher"
-            raise SlimbertError(f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; drop it or give --alpha > 0")
+        if not self.distils and (
+            self.joint or self.teacher_route is not None or teachers > 1 or self.teacher_weights
+        ):
+            used = (
+                "--joint"
+                if self.joint
+                else "--teacher-route"
+                if self.teacher_route is not None
+                else "--teacher-weights"
+                if self.teacher_weights
+                else "a second --teacher"
+            )
+            raise SlimbertError(
+                f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; drop it or give --alpha > 0"
+            )
         if self.teacher_weights is not None:
             if len(self.teacher_weights) != teachers:
-                raise SlimbertError(f"--teacher-weights gives {len(self.teacher_weights)} weights for {teachers} --teacher; give one per --teacher, in the same order")
+                raise SlimbertError(
+                    f"--teacher-weights gives {len(self.teacher_weights)} weights for {teachers} --teacher; give one per --teacher, in the same order"
+                )
             if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
-                raise SlimbertError(f"--teacher-weights {','.join(map(str, self.teacher_weights))}: weights must be ≥ 0 and not all 0")
+                raise SlimbertError(
+                    f"--teacher-weights {','.join(map(str, self.teacher_weights))}: weights must be ≥ 0 and not all 0"
+                )
         if self.soft_loss not in SOFT_LOSSES:
-            raise SlimbertError(f"--soft-loss {self.soft_loss!r}: choose one of {', '.join(SOFT_LOSSES)}")
+            raise SlimbertError(
+                f"--soft-loss {self.soft_loss!r}: choose one of {', '.join(SOFT_LOSSES)}"
+            )
         if self.temperature <= 0 or not 0 <= self.alpha <= 1 or self.teacher_lr <= 0:
             raise SlimbertError("--temperature and --teacher-lr must be > 0 and --alpha in [0, 1]")
 
 
 def teacher_dirs(teacher_dir: Path | str | Sequence[Path | str]) -> list[Path]:
     """`run`'s first argument: one teacher directory, or several (the first is the primary)."""
-    dirs = [Path(teacher_dir)] if isinstance(teacher_dir, str | Path) else [Path(d) for d in teacher_dir]
+    dirs = (
+        [Path(teacher_dir)]
+        if isinstance(teacher_dir, str | Path)
+        else [Path(d) for d in teacher_dir]
+    )
     if not dirs:
         raise SlimbertError("no --teacher given; name at least one teacher directory")
     return dirs
@@ -123,7 +146,9 @@ class SoftTargets:
     cached: list[torch.Tensor | None]
     weights: list[float]
 
-    def for_batch(self, batch: dict[str, torch.Tensor], live: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    def for_batch(
+        self, batch: dict[str, torch.Tensor], live: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor:
         index = batch["idx"].cpu()
         logits = [live if c is None else c[index].to(device) for c in self.cached]
         return ensemble_logits(logits, self.weights)  # (B, C)
@@ -133,7 +158,10 @@ def loss_terms(teaching: TeachingConfig) -> list[LossTerm]:
     if not teaching.distils:
         return [LossTerm("hard", 1.0, hard_loss)]
     soft = kd_loss(teaching.temperature) if teaching.soft_loss == "kl" else logit_mse
-    return [LossTerm("soft", teaching.alpha, soft), LossTerm("hard", 1.0 - teaching.alpha, hard_loss)]
+    return [
+        LossTerm("soft", teaching.alpha, soft),
+        LossTerm("hard", 1.0 - teaching.alpha, hard_loss),
+    ]
 
 
 def student_losses(
@@ -161,7 +189,9 @@ def student_losses(
             live = live.detach()
     teacher_out = None
     if targets is not None:
-        teacher_out = Outputs(logits=targets.for_batch(batch, live, result.logits.device), attention_mask=mask)
+        teacher_out = Outputs(
+            logits=targets.for_batch(batch, live, result.logits.device), attention_mask=mask
+        )
     loss, logged = combine(terms, student_out, teacher_out, batch)
     penalty = getattr(result, "penalty", None)
     if penalty is not None:
@@ -195,26 +225,42 @@ def teach(
     method = student_config.architecture
     primary = load_teacher(teacher_dir)
     if teaching.joint and primary.is_ensemble:
-        raise SlimbertError(f"--joint: {teacher_dir} is an ensemble; joint training needs one classifier directory as the first --teacher")
+        raise SlimbertError(
+            f"--joint: {teacher_dir} is an ensemble; joint training needs one classifier directory as the first --teacher"
+        )
     tokenizer, task, label_map = primary.tokenizer, primary.task, primary.label_map
     data = prepare(spec, tokenizer, label_map=label_map, task=task)
     evaluate = evaluator(data)
     teacher_metrics = {str(teacher_dir): evaluate(primary.model).values}
     seed_everything(config.seed)
-    student = build_student(student_config, primary.layers, tokenizer, label_map, task, data.train.is_pair)
+    student = build_student(
+        student_config, primary.layers, tokenizer, label_map, task, data.train.is_pair
+    )
     loader = train_loader(data.train_set, config)
     stages = plan(teaching.teacher_route, Path(teacher_dir), config, len(loader))
-    route_targets = {s.name: SoftTargets([route_logits(s, primary.layers, data)], [1.0]) for s in stages if not s.final}
+    route_targets = {
+        s.name: SoftTargets([route_logits(s, primary.layers, data)], [1.0])
+        for s in stages
+        if not s.final
+    }
 
     final_targets = None
     joint_teacher = primary.model if teaching.joint else None
     if teaching.distils:
-        cached: list[torch.Tensor | None] = [None if teaching.joint else teacher_logits(primary.model, teacher_dir, data, fingerprint=primary.fingerprint)]
+        cached: list[torch.Tensor | None] = [
+            None
+            if teaching.joint
+            else teacher_logits(primary.model, teacher_dir, data, fingerprint=primary.fingerprint)
+        ]
         for other_dir in also_teachers:
-            logits, metrics = _other_teacher_logits(Path(other_dir), spec, data, tokenizer, task, label_map)
+            logits, metrics = _other_teacher_logits(
+                Path(other_dir), spec, data, tokenizer, task, label_map
+            )
             cached.append(logits)
             teacher_metrics[str(other_dir)] = metrics
-        final_targets = SoftTargets(cached, normalised_weights(teaching.teacher_weights, len(cached)))
+        final_targets = SoftTargets(
+            cached, normalised_weights(teaching.teacher_weights, len(cached))
+        )
     del primary
     terms = loss_terms(teaching)
 
@@ -223,7 +269,9 @@ def teach(
         live = joint_teacher if stage.final else None
 
         def step(model, batch):
-            loss, teacher_loss, logged = student_losses(model, batch, terms, targets, live, teaching.isolated, penalty_weight)
+            loss, teacher_loss, logged = student_losses(
+                model, batch, terms, targets, live, teaching.isolated, penalty_weight
+            )
             return (loss if teacher_loss is None else loss + teacher_loss), logged
 
         return step
@@ -253,7 +301,11 @@ def teach(
         "teacher_metrics": teacher_metrics,
         "student_config": student.config.to_json(),
         "method_config": asdict(teaching),
-        "teaching": {**teaching.teaching(), "mode": _mode(teaching, len(teachers)), "weights_used": final_targets.weights if final_targets else None},
+        "teaching": {
+            **teaching.teaching(),
+            "mode": _mode(teaching, len(teachers)),
+            "weights_used": final_targets.weights if final_targets else None,
+        },
         **training_record(result, config, data),
         "steps": sum(r.steps for r in results),
         "first_losses": results[0].losses[:5],
@@ -276,7 +328,9 @@ def _mode(teaching: TeachingConfig, teachers: int) -> str:
     return "offline" if teachers == 1 else "several"
 
 
-def _other_teacher_logits(path: Path, spec: DataSpec, data, tokenizer, task: str, label_map) -> tuple[torch.Tensor, dict]:
+def _other_teacher_logits(
+    path: Path, spec: DataSpec, data, tokenizer, task: str, label_map
+) -> tuple[torch.Tensor, dict]:
     """Cached logits (N, C) of another teacher on the same training rows, tokenised its own way,
     and its eval figures."""
     other = load_teacher(path)
@@ -284,7 +338,10 @@ def _other_teacher_logits(path: Path, spec: DataSpec, data, tokenizer, task: str
         raise SlimbertError(
             f"--teacher {path}: predicts {other.task} labels {other.label_map.id2label}, the first teacher {task} labels {label_map.id2label}; every teacher must share the label set"
         )
-    same_tokens = type(other.tokenizer) is type(tokenizer) and other.tokenizer.get_vocab() == tokenizer.get_vocab()
+    same_tokens = (
+        type(other.tokenizer) is type(tokenizer)
+        and other.tokenizer.get_vocab() == tokenizer.get_vocab()
+    )
     own = data if same_tokens else prepare(spec, other.tokenizer, label_map=label_map, task=task)
     logits = teacher_logits(other.model, path, own, fingerprint=other.fingerprint)
     return logits, evaluator(own)(other.model).values

@@ -37,10 +37,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimbert.compress.layermap import split_modules
-from slimbert.compress.losses import LossTerm, combine, hard_loss
-from slimbert.compress.outputs import forward
-from slimbert.compress.trainer import (
+from slimbert.batches import DataSpec, prepare
+from slimbert.compress.students import make_student, split_modules
+from slimbert.errors import SlimbertError
+from slimbert.metrics import evaluator
+from slimbert.models import device, encoder_layers, save_model, seed_everything
+from slimbert.teachers.load import load_teacher
+from slimbert.training.loop import (
     TrainConfig,
     TrainResult,
     planned_steps,
@@ -48,10 +51,8 @@ from slimbert.compress.trainer import (
     train_loader,
     training_record,
 )
-from slimbert.errors import SlimbertError
-from slimbert.models import encoder_layers, make_student, save_model, seed_everything
-from slimbert.task import DataSpec, device, evaluator, prepare
-from slimbert.teachers import load_teacher
+from slimbert.training.losses import LossTerm, combine, hard_loss
+from slimbert.training.outputs import forward
 
 INITS = ("module-top", "first")
 
@@ -97,7 +98,11 @@ class ReplacementSchedule:
     def from_config(cls, config: TheseusConfig, total_steps: int) -> ReplacementSchedule:
         if config.schedule == "constant":
             return cls(config.replace_rate)
-        k = config.linear_k if config.linear_k is not None else (1.0 - config.replace_rate) / max(1, total_steps - 1)
+        k = (
+            config.linear_k
+            if config.linear_k is not None
+            else (1.0 - config.replace_rate) / max(1, total_steps - 1)
+        )
         return cls(config.replace_rate, k)
 
     def at(self, step: int) -> float:
@@ -128,7 +133,9 @@ class ReplaceableModule(nn.Module):
         return outputs
 
 
-def hybrid_encoder(student: nn.Module, teacher: nn.Module, modules: list[list[int]]) -> nn.ModuleList:
+def hybrid_encoder(
+    student: nn.Module, teacher: nn.Module, modules: list[list[int]]
+) -> nn.ModuleList:
     """The student's encoder layer list swapped for ReplaceableModules; the original list is returned.
 
     The teacher's layers are frozen. Put the returned list back with `restore_encoder`.
@@ -139,7 +146,8 @@ def hybrid_encoder(student: nn.Module, teacher: nn.Module, modules: list[list[in
     for layer in teacher_layers:
         layer.requires_grad_(False)
     base.encoder.layer = nn.ModuleList(
-        ReplaceableModule([teacher_layers[k] for k in module], successors[i]) for i, module in enumerate(modules)
+        ReplaceableModule([teacher_layers[k] for k in module], successors[i])
+        for i, module in enumerate(modules)
     )
     return successors
 
@@ -160,8 +168,12 @@ def task_terms() -> list[LossTerm]:
     return [LossTerm("task", 1.0, hard_loss)]
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, config: TrainConfig) -> tuple[TrainResult, dict]:
-    loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member is the predecessor
+def run(
+    teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, config: TrainConfig
+) -> tuple[TrainResult, dict]:
+    loaded = load_teacher(
+        teacher_dir
+    )  # a classifier, or an ensemble whose best member is the predecessor
     teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
     data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
     evaluate = evaluator(data)
@@ -169,7 +181,11 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
     del loaded
     teacher_layers = teacher.config.num_hidden_layers
     modules = split_modules(teacher_layers, theseus.layers)
-    init_layers = [module[-1] for module in modules] if theseus.init == "module-top" else list(range(theseus.layers))
+    init_layers = (
+        [module[-1] for module in modules]
+        if theseus.init == "module-top"
+        else list(range(theseus.layers))
+    )
     seed_everything(config.seed)
     student = make_student(teacher, theseus.layers, init_layers)
 
@@ -198,7 +214,14 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
         return loss, {**logged, "p": p, "replaced": float(sum(draws))}
 
     teacher.to(device())  # the predecessor layers run inside the hybrid, on the student's device
-    replacing = train(student, loader, replacing_step, evaluate, config, description=f"theseus-{theseus.layers}L-replace")
+    replacing = train(
+        student,
+        loader,
+        replacing_step,
+        evaluate,
+        config,
+        description=f"theseus-{theseus.layers}L-replace",
+    )
     restore_encoder(student, successors)
     teacher.to("cpu")
 
@@ -209,10 +232,29 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, co
         return combine(terms, forward(model, batch), None, batch)
 
     finetune_config = dataclasses.replace(config, epochs=theseus.finetune_epochs)
-    result = train(student, loader, finetune_step, evaluate, finetune_config, description=f"theseus-{theseus.layers}L-finetune")
+    result = train(
+        student,
+        loader,
+        finetune_step,
+        evaluate,
+        finetune_config,
+        description=f"theseus-{theseus.layers}L-finetune",
+    )
     stages = {
-        "replace": {"steps": replacing.steps, "best_step": replacing.best_step, "best": replacing.best.values if replacing.best else {}, "history": replacing.history, "first_losses": replacing.losses[:5]},
-        "finetune": {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]},
+        "replace": {
+            "steps": replacing.steps,
+            "best_step": replacing.best_step,
+            "best": replacing.best.values if replacing.best else {},
+            "history": replacing.history,
+            "first_losses": replacing.losses[:5],
+        },
+        "finetune": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "best": result.best.values if result.best else {},
+            "history": result.history,
+            "first_losses": result.losses[:5],
+        },
     }
     metadata = {
         "role": "student",

@@ -34,10 +34,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimbert.compress.augment import AugmentConfig, augment
-from slimbert.compress.capture import TransformerOutputs, forward_internals
-from slimbert.compress.layermap import StudentShape, build_student, map_layers
-from slimbert.compress.losses import (
+from slimbert.batches import DataSpec, EncodedDataset, TaskData, label_targets, make_loader, prepare
+from slimbert.compress.students import StudentShape, build_student, map_layers
+from slimbert.compress.word_augment import AugmentConfig, augment
+from slimbert.data import Examples
+from slimbert.errors import SlimbertError
+from slimbert.metrics import Metrics, evaluator
+from slimbert.models import device, save_model, seed_everything
+from slimbert.teachers.load import load_teacher
+from slimbert.teachers.logits import teacher_logits
+from slimbert.training.capture import TransformerOutputs, forward_internals
+from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.training.losses import (
     LossTerm,
     TermFn,
     cached_logits_step,
@@ -45,16 +53,9 @@ from slimbert.compress.losses import (
     hint_loss,
     kd_loss,
 )
-from slimbert.compress.outputs import Outputs
-from slimbert.compress.route import describe as describe_route
-from slimbert.compress.route import soft_targets, train_stages
-from slimbert.compress.trainer import TrainConfig, TrainResult, train, train_loader, training_record
-from slimbert.data import Examples
-from slimbert.errors import SlimbertError
-from slimbert.evaluate import EncodedDataset, Metrics, label_targets, make_loader
-from slimbert.models import save_model, seed_everything
-from slimbert.task import DataSpec, TaskData, device, evaluator, prepare, teacher_logits
-from slimbert.teachers import load_teacher
+from slimbert.training.outputs import Outputs
+from slimbert.training.route import describe as describe_route
+from slimbert.training.route import soft_targets, train_stages
 
 
 @dataclass
@@ -105,8 +106,12 @@ def attention_score_mse(layer_map: list[int]) -> TermFn:
     Entries whose query or key is padding are zeroed on both sides and not counted in the mean.
     """
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        assert isinstance(student, TransformerOutputs) and isinstance(teacher, TransformerOutputs), "attention_score_mse needs forward_internals outputs"
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        assert isinstance(student, TransformerOutputs) and isinstance(
+            teacher, TransformerOutputs
+        ), "attention_score_mse needs forward_internals outputs"
         mask = student.attention_mask.to(student.logits.dtype)  # (B, T)
         valid = mask[:, None, :, None] * mask[:, None, None, :]  # (B, 1, T, T)
         total = student.logits.new_zeros(())
@@ -114,7 +119,10 @@ def attention_score_mse(layer_map: list[int]) -> TermFn:
             student_scores = student.attention_parts[s].scores()  # (B, nh_s, T, T)
             teacher_scores = teacher.attention_parts[t].scores()  # (B, nh_t, T, T)
             if student_scores.shape[1] != teacher_scores.shape[1]:
-                student_scores, teacher_scores = student_scores.mean(1, keepdim=True), teacher_scores.mean(1, keepdim=True)
+                student_scores, teacher_scores = (
+                    student_scores.mean(1, keepdim=True),
+                    teacher_scores.mean(1, keepdim=True),
+                )
             squared = ((student_scores - teacher_scores) * valid).pow(2)  # (B, nh, T, T)
             total = total + squared.sum() / (valid.sum() * squared.shape[1]).clamp_min(1.0)
         return total
@@ -139,8 +147,12 @@ class Projections:
         return [m for m in (self.embedding, self.hidden) if m is not None]
 
 
-def intermediate_terms(config: TinyBERTConfig, layer_map: list[int], projections: Projections) -> list[LossTerm]:
-    hidden_pairs = [(s + 1, t + 1) for s, t in enumerate(layer_map)]  # hidden_states[0] is the embedding output
+def intermediate_terms(
+    config: TinyBERTConfig, layer_map: list[int], projections: Projections
+) -> list[LossTerm]:
+    hidden_pairs = [
+        (s + 1, t + 1) for s, t in enumerate(layer_map)
+    ]  # hidden_states[0] is the embedding output
     return [
         LossTerm("embedding", config.embedding_weight, hint_loss([(0, 0)], projections.embedding)),
         LossTerm("attention", config.attention_weight, attention_score_mse(layer_map)),
@@ -154,29 +166,47 @@ def prediction_terms(config: TinyBERTConfig) -> list[LossTerm]:
 
 def read_text_file(path: Path) -> Examples:
     """One text per non-blank line, for general distillation."""
-    from slimbert.io import sha256_file
+    from slimbert.files import sha256_file
 
     if not Path(path).is_file():
-        raise SlimbertError(f"--general-text {path}: no such file; give a plain text file with one text per line")
+        raise SlimbertError(
+            f"--general-text {path}: no such file; give a plain text file with one text per line"
+        )
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise SlimbertError(f"--general-text {path}: not valid UTF-8; re-save the file as UTF-8") from None
+        raise SlimbertError(
+            f"--general-text {path}: not valid UTF-8; re-save the file as UTF-8"
+        ) from None
     rows = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
         raise SlimbertError(f"--general-text {path}: the file has no text; give one text per line")
-    return Examples([t for _, t in rows], None, None, "classification", Path(path), [n for n, _ in rows], sha256_file(path))
+    return Examples(
+        [t for _, t in rows],
+        None,
+        None,
+        "classification",
+        Path(path),
+        [n for n, _ in rows],
+        sha256_file(path),
+    )
 
 
 def with_training_examples(data: TaskData, examples: Examples, tokenizer) -> TaskData:
     targets = label_targets(examples, data.label_map, data.task)
-    return dataclasses.replace(data, train=examples, train_set=EncodedDataset(tokenizer, examples, data.max_length, targets))
+    return dataclasses.replace(
+        data,
+        train=examples,
+        train_set=EncodedDataset(tokenizer, examples, data.max_length, targets),
+    )
 
 
 def concat(first: Examples, second: Examples) -> Examples:
     return Examples(
         texts=first.texts + second.texts,
-        text_pairs=None if first.text_pairs is None else first.text_pairs + (second.text_pairs or []),
+        text_pairs=None
+        if first.text_pairs is None
+        else first.text_pairs + (second.text_pairs or []),
         labels=None if first.labels is None else list(first.labels) + list(second.labels or []),
         task=first.task,
         path=first.path,
@@ -185,7 +215,9 @@ def concat(first: Examples, second: Examples) -> Examples:
     )
 
 
-def _distill_evaluator(teacher: nn.Module, terms: list[LossTerm], data: TaskData, batch_size: int = 64):
+def _distill_evaluator(
+    teacher: nn.Module, terms: list[LossTerm], data: TaskData, batch_size: int = 64
+):
     """Stages 0 and 1 score the weighted distillation loss on the eval set (lower is better)."""
     loader = make_loader(data.eval_set, batch_size, shuffle=False)
 
@@ -196,7 +228,9 @@ def _distill_evaluator(teacher: nn.Module, terms: list[LossTerm], data: TaskData
         total, count = 0.0, 0
         for batch in loader:
             batch = {k: v.to(dev) for k, v in batch.items()}
-            loss, _ = combine(terms, forward_internals(model, batch), forward_internals(teacher, batch), batch)
+            loss, _ = combine(
+                terms, forward_internals(model, batch), forward_internals(teacher, batch), batch
+            )
             total += float(loss) * len(batch["input_ids"])
             count += len(batch["input_ids"])
         value = total / max(count, 1)
@@ -206,12 +240,32 @@ def _distill_evaluator(teacher: nn.Module, terms: list[LossTerm], data: TaskData
 
 
 def _stage_record(result: TrainResult) -> dict:
-    return {"steps": result.steps, "best_step": result.best_step, "best": result.best.values if result.best else {}, "history": result.history, "first_losses": result.losses[:5]}
+    return {
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "best": result.best.values if result.best else {},
+        "history": result.history,
+        "first_losses": result.losses[:5],
+    }
 
 
-def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, config: TrainConfig, route: Path | None = None) -> tuple[TrainResult, dict]:
-    loaded = load_teacher(teacher_dir)  # a classifier, or an ensemble whose best member has the layers
-    teacher, tokenizer, teacher_meta, fingerprint = loaded.layers, loaded.tokenizer, loaded.metadata, loaded.fingerprint
+def run(
+    teacher_dir: Path,
+    spec: DataSpec,
+    out: Path,
+    tiny: TinyBERTConfig,
+    config: TrainConfig,
+    route: Path | None = None,
+) -> tuple[TrainResult, dict]:
+    loaded = load_teacher(
+        teacher_dir
+    )  # a classifier, or an ensemble whose best member has the layers
+    teacher, tokenizer, teacher_meta, fingerprint = (
+        loaded.layers,
+        loaded.tokenizer,
+        loaded.metadata,
+        loaded.fingerprint,
+    )
     data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
     teacher_metrics = evaluator(data)(loaded.model)
     layer_map = map_layers(teacher.config.num_hidden_layers, tiny.layers, tiny.layer_map)
@@ -219,10 +273,21 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
 
     train_data, augmentation = data, None
     if tiny.augment:
-        augment_config = AugmentConfig(tiny.augment_copies, tiny.augment_prob, tiny.augment_top_k, tiny.augment_mlm, max_length=spec.max_length, seed=config.seed)
+        augment_config = AugmentConfig(
+            tiny.augment_copies,
+            tiny.augment_prob,
+            tiny.augment_top_k,
+            tiny.augment_mlm,
+            max_length=spec.max_length,
+            seed=config.seed,
+        )
         augmentation = augment(data.train, teacher, tokenizer, fingerprint, augment_config)
-        train_data = with_training_examples(data, concat(data.train, augmentation.examples), tokenizer)
-    cached = teacher_logits(loaded.model, teacher_dir, train_data, fingerprint=fingerprint)  # (N, C), originals first
+        train_data = with_training_examples(
+            data, concat(data.train, augmentation.examples), tokenizer
+        )
+    cached = teacher_logits(
+        loaded.model, teacher_dir, train_data, fingerprint=fingerprint
+    )  # (N, C), originals first
     del loaded
 
     seed_everything(config.seed)
@@ -243,17 +308,46 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
     if general is not None:
         general_set = EncodedDataset(tokenizer, general, spec.max_length)
         loader = train_loader(general_set, config)
-        result = train(student, loader, distill_step, _distill_evaluator(teacher, terms, data), dataclasses.replace(distill_config, epochs=tiny.general_epochs), projections.modules(), description="tinybert-general")
-        stages["general"] = {**_stage_record(result), "text": str(tiny.general_text), "texts": len(general)}
+        result = train(
+            student,
+            loader,
+            distill_step,
+            _distill_evaluator(teacher, terms, data),
+            dataclasses.replace(distill_config, epochs=tiny.general_epochs),
+            projections.modules(),
+            description="tinybert-general",
+        )
+        stages["general"] = {
+            **_stage_record(result),
+            "text": str(tiny.general_text),
+            "texts": len(general),
+        }
     loader = train_loader(train_data.train_set, config)
-    result = train(student, loader, distill_step, _distill_evaluator(teacher, terms, data), dataclasses.replace(distill_config, epochs=tiny.intermediate_epochs), projections.modules(), description="tinybert-intermediate")
+    result = train(
+        student,
+        loader,
+        distill_step,
+        _distill_evaluator(teacher, terms, data),
+        dataclasses.replace(distill_config, epochs=tiny.intermediate_epochs),
+        projections.modules(),
+        description="tinybert-intermediate",
+    )
     stages["intermediate"] = _stage_record(result)
     teacher.to("cpu")  # stage 2 reads cached logits; free the device for the student
 
     prediction = prediction_terms(tiny)
 
-    route_stages = soft_targets(route, Path(teacher_dir), teacher, train_data, cached, config, len(loader))
-    results = train_stages(student, loader, route_stages, cached_logits_step(prediction), evaluator(data), "tinybert-prediction")
+    route_stages = soft_targets(
+        route, Path(teacher_dir), teacher, train_data, cached, config, len(loader)
+    )
+    results = train_stages(
+        student,
+        loader,
+        route_stages,
+        cached_logits_step(prediction),
+        evaluator(data),
+        "tinybert-prediction",
+    )
     result = results[-1]
     stages["prediction"] = _stage_record(result)
     metadata = {
@@ -262,13 +356,19 @@ def run(teacher_dir: Path, spec: DataSpec, out: Path, tiny: TinyBERTConfig, conf
         "teacher": str(teacher_dir),
         "teacher_metric": teacher_metrics.values,
         "layer_map": layer_map,
-        "tinybert_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(tiny).items()},
+        "tinybert_config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(tiny).items()
+        },
         "init": init.describe(),
         "projection": projections.embedding is not None,
-        "attention_heads": "per-head" if student.config.num_attention_heads == teacher_heads else "head-mean",
+        "attention_heads": "per-head"
+        if student.config.num_attention_heads == teacher_heads
+        else "head-mean",
         "augmentation": augmentation.describe() if augmentation else None,
         **training_record(result, config, data),
-        "route": describe_route([stage for stage, _ in route_stages], results) if route is not None else None,
+        "route": describe_route([stage for stage, _ in route_stages], results)
+        if route is not None
+        else None,
         "train_rows": len(train_data.train),
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from slimbert.compress.students import SoftTree, TreeConfig
+from slimbert.batches import DataSpec
+from slimbert.compress.networks import SoftTree, TreeConfig
 from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
-from slimbert.compress.trainer import TrainConfig, TrainResult
 from slimbert.errors import SlimbertError
-from slimbert.task import DataSpec
+from slimbert.training.loop import TrainConfig, TrainResult
 
 
 @dataclass
@@ -64,29 +64,51 @@ def inspect_tree(tree: SoftTree, tokenizer, top_k: int = 8) -> dict:
     w_i · e(token) over the first text's block of w_i; leaves[ℓ]: its class distribution
     (regression: its value). Breadth-first order, as in SoftTree.
     """
-    vectors = tree.embeddings(torch.arange(tree.config.vocab_size).unsqueeze(0)).squeeze(0)  # (V, E)
+    vectors = tree.embeddings(torch.arange(tree.config.vocab_size).unsqueeze(0)).squeeze(
+        0
+    )  # (V, E)
     weights = tree.inner.weight[:, : tree.config.embedding_dim]  # (N, E)
     scores = weights @ vectors.T  # (N, V)
     tokens = tokenizer.convert_ids_to_tokens(list(range(tree.config.vocab_size)))
     k = min(top_k, tree.config.vocab_size)
     nodes = []
     for i, row in enumerate(scores):
-        nodes.append({
-            "node": i,
-            "depth": int(torch.log2(torch.tensor(i + 1.0)).floor()),
-            "right": [tokens[j] for j in row.topk(k).indices.tolist()],
-            "left": [tokens[j] for j in (-row).topk(k).indices.tolist()],
-        })
+        nodes.append(
+            {
+                "node": i,
+                "depth": int(torch.log2(torch.tensor(i + 1.0)).floor()),
+                "right": [tokens[j] for j in row.topk(k).indices.tolist()],
+                "left": [tokens[j] for j in (-row).topk(k).indices.tolist()],
+            }
+        )
     if tree.config.num_labels == 1:
         leaves = [{"leaf": i, "value": float(v)} for i, v in enumerate(tree.leaves.squeeze(-1))]
     else:
         distributions = torch.softmax(tree.leaves, dim=-1)
-        leaves = [{"leaf": i, **{tree.config.id2label[c]: round(float(p), 4) for c, p in enumerate(d)}} for i, d in enumerate(distributions)]
+        leaves = [
+            {"leaf": i, **{tree.config.id2label[c]: round(float(p), 4) for c, p in enumerate(d)}}
+            for i, d in enumerate(distributions)
+        ]
     return {"nodes": nodes, "leaves": leaves}
 
 
-def run(teacher_dir: Path | Sequence[Path], spec: DataSpec, out: Path, method: TreeMethod, config: TrainConfig) -> tuple[TrainResult, dict]:
+def run(
+    teacher_dir: Path | Sequence[Path],
+    spec: DataSpec,
+    out: Path,
+    method: TreeMethod,
+    config: TrainConfig,
+) -> tuple[TrainResult, dict]:
     """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
     if method.balance < 0:
         raise SlimbertError(f"--balance {method.balance}: give a weight ≥ 0")
-    return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config, penalty_weight=method.balance, inspect=inspect_tree)
+    return teach(
+        teacher_dirs(teacher_dir),
+        spec,
+        out,
+        method.student(),
+        method,
+        config,
+        penalty_weight=method.balance,
+        inspect=inspect_tree,
+    )

@@ -51,7 +51,11 @@ def _declare_inputs(onnx_path: Path, names: list[str]) -> None:
     present = {value.name: value for value in graph.graph.input}
     if all(name in present for name in names):
         return
-    ordered = [present.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, list(DYNAMIC)) for name in names]
+    ordered = [
+        present.get(name)
+        or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, list(DYNAMIC))
+        for name in names
+    ]
     ordered += [value for name, value in present.items() if name not in names]
     del graph.graph.input[:]
     graph.graph.input.extend(ordered)
@@ -59,15 +63,24 @@ def _declare_inputs(onnx_path: Path, names: list[str]) -> None:
     onnx.save(graph, str(onnx_path))
 
 
-def export_student(model: nn.Module, tokenizer, model_dir: Path, out: Path, opset: int | None = None) -> str:
+def export_student(
+    model: nn.Module, tokenizer, model_dir: Path, out: Path, opset: int | None = None
+) -> str:
     """Write model.onnx, config.json and the tokenizer for the student in `model_dir` into `out`
     (an existing, empty staging folder); returns the exporter's name for the manifest."""
     names = list(tokenizer.model_input_names)
     if "input_ids" not in names:
-        raise SlimbertError(f"{model_dir}: the tokenizer gives {names}, no input_ids; a student reads token ids")
+        raise SlimbertError(
+            f"{model_dir}: the tokenizer gives {names}, no input_ids; a student reads token ids"
+        )
     model = model.to("cpu").eval()
     # a batch of 2 × 8 keeps the tracer from specialising on a size of 1
-    example = tuple(torch.ones(2, 8, dtype=torch.long) if name != "token_type_ids" else torch.zeros(2, 8, dtype=torch.long) for name in names)
+    example = tuple(
+        torch.ones(2, 8, dtype=torch.long)
+        if name != "token_type_ids"
+        else torch.zeros(2, 8, dtype=torch.long)
+        for name in names
+    )
     axes = {name: dict(enumerate(DYNAMIC)) for name in names} | {"logits": {0: DYNAMIC[0]}}
     onnx_path = out / "model.onnx"
     with warnings.catch_warnings():

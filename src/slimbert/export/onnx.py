@@ -32,28 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slimbert.batches import EncodedDataset, label_targets, make_loader, model_inputs
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import (
-    EncodedDataset,
-    compute_metrics,
-    label_targets,
-    make_loader,
-    model_inputs,
-)
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig, StaticQuantConfig
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.export.triton import TritonConfig
-from slimbert.io import atomic_dir, sha256_file, write_json_atomic
-from slimbert.models import (
-    METADATA_FILE,
-    library_versions,
-    load_model_dir,
-    model_label_map,
-    model_task,
-    student_architecture,
-)
+from slimbert.files import atomic_dir, sha256_file, write_json_atomic
+from slimbert.metrics import compute_metrics
+from slimbert.models import load_model_dir, model_label_map, model_task, student_architecture
+from slimbert.provenance import METADATA_FILE, library_versions
 
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
@@ -83,10 +72,17 @@ class Tolerances:
             "int8": cls(None, 97.0, 1.0),
         }
         if precision not in presets:
-            raise SlimbertError(f"no tolerance preset for {precision!r}; choose one of {', '.join(presets)}")
+            raise SlimbertError(
+                f"no tolerance preset for {precision!r}; choose one of {', '.join(presets)}"
+            )
         return presets[precision]
 
-    def override(self, max_abs_diff: float | None = None, min_agreement: float | None = None, max_f1_drop: float | None = None) -> Tolerances:
+    def override(
+        self,
+        max_abs_diff: float | None = None,
+        min_agreement: float | None = None,
+        max_f1_drop: float | None = None,
+    ) -> Tolerances:
         """These gates with any given value replacing the preset's."""
         return Tolerances(
             self.max_abs_diff if max_abs_diff is None else max_abs_diff,
@@ -114,9 +110,13 @@ class Parity:
         if tolerances.max_abs_diff is not None and self.max_abs_diff > tolerances.max_abs_diff:
             problems.append(f"max |Δlogit| {self.max_abs_diff:.3g} > {tolerances.max_abs_diff:.3g}")
         if self.label_agreement < tolerances.min_agreement:
-            problems.append(f"label agreement {self.label_agreement:.2f}% < {tolerances.min_agreement:.2f}%")
+            problems.append(
+                f"label agreement {self.label_agreement:.2f}% < {tolerances.min_agreement:.2f}%"
+            )
         if -self.delta_metric > tolerances.max_f1_drop + 1e-9:
-            problems.append(f"{self.metric_name} drop {-self.delta_metric:.2f} points > {tolerances.max_f1_drop:.2f}")
+            problems.append(
+                f"{self.metric_name} drop {-self.delta_metric:.2f} points > {tolerances.max_f1_drop:.2f}"
+            )
         return problems
 
 
@@ -130,15 +130,28 @@ def torch_logits(model, dataset: EncodedDataset, batch_size: int = 32) -> np.nda
     return np.concatenate(chunks)
 
 
-def onnx_logits(onnx_model: OnnxClassifier, dataset: EncodedDataset, batch_size: int = 32) -> np.ndarray:
+def onnx_logits(
+    onnx_model: OnnxClassifier, dataset: EncodedDataset, batch_size: int = 32
+) -> np.ndarray:
     """ONNX logits (N, C) over the same padded batches as `torch_logits`."""
     chunks = []
     for batch in make_loader(dataset, batch_size, shuffle=False):
-        chunks.append(onnx_model({k: v.numpy() for k, v in model_inputs(batch).items()}).astype(np.float32))
+        chunks.append(
+            onnx_model({k: v.numpy() for k, v in model_inputs(batch).items()}).astype(np.float32)
+        )
     return np.concatenate(chunks)
 
 
-def compare(model, onnx_model: OnnxClassifier, dataset: EncodedDataset, targets: list, task: str, label_map, batch_size: int = 32, reference: np.ndarray | None = None) -> Parity:
+def compare(
+    model,
+    onnx_model: OnnxClassifier,
+    dataset: EncodedDataset,
+    targets: list,
+    task: str,
+    label_map,
+    batch_size: int = 32,
+    reference: np.ndarray | None = None,
+) -> Parity:
     """Run PyTorch and ONNX on the same padded batches and compare logits, labels and metric.
 
     `reference`: PyTorch logits (N, C) already computed on `dataset` (then `model` is not run)."""
@@ -183,7 +196,13 @@ def graph_signature(onnx_path: Path) -> dict:
         for value in values:
             tensor = value.type.tensor_type
             dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
-            rows.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": dims})
+            rows.append(
+                {
+                    "name": value.name,
+                    "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                    "shape": dims,
+                }
+            )
         return rows
 
     return {
@@ -200,7 +219,10 @@ def graph_ops(onnx_path: Path) -> dict[str, int]:
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    counts = collections.Counter(f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in graph.node)
+    counts = collections.Counter(
+        f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+        for n in graph.node
+    )
     return dict(sorted(counts.items()))
 
 
@@ -230,16 +252,22 @@ class ExportOptions:
     def check(self, provider: str) -> None:
         """Refuse combinations that cannot run, or run slower than fp32, on `provider`."""
         if self.precision not in PRECISIONS:
-            raise SlimbertError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)} (int8 comes from --quantize)")
+            raise SlimbertError(
+                f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)} (int8 comes from --quantize)"
+            )
         if self.attention not in ("eager", "sdpa"):
-            raise SlimbertError(f"attention implementation {self.attention!r}: choose eager or sdpa")
+            raise SlimbertError(
+                f"attention implementation {self.attention!r}: choose eager or sdpa"
+            )
         if self.precision == "fp16" and provider != "cuda":
             raise SlimbertError(
                 "--precision fp16 needs --provider cuda: ONNX Runtime's CPU provider has no fp16 kernels for most "
                 "ops and wraps them in Casts, slower than fp32; on the CPU use --quantize dynamic"
             )
         if self.quantize is not None and self.precision == "fp16":
-            raise SlimbertError("--quantize and --precision fp16 exclude each other; pick int8 (CPU) or fp16 (CUDA)")
+            raise SlimbertError(
+                "--quantize and --precision fp16 exclude each other; pick int8 (CPU) or fp16 (CUDA)"
+            )
         if isinstance(self.quantize, DynamicQuantConfig) and provider != "cpu":
             raise SlimbertError(
                 "--quantize dynamic runs on --provider cpu only: CUDA has no MatMulInteger/QAttention kernels, so "
@@ -247,13 +275,21 @@ class ExportOptions:
             )
         if isinstance(self.quantize, StaticQuantConfig):
             if provider != "cpu":
-                raise SlimbertError("--quantize static runs on --provider cpu only (CUDA needs TensorRT for QDQ int8); on CUDA use --precision fp16")
+                raise SlimbertError(
+                    "--quantize static runs on --provider cpu only (CUDA needs TensorRT for QDQ int8); on CUDA use --precision fp16"
+                )
             if self.quantize.calibration_file is None:
-                raise SlimbertError("--quantize static needs --calibration-data TRAIN_FILE: activation ranges come from training examples")
+                raise SlimbertError(
+                    "--quantize static needs --calibration-data TRAIN_FILE: activation ranges come from training examples"
+                )
             if not Path(self.quantize.calibration_file).is_file():
-                raise SlimbertError(f"--calibration-data {self.quantize.calibration_file}: no such file")
+                raise SlimbertError(
+                    f"--calibration-data {self.quantize.calibration_file}: no such file"
+                )
         if self.optimize is not None and self.optimize.provider != provider:
-            raise SlimbertError(f"--optimize for {self.optimize.provider} but --provider {provider}; optimize for the provider you validate on")
+            raise SlimbertError(
+                f"--optimize for {self.optimize.provider} but --provider {provider}; optimize for the provider you validate on"
+            )
 
     @property
     def final_precision(self) -> str:
@@ -262,7 +298,9 @@ class ExportOptions:
     def final_tolerances(self) -> Tolerances:
         """The preset gates of the artifact these options produce."""
         final = self.final_precision
-        return Tolerances.preset("fused" if final == "fp32" and self.optimize is not None else final)
+        return Tolerances.preset(
+            "fused" if final == "fp32" and self.optimize is not None else final
+        )
 
 
 @dataclass
@@ -276,27 +314,67 @@ class Stage:
     onnx_bytes: int
 
     def to_dict(self) -> dict:
-        return {"step": self.name, "precision": self.precision, "onnx_bytes": self.onnx_bytes, "tolerances": asdict(self.tolerances), **asdict(self.parity)}
+        return {
+            "step": self.name,
+            "precision": self.precision,
+            "onnx_bytes": self.onnx_bytes,
+            "tolerances": asdict(self.tolerances),
+            **asdict(self.parity),
+        }
 
 
 class _Validator:
     """Holds the PyTorch reference logits so every step is compared on the same batches."""
 
-    def __init__(self, model, dataset: EncodedDataset, targets: list, task: str, label_map, provider: str, source: Path, eval_path: Path):
-        self.model, self.dataset, self.targets, self.task, self.label_map = model, dataset, targets, task, label_map
+    def __init__(
+        self,
+        model,
+        dataset: EncodedDataset,
+        targets: list,
+        task: str,
+        label_map,
+        provider: str,
+        source: Path,
+        eval_path: Path,
+    ):
+        self.model, self.dataset, self.targets, self.task, self.label_map = (
+            model,
+            dataset,
+            targets,
+            task,
+            label_map,
+        )
         self.provider, self.source, self.eval_path = provider, source, eval_path
         self.reference = torch_logits(model, dataset)  # (N, C)
         self.stages: list[Stage] = []
 
-    def check(self, name: str, onnx_path: Path, precision: str, tolerances: Tolerances, runtime: dict | None = None) -> Stage:
+    def check(
+        self,
+        name: str,
+        onnx_path: Path,
+        precision: str,
+        tolerances: Tolerances,
+        runtime: dict | None = None,
+    ) -> Stage:
         """Validate one artifact; raise SlimbertError naming the step and every failed gate."""
         hints = (runtime or {}).get(self.provider, {})
-        session = OnnxClassifier(onnx_path, self.provider, disabled_optimizers=hints.get("disabled_optimizers", ()))
-        parity = compare(self.model, session, self.dataset, self.targets, self.task, self.label_map, reference=self.reference)
+        session = OnnxClassifier(
+            onnx_path, self.provider, disabled_optimizers=hints.get("disabled_optimizers", ())
+        )
+        parity = compare(
+            self.model,
+            session,
+            self.dataset,
+            self.targets,
+            self.task,
+            self.label_map,
+            reference=self.reference,
+        )
         problems = parity.failures(tolerances)
         if problems:
             raise SlimbertError(
-                f"{self.source}: the {name} step's ONNX model fails validation on {self.eval_path}: " + "; ".join(problems)
+                f"{self.source}: the {name} step's ONNX model fails validation on {self.eval_path}: "
+                + "; ".join(problems)
                 + " (nothing written; loosen the gate with --max-abs-diff/--min-agreement/--max-f1-drop only if that is acceptable)"
             )
         stage = Stage(name, precision, tolerances, parity, onnx_path.stat().st_size)
@@ -304,7 +382,9 @@ class _Validator:
         return stage
 
 
-def _export_graph(model, tokenizer, model_dir: Path, staging: Path, opset: int | None, attention: str) -> str:
+def _export_graph(
+    model, tokenizer, model_dir: Path, staging: Path, opset: int | None, attention: str
+) -> str:
     """Trace `model` into staging/model.onnx (+ config, tokenizer); returns the exporter's name."""
     if student_architecture(model_dir) is not None:  # textcnn, bilstm, tree: not an HF model
         from slimbert.export.custom import export_student
@@ -317,20 +397,54 @@ def _export_graph(model, tokenizer, model_dir: Path, staging: Path, opset: int |
         from slimbert.models import load_classifier
 
         traced = load_classifier(model_dir, attn_implementation=attention).eval()
-    onnx_export_from_model(traced, str(staging), task="text-classification", opset=opset, do_validation=False, preprocessors=[tokenizer])
+    onnx_export_from_model(
+        traced,
+        str(staging),
+        task="text-classification",
+        opset=opset,
+        do_validation=False,
+        preprocessors=[tokenizer],
+    )
     tokenizer.save_pretrained(str(staging))
     return f"optimum.exporters.onnx.onnx_export_from_model ({attention} attention)"
 
 
-def _smoke(onnx_path: Path, tokenizer, examples, max_length: int, provider: str, runtime: dict, precision: str, count: int) -> dict:
+def _smoke(
+    onnx_path: Path,
+    tokenizer,
+    examples,
+    max_length: int,
+    provider: str,
+    runtime: dict,
+    precision: str,
+    count: int,
+) -> dict:
     """A few eval texts and the logits this artifact gives them in one request (Triton smoke test)."""
     picked = examples.subset(range(min(count, len(examples))))
     pairs = picked.text_pairs if picked.is_pair else None
-    encoded = tokenizer(picked.texts, pairs, truncation=True, max_length=max_length, padding=True, return_tensors="np")
-    session = OnnxClassifier(onnx_path, provider, disabled_optimizers=runtime.get(provider, {}).get("disabled_optimizers", ()))
+    encoded = tokenizer(
+        picked.texts,
+        pairs,
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="np",
+    )
+    session = OnnxClassifier(
+        onnx_path,
+        provider,
+        disabled_optimizers=runtime.get(provider, {}).get("disabled_optimizers", ()),
+    )
     logits = session({k: v for k, v in encoded.items()})
-    tolerance = {"int8": 0.1, "fp16": 0.05}.get(precision, 1e-3)  # other CPUs, other int8/fp16 kernels
-    return {"texts": picked.texts, "text_pairs": pairs, "logits": logits.astype(float).round(6).tolist(), "tolerance": tolerance}
+    tolerance = {"int8": 0.1, "fp16": 0.05}.get(
+        precision, 1e-3
+    )  # other CPUs, other int8/fp16 kernels
+    return {
+        "texts": picked.texts,
+        "text_pairs": pairs,
+        "logits": logits.astype(float).round(6).tolist(),
+        "tolerance": tolerance,
+    }
 
 
 def export(
@@ -357,28 +471,47 @@ def export(
     examples = read_examples(eval_path, columns, task=task)
     targets = label_targets(examples, label_map, task)
     dataset = EncodedDataset(tokenizer, examples, max_length, targets)
-    validator = _Validator(model, dataset, targets, task, label_map, provider, Path(model_dir), eval_path)
+    validator = _Validator(
+        model, dataset, targets, task, label_map, provider, Path(model_dir), eval_path
+    )
     final = options.final_precision
     final_gates = tolerances or options.final_tolerances()
 
     def gates(step_precision: str, last: bool) -> Tolerances:
         return final_gates if last else Tolerances.preset(step_precision)
 
-    last_step = "quantize" if options.quantize else "fp16" if options.precision == "fp16" else "optimize" if options.optimize else "export"
+    last_step = (
+        "quantize"
+        if options.quantize
+        else "fp16"
+        if options.precision == "fp16"
+        else "optimize"
+        if options.optimize
+        else "export"
+    )
     steps: list[dict] = []
     runtime: dict = {}
-    with atomic_dir(out) as staging, tempfile.TemporaryDirectory(prefix="slimbert-export-") as scratch:
-        exporter = _export_graph(model, tokenizer, Path(model_dir), staging, opset, options.attention)
+    with (
+        atomic_dir(out) as staging,
+        tempfile.TemporaryDirectory(prefix="slimbert-export-") as scratch,
+    ):
+        exporter = _export_graph(
+            model, tokenizer, Path(model_dir), staging, opset, options.attention
+        )
         onnx_path = staging / ONNX_FILE
         if not onnx_path.is_file():
-            raise SlimbertError(f"the exporter wrote no {ONNX_FILE} for {model_dir}; see its log above")
+            raise SlimbertError(
+                f"the exporter wrote no {ONNX_FILE} for {model_dir}; see its log above"
+            )
         if (model_dir / METADATA_FILE).is_file():
             shutil.copy2(model_dir / METADATA_FILE, staging / METADATA_FILE)
         signature = graph_signature(onnx_path)
         graph_inputs = {i["name"] for i in signature["inputs"]}
         expected = set(tokenizer.model_input_names)
         if graph_inputs != expected:
-            raise SlimbertError(f"exported inputs {sorted(graph_inputs)} differ from the tokenizer's {sorted(expected)}")
+            raise SlimbertError(
+                f"exported inputs {sorted(graph_inputs)} differ from the tokenizer's {sorted(expected)}"
+            )
         validator.check("export", onnx_path, "fp32", gates("fp32", last_step == "export"))
 
         current = onnx_path
@@ -392,7 +525,9 @@ def export(
             fused = Path(scratch) / "optimized.onnx"
             report = optimizing.optimize(current, fused, model.config, fusion)
             runtime = {fusion.provider: fusion.runtime_hints()} if fusion.runtime_hints() else {}
-            validator.check("optimize", fused, "fused", gates("fused", last_step == "optimize"), runtime)
+            validator.check(
+                "optimize", fused, "fused", gates("fused", last_step == "optimize"), runtime
+            )
             steps.append(optimizing.describe(fusion, report))
             current = fused
         if options.quantize is not None:
@@ -400,10 +535,16 @@ def export(
 
             quantized = Path(scratch) / "int8.onnx"
             if isinstance(options.quantize, StaticQuantConfig):
-                calibration = read_examples(Path(options.quantize.calibration_file), columns, task=task)
+                calibration = read_examples(
+                    Path(options.quantize.calibration_file), columns, task=task
+                )
                 input_names = [i["name"] for i in signature["inputs"]]
-                batches = quantizing.calibration_batches(tokenizer, calibration, input_names, max_length, options.quantize)
-                report = quantizing.quantize_static_model(current, quantized, batches, options.quantize)
+                batches = quantizing.calibration_batches(
+                    tokenizer, calibration, input_names, max_length, options.quantize
+                )
+                report = quantizing.quantize_static_model(
+                    current, quantized, batches, options.quantize
+                )
             else:
                 report = quantizing.quantize_dynamic_model(current, quantized, options.quantize)
             validator.check("quantize", quantized, "int8", gates("int8", True), runtime)
@@ -415,7 +556,13 @@ def export(
             half = Path(scratch) / "fp16.onnx"
             conversion = quantizing.convert_fp16(current, half)
             validator.check("fp16", half, "fp16", gates("fp16", True), runtime)
-            steps.append({"step": "onnxruntime.transformers.float16", "config": asdict(quantizing.Fp16Config()), **conversion})
+            steps.append(
+                {
+                    "step": "onnxruntime.transformers.float16",
+                    "config": asdict(quantizing.Fp16Config()),
+                    **conversion,
+                }
+            )
             current = half
         if current != onnx_path:
             shutil.copy2(current, onnx_path)
@@ -433,10 +580,20 @@ def export(
             "id2label": {str(k): v for k, v in label_map.id2label.items()},
             "max_length": max_length,
             **signature,
-            "dynamic_axes": {i["name"]: [d for d in i["shape"] if isinstance(d, str)] for i in signature["inputs"]},
-            "contrib_ops": sorted({op.split(".")[-1] for op in ops if op.startswith("com.microsoft.")}),
+            "dynamic_axes": {
+                i["name"]: [d for d in i["shape"] if isinstance(d, str)]
+                for i in signature["inputs"]
+            },
+            "contrib_ops": sorted(
+                {op.split(".")[-1] for op in ops if op.startswith("com.microsoft.")}
+            ),
             "ops": ops,
-            "validation": {"eval_file": str(eval_path), "eval_sha256": examples.sha256, "tolerances": asdict(final_stage.tolerances), **asdict(final_stage.parity)},
+            "validation": {
+                "eval_file": str(eval_path),
+                "eval_sha256": examples.sha256,
+                "tolerances": asdict(final_stage.tolerances),
+                **asdict(final_stage.parity),
+            },
             "stages": [stage.to_dict() for stage in validator.stages],
             "versions": library_versions(),
             "files": file_inventory(staging),
@@ -444,8 +601,20 @@ def export(
         if options.triton is not None:
             from slimbert.export import triton
 
-            smoke = _smoke(onnx_path, tokenizer, examples, max_length, provider, runtime, final, options.triton.smoke_examples)
+            smoke = _smoke(
+                onnx_path,
+                tokenizer,
+                examples,
+                max_length,
+                provider,
+                runtime,
+                final,
+                options.triton.smoke_examples,
+            )
             triton.write_repository(options.triton, staging, manifest, smoke)
-            manifest["triton"] = {"repository": str(options.triton.repo), **triton.describe(options.triton)}
+            manifest["triton"] = {
+                "repository": str(options.triton.repo),
+                **triton.describe(options.triton),
+            }
         write_json_atomic(staging / MANIFEST_FILE, manifest)
     return manifest

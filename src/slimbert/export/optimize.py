@@ -131,10 +131,17 @@ class FusionReport:
 
     @property
     def attention(self) -> int:
-        return sum(self.counts.get(op, 0) for op in ("Attention", "MultiHeadAttention", "QAttention"))
+        return sum(
+            self.counts.get(op, 0) for op in ("Attention", "MultiHeadAttention", "QAttention")
+        )
 
     def to_dict(self) -> dict:
-        return {"counts": self.counts, "layers": self.layers, "expected": self.expected, "warnings": self.warnings}
+        return {
+            "counts": self.counts,
+            "layers": self.layers,
+            "expected": self.expected,
+            "warnings": self.warnings,
+        }
 
     def summary(self) -> str:
         shown = ", ".join(f"{op} {n}" for op, n in self.counts.items() if n)
@@ -189,14 +196,21 @@ def _check(counts: dict[str, int], expected: dict[str, int], layers: int) -> lis
     gelu = counts["BiasGelu"] + counts["FastGelu"] + counts["Gelu"]
     if expected["Gelu"] and gelu < expected["Gelu"]:
         warnings.append(f"Gelu fused in {gelu} of {layers} layers")
-    if expected["SkipLayerNormalization"] and counts["SkipLayerNormalization"] < expected["SkipLayerNormalization"]:
-        warnings.append(f"SkipLayerNormalization fused {counts['SkipLayerNormalization']} of {expected['SkipLayerNormalization']} times")
+    if (
+        expected["SkipLayerNormalization"]
+        and counts["SkipLayerNormalization"] < expected["SkipLayerNormalization"]
+    ):
+        warnings.append(
+            f"SkipLayerNormalization fused {counts['SkipLayerNormalization']} of {expected['SkipLayerNormalization']} times"
+        )
     if expected["EmbedLayerNormalization"] and not counts["EmbedLayerNormalization"]:
         warnings.append("embedding LayerNormalization did not fuse")
     return warnings
 
 
-def optimize(onnx_in: Path, onnx_out: Path, hf_config, config: OptimizeConfig = OptimizeConfig()) -> FusionReport:
+def optimize(
+    onnx_in: Path, onnx_out: Path, hf_config, config: OptimizeConfig = OptimizeConfig()
+) -> FusionReport:
     """Fuse `onnx_in` for `config.provider`, write `onnx_out`, and report the fused-op counts.
 
     The graph keeps its inputs (B, L) int64 and its logits (B, C) float32. Only the optimizer's
@@ -236,4 +250,9 @@ def optimize(onnx_in: Path, onnx_out: Path, hf_config, config: OptimizeConfig = 
 
 def describe(config: OptimizeConfig, report: FusionReport) -> dict:
     """The manifest entry for this step."""
-    return {"step": "onnxruntime.transformers.optimizer", "config": asdict(config), "fusions": report.to_dict(), "runtime": config.runtime_hints()}
+    return {
+        "step": "onnxruntime.transformers.optimizer",
+        "config": asdict(config),
+        "fusions": report.to_dict(),
+        "runtime": config.runtime_hints(),
+    }

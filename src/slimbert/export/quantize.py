@@ -73,7 +73,9 @@ class DynamicQuantConfig:
 
     def __post_init__(self):
         if self.weight_type not in WEIGHT_TYPES:
-            raise SlimbertError(f"weight type {self.weight_type!r}: choose one of {', '.join(WEIGHT_TYPES)}")
+            raise SlimbertError(
+                f"weight type {self.weight_type!r}: choose one of {', '.join(WEIGHT_TYPES)}"
+            )
         if not self.op_types:
             raise SlimbertError("--quantize-ops: name at least one op type, e.g. MatMul,Attention")
 
@@ -121,9 +123,13 @@ class StaticQuantConfig:
 
     def __post_init__(self):
         if self.method not in CALIBRATION_METHODS:
-            raise SlimbertError(f"--calibration-method {self.method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
+            raise SlimbertError(
+                f"--calibration-method {self.method!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
+            )
         if not 0 < self.percentile <= 100:
-            raise SlimbertError(f"--calibration-percentile {self.percentile}: give a value in (0, 100]")
+            raise SlimbertError(
+                f"--calibration-percentile {self.percentile}: give a value in (0, 100]"
+            )
         if self.examples < 1 or self.batch_size < 1:
             raise SlimbertError("--calibration-examples and the calibration batch size must be ≥ 1")
 
@@ -150,11 +156,17 @@ def annotate_types(model):
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     try:
-        annotated = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        annotated = SymbolicShapeInference.infer_shapes(
+            model, auto_merge=True, guess_output_rank=True
+        )
     except Exception as exc:  # the inference raises bare Exceptions on graphs it cannot follow
-        raise SlimbertError(f"symbolic shape inference failed on the graph to quantize ({exc}); quantize the export without --optimize") from exc
+        raise SlimbertError(
+            f"symbolic shape inference failed on the graph to quantize ({exc}); quantize the export without --optimize"
+        ) from exc
     if annotated is None:
-        raise SlimbertError("symbolic shape inference could not type the graph to quantize; quantize the export without --optimize")
+        raise SlimbertError(
+            "symbolic shape inference could not type the graph to quantize; quantize the export without --optimize"
+        )
     return annotated
 
 
@@ -186,7 +198,9 @@ def _weight_type(name: str):
     return QuantType.QInt8 if name == "int8" else QuantType.QUInt8
 
 
-def quantize_dynamic_model(onnx_in: Path, onnx_out: Path, config: DynamicQuantConfig = DynamicQuantConfig()) -> QuantReport:
+def quantize_dynamic_model(
+    onnx_in: Path, onnx_out: Path, config: DynamicQuantConfig = DynamicQuantConfig()
+) -> QuantReport:
     """Dynamic int8 of `onnx_in` (fused or not) into `onnx_out`; inputs (B, L) int64, logits (B, C) float32."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic
@@ -201,7 +215,9 @@ def quantize_dynamic_model(onnx_in: Path, onnx_out: Path, config: DynamicQuantCo
             reduce_range=config.reduce_range,
             weight_type=_weight_type(config.weight_type),
         )
-    return QuantReport("dynamic", quantized_op_counts(onnx.load(str(onnx_out), load_external_data=False)))
+    return QuantReport(
+        "dynamic", quantized_op_counts(onnx.load(str(onnx_out), load_external_data=False))
+    )
 
 
 class BatchReader:
@@ -220,7 +236,9 @@ class BatchReader:
         self._iterator = None
 
 
-def calibration_batches(tokenizer, examples, input_names: list[str], max_length: int, config: StaticQuantConfig) -> list[dict[str, np.ndarray]]:
+def calibration_batches(
+    tokenizer, examples, input_names: list[str], max_length: int, config: StaticQuantConfig
+) -> list[dict[str, np.ndarray]]:
     """`config.examples` examples drawn by a seeded shuffle, tokenised in batches of
     `config.batch_size`: dicts name → (B, L) int64. MinMax batches are padded to their own
     longest row; the histogram methods need one L for all batches (the longest example)."""
@@ -232,26 +250,45 @@ def calibration_batches(tokenizer, examples, input_names: list[str], max_length:
     if config.method != "minmax":
         # ONNX Runtime's histogram calibrators stack each tensor over all batches, so every
         # batch must have the same length: the longest calibration example's
-        lengths = tokenizer(picked.texts, picked.text_pairs if picked.is_pair else None, truncation=True, max_length=max_length)["input_ids"]
+        lengths = tokenizer(
+            picked.texts,
+            picked.text_pairs if picked.is_pair else None,
+            truncation=True,
+            max_length=max_length,
+        )["input_ids"]
         padding = {"padding": "max_length", "max_length": max(len(ids) for ids in lengths)}
     batches = []
     for start in range(0, len(picked), config.batch_size):
         texts = picked.texts[start : start + config.batch_size]
         pairs = picked.text_pairs[start : start + config.batch_size] if picked.is_pair else None
-        encoded = tokenizer(texts, pairs, truncation=True, return_tensors="np", **({"max_length": max_length} | padding))
+        encoded = tokenizer(
+            texts,
+            pairs,
+            truncation=True,
+            return_tensors="np",
+            **({"max_length": max_length} | padding),
+        )
         missing = [name for name in input_names if name not in encoded]
         if missing:
-            raise SlimbertError(f"the tokenizer gives no {', '.join(missing)} that the ONNX graph takes; re-export the model with its own tokenizer")
+            raise SlimbertError(
+                f"the tokenizer gives no {', '.join(missing)} that the ONNX graph takes; re-export the model with its own tokenizer"
+            )
         batches.append({name: encoded[name].astype(np.int64) for name in input_names})
     return batches
 
 
-def quantize_static_model(onnx_in: Path, onnx_out: Path, batches: list[dict[str, np.ndarray]], config: StaticQuantConfig) -> QuantReport:
+def quantize_static_model(
+    onnx_in: Path, onnx_out: Path, batches: list[dict[str, np.ndarray]], config: StaticQuantConfig
+) -> QuantReport:
     """Static int8 (QDQ) of `onnx_in` into `onnx_out`, ranges calibrated on `batches`."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
     annotated = annotate_types(onnx.load(str(onnx_in)))
     extra = {
         "ActivationSymmetric": config.symmetric_activations,
@@ -281,13 +318,21 @@ def quantize_static_model(onnx_in: Path, onnx_out: Path, batches: list[dict[str,
             extra_options=extra,
         )
     calibrated = sum(len(next(iter(b.values()))) for b in batches)
-    return QuantReport("static", quantized_op_counts(onnx.load(str(onnx_out), load_external_data=False)), calibrated)
+    return QuantReport(
+        "static",
+        quantized_op_counts(onnx.load(str(onnx_out), load_external_data=False)),
+        calibrated,
+    )
 
 
 def describe(config: DynamicQuantConfig | StaticQuantConfig, report: QuantReport) -> dict:
     """The manifest entry for this step."""
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    step = "onnxruntime.quantization.quantize_dynamic" if report.mode == "dynamic" else "onnxruntime.quantization.quantize_static"
+    step = (
+        "onnxruntime.quantization.quantize_dynamic"
+        if report.mode == "dynamic"
+        else "onnxruntime.quantization.quantize_static"
+    )
     return {"step": step, "config": settings, **report.to_dict()}
 
 
@@ -326,7 +371,9 @@ def convert_fp16(onnx_in: Path, onnx_out: Path, config: Fp16Config = Fp16Config(
     graph = wrapped.model.graph
     found = collections.Counter(node.op_type for node in graph.node)
     return {
-        "fp16_initializers": sum(1 for t in graph.initializer if t.data_type == TensorProto.FLOAT16),
+        "fp16_initializers": sum(
+            1 for t in graph.initializer if t.data_type == TensorProto.FLOAT16
+        ),
         "fp32_initializers": sum(1 for t in graph.initializer if t.data_type == TensorProto.FLOAT),
         "fp32_ops": {op: found[op] for op in config.fp32_ops if found[op]},
         "casts": found["Cast"],

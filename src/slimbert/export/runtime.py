@@ -52,7 +52,13 @@ class OnnxClassifier:
     manifest.json beside the model (what `slimbert export --optimize` measured to be faster).
     """
 
-    def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int | None = None, disabled_optimizers: Sequence[str] | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        provider: str = "cpu",
+        threads: int | None = None,
+        disabled_optimizers: Sequence[str] | None = None,
+    ):
         import onnxruntime as ort
 
         name = check_provider(provider)
@@ -63,11 +69,17 @@ class OnnxClassifier:
         if disabled_optimizers is None:
             disabled_optimizers = runtime_hints(model_path, provider).get("disabled_optimizers", ())
         self.disabled_optimizers = list(disabled_optimizers)
-        extra = {"disabled_optimizers": self.disabled_optimizers} if self.disabled_optimizers else {}
-        self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=[name], **extra)
+        extra = (
+            {"disabled_optimizers": self.disabled_optimizers} if self.disabled_optimizers else {}
+        )
+        self.session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=[name], **extra
+        )
         active = self.session.get_providers()
         if active[0] != name:
-            raise SlimbertError(f"onnxruntime placed the model on {active[0]}, not {name}; refusing to run on another provider")
+            raise SlimbertError(
+                f"onnxruntime placed the model on {active[0]}, not {name}; refusing to run on another provider"
+            )
         self.provider = provider
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name

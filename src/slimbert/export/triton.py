@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from slimbert.errors import SlimbertError
-from slimbert.io import atomic_dir, write_json_atomic, write_text_atomic
+from slimbert.files import atomic_dir, write_json_atomic, write_text_atomic
 
 TRITON_TYPES = {
     "int64": "TYPE_INT64",
@@ -75,7 +75,9 @@ class TritonConfig:
         if self.kind not in ("cpu", "gpu"):
             raise SlimbertError(f"Triton instance kind {self.kind!r}: choose cpu or gpu")
         if self.padding not in PADDINGS:
-            raise SlimbertError(f"Triton padding {self.padding!r}: choose one of {', '.join(PADDINGS)}")
+            raise SlimbertError(
+                f"Triton padding {self.padding!r}: choose one of {', '.join(PADDINGS)}"
+            )
         if self.max_batch_size < 0 or self.instances < 1:
             raise SlimbertError("--triton-max-batch-size must be ≥ 0 and instances ≥ 1")
 
@@ -89,13 +91,17 @@ def _tensor_block(rows: list[dict]) -> str:
     for row in rows:
         extra = "".join(f"\n    {k}: {v}" for k, v in row.get("extra", {}).items())
         dims = ", ".join(str(d) for d in row["dims"])
-        parts.append(f"  {{\n    name: {_quote(row['name'])}\n    data_type: {row['data_type']}\n    dims: [ {dims} ]{extra}\n  }}")
+        parts.append(
+            f"  {{\n    name: {_quote(row['name'])}\n    data_type: {row['data_type']}\n    dims: [ {dims} ]{extra}\n  }}"
+        )
     return "[\n" + ",\n".join(parts) + "\n]"
 
 
 def _triton_type(dtype: str) -> str:
     if dtype not in TRITON_TYPES:
-        raise SlimbertError(f"graph tensor type {dtype} has no Triton type; export in fp32, fp16 or int8")
+        raise SlimbertError(
+            f"graph tensor type {dtype} has no Triton type; export in fp32, fp16 or int8"
+        )
     return TRITON_TYPES[dtype]
 
 
@@ -112,7 +118,10 @@ def tensor_specs(rows: list[dict], batched: bool) -> list[dict]:
 
 def _batchable(signature: dict) -> bool:
     """Every input and output has a named (dynamic) leading axis."""
-    return all(r["shape"] and isinstance(r["shape"][0], str) for r in signature["inputs"] + signature["outputs"])
+    return all(
+        r["shape"] and isinstance(r["shape"][0], str)
+        for r in signature["inputs"] + signature["outputs"]
+    )
 
 
 def onnx_config(name: str, signature: dict, config: TritonConfig) -> str:
@@ -127,17 +136,32 @@ def onnx_config(name: str, signature: dict, config: TritonConfig) -> str:
         f"instance_group [\n  {{\n    count: {config.instances}\n    kind: {'KIND_GPU' if config.kind == 'gpu' else 'KIND_CPU'}\n  }}\n]",
     ]
     if batched:
-        lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {config.max_queue_delay_us}\n}}")
+        lines.append(
+            f"dynamic_batching {{\n  max_queue_delay_microseconds: {config.max_queue_delay_us}\n}}"
+        )
     return "\n".join(lines) + "\n"
 
 
 def _parameters(values: dict[str, str]) -> str:
-    return "\n".join(f"parameters {{\n  key: {_quote(k)}\n  value: {{ string_value: {_quote(v)} }}\n}}" for k, v in values.items())
+    return "\n".join(
+        f"parameters {{\n  key: {_quote(k)}\n  value: {{ string_value: {_quote(v)} }}\n}}"
+        for k, v in values.items()
+    )
 
 
-def tokenizer_config(name: str, text_inputs: list[str], signature: dict, config: TritonConfig, max_length: int, batched: bool) -> str:
+def tokenizer_config(
+    name: str,
+    text_inputs: list[str],
+    signature: dict,
+    config: TritonConfig,
+    max_length: int,
+    batched: bool,
+) -> str:
     """config.pbtxt of the Python-backend tokenizer: text in, the ONNX graph's inputs out."""
-    inputs = [{"name": t, "data_type": "TYPE_STRING", "dims": [1] if batched else [-1]} for t in text_inputs]
+    inputs = [
+        {"name": t, "data_type": "TYPE_STRING", "dims": [1] if batched else [-1]}
+        for t in text_inputs
+    ]
     outputs = tensor_specs(signature["inputs"], batched)
     lines = [
         f"name: {_quote(name)}",
@@ -151,13 +175,27 @@ def tokenizer_config(name: str, text_inputs: list[str], signature: dict, config:
     return "\n".join(lines) + "\n"
 
 
-def ensemble_config(name: str, tokenizer_name: str, onnx_name: str, text_inputs: list[str], signature: dict, config: TritonConfig, batched: bool) -> str:
+def ensemble_config(
+    name: str,
+    tokenizer_name: str,
+    onnx_name: str,
+    text_inputs: list[str],
+    signature: dict,
+    config: TritonConfig,
+    batched: bool,
+) -> str:
     """config.pbtxt of the ensemble: raw text → tokenizer → ONNX model → logits."""
-    inputs = [{"name": t, "data_type": "TYPE_STRING", "dims": [1] if batched else [-1]} for t in text_inputs]
+    inputs = [
+        {"name": t, "data_type": "TYPE_STRING", "dims": [1] if batched else [-1]}
+        for t in text_inputs
+    ]
     outputs = tensor_specs(signature["outputs"], batched)
 
     def maps(kind: str, names: list[str]) -> str:
-        return "\n".join(f"      {kind} {{\n        key: {_quote(n)}\n        value: {_quote(n)}\n      }}" for n in names)
+        return "\n".join(
+            f"      {kind} {{\n        key: {_quote(n)}\n        value: {_quote(n)}\n      }}"
+            for n in names
+        )
 
     graph_inputs = [r["name"] for r in signature["inputs"]]
     graph_outputs = [r["name"] for r in signature["outputs"]]
@@ -189,8 +227,14 @@ def read_config(path: Path) -> dict:
     for section in ("input", "output"):
         block = re.search(rf"^{section} \[\n(.*?)\n\]$", text, re.M | re.S).group(1)
         result[section] = [
-            {"name": json.loads(m.group(1)), "data_type": m.group(2), "dims": [int(d) for d in m.group(3).split(",")]}
-            for m in re.finditer(r'name: (".*?")\n\s+data_type: (\w+)\n\s+dims: \[ ([-\d, ]+) \]', block)
+            {
+                "name": json.loads(m.group(1)),
+                "data_type": m.group(2),
+                "dims": [int(d) for d in m.group(3).split(",")],
+            }
+            for m in re.finditer(
+                r'name: (".*?")\n\s+data_type: (\w+)\n\s+dims: \[ ([-\d, ]+) \]', block
+            )
         ]
     return result
 
@@ -367,12 +411,26 @@ and every server can mount the same copy.
 
 
 # The first ONNX Runtime release that implements each opset.
-MIN_ORT_FOR_OPSET = {13: "1.7", 14: "1.10", 15: "1.11", 16: "1.12", 17: "1.13", 18: "1.14", 19: "1.15", 20: "1.17", 21: "1.18"}
+MIN_ORT_FOR_OPSET = {
+    13: "1.7",
+    14: "1.10",
+    15: "1.11",
+    16: "1.12",
+    17: "1.13",
+    18: "1.14",
+    19: "1.15",
+    20: "1.17",
+    21: "1.18",
+}
 
 
 def _hint_note(manifest: dict) -> str:
     """The manifest's session hints that Triton's backend cannot apply, and what that costs."""
-    disabled = [name for hints in (manifest.get("runtime") or {}).values() for name in hints.get("disabled_optimizers", [])]
+    disabled = [
+        name
+        for hints in (manifest.get("runtime") or {}).values()
+        for name in hints.get("disabled_optimizers", [])
+    ]
     if not disabled:
         return ""
     return (
@@ -389,14 +447,20 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
     """
     tokenizer_file = export_dir / "tokenizer.json"
     if not tokenizer_file.is_file():
-        raise SlimbertError(f"--triton needs a fast tokenizer (tokenizer.json) in {export_dir}; save the model with a *TokenizerFast")
+        raise SlimbertError(
+            f"--triton needs a fast tokenizer (tokenizer.json) in {export_dir}; save the model with a *TokenizerFast"
+        )
     signature = {"inputs": manifest["inputs"], "outputs": manifest["outputs"]}
     graph_inputs = [r["name"] for r in signature["inputs"]]
     unknown = set(graph_inputs) - {"input_ids", "attention_mask", "token_type_ids"}
     if unknown:
-        raise SlimbertError(f"--triton: the tokenizer model cannot produce graph inputs {sorted(unknown)}")
+        raise SlimbertError(
+            f"--triton: the tokenizer model cannot produce graph inputs {sorted(unknown)}"
+        )
     batched = config.max_batch_size > 0 and _batchable(signature)
-    text_inputs = [TEXT_INPUT, TEXT_PAIR_INPUT] if smoke.get("text_pairs") is not None else [TEXT_INPUT]
+    text_inputs = (
+        [TEXT_INPUT, TEXT_PAIR_INPUT] if smoke.get("text_pairs") is not None else [TEXT_INPUT]
+    )
     onnx_name, tokenizer_name = f"{config.name}_onnx", f"{config.name}_tokenizer"
     output = signature["outputs"][0]
     contrib = sorted(set(manifest.get("contrib_ops", [])))
@@ -406,13 +470,28 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
         (repo / tokenizer_name / "1").mkdir(parents=True)
         shutil.copy2(export_dir / "model.onnx", repo / onnx_name / "1" / "model.onnx")
         shutil.copy2(tokenizer_file, repo / tokenizer_name / "1" / "tokenizer.json")
-        write_text_atomic(repo / onnx_name / "config.pbtxt", onnx_config(onnx_name, signature, config))
-        write_text_atomic(repo / tokenizer_name / "config.pbtxt", tokenizer_config(tokenizer_name, text_inputs, signature, config, manifest["max_length"], batched))
+        write_text_atomic(
+            repo / onnx_name / "config.pbtxt", onnx_config(onnx_name, signature, config)
+        )
+        write_text_atomic(
+            repo / tokenizer_name / "config.pbtxt",
+            tokenizer_config(
+                tokenizer_name, text_inputs, signature, config, manifest["max_length"], batched
+            ),
+        )
         write_text_atomic(repo / tokenizer_name / "1" / "model.py", MODEL_PY)
-        write_text_atomic(repo / config.name / "config.pbtxt", ensemble_config(config.name, tokenizer_name, onnx_name, text_inputs, signature, config, batched))
+        write_text_atomic(
+            repo / config.name / "config.pbtxt",
+            ensemble_config(
+                config.name, tokenizer_name, onnx_name, text_inputs, signature, config, batched
+            ),
+        )
         write_text_atomic(repo / "client.py", CLIENT_PY)
         (repo / "client.py").chmod(0o755)
-        write_json_atomic(repo / "labels.json", {"model": config.name, "output": output["name"], "id2label": manifest["id2label"]})
+        write_json_atomic(
+            repo / "labels.json",
+            {"model": config.name, "output": output["name"], "id2label": manifest["id2label"]},
+        )
         write_json_atomic(repo / "smoke.json", smoke)
         validation = manifest["validation"]
         write_text_atomic(
@@ -427,7 +506,8 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
                 opset=manifest["opset"],
                 precision=manifest["precision"],
                 contrib=f", contrib ops {', '.join(contrib)}" if contrib else "",
-                ort_version=manifest["versions"].get("onnxruntime") or manifest["versions"].get("onnxruntime-gpu"),
+                ort_version=manifest["versions"].get("onnxruntime")
+                or manifest["versions"].get("onnxruntime-gpu"),
                 provider=validation["provider"],
                 validation=f"label agreement {validation['label_agreement']:.2f}%, Δ{validation['metric_name']} {validation['delta_metric']:+.2f} on {validation['examples']} examples",
                 max_batch_size=config.max_batch_size if batched else 0,

@@ -1,9 +1,9 @@
 """`slimbert serve`: an HTTP inference service over an export folder, on ONNX Runtime.
 
-    model.py     ServedModel: tokenizer + ONNX session + identity (name, sha256 of model.onnx)
-    batching.py  MicroBatcher: concurrent requests -> batches, run in one worker thread
-    metrics.py   ServeMetrics: a Prometheus registry per app
-    app.py       create_app: the FastAPI routes, input validation, errors as JSON
+model.py     ServedModel: tokenizer + ONNX session + identity (name, sha256 of model.onnx)
+batching.py  MicroBatcher: concurrent requests -> batches, run in one worker thread
+metrics.py   ServeMetrics: a Prometheus registry per app
+app.py       create_app: the FastAPI routes, input validation, errors as JSON
 """
 
 from slimbert.serve.app import ServeConfig, create_app

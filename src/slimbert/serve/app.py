@@ -67,8 +67,16 @@ class PredictRequest(BaseModel):
     """Give exactly one of `texts` or `pairs`."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    texts: list[str] | None = Field(default=None, description="Texts to classify, one prediction each.", examples=[["a gripping, funny film"]])
-    pairs: list[tuple[str, str]] | None = Field(default=None, description="Text pairs, for a model trained on pairs (MRPC, STS-B).", examples=[[["The cat sat.", "A cat was sitting."]]])
+    texts: list[str] | None = Field(
+        default=None,
+        description="Texts to classify, one prediction each.",
+        examples=[["a gripping, funny film"]],
+    )
+    pairs: list[tuple[str, str]] | None = Field(
+        default=None,
+        description="Text pairs, for a model trained on pairs (MRPC, STS-B).",
+        examples=[[["The cat sat.", "A cat was sitting."]]],
+    )
 
 
 class ModelRef(BaseModel):
@@ -78,16 +86,25 @@ class ModelRef(BaseModel):
 
 class Prediction(BaseModel):
     label: str | None = Field(description="Most probable class; null for a regression model.")
-    scores: dict[str, float] = Field(description="Probability of each class (softmax), or {'score': value} for regression.")
-    value: float | None = Field(default=None, description="Regression models only: the predicted value.")
+    scores: dict[str, float] = Field(
+        description="Probability of each class (softmax), or {'score': value} for regression."
+    )
+    value: float | None = Field(
+        default=None, description="Regression models only: the predicted value."
+    )
     tokens: int = Field(description="Tokens the model saw, after truncation.")
-    truncated: bool = Field(description="True when the input was longer than the model's max_length and was cut.")
+    truncated: bool = Field(
+        description="True when the input was longer than the model's max_length and was cut."
+    )
 
 
 class PredictResponse(BaseModel):
     model: ModelRef
     predictions: list[Prediction]
-    warnings: list[str] = Field(default_factory=list, description="Things the server changed about the input, such as truncation.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Things the server changed about the input, such as truncation.",
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -127,16 +144,34 @@ def _validation_problem(exc: ValidationError) -> ApiError:
     kind, loc, msg = error["type"], tuple(error["loc"]), error["msg"]
     where = _where(loc)
     if kind == "json_invalid":
-        return ApiError(400, "invalid_json", f"the body is not valid UTF-8 JSON ({msg}); send a JSON object such as {{\"texts\": [\"...\"]}}")
+        return ApiError(
+            400,
+            "invalid_json",
+            f'the body is not valid UTF-8 JSON ({msg}); send a JSON object such as {{"texts": ["..."]}}',
+        )
     if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
-        return ApiError(422, "wrong_type", 'the body must be a JSON object such as {"texts": ["..."]}')
+        return ApiError(
+            422, "wrong_type", 'the body must be a JSON object such as {"texts": ["..."]}'
+        )
     if kind == "extra_forbidden":
-        return ApiError(422, "unknown_field", f"unknown field {loc[0]!r}; the body takes 'texts' or 'pairs'")
+        return ApiError(
+            422, "unknown_field", f"unknown field {loc[0]!r}; the body takes 'texts' or 'pairs'"
+        )
     if loc and loc[0] == "pairs" and len(loc) >= 2 and kind in ("too_long", "too_short", "missing"):
-        return ApiError(422, "bad_pair", f"{_where(loc[:2])}: a pair is exactly two texts, [\"first\", \"second\"]")
+        return ApiError(
+            422, "bad_pair", f'{_where(loc[:2])}: a pair is exactly two texts, ["first", "second"]'
+        )
     if kind in ("string_type", "list_type", "tuple_type"):
-        wanted = {"string_type": "a string", "list_type": "an array", "tuple_type": "an array of two strings"}[kind]
-        return ApiError(422, "wrong_type", f"{where}: expected {wanted}, got {type(error.get('input')).__name__.replace('NoneType', 'null')}")
+        wanted = {
+            "string_type": "a string",
+            "list_type": "an array",
+            "tuple_type": "an array of two strings",
+        }[kind]
+        return ApiError(
+            422,
+            "wrong_type",
+            f"{where}: expected {wanted}, got {type(error.get('input')).__name__.replace('NoneType', 'null')}",
+        )
     return ApiError(422, "invalid_request", f"{where}: {msg}")
 
 
@@ -152,14 +187,26 @@ def parse_predict(body: bytes, model_inputs: str, config: ServeConfig) -> tuple[
         raise ApiError(422, "conflicting_fields", 'give either "texts" or "pairs", not both')
     field = "texts" if request.texts is not None else "pairs"
     if field == "pairs" and model_inputs == SINGLE:
-        raise ApiError(422, "pairs_not_supported", 'this model was trained on single texts; send {"texts": ["..."]}')
+        raise ApiError(
+            422,
+            "pairs_not_supported",
+            'this model was trained on single texts; send {"texts": ["..."]}',
+        )
     if field == "texts" and model_inputs == PAIR:
-        raise ApiError(422, "pairs_required", 'this model was trained on text pairs; send {"pairs": [["...", "..."]]}')
+        raise ApiError(
+            422,
+            "pairs_required",
+            'this model was trained on text pairs; send {"pairs": [["...", "..."]]}',
+        )
     values = request.texts if field == "texts" else request.pairs
     if not values:
         raise ApiError(422, "empty_list", f'"{field}" is empty; give at least one item')
     if len(values) > config.max_items:
-        raise ApiError(422, "too_many_items", f'"{field}" has {len(values)} items; at most {config.max_items} per request (--max-items)')
+        raise ApiError(
+            422,
+            "too_many_items",
+            f'"{field}" has {len(values)} items; at most {config.max_items} per request (--max-items)',
+        )
     items = []
     for index, value in enumerate(values):
         parts = (value,) if field == "texts" else value
@@ -168,7 +215,11 @@ def parse_predict(body: bytes, model_inputs: str, config: ServeConfig) -> tuple[
             if not text.strip():
                 raise ApiError(422, "empty_text", f"{where} is empty or only whitespace")
             if len(text) > config.max_text_chars:
-                raise ApiError(422, "text_too_long", f"{where} has {len(text)} characters; at most {config.max_text_chars} (--max-text-chars)")
+                raise ApiError(
+                    422,
+                    "text_too_long",
+                    f"{where} has {len(text)} characters; at most {config.max_text_chars} (--max-text-chars)",
+                )
         items.append(Item(value) if field == "texts" else Item(value[0], value[1]))
     return field, items
 
@@ -178,20 +229,32 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, "bad_content_length", f"Content-Length {declared!r} is not a byte count")
+            raise ApiError(
+                400, "bad_content_length", f"Content-Length {declared!r} is not a byte count"
+            )
         if int(declared) > limit:
-            raise ApiError(413, "body_too_large", f"the body is {declared} bytes; at most {limit} (--max-body-bytes)")
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the body is {declared} bytes; at most {limit} (--max-body-bytes)",
+            )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"the body is over {limit} bytes (--max-body-bytes)")
+            raise ApiError(
+                413, "body_too_large", f"the body is over {limit} bytes (--max-body-bytes)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status, headers=headers)
+def _error(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"kind": kind, "message": message}}, status_code=status, headers=headers
+    )
 
 
 class MetricsMiddleware:
@@ -230,7 +293,12 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     from slimbert import __version__
 
     metrics = ServeMetrics()
-    batcher = MicroBatcher(model.predict, config.batch_config(), on_batch=metrics.observe_batch, on_queue=metrics.queue.set)
+    batcher = MicroBatcher(
+        model.predict,
+        config.batch_config(),
+        on_batch=metrics.observe_batch,
+        on_queue=metrics.queue.set,
+    )
     identity = model.identity
     model_ref = {"name": identity.name, "sha256": identity.sha256}
     state = {"status": "starting"}
@@ -251,7 +319,14 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     async def lifespan(app: FastAPI):
         batcher.start()
         state["status"] = "warming"
-        metrics.model.info({"name": identity.name, "sha256": identity.sha256, "provider": identity.provider, "task": identity.task})
+        metrics.model.info(
+            {
+                "name": identity.name,
+                "sha256": identity.sha256,
+                "provider": identity.provider,
+                "task": identity.task,
+            }
+        )
         warming = asyncio.get_running_loop().create_task(warm_up())
         try:
             yield
@@ -266,7 +341,9 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
         version=__version__,
         summary=f"{identity.name} ({identity.task}, {', '.join(identity.labels)}) on ONNX Runtime",
         lifespan=lifespan,
-        responses={"4XX": {"model": ErrorBody, "description": "Bad input: the body says what was wrong."}},
+        responses={
+            "4XX": {"model": ErrorBody, "description": "Bad input: the body says what was wrong."}
+        },
     )
     app.state.model = model
     app.state.batcher = batcher
@@ -282,10 +359,16 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            kind, message = "not_found", f"no route {request.method} {request.url.path}; see /docs for the routes"
+            kind, message = (
+                "not_found",
+                f"no route {request.method} {request.url.path}; see /docs for the routes",
+            )
         elif exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "")
-            kind, message = "method_not_allowed", f"{request.method} is not allowed on {request.url.path}; use {allowed}"
+            kind, message = (
+                "method_not_allowed",
+                f"{request.method} is not allowed on {request.url.path}; use {allowed}",
+            )
         else:
             kind, message = f"http_{exc.status_code}", str(exc.detail)
         metrics.errors.labels(kind).inc()
@@ -299,33 +382,64 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels("internal").inc()
-        return _error(500, "internal", f"{type(exc).__name__} while answering; the server logged it and keeps serving")
+        return _error(
+            500,
+            "internal",
+            f"{type(exc).__name__} while answering; the server logged it and keeps serving",
+        )
 
     @app.post(
         "/v1/predict",
         response_model=PredictResponse,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}}},
-        responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+            }
+        },
+        responses={
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+            503: {"model": ErrorBody},
+        },
     )
     async def predict(request: Request):
         """Classify texts (or pairs). Inputs longer than the model's max_length are truncated and
         flagged in `truncated` and `warnings`."""
         media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type not in JSON_TYPES:
-            raise ApiError(415, "unsupported_media_type", f"Content-Type {media_type or '(none)'!r}: send application/json")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {media_type or '(none)'!r}: send application/json",
+            )
         body = await read_body(request, config.max_body_bytes)
         field, items = parse_predict(body, identity.inputs, config)
         try:
             predictions = await batcher.submit(items)
         except Overloaded as exc:
-            raise ApiError(503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}) from None
+            raise ApiError(
+                503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}
+            ) from None
         except ShuttingDown:
             if state["status"] == "shutting_down":
-                raise ApiError(503, "shutting_down", "the server is shutting down; retry on another replica", {"Connection": "close"}) from None
-            raise ApiError(503, "not_ready", "the server is starting; retry shortly", {"Retry-After": "1"}) from None
+                raise ApiError(
+                    503,
+                    "shutting_down",
+                    "the server is shutting down; retry on another replica",
+                    {"Connection": "close"},
+                ) from None
+            raise ApiError(
+                503, "not_ready", "the server is starting; retry shortly", {"Retry-After": "1"}
+            ) from None
         except Exception as exc:  # the model call failed: this request fails, the server goes on
             log.exception("model call failed for a batch including this request")
-            raise ApiError(500, "inference_failed", f"the model failed on this batch ({type(exc).__name__}); the server logged it and keeps serving") from None
+            raise ApiError(
+                500,
+                "inference_failed",
+                f"the model failed on this batch ({type(exc).__name__}); the server logged it and keeps serving",
+            ) from None
         warnings = [
             f"{field}[{index}]: truncated to the model's maximum of {identity.max_length} tokens"
             for index, prediction in enumerate(predictions)
@@ -339,18 +453,31 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     @app.get("/v1/model")
     async def model_info() -> dict:
         """The served model's identity and the server's limits."""
-        return {**identity.to_dict(), "limits": {"max_items": config.max_items, "max_body_bytes": config.max_body_bytes, "max_text_chars": config.max_text_chars, "max_batch_size": config.max_batch_size, "max_wait_ms": config.max_wait_ms}}
+        return {
+            **identity.to_dict(),
+            "limits": {
+                "max_items": config.max_items,
+                "max_body_bytes": config.max_body_bytes,
+                "max_text_chars": config.max_text_chars,
+                "max_batch_size": config.max_batch_size,
+                "max_wait_ms": config.max_wait_ms,
+            },
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict:
         """Alive: the process answers."""
         return {"status": "alive"}
 
-    @app.get("/readyz", responses={503: {"description": "warming up, warm-up failed, or shutting down"}})
+    @app.get(
+        "/readyz", responses={503: {"description": "warming up, warm-up failed, or shutting down"}}
+    )
     async def readyz():
         """Ready once the model is loaded and warmed up; 503 before that and while shutting down."""
         ready = state["status"] == "ready"
-        return JSONResponse({"status": state["status"], "model": model_ref}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": state["status"], "model": model_ref}, status_code=200 if ready else 503
+        )
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

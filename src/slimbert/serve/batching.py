@@ -39,7 +39,9 @@ class BatchConfig:
         if self.max_wait_ms < 0:
             raise ValueError(f"max_wait_ms {self.max_wait_ms}: must be ≥ 0")
         if self.max_queue < self.max_batch_size:
-            raise ValueError(f"max_queue {self.max_queue}: must be ≥ max_batch_size {self.max_batch_size}")
+            raise ValueError(
+                f"max_queue {self.max_queue}: must be ≥ max_batch_size {self.max_batch_size}"
+            )
 
 
 class Overloaded(Exception):
@@ -108,7 +110,9 @@ class MicroBatcher:
         if self._closing or not self.running:
             raise ShuttingDown("the server is shutting down")
         if len(self._pending) + len(items) > self.config.max_queue:
-            raise Overloaded(f"{len(self._pending)} items already pending (limit {self.config.max_queue})")
+            raise Overloaded(
+                f"{len(self._pending)} items already pending (limit {self.config.max_queue})"
+            )
         loop = asyncio.get_running_loop()
         job = _Job(loop.create_future(), len(items))
         now = loop.time()
@@ -174,9 +178,13 @@ class MicroBatcher:
                 continue
             began = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self.run_batch, [entry[2] for entry in batch])
+                results = await loop.run_in_executor(
+                    self._executor, self.run_batch, [entry[2] for entry in batch]
+                )
                 if len(results) != len(batch):
-                    raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} items")
+                    raise RuntimeError(
+                        f"run_batch returned {len(results)} results for {len(batch)} items"
+                    )
             except Exception as exc:  # one bad batch fails its own requests, never the loop
                 for job, _, _, _ in batch:
                     if not job.future.done():

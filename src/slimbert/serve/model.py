@@ -24,7 +24,7 @@ import numpy as np
 from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.io import sha256_file
+from slimbert.files import sha256_file
 
 # The names slimbert.export.onnx and slimbert.models write; imported from there they would pull
 # torch into the server (tests check that they agree).
@@ -101,18 +101,37 @@ def load_tokenizer(folder: Path, max_length: int):
 
         wrapped = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
         if not wrapped.is_fast:
-            raise SlimbertError(f"{folder}: no {TOKENIZER_FILE} and the tokenizer has no fast version; re-export with a fast tokenizer")
+            raise SlimbertError(
+                f"{folder}: no {TOKENIZER_FILE} and the tokenizer has no fast version; re-export with a fast tokenizer"
+            )
         tokenizer = wrapped.backend_tokenizer
     settings = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         if (folder / name).is_file():
             settings.update(_read_json(folder / name))
-    pad_token = _token_text(settings.get("pad_token")) or (tokenizer.padding or {}).get("pad_token") or "[PAD]"
+    pad_token = (
+        _token_text(settings.get("pad_token"))
+        or (tokenizer.padding or {}).get("pad_token")
+        or "[PAD]"
+    )
     pad_id = tokenizer.token_to_id(pad_token)
     if pad_id is None:
-        raise SlimbertError(f"{folder}: pad token {pad_token!r} is not in the vocabulary; set pad_token in tokenizer_config.json")
-    tokenizer.enable_truncation(max_length, stride=0, strategy="longest_first", direction=settings.get("truncation_side", "right"))
-    tokenizer.enable_padding(direction=settings.get("padding_side", "right"), pad_id=pad_id, pad_token=pad_token, pad_type_id=0, length=None)
+        raise SlimbertError(
+            f"{folder}: pad token {pad_token!r} is not in the vocabulary; set pad_token in tokenizer_config.json"
+        )
+    tokenizer.enable_truncation(
+        max_length,
+        stride=0,
+        strategy="longest_first",
+        direction=settings.get("truncation_side", "right"),
+    )
+    tokenizer.enable_padding(
+        direction=settings.get("padding_side", "right"),
+        pad_id=pad_id,
+        pad_token=pad_token,
+        pad_type_id=0,
+        length=None,
+    )
     return tokenizer
 
 
@@ -131,17 +150,29 @@ class ServedModel:
     prediction per item, in order. It is meant for one worker thread at a time (the batcher's).
     """
 
-    def __init__(self, export_dir: str | Path, provider: str = "cpu", threads: int | None = None, name: str | None = None):
+    def __init__(
+        self,
+        export_dir: str | Path,
+        provider: str = "cpu",
+        threads: int | None = None,
+        name: str | None = None,
+    ):
         folder = Path(export_dir)
         if not folder.is_dir():
-            raise SlimbertError(f"{folder}: no such directory; give a folder written by `slimbert export`")
+            raise SlimbertError(
+                f"{folder}: no such directory; give a folder written by `slimbert export`"
+            )
         for required in (ONNX_FILE, MANIFEST_FILE, "config.json"):
             if not (folder / required).is_file():
-                raise SlimbertError(f"{folder}: no {required}; give a folder written by `slimbert export`")
+                raise SlimbertError(
+                    f"{folder}: no {required}; give a folder written by `slimbert export`"
+                )
         manifest = _read_json(folder / MANIFEST_FILE)
         recorded = (manifest.get("files") or {}).get(ONNX_FILE, {}).get("sha256")
         if not recorded:
-            raise SlimbertError(f"{folder / MANIFEST_FILE}: records no sha256 for {ONNX_FILE}; re-run `slimbert export`")
+            raise SlimbertError(
+                f"{folder / MANIFEST_FILE}: records no sha256 for {ONNX_FILE}; re-run `slimbert export`"
+            )
         actual = sha256_file(folder / ONNX_FILE)
         if actual != recorded:
             raise SlimbertError(
@@ -149,16 +180,22 @@ class ServedModel:
                 "the model was changed after export; re-run `slimbert export`"
             )
         task = manifest.get("task") or "classification"
-        id2label = manifest.get("id2label") or _read_json(folder / "config.json").get("id2label") or {}
+        id2label = (
+            manifest.get("id2label") or _read_json(folder / "config.json").get("id2label") or {}
+        )
         if task == REGRESSION:
             labels: tuple[str, ...] = ("score",)
         else:
             if not id2label:
-                raise SlimbertError(f"{folder}: no id2label in manifest.json or config.json; re-run `slimbert export`")
+                raise SlimbertError(
+                    f"{folder}: no id2label in manifest.json or config.json; re-run `slimbert export`"
+                )
             labels = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
         max_length = manifest.get("max_length")
         if not isinstance(max_length, int) or max_length < 1:
-            raise SlimbertError(f"{folder / MANIFEST_FILE}: no max_length; re-run `slimbert export`")
+            raise SlimbertError(
+                f"{folder / MANIFEST_FILE}: no max_length; re-run `slimbert export`"
+            )
         metadata = _read_json(folder / METADATA_FILE) if (folder / METADATA_FILE).is_file() else {}
         pair = (metadata.get("data") or {}).get("pair")
         inputs = ANY if pair is None else (PAIR if pair else SINGLE)
@@ -211,12 +248,21 @@ class ServedModel:
     def _describe(self, logits: np.ndarray, tokens: int, truncated: bool) -> dict:
         if self.identity.task == REGRESSION:
             value = float(logits[0])
-            return {"label": None, "value": value, "scores": {"score": value}, "tokens": tokens, "truncated": truncated}
+            return {
+                "label": None,
+                "value": value,
+                "scores": {"score": value},
+                "tokens": tokens,
+                "truncated": truncated,
+            }
         probabilities = softmax(logits[None, :])[0]  # (C,)
         best = int(probabilities.argmax())
         return {
             "label": self.identity.labels[best],
-            "scores": {label: float(p) for label, p in zip(self.identity.labels, probabilities, strict=True)},
+            "scores": {
+                label: float(p)
+                for label, p in zip(self.identity.labels, probabilities, strict=True)
+            },
             "tokens": tokens,
             "truncated": truncated,
         }

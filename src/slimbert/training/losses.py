@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from slimbert.compress.outputs import Outputs, forward
+from slimbert.training.outputs import Outputs, forward
 
 TermFn = Callable[[Outputs, Outputs | None, dict[str, torch.Tensor]], torch.Tensor]
 
@@ -24,7 +24,9 @@ class LossTerm:
     fn: TermFn
 
 
-def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def soft_cross_entropy(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Hinton et al. (2015): KL(softmax(t/T) ‖ softmax(s/T)) · T², mean over the batch.
 
     The T² keeps the soft term's gradient scale independent of T. KL differs from the soft
@@ -36,7 +38,9 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return kl.mean() * temperature**2
 
 
-def hard_loss(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def hard_loss(
+    student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+) -> torch.Tensor:
     """Cross-entropy to the gold label (MSE for regression, where C = 1)."""
     if student.logits.shape[-1] == 1:
         return F.mse_loss(student.logits.squeeze(-1), batch["labels"].float())
@@ -46,7 +50,9 @@ def hard_loss(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.
 def kd_loss(temperature: float) -> TermFn:
     """Soft loss at temperature T (regression: MSE to the teacher's output)."""
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         assert teacher is not None, "kd_loss needs teacher outputs"
         if student.logits.shape[-1] == 1:
             return F.mse_loss(student.logits, teacher.logits)
@@ -55,12 +61,16 @@ def kd_loss(temperature: float) -> TermFn:
     return term
 
 
-def logit_mse(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def logit_mse(
+    student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+) -> torch.Tensor:
     assert teacher is not None
     return F.mse_loss(student.logits, teacher.logits)
 
 
-def combine(terms: list[LossTerm], student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def combine(
+    terms: list[LossTerm], student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the terms, and each term's unweighted value for the log."""
     total = student.logits.new_zeros(())
     logged: dict[str, float] = {}
@@ -81,7 +91,9 @@ def _token_mask(student: Outputs) -> torch.Tensor:
     return student.attention_mask.to(student.logits.dtype)  # (B, T)
 
 
-def masked_mse(student_states: torch.Tensor, teacher_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mse(
+    student_states: torch.Tensor, teacher_states: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Mean squared error over real tokens: (B, T, H) × 2, mask (B, T) → scalar."""
     mask = mask.to(student_states.dtype).unsqueeze(-1)  # (B, T, 1)
     squared = (student_states - teacher_states).pow(2) * mask  # (B, T, H)
@@ -93,8 +105,14 @@ def hint_loss(pairs: list[tuple[int, int]], projection: torch.nn.Module | None =
     over (student index, teacher index) pairs of `hidden_states`. `projection` is the learned
     regressor W: (B, T, H_student) → (B, T, H_teacher); None when the widths already match."""
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        assert teacher is not None and student.hidden_states is not None and teacher.hidden_states is not None, "hint_loss needs hidden states of both models"
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        assert (
+            teacher is not None
+            and student.hidden_states is not None
+            and teacher.hidden_states is not None
+        ), "hint_loss needs hidden states of both models"
         total = student.logits.new_zeros(())
         for s, t in pairs:
             states = student.hidden_states[s]  # (B, T, H_s)
@@ -106,12 +124,20 @@ def hint_loss(pairs: list[tuple[int, int]], projection: torch.nn.Module | None =
     return term
 
 
-def hidden_cosine_loss(student_index: int = -1, teacher_index: int = -1, projection: torch.nn.Module | None = None) -> TermFn:
+def hidden_cosine_loss(
+    student_index: int = -1, teacher_index: int = -1, projection: torch.nn.Module | None = None
+) -> TermFn:
     """DistilBERT (Sanh et al. 2019): 1 − cos(student, teacher) per real token, mean, on one
     pair of hidden states (default: the last of each). Widths must match unless `projection`."""
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        assert teacher is not None and student.hidden_states is not None and teacher.hidden_states is not None, "hidden_cosine_loss needs hidden states of both models"
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        assert (
+            teacher is not None
+            and student.hidden_states is not None
+            and teacher.hidden_states is not None
+        ), "hidden_cosine_loss needs hidden states of both models"
         states = student.hidden_states[student_index]  # (B, T, H)
         if projection is not None:
             states = projection(states)
@@ -127,16 +153,28 @@ def attention_kl(pairs: list[tuple[int, int]]) -> TermFn:
     teacher layer) pairs; mean over heads and real query rows. Maps are (B, nh, T, T) softmaxed
     probabilities; when head counts differ both sides are averaged over their heads first."""
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        assert teacher is not None and student.attentions is not None and teacher.attentions is not None, "attention_kl needs attention maps of both models"
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        assert (
+            teacher is not None
+            and student.attentions is not None
+            and teacher.attentions is not None
+        ), "attention_kl needs attention maps of both models"
         rows = _token_mask(student)[:, None, :]  # (B, 1, T) real query rows
         tiny = torch.finfo(student.attentions[0].dtype).tiny
         total = student.logits.new_zeros(())
         for s, t in pairs:
             student_map, teacher_map = student.attentions[s], teacher.attentions[t]  # (B, nh, T, T)
             if student_map.shape[1] != teacher_map.shape[1]:
-                student_map, teacher_map = student_map.mean(1, keepdim=True), teacher_map.mean(1, keepdim=True)
-            kl = (teacher_map * (teacher_map.clamp_min(tiny).log() - student_map.clamp_min(tiny).log())).sum(-1)  # (B, nh, T)
+                student_map, teacher_map = (
+                    student_map.mean(1, keepdim=True),
+                    teacher_map.mean(1, keepdim=True),
+                )
+            kl = (
+                teacher_map
+                * (teacher_map.clamp_min(tiny).log() - student_map.clamp_min(tiny).log())
+            ).sum(-1)  # (B, nh, T)
             total = total + (kl * rows).sum() / (rows.sum() * kl.shape[1]).clamp_min(1.0)
         return total
 
@@ -150,7 +188,10 @@ def cached_logits_step(terms: list[LossTerm]) -> Callable:
     def step_for(targets: torch.Tensor):
         def step(model, batch):
             student_out = forward(model, batch)
-            teacher_out = Outputs(logits=targets[batch["idx"].cpu()].to(student_out.logits.device), attention_mask=batch["attention_mask"])
+            teacher_out = Outputs(
+                logits=targets[batch["idx"].cpu()].to(student_out.logits.device),
+                attention_mask=batch["attention_mask"],
+            )
             return combine(terms, student_out, teacher_out, batch)
 
         return step

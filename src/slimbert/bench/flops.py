@@ -48,7 +48,9 @@ class TransformerShape:
         """Matmul FLOPs of one example of `length` tokens (embeddings excluded)."""
         L, H, I = length, self.hidden, self.intermediate  # noqa: E741 - the docstring's names
         projections = 4 * 2 * L * H * H  # Q, K, V and output: (L, H) @ (H, H)
-        attention = 2 * (2 * L * L * H)  # scores (h, L, d) @ (h, d, L) and context (h, L, L) @ (h, L, d)
+        attention = 2 * (
+            2 * L * L * H
+        )  # scores (h, L, d) @ (h, d, L) and context (h, L, L) @ (h, L, d)
         ffn = 2 * (2 * L * H * I)  # (L, H) @ (H, I) and (L, I) @ (I, H)
         head = (2 * H * H if self.head_dense else 0) + 2 * H * self.num_labels
         return self.layers * (projections + attention + ffn) + head
@@ -82,7 +84,9 @@ def transformer_shape(config: dict) -> TransformerShape | None:
     if None in (layers, hidden, heads, intermediate):
         return None
     labels = config.get("id2label")
-    num_labels = len(labels) if isinstance(labels, dict) and labels else int(config.get("num_labels") or 2)
+    num_labels = (
+        len(labels) if isinstance(labels, dict) and labels else int(config.get("num_labels") or 2)
+    )
     return TransformerShape(layers, hidden, heads, intermediate, num_labels)
 
 
@@ -98,7 +102,9 @@ class Peak:
     size: int  # the square matrices' side
 
 
-def _best_seconds(run: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+def _best_seconds(
+    run: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None
+) -> float:
     """Shortest of `repeats` timed calls after two warm-up calls."""
     run()
     run()
@@ -112,7 +118,9 @@ def _best_seconds(run: Callable[[], object], repeats: int, sync: Callable[[], No
     return best
 
 
-def _torch_rate(precision: str, provider: str, threads: int, size: int, repeats: int) -> tuple[float, str] | None:
+def _torch_rate(
+    precision: str, provider: str, threads: int, size: int, repeats: int
+) -> tuple[float, str] | None:
     import torch
 
     device = "cuda" if provider == "cuda" else "cpu"
@@ -134,7 +142,9 @@ def _torch_rate(precision: str, provider: str, threads: int, size: int, repeats:
     return 2 * size**3 / seconds / 1e9, f"torch.mm {precision} {size}³ on {device}"
 
 
-def _ort_rate(precision: str, provider: str, threads: int, size: int, repeats: int) -> tuple[float, str] | None:
+def _ort_rate(
+    precision: str, provider: str, threads: int, size: int, repeats: int
+) -> tuple[float, str] | None:
     """ONNX Runtime `MatMul` (fp32/fp16) or `MatMulInteger` (int8) with inputs and output bound
     on the device, so that the figure is the kernel's, not the host copies'."""
     import onnx
@@ -156,7 +166,10 @@ def _ort_rate(precision: str, provider: str, threads: int, size: int, repeats: i
         op, out_type = "MatMulInteger", np.int32
     elif precision in ("fp32", "fp16"):
         dtype = np.float32 if precision == "fp32" else np.float16
-        a, b = rng.standard_normal((size, size)).astype(dtype), rng.standard_normal((size, size)).astype(dtype)
+        a, b = (
+            rng.standard_normal((size, size)).astype(dtype),
+            rng.standard_normal((size, size)).astype(dtype),
+        )
         op, out_type = "MatMul", dtype
     else:
         return None
@@ -174,7 +187,9 @@ def _ort_rate(precision: str, provider: str, threads: int, size: int, repeats: i
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=[name])
+        session = ort.InferenceSession(
+            model.SerializeToString(), sess_options=options, providers=[name]
+        )
     except Exception:  # no kernel for this type on this provider: no peak, not a failed bench
         return None
     if session.get_providers()[0] != name:
@@ -182,12 +197,20 @@ def _ort_rate(precision: str, provider: str, threads: int, size: int, repeats: i
     device = "cuda" if provider == "cuda" else "cpu"
     binding = session.io_binding()
     binding.bind_ortvalue_input("A", ort.OrtValue.ortvalue_from_numpy(a, device, 0))
-    binding.bind_ortvalue_output("Y", ort.OrtValue.ortvalue_from_shape_and_type([size, size], out_type, device, 0))
+    binding.bind_ortvalue_output(
+        "Y", ort.OrtValue.ortvalue_from_shape_and_type([size, size], out_type, device, 0)
+    )
     seconds = _best_seconds(lambda: session.run_with_iobinding(binding), repeats)
     return 2 * size**3 / seconds / 1e9, f"onnxruntime {op} {precision} {size}³ on {name}"
 
 
-def measure_peak(precision: str, provider: str = "cpu", threads: int = 1, size: int | None = None, repeats: int = 10) -> Peak | None:
+def measure_peak(
+    precision: str,
+    provider: str = "cpu",
+    threads: int = 1,
+    size: int | None = None,
+    repeats: int = 10,
+) -> Peak | None:
     """Best matmul rate at `precision` on `provider` with `threads` intra-op threads.
 
     fp32/fp16 use torch.mm (falling back to an ONNX Runtime MatMul graph where torch cannot
@@ -201,7 +224,11 @@ def measure_peak(precision: str, provider: str = "cpu", threads: int = 1, size: 
     size = size or (8192 if provider == "cuda" else 1024)
     # The peak is the best any kernel in use reaches: ONNX Runtime's MLAS beats torch.mm on
     # some CPUs, and a peak below what a model achieves would put its share above 100%.
-    candidates = [_torch_rate(precision, provider, threads, size, repeats)] if precision in ("fp32", "fp16") else []
+    candidates = (
+        [_torch_rate(precision, provider, threads, size, repeats)]
+        if precision in ("fp32", "fp16")
+        else []
+    )
     candidates.append(_ort_rate(precision, provider, threads, size, repeats))
     candidates = [c for c in candidates if c is not None]
     if not candidates:
@@ -226,5 +253,8 @@ def precision_of(manifest: dict) -> str:
     stated = classify(str(manifest.get("precision") or "fp32"))
     if stated != "fp32":
         return stated
-    steps = [classify(str(step.get("step", "")) if isinstance(step, dict) else str(step)) for step in manifest.get("optimizations") or []]
+    steps = [
+        classify(str(step.get("step", "")) if isinstance(step, dict) else str(step))
+        for step in manifest.get("optimizations") or []
+    ]
     return next((p for p in steps if p != "fp32"), "fp32")

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slimbert.compress.outputs import Outputs
+from slimbert.batches import model_inputs
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import model_inputs
 from slimbert.models import encoder_layers
+from slimbert.training.outputs import Outputs
 
 
 @dataclass
@@ -52,7 +52,9 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, T, A) → (B, heads, T, A / heads), the same split BERT's attention uses."""
     batch, length, width = x.shape
     if width % heads:
-        raise SlimbertError(f"cannot split width {width} into {heads} heads; pick a head count that divides it")
+        raise SlimbertError(
+            f"cannot split width {width} into {heads} heads; pick a head count that divides it"
+        )
     return x.view(batch, length, heads, width // heads).transpose(1, 2)
 
 
@@ -96,14 +98,23 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionParts]]:
             handle.remove()
     for index, layer in enumerate(layers):
         if found[index]:
-            parts.append(AttentionParts(heads=layer.attention.self.num_attention_heads, **found[index]))
+            parts.append(
+                AttentionParts(heads=layer.attention.self.num_attention_heads, **found[index])
+            )
 
 
-def forward_internals(model: nn.Module, batch: dict[str, torch.Tensor], hidden_states: bool = True, attentions: bool = False) -> TransformerOutputs:
+def forward_internals(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    hidden_states: bool = True,
+    attentions: bool = False,
+) -> TransformerOutputs:
     """Run `model` on `batch` and return logits, hidden states and every layer's Q/K/V."""
     parts: list[AttentionParts]
     with record_attention(model) as parts:
-        result = model(**model_inputs(batch), output_hidden_states=hidden_states, output_attentions=attentions)
+        result = model(
+            **model_inputs(batch), output_hidden_states=hidden_states, output_attentions=attentions
+        )
     return TransformerOutputs(
         logits=result.logits,
         attention_mask=batch["attention_mask"],

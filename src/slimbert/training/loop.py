@@ -16,11 +16,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from slimbert.evaluate import EncodedDataset, Metrics, make_loader
+from slimbert.batches import EncodedDataset, make_loader
+from slimbert.metrics import Metrics
 
 StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], Metrics]
-OnStepFn = Callable[[int, int, nn.Module], None]  # (step, total_steps, unwrapped model) after each optimiser step
+OnStepFn = Callable[
+    [int, int, nn.Module], None
+]  # (step, total_steps, unwrapped model) after each optimiser step
 
 
 @contextmanager
@@ -41,7 +44,13 @@ def full_precision(model: nn.Module) -> Iterator[None]:
 
 def train_loader(dataset: EncodedDataset, config: TrainConfig) -> DataLoader:
     """The shuffled training batches every method draws, seeded by config.seed."""
-    return make_loader(dataset, config.batch_size, shuffle=True, seed=config.seed, group_by_length=config.group_by_length)
+    return make_loader(
+        dataset,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        group_by_length=config.group_by_length,
+    )
 
 
 @dataclass
@@ -103,13 +112,20 @@ def training_record(result: TrainResult, config: TrainConfig, data) -> dict:
     }
 
 
-def _param_groups(params: list[tuple[str, nn.Parameter]], weight_decay: float, lr: float | None = None) -> list[dict]:
+def _param_groups(
+    params: list[tuple[str, nn.Parameter]], weight_decay: float, lr: float | None = None
+) -> list[dict]:
     decay, no_decay = [], []
     for name, param in params:
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (
+            no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay
+        ).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return [{**g, "lr": lr} for g in groups] if lr is not None else groups
 
 
@@ -142,7 +158,9 @@ def train(
     # Accelerate keeps one precision per process, but one process may train several models under
     # different settings (slimbert experiment): reset its settings, never its process group.
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available()
+    )
     torch.manual_seed(config.seed)
     extra_modules = extra_modules or []
     extra_lrs = extra_lrs or [None] * len(extra_modules)
@@ -156,7 +174,9 @@ def train(
 
     steps_per_epoch = max(1, len(loader))
     total_steps = planned_steps(config, steps_per_epoch)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * total_steps), total_steps
+    )
     prepared = accelerator.prepare(model, optimizer, loader, scheduler, *extra_modules)
     model, optimizer, loader, scheduler = prepared[:4]
     eval_every = config.eval_every or steps_per_epoch
@@ -164,7 +184,12 @@ def train(
     result = TrainResult(best=None, best_step=0, steps=0)
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
-    bar = tqdm(total=total_steps, desc=description, disable=not (config.progress and accelerator.is_main_process), dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        desc=description,
+        disable=not (config.progress and accelerator.is_main_process),
+        dynamic_ncols=True,
+    )
     done = False
     while not done:
         for batch in loader:
@@ -173,7 +198,9 @@ def train(
                 loss, terms = step(model, batch)
             accelerator.backward(loss)
             if config.max_grad_norm:
-                accelerator.clip_grad_norm_([p for _, p in named if p.requires_grad], config.max_grad_norm)
+                accelerator.clip_grad_norm_(
+                    [p for _, p in named if p.requires_grad], config.max_grad_norm
+                )
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -182,7 +209,10 @@ def train(
             if on_step is not None:
                 on_step(result.steps, total_steps, accelerator.unwrap_model(model))
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", **({"best": f"{result.best.main:.2f}"} if result.best else {}))
+            bar.set_postfix(
+                loss=f"{float(loss.detach()):.4f}",
+                **({"best": f"{result.best.main:.2f}"} if result.best else {}),
+            )
 
             last = result.steps >= total_steps
             if result.steps % eval_every == 0 or last:
@@ -190,13 +220,22 @@ def train(
                 with full_precision(unwrapped):
                     metrics = evaluate(unwrapped)
                 improved = result.best is None or metrics.main > result.best.main
-                result.history.append({"step": result.steps, **metrics.values, "improved": improved})
+                result.history.append(
+                    {"step": result.steps, **metrics.values, "improved": improved}
+                )
                 if improved:
                     result.best, result.best_step, stale = metrics, result.steps, 0
-                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in unwrapped.state_dict().items()}
+                    best_state = {
+                        k: v.detach().to("cpu", copy=True)
+                        for k, v in unwrapped.state_dict().items()
+                    }
                 else:
                     stale += 1
-                bar.write(f"[{description}] step {result.steps}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.values.items()) + (" *" if improved else ""))
+                bar.write(
+                    f"[{description}] step {result.steps}: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in metrics.values.items())
+                    + (" *" if improved else "")
+                )
                 if config.patience and stale >= config.patience:
                     bar.write(f"[{description}] early stop: no improvement in {stale} evaluations")
                     done = True
@@ -204,7 +243,9 @@ def train(
                 done = True
                 break
     bar.close()
-    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # training is over: plain forward again
+    unwrapped = accelerator.unwrap_model(
+        model, keep_fp32_wrapper=False
+    )  # training is over: plain forward again
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
     return result

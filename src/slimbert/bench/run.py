@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+from slimbert.bench.flops import Peak, measure_peak, precision_of, transformer_shape
+from slimbert.bench.report import Report, Row, Slo, environment, recommend, relate_to_teacher
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import MANIFEST_FILE, ONNX_FILE, Tolerances, export
 from slimbert.export.runtime import OnnxClassifier, check_provider
-from slimbert.flops import Peak, measure_peak, precision_of, transformer_shape
-from slimbert.models import METADATA_FILE, read_metadata
-from slimbert.report import Report, Row, Slo, environment, recommend, relate_to_teacher
+from slimbert.provenance import METADATA_FILE, read_metadata
 
 RUNTIMES = ("pytorch", "onnx")
 
@@ -91,14 +91,18 @@ class BenchConfig:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise SlimbertError(f"--batch-sizes {self.batch_sizes}: give whole numbers ≥ 1")
         if not self.lengths or any(n is not None and n < 4 for n in self.lengths):
-            raise SlimbertError(f"--lengths {self.lengths}: give 'own' or whole numbers ≥ 4 (room for [CLS] and [SEP])")
+            raise SlimbertError(
+                f"--lengths {self.lengths}: give 'own' or whole numbers ≥ 4 (room for [CLS] and [SEP])"
+            )
         if any(t < 1 for t in self.threads_to_sweep()):
             raise SlimbertError(f"--threads {self.threads_to_sweep()}: give whole numbers ≥ 1")
         if self.repeats < 1:
             raise SlimbertError(f"--repeats {self.repeats}: give at least 1")
         unknown = set(self.runtimes) - set(RUNTIMES)
         if not self.runtimes or unknown:
-            raise SlimbertError(f"--runtime {sorted(unknown) or '(none)'}: choose from {', '.join(RUNTIMES)}")
+            raise SlimbertError(
+                f"--runtime {sorted(unknown) or '(none)'}: choose from {', '.join(RUNTIMES)}"
+            )
         if self.max_f1_drop is not None and self.max_f1_drop < 0:
             raise SlimbertError(f"--max-f1-drop {self.max_f1_drop}: give points ≥ 0")
         if self.slo is not None:
@@ -143,18 +147,29 @@ class BoundSession:
         self.input_names = [i.name for i in session.get_inputs()]
         output = session.get_outputs()[0]
         self.output_name = output.name
-        self.output_dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}.get(output.type, np.float32)
+        self.output_dtype = {
+            "tensor(float)": np.float32,
+            "tensor(float16)": np.float16,
+            "tensor(double)": np.float64,
+        }.get(output.type, np.float32)
         width = output.shape[-1] if isinstance(output.shape[-1], int) else num_labels
         if width is None:
-            raise SlimbertError(f"{self.output_name}: the graph does not fix the number of labels; give num_labels")
+            raise SlimbertError(
+                f"{self.output_name}: the graph does not fix the number of labels; give num_labels"
+            )
         self.num_labels = width
         self.bindings: dict[tuple[int, int], tuple] = {}
 
     def _allocate(self, shape: tuple[int, int]):
         import onnxruntime as ort
 
-        buffers = {name: ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.int64, self.device, 0) for name in self.input_names}
-        logits = ort.OrtValue.ortvalue_from_shape_and_type([shape[0], self.num_labels], self.output_dtype, self.device, 0)  # (B, C)
+        buffers = {
+            name: ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.int64, self.device, 0)
+            for name in self.input_names
+        }
+        logits = ort.OrtValue.ortvalue_from_shape_and_type(
+            [shape[0], self.num_labels], self.output_dtype, self.device, 0
+        )  # (B, C)
         binding = self.session.io_binding()
         for name, value in buffers.items():
             binding.bind_ortvalue_input(name, value)
@@ -177,7 +192,9 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def _tokenize_requests(tokenizer, examples, batch_size: int, max_length: int, pad_to: int | None = None) -> tuple[list[dict], list[float]]:
+def _tokenize_requests(
+    tokenizer, examples, batch_size: int, max_length: int, pad_to: int | None = None
+) -> tuple[list[dict], list[float]]:
     """Tokenise each request (batch_size consecutive examples) on its own, timing each call.
     Requests are padded to their longest example, or to `pad_to` (truncating longer ones)."""
     requests, timings = [], []
@@ -186,7 +203,14 @@ def _tokenize_requests(tokenizer, examples, batch_size: int, max_length: int, pa
         texts = examples.texts[start : start + batch_size]
         pairs = examples.text_pairs[start : start + batch_size] if examples.is_pair else None
         began = time.perf_counter()
-        encoded = tokenizer(texts, pairs, truncation=True, max_length=pad_to or max_length, padding=padding, return_tensors="np")
+        encoded = tokenizer(
+            texts,
+            pairs,
+            truncation=True,
+            max_length=pad_to or max_length,
+            padding=padding,
+            return_tensors="np",
+        )
         timings.append((time.perf_counter() - began) * 1000)
         requests.append({k: v.astype(np.int64) for k, v in encoded.items()})  # each (B, L)
     return requests, timings
@@ -205,7 +229,8 @@ def _load(target: Target, provider: str, threads: int, io_binding: bool) -> _Loa
     import torch
 
     from slimbert.data import LabelMap
-    from slimbert.models import count_parameters, load_classifier, model_label_map, model_task
+    from slimbert.models import load_classifier, model_label_map, model_task
+    from slimbert.provenance import count_parameters
 
     torch.set_num_threads(threads)
     if target.runtime == "pytorch":
@@ -223,13 +248,19 @@ def _load(target: Target, provider: str, threads: int, io_binding: bool) -> _Loa
                 return logits.float().cpu().numpy()
 
         file_mb = (target.path / "model.safetensors").stat().st_size / 2**20
-        return _Loaded(infer, model_task(model), model_label_map(model), count_parameters(model), file_mb)
+        return _Loaded(
+            infer, model_task(model), model_label_map(model), count_parameters(model), file_mb
+        )
     if not target.config.get("id2label"):
-        raise SlimbertError(f"{target.path}: config.json has no id2label; re-export the model with `slimbert export`")
+        raise SlimbertError(
+            f"{target.path}: config.json has no id2label; re-export the model with `slimbert export`"
+        )
     label_map = LabelMap.from_config(target.config["id2label"])
     task = "regression" if len(label_map.id2label) == 1 else "classification"
     session = OnnxClassifier(target.path / ONNX_FILE, provider, threads)
-    infer = BoundSession(session.session, "cuda", len(label_map.id2label)) if io_binding else session
+    infer = (
+        BoundSession(session.session, "cuda", len(label_map.id2label)) if io_binding else session
+    )
     file_mb = (target.path / ONNX_FILE).stat().st_size / 2**20
     return _Loaded(infer, task, label_map, read_metadata(target.path).get("parameters"), file_mb)
 
@@ -240,20 +271,27 @@ def _median_and_spread(values: list[float]) -> tuple[float, float]:
     return float(np.median(array)), float((array.max() - array.min()) / 2)
 
 
-def _measure(job: Job, eval_path: Path, columns: Columns, config: BenchConfig, peak_gflops: float | None) -> dict:
+def _measure(
+    job: Job, eval_path: Path, columns: Columns, config: BenchConfig, peak_gflops: float | None
+) -> dict:
     """Time one job over the eval set; returns a Row as a dict."""
-    from slimbert.evaluate import compute_metrics, label_targets
+    from slimbert.batches import label_targets
+    from slimbert.metrics import compute_metrics
     from slimbert.models import load_tokenizer
 
     target = job.target
     loaded = _load(target, config.provider, job.threads, job.io_binding)
     tokenizer = load_tokenizer(target.path)
-    max_length = config.max_length or read_metadata(target.path).get("data", {}).get("max_length") or 128
+    max_length = (
+        config.max_length or read_metadata(target.path).get("data", {}).get("max_length") or 128
+    )
     examples = read_examples(eval_path, columns, task=loaded.task)
     if config.limit:
         examples = examples.subset(range(min(config.limit, len(examples))))
     targets = label_targets(examples, loaded.label_map, loaded.task)
-    requests, tokenize_ms = _tokenize_requests(tokenizer, examples, job.batch_size, max_length, job.length)
+    requests, tokenize_ms = _tokenize_requests(
+        tokenizer, examples, job.batch_size, max_length, job.length
+    )
 
     for i in range(config.warmup):
         loaded.infer(requests[i % len(requests)])
@@ -281,7 +319,9 @@ def _measure(job: Job, eval_path: Path, columns: Columns, config: BenchConfig, p
         summary[name], summary[f"{name}_spread"] = _median_and_spread(values)
 
     shape = transformer_shape(target.config)
-    flops = None if shape is None else sum(shape.request_flops(*r["input_ids"].shape) for r in requests)
+    flops = (
+        None if shape is None else sum(shape.request_flops(*r["input_ids"].shape) for r in requests)
+    )
     achieved = None if flops is None else flops / (summary["total_ms"] / 1000) / 1e9
     row = Row(
         method=target.method,
@@ -321,7 +361,9 @@ def _read_config(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _targets_for(model_dir: Path, out: Path, eval_path: Path, columns: Columns, config: BenchConfig) -> list[Target]:
+def _targets_for(
+    model_dir: Path, out: Path, eval_path: Path, columns: Columns, config: BenchConfig
+) -> list[Target]:
     """An HF directory gives a PyTorch target and, exported and validated, an ONNX target;
     an export folder (model.onnx) gives an ONNX target only."""
     if not model_dir.is_dir():
@@ -331,20 +373,60 @@ def _targets_for(model_dir: Path, out: Path, eval_path: Path, columns: Columns, 
     method = meta.get("method", "model")
     role = meta.get("role", "student")
     if (model_dir / ONNX_FILE).is_file():
-        manifest = json.loads((model_dir / MANIFEST_FILE).read_text()) if (model_dir / MANIFEST_FILE).is_file() else {}
-        return [Target(name, model_dir, "onnx", method, role, precision_of(manifest), _read_config(model_dir))]
+        manifest = (
+            json.loads((model_dir / MANIFEST_FILE).read_text())
+            if (model_dir / MANIFEST_FILE).is_file()
+            else {}
+        )
+        return [
+            Target(
+                name,
+                model_dir,
+                "onnx",
+                method,
+                role,
+                precision_of(manifest),
+                _read_config(model_dir),
+            )
+        ]
     if not (model_dir / "model.safetensors").is_file():
-        raise SlimbertError(f"--model {model_dir}: neither model.safetensors nor {ONNX_FILE}; give a model or export directory")
+        raise SlimbertError(
+            f"--model {model_dir}: neither model.safetensors nor {ONNX_FILE}; give a model or export directory"
+        )
     targets = []
     if "pytorch" in config.runtimes:
-        targets.append(Target(name, model_dir, "pytorch", method, role, "fp32", _read_config(model_dir)))
+        targets.append(
+            Target(name, model_dir, "pytorch", method, role, "fp32", _read_config(model_dir))
+        )
     if "onnx" in config.runtimes:
         export_dir = out / "exports" / name
         existing = export_dir / MANIFEST_FILE
-        if not existing.is_file() or not (export_dir / METADATA_FILE).is_file() or read_metadata(export_dir).get("weights_sha256") != meta.get("weights_sha256"):
-            export(model_dir, eval_path, export_dir, columns, config.max_length, Tolerances(), provider="cpu")
+        if (
+            not existing.is_file()
+            or not (export_dir / METADATA_FILE).is_file()
+            or read_metadata(export_dir).get("weights_sha256") != meta.get("weights_sha256")
+        ):
+            export(
+                model_dir,
+                eval_path,
+                export_dir,
+                columns,
+                config.max_length,
+                Tolerances(),
+                provider="cpu",
+            )
         manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
-        targets.append(Target(name, export_dir, "onnx", method, role, precision_of(manifest), _read_config(export_dir)))
+        targets.append(
+            Target(
+                name,
+                export_dir,
+                "onnx",
+                method,
+                role,
+                precision_of(manifest),
+                _read_config(export_dir),
+            )
+        )
     return targets
 
 
@@ -353,7 +435,9 @@ def _check_lengths(targets: list[Target], lengths: list[int | None]) -> None:
     for target in targets:
         limit = target.config.get("max_position_embeddings")
         if fixed and isinstance(limit, int) and max(fixed) > limit:
-            raise SlimbertError(f"--lengths {max(fixed)}: {target.name} takes at most {limit} tokens; give lengths up to {limit}")
+            raise SlimbertError(
+                f"--lengths {max(fixed)}: {target.name} takes at most {limit} tokens; give lengths up to {limit}"
+            )
 
 
 def _distinct_names(targets: list[Target]) -> None:
@@ -368,12 +452,18 @@ def _distinct_names(targets: list[Target]) -> None:
     named = [(t.name, t.runtime) for t in targets]
     for name, runtime in named:
         if named.count((name, runtime)) > 1:
-            raise SlimbertError(f"two --model directories give {runtime} models named {name!r}; rename one directory")
+            raise SlimbertError(
+                f"two --model directories give {runtime} models named {name!r}; rename one directory"
+            )
 
 
 def _measure_peaks(jobs: list[Job], config: BenchConfig) -> dict[tuple[str, int], Peak]:
     """The matmul peak for every (precision, threads) a transformer row runs at."""
-    wanted = dict.fromkeys((j.target.precision, j.threads) for j in jobs if transformer_shape(j.target.config) is not None)
+    wanted = dict.fromkeys(
+        (j.target.precision, j.threads)
+        for j in jobs
+        if transformer_shape(j.target.config) is not None
+    )
     peaks = {}
     for precision, threads in wanted:
         peak = measure_peak(precision, config.provider, threads)
@@ -382,7 +472,14 @@ def _measure_peaks(jobs: list[Job], config: BenchConfig) -> dict[tuple[str, int]
     return peaks
 
 
-def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns = Columns(), config: BenchConfig | None = None, title: str | None = None) -> Report:
+def bench(
+    model_dirs: list[Path],
+    eval_path: Path,
+    out: Path,
+    columns: Columns = Columns(),
+    config: BenchConfig | None = None,
+    title: str | None = None,
+) -> Report:
     """Time every model over the sweep; return the report (rendered by report.py)."""
     from tqdm.auto import tqdm
 
@@ -393,7 +490,9 @@ def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns =
         raise SlimbertError(f"--eval {eval_path}: no such file")
     names = [Path(m).name for m in model_dirs]
     if len(set(names)) != len(names):
-        raise SlimbertError("two --model directories share a name; give each model a distinct directory name")
+        raise SlimbertError(
+            "two --model directories share a name; give each model a distinct directory name"
+        )
     targets: list[Target] = []
     for model_dir in model_dirs:
         targets += _targets_for(Path(model_dir), out, eval_path, columns, config)
@@ -412,7 +511,13 @@ def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns =
     rows: list[Row] = []
     progress = tqdm(jobs, desc="bench", dynamic_ncols=True)
     for job in progress:
-        progress.set_postfix(model=job.target.name, runtime=job.target.runtime, batch=job.batch_size, length=job.length or "own", threads=job.threads)
+        progress.set_postfix(
+            model=job.target.name,
+            runtime=job.target.runtime,
+            batch=job.batch_size,
+            length=job.length or "own",
+            threads=job.threads,
+        )
         peak = peaks.get((job.target.precision, job.threads))
         arguments = (job, eval_path, columns, config, peak.gflops if peak else None)
         if config.isolate:
@@ -426,24 +531,51 @@ def bench(model_dirs: list[Path], eval_path: Path, out: Path, columns: Columns =
     teacher = relate_to_teacher(rows)
     notes = []
     if teacher is not None:
-        notes.append(f"vs Teacher: {teacher.metric_name} points against {teacher.model} at the same length; speed-up: the teacher's Avg ms in PyTorch over the row's, at the same batch, length and threads.")
+        notes.append(
+            f"vs Teacher: {teacher.metric_name} points against {teacher.model} at the same length; speed-up: the teacher's Avg ms in PyTorch over the row's, at the same batch, length and threads."
+        )
     if rows and rows[0].metric_name != "f1":
         notes.append(f"The F1 column holds {rows[0].metric_name}, this task's main metric.")
-    notes.append(f"Avg ms is model time per request; tokenisation is timed apart (Tokenize ms). {config.warmup} warm-up requests, then {config.repeats} passes over all requests: each figure is the median over the passes ± half their range.")
+    notes.append(
+        f"Avg ms is model time per request; tokenisation is timed apart (Tokenize ms). {config.warmup} warm-up requests, then {config.repeats} passes over all requests: each figure is the median over the passes ± half their range."
+    )
     if any(n is not None for n in config.lengths):
-        notes.append("Rows 'padded to L' pad every request to L and truncate longer examples, so their F1 can differ from own-length rows.")
+        notes.append(
+            "Rows 'padded to L' pad every request to L and truncate longer examples, so their F1 can differ from own-length rows."
+        )
     if peaks:
-        notes.append("Physical limit: matmul FLOPs per request counted from each model's config (embeddings, norms and softmax left out; padding counted), achieved FLOP/s over the timed requests as a share of this machine's measured matmul peak at the row's precision and threads.")
+        notes.append(
+            "Physical limit: matmul FLOPs per request counted from each model's config (embeddings, norms and softmax left out; padding counted), achieved FLOP/s over the timed requests as a share of this machine's measured matmul peak at the row's precision and threads."
+        )
     if config.provider == "cuda" and config.io_binding:
-        notes.append("ONNX rows on CUDA are timed fed from host arrays and again through IO binding with buffers allocated once per request shape.")
+        notes.append(
+            "ONNX rows on CUDA are timed fed from host arrays and again through IO binding with buffers allocated once per request shape."
+        )
     elif config.provider != "cuda":
-        notes.append("IO binding applies on CUDA only; on the CPU the session reads the numpy inputs in place.")
+        notes.append(
+            "IO binding applies on CUDA only; on the CPU the session reads the numpy inputs in place."
+        )
     extra: dict = {
-        "sweep": {"batch_sizes": config.batch_sizes, "lengths": ["own" if n is None else n for n in config.lengths], "threads": config.threads_to_sweep(), "repeats": config.repeats, "warmup": config.warmup, "limit": config.limit},
+        "sweep": {
+            "batch_sizes": config.batch_sizes,
+            "lengths": ["own" if n is None else n for n in config.lengths],
+            "threads": config.threads_to_sweep(),
+            "repeats": config.repeats,
+            "warmup": config.warmup,
+            "limit": config.limit,
+        },
         "peaks": [asdict(p) for p in peaks.values()],
     }
-    recommendation = recommend(rows, Slo.parse(config.slo) if config.slo else None, config.max_f1_drop)
+    recommendation = recommend(
+        rows, Slo.parse(config.slo) if config.slo else None, config.max_f1_drop
+    )
     if recommendation is not None:
         extra["recommendation"] = recommendation.to_dict()
     threads = config.threads_to_sweep()
-    return Report(title or f"slimbert bench on {eval_path.name}", rows, environment(threads[0] if len(threads) == 1 else threads), notes, extra)
+    return Report(
+        title or f"slimbert bench on {eval_path.name}",
+        rows,
+        environment(threads[0] if len(threads) == 1 else threads),
+        notes,
+        extra,
+    )

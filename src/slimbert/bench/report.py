@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from slimbert.errors import SlimbertError
-from slimbert.io import write_json_atomic, write_text_atomic
+from slimbert.files import write_json_atomic, write_text_atomic
 
 STATISTICS = ("avg", "p50", "p90", "p99")
 
@@ -55,7 +55,9 @@ class Row:
     peak_rss_mb: float | None = None
     threads: int | None = None
     role: str = "student"
-    padding: str = "own"  # "own": each request padded to its longest example; "fixed": to seq_length
+    padding: str = (
+        "own"  # "own": each request padded to its longest example; "fixed": to seq_length
+    )
     seq_length: int | None = None
     precision: str = "fp32"
     io_binding: bool = False
@@ -74,7 +76,17 @@ class Row:
 
     def key(self) -> tuple:
         """What a row is, apart from what was measured: rows of two runs match on this."""
-        return (self.model, self.runtime, self.provider, self.batch_size, self.padding, self.seq_length, self.threads, self.precision, self.io_binding)
+        return (
+            self.model,
+            self.runtime,
+            self.provider,
+            self.batch_size,
+            self.padding,
+            self.seq_length,
+            self.threads,
+            self.precision,
+            self.io_binding,
+        )
 
     def length_label(self) -> str:
         return f"padded to {self.seq_length}" if self.padding == "fixed" else "own length"
@@ -108,9 +120,20 @@ def _gpu_record() -> dict | None:
     gpu = None
     if shutil.which("nvidia-smi"):
         try:
-            line = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
-            ).stdout.strip().splitlines()
+            line = (
+                subprocess.run(
+                    [
+                        "nvidia-smi",
+                        "--query-gpu=name,driver_version,memory.total",
+                        "--format=csv,noheader",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+                .stdout.strip()
+                .splitlines()
+            )
             if line:
                 name, driver, memory = (part.strip() for part in line[0].split(",", 2))
                 gpu = {"name": name, "driver": driver, "memory": memory, "count": len(line)}
@@ -126,13 +149,34 @@ def _gpu_record() -> dict | None:
     return gpu
 
 
-CPU_FLAGS = {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve"}
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ORT_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+CPU_FLAGS = {
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+}
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "ORT_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
 def environment(threads: int | list[int] | None = None) -> dict:
     """Machine, libraries, thread settings and revision: what every result file must start with."""
-    from slimbert.models import library_versions
+    from slimbert.provenance import library_versions
 
     cpu_model, flags = platform.processor() or "unknown", set()
     try:
@@ -150,8 +194,25 @@ def environment(threads: int | list[int] | None = None) -> dict:
     except (ValueError, OSError):
         pass
     try:
-        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip())
+        revision = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.SubprocessError):
         revision, dirty = None, False
     try:
@@ -173,11 +234,16 @@ def environment(threads: int | list[int] | None = None) -> dict:
         "cpu": cpu_model,
         "cpu_flags": sorted(flags & CPU_FLAGS),
         "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "memory_gb": memory_gb,
         "gpu": _gpu_record(),
         "threads": threads,
-        "thread_settings": {"torch": torch_threads, **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}},
+        "thread_settings": {
+            "torch": torch_threads,
+            **{name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ},
+        },
         "onnxruntime_providers": providers,
         "versions": library_versions(),
     }
@@ -192,14 +258,26 @@ class Report:
     extra: dict = field(default_factory=dict)  # peaks, sweep, recommendation: plain JSON
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "environment": self.environment, "rows": [asdict(r) for r in self.rows], "notes": self.notes, "extra": self.extra}
+        return {
+            "title": self.title,
+            "environment": self.environment,
+            "rows": [asdict(r) for r in self.rows],
+            "notes": self.notes,
+            "extra": self.extra,
+        }
 
     @classmethod
     def from_dict(cls, payload: dict) -> Report:
         """Reads reports of this and earlier versions; fields a later version adds are ignored."""
         known = {f.name for f in fields(Row)}
         rows = [Row(**{k: v for k, v in r.items() if k in known}) for r in payload["rows"]]
-        return cls(payload["title"], rows, payload["environment"], payload.get("notes", []), payload.get("extra", {}))
+        return cls(
+            payload["title"],
+            rows,
+            payload["environment"],
+            payload.get("notes", []),
+            payload.get("extra", {}),
+        )
 
     @classmethod
     def read(cls, path: str | Path) -> Report:
@@ -213,9 +291,13 @@ class Report:
             payload = json.loads(path.read_text())
             return cls.from_dict(payload)
         except FileNotFoundError:
-            raise SlimbertError(f"{path}: no such file; give the report.json that `slimbert bench` wrote") from None
+            raise SlimbertError(
+                f"{path}: no such file; give the report.json that `slimbert bench` wrote"
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise SlimbertError(f"{path}: not a slimbert bench report ({exc}); give the report.json that `slimbert bench` wrote") from None
+            raise SlimbertError(
+                f"{path}: not a slimbert bench report ({exc}); give the report.json that `slimbert bench` wrote"
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,10 +322,14 @@ def relate_to_teacher(rows: list[Row]) -> Row | None:
         by_point.setdefault(_sweep_point(teacher), teacher)
     for row in rows:
         teacher = by_point.get(_sweep_point(row))
-        same_length = [t for t in ranked if (t.padding, t.seq_length) == (row.padding, row.seq_length)]
+        same_length = [
+            t for t in ranked if (t.padding, t.seq_length) == (row.padding, row.seq_length)
+        ]
         metric_teacher = teacher or (same_length[0] if same_length else ranked[0])
         row.vs_teacher = row.metric - metric_teacher.metric
-        row.speedup = teacher.avg_ms / row.avg_ms if teacher is not None and row.avg_ms > 0 else None
+        row.speedup = (
+            teacher.avg_ms / row.avg_ms if teacher is not None and row.avg_ms > 0 else None
+        )
     return ranked[0]
 
 
@@ -252,7 +338,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     higher metric is better; a point equal to another on both stays on the front."""
     front = []
     for i, (latency, metric) in enumerate(points):
-        dominated = any((l2 <= latency and m2 >= metric) and (l2 < latency or m2 > metric) for j, (l2, m2) in enumerate(points) if j != i)
+        dominated = any(
+            (l2 <= latency and m2 >= metric) and (l2 < latency or m2 > metric)
+            for j, (l2, m2) in enumerate(points)
+            if j != i
+        )
         if not dominated:
             front.append(i)
     return front
@@ -271,9 +361,15 @@ class Slo:
 
     @classmethod
     def parse(cls, text: str) -> Slo:
-        match = re.fullmatch(r"\s*(avg|mean|median|p50|p90|p99)\s*(<=|≤|<)\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*", text or "", re.IGNORECASE)
+        match = re.fullmatch(
+            r"\s*(avg|mean|median|p50|p90|p99)\s*(<=|≤|<)\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*",
+            text or "",
+            re.IGNORECASE,
+        )
         if not match:
-            raise SlimbertError(f"--slo {text!r}: write a statistic, <= and a time, e.g. \"p99<=10ms\" (statistics: avg, p50, p90, p99)")
+            raise SlimbertError(
+                f'--slo {text!r}: write a statistic, <= and a time, e.g. "p99<=10ms" (statistics: avg, p50, p90, p99)'
+            )
         statistic = {"mean": "avg", "median": "p50"}.get(match[1].lower(), match[1].lower())
         scale = {"s": 1000.0, "us": 1e-3, "µs": 1e-3}.get((match[4] or "ms").lower(), 1.0)
         return cls(statistic, float(match[3]) * scale)
@@ -329,12 +425,18 @@ def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Re
         return (row.latency(statistic), row.avg_ms)
 
     metric_name = candidates[0].metric_name
-    reference = "the teacher" if any(r.vs_teacher is not None for r in candidates) else "the best model here"
+    reference = (
+        "the teacher"
+        if any(r.vs_teacher is not None for r in candidates)
+        else "the best model here"
+    )
     criteria = " and ".join(
         part
         for part in (
             f"{slo} at batch {batch}" if slo else None,
-            f"{metric_name} at most {max_f1_drop:.2f} points under {reference}" if max_f1_drop is not None else None,
+            f"{metric_name} at most {max_f1_drop:.2f} points under {reference}"
+            if max_f1_drop is not None
+            else None,
         )
         if part
     )
@@ -362,19 +464,27 @@ def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Re
         fastest = min(own, key=speed)
         least_drop = min(own, key=drop)
         if fits:
-            passed_over[model] = f"{model} meets {criteria}, but its fastest such configuration ({_name(fits[0], threads)}) has {ms(fits[0])} against {chosen.model}'s {chosen.latency(statistic):.2f} ms."
+            passed_over[model] = (
+                f"{model} meets {criteria}, but its fastest such configuration ({_name(fits[0], threads)}) has {ms(fits[0])} against {chosen.model}'s {chosen.latency(statistic):.2f} ms."
+            )
         elif not any(fits_f1(r) for r in own) and not any(fits_slo(r) for r in own):
             passed_over[model] = (
                 f"{model} misses both: it loses {drop(least_drop):.2f} {metric_name} points (more than {max_f1_drop:.2f}) "
                 f"and even its fastest configuration ({_name(fastest, threads)}) has {ms(fastest)} > {slo.limit_ms:g} ms."
             )
         elif not any(fits_f1(r) for r in own):
-            passed_over[model] = f"{model} loses {drop(least_drop):.2f} {metric_name} points against {reference}, more than the {max_f1_drop:.2f} allowed."
+            passed_over[model] = (
+                f"{model} loses {drop(least_drop):.2f} {metric_name} points against {reference}, more than the {max_f1_drop:.2f} allowed."
+            )
         elif not any(fits_slo(r) for r in own):
-            passed_over[model] = f"{model} misses the SLO: even its fastest configuration ({_name(fastest, threads)}) has {ms(fastest)} > {slo.limit_ms:g} ms."
+            passed_over[model] = (
+                f"{model} misses the SLO: even its fastest configuration ({_name(fastest, threads)}) has {ms(fastest)} > {slo.limit_ms:g} ms."
+            )
         else:
             quick = min((r for r in own if fits_slo(r)), key=speed)
-            passed_over[model] = f"{model} meets the SLO only where it loses {drop(quick):.2f} {metric_name} points ({_name(quick, threads)}), more than the {max_f1_drop:.2f} allowed."
+            passed_over[model] = (
+                f"{model} meets the SLO only where it loses {drop(quick):.2f} {metric_name} points ({_name(quick, threads)}), more than the {max_f1_drop:.2f} allowed."
+            )
     return Recommendation(criteria, chosen, summary, passed_over)
 
 
@@ -399,7 +509,9 @@ class Threshold:
     def allowed_ms(self, old_ms: float) -> float:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(%|ms)?\s*", self.latency)
         if not match:
-            raise SlimbertError(f"--threshold {self.latency!r}: give a percentage such as 5% or a time such as 0.5ms")
+            raise SlimbertError(
+                f"--threshold {self.latency!r}: give a percentage such as 5% or a time such as 0.5ms"
+            )
         value = float(match[1])
         return value if match[2] == "ms" else old_ms * value / 100
 
@@ -431,27 +543,63 @@ class Change:
 def compare_reports(old: Report, new: Report, threshold: Threshold = Threshold()) -> list[Change]:
     """Rows of NEW against the rows of OLD with the same key: regressions first."""
     if threshold.statistic not in STATISTICS:
-        raise SlimbertError(f"--statistic {threshold.statistic!r}: choose one of {', '.join(STATISTICS)}")
+        raise SlimbertError(
+            f"--statistic {threshold.statistic!r}: choose one of {', '.join(STATISTICS)}"
+        )
     threshold.allowed_ms(1.0)  # a malformed threshold fails before anything is listed
     statistic = threshold.statistic
     old_rows, new_rows = {r.key(): r for r in old.rows}, {r.key(): r for r in new.rows}
     changes: list[Change] = []
     for key, before in old_rows.items():
         after = new_rows.get(key)
-        label = f"{before.label(full=True)} {statistic}" if after is not None else before.label(full=True)
+        label = (
+            f"{before.label(full=True)} {statistic}"
+            if after is not None
+            else before.label(full=True)
+        )
         if after is None:
             changes.append(Change(label, "missing"))
             continue
-        allowed = threshold.allowed_ms(before.latency(statistic)) + before.spread(statistic) + after.spread(statistic)
+        allowed = (
+            threshold.allowed_ms(before.latency(statistic))
+            + before.spread(statistic)
+            + after.spread(statistic)
+        )
         delta = after.latency(statistic) - before.latency(statistic)
         if abs(delta) > allowed:
-            changes.append(Change(label, "slower" if delta > 0 else "faster", before.latency(statistic), after.latency(statistic), allowed))
+            changes.append(
+                Change(
+                    label,
+                    "slower" if delta > 0 else "faster",
+                    before.latency(statistic),
+                    after.latency(statistic),
+                    allowed,
+                )
+            )
         lost = before.metric - after.metric
         if abs(lost) > threshold.metric_points + 1e-9:
             metric_label = f"{before.label(full=True)} {before.metric_name}"
-            changes.append(Change(metric_label, "less accurate" if lost > 0 else "more accurate", before.metric, after.metric, threshold.metric_points, "points"))
-    changes += [Change(r.label(full=True), "new") for key, r in new_rows.items() if key not in old_rows]
-    order = {"slower": 0, "less accurate": 1, "missing": 2, "new": 3, "faster": 4, "more accurate": 5}
+            changes.append(
+                Change(
+                    metric_label,
+                    "less accurate" if lost > 0 else "more accurate",
+                    before.metric,
+                    after.metric,
+                    threshold.metric_points,
+                    "points",
+                )
+            )
+    changes += [
+        Change(r.label(full=True), "new") for key, r in new_rows.items() if key not in old_rows
+    ]
+    order = {
+        "slower": 0,
+        "less accurate": 1,
+        "missing": 2,
+        "new": 3,
+        "faster": 4,
+        "more accurate": 5,
+    }
     return sorted(changes, key=lambda c: order[c.kind])
 
 
@@ -479,12 +627,17 @@ class Table:
         lines = [] if self.title is None else [f"## {self.title}", ""]
         lines.append("| " + " | ".join(self.headers) + " |")
         lines.append("|" + "---|" * len(self.headers))
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self.cells]
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in self.cells
+        ]
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.cells)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            for row in self.cells
+        )
         title = "" if self.title is None else f"<h2>{html.escape(self.title)}</h2>"
         return f"{title}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -520,10 +673,20 @@ def request_table(report: Report) -> Table:
     """The table a team reads first: Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher."""
     threads = _threads_vary(report.rows)
     cells = [
-        [r.method, _name(r, threads), str(r.requests), _spread(r.total_ms, r.total_ms_spread, 1), _spread(r.avg_ms, r.avg_ms_spread), f"{r.metric:.2f}", _signed(r.vs_teacher)]
+        [
+            r.method,
+            _name(r, threads),
+            str(r.requests),
+            _spread(r.total_ms, r.total_ms_spread, 1),
+            _spread(r.avg_ms, r.avg_ms_spread),
+            f"{r.metric:.2f}",
+            _signed(r.vs_teacher),
+        ]
         for r in report.rows
     ]
-    return Table(None, ["Method", "Model", "Requests", "Total ms", "Avg ms", "F1", "vs Teacher"], cells)
+    return Table(
+        None, ["Method", "Model", "Requests", "Total ms", "Avg ms", "F1", "vs Teacher"], cells
+    )
 
 
 def limit_table(report: Report) -> Table | None:
@@ -532,23 +695,80 @@ def limit_table(report: Report) -> Table | None:
         return None
     threads = _threads_vary(report.rows)
     cells = [
-        [_name(r, threads), r.precision, _fmt(r.mean_tokens, 1), _fmt(r.gflops_per_request, 4), _fmt(r.achieved_gflops, 1), _fmt(r.peak_gflops, 1), "–" if r.peak_share is None else f"{r.peak_share:.1f}%"]
+        [
+            _name(r, threads),
+            r.precision,
+            _fmt(r.mean_tokens, 1),
+            _fmt(r.gflops_per_request, 4),
+            _fmt(r.achieved_gflops, 1),
+            _fmt(r.peak_gflops, 1),
+            "–" if r.peak_share is None else f"{r.peak_share:.1f}%",
+        ]
         for r in rows
     ]
-    return Table("Physical limit", ["Model", "Precision", "Mean L", "GFLOPs / request", "Achieved GFLOP/s", "Peak GFLOP/s", "Share of peak"], cells)
+    return Table(
+        "Physical limit",
+        [
+            "Model",
+            "Precision",
+            "Mean L",
+            "GFLOPs / request",
+            "Achieved GFLOP/s",
+            "Peak GFLOP/s",
+            "Share of peak",
+        ],
+        cells,
+    )
 
 
 def detail_table(report: Report) -> Table:
     cells = [
         [
-            r.model, r.runtime + (" + IO binding" if r.io_binding else ""), r.provider, str(r.batch_size), r.length_label(), str(r.threads or "–"), r.precision,
-            _spread(r.p50_ms, r.p50_ms_spread), _spread(r.p90_ms, r.p90_ms_spread), _spread(r.p99_ms, r.p99_ms_spread), f"{r.qps:.1f}",
-            _fmt(r.tokenize_avg_ms, 3), _fmt(r.tokenize_p99_ms, 3), _fmt(r.mean_tokens, 1), _fmt(r.accuracy),
-            "–" if r.speedup is None else f"{r.speedup:.2f}×", str(r.parameters or "–"), _fmt(r.file_mb, 1), _fmt(r.peak_rss_mb, 0), str(r.repeats),
+            r.model,
+            r.runtime + (" + IO binding" if r.io_binding else ""),
+            r.provider,
+            str(r.batch_size),
+            r.length_label(),
+            str(r.threads or "–"),
+            r.precision,
+            _spread(r.p50_ms, r.p50_ms_spread),
+            _spread(r.p90_ms, r.p90_ms_spread),
+            _spread(r.p99_ms, r.p99_ms_spread),
+            f"{r.qps:.1f}",
+            _fmt(r.tokenize_avg_ms, 3),
+            _fmt(r.tokenize_p99_ms, 3),
+            _fmt(r.mean_tokens, 1),
+            _fmt(r.accuracy),
+            "–" if r.speedup is None else f"{r.speedup:.2f}×",
+            str(r.parameters or "–"),
+            _fmt(r.file_mb, 1),
+            _fmt(r.peak_rss_mb, 0),
+            str(r.repeats),
         ]
         for r in report.rows
     ]
-    headers = ["Model", "Runtime", "Provider", "Batch", "Length", "Threads", "Precision", "p50 ms", "p90 ms", "p99 ms", "QPS", "Tokenize ms", "Tokenize p99 ms", "Mean L", "Accuracy", "Speed-up", "Params", "File MB", "Peak RSS MB", "Repeats"]
+    headers = [
+        "Model",
+        "Runtime",
+        "Provider",
+        "Batch",
+        "Length",
+        "Threads",
+        "Precision",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "QPS",
+        "Tokenize ms",
+        "Tokenize p99 ms",
+        "Mean L",
+        "Accuracy",
+        "Speed-up",
+        "Params",
+        "File MB",
+        "Peak RSS MB",
+        "Repeats",
+    ]
     return Table("Details", headers, cells)
 
 
@@ -556,22 +776,40 @@ def peak_table(report: Report) -> Table | None:
     peaks = report.extra.get("peaks") or []
     if not peaks:
         return None
-    cells = [[p["precision"], p["provider"], str(p["threads"]), f"{p['gflops']:.1f}", p["method"]] for p in peaks]
-    return Table("Measured peak matrix-multiply throughput", ["Precision", "Provider", "Threads", "GFLOP/s", "How (best of repeats)"], cells)
+    cells = [
+        [p["precision"], p["provider"], str(p["threads"]), f"{p['gflops']:.1f}", p["method"]]
+        for p in peaks
+    ]
+    return Table(
+        "Measured peak matrix-multiply throughput",
+        ["Precision", "Provider", "Threads", "GFLOP/s", "How (best of repeats)"],
+        cells,
+    )
 
 
 def _machine_lines(env: dict) -> list[str]:
     gpu = env.get("gpu")
-    gpu_text = "none" if not gpu else f"{gpu.get('name')}" + (f", driver {gpu['driver']}" if gpu.get("driver") else "") + (f", CUDA {gpu['cuda']}" if gpu.get("cuda") else "")
+    gpu_text = (
+        "none"
+        if not gpu
+        else f"{gpu.get('name')}"
+        + (f", driver {gpu['driver']}" if gpu.get("driver") else "")
+        + (f", CUDA {gpu['cuda']}" if gpu.get("cuda") else "")
+    )
     settings = env.get("thread_settings") or {}
     return [
         f"Command: `{env.get('command')}`",
         f"Git revision: {env.get('git_revision')}",
         f"Date: {env.get('date')}",
         f"Machine: {env.get('cpu')} ({', '.join(env.get('cpu_flags') or []) or 'no AVX-512'}), {env.get('cores')} cores"
-        + (f" ({env['usable_cores']} usable)" if env.get("usable_cores") not in (None, env.get("cores")) else "")
+        + (
+            f" ({env['usable_cores']} usable)"
+            if env.get("usable_cores") not in (None, env.get("cores"))
+            else ""
+        )
         + f", {env.get('memory_gb')} GiB, GPU: {gpu_text}",
-        f"Threads: {env.get('threads')}" + ("; " + ", ".join(f"{k}={v}" for k, v in settings.items()) if settings else ""),
+        f"Threads: {env.get('threads')}"
+        + ("; " + ", ".join(f"{k}={v}" for k, v in settings.items()) if settings else ""),
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()),
     ]
 
@@ -587,7 +825,11 @@ def _recommendation_lines(report: Report) -> list[str]:
 # Plots
 
 
-PLOTS = {"pareto.png": "latency vs F1 with the Pareto front per provider", "speedup.png": "speed-up over the teacher", "size.png": "size vs F1"}
+PLOTS = {
+    "pareto.png": "latency vs F1 with the Pareto front per provider",
+    "speedup.png": "speed-up over the teacher",
+    "size.png": "size vs F1",
+}
 
 
 def _headline_rows(report: Report) -> list[Row]:
@@ -623,23 +865,50 @@ def plot_latency_vs_metric(report: Report) -> bytes:
     plt = _pyplot()
     rows = _headline_rows(report)
     providers = list(dict.fromkeys(r.provider for r in rows)) or ["cpu"]
-    fig, axes = plt.subplots(1, len(providers), figsize=(7 * len(providers), 4.5), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(providers), figsize=(7 * len(providers), 4.5), dpi=120, squeeze=False
+    )
     for ax, provider in zip(axes[0], providers, strict=True):
         group = [r for r in rows if r.provider == provider]
         points = [(r.avg_ms, r.metric) for r in group]
         front = set(pareto_front(points))
         for i, r in enumerate(group):
             color = "tab:red" if i in front else "tab:gray"
-            ax.errorbar(r.avg_ms, r.metric, xerr=r.avg_ms_spread or 0, fmt="o" if r.runtime == "onnx" else "s", color=color, ms=6, capsize=2, zorder=3)
+            ax.errorbar(
+                r.avg_ms,
+                r.metric,
+                xerr=r.avg_ms_spread or 0,
+                fmt="o" if r.runtime == "onnx" else "s",
+                color=color,
+                ms=6,
+                capsize=2,
+                zorder=3,
+            )
             # alternately above and below the point, close enough to stay attached to it
-            ax.annotate(_name(r, _threads_vary(rows)), (r.avg_ms, r.metric), textcoords="offset points", xytext=(6, 3 if i % 2 == 0 else -9), fontsize=6, color="black" if i in front else "dimgray")
+            ax.annotate(
+                _name(r, _threads_vary(rows)),
+                (r.avg_ms, r.metric),
+                textcoords="offset points",
+                xytext=(6, 3 if i % 2 == 0 else -9),
+                fontsize=6,
+                color="black" if i in front else "dimgray",
+            )
         ordered = sorted(points[i] for i in front)
         if ordered:
-            ax.plot([p[0] for p in ordered], [p[1] for p in ordered], "--", color="tab:red", lw=1, label="Pareto front")
+            ax.plot(
+                [p[0] for p in ordered],
+                [p[1] for p in ordered],
+                "--",
+                color="tab:red",
+                lw=1,
+                label="Pareto front",
+            )
             ax.legend(loc="lower right", fontsize=8)
         if points and max(p[0] for p in points) > 20 * max(min(p[0] for p in points), 1e-9):
             ax.set_xscale("log")  # students and runtimes spread over orders of magnitude
-        ax.set_xlabel(f"average latency per request, ms (batch {rows[0].batch_size if rows else 1})")
+        ax.set_xlabel(
+            f"average latency per request, ms (batch {rows[0].batch_size if rows else 1})"
+        )
         ax.set_ylabel(rows[0].metric_name if rows else "F1")
         ax.set_title(f"{provider}: ■ PyTorch, ● ONNX Runtime", fontsize=9)
         ax.grid(alpha=0.3)
@@ -654,17 +923,29 @@ def plot_speedup(report: Report) -> bytes | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.5), dpi=120)
     labels = [_name(r, _threads_vary(rows)) for r in rows]
-    ax.barh(range(len(rows)), [r.speedup for r in rows], color=["tab:orange" if r.role == "teacher" else "tab:blue" for r in rows])
+    ax.barh(
+        range(len(rows)),
+        [r.speedup for r in rows],
+        color=["tab:orange" if r.role == "teacher" else "tab:blue" for r in rows],
+    )
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", lw=1, ls="--")
     ax.set_title("speed-up over the teacher", fontsize=9)
     for i, r in enumerate(rows):
-        ax.annotate(f"{r.speedup:.2f}×", (r.speedup, i), textcoords="offset points", xytext=(3, -3), fontsize=7)
+        ax.annotate(
+            f"{r.speedup:.2f}×",
+            (r.speedup, i),
+            textcoords="offset points",
+            xytext=(3, -3),
+            fontsize=7,
+        )
     speedups = [r.speedup for r in rows]
     if max(speedups) > 20 * max(min(speedups), 1e-9):
         ax.set_xscale("log")
-    ax.set_xlabel("speed-up over the teacher in PyTorch\n(its Avg ms over the row's, same batch, length and threads)")
+    ax.set_xlabel(
+        "speed-up over the teacher in PyTorch\n(its Avg ms over the row's, same batch, length and threads)"
+    )
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
@@ -680,8 +961,21 @@ def plot_size_vs_metric(report: Report) -> bytes | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for r in rows:
-        ax.scatter(r.file_mb, r.metric, marker="o" if r.runtime == "onnx" else "s", s=50, color="tab:orange" if r.role == "teacher" else "tab:blue", zorder=3)
-        ax.annotate(f"{r.model} ({r.runtime}{', ' + r.precision if r.precision != 'fp32' else ''})", (r.file_mb, r.metric), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.scatter(
+            r.file_mb,
+            r.metric,
+            marker="o" if r.runtime == "onnx" else "s",
+            s=50,
+            color="tab:orange" if r.role == "teacher" else "tab:blue",
+            zorder=3,
+        )
+        ax.annotate(
+            f"{r.model} ({r.runtime}{', ' + r.precision if r.precision != 'fp32' else ''})",
+            (r.file_mb, r.metric),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
     ax.set_title("size against quality: ■ PyTorch, ● ONNX Runtime; teacher in orange", fontsize=9)
     ax.set_xlabel("model file size, MB")
     ax.set_ylabel(rows[0].metric_name)
@@ -691,7 +985,11 @@ def plot_size_vs_metric(report: Report) -> bytes | None:
 
 def render_plots(report: Report) -> dict[str, bytes]:
     """File name -> PNG bytes for every plot the report's rows can fill."""
-    plots = {"pareto.png": plot_latency_vs_metric(report), "speedup.png": plot_speedup(report), "size.png": plot_size_vs_metric(report)}
+    plots = {
+        "pareto.png": plot_latency_vs_metric(report),
+        "speedup.png": plot_speedup(report),
+        "size.png": plot_size_vs_metric(report),
+    }
     return {name: data for name, data in plots.items() if data is not None}
 
 
@@ -713,7 +1011,9 @@ def render_markdown(report: Report, plots: dict[str, bytes] | None = None) -> st
     out.write(request_table(report).markdown())
     recommendation = _recommendation_lines(report)
     if recommendation:
-        out.write(f"\n## Recommendation ({report.extra['recommendation']['criteria']})\n\n**{recommendation[0]}**\n\n")
+        out.write(
+            f"\n## Recommendation ({report.extra['recommendation']['criteria']})\n\n**{recommendation[0]}**\n\n"
+        )
         out.write("".join(f"- {line}\n" for line in recommendation[1:]))
     for table in (limit_table(report), detail_table(report), peak_table(report)):
         if table is not None:
@@ -740,21 +1040,35 @@ def render_html(report: Report, plots: dict[str, bytes] | None = None) -> str:
     can be mailed or attached to a CI run and opened anywhere."""
     plots = render_plots(report) if plots is None else plots
     e = html.escape
-    parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(report.title)}</title><style>{STYLE}</style></head><body>"]
-    parts.append(f"<h1>{e(report.title)}</h1><ul>" + "".join(f"<li>{e(line)}</li>" for line in _machine_lines(report.environment)) + "</ul>")
+    parts = [
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(report.title)}</title><style>{STYLE}</style></head><body>'
+    ]
+    parts.append(
+        f"<h1>{e(report.title)}</h1><ul>"
+        + "".join(f"<li>{e(line)}</li>" for line in _machine_lines(report.environment))
+        + "</ul>"
+    )
     parts.append("<h2>Requests and latency</h2>" + request_table(report).html())
     recommendation = _recommendation_lines(report)
     if recommendation:
-        parts.append(f"<h2>Recommendation ({e(report.extra['recommendation']['criteria'])})</h2><p class=\"recommended\">{e(recommendation[0])}</p>")
-        parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in recommendation[1:]) + "</ul>")
+        parts.append(
+            f'<h2>Recommendation ({e(report.extra["recommendation"]["criteria"])})</h2><p class="recommended">{e(recommendation[0])}</p>'
+        )
+        parts.append(
+            "<ul>" + "".join(f"<li>{e(line)}</li>" for line in recommendation[1:]) + "</ul>"
+        )
     for name, data in plots.items():
         encoded = base64.b64encode(data).decode("ascii")
-        parts.append(f"<figure><img alt=\"{e(PLOTS.get(name, name))}\" src=\"data:image/png;base64,{encoded}\"><figcaption>{e(PLOTS.get(name, name))}</figcaption></figure>")
+        parts.append(
+            f'<figure><img alt="{e(PLOTS.get(name, name))}" src="data:image/png;base64,{encoded}"><figcaption>{e(PLOTS.get(name, name))}</figcaption></figure>'
+        )
     for table in (limit_table(report), detail_table(report), peak_table(report)):
         if table is not None:
             parts.append(table.html())
     if report.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>")
+        parts.append(
+            "<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in report.notes) + "</ul>"
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 

@@ -35,9 +35,9 @@ import torch
 
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
-from slimbert.io import write_text_atomic
-from slimbert.models import load_tokenizer, resolve_base
-from slimbert.task import cache_dir, device, model_fingerprint
+from slimbert.files import write_text_atomic
+from slimbert.models import device, load_tokenizer, resolve_base
+from slimbert.teachers.logits import cache_dir, model_fingerprint
 
 WORD = re.compile(r"[^\W\d_]+")
 FORMAT = 2  # bump when the algorithm changes, so old caches are not reused
@@ -65,7 +65,9 @@ class AugmentConfig:
         if self.copies < 1:
             raise SlimbertError(f"--augment-copies {self.copies}: give at least 1 copy per example")
         if not 0.0 < self.prob <= 1.0:
-            raise SlimbertError(f"--augment-prob {self.prob}: give a replacement probability in (0, 1]")
+            raise SlimbertError(
+                f"--augment-prob {self.prob}: give a replacement probability in (0, 1]"
+            )
         if self.top_k < 1:
             raise SlimbertError(f"--augment-top-k {self.top_k}: give at least 1 candidate")
 
@@ -122,7 +124,9 @@ Slot = tuple[int, int, int]
 
 
 def _fields(examples: Examples, i: int) -> list[str]:
-    return [examples.texts[i]] + ([examples.text_pairs[i]] if examples.text_pairs is not None else [])
+    return [examples.texts[i]] + (
+        [examples.text_pairs[i]] if examples.text_pairs is not None else []
+    )
 
 
 class _EmbeddingNeighbours:
@@ -131,9 +135,13 @@ class _EmbeddingNeighbours:
     def __init__(self, embeddings: torch.Tensor, tokenizer, top_k: int):
         vocab = tokenizer.convert_ids_to_tokens(list(range(embeddings.shape[0])))
         special = set(tokenizer.all_special_ids)
-        self.words = [i for i, token in enumerate(vocab) if token and _whole_word(token) and i not in special]
+        self.words = [
+            i for i, token in enumerate(vocab) if token and _whole_word(token) and i not in special
+        ]
         if not self.words:
-            raise SlimbertError("the teacher's vocabulary has no whole-word tokens to draw replacements from; give --augment-mlm")
+            raise SlimbertError(
+                "the teacher's vocabulary has no whole-word tokens to draw replacements from; give --augment-mlm"
+            )
         self.vocab = vocab
         self.matrix = torch.nn.functional.normalize(embeddings.float(), dim=-1)  # (V, H)
         self.top_k = top_k
@@ -143,12 +151,14 @@ class _EmbeddingNeighbours:
         todo = sorted({t for t in token_ids if t not in self.cache})
         pool = self.matrix[self.words]  # (W, H)
         for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
+            chunk = todo[start : start + batch_size]
             similarity = self.matrix[chunk] @ pool.T  # (b, W)
             k = min(self.top_k + 1, len(self.words))
             best = similarity.topk(k, dim=-1).indices  # (b, k)
             for row, token_id in zip(best.tolist(), chunk, strict=True):
-                self.cache[token_id] = [self.vocab[self.words[j]] for j in row if self.words[j] != token_id][: self.top_k]
+                self.cache[token_id] = [
+                    self.vocab[self.words[j]] for j in row if self.words[j] != token_id
+                ][: self.top_k]
 
 
 def load_mlm(name: str):
@@ -157,9 +167,13 @@ def load_mlm(name: str):
 
     path = resolve_base(name)
     try:
-        model, info = AutoModelForMaskedLM.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True
+        )
     except (OSError, ValueError) as exc:
-        raise SlimbertError(f"--augment-mlm {name}: cannot load a masked LM ({exc}); give a base model saved with its MLM head") from None
+        raise SlimbertError(
+            f"--augment-mlm {name}: cannot load a masked LM ({exc}); give a base model saved with its MLM head"
+        ) from None
     if info.get("missing_keys"):
         raise SlimbertError(
             f"--augment-mlm {name}: has no masked-LM head ({len(info['missing_keys'])} head weights missing, e.g. {info['missing_keys'][0]}); "
@@ -170,30 +184,49 @@ def load_mlm(name: str):
 
 
 @torch.inference_mode()
-def _mlm_candidates(model, tokenizer, examples: Examples, spans: dict[tuple[int, int], list[re.Match]], slots: list[Slot], config: AugmentConfig) -> dict[Slot, list[str]]:
+def _mlm_candidates(
+    model,
+    tokenizer,
+    examples: Examples,
+    spans: dict[tuple[int, int], list[re.Match]],
+    slots: list[Slot],
+    config: AugmentConfig,
+) -> dict[Slot, list[str]]:
     """For each slot, mask its word in its own sentence and keep the top-K whole-word predictions."""
     if tokenizer.mask_token is None:
-        raise SlimbertError(f"--augment-mlm {config.mlm}: the tokenizer has no mask token; give a masked-LM base model")
+        raise SlimbertError(
+            f"--augment-mlm {config.mlm}: the tokenizer has no mask token; give a masked-LM base model"
+        )
     dev = device()
     model.to(dev)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     special = set(tokenizer.all_special_ids)
     found: dict[Slot, list[str]] = {}
     for start in range(0, len(slots), config.batch_size):
-        chunk = slots[start:start + config.batch_size]
+        chunk = slots[start : start + config.batch_size]
         masked = []
         for i, field, w in chunk:
             text = _fields(examples, i)[field]
             match = spans[(i, field)][w]
-            masked.append(text[: match.start()] + tokenizer.mask_token + text[match.end():])
-        encoded = tokenizer(masked, truncation=True, max_length=config.max_length, padding=True, return_tensors="pt").to(dev)
+            masked.append(text[: match.start()] + tokenizer.mask_token + text[match.end() :])
+        encoded = tokenizer(
+            masked, truncation=True, max_length=config.max_length, padding=True, return_tensors="pt"
+        ).to(dev)
         logits = model(**encoded).logits  # (b, T, V)
         rows, cols = (encoded["input_ids"] == tokenizer.mask_token_id).nonzero(as_tuple=True)
-        best = logits[rows, cols].topk(min(config.top_k * 3, logits.shape[-1]), dim=-1).indices.tolist()  # (m, 3K)
+        best = (
+            logits[rows, cols]
+            .topk(min(config.top_k * 3, logits.shape[-1]), dim=-1)
+            .indices.tolist()
+        )  # (m, 3K)
         for row, ids in zip(rows.tolist(), best, strict=True):
             i, field, w = chunk[row]
             original = spans[(i, field)][w].group().lower()
-            words = [vocab[t] for t in ids if t not in special and _whole_word(vocab[t]) and vocab[t].lower() != original]
+            words = [
+                vocab[t]
+                for t in ids
+                if t not in special and _whole_word(vocab[t]) and vocab[t].lower() != original
+            ]
             found[chunk[row]] = words[: config.top_k]
     model.to("cpu")
     return found
@@ -201,11 +234,16 @@ def _mlm_candidates(model, tokenizer, examples: Examples, spans: dict[tuple[int,
 
 def cache_key(examples: Examples, source_id: str, config: AugmentConfig) -> str:
     settings = {k: v for k, v in asdict(config).items() if k not in ("batch_size", "mlm")}
-    payload = json.dumps({"format": FORMAT, "source": source_id, "texts": examples.fingerprint(), **settings}, sort_keys=True)
+    payload = json.dumps(
+        {"format": FORMAT, "source": source_id, "texts": examples.fingerprint(), **settings},
+        sort_keys=True,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint: str, config: AugmentConfig) -> Augmented:
+def augment(
+    examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint: str, config: AugmentConfig
+) -> Augmented:
     """N copies of every example with words replaced (see module docstring), read from the cache when present.
 
     teacher: the classifier whose input embeddings give neighbours when `config.mlm` is None.
@@ -214,7 +252,11 @@ def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint:
         mlm_path = resolve_base(config.mlm)
         mode, source_model, source_id = "mlm", str(config.mlm), "mlm:" + model_fingerprint(mlm_path)
     else:
-        mode, source_model, source_id = "embedding", "teacher input embeddings", "embedding:" + teacher_fingerprint
+        mode, source_model, source_id = (
+            "embedding",
+            "teacher input embeddings",
+            "embedding:" + teacher_fingerprint,
+        )
     path = cache_dir() / "augment" / f"{cache_key(examples, source_id, config)}.jsonl"
     if path.is_file():
         cached = _read_cache(path, examples)
@@ -238,7 +280,11 @@ def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint:
         for field, text in enumerate(_fields(examples, i)):
             matches = list(WORD.finditer(text))
             spans[(i, field)] = matches
-            replaceable += [(i, field, w) for w, m in enumerate(matches) if vocabulary.single_piece(m.group()) is not None]
+            replaceable += [
+                (i, field, w)
+                for w, m in enumerate(matches)
+                if vocabulary.single_piece(m.group()) is not None
+            ]
         example_plan = []
         for _ in range(config.copies):
             chosen = [slot for slot in replaceable if rng.random() < config.prob]
@@ -253,7 +299,9 @@ def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint:
     else:
         embeddings = teacher.get_input_embeddings().weight.detach().cpu()  # (V, H)
         neighbours = _EmbeddingNeighbours(embeddings, tokenizer, config.top_k)
-        token_of = {slot: vocabulary.single_piece(spans[slot[:2]][slot[2]].group()) for slot in slots}
+        token_of = {
+            slot: vocabulary.single_piece(spans[slot[:2]][slot[2]].group()) for slot in slots
+        }
         neighbours.candidates([t for t in token_of.values() if t is not None])
         candidates = {slot: neighbours.cache[token_of[slot]] for slot in slots}
 
@@ -276,7 +324,7 @@ def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint:
                 pieces, last = [], 0
                 for w, match in enumerate(spans[(i, field)]):
                     if w in swaps:
-                        pieces += [text[last:match.start()], _styled(swaps[w], match.group())]
+                        pieces += [text[last : match.start()], _styled(swaps[w], match.group())]
                         last = match.end()
                 pieces.append(text[last:])
                 new_fields.append("".join(pieces))
@@ -285,11 +333,23 @@ def augment(examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint:
                 pairs.append(new_fields[1])
             sources.append(i)
     copies = _examples(examples, texts, pairs, sources)
-    _write_cache(path, copies, sources, {"mode": mode, "source_model": source_model, "replaced_words": replaced, "originals": len(examples)})
+    _write_cache(
+        path,
+        copies,
+        sources,
+        {
+            "mode": mode,
+            "source_model": source_model,
+            "replaced_words": replaced,
+            "originals": len(examples),
+        },
+    )
     return Augmented(copies, sources, mode, source_model, path, False, replaced)
 
 
-def _examples(examples: Examples, texts: list[str], pairs: list[str] | None, sources: list[int]) -> Examples:
+def _examples(
+    examples: Examples, texts: list[str], pairs: list[str] | None, sources: list[int]
+) -> Examples:
     return Examples(
         texts=texts,
         text_pairs=pairs,
@@ -319,4 +379,8 @@ def _read_cache(path: Path, examples: Examples) -> tuple[Examples, list[int], in
     records = [json.loads(line) for line in lines[1:]]
     sources = [r["source"] for r in records]
     pairs = [r["text_pair"] for r in records] if examples.text_pairs is not None else None
-    return _examples(examples, [r["text"] for r in records], pairs, sources), sources, int(header.get("replaced_words", 0))
+    return (
+        _examples(examples, [r["text"] for r in records], pairs, sources),
+        sources,
+        int(header.get("replaced_words", 0)),
+    )

@@ -42,8 +42,6 @@ Tasks" (2020); Zhu, Zou, Rosset & Hastie, "Multi-class AdaBoost" (2009).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 from dataclasses import asdict, dataclass, replace
@@ -55,16 +53,21 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from slimbert.compress.losses import LossTerm, TermFn, combine, hard_loss
-from slimbert.compress.outputs import Outputs, forward
-from slimbert.compress.trainer import TrainConfig, train, train_loader
+from slimbert.batches import (
+    DataSpec,
+    EncodedDataset,
+    TaskData,
+    collate,
+    make_loader,
+    predict_logits,
+    prepare,
+)
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import EncodedDataset, collate, compute_metrics, make_loader, predict_logits
-from slimbert.io import atomic_dir, write_json_atomic
+from slimbert.files import atomic_dir, write_json_atomic
+from slimbert.metrics import compute_metrics, evaluator
 from slimbert.models import (
-    METADATA_FILE,
-    library_versions,
+    device,
     load_classifier,
     load_model_dir,
     load_tokenizer,
@@ -74,12 +77,13 @@ from slimbert.models import (
     save_model,
     seed_everything,
 )
-from slimbert.task import DataSpec, TaskData, device, evaluator, model_fingerprint, prepare
-from slimbert.teachers import ENSEMBLE_FILE, Teacher
+from slimbert.provenance import METADATA_FILE, library_versions
+from slimbert.teachers.ensemble import COMBINES, ENSEMBLE_FILE, ENSEMBLE_FORMAT, combine_logits
+from slimbert.training.loop import TrainConfig, train, train_loader
+from slimbert.training.losses import LossTerm, TermFn, combine, hard_loss
+from slimbert.training.outputs import Outputs, forward
 
-ENSEMBLE_FORMAT = "slimbert-ensemble/1"
 WEIGHTINGS = ("loss", "resample")
-COMBINES = ("logits", "probabilities")
 
 
 @dataclass
@@ -100,11 +104,17 @@ class BoostConfig:
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
-            raise SlimbertError(f"--rounds {self.rounds}: a boosted professor needs at least 1 round")
+            raise SlimbertError(
+                f"--rounds {self.rounds}: a boosted professor needs at least 1 round"
+            )
         if not self.shrinkage > 0:
-            raise SlimbertError(f"--shrinkage {self.shrinkage}: give a positive shrinkage (1.0 is plain SAMME)")
+            raise SlimbertError(
+                f"--shrinkage {self.shrinkage}: give a positive shrinkage (1.0 is plain SAMME)"
+            )
         if self.weighting not in WEIGHTINGS:
-            raise SlimbertError(f"--weighting {self.weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
+            raise SlimbertError(
+                f"--weighting {self.weighting!r}: choose one of {', '.join(WEIGHTINGS)}"
+            )
         if self.combine not in COMBINES:
             raise SlimbertError(f"--combine {self.combine!r}: choose one of {', '.join(COMBINES)}")
 
@@ -120,7 +130,9 @@ class SammeStep:
     perfect: bool  # no training errors: nothing left to reweight
 
 
-def samme_step(weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkage: float = 1.0) -> SammeStep:
+def samme_step(
+    weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkage: float = 1.0
+) -> SammeStep:
     """SAMME's update for sample weights (n,) given which examples (n,) the member got wrong.
 
     err = Σ w·miss / Σ w (clipped below at 0.5 / n), α = ν(log((1 − err)/err) + log(K − 1)),
@@ -129,7 +141,9 @@ def samme_step(weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkag
     weights = np.asarray(weights, dtype=np.float64)
     miss = np.asarray(miss, dtype=bool)
     if weights.shape != miss.shape or weights.ndim != 1:
-        raise ValueError(f"weights {weights.shape} and miss {miss.shape} must be the same 1-D shape")
+        raise ValueError(
+            f"weights {weights.shape} and miss {miss.shape} must be the same 1-D shape"
+        )
     if num_classes < 2:
         raise ValueError("SAMME needs at least two classes")
     total = weights.sum()
@@ -140,55 +154,9 @@ def samme_step(weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkag
     if error >= 1.0 - 1.0 / num_classes:
         return SammeStep(raw_error, alpha, weights / total, chance=True, perfect=False)
     updated = weights * np.exp(alpha * miss)
-    return SammeStep(raw_error, alpha, updated / updated.sum(), chance=False, perfect=not miss.any())
-
-
-class EnsembleClassifier(nn.Module):
-    """Members' logits weighted by their votes: logits (B, C) = Σ_k weights[k] · logits_k (B, C),
-    or with combine="probabilities" log Σ_k weights[k] · softmax(logits_k) (B, C).
-
-    It gives logits only; hidden states and attentions come from `Teacher.layers` (one member).
-    """
-
-    def __init__(self, members: list[nn.Module], weights: list[float], combine: str = "logits"):
-        super().__init__()
-        if len(members) != len(weights) or not members:
-            raise ValueError(f"{len(members)} members but {len(weights)} weights")
-        if combine not in COMBINES:
-            raise ValueError(f"combine {combine!r} is not one of {COMBINES}")
-        self.combine = combine
-        self.members = nn.ModuleList(members)
-        normalised = torch.tensor(weights, dtype=torch.float32)
-        self.register_buffer("weights", normalised / normalised.sum())  # (K,)
-        self.config = members[0].config  # labels and task, as one member's
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states: bool = False, output_attentions: bool = False, **_):
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        if output_hidden_states or output_attentions:
-            raise SlimbertError("an ensemble teacher gives logits only; build layer-matching losses on Teacher.layers (its best member)")
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        logits = torch.stack([member(**inputs).logits for member in self.members])  # (K, B, C)
-        weights = self.weights.to(logits.dtype)
-        if self.combine == "logits":
-            combined = torch.einsum("k,kbc->bc", weights, logits)  # (B, C)
-        else:
-            log_mixture = torch.log_softmax(logits, dim=-1) + weights.log()[:, None, None]  # (K, B, C)
-            combined = torch.logsumexp(log_mixture, dim=0)  # (B, C)
-        return SequenceClassifierOutput(logits=combined)
-
-
-def combine_logits(member_logits: list[np.ndarray], weights: list[float], combine: str = "logits") -> np.ndarray:
-    """The ensemble's logits (N, C) from each member's (N, C), as EnsembleClassifier does."""
-    stacked = torch.from_numpy(np.stack(member_logits)).double()  # (K, N, C)
-    norm = torch.tensor(weights, dtype=torch.float64) / float(np.sum(weights))  # (K,)
-    if combine == "logits":
-        combined = torch.einsum("k,knc->nc", norm, stacked)
-    else:
-        combined = torch.logsumexp(torch.log_softmax(stacked, dim=-1) + norm.log()[:, None, None], dim=0)
-    return combined.float().numpy()
+    return SammeStep(
+        raw_error, alpha, updated / updated.sum(), chance=False, perfect=not miss.any()
+    )
 
 
 def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
@@ -198,7 +166,9 @@ def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
     """
     scaled = sample_weights.float() * len(sample_weights)  # (N,)
 
-    def term(student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         weight = scaled[batch["idx"].cpu()].to(student.logits.device)  # (B,)
         per_example = F.cross_entropy(student.logits, batch["labels"], reduction="none")  # (B,)
         return (weight * per_example).mean()
@@ -206,15 +176,34 @@ def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
     return term
 
 
-def _loader(dataset: EncodedDataset, weights: np.ndarray, boost: BoostConfig, config: TrainConfig) -> DataLoader:
+def _loader(
+    dataset: EncodedDataset, weights: np.ndarray, boost: BoostConfig, config: TrainConfig
+) -> DataLoader:
     if boost.weighting == "loss":
         return train_loader(dataset, config)
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), num_samples=len(dataset), replacement=True, generator=generator)
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=lambda items: collate(items, dataset.pad_id))
+    sampler = WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double),
+        num_samples=len(dataset),
+        replacement=True,
+        generator=generator,
+    )
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=lambda items: collate(items, dataset.pad_id),
+    )
 
 
-def _train_member(base_dir: Path, data: TaskData, weights: np.ndarray, boost: BoostConfig, config: TrainConfig, description: str) -> nn.Module:
+def _train_member(
+    base_dir: Path,
+    data: TaskData,
+    weights: np.ndarray,
+    boost: BoostConfig,
+    config: TrainConfig,
+    description: str,
+) -> nn.Module:
     seed_everything(config.seed)
     member = load_classifier(base_dir, data.label_map, data.task)
     if boost.weighting == "loss":
@@ -225,11 +214,20 @@ def _train_member(base_dir: Path, data: TaskData, weights: np.ndarray, boost: Bo
     def step(model, batch):
         return combine(terms, forward(model, batch), None, batch)
 
-    train(member, _loader(data.train_set, weights, boost, config), step, evaluator(data), config, description=description)
+    train(
+        member,
+        _loader(data.train_set, weights, boost, config),
+        step,
+        evaluator(data),
+        config,
+        description=description,
+    )
     return member
 
 
-def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, config: TrainConfig) -> dict:
+def boost(
+    base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, config: TrainConfig
+) -> dict:
     """Fine-tune up to K members with SAMME reweighting and save the ensemble to `out`.
 
     Returns the professor's metadata (its slimbert.json): eval figures of the ensemble and of
@@ -243,11 +241,15 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
     if boost_config.first_member is not None:
         first, first_tokenizer, _ = load_model_dir(boost_config.first_member)
         if first_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise SlimbertError(f"--first-member {boost_config.first_member}: its tokenizer differs from --base {base}'s; give a teacher fine-tuned from the same base")
+            raise SlimbertError(
+                f"--first-member {boost_config.first_member}: its tokenizer differs from --base {base}'s; give a teacher fine-tuned from the same base"
+            )
         label_map, task = model_label_map(first), model_task(first)
     data = prepare(spec, tokenizer, label_map=label_map, task=task)
     if data.task == REGRESSION:
-        raise SlimbertError(f"{spec.train}: professor boost needs a classification task (SAMME counts wrong labels); this one is regression")
+        raise SlimbertError(
+            f"{spec.train}: professor boost needs a classification task (SAMME counts wrong labels); this one is regression"
+        )
     num_classes = data.label_map.num_labels
     targets = np.asarray(data.train_set.labels)
     n = len(targets)
@@ -269,13 +271,22 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
                 member = first
                 shutil.copytree(boost_config.first_member, member_dir)
             else:
-                member = _train_member(base_dir, data, weights, boost_config, member_config, description=f"boost {m + 1}/{boost_config.rounds}")
+                member = _train_member(
+                    base_dir,
+                    data,
+                    weights,
+                    boost_config,
+                    member_config,
+                    description=f"boost {m + 1}/{boost_config.rounds}",
+                )
             member.to(dev)
             train_pred = predict_logits(member, train_batches, dev).argmax(axis=-1)  # (N,)
             member_eval = predict_logits(member, eval_loader, dev)  # (N_eval, C)
             miss = train_pred != targets
             update = samme_step(weights, miss, num_classes, boost_config.shrinkage)
-            member_metrics = compute_metrics(member_eval, data.eval_targets, data.task, data.label_map)
+            member_metrics = compute_metrics(
+                member_eval, data.eval_targets, data.task, data.label_map
+            )
             record = {
                 "round": m,
                 "member": member_dir.name,
@@ -284,21 +295,44 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
                 "weighted_error": update.error,
                 "alpha": update.alpha,
                 "train_errors": int(miss.sum()),
-                "largest_weight_x_n": float(weights.max() * n),  # the weights this member trained on
+                "largest_weight_x_n": float(
+                    weights.max() * n
+                ),  # the weights this member trained on
                 "eval": member_metrics.values,
                 "eval_main": member_metrics.main,
             }
             if update.chance:
                 if m == 0:
-                    raise SlimbertError(f"professor boost: the first member is no better than chance on {spec.train} (weighted error {update.error:.3f}); train it longer or with a higher --lr")
+                    raise SlimbertError(
+                        f"professor boost: the first member is no better than chance on {spec.train} (weighted error {update.error:.3f}); train it longer or with a higher --lr"
+                    )
                 rounds.append({**record, "kept": False})
                 stopped = f"stopped at round {m + 1}: weighted error {update.error:.3f} ≥ 1 − 1/K, no better than chance"
                 break
             if not reused:
-                save_model(member, tokenizer, member_dir, {"role": "professor-member", "method": "boost-member", "base": str(base), "round": m, "data": data.describe(), "metric": member_metrics.values, "metric_name": member_metrics.name, "train_config": asdict(member_config)})
+                save_model(
+                    member,
+                    tokenizer,
+                    member_dir,
+                    {
+                        "role": "professor-member",
+                        "method": "boost-member",
+                        "base": str(base),
+                        "round": m,
+                        "data": data.describe(),
+                        "metric": member_metrics.values,
+                        "metric_name": member_metrics.name,
+                        "train_config": asdict(member_config),
+                    },
+                )
             alphas.append(update.alpha)
             eval_logits.append(member_eval)
-            ensemble_metrics = compute_metrics(combine_logits(eval_logits, alphas, boost_config.combine), data.eval_targets, data.task, data.label_map)
+            ensemble_metrics = compute_metrics(
+                combine_logits(eval_logits, alphas, boost_config.combine),
+                data.eval_targets,
+                data.task,
+                data.label_map,
+            )
             rounds.append({**record, "kept": True, "ensemble_eval": ensemble_metrics.values})
             member.to("cpu")
             del member
@@ -309,7 +343,12 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
 
         kept = [r for r in rounds if r["kept"]]
         best = max(range(len(kept)), key=lambda i: (kept[i]["eval_main"], -i))  # earliest on ties
-        final = compute_metrics(combine_logits(eval_logits, alphas, boost_config.combine), data.eval_targets, data.task, data.label_map)
+        final = compute_metrics(
+            combine_logits(eval_logits, alphas, boost_config.combine),
+            data.eval_targets,
+            data.task,
+            data.label_map,
+        )
         total = float(sum(alphas))
         ensemble = {
             "format": ENSEMBLE_FORMAT,
@@ -336,53 +375,14 @@ def boost(base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, confi
             "data": data.describe(),
             "metric": final.values,
             "metric_name": final.name,
-            "boost_config": {**asdict(boost_config), "first_member": str(boost_config.first_member) if boost_config.first_member else None},
+            "boost_config": {
+                **asdict(boost_config),
+                "first_member": str(boost_config.first_member)
+                if boost_config.first_member
+                else None,
+            },
             "train_config": asdict(config),
             "versions": library_versions(),
         }
         write_json_atomic(staging / METADATA_FILE, metadata)
     return metadata
-
-
-def ensemble_fingerprint(path: Path, ensemble: dict) -> str:
-    """Cache key of an ensemble: its combination record and every member's weights."""
-    digest = hashlib.sha256(json.dumps({k: ensemble[k] for k in ("format", "combine", "members", "weights")}, sort_keys=True).encode())
-    for member in ensemble["members"]:
-        digest.update(model_fingerprint(path / member).encode())
-    return digest.hexdigest()
-
-
-def load_ensemble(path: str | Path) -> Teacher:
-    """Read a professor boost directory into a Teacher: logits from all members, layers from
-    the best one."""
-    from slimbert.models import read_metadata
-
-    path = Path(path)
-    try:
-        ensemble = json.loads((path / ENSEMBLE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SlimbertError(f"{path / ENSEMBLE_FILE}: unreadable ({exc}); rebuild it with `slimbert professor boost`") from None
-    if ensemble.get("format") != ENSEMBLE_FORMAT:
-        raise SlimbertError(f"{path / ENSEMBLE_FILE}: format {ensemble.get('format')!r}, expected {ENSEMBLE_FORMAT!r}; rebuild it with this slimbert's `professor boost`")
-    members = []
-    for name in ensemble["members"]:
-        if not (path / name).is_dir():
-            raise SlimbertError(f"{path / name}: member missing from the ensemble; rebuild it with `slimbert professor boost`")
-        model, _, _ = load_model_dir(path / name)
-        members.append(model)
-    labels = {json.dumps(m.config.id2label, sort_keys=True) for m in members}
-    if len(labels) != 1:
-        raise SlimbertError(f"{path}: the members disagree on their labels; rebuild the ensemble from one training set")
-    if ensemble.get("combine") not in COMBINES:
-        raise SlimbertError(f"{path / ENSEMBLE_FILE}: combine {ensemble.get('combine')!r} is not one of {', '.join(COMBINES)}; rebuild it with `slimbert professor boost`")
-    model = EnsembleClassifier(members, ensemble["weights"], ensemble["combine"])
-    model.eval()
-    return Teacher(
-        model=model,
-        layers=members[ensemble["best_member"]],
-        tokenizer=load_tokenizer(path),
-        metadata=read_metadata(path),
-        fingerprint=ensemble_fingerprint(path, ensemble),
-        path=path,
-        members=len(members),
-    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from slimbert.evaluate import model_inputs
+from slimbert.batches import model_inputs
 
 
 @dataclass
@@ -25,8 +25,12 @@ class Outputs:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-def forward(model, batch: dict[str, torch.Tensor], hidden_states: bool = False, attentions: bool = False) -> Outputs:
-    result = model(**model_inputs(batch), output_hidden_states=hidden_states, output_attentions=attentions)
+def forward(
+    model, batch: dict[str, torch.Tensor], hidden_states: bool = False, attentions: bool = False
+) -> Outputs:
+    result = model(
+        **model_inputs(batch), output_hidden_states=hidden_states, output_attentions=attentions
+    )
     return Outputs(
         logits=result.logits,
         attention_mask=batch["attention_mask"],

@@ -8,18 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from slimbert.compress.losses import LossTerm, combine, hard_loss
-from slimbert.compress.outputs import forward
-from slimbert.compress.route import ROUTE_DIR, route_steps, step_dir_name
-from slimbert.compress.trainer import (
-    TrainConfig,
-    TrainResult,
-    planned_steps,
-    train,
-    train_loader,
-    training_record,
-)
-from slimbert.io import atomic_dir
+from slimbert.batches import DataSpec, prepare
+from slimbert.files import atomic_dir
+from slimbert.metrics import evaluator
 from slimbert.models import (
     load_classifier,
     load_tokenizer,
@@ -27,10 +18,22 @@ from slimbert.models import (
     save_model,
     seed_everything,
 )
-from slimbert.task import DataSpec, evaluator, prepare
+from slimbert.training.loop import (
+    TrainConfig,
+    TrainResult,
+    planned_steps,
+    train,
+    train_loader,
+    training_record,
+)
+from slimbert.training.losses import LossTerm, combine, hard_loss
+from slimbert.training.outputs import forward
+from slimbert.training.route import ROUTE_DIR, route_steps, step_dir_name
 
 
-def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig, save_route: int = 0) -> tuple[TrainResult, dict]:
+def train_teacher(
+    base: str, spec: DataSpec, out: Path, config: TrainConfig, save_route: int = 0
+) -> tuple[TrainResult, dict]:
     """Fine-tune `base` (a directory or a bundled name) on spec.train; keep the best on spec.eval.
 
     save_route K > 0 also keeps K checkpoints at evenly spaced steps (`route_steps`) as HF
@@ -50,23 +53,54 @@ def train_teacher(base: str, spec: DataSpec, out: Path, config: TrainConfig, sav
     keep = route_steps(planned_steps(config, len(loader)), save_route)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    route = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.route-", suffix=".staging")) if keep else None
+    route = (
+        Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.route-", suffix=".staging"))
+        if keep
+        else None
+    )
 
     def keep_checkpoint(done: int, total: int, trained) -> None:
         if route is not None and done in keep:
             # a CPU copy: save_model moves what it saves to the CPU, and training goes on
-            meta = {"role": "route", "method": "teacher", "base": str(base), "step": done, "total_steps": total, "data": data.describe()}
-            save_model(copy.deepcopy(trained).to("cpu"), tokenizer, route / step_dir_name(done), meta)
+            meta = {
+                "role": "route",
+                "method": "teacher",
+                "base": str(base),
+                "step": done,
+                "total_steps": total,
+                "data": data.describe(),
+            }
+            save_model(
+                copy.deepcopy(trained).to("cpu"), tokenizer, route / step_dir_name(done), meta
+            )
 
     try:
-        result = train(model, loader, step, evaluator(data), config, description="teacher", on_step=keep_checkpoint if keep else None)
+        result = train(
+            model,
+            loader,
+            step,
+            evaluator(data),
+            config,
+            description="teacher",
+            on_step=keep_checkpoint if keep else None,
+        )
         return _save_teacher(model, tokenizer, out, base, base_dir, data, result, config, route)
     finally:
         if route is not None and route.exists():
             shutil.rmtree(route, ignore_errors=True)
 
 
-def _save_teacher(model, tokenizer, out: Path, base: str, base_dir: Path, data, result: TrainResult, config: TrainConfig, route: Path | None) -> tuple[TrainResult, dict]:
+def _save_teacher(
+    model,
+    tokenizer,
+    out: Path,
+    base: str,
+    base_dir: Path,
+    data,
+    result: TrainResult,
+    config: TrainConfig,
+    route: Path | None,
+) -> tuple[TrainResult, dict]:
     metadata = {
         "role": "teacher",
         "method": "teacher",

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from slimbert.batches import DataSpec
 from slimbert.data import CLASSIFICATION, Columns, Examples, LabelMap, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.io import write_json_atomic, write_text_atomic
-from slimbert.task import DataSpec
+from slimbert.files import write_json_atomic, write_text_atomic
 
 RULES = ("symmetry", "transitivity-similar", "transitivity-dissimilar")
 MAX_PATH = 4  # longer paths multiply candidates combinatorially and compound label noise
@@ -69,13 +69,19 @@ class PairAugmentConfig:
 
     def __post_init__(self) -> None:
         if not 2 <= self.max_path <= MAX_PATH:
-            raise SlimbertError(f"--max-path {self.max_path}: give 2 to {MAX_PATH} (2 composes two training pairs)")
+            raise SlimbertError(
+                f"--max-path {self.max_path}: give 2 to {MAX_PATH} (2 composes two training pairs)"
+            )
         if self.per_pair is not None and self.per_pair < 0:
-            raise SlimbertError(f"--per-pair {self.per_pair}: give 0 or more new pairs per source pair")
+            raise SlimbertError(
+                f"--per-pair {self.per_pair}: give 0 or more new pairs per source pair"
+            )
         if self.max_transitive is not None and self.max_transitive < 0:
             raise SlimbertError(f"--max-transitive {self.max_transitive}: give 0 or more")
         if self.filter_confidence is not None and not 0.5 <= self.filter_confidence <= 1.0:
-            raise SlimbertError(f"--filter-confidence {self.filter_confidence}: give a probability in [0.5, 1]")
+            raise SlimbertError(
+                f"--filter-confidence {self.filter_confidence}: give a probability in [0.5, 1]"
+            )
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,9 @@ def sentence_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def derive(pairs: list[tuple[str, str, bool]], eval_sentences: set[str], config: PairAugmentConfig) -> Derivation:
+def derive(
+    pairs: list[tuple[str, str, bool]], eval_sentences: set[str], config: PairAugmentConfig
+) -> Derivation:
     """New pairs implied by labelled pairs (first, second, similar); eval_sentences are keys
     (`sentence_key`) that no new pair may contain."""
     ids: dict[str, int] = {}
@@ -162,7 +170,13 @@ def _rule(similar: bool) -> str:
     return "transitivity-similar" if similar else "transitivity-dissimilar"
 
 
-def _transitive(edges: list[tuple[int, int, bool]], trained_labels: dict[frozenset, set[bool]], leaked: set[int], counts: dict[str, RuleCount], config: PairAugmentConfig) -> list[NewPair]:
+def _transitive(
+    edges: list[tuple[int, int, bool]],
+    trained_labels: dict[frozenset, set[bool]],
+    leaked: set[int],
+    counts: dict[str, RuleCount],
+    config: PairAugmentConfig,
+) -> list[NewPair]:
     """Breadth-first over simple paths that start with each training pair (in file order, both
     orientations), so each derived pair is credited to the first source pair that reaches it
     by a shortest path."""
@@ -176,7 +190,9 @@ def _transitive(edges: list[tuple[int, int, bool]], trained_labels: dict[frozens
         for start, via in ((a, b), (b, a)):
             if start == via:
                 continue
-            queue = deque([(via, 0 if similar else 1, 1, (start, via))])  # node, dissimilar edges, edges, path
+            queue = deque(
+                [(via, 0 if similar else 1, 1, (start, via))]
+            )  # node, dissimilar edges, edges, path
             while queue:
                 here, dissimilar, length, path = queue.popleft()
                 for there, edge_similar in adjacency[here]:
@@ -204,7 +220,9 @@ def _transitive(edges: list[tuple[int, int, bool]], trained_labels: dict[frozens
             reason = "eval_leak"
         elif len(rules) > 1:
             reason = "conflict"
-        elif (config.per_pair is not None and per_source[pair.source] >= config.per_pair) or (config.max_transitive is not None and len(kept) >= config.max_transitive):
+        elif (config.per_pair is not None and per_source[pair.source] >= config.per_pair) or (
+            config.max_transitive is not None and len(kept) >= config.max_transitive
+        ):
             reason = "cap"
         else:
             per_source[pair.source] += 1
@@ -241,8 +259,13 @@ class AugmentReport:
     def lines(self) -> list[str]:
         """A fixed-width table for the terminal."""
         header = f"{'rule':<24}" + "".join(f"{name:>10}" for name in RuleCount.__dataclass_fields__)
-        rows = [header] + [f"{rule:<24}" + "".join(f"{v:>10}" for v in asdict(count).values()) for rule, count in self.rules.items()]
-        rows.append(f"{self.source_pairs} training pairs over {self.sentences} sentences → {self.output_rows} rows; labels {self.labels_before} → {self.labels_after}")
+        rows = [header] + [
+            f"{rule:<24}" + "".join(f"{v:>10}" for v in asdict(count).values())
+            for rule, count in self.rules.items()
+        ]
+        rows.append(
+            f"{self.source_pairs} training pairs over {self.sentences} sentences → {self.output_rows} rows; labels {self.labels_before} → {self.labels_after}"
+        )
         return rows
 
 
@@ -253,11 +276,22 @@ def _clean(text: str) -> str:
 def _render_tsv(columns: Columns, rows: list[tuple[str, str, str, str, int]]) -> str:
     """TSV with the input's column names (or positions, for a headerless input)."""
     if columns.header:
-        names = [columns.text or "sentence1", columns.text_pair or "sentence2", columns.label or "label", "rule", "source"]
+        names = [
+            columns.text or "sentence1",
+            columns.text_pair or "sentence2",
+            columns.label or "label",
+            "rule",
+            "source",
+        ]
         if len(set(names)) != len(names):
-            raise SlimbertError(f"column names {names} collide; name the text, pair and label columns differently")
+            raise SlimbertError(
+                f"column names {names} collide; name the text, pair and label columns differently"
+            )
         lines = ["\t".join(names)]
-        lines += ["\t".join((_clean(a), _clean(b), label, rule, str(source))) for a, b, label, rule, source in rows]
+        lines += [
+            "\t".join((_clean(a), _clean(b), label, rule, str(source)))
+            for a, b, label, rule, source in rows
+        ]
     else:
         positions = [int(columns.text), int(columns.text_pair), int(columns.label)]
         width = max(positions) + 3
@@ -275,14 +309,23 @@ def report_path(out: Path) -> Path:
     return out.with_name(out.stem + ".report.json")
 
 
-def teacher_contradicts(teacher_dir: Path, first: list[str], second: list[str], similar: list[bool], similar_label: str, dissimilar_label: str, confidence: float, max_length: int | None = None) -> np.ndarray:
+def teacher_contradicts(
+    teacher_dir: Path,
+    first: list[str],
+    second: list[str],
+    similar: list[bool],
+    similar_label: str,
+    dissimilar_label: str,
+    confidence: float,
+    max_length: int | None = None,
+) -> np.ndarray:
     """(N,) True where the teacher (a classifier or an ensemble) gives the opposite label at
     least `confidence` probability."""
     import torch
 
-    from slimbert.evaluate import EncodedDataset, make_loader, predict_logits
-    from slimbert.task import device
-    from slimbert.teachers import load_teacher
+    from slimbert.batches import EncodedDataset, make_loader, predict_logits
+    from slimbert.models import device
+    from slimbert.teachers.load import load_teacher
 
     if not first:
         return np.zeros(0, dtype=bool)
@@ -290,44 +333,73 @@ def teacher_contradicts(teacher_dir: Path, first: list[str], second: list[str], 
     lookup = teacher.label_map.label2id
     missing = [label for label in (similar_label, dissimilar_label) if label not in lookup]
     if missing:
-        raise SlimbertError(f"--filter-teacher {teacher_dir}: it does not know the label(s) {', '.join(missing)} (it knows {', '.join(lookup)}); give a teacher trained on this task")
+        raise SlimbertError(
+            f"--filter-teacher {teacher_dir}: it does not know the label(s) {', '.join(missing)} (it knows {', '.join(lookup)}); give a teacher trained on this task"
+        )
     length = max_length or teacher.metadata.get("data", {}).get("max_length") or 128
-    examples = Examples(texts=first, text_pairs=second, labels=None, task=CLASSIFICATION, path=Path("<augmented pairs>"))
+    examples = Examples(
+        texts=first,
+        text_pairs=second,
+        labels=None,
+        task=CLASSIFICATION,
+        path=Path("<augmented pairs>"),
+    )
     dev = device()
     model = teacher.model.to(dev)
-    logits = predict_logits(model, make_loader(EncodedDataset(teacher.tokenizer, examples, length), 64, shuffle=False), dev)  # (N, C)
+    logits = predict_logits(
+        model,
+        make_loader(EncodedDataset(teacher.tokenizer, examples, length), 64, shuffle=False),
+        dev,
+    )  # (N, C)
     probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()  # (N, C)
-    opposite = np.where(np.asarray(similar), lookup[dissimilar_label], lookup[similar_label])  # (N,)
+    opposite = np.where(
+        np.asarray(similar), lookup[dissimilar_label], lookup[similar_label]
+    )  # (N,)
     return probabilities[np.arange(len(first)), opposite] >= confidence
 
 
-def augment_pairs(spec: DataSpec, out: Path, config: PairAugmentConfig, teacher: Path | None = None) -> AugmentReport:
+def augment_pairs(
+    spec: DataSpec, out: Path, config: PairAugmentConfig, teacher: Path | None = None
+) -> AugmentReport:
     """Write spec's training pairs (cut by its limit / sample_seed) plus the pairs they imply
     to `out` (.tsv), and the report beside it (`<stem>.report.json`); returns the report. The
     teacher filter tokenises at spec.max_length."""
-    from slimbert.pretrain import read_subset
+    from slimbert.compress.pretrain import read_subset
 
     out = Path(out)
     train, eval_path, columns = spec.train, spec.eval, spec.columns
     if out.suffix.lower() != ".tsv":
-        raise SlimbertError(f"--out {out}: the augmented pairs are written as TSV; give a path ending in .tsv")
+        raise SlimbertError(
+            f"--out {out}: the augmented pairs are written as TSV; give a path ending in .tsv"
+        )
     if (config.filter_confidence is None) != (teacher is None):
         raise SlimbertError("give --filter-teacher and --filter-confidence together (or neither)")
     examples = read_subset(train, columns, spec.limit, spec.sample_seed, task=CLASSIFICATION)
     if not examples.is_pair:
-        raise SlimbertError(f"{train}: single sentences have no pair graph to augment; use TinyBERT-style augmentation (`slimbert compress tinybert --augment`), or name the second column with --text-pair-column")
+        raise SlimbertError(
+            f"{train}: single sentences have no pair graph to augment; use TinyBERT-style augmentation (`slimbert compress tinybert --augment`), or name the second column with --text-pair-column"
+        )
     present = sorted(set(examples.labels))
     if len(present) != 2:
-        raise SlimbertError(f"{train}: pair augmentation needs exactly two labels (similar / dissimilar), found {len(present)}: {', '.join(present[:5])}")
+        raise SlimbertError(
+            f"{train}: pair augmentation needs exactly two labels (similar / dissimilar), found {len(present)}: {', '.join(present[:5])}"
+        )
     label_map = LabelMap.from_labels(examples.labels)
     similar_label = config.similar_label or label_map.id2label[label_map.positive_id()]
     if similar_label not in present:
-        raise SlimbertError(f"--similar-label {similar_label!r}: not a label of {train} ({', '.join(present)})")
+        raise SlimbertError(
+            f"--similar-label {similar_label!r}: not a label of {train} ({', '.join(present)})"
+        )
     dissimilar_label = next(label for label in present if label != similar_label)
     evaluation = read_examples(eval_path, columns, require_labels=False)
-    eval_keys = {sentence_key(t) for t in evaluation.texts} | {sentence_key(t) for t in (evaluation.text_pairs or [])}
+    eval_keys = {sentence_key(t) for t in evaluation.texts} | {
+        sentence_key(t) for t in (evaluation.text_pairs or [])
+    }
 
-    labelled = [(a, b, label == similar_label) for a, b, label in zip(examples.texts, examples.text_pairs, examples.labels, strict=True)]
+    labelled = [
+        (a, b, label == similar_label)
+        for a, b, label in zip(examples.texts, examples.text_pairs, examples.labels, strict=True)
+    ]
     derivation = derive(labelled, eval_keys, config)
     pairs = derivation.pairs
     if teacher is not None and pairs:
@@ -349,9 +421,20 @@ def augment_pairs(spec: DataSpec, out: Path, config: PairAugmentConfig, teacher:
         derivation.counts[pair.rule].added += 1
 
     line = examples.rows or list(range(2, len(examples) + 2))
-    rows = [(a, b, label, "original", line[i]) for i, (a, b, label) in enumerate(zip(examples.texts, examples.text_pairs, examples.labels, strict=True))]
+    rows = [
+        (a, b, label, "original", line[i])
+        for i, (a, b, label) in enumerate(
+            zip(examples.texts, examples.text_pairs, examples.labels, strict=True)
+        )
+    ]
     rows += [
-        (derivation.sentences[p.first], derivation.sentences[p.second], similar_label if p.similar else dissimilar_label, p.rule, line[p.source])
+        (
+            derivation.sentences[p.first],
+            derivation.sentences[p.second],
+            similar_label if p.similar else dissimilar_label,
+            p.rule,
+            line[p.source],
+        )
         for p in pairs
     ]
     report = AugmentReport(

@@ -37,11 +37,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from slimbert.compress.trainer import TrainConfig, TrainResult, train
+from slimbert.compress.students import make_student, pick_layers
 from slimbert.data import Columns, Examples, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.evaluate import Metrics
-from slimbert.models import make_student, pick_layers, read_metadata, save_model, seed_everything
+from slimbert.metrics import Metrics
+from slimbert.models import save_model, seed_everything
+from slimbert.provenance import read_metadata
+from slimbert.training.loop import TrainConfig, TrainResult, train
 
 ROLE = "pretrained-student"
 
@@ -60,7 +62,9 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
-            raise SlimbertError(f"--mlm-probability {self.mlm_probability}: give a share in (0, 1), e.g. 0.15")
+            raise SlimbertError(
+                f"--mlm-probability {self.mlm_probability}: give a share in (0, 1), e.g. 0.15"
+            )
         if not 0.0 < self.holdout < 0.5:
             raise SlimbertError(f"--holdout {self.holdout}: give a share in (0, 0.5), e.g. 0.05")
 
@@ -69,14 +73,14 @@ def source_model(teacher: str | Path) -> tuple[nn.Module, object, str]:
     """The classifier whose encoder the student copies: a teacher or professor directory (an
     ensemble gives its best member), or a base checkpoint (a directory or a bundled name)."""
     from slimbert.models import load_classifier, load_tokenizer, resolve_base
-    from slimbert.teachers import load_teacher
+    from slimbert.teachers.load import load_teacher
 
     path = Path(str(teacher))
     if path.is_dir():
         loaded = load_teacher(path)
         return loaded.layers, loaded.tokenizer, loaded.fingerprint
     base_dir = resolve_base(teacher)
-    from slimbert.task import model_fingerprint
+    from slimbert.teachers.logits import model_fingerprint
 
     return load_classifier(base_dir), load_tokenizer(base_dir), model_fingerprint(base_dir)
 
@@ -97,16 +101,26 @@ def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
     prefix = student.base_model_prefix
     copied_from = student.state_dict()
     state = mlm.state_dict()
-    wanted = [k for k in copied_from if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))]
+    wanted = [
+        k for k in copied_from if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))
+    ]
     for key in wanted:
         if key not in state:
-            raise SlimbertError(f"{type(mlm).__name__} has no weight {key!r}; masked-LM pre-training supports BERT-family encoders")
-        assert state[key].shape == copied_from[key].shape, (key, state[key].shape, copied_from[key].shape)
+            raise SlimbertError(
+                f"{type(mlm).__name__} has no weight {key!r}; masked-LM pre-training supports BERT-family encoders"
+            )
+        assert state[key].shape == copied_from[key].shape, (
+            key,
+            state[key].shape,
+            copied_from[key].shape,
+        )
         state[key] = copied_from[key].clone()
     mlm.load_state_dict(state, strict=True)
     mlm.tie_weights()
     decoder = mlm.get_output_embeddings().weight
-    assert decoder.data_ptr() == mlm.get_input_embeddings().weight.data_ptr(), "MLM decoder is not tied to the word embeddings"
+    assert decoder.data_ptr() == mlm.get_input_embeddings().weight.data_ptr(), (
+        "MLM decoder is not tied to the word embeddings"
+    )
     return mlm, picked
 
 
@@ -118,7 +132,9 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
 
     init_dir = Path(init_dir)
     if not (init_dir / "config.json").is_file() or not (init_dir / "model.safetensors").is_file():
-        raise SlimbertError(f"--student-init {init_dir}: not a model directory (config.json and model.safetensors); give a directory written by `slimbert pretrain-student`")
+        raise SlimbertError(
+            f"--student-init {init_dir}: not a model directory (config.json and model.safetensors); give a directory written by `slimbert pretrain-student`"
+        )
     config = json.loads((init_dir / "config.json").read_text())
     for name in ("num_hidden_layers", "hidden_size", "vocab_size"):
         if config.get(name) != getattr(student.config, name):
@@ -132,16 +148,26 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     wanted = [k for k in state if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))]
     missing = [k for k in wanted if k not in saved]
     if missing:
-        raise SlimbertError(f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); give a directory written by `slimbert pretrain-student`")
+        raise SlimbertError(
+            f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); give a directory written by `slimbert pretrain-student`"
+        )
     for key in wanted:
         assert saved[key].shape == state[key].shape, (key, saved[key].shape, state[key].shape)
         state[key] = saved[key].to(state[key].dtype)
     student.load_state_dict(state, strict=True)
     meta = read_metadata(init_dir)
-    return {"path": str(init_dir), "copied_tensors": len(wanted), "layer_map": meta.get("layer_map"), "source": meta.get("source"), "mlm_loss": meta.get("metric", {}).get("mlm_loss")}
+    return {
+        "path": str(init_dir),
+        "copied_tensors": len(wanted),
+        "layer_map": meta.get("layer_map"),
+        "source": meta.get("source"),
+        "mlm_loss": meta.get("metric", {}).get("mlm_loss"),
+    }
 
 
-def read_subset(path: Path, columns: Columns, limit: int | None = None, sample_seed: int | None = None, **kwargs) -> Examples:
+def read_subset(
+    path: Path, columns: Columns, limit: int | None = None, sample_seed: int | None = None, **kwargs
+) -> Examples:
     """The training rows a DataSpec with this limit and sample_seed uses (as task.prepare cuts
     them): the first `limit` rows, or the first `limit` of a seeded shuffle."""
     if sample_seed is None:
@@ -151,7 +177,9 @@ def read_subset(path: Path, columns: Columns, limit: int | None = None, sample_s
     return examples.subset(order[:limit] if limit else order)
 
 
-def unlabelled_texts(paths: list[Path], columns: Columns, limit: int | None = None, sample_seed: int | None = None) -> list[Examples]:
+def unlabelled_texts(
+    paths: list[Path], columns: Columns, limit: int | None = None, sample_seed: int | None = None
+) -> list[Examples]:
     """Each file's texts (pairs kept as pairs), duplicates dropped within and across files;
     `limit` and `sample_seed` cut the first file (the task's training file) only."""
     seen: set[tuple[str, str | None]] = set()
@@ -177,7 +205,13 @@ def _features(tokenizer, sources: list[Examples], max_length: int) -> list[dict]
         if not len(examples):
             continue
         pairs = (examples.text_pairs,) if examples.is_pair else ()
-        encoded = tokenizer(examples.texts, *pairs, truncation=True, max_length=max_length, return_special_tokens_mask=True)
+        encoded = tokenizer(
+            examples.texts,
+            *pairs,
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+        )
         features += [{k: encoded[k][i] for k in encoded} for i in range(len(examples))]
     return features
 
@@ -215,12 +249,23 @@ def mlm_evaluator(batches: list[dict[str, torch.Tensor]]):
             total += float(masked_lm_loss(model, batch, reduction="sum"))
             count += int((batch["labels"] != -100).sum())
         loss = total / max(count, 1)
-        return Metrics(-loss, {"mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0))}, "mlm_loss")
+        return Metrics(
+            -loss, {"mlm_loss": loss, "perplexity": math.exp(min(loss, 50.0))}, "mlm_loss"
+        )
 
     return evaluate
 
 
-def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain: PretrainConfig, config: TrainConfig, columns: Columns = Columns(), limit: int | None = None, sample_seed: int | None = None) -> tuple[TrainResult, dict]:
+def pretrain_student(
+    teacher: str | Path,
+    texts: list[Path],
+    out: Path,
+    pretrain: PretrainConfig,
+    config: TrainConfig,
+    columns: Columns = Columns(),
+    limit: int | None = None,
+    sample_seed: int | None = None,
+) -> tuple[TrainResult, dict]:
     """Masked-LM pre-train a `pretrain.layers`-layer student of `teacher` on `texts` (the first
     is the task's training file) and save it as an HF masked-LM directory at `out`."""
     from transformers import DataCollatorForLanguageModeling
@@ -234,7 +279,9 @@ def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain
     sources = unlabelled_texts(texts, columns, limit, sample_seed)
     features = _features(tokenizer, sources, pretrain.max_length)
     if len(features) < 2:
-        raise SlimbertError(f"{texts[0]}: {len(features)} distinct text(s); masked-LM pre-training needs at least two (one is held out)")
+        raise SlimbertError(
+            f"{texts[0]}: {len(features)} distinct text(s); masked-LM pre-training needs at least two (one is held out)"
+        )
     order = list(range(len(features)))
     random.Random(config.seed).shuffle(order)
     held_count = max(1, round(pretrain.holdout * len(features)))
@@ -250,7 +297,13 @@ def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain
     evaluate = mlm_evaluator(eval_batches)
     before = evaluate(mlm)
 
-    loader = DataLoader(training, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed), collate_fn=collator)
+    loader = DataLoader(
+        training,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        collate_fn=collator,
+    )
 
     def step(model, batch):
         loss = masked_lm_loss(model, batch)
@@ -263,7 +316,10 @@ def pretrain_student(teacher: str | Path, texts: list[Path], out: Path, pretrain
         "source": str(teacher),
         "source_fingerprint": fingerprint,
         "layer_map": picked,
-        "texts": [{"path": str(p), "sha256": s.sha256, "distinct": len(s)} for p, s in zip(texts, sources, strict=True)],
+        "texts": [
+            {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
+            for p, s in zip(texts, sources, strict=True)
+        ],
         "examples": {"train": len(training), "holdout": len(held)},
         "mlm_loss_before": before.values["mlm_loss"],
         "metric": result.best.values if result.best else {},

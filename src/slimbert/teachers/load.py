@@ -17,6 +17,7 @@ A method calls `load_teacher(dir)` once, passes `teacher.model` and `teacher.fin
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,16 @@ from torch import nn
 
 from slimbert.data import LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.models import load_model_dir, model_label_map, model_task
-
-ENSEMBLE_FILE = "ensemble.json"
+from slimbert.models import load_model_dir, load_tokenizer, model_label_map, model_task
+from slimbert.provenance import read_metadata
+from slimbert.teachers.ensemble import (
+    COMBINES,
+    ENSEMBLE_FILE,
+    ENSEMBLE_FORMAT,
+    EnsembleClassifier,
+    ensemble_fingerprint,
+)
+from slimbert.teachers.logits import model_fingerprint
 
 
 @dataclass
@@ -71,14 +79,64 @@ def is_ensemble(path: str | Path) -> bool:
 def load_teacher(path: str | Path) -> Teacher:
     """A classifier directory (train-teacher, compress, professor augment's PS-DA) or an
     ensemble directory (professor boost); both in eval mode on the CPU."""
-    from slimbert.task import model_fingerprint
-
     path = Path(path)
     if not path.is_dir():
-        raise SlimbertError(f"--teacher {path}: no such directory; give a directory written by train-teacher or professor boost")
+        raise SlimbertError(
+            f"--teacher {path}: no such directory; give a directory written by train-teacher or professor boost"
+        )
     if is_ensemble(path):
-        from slimbert.professor.boost import load_ensemble
-
         return load_ensemble(path)
     model, tokenizer, metadata = load_model_dir(path)
-    return Teacher(model=model, layers=model, tokenizer=tokenizer, metadata=metadata, fingerprint=model_fingerprint(path), path=path)
+    return Teacher(
+        model=model,
+        layers=model,
+        tokenizer=tokenizer,
+        metadata=metadata,
+        fingerprint=model_fingerprint(path),
+        path=path,
+    )
+
+
+def load_ensemble(path: str | Path) -> Teacher:
+    """Read a professor boost directory into a Teacher: logits from all members, layers from
+    the best one."""
+
+    path = Path(path)
+    try:
+        ensemble = json.loads((path / ENSEMBLE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SlimbertError(
+            f"{path / ENSEMBLE_FILE}: unreadable ({exc}); rebuild it with `slimbert professor boost`"
+        ) from None
+    if ensemble.get("format") != ENSEMBLE_FORMAT:
+        raise SlimbertError(
+            f"{path / ENSEMBLE_FILE}: format {ensemble.get('format')!r}, expected {ENSEMBLE_FORMAT!r}; rebuild it with this slimbert's `professor boost`"
+        )
+    members = []
+    for name in ensemble["members"]:
+        if not (path / name).is_dir():
+            raise SlimbertError(
+                f"{path / name}: member missing from the ensemble; rebuild it with `slimbert professor boost`"
+            )
+        model, _, _ = load_model_dir(path / name)
+        members.append(model)
+    labels = {json.dumps(m.config.id2label, sort_keys=True) for m in members}
+    if len(labels) != 1:
+        raise SlimbertError(
+            f"{path}: the members disagree on their labels; rebuild the ensemble from one training set"
+        )
+    if ensemble.get("combine") not in COMBINES:
+        raise SlimbertError(
+            f"{path / ENSEMBLE_FILE}: combine {ensemble.get('combine')!r} is not one of {', '.join(COMBINES)}; rebuild it with `slimbert professor boost`"
+        )
+    model = EnsembleClassifier(members, ensemble["weights"], ensemble["combine"])
+    model.eval()
+    return Teacher(
+        model=model,
+        layers=members[ensemble["best_member"]],
+        tokenizer=load_tokenizer(path),
+        metadata=read_metadata(path),
+        fingerprint=ensemble_fingerprint(path, ensemble),
+        path=path,
+        members=len(members),
+    )

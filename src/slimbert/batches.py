@@ -1,0 +1,250 @@
+"""From files to batches: the data a command reads (DataSpec → TaskData), tokenised datasets,
+length-grouped samplers, collation, and running a model over the batches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples
+from slimbert.errors import SlimbertError
+
+
+class EncodedDataset(Dataset):
+    """Tokenised examples; each item keeps its index so cached teacher logits can be looked up."""
+
+    def __init__(
+        self, tokenizer, examples: Examples, max_length: int, label_ids: list | None = None
+    ):
+        if examples.is_pair:
+            encoded = tokenizer(
+                examples.texts, examples.text_pairs, truncation=True, max_length=max_length
+            )
+        else:
+            encoded = tokenizer(examples.texts, truncation=True, max_length=max_length)
+        self.features = [{k: encoded[k][i] for k in encoded} for i in range(len(examples))]
+        self.labels = label_ids
+        self.pad_id = tokenizer.pad_token_id or 0
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.features[index])
+        item["idx"] = index
+        if self.labels is not None:
+            item["labels"] = self.labels[index]
+        return item
+
+
+def collate(items: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Pad a list of encoded items to the batch's own longest sequence."""
+    longest = max(len(item["input_ids"]) for item in items)
+    batch: dict[str, torch.Tensor] = {}
+    for key in items[0]:
+        if key in ("idx", "labels"):
+            values = [item[key] for item in items]
+            dtype = torch.float32 if isinstance(values[0], float) else torch.long
+            batch[key] = torch.tensor(values, dtype=dtype)
+            continue
+        fill = pad_id if key == "input_ids" else 0
+        batch[key] = torch.tensor(
+            [item[key] + [fill] * (longest - len(item[key])) for item in items], dtype=torch.long
+        )
+    return batch
+
+
+def label_targets(examples: Examples, label_map: LabelMap, task: str) -> list:
+    if task == REGRESSION:
+        return [float(v) for v in examples.labels]
+    return label_map.encode(examples)
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of similar length, so padding to each batch's longest costs little.
+
+    Each pass draws a fresh permutation, cuts it into windows of `window` batches, sorts each
+    window by length, cuts it into batches and shuffles the batch order: every example is seen
+    once per pass, batches stay random in composition across windows, and the padded tokens
+    drop (MRPC at 128 tokens, batch 32: 80 → ~55 tokens a row, a third less compute).
+    """
+
+    def __init__(
+        self, lengths: list[int], batch_size: int, generator: torch.Generator, window: int = 50
+    ):
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+        self.window = window * batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator)
+        batches: list[list[int]] = []
+        for start in range(0, len(order), self.window):
+            chunk = order[start : start + self.window]
+            chunk = chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
+            batches.extend(
+                chunk[i : i + self.batch_size].tolist()
+                for i in range(0, len(chunk), self.batch_size)
+            )
+        for index in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[index]
+
+
+def make_loader(
+    dataset: EncodedDataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    group_by_length: bool = False,
+) -> DataLoader:
+    """Batches padded to their own longest row. `group_by_length` batches rows of similar
+    length together: shuffled, LengthGroupedBatches; in order, sorted by length (for inference:
+    predict_logits returns rows in dataset order whatever the batch order)."""
+    generator = torch.Generator().manual_seed(seed)
+    collate_fn = lambda items: collate(items, dataset.pad_id)  # noqa: E731
+    if group_by_length:
+        lengths = [len(f["input_ids"]) for f in dataset.features]
+        if shuffle:
+            return DataLoader(
+                dataset,
+                batch_sampler=LengthGroupedBatches(lengths, batch_size, generator),
+                collate_fn=collate_fn,
+            )
+        order = sorted(
+            range(len(lengths)), key=lengths.__getitem__
+        )  # longest last; predict_logits puts rows back by idx
+        return DataLoader(
+            dataset,
+            batch_sampler=[order[i : i + batch_size] for i in range(0, len(order), batch_size)],
+            collate_fn=collate_fn,
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate_fn
+    )
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+
+
+@torch.inference_mode()
+def predict_logits(
+    model, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False
+) -> np.ndarray:
+    """Logits for every example, shape (N, C) (C = 1 for regression): in dataset order when the
+    batches carry `idx` (EncodedDataset's do, so a length-sorted loader is fine), else in loader order."""
+    model.eval()
+    chunks, indices = [], []
+    iterator: Iterator = iter(loader)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(loader), desc="predict", leave=False)
+    for batch in iterator:
+        inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
+        chunks.append(model(**inputs).logits.float().cpu())
+        if "idx" in batch:
+            indices.append(batch["idx"])
+    logits = torch.cat(chunks)
+    if len(indices) == len(chunks) and chunks:
+        logits = logits[torch.argsort(torch.cat(indices))]
+    return logits.numpy()
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the examples come from and how they are cut.
+
+    train/eval:  files (TSV, CSV, JSONL)
+    columns:     which columns hold text, second text and label (found from GLUE headers if unset)
+    task:        "classification" or "regression"; inferred from the training labels if None
+    max_length:  tokens per example after truncation
+    limit:       use only the first N training rows
+    sample_seed: shuffle the training rows with this seed before taking `limit` (a seeded subset)
+    """
+
+    train: Path
+    eval: Path
+    columns: Columns = Columns()
+    task: str | None = None
+    max_length: int = 128
+    limit: int | None = None
+    sample_seed: int | None = None
+
+
+@dataclass
+class TaskData:
+    train: Examples
+    eval: Examples
+    label_map: LabelMap
+    task: str
+    train_set: EncodedDataset
+    eval_set: EncodedDataset
+    eval_targets: list
+    max_length: int
+
+    def describe(self) -> dict:
+        return {
+            "train": {
+                "path": str(self.train.path),
+                "sha256": self.train.sha256,
+                "rows": len(self.train),
+                "subset_sha256": self.train.fingerprint(),
+            },
+            "eval": {
+                "path": str(self.eval.path),
+                "sha256": self.eval.sha256,
+                "rows": len(self.eval),
+            },
+            "task": self.task,
+            "max_length": self.max_length,
+            "pair": self.train.is_pair,
+        }
+
+
+def prepare(
+    spec: DataSpec, tokenizer, label_map: LabelMap | None = None, task: str | None = None
+) -> TaskData:
+    """Read both files; the label map comes from the model if it has one, else from the train set."""
+    if spec.sample_seed is None:
+        train = read_examples(spec.train, spec.columns, task=task or spec.task, limit=spec.limit)
+    else:
+        train = read_examples(spec.train, spec.columns, task=task or spec.task)
+        order = np.random.default_rng(spec.sample_seed).permutation(len(train))
+        train = train.subset(order[: spec.limit] if spec.limit else order)
+    resolved = task or train.task
+    evaluation = read_examples(spec.eval, spec.columns, task=resolved)
+    if train.is_pair != evaluation.is_pair:
+        raise SlimbertError(
+            f"{spec.eval}: has {'pairs' if evaluation.is_pair else 'single texts'} but {spec.train} has {'pairs' if train.is_pair else 'single texts'}; name the same columns for both"
+        )
+    if resolved == REGRESSION:
+        label_map = LabelMap({0: "score"})
+    elif label_map is None:
+        label_map = LabelMap.from_labels(train.labels)
+        if label_map.num_labels < 2:
+            raise SlimbertError(
+                f"{spec.train}: only one label ({label_map.id2label[0]!r}) in the training data; a classifier needs at least two"
+            )
+    train_targets = label_targets(train, label_map, resolved)
+    eval_targets = label_targets(evaluation, label_map, resolved)
+    return TaskData(
+        train=train,
+        eval=evaluation,
+        label_map=label_map,
+        task=resolved,
+        train_set=EncodedDataset(tokenizer, train, spec.max_length, train_targets),
+        eval_set=EncodedDataset(tokenizer, evaluation, spec.max_length, eval_targets),
+        eval_targets=eval_targets,
+        max_length=spec.max_length,
+    )

@@ -1,0 +1,607 @@
+"""Students without attention: TextCNN, BiLSTM and a soft decision tree.
+
+All three read the teacher's token ids (its tokenizer is saved with them) and start from the
+teacher's input embedding table, brought to the student's width E by a fixed projection:
+
+    teacher table W (V, H)  ──►  W · P  (V, E),   P = s · [v_1 … v_E]  (H, E)
+
+v_1 … v_E are the top right singular vectors of W (truncated SVD, the directions that keep the
+most of W; each sign fixed so its largest entry is positive, for runs that repeat exactly) and s
+scales the projected table to unit standard deviation, the input scale the students' default
+initialisation expects. With E = H, P is s · I (the teacher's table, rescaled).
+
+    projection="pca"     the student owns a (V, E) table initialised to W · P and trains it
+                         (unless freeze_embeddings)
+    projection="learned" the student keeps W frozen and learns P, initialised as above
+
+Padding never changes a prediction: every student masks it out, so one request gives the same
+logits alone or padded inside a batch (which is what ONNX parity and batched serving need).
+
+A student directory holds config.json (with `slimbert_architecture`, id2label and every size),
+model.safetensors, the teacher's tokenizer files and slimbert.json; `load_student` reads it back
+and `slimbert.models.load_model_dir` dispatches to it.
+
+References: Kim, "Convolutional Neural Networks for Sentence Classification" (2014); Tang et al.,
+"Distilling Task-Specific Knowledge from BERT into Simple Neural Networks" (2019); Frosst &
+Hinton, "Distilling a Neural Network Into a Soft Decision Tree" (2017).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimbert.data import REGRESSION, LabelMap
+from slimbert.errors import SlimbertError
+from slimbert.files import atomic_dir, sha256_file, write_json_atomic
+from slimbert.provenance import METADATA_FILE, SavedModel, count_parameters, library_versions
+
+ARCHITECTURE_KEY = "slimbert_architecture"
+PROJECTIONS = ("pca", "learned")
+
+
+@dataclass
+class StudentConfig:
+    """What every non-transformer student shares; saved whole in config.json.
+
+    vocab_size:        rows of the teacher's embedding table (its tokenizer's ids)
+    source_dim:        the teacher's embedding width H
+    embedding_dim:     the student's embedding width E (≤ H for projection="pca")
+    projection:        "pca" (own table W·P, trained) or "learned" (W frozen, P trained)
+    freeze_embeddings: keep the student's own table fixed (projection="pca" only)
+    num_labels:        classes C (1 for regression)
+    id2label:          class id → label name
+    problem_type:      "single_label_classification" or "regression"
+    pad_token_id:      the tokenizer's padding id
+    pair:              inputs are sentence pairs split by token_type_ids (BiLSTM and tree
+                       encode each side apart; TextCNN reads the packed pair as one sequence)
+    dropout:           dropout before the classifier during training
+    """
+
+    architecture: ClassVar[str] = ""
+
+    vocab_size: int = 0
+    source_dim: int = 0
+    embedding_dim: int = 300
+    projection: str = "pca"
+    freeze_embeddings: bool = False
+    num_labels: int = 2
+    id2label: dict[int, str] = field(default_factory=lambda: {0: "0", 1: "1"})
+    problem_type: str = "single_label_classification"
+    pad_token_id: int = 0
+    pair: bool = False
+    dropout: float = 0.5
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in self.id2label.items()}
+
+    def check(self) -> None:
+        """Raise SlimbertError on sizes a user can get wrong."""
+        if self.projection not in PROJECTIONS:
+            raise SlimbertError(
+                f"--projection {self.projection!r}: choose one of {', '.join(PROJECTIONS)}"
+            )
+        if self.embedding_dim < 1:
+            raise SlimbertError(f"--embedding-dim {self.embedding_dim}: give a width of at least 1")
+        if self.projection == "pca" and self.source_dim and self.embedding_dim > self.source_dim:
+            raise SlimbertError(
+                f"--embedding-dim {self.embedding_dim} is wider than the teacher's embeddings ({self.source_dim}); "
+                f"a fixed projection cannot add directions: use --embedding-dim ≤ {self.source_dim} or --projection learned"
+            )
+        if not 0 <= self.dropout < 1:
+            raise SlimbertError(f"--dropout {self.dropout}: give a probability in [0, 1)")
+
+    def to_json(self) -> dict[str, Any]:
+        """config.json: the architecture key, HF-style label fields, then every size."""
+        values = asdict(self)
+        values["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        return {ARCHITECTURE_KEY: self.architecture, **values, "label2id": self.label2id}
+
+
+@dataclass
+class TextCNNConfig(StudentConfig):
+    """Kim (2014): kernel_sizes: n-gram widths; filters: feature maps per width."""
+
+    architecture: ClassVar[str] = "textcnn"
+    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
+    filters: int = 100
+
+    def check(self) -> None:
+        super().check()
+        if not self.kernel_sizes or any(k < 1 for k in self.kernel_sizes) or self.filters < 1:
+            raise SlimbertError(
+                f"--kernel-sizes {self.kernel_sizes} / --filters {self.filters}: give widths ≥ 1 and at least one filter"
+            )
+
+
+@dataclass
+class BiLSTMConfig(StudentConfig):
+    """Tang et al. (2019): hidden_size: units per direction; fc_size: the ReLU layer before the
+    classifier."""
+
+    architecture: ClassVar[str] = "bilstm"
+    hidden_size: int = 150
+    fc_size: int = 200
+
+    def check(self) -> None:
+        super().check()
+        if self.hidden_size < 1 or self.fc_size < 1:
+            raise SlimbertError(
+                f"--hidden-size {self.hidden_size} / --fc-size {self.fc_size}: give sizes ≥ 1"
+            )
+
+
+@dataclass
+class TreeConfig(StudentConfig):
+    """Frosst & Hinton (2017): depth: levels of inner nodes (2^depth leaves);
+    inverse_temperature: β in each inner node's σ(β · (x·w + b))."""
+
+    architecture: ClassVar[str] = "tree"
+    embedding_dim: int = 128
+    dropout: float = 0.0
+    depth: int = 4
+    inverse_temperature: float = 1.0
+
+    def check(self) -> None:
+        super().check()
+        if not 1 <= self.depth <= 12:
+            raise SlimbertError(
+                f"--depth {self.depth}: give a depth between 1 and 12 (2^depth leaves)"
+            )
+        if self.inverse_temperature <= 0:
+            raise SlimbertError(
+                f"--inverse-temperature {self.inverse_temperature}: give a positive number"
+            )
+
+
+@dataclass
+class StudentOutput:
+    """logits: (B, C). penalty: the architecture's own regulariser, unweighted (the tree's
+    balance term), else None. hidden_states/attentions: always None (no layers to match)."""
+
+    logits: torch.Tensor
+    penalty: torch.Tensor | None = None
+    hidden_states: None = None
+    attentions: None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# shared pieces
+
+
+def principal_directions(table: torch.Tensor, dim: int) -> torch.Tensor:
+    """The fixed projection P (H, E) described in the module docstring, for a table (V, H)."""
+    table = table.detach().float()
+    source_dim = table.shape[1]
+    if dim == source_dim:
+        directions = torch.eye(source_dim)
+    else:
+        _, _, right = torch.linalg.svd(
+            table, full_matrices=False
+        )  # right: (H, H), rows = directions
+        directions = right[:dim].T.contiguous()  # (H, E)
+        # SVD directions are defined up to sign; pin it so two runs give the same table
+        largest = directions.abs().argmax(dim=0)  # (E,)
+        signs = torch.sign(directions[largest, torch.arange(dim)])
+        directions = directions * torch.where(signs == 0, torch.ones_like(signs), signs)
+    scale = 1.0 / (table @ directions).std().clamp_min(1e-12)
+    return directions * scale
+
+
+class TeacherEmbedding(nn.Module):
+    """Token ids (B, T) → vectors (B, T, E), from the teacher's table (see module docstring)."""
+
+    def __init__(self, config: StudentConfig):
+        super().__init__()
+        self.learned = config.projection == "learned"
+        if self.learned:
+            self.table = nn.Embedding(config.vocab_size, config.source_dim)
+            self.table.weight.requires_grad_(False)
+            self.project = nn.Linear(config.source_dim, config.embedding_dim, bias=False)
+        else:
+            self.table = nn.Embedding(config.vocab_size, config.embedding_dim)
+            self.table.weight.requires_grad_(not config.freeze_embeddings)
+            self.project = None
+
+    @torch.no_grad()
+    def initialise(self, teacher_table: torch.Tensor) -> None:
+        """Copy in the teacher's table (V, H), projected or kept for a learned projection."""
+        vocab, source_dim = teacher_table.shape
+        assert vocab == self.table.num_embeddings, (vocab, self.table.num_embeddings)
+        width = self.project.out_features if self.project is not None else self.table.embedding_dim
+        directions = principal_directions(teacher_table, width)  # (H, E)
+        if self.project is not None:
+            assert self.table.weight.shape == teacher_table.shape, (
+                self.table.weight.shape,
+                teacher_table.shape,
+            )
+            self.table.weight.copy_(teacher_table)
+            self.project.weight.copy_(directions.T)
+        else:
+            self.table.weight.copy_(teacher_table.float() @ directions)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        vectors = self.table(input_ids)  # (B, T, E) or (B, T, H)
+        return self.project(vectors) if self.project is not None else vectors
+
+
+def _mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    return torch.ones_like(input_ids) if attention_mask is None else attention_mask
+
+
+def pair_masks(
+    attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real-token masks (B, T) of the first and second text of a packed pair."""
+    if token_type_ids is None:
+        raise SlimbertError(
+            "this student reads sentence pairs and needs token_type_ids from the tokenizer; pass the tokenizer's full output"
+        )
+    first = attention_mask * (token_type_ids == 0).to(attention_mask.dtype)
+    second = attention_mask * (token_type_ids == 1).to(attention_mask.dtype)
+    return first, second
+
+
+def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of vectors (B, T, E) over positions where mask (B, T) is 1 → (B, E)."""
+    weights = mask.to(vectors.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (vectors * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def left_align(vectors: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift one contiguous run of real tokens to the front: vectors (B, T, E), mask (B, T) →
+    (B, T, E) starting with the run, and its lengths (B,). Used for a pair's second text."""
+    steps = vectors.shape[1]
+    positions = torch.arange(steps, device=vectors.device).unsqueeze(0)  # (1, T)
+    start = mask.float().argmax(dim=1)  # (B,) first real token of the run
+    lengths = mask.sum(dim=1)  # (B,)
+    index = (positions + start.unsqueeze(1)).clamp(max=steps - 1)  # (B, T)
+    aligned = vectors.gather(1, index.unsqueeze(-1).expand(-1, -1, vectors.shape[-1]))
+    return aligned, lengths
+
+
+# ---------------------------------------------------------------------------------------------
+# TextCNN
+
+
+class TextCNN(nn.Module):
+    """Kim (2014): parallel 1-D convolutions over the token vectors, max over time, a linear
+    classifier.
+
+        ids (B, T) ─► E (B, T, E) ─┬─ conv k=3 ─ ReLU ─ max over time ─┐
+                                    ├─ conv k=4 ─ ReLU ─ max over time ─┼─ concat (B, 3F) ─ dropout ─ linear ─► (B, C)
+                                    └─ conv k=5 ─ ReLU ─ max over time ─┘
+
+    Convolutions are "wide" (padding k−1) so a text shorter than k still has windows, and only
+    windows that touch a real token take part in the max: a window over padding alone is zeroed
+    (ReLU output is ≥ 0, so a zero never wins over a real window's maximum).
+    """
+
+    def __init__(self, config: TextCNNConfig):
+        super().__init__()
+        config.check()
+        self.config = config
+        self.embeddings = TeacherEmbedding(config)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(config.embedding_dim, config.filters, k, padding=k - 1)
+            for k in config.kernel_sizes
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.filters * len(config.kernel_sizes), config.num_labels)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.table
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        output_hidden_states=False,
+        output_attentions=False,
+    ) -> StudentOutput:
+        mask = _mask(input_ids, attention_mask)  # (B, T)
+        vectors = self.embeddings(input_ids)  # (B, T, E)
+        vectors = vectors * mask.unsqueeze(-1).to(vectors.dtype)  # padding zeroed
+        vectors = vectors.transpose(1, 2)  # (B, E, T)
+        mask_row = mask.to(vectors.dtype).unsqueeze(1)  # (B, 1, T)
+        features = []
+        for convolution in self.convolutions:
+            width = convolution.kernel_size[0]
+            maps = F.relu(convolution(vectors))  # (B, F, T + k − 1)
+            window = torch.ones(1, 1, width, dtype=vectors.dtype, device=vectors.device)
+            touches_text = (F.conv1d(mask_row, window, padding=width - 1) > 0).to(
+                maps.dtype
+            )  # (B, 1, T + k − 1)
+            features.append((maps * touches_text).amax(dim=2))  # (B, F)
+        pooled = torch.cat(features, dim=1)  # (B, len(kernel_sizes) · F)
+        return StudentOutput(logits=self.classifier(self.dropout(pooled)))
+
+
+# ---------------------------------------------------------------------------------------------
+# BiLSTM
+
+
+class BiLSTM(nn.Module):
+    """Tang et al. (2019): a bidirectional LSTM whose last forward and backward states feed a
+    ReLU layer and the classifier. Sentence pairs go through the same encoder one side at a
+    time (siamese) and are joined as [a, b, a ⊙ b, |a − b|].
+
+        single:  ids ─► E ─► BiLSTM ─► [h→_n, h←_1] (B, 2U) ─► dropout ─► ReLU(fc) ─► linear ─► (B, C)
+        pair:    a = BiLSTM(first), b = BiLSTM(second) ─► [a, b, a⊙b, |a−b|] (B, 8U) ─► ...
+
+    The two directions are two unidirectional LSTMs; the backward one reads each text reversed
+    within its own length, so padding after the text never reaches either final state (no
+    packed sequences, which export poorly to ONNX).
+    """
+
+    def __init__(self, config: BiLSTMConfig):
+        super().__init__()
+        config.check()
+        self.config = config
+        self.embeddings = TeacherEmbedding(config)
+        self.forward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, batch_first=True)
+        self.backward_lstm = nn.LSTM(config.embedding_dim, config.hidden_size, batch_first=True)
+        encoded = 2 * config.hidden_size * (4 if config.pair else 1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc = nn.Linear(encoded, config.fc_size)
+        self.classifier = nn.Linear(config.fc_size, config.num_labels)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.table
+
+    def _run(self, lstm: nn.LSTM, vectors: torch.Tensor) -> torch.Tensor:
+        # explicit zero states sized from the input keep the batch axis dynamic in ONNX
+        state = vectors.new_zeros(1, vectors.shape[0], lstm.hidden_size)  # (1, B, U)
+        outputs, _ = lstm(vectors, (state, state))  # (B, T, U)
+        return outputs
+
+    def encode(self, vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Text vectors (B, T, E) with its first `lengths` (B,) positions real → (B, 2U)."""
+        steps = vectors.shape[1]
+        positions = torch.arange(steps, device=vectors.device).unsqueeze(0)  # (1, T)
+        last = (lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1)
+        reverse = torch.where(
+            positions < lengths.unsqueeze(1), last - positions, positions
+        )  # (B, T)
+        reversed_vectors = vectors.gather(
+            1, reverse.unsqueeze(-1).expand(-1, -1, vectors.shape[-1])
+        )  # (B, T, E)
+        pick = last.unsqueeze(-1).expand(-1, 1, self.config.hidden_size)  # (B, 1, U)
+        forward_state = self._run(self.forward_lstm, vectors).gather(1, pick)  # (B, 1, U)
+        backward_state = self._run(self.backward_lstm, reversed_vectors).gather(
+            1, pick
+        )  # (B, 1, U)
+        return torch.cat([forward_state, backward_state], dim=-1).squeeze(1)  # (B, 2U)
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        output_hidden_states=False,
+        output_attentions=False,
+    ) -> StudentOutput:
+        mask = _mask(input_ids, attention_mask)  # (B, T)
+        vectors = self.embeddings(input_ids)  # (B, T, E)
+        if self.config.pair:
+            first_mask, second_mask = pair_masks(mask, token_type_ids)
+            first = self.encode(
+                vectors, first_mask.sum(dim=1)
+            )  # the first text starts at position 0
+            second = self.encode(*left_align(vectors, second_mask))
+            encoded = torch.cat(
+                [first, second, first * second, (first - second).abs()], dim=-1
+            )  # (B, 8U)
+        else:
+            encoded = self.encode(vectors, mask.sum(dim=1))  # (B, 2U)
+        hidden = F.relu(self.fc(self.dropout(encoded)))  # (B, fc)
+        return StudentOutput(logits=self.classifier(self.dropout(hidden)))
+
+
+# ---------------------------------------------------------------------------------------------
+# soft decision tree
+
+
+class SoftTree(nn.Module):
+    """Frosst & Hinton (2017): a complete binary tree of depth d over x, the mean of the text's
+    token vectors (pairs: [a, b, a ⊙ b, |a − b|] of the two texts' means).
+
+    Inner node i (breadth first, children 2i+1 left and 2i+2 right) goes right with
+    p_i(x) = σ(β · (x·w_i + b_i)); leaf ℓ holds a distribution Q_ℓ = softmax(φ_ℓ) (regression:
+    a value v_ℓ); P_ℓ(x) is the product of the branch probabilities on the path to ℓ:
+
+                    node 0: p_0
+                   /           \\
+           (1 − p_0)            p_0
+            node 1: p_1         node 2: p_2          depth 2: 4 leaves
+            /       \\           /       \\
+        leaf 0    leaf 1      leaf 2    leaf 3       P_1 = (1 − p_0) · p_1, ...
+
+    Output: logits = log Σ_ℓ P_ℓ(x) Q_ℓ, the log of the mixture of leaf distributions, so the
+    softmax of the logits is that mixture (regression: Σ_ℓ P_ℓ v_ℓ). The paper trains each leaf
+    as an expert and predicts with the single most probable leaf; the mixture is smooth in x,
+    trains with the same soft and hard losses as the other students, and exports as it is.
+
+    `penalty` is the paper's balance regulariser on the batch, unweighted:
+        C = −Σ_i 2^(−depth(i)) · ½ (log α_i + log(1 − α_i)),   α_i = Σ_x P_i(x) p_i(x) / Σ_x P_i(x)
+    (P_i: probability of reaching node i); its minimum, every α_i = ½, is Σ_i 2^(−depth(i)) · log 2.
+    """
+
+    def __init__(self, config: TreeConfig):
+        super().__init__()
+        config.check()
+        self.config = config
+        self.embeddings = TeacherEmbedding(config)
+        features = config.embedding_dim * (4 if config.pair else 1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.inner = nn.Linear(features, 2**config.depth - 1)  # one (w_i, b_i) per inner node
+        self.leaves = nn.Parameter(
+            0.1 * torch.randn(2**config.depth, config.num_labels)
+        )  # φ_ℓ or v_ℓ
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.table
+
+    def features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """x (B, D): the mean token vector, or the pair features."""
+        mask = _mask(input_ids, attention_mask)
+        vectors = self.embeddings(input_ids)  # (B, T, E)
+        if not self.config.pair:
+            return masked_mean(vectors, mask)  # (B, E)
+        first_mask, second_mask = pair_masks(mask, token_type_ids)
+        first, second = masked_mean(vectors, first_mask), masked_mean(vectors, second_mask)
+        return torch.cat([first, second, first * second, (first - second).abs()], dim=-1)  # (B, 4E)
+
+    def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, D) → right-branch probabilities p (B, N), reach probabilities of the inner nodes
+        (B, N) and of the leaves (B, 2^d); N = 2^d − 1, all breadth first."""
+        right = torch.sigmoid(self.config.inverse_temperature * self.inner(x))  # (B, N)
+        reach = x.new_ones(x.shape[0], 1)  # (B, 1): the root is always reached
+        reached = []
+        for level in range(self.config.depth):
+            p = right[:, 2**level - 1 : 2 ** (level + 1) - 1]  # (B, 2^level)
+            reached.append(reach)
+            # node j of this level feeds leaves 2j (left) and 2j+1 (right) of the next level
+            reach = torch.stack([reach * (1 - p), reach * p], dim=-1).reshape(
+                x.shape[0], 2 ** (level + 1)
+            )
+        return right, torch.cat(reached, dim=1), reach
+
+    def balance_penalty(self, right: torch.Tensor, reached: torch.Tensor) -> torch.Tensor:
+        levels = torch.cat(
+            [torch.full((2**level,), float(level)) for level in range(self.config.depth)]
+        ).to(right.device)  # (N,)
+        alpha = (reached * right).sum(dim=0) / reached.sum(dim=0).clamp_min(1e-12)  # (N,)
+        alpha = alpha.clamp(1e-6, 1 - 1e-6)
+        return -(torch.pow(2.0, -levels) * 0.5 * (alpha.log() + (1 - alpha).log())).sum()
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        output_hidden_states=False,
+        output_attentions=False,
+    ) -> StudentOutput:
+        x = self.dropout(self.features(input_ids, attention_mask, token_type_ids))  # (B, D)
+        right, reached, leaf_reach = self.route(x)  # (B, N), (B, N), (B, 2^d)
+        if self.config.num_labels == 1:
+            logits = leaf_reach @ self.leaves  # (B, 1)
+        else:
+            mixture = leaf_reach @ torch.softmax(self.leaves, dim=-1)  # (B, C)
+            logits = mixture.clamp_min(1e-30).log()
+        penalty = self.balance_penalty(right, reached) if self.training else None
+        return StudentOutput(logits=logits, penalty=penalty)
+
+
+ARCHITECTURES: dict[str, tuple[type[StudentConfig], type[nn.Module]]] = {
+    TextCNNConfig.architecture: (TextCNNConfig, TextCNN),
+    BiLSTMConfig.architecture: (BiLSTMConfig, BiLSTM),
+    TreeConfig.architecture: (TreeConfig, SoftTree),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# building, saving and loading
+
+
+def build_student(
+    config: StudentConfig, teacher: nn.Module, tokenizer, label_map: LabelMap, task: str, pair: bool
+) -> nn.Module:
+    """A student of `config`'s architecture sized from the teacher: its vocabulary, embedding
+    width, labels and padding id; embeddings initialised from the teacher's table."""
+    table = teacher.get_input_embeddings().weight.detach().to("cpu")  # (V, H)
+    if (
+        pair
+        and "token_type_ids" not in tokenizer.model_input_names
+        and config.architecture != "textcnn"
+    ):
+        raise SlimbertError(
+            f"the teacher's tokenizer gives no token_type_ids, which a {config.architecture} student needs to split sentence pairs; use textcnn for this teacher"
+        )
+    sized = dataclasses.replace(
+        config,
+        vocab_size=table.shape[0],
+        source_dim=table.shape[1],
+        num_labels=1 if task == REGRESSION else label_map.num_labels,
+        id2label={0: "score"} if task == REGRESSION else dict(label_map.id2label),
+        problem_type="regression" if task == REGRESSION else "single_label_classification",
+        pad_token_id=tokenizer.pad_token_id or 0,
+        pair=pair and config.architecture != "textcnn",
+    )
+    _, module = ARCHITECTURES[config.architecture]
+    student = module(sized)
+    student.embeddings.initialise(table)
+    return student
+
+
+def is_student_dir(path: str | Path) -> bool:
+    config = Path(path) / "config.json"
+    return config.is_file() and ARCHITECTURE_KEY in json.loads(config.read_text())
+
+
+def student_config(path: str | Path) -> StudentConfig:
+    """Read config.json back into its typed config; unknown architectures and keys are errors."""
+    file = Path(path) / "config.json"
+    payload = json.loads(file.read_text())
+    name = payload.pop(ARCHITECTURE_KEY)
+    if name not in ARCHITECTURES:
+        raise SlimbertError(
+            f"{file}: unknown {ARCHITECTURE_KEY} {name!r}; this slimbert knows {', '.join(ARCHITECTURES)} (upgrade slimbert?)"
+        )
+    config_type, _ = ARCHITECTURES[name]
+    known = {f.name for f in dataclasses.fields(config_type)}
+    payload.pop("label2id", None)
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise SlimbertError(
+            f"{file}: unknown keys {unknown} for a {name} student; it was written by another slimbert version"
+        )
+    payload["id2label"] = {int(k): v for k, v in payload["id2label"].items()}
+    return config_type(**payload)
+
+
+def load_student(path: str | Path) -> nn.Module:
+    """A saved student in eval mode, weights from model.safetensors (every key must match)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config = student_config(path)
+    _, module = ARCHITECTURES[config.architecture]
+    student = module(config)
+    student.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    student.eval()
+    return student
+
+
+def save_student(student: nn.Module, tokenizer, out: str | Path, metadata: dict):
+    """Write config.json, model.safetensors, the tokenizer and slimbert.json, atomically."""
+    from safetensors.torch import save_file
+
+    student = student.to("cpu")
+    with atomic_dir(out) as staging:
+        write_json_atomic(staging / "config.json", student.config.to_json())
+        state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(str(staging))
+        full = {
+            **metadata,
+            "architecture": student.config.architecture,
+            "parameters": count_parameters(student),
+            "trainable_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad),
+            "layers": None,
+            "hidden_size": student.config.embedding_dim,
+            "weights_sha256": sha256_file(staging / "model.safetensors"),
+            "versions": library_versions(),
+        }
+        write_json_atomic(staging / METADATA_FILE, full)
+    return SavedModel(Path(out), full)

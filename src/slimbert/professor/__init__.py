@@ -1,1 +1,0 @@
-"""Professors: teachers made stronger before they teach (boosted ensembles, pair augmentation)."""

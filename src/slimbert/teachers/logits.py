@@ -1,0 +1,64 @@
+"""The teacher's logits on the training set, computed once and cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slimbert.batches import TaskData, make_loader, predict_logits
+from slimbert.files import sha256_file
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SLIMBERT_CACHE", Path.home() / ".cache" / "slimbert"))
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        digest.update(sha256_file(model_dir / name).encode())
+    return digest.hexdigest()
+
+
+def teacher_logits(
+    teacher,
+    teacher_dir: Path | str,
+    data: TaskData,
+    batch_size: int = 64,
+    fingerprint: str | None = None,
+) -> torch.Tensor:
+    """The teacher's logits on the training set, (N, C), computed once and cached on disk.
+
+    The key covers the teacher's weights and config, the exact training texts used and the max
+    length, so a rerun or a later method on the same data reads them back.
+    """
+    from safetensors.torch import load_file, save_file
+
+    key_source = "|".join(
+        [
+            fingerprint or model_fingerprint(Path(teacher_dir)),
+            data.train.fingerprint(),
+            str(data.max_length),
+        ]
+    )
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:32]
+    path = cache_dir() / "logits" / f"{key}.safetensors"
+    if path.is_file():
+        logits = load_file(str(path))["logits"]
+        if logits.shape[0] == len(data.train):
+            return logits
+    loader = make_loader(data.train_set, batch_size, shuffle=False, group_by_length=True)
+    dev = next(teacher.parameters()).device
+    logits = torch.from_numpy(
+        np.ascontiguousarray(predict_logits(teacher, loader, dev, progress=sys.stderr.isatty()))
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({"logits": logits.contiguous()}, str(tmp))
+    os.replace(tmp, path)
+    return logits
