@@ -1,0 +1,252 @@
+"""`slimbert bench` and `slimbert bench compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from slimbert.cli.options import (
+    CONTEXT,
+    int_list,
+    length_list,
+    recipe_option,
+    user_errors,
+)
+
+
+@click.group("bench", context_settings=CONTEXT, invoke_without_command=True)
+@recipe_option
+@click.option(
+    "--model",
+    "models",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="[required] Model or export directory; repeat for several. HF directories are timed in PyTorch and as a validated ONNX export.",
+)
+@click.option(
+    "--eval",
+    "eval_file",
+    type=click.Path(path_type=Path),
+    help="[required] Eval file: one request per example, in file order.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="[required] Report folder: report.md, report.html, report.json, report.csv and the plots.",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="ONNX Runtime provider; cuda fails clearly when CUDAExecutionProvider is missing.",
+)
+@click.option(
+    "--batch-sizes",
+    callback=int_list,
+    default="1",
+    show_default=True,
+    help="Comma-separated request sizes.",
+)
+@click.option(
+    "--lengths",
+    callback=length_list,
+    default="own",
+    show_default=True,
+    help="Comma-separated: 'own' pads each request to its own longest example; a number L pads (and truncates) every request to L.",
+)
+@click.option(
+    "--threads",
+    callback=int_list,
+    help="Comma-separated intra-op thread counts to sweep (default: all cores).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Uncounted requests before timing.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Timed passes over all requests; figures are medians ± half the range.",
+)
+@click.option("--limit", type=click.IntRange(1), help="Only the first N eval examples.")
+@click.option(
+    "--max-length",
+    type=click.IntRange(8, 4096),
+    help="Truncation of own-length requests (default: each model's training max length).",
+)
+@click.option(
+    "--runtime",
+    "runtimes",
+    type=click.Choice(["pytorch", "onnx"]),
+    multiple=True,
+    help="Runtimes to time (default: both).",
+)
+@click.option(
+    "--slo",
+    help='Latency objective, e.g. "p99<=10ms"; with --max-f1-drop marks the recommended model.',
+)
+@click.option(
+    "--max-f1-drop",
+    type=click.FloatRange(0),
+    help="Metric points a recommended model may lose against the teacher.",
+)
+@click.option(
+    "--no-io-binding", is_flag=True, help="On CUDA, skip the ONNX rows fed through IO binding."
+)
+@click.option(
+    "--no-peak",
+    is_flag=True,
+    help="Skip measuring the matmul peak (the physical-limit column keeps FLOPs only).",
+)
+@click.option("--text-column")
+@click.option("--text-pair-column")
+@click.option("--label-column")
+@click.option("--no-header", is_flag=True)
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="Time every model in this process (faster, but peak memory is shared).",
+)
+@click.pass_context
+@user_errors
+def bench_cmd(
+    ctx,
+    models,
+    eval_file,
+    out,
+    provider,
+    batch_sizes,
+    lengths,
+    threads,
+    warmup,
+    repeats,
+    limit,
+    max_length,
+    runtimes,
+    slo,
+    max_f1_drop,
+    no_io_binding,
+    no_peak,
+    text_column,
+    text_pair_column,
+    label_column,
+    no_header,
+    in_process,
+):
+    """Time each model over a sweep and report latency against F1; `bench compare` gates releases.
+
+    \b
+    Examples:
+      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --batch-sizes 1,8
+      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --slo "p99<=10ms" --max-f1-drop 1.0
+      slimbert bench compare runs/bench-old/report.json runs/bench/report.json --threshold 5%
+    """
+    if ctx.invoked_subcommand is not None:
+        if models or eval_file or out:
+            raise click.UsageError(
+                f"give either bench's own options or `bench {ctx.invoked_subcommand}`, not both"
+            )
+        return
+    missing = [
+        flag
+        for flag, value in (("--model", models), ("--eval", eval_file), ("--out", out))
+        if not value
+    ]
+    if missing:
+        raise click.UsageError(f"Missing option {', '.join(missing)}.")
+    from slimbert.bench.report import request_table, write_report
+    from slimbert.bench.run import BenchConfig, bench
+    from slimbert.data import Columns
+
+    threads = threads or []
+    config = BenchConfig(
+        provider=provider,
+        batch_sizes=batch_sizes,
+        threads=threads[0] if len(threads) == 1 else None,
+        warmup=warmup,
+        limit=limit,
+        max_length=max_length,
+        isolate=not in_process,
+        runtimes=tuple(runtimes) or ("pytorch", "onnx"),
+        lengths=lengths,
+        thread_counts=threads if len(threads) > 1 else [],
+        repeats=repeats,
+        io_binding=not no_io_binding,
+        peak=not no_peak,
+        slo=slo,
+        max_f1_drop=max_f1_drop,
+    )
+    report = bench(
+        [Path(m) for m in models],
+        eval_file,
+        out,
+        Columns(text_column, text_pair_column, label_column, header=not no_header),
+        config,
+    )
+    path = write_report(report, out)
+    click.echo(request_table(report).markdown())
+    recommendation = report.extra.get("recommendation")
+    if recommendation:
+        click.echo(
+            "\n".join([recommendation["summary"], *recommendation["passed_over"].values()]) + "\n"
+        )
+    click.echo(f"report written to {path} and {path.with_suffix('.html')}")
+
+
+@bench_cmd.command("compare", context_settings=CONTEXT)
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
+@click.option(
+    "--threshold",
+    default="5%",
+    show_default=True,
+    help="Latency a row may gain beyond both runs' spread: a percentage of OLD (5%) or a time (0.5ms).",
+)
+@click.option(
+    "--metric-threshold",
+    type=click.FloatRange(0),
+    default=0.5,
+    show_default=True,
+    help="Metric (F1) points a row may lose.",
+)
+@click.option(
+    "--statistic",
+    type=click.Choice(["avg", "p50", "p90", "p99"]),
+    default="p50",
+    show_default=True,
+    help="Latency figure compared.",
+)
+@click.pass_context
+@user_errors
+def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
+    """List what got slower or less accurate from OLD to NEW (report.json files or report
+    folders); exit status 1 when anything regressed, so CI can gate a release on it.
+
+    \b
+    Example:
+      slimbert bench compare release-1.2/report.json runs/bench/report.json --threshold 5% --metric-threshold 0.5
+    """
+    from slimbert.bench.report import Report, Threshold, compare_reports, machine_differences
+
+    before, after = Report.read(old), Report.read(new)
+    changes = compare_reports(before, after, Threshold(threshold, metric_threshold, statistic))
+    for difference in machine_differences(before, after):
+        click.echo(
+            f"note: the runs differ in {difference}; latency changes may be the machine's", err=True
+        )
+    for change in changes:
+        click.echo(change.sentence())
+    regressed = [c for c in changes if c.regressed]
+    matched = len({r.key() for r in before.rows} & {r.key() for r in after.rows})
+    click.echo(
+        f"{len(regressed)} regression{'s' if len(regressed) != 1 else ''} in {matched} matching rows ({statistic}, threshold {threshold} beyond noise, {metric_threshold:g} metric points)"
+    )
+    if regressed:
+        ctx.exit(1)

@@ -1,0 +1,327 @@
+"""Commands that make the teacher: train-teacher, professor boost and augment, pretrain-student."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from slimbert.cli.options import (
+    CONTEXT,
+    DATA_KEYS,
+    TRAIN_KEYS,
+    data_options,
+    data_spec,
+    recipe_option,
+    take,
+    train_config,
+    train_options,
+    user_errors,
+)
+
+
+@click.command("train-teacher", context_settings=CONTEXT)
+@recipe_option
+@click.option(
+    "--base",
+    required=True,
+    help="Base checkpoint: a local Hugging Face directory, or 'minilm-l6' for the bundled MiniLM.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory to write the teacher to (replaced only on success).",
+)
+@click.option(
+    "--save-route",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Also keep K checkpoints at evenly spaced steps under OUT/route/step-N, for --teacher-route (route-constrained distillation).",
+)
+@data_options
+@train_options
+@user_errors
+def train_teacher_cmd(base, out, save_route, **kwargs):
+    """Fine-tune a base checkpoint into the teacher.
+
+    Saves an HF model directory (config.json with id2label, model.safetensors, tokenizer) and
+    slimbert.json (data hashes, metric, seed, library versions). The best checkpoint on --eval is
+    kept. Runs through Accelerate: `accelerate launch -m slimbert train-teacher ...` scales to GPUs.
+    """
+    from slimbert.teachers.train import train_teacher
+
+    spec = data_spec(**take(kwargs, DATA_KEYS))
+    config = train_config(**take(kwargs, TRAIN_KEYS))
+    result, metadata = train_teacher(base, spec, out, config, save_route=save_route)
+    click.echo(
+        f"teacher saved to {out}: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items())
+        + f" (best at step {result.best_step} of {result.steps})"
+    )
+
+
+@click.group(context_settings=CONTEXT)
+def professor():
+    """Make the teacher stronger before it teaches: a boosted ensemble, or augmented pairs."""
+
+
+@professor.command("boost", context_settings=CONTEXT)
+@recipe_option
+@click.option(
+    "--base",
+    required=True,
+    help="Checkpoint every member is fine-tuned from: a local HF directory, or 'minilm-l6'.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Ensemble directory (members, ensemble.json); any --teacher flag takes it.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="K, the most members; boosting stops early at a chance-level or error-free member.",
+)
+@click.option(
+    "--shrinkage",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="ν scaling every member's vote α (1.0 is plain SAMME).",
+)
+@click.option(
+    "--weighting",
+    type=click.Choice(["loss", "resample"]),
+    default="loss",
+    show_default=True,
+    help="Sample weights as per-example loss weights, or as weighted resampling.",
+)
+@click.option(
+    "--first-member",
+    type=click.Path(path_type=Path),
+    help="An already fine-tuned teacher (same base) to use as round 1.",
+)
+@click.option(
+    "--combine",
+    type=click.Choice(["logits", "probabilities"]),
+    default="logits",
+    show_default=True,
+    help="Members' vote-weighted logits, or their vote-weighted probability mixture.",
+)
+@data_options
+@train_options
+@user_errors
+def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, combine, **kwargs):
+    """PS-Boosting: K teachers fine-tuned in sequence on SAMME sample weights, combined by
+    vote-weighted logits.
+
+    \b
+    Example:
+      slimbert professor boost --base minilm-l6 --train train.tsv --eval dev.tsv --rounds 3 --out runs/professor-boost
+      slimbert compress kd --teacher runs/professor-boost --train train.tsv --eval dev.tsv --layers 3 --out runs/kd3-boost
+    """
+    from slimbert.teachers.boost import BoostConfig, boost
+
+    spec = data_spec(**take(kwargs, DATA_KEYS))
+    config = train_config(**take(kwargs, TRAIN_KEYS))
+    metadata = boost(
+        base, spec, out, BoostConfig(rounds, shrinkage, weighting, first_member, combine), config
+    )
+    for r in metadata["rounds"]:
+        click.echo(
+            f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}, alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
+            + ("" if r["kept"] else " (dropped)")
+        )
+    click.echo(
+        f"professor saved to {out}: {metadata['members']} members ({metadata['stopped']}); "
+        + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items())
+    )
+
+
+@professor.command("augment", context_settings=CONTEXT)
+@recipe_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="TSV of the original plus the new pairs; the report goes beside it (<stem>.report.json).",
+)
+@click.option(
+    "--symmetry/--no-symmetry",
+    default=True,
+    show_default=True,
+    help="Add b–a for every training pair a–b.",
+)
+@click.option(
+    "--transitivity/--no-transitivity",
+    default=True,
+    show_default=True,
+    help="Compose paths of training pairs into new pairs.",
+)
+@click.option(
+    "--max-path",
+    type=click.IntRange(2, 4),
+    default=2,
+    show_default=True,
+    help="Most training pairs one new pair composes.",
+)
+@click.option(
+    "--per-pair",
+    type=click.IntRange(0),
+    default=4,
+    show_default=True,
+    help="Most transitive pairs credited to one source pair.",
+)
+@click.option(
+    "--max-transitive",
+    type=click.IntRange(0),
+    help="Most transitive pairs in all (default: no cap).",
+)
+@click.option(
+    "--similar-label", help="The label meaning similar (default: the positive class, '1' in GLUE)."
+)
+@click.option(
+    "--filter-teacher",
+    type=click.Path(path_type=Path),
+    help="Teacher (or professor) whose confident contradictions are dropped.",
+)
+@click.option(
+    "--filter-confidence",
+    type=click.FloatRange(0.5, 1.0),
+    help="Drop a new pair the teacher labels the other way with at least this probability.",
+)
+@data_options
+@user_errors
+def professor_augment_cmd(
+    out,
+    symmetry,
+    transitivity,
+    max_path,
+    per_pair,
+    max_transitive,
+    similar_label,
+    filter_teacher,
+    filter_confidence,
+    **kwargs,
+):
+    """PS-DA data: sentence pairs implied by symmetry and transitivity of the training labels,
+    none containing an eval sentence.
+
+    \b
+    Example:
+      slimbert professor augment --train train.tsv --eval dev.tsv --out runs/train-augmented.tsv
+      slimbert train-teacher --base minilm-l6 --train runs/train-augmented.tsv --eval dev.tsv --out runs/professor-da
+    """
+    from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
+
+    spec = data_spec(**take(kwargs, DATA_KEYS))
+    config = PairAugmentConfig(
+        symmetry, transitivity, max_path, per_pair, max_transitive, similar_label, filter_confidence
+    )
+    report = augment_pairs(spec, out, config, teacher=filter_teacher)
+    click.echo("\n".join(report.lines()))
+    click.echo(f"augmented pairs written to {out}")
+
+
+@click.command("pretrain-student", context_settings=CONTEXT)
+@recipe_option
+@click.option(
+    "--teacher",
+    required=True,
+    help="Whose encoder the student is cut from: a teacher or professor directory, or a base checkpoint ('minilm-l6').",
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Student depth (teacher layers picked as compress kd picks them).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Masked-LM model directory for `compress kd --student-init`.",
+)
+@click.option(
+    "--train",
+    "train",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The task's training file: its texts (labels unused) are the default pre-training text.",
+)
+@click.option(
+    "--text",
+    "texts",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="More unlabelled text (.tsv/.csv/.jsonl, same columns); repeat for several.",
+)
+@click.option("--text-column")
+@click.option("--text-pair-column")
+@click.option("--no-header", is_flag=True)
+@click.option("--max-length", type=click.IntRange(8, 4096), default=128, show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N rows of --train.")
+@click.option("--sample-seed", type=int, help="Shuffle --train with this seed before --limit.")
+@click.option(
+    "--mlm-probability",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Share of tokens masked.",
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Share of texts held out to pick the best checkpoint.",
+)
+@train_options
+@user_errors
+def pretrain_student_cmd(
+    teacher,
+    layers,
+    out,
+    train,
+    texts,
+    text_column,
+    text_pair_column,
+    no_header,
+    max_length,
+    limit,
+    sample_seed,
+    mlm_probability,
+    holdout,
+    **kwargs,
+):
+    """Continued masked-LM pre-training of the layer-truncated student on in-domain text.
+
+    \b
+    Example:
+      slimbert pretrain-student --teacher runs/professor-da --layers 3 --train train.tsv --out runs/mlm-3L
+      slimbert compress kd --teacher runs/professor-da --student-init runs/mlm-3L --layers 3 --train train.tsv --eval dev.tsv --out runs/kd3-star
+    """
+    from slimbert.compress.pretrain import PretrainConfig, pretrain_student
+    from slimbert.data import Columns
+
+    config = train_config(**take(kwargs, TRAIN_KEYS))
+    columns = Columns(text_column, text_pair_column, None, header=not no_header)
+    result, metadata = pretrain_student(
+        teacher,
+        [train, *texts],
+        out,
+        PretrainConfig(layers, mlm_probability, holdout, max_length),
+        config,
+        columns,
+        limit,
+        sample_seed,
+    )
+    click.echo(
+        f"pre-trained student saved to {out}: held-out masked-LM loss {metadata['mlm_loss_before']:.3f} → {metadata['metric'].get('mlm_loss', float('nan')):.3f} (best at step {result.best_step} of {result.steps})"
+    )
