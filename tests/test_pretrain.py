@@ -18,7 +18,7 @@ from slimbert.compress.pretrain import (
     pretrain_student,
     unlabelled_texts,
 )
-from slimbert.compress.students import make_student, pick_layers
+from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
@@ -154,7 +154,8 @@ def test_kd_student_init_takes_encoder_from_the_pretrained_student(
 
 def test_student_init_refuses_another_depth(pretrained, tiny_teacher):
     out, _, _ = pretrained
-    student = make_student(load_model_dir(tiny_teacher)[0], 3)
+    teacher = load_model_dir(tiny_teacher)[0]
+    student = build_student(teacher, StudentShape(3), pick_layers(teacher.config.num_hidden_layers, 3))[0]
     with pytest.raises(SlimbertError, match="num_hidden_layers 2 but this student has 3"):
         init_student(student, out)
 

@@ -173,7 +173,7 @@ def test_ensemble_is_a_kd_teacher(ensemble, tmp_path):
     from safetensors.torch import load_file
 
     from slimbert.batches import make_loader, predict_logits, prepare
-    from slimbert.compress.students import make_student, pick_layers
+    from slimbert.compress.students import StudentShape, build_student, pick_layers
     from slimbert.models import load_model_dir
     from slimbert.teachers.load import load_teacher
     from slimbert.teachers.logits import cache_dir
@@ -220,9 +220,9 @@ def test_ensemble_is_a_kd_teacher(ensemble, tmp_path):
     assert len(cached) == 1
     np.testing.assert_allclose(load_file(str(cached[0]))["logits"].numpy(), expected, atol=1e-5)
 
-    # lr 1e-9 for one step leaves the student where make_student put it: the best member's layers.
+    # lr 1e-9 for one step leaves the student where build_student put it: the best member's layers.
     best = members[record["best_member"]]
-    reference = make_student(best, 1, pick_layers(2, 1)).state_dict()
+    reference = build_student(best, StudentShape(1), pick_layers(2, 1))[0].state_dict()
     trained = load_model_dir(out)[0].state_dict()
     for key in (
         "bert.embeddings.word_embeddings.weight",

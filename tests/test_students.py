@@ -18,7 +18,7 @@ from slimbert.compress.networks import (
     SoftTree,
     TextCNNConfig,
     TreeConfig,
-    build_student,
+    build_network,
     principal_directions,
 )
 from slimbert.compress.teaching import (
@@ -155,7 +155,7 @@ def test_principal_directions_keep_inner_products_at_full_width_and_fix_signs():
 def test_padding_never_changes_a_prediction(teacher, config, pair):
     model, tokenizer = teacher
     torch.manual_seed(0)
-    student = build_student(config, model, tokenizer, LABELS, "classification", pair).eval()
+    student = build_network(config, model, tokenizer, LABELS, "classification", pair).eval()
     texts = ["good movie", "bad plot was awful and the film was boring"]
     pairs = ["the film", "a story that was not really good at all"] if pair else None
     batch = tokenizer(texts, pairs, padding=True, return_tensors="pt")
@@ -167,7 +167,7 @@ def test_padding_never_changes_a_prediction(teacher, config, pair):
 def test_embeddings_start_from_the_teachers_table(teacher):
     model, tokenizer = teacher
     table = model.get_input_embeddings().weight.detach()  # (V, 32)
-    own = build_student(
+    own = build_network(
         TextCNNConfig(embedding_dim=16, filters=4),
         model,
         tokenizer,
@@ -178,7 +178,7 @@ def test_embeddings_start_from_the_teachers_table(teacher):
     assert torch.allclose(
         own.embeddings.table.weight, table @ principal_directions(table, 16), atol=1e-5
     )
-    learned = build_student(
+    learned = build_network(
         TextCNNConfig(embedding_dim=16, filters=4, projection="learned"),
         model,
         tokenizer,
@@ -223,7 +223,7 @@ def test_isolated_teacher_gets_no_gradient_from_the_soft_loss(teacher, tiny_teac
     _, tokenizer = teacher
     model = load_model_dir(tiny_teacher)[0]  # a private copy: its gradients are inspected
     torch.manual_seed(0)
-    student = build_student(
+    student = build_network(
         TextCNNConfig(embedding_dim=16, filters=4, dropout=0.0),
         model,
         tokenizer,
@@ -604,7 +604,7 @@ def test_method_defaults_match_the_student_config_defaults(name):
     from slimbert.compress.tree import TreeMethod
 
     method_type = {"textcnn": TextCNNMethod, "bilstm": BiLSTMMethod, "tree": TreeMethod}[name]
-    assert METHODS[name].__module__ == f"slimbert.compress.{name}"
+    assert METHODS[name].run.__module__ == f"slimbert.compress.{name}"
     config_type, _ = ARCHITECTURES[name]
     assert method_type().student() == config_type()
     sizes = {f.name for f in dataclasses.fields(method_type)} & {
@@ -618,7 +618,7 @@ def test_inspect_tree_reads_tokens_along_each_node(teacher):
 
     model, tokenizer = teacher
     torch.manual_seed(0)
-    student = build_student(
+    student = build_network(
         TreeConfig(embedding_dim=8, depth=1), model, tokenizer, LABELS, "classification", False
     )
     vectors = student.embeddings.table.weight.detach()  # (V, 8)
@@ -631,23 +631,3 @@ def test_inspect_tree_reads_tokens_along_each_node(teacher):
         scores.topk(3).indices.tolist()
     )
     assert listing["leaves"] == [{"leaf": 0, "0": 0.5, "1": 0.5}, {"leaf": 1, "0": 0.75, "1": 0.25}]
-
-
-def test_recipes_map_to_flags():
-    import yaml
-
-    from slimbert.cli import compress
-
-    recipes = Path(__file__).resolve().parent.parent / "recipes"
-    for method in SIZES:
-        text = (recipes / f"{method}.yaml").read_text()
-        assert f"slimbert compress {method} --recipe recipes/{method}.yaml" in "\n".join(
-            text.splitlines()[:5]
-        )
-        known = {
-            o[2:].replace("-", "_")
-            for p in compress.commands[method].params
-            for o in p.opts
-            if o.startswith("--")
-        }
-        assert set(k.replace("-", "_") for k in yaml.safe_load(text)) <= known

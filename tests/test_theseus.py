@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.students import make_student, split_modules
+from slimbert.compress.students import StudentShape, build_student, split_modules
 from slimbert.compress.theseus import (
     ReplacementSchedule,
     TheseusConfig,
@@ -58,7 +58,7 @@ def test_config_errors_name_the_flag():
 def _hybrid(tiny_teacher, layers=3):
     teacher = load_classifier(tiny_teacher).eval()
     modules = split_modules(4, layers)  # [[0], [1], [2, 3]]
-    student = make_student(teacher, layers, [m[-1] for m in modules])
+    student = build_student(teacher, StudentShape(layers), [m[-1] for m in modules])[0]
     successors = hybrid_encoder(student, teacher, modules)
     batch = dict(
         load_tokenizer(tiny_teacher)(

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples
 from slimbert.errors import SlimbertError
+from slimbert.settings import setting
 
 
 class EncodedDataset(Dataset):
@@ -176,10 +177,16 @@ class DataSpec:
     train: Path
     eval: Path
     columns: Columns = Columns()
-    task: str | None = None
-    max_length: int = 128
-    limit: int | None = None
-    sample_seed: int | None = None
+    task: str | None = setting(
+        None,
+        "Default: regression when labels are decimals (STS-B).",
+        choices=("classification", "regression"),
+    )
+    max_length: int = setting(128, "Tokens per example after truncation.", min=8, max=4096)
+    limit: int | None = setting(None, "Use only the first N training rows.", min=1)
+    sample_seed: int | None = setting(
+        None, "Shuffle the training rows with this seed before --limit (a seeded subset)."
+    )
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""slimbert's command line: train a teacher, distil students, export, bench, serve, demo.
+"""What the commands share: one-line errors, --recipe files, and options generated from settings.
 
 Every command exits 0 on success and, on a problem the user can fix, prints one line on stderr
 naming the thing and the fix, exits non-zero and leaves no half-written output behind.
@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import functools
 import sys
+import types
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
+from slimbert import settings
+from slimbert.batches import DataSpec
+from slimbert.data import Columns
 from slimbert.errors import SlimbertError
+from slimbert.training.loop import TrainConfig
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -80,7 +87,95 @@ def recipe_option(command):
     )(command)
 
 
+class NumberList(click.ParamType):
+    """Comma-separated numbers ('3,4,5') as a list, or a tuple for tuple-typed settings; a list
+    from a recipe file arrives joined with commas."""
+
+    name = "LIST"
+
+    def __init__(self, item: type, as_tuple: bool = False):
+        self.item, self.as_tuple = item, as_tuple
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, list | tuple):
+            return value if value is None or not self.as_tuple else tuple(value)
+        try:
+            items = [self.item(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(f"{value!r}: give comma-separated numbers, e.g. 3,4,5", param, ctx)
+        return tuple(items) if self.as_tuple else items
+
+
+def _click_type(hint, meta: settings.Setting):
+    """The click type of a field's (non-None) type and its declared range or choices."""
+    if meta.choices:
+        return click.Choice(list(meta.choices))
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        return NumberList(typing.get_args(hint)[0], as_tuple=origin is tuple)
+    if hint in (int, float) and (meta.min is not None or meta.max is not None):
+        kind = click.IntRange if hint is int else click.FloatRange
+        return kind(meta.min, meta.max, min_open=meta.min_open, max_open=meta.max_open)
+    if hint is Path:
+        return click.Path(path_type=Path)
+    return hint
+
+
+def _optional_inner(hint):
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return hint
+
+
+def dataclass_options(cls: type, skip: tuple[str, ...] = ()):
+    """A decorator adding one click option per `setting` field of dataclass `cls`: the flag,
+    type, range, default and help all come from the field (slimbert.settings)."""
+    hints = settings.field_types(cls)
+
+    def option(f):
+        meta = settings.describe(f)
+        hint = _optional_inner(hints[f.name])
+        default = settings.default_of(f)
+        flag = meta.flag or "--" + f.name.replace("_", "-")
+        if hint is bool:
+            decls = [flag if "/" in flag or not meta.secondary else f"{flag}/--no-{flag[2:]}"]
+            extra = {"is_flag": True} if not meta.secondary and "/" not in flag else {}
+            return click.option(
+                *decls, f.name, default=default, show_default=True, help=meta.help, **extra
+            )
+        if isinstance(default, list | tuple):
+            default = ",".join(str(v) for v in default)
+        return click.option(
+            flag,
+            f.name,
+            type=_click_type(hint, meta),
+            default=default,
+            show_default=default is not None,
+            help=meta.help,
+        )
+
+    def decorate(command):
+        for f in reversed(fields(cls)):
+            if f.name not in skip and settings.describe(f).cli and settings.KEY in f.metadata:
+                command = option(f)(command)
+        return command
+
+    return decorate
+
+
+def cli_fields(cls: type, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The names `dataclass_options(cls, skip)` turns into options."""
+    return tuple(
+        f.name
+        for f in fields(cls)
+        if f.name not in skip and settings.KEY in f.metadata and settings.describe(f).cli
+    )
+
+
 def data_options(command):
+    """--train/--eval, the column flags and DataSpec's own settings (max length, subset)."""
+    command = dataclass_options(DataSpec)(command)
     options = [
         click.option(
             "--train",
@@ -96,9 +191,20 @@ def data_options(command):
             required=True,
             help="Evaluation file, same columns as --train.",
         ),
+        *column_options(),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def column_options(labels: bool = True) -> list:
+    """--text-column, --text-pair-column, --label-column and --no-header."""
+    options = [
         click.option(
             "--text-column",
-            help="Column with the text (default: found from GLUE headers: sentence, #1 String, sentence1, text, ...).",
+            help="Column with the text (default: found from GLUE headers: sentence, "
+            "#1 String, sentence1, text, ...).",
         ),
         click.option(
             "--text-pair-column",
@@ -111,140 +217,15 @@ def data_options(command):
         click.option(
             "--no-header",
             is_flag=True,
-            help="The files have no header row; name columns by 0-based position, e.g. --text-column 0.",
-        ),
-        click.option(
-            "--task",
-            type=click.Choice(["classification", "regression"]),
-            help="Default: regression when labels are decimals (STS-B).",
-        ),
-        click.option(
-            "--max-length",
-            type=click.IntRange(8, 4096),
-            default=128,
-            show_default=True,
-            help="Tokens per example after truncation.",
-        ),
-        click.option("--limit", type=click.IntRange(1), help="Use only the first N training rows."),
-        click.option(
-            "--sample-seed",
-            type=int,
-            help="Shuffle the training rows with this seed before --limit (a seeded subset).",
+            help="The files have no header row; name columns by 0-based position, "
+            "e.g. --text-column 0.",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return options if labels else [options[0], options[1], options[3]]
 
 
-def train_options(command):
-    options = [
-        click.option(
-            "--epochs",
-            type=click.FloatRange(0, min_open=True),
-            default=3.0,
-            show_default=True,
-            help="Passes over the training set.",
-        ),
-        click.option(
-            "--max-steps",
-            type=click.IntRange(1),
-            help="Stop after N optimiser steps (overrides --epochs).",
-        ),
-        click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True),
-        click.option(
-            "--lr",
-            type=click.FloatRange(0, min_open=True),
-            default=5e-5,
-            show_default=True,
-            help="Peak learning rate (AdamW, linear warm-up and decay).",
-        ),
-        click.option("--seed", type=int, default=42, show_default=True),
-        click.option(
-            "--eval-every",
-            type=click.IntRange(0),
-            default=0,
-            show_default=True,
-            help="Evaluate every N steps; 0 = once per epoch.",
-        ),
-        click.option(
-            "--patience",
-            type=click.IntRange(0),
-            default=2,
-            show_default=True,
-            help="Early stop after N evaluations without improvement; 0 = never.",
-        ),
-        click.option(
-            "--mixed-precision",
-            type=click.Choice(["no", "fp16", "bf16"]),
-            default="no",
-            show_default=True,
-            help="Mixed precision through Accelerate: fp16 on GPUs; bf16 on GPUs and on CPUs with AVX-512 BF16 or AMX (about 2x faster training there).",
-        ),
-        click.option(
-            "--group-by-length/--no-group-by-length",
-            default=False,
-            show_default=True,
-            help="Batch training rows of similar length together: less padding, a third less compute on MRPC.",
-        ),
-        click.option("--progress/--no-progress", default=True, help="Show the progress bar."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def data_spec(
-    train,
-    eval_file,
-    text_column,
-    text_pair_column,
-    label_column,
-    no_header,
-    task,
-    max_length,
-    limit,
-    sample_seed,
-):
-    from slimbert.batches import DataSpec
-    from slimbert.data import Columns
-
-    columns = Columns(text_column, text_pair_column, label_column, header=not no_header)
-    return DataSpec(Path(train), Path(eval_file), columns, task, max_length, limit, sample_seed)
-
-
-def train_config(
-    epochs,
-    max_steps,
-    batch_size,
-    lr,
-    seed,
-    eval_every,
-    patience,
-    mixed_precision,
-    group_by_length,
-    progress,
-):
-    from slimbert.training.loop import TrainConfig
-
-    return TrainConfig(
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        eval_every=eval_every,
-        patience=patience,
-        mixed_precision=mixed_precision,
-        group_by_length=group_by_length,
-        progress=progress,
-    )
-
-
-def take(kwargs: dict, names: tuple[str, ...]) -> dict:
-    return {name: kwargs.pop(name) for name in names}
-
-
+train_options = dataclass_options(TrainConfig)
+TRAIN_KEYS = cli_fields(TrainConfig)
 DATA_KEYS = (
     "train",
     "eval_file",
@@ -252,23 +233,29 @@ DATA_KEYS = (
     "text_pair_column",
     "label_column",
     "no_header",
-    "task",
-    "max_length",
-    "limit",
-    "sample_seed",
+    *cli_fields(DataSpec),
 )
-TRAIN_KEYS = (
-    "epochs",
-    "max_steps",
-    "batch_size",
-    "lr",
-    "seed",
-    "eval_every",
-    "patience",
-    "mixed_precision",
-    "group_by_length",
-    "progress",
-)
+
+
+def data_spec(kwargs: dict) -> DataSpec:
+    """Pop the data flags from a command's keyword arguments into a DataSpec."""
+    values = take(kwargs, DATA_KEYS)
+    columns = Columns(
+        values.pop("text_column"),
+        values.pop("text_pair_column"),
+        values.pop("label_column"),
+        header=not values.pop("no_header"),
+    )
+    return DataSpec(Path(values.pop("train")), Path(values.pop("eval_file")), columns, **values)
+
+
+def train_config(kwargs: dict, **overrides) -> TrainConfig:
+    """Pop the training flags from a command's keyword arguments into a TrainConfig."""
+    return TrainConfig(**{**take(kwargs, TRAIN_KEYS), **overrides})
+
+
+def take(kwargs: dict, names: tuple[str, ...]) -> dict:
+    return {name: kwargs.pop(name) for name in names}
 
 
 def float_list(ctx, param, value):

@@ -8,12 +8,9 @@ import click
 
 from slimbert.cli.options import (
     CONTEXT,
-    DATA_KEYS,
-    TRAIN_KEYS,
     data_options,
     data_spec,
     recipe_option,
-    take,
     train_config,
     train_options,
     user_errors,
@@ -52,8 +49,8 @@ def train_teacher_cmd(base, out, save_route, **kwargs):
     """
     from slimbert.teachers.train import train_teacher
 
-    spec = data_spec(**take(kwargs, DATA_KEYS))
-    config = train_config(**take(kwargs, TRAIN_KEYS))
+    spec = data_spec(kwargs)
+    config = train_config(kwargs)
     result, metadata = train_teacher(base, spec, out, config, save_route=save_route)
     click.echo(
         f"teacher saved to {out}: "
@@ -127,8 +124,8 @@ def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, c
     """
     from slimbert.teachers.boost import BoostConfig, boost
 
-    spec = data_spec(**take(kwargs, DATA_KEYS))
-    config = train_config(**take(kwargs, TRAIN_KEYS))
+    spec = data_spec(kwargs)
+    config = train_config(kwargs)
     metadata = boost(
         base, spec, out, BoostConfig(rounds, shrinkage, weighting, first_member, combine), config
     )
@@ -219,7 +216,7 @@ def professor_augment_cmd(
     """
     from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
 
-    spec = data_spec(**take(kwargs, DATA_KEYS))
+    spec = data_spec(kwargs)
     config = PairAugmentConfig(
         symmetry, transitivity, max_path, per_pair, max_transitive, similar_label, filter_confidence
     )
@@ -310,7 +307,7 @@ def pretrain_student_cmd(
     from slimbert.compress.pretrain import PretrainConfig, pretrain_student
     from slimbert.data import Columns
 
-    config = train_config(**take(kwargs, TRAIN_KEYS))
+    config = train_config(kwargs)
     columns = Columns(text_column, text_pair_column, None, header=not no_header)
     result, metadata = pretrain_student(
         teacher,

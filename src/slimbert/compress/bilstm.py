@@ -16,14 +16,13 @@ into Simple Neural Networks" (2019).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from slimbert.batches import DataSpec
-from slimbert.compress.networks import BiLSTMConfig
-from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
-from slimbert.training.loop import TrainConfig, TrainResult
+from slimbert.compress.method import Job, Method
+from slimbert.compress.networks import PROJECTIONS, BiLSTMConfig
+from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.settings import setting
+from slimbert.training.loop import TrainResult
 
 
 @dataclass
@@ -31,12 +30,23 @@ class BiLSTMMethod(TeachingConfig):
     """The flags of `slimbert compress bilstm` beyond data and training, one field each: the
     teacher signal (TeachingConfig) and the network's sizes (see BiLSTMConfig)."""
 
-    embedding_dim: int = 300
-    projection: str = "pca"
-    freeze_embeddings: bool = False
-    dropout: float = 0.5
-    hidden_size: int = 150
-    fc_size: int = 200
+    embedding_dim: int = setting(
+        300,
+        "Student embedding width E; the teacher's table is projected to it.",
+        min=1,
+    )
+    projection: str = setting(
+        "pca",
+        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
+        "teacher table frozen, projection trained.",
+        choices=PROJECTIONS,
+    )
+    freeze_embeddings: bool = setting(
+        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
+    )
+    dropout: float = setting(0.5, "Dropout before the classifier.", min=0, max=1, max_open=True)
+    hidden_size: int = setting(150, "LSTM units per direction.", min=1)
+    fc_size: int = setting(200, "Units of the ReLU layer before the classifier.", min=1)
 
     def student(self) -> BiLSTMConfig:
         return BiLSTMConfig(
@@ -49,12 +59,18 @@ class BiLSTMMethod(TeachingConfig):
         )
 
 
-def run(
-    teacher_dir: Path | Sequence[Path],
-    spec: DataSpec,
-    out: Path,
-    method: BiLSTMMethod,
-    config: TrainConfig,
-) -> tuple[TrainResult, dict]:
-    """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
-    return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config)
+def run(job: Job, method: BiLSTMMethod) -> tuple[TrainResult, dict]:
+    """The first --teacher gives the tokenizer and embeddings; more teachers add their logits."""
+    return teach(job, method.student(), method)
+
+
+METHOD = Method(
+    name="bilstm",
+    config=BiLSTMMethod,
+    run=run,
+    summary="BiLSTM over the teacher's token ids (Tang et al., 2019); pairs encoded side by side.",
+    stages=("distil",),
+    several_teachers=True,
+    # these students train from scratch above the embeddings: a BERT fine-tuning rate is too low
+    train_defaults={"lr": 1e-3},
+)

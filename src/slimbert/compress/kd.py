@@ -12,19 +12,25 @@ Sanh et al., "DistilBERT" (2019), for initialising the student from the teacher'
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from slimbert.batches import DataSpec, prepare
-from slimbert.compress.students import make_student, pick_layers
+from slimbert.compress.method import Job, Method, open_job, student_record
+from slimbert.compress.pretrain import init_student
+from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.metrics import evaluator
-from slimbert.models import model_label_map, model_task, save_model, seed_everything
-from slimbert.teachers.load import load_teacher
+from slimbert.models import save_model, seed_everything
+from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.loop import TrainConfig, TrainResult, train_loader, training_record
+from slimbert.training.loop import TrainResult, train_loader
 from slimbert.training.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
 from slimbert.training.route import describe as describe_route
 from slimbert.training.route import soft_targets, train_stages
+
+ROUTE_HELP = (
+    "The teacher's route (train-teacher --save-route): distil from its checkpoints in order, "
+    "splitting the step budget, before the teacher."
+)
 
 
 @dataclass
@@ -32,9 +38,24 @@ class KDConfig:
     """temperature: softens both distributions; alpha: weight of the soft term (1 − alpha on the
     hard labels); layers: student depth."""
 
-    layers: int = 3
-    temperature: float = 2.0
-    alpha: float = 0.5
+    layers: int = setting(
+        3,
+        "Student depth; layers are picked evenly from the teacher, top layer kept "
+        "(6→3 keeps 1, 3, 5).",
+        min=1,
+    )
+    temperature: float = setting(
+        2.0, "Softmax temperature T of the soft loss (scaled by T²).", min=0, min_open=True
+    )
+    alpha: float = setting(
+        0.5, "Weight of the soft loss; 1 − alpha goes to the hard labels.", min=0, max=1
+    )
+    student_init: Path | None = setting(
+        None,
+        "Start the student's embeddings and encoder from this pre-trained student "
+        "(from pretrain-student, same --layers).",
+    )
+    teacher_route: Path | None = setting(None, ROUTE_HELP)
 
 
 def loss_terms(config: KDConfig) -> list[LossTerm]:
@@ -44,61 +65,49 @@ def loss_terms(config: KDConfig) -> list[LossTerm]:
     ]
 
 
-def run(
-    teacher_dir: Path,
-    spec: DataSpec,
-    out: Path,
-    kd: KDConfig,
-    config: TrainConfig,
-    student_init: Path | None = None,
-    route: Path | None = None,
-) -> tuple[TrainResult, dict]:
-    """`teacher_dir` may be a professor ensemble: its logits teach, its best member gives the
+def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
+    """The teacher may be a professor ensemble: its logits teach, its best member gives the
     student's layers. `student_init` (from pretrain-student) replaces the student's embeddings
-    and encoder before training. `route` (train-teacher --save-route) splits the step budget
-    over the teacher's checkpoints, easy to hard, before the teacher itself (compress/route.py)."""
-    loaded = load_teacher(teacher_dir)
-    teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
-    task = model_task(teacher)
-    data = prepare(spec, tokenizer, label_map=model_label_map(teacher), task=task)
-    cached = teacher_logits(
-        loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint
-    )  # (N, C)
-    teacher_metrics = evaluator(data)(loaded.model)
+    and encoder before training. `teacher_route` (train-teacher --save-route) splits the step
+    budget over the teacher's checkpoints, easy to hard, before the teacher itself
+    (training/route.py)."""
+    config = job.train
+    opening = open_job(job)
+    loaded, data = opening.teacher, opening.data
+    teacher, tokenizer = loaded.layers, loaded.tokenizer
+    cached = teacher_logits(loaded.model, job.teacher, data, fingerprint=loaded.fingerprint)
     seed_everything(config.seed)
     layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
-    student = make_student(teacher, kd.layers, layers)
-    init = None
-    if student_init is not None:
-        from slimbert.compress.pretrain import init_student
-
-        init = init_student(student, student_init)
+    student, _ = build_student(teacher, StudentShape(kd.layers), layers, seed=config.seed)
+    init = init_student(student, kd.student_init) if kd.student_init is not None else None
     loader = train_loader(data.train_set, config)
-    stages = soft_targets(
-        route, Path(teacher_dir), teacher, data, cached, config, len(loader)
-    )  # (stage, (N, C) logits)
-    del teacher, loaded
-    terms = loss_terms(kd)
+    # (stage, (N, C) logits) for every checkpoint of the route, then the teacher's own
+    stages = soft_targets(kd.teacher_route, job.teacher, teacher, data, cached, config, len(loader))
+    del teacher, loaded, opening.teacher
 
     results = train_stages(
-        student, loader, stages, cached_logits_step(terms), evaluator(data), f"kd-{kd.layers}L"
+        student, loader, stages, cached_logits_step(loss_terms(kd)), evaluator(data),
+        f"kd-{kd.layers}L",
     )
     result = results[-1]
     metadata = {
-        "role": "student",
-        "method": "kd",
-        "teacher": str(teacher_dir),
-        "teacher_metric": teacher_metrics.values,
+        **student_record("kd", job, opening, kd, result),
         "layer_map": layers,
-        "kd_config": asdict(kd),
-        **training_record(result, config, data),
         "steps": sum(r.steps for r in results),
         "first_losses": results[0].losses[:5],
         "route": describe_route([stage for stage, _ in stages], results)
-        if route is not None
+        if kd.teacher_route is not None
         else None,
-        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
         "student_init": init,
     }
-    save_model(student, tokenizer, out, metadata)
+    save_model(student, tokenizer, job.out, metadata)
     return result, metadata
+
+
+METHOD = Method(
+    name="kd",
+    config=KDConfig,
+    run=run,
+    summary="Hinton logit distillation into a student built from the teacher's own layers.",
+    stages=("distil",),
+)

@@ -15,7 +15,7 @@ divide both widths. No projection is learned. Stage 2 trains the student's head 
 with Hinton KD on the cached teacher logits: alpha · T²·KL + (1 − alpha) · CE.
 
 Stage 1 keeps the checkpoint with the lowest relation loss on the eval set; stage 2 the best
-eval metric. The student is built like TinyBERT's (`layermap.build_student`): copied from the
+eval metric. The student is built like TinyBERT's (`compress.students.build_student`): copied from the
 uniformly mapped teacher layers where shapes match, random otherwise.
 
 Reference: Wang et al., "MiniLMv2: Multi-Head Self-Attention Relation Distillation for
@@ -26,21 +26,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from slimbert.batches import DataSpec, TaskData, make_loader, prepare
+from slimbert.batches import TaskData, make_loader
+from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics, evaluator
 from slimbert.models import device, save_model, seed_everything
-from slimbert.teachers.load import load_teacher
+from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.capture import TransformerOutputs, forward_internals, split_heads
-from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.training.loop import TrainResult, train, train_loader
 from slimbert.training.losses import (
     LossTerm,
     TermFn,
@@ -58,23 +59,53 @@ RELATIONS = ("query", "key", "value")
 
 @dataclass
 class MiniLMConfig:
-    """layers / hidden_size / heads / ffn_size: the student's shape (None keeps the teacher's)
-    teacher_layer:   0-based teacher layer whose relations are distilled; −1 = the last
-    relation_heads:  R, relation heads both sides are split into (default: the teacher's head count)
-    relation_epochs: epochs of stage 1 (stage 2 uses --epochs); --max-steps caps every stage
-    relation_lr:     learning rate of stage 1 (default: --lr)
-    temperature / alpha: stage 2's KD temperature and soft-loss weight"""
+    """The student's shape (None keeps the teacher's; width and heads are free), the relation
+    stage (stage 1) and the prediction stage's KD (stage 2, --epochs); --max-steps caps both."""
 
-    layers: int = 3
-    hidden_size: int | None = None
-    heads: int | None = None
-    ffn_size: int | None = None
-    teacher_layer: int = -1
-    relation_heads: int | None = None
-    relation_epochs: float = 10.0
-    relation_lr: float | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
+    layers: int = setting(3, "Student depth.", min=1)
+    hidden_size: int | None = setting(
+        None,
+        "Student hidden size (default: the teacher's); narrower students get fresh embeddings.",
+        min=1,
+    )
+    heads: int | None = setting(
+        None, "Student attention heads (default: the teacher's); must divide the hidden size.",
+        min=1,
+    )
+    ffn_size: int | None = setting(
+        None, "Student feed-forward size (default: the teacher's).", min=1
+    )
+    teacher_layer: int = setting(
+        -1, "0-based teacher layer whose Q/K/V relations are distilled; -1 = the last."
+    )
+    relation_heads: int | None = setting(
+        None,
+        "Relation heads R (default: the teacher's head count); must divide both hidden sizes.",
+        min=1,
+    )
+    relation_epochs: float = setting(
+        10.0,
+        "Epochs of relation distillation (--epochs is the prediction stage's).",
+        min=0,
+        min_open=True,
+    )
+    relation_lr: float | None = setting(
+        None, "Learning rate of relation distillation (default: --lr).", min=0, min_open=True
+    )
+    temperature: float = setting(
+        2.0, "Temperature of the prediction-stage soft loss.", min=0, min_open=True
+    )
+    alpha: float = setting(
+        0.5,
+        "Weight of the prediction-stage soft loss; 1 − alpha goes to the hard labels.",
+        min=0,
+        max=1,
+    )
+    teacher_route: Path | None = setting(
+        None,
+        "The teacher's route (train-teacher --save-route): the prediction stage distils from "
+        "its checkpoints in order, splitting its step budget, before the teacher.",
+    )
 
     def shape(self) -> StudentShape:
         return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
@@ -181,24 +212,15 @@ def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
     return resolved
 
 
-def run(
-    teacher_dir: Path,
-    spec: DataSpec,
-    out: Path,
-    minilm: MiniLMConfig,
-    config: TrainConfig,
-    route: Path | None = None,
-) -> tuple[TrainResult, dict]:
-    loaded = load_teacher(
-        teacher_dir
-    )  # a classifier, or an ensemble whose best member has the layers
-    teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
-    data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
-    cached = teacher_logits(
-        loaded.model, teacher_dir, data, fingerprint=loaded.fingerprint
-    )  # (N, C)
-    teacher_metrics = evaluator(data)(loaded.model)
-    del loaded
+def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
+    """Relation distillation, then KD on the cached teacher logits; the teacher may be an
+    ensemble, whose best member gives the layers."""
+    config = job.train
+    opening = open_job(job)
+    loaded, data = opening.teacher, opening.data
+    teacher, tokenizer = loaded.layers, loaded.tokenizer
+    cached = teacher_logits(loaded.model, job.teacher, data, fingerprint=loaded.fingerprint)
+    del loaded, opening.teacher  # (N, C) logits above
     teacher_layer = resolve_teacher_layer(minilm.teacher_layer, teacher.config.num_hidden_layers)
     relation_heads = minilm.relation_heads or teacher.config.num_attention_heads
     init_map = map_layers(teacher.config.num_hidden_layers, minilm.layers, "uniform")
@@ -240,7 +262,7 @@ def run(
     prediction = prediction_terms(minilm)
 
     route_stages = soft_targets(
-        route, Path(teacher_dir), teacher, data, cached, config, len(loader)
+        minilm.teacher_route, job.teacher, teacher, data, cached, config, len(loader)
     )
     results = train_stages(
         student,
@@ -251,42 +273,30 @@ def run(
         f"minilm-{minilm.layers}L-prediction",
     )
     result = results[-1]
-    stages = {
-        "relation": {
-            "steps": relation.steps,
-            "best_step": relation.best_step,
-            "best": relation.best.values if relation.best else {},
-            "history": relation.history,
-            "first_losses": relation.losses[:5],
-        },
-        "prediction": {
-            "steps": result.steps,
-            "best_step": result.best_step,
-            "best": result.best.values if result.best else {},
-            "history": result.history,
-            "first_losses": result.losses[:5],
-        },
-    }
+    stages = {"relation": stage_record(relation), "prediction": stage_record(result)}
     metadata = {
-        "role": "student",
-        "method": "minilm",
-        "teacher": str(teacher_dir),
-        "teacher_metric": teacher_metrics.values,
+        **student_record("minilm", job, opening, minilm, result),
         "layer_map": init_map,
         "relation": {
             "teacher_layer": teacher_layer,
             "student_layer": minilm.layers - 1,
             "relation_heads": relation_heads,
         },
-        "minilm_config": asdict(minilm),
         "init": init.describe(),
-        **training_record(result, config, data),
         "route": describe_route([stage for stage, _ in route_stages], results)
-        if route is not None
+        if minilm.teacher_route is not None
         else None,
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
-        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
     }
-    save_model(student, tokenizer, out, metadata)
+    save_model(student, tokenizer, job.out, metadata)
     return result, metadata
+
+
+METHOD = Method(
+    name="minilm",
+    config=MiniLMConfig,
+    run=run,
+    summary="MiniLMv2: Q-Q, K-K and V-V relation distillation, then soft-logit KD.",
+    stages=("relation", "prediction"),
+)

@@ -514,7 +514,7 @@ ARCHITECTURES: dict[str, tuple[type[StudentConfig], type[nn.Module]]] = {
 # building, saving and loading
 
 
-def build_student(
+def build_network(
     config: StudentConfig, teacher: nn.Module, tokenizer, label_map: LabelMap, task: str, pair: bool
 ) -> nn.Module:
     """A student of `config`'s architecture sized from the teacher: its vocabulary, embedding

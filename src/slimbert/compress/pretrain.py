@@ -1,13 +1,13 @@
 """`slimbert pretrain-student`: continued masked-LM pre-training of a layer-truncated student.
 
-The student is the teacher's encoder cut to `layers` layers (`models.make_student` with
+The student is the teacher's encoder cut to `layers` layers (`compress.students.build_student` with
 `pick_layers`), wrapped in a masked-LM model and trained on in-domain unlabelled text — by
 default the task's own training text, pairs kept as pairs so segment embeddings see what they
 will see in fine-tuning. `compress kd --student-init DIR` then starts from its embeddings and
 encoder (PS-DA* in the professor experiment):
 
     teacher classifier (T layers)                     BertForMaskedLM (S layers)
-    ┌──────────────────────┐    make_student          ┌──────────────────────────┐
+    ┌──────────────────────┐    build_student         ┌──────────────────────────┐
     │ embeddings           │ ───────────────────────▶ │ embeddings               │ ◀─┐ tied
     │ encoder.layer[0..T)  │  layers pick_layers(T,S) │ encoder.layer[0..S)      │   │
     │ pooler, classifier   │    (not copied)          │ cls.predictions: dense,  │   │
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from slimbert.compress.students import make_student, pick_layers
+from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns, Examples, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
@@ -92,7 +92,7 @@ def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
     from transformers import AutoModelForMaskedLM
 
     picked = pick_layers(source.config.num_hidden_layers, layers)
-    student = make_student(source, layers, picked)
+    student, _ = build_student(source, StudentShape(layers), picked, seed=None)
     config = copy.deepcopy(student.config)
     config.architectures = None
     config.is_decoder = False

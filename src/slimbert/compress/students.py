@@ -129,18 +129,23 @@ class InitReport:
 
 
 def build_student(
-    teacher: nn.Module, shape: StudentShape, layer_map: list[int], seed: int = 0
+    teacher: nn.Module, shape: StudentShape, layer_map: list[int], seed: int | None = 0
 ) -> tuple[nn.Module, InitReport]:
-    """A student of `shape`, initialised from the teacher wherever a tensor's shape matches.
+    """The one student builder: a student of `shape`, initialised from the teacher wherever a
+    tensor's shape matches. Every transformer method (kd, tinybert, theseus, minilm) and
+    masked-LM pre-training build their students here.
 
     Student encoder layer j reads teacher layer layer_map[j]; embeddings, pooler and classifier
     read the teacher's own. A tensor whose shape differs (anything sized by a narrower hidden
-    size, head layout or FFN) keeps the student's fresh random initialisation, drawn with `seed`.
-    At the teacher's width this is exactly `slimbert.models.make_student`.
+    size, head layout or FFN) keeps the student's fresh random initialisation, drawn after
+    seeding torch with `seed` (None: from torch's current state). At the teacher's width every
+    tensor is copied (DistilBERT-style), which is asserted.
     """
-    if len(layer_map) != shape.layers:
+    teacher_layers = teacher.config.num_hidden_layers
+    if len(layer_map) != shape.layers or any(not 0 <= k < teacher_layers for k in layer_map):
         raise SlimbertError(
-            f"layer map {layer_map} has {len(layer_map)} entries for a {shape.layers}-layer student"
+            f"layer map {layer_map} does not fit a {shape.layers}-layer student of a "
+            f"{teacher_layers}-layer teacher"
         )
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = shape.layers
@@ -151,7 +156,8 @@ def build_student(
         raise SlimbertError(
             f"--hidden-size {config.hidden_size} is not a multiple of --heads {config.num_attention_heads}; pick a head count that divides the hidden size"
         )
-    torch.manual_seed(seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     student = type(teacher)(config)
     teacher_state = teacher.state_dict()
     prefix = layer_key_prefix(teacher)
@@ -167,6 +173,8 @@ def build_student(
         else:
             new_state[key] = value
             report.random.append(key)
+    full_width = (shape.hidden, shape.heads, shape.ffn) == (None, None, None)
+    assert not (full_width and report.random), f"teacher weights missing: {report.random[:5]}"
     student.load_state_dict(new_state, strict=True)
     student.config.slimbert_layer_map = layer_map
     return student, report
@@ -185,41 +193,3 @@ def pick_layers(teacher_layers: int, student_layers: int) -> list[int]:
             f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers (the teacher has {teacher_layers})"
         )
     return [((i + 1) * teacher_layers) // student_layers - 1 for i in range(student_layers)]
-
-
-def make_student(teacher: nn.Module, num_layers: int, layers: list[int] | None = None) -> nn.Module:
-    """A shallower copy of `teacher` keeping `layers` (default: `pick_layers`), key by key.
-
-    Embeddings, pooler and classifier are copied whole; encoder layer j of the student gets
-    teacher layer layers[j]. Every copied tensor's shape is asserted first.
-    """
-    teacher_layers = teacher.config.num_hidden_layers
-    layers = layers if layers is not None else pick_layers(teacher_layers, num_layers)
-    if len(layers) != num_layers or any(not 0 <= k < teacher_layers for k in layers):
-        raise SlimbertError(
-            f"layer map {layers} does not fit a {num_layers}-layer student of a {teacher_layers}-layer teacher"
-        )
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = num_layers
-    student = type(teacher)(config)
-    teacher_state = teacher.state_dict()
-    student_state = student.state_dict()
-    prefix = layer_key_prefix(teacher)
-    new_state = {}
-    for key, value in student_state.items():
-        source = key
-        if key.startswith(prefix):
-            index, rest = key[len(prefix) :].split(".", 1)
-            source = f"{prefix}{layers[int(index)]}.{rest}"
-        if source not in teacher_state:
-            raise SlimbertError(f"teacher has no weight {source!r} for student weight {key!r}")
-        assert teacher_state[source].shape == value.shape, (
-            key,
-            source,
-            teacher_state[source].shape,
-            value.shape,
-        )
-        new_state[key] = teacher_state[source].clone()
-    student.load_state_dict(new_state, strict=True)
-    student.config.slimbert_layer_map = layers
-    return student

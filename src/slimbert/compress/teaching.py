@@ -30,13 +30,15 @@ import torch
 from torch import nn
 
 from slimbert.batches import DataSpec, model_inputs, prepare
-from slimbert.compress.networks import StudentConfig, build_student, save_student
+from slimbert.compress.method import Job
+from slimbert.compress.networks import StudentConfig, build_network, save_student
 from slimbert.errors import SlimbertError
 from slimbert.metrics import evaluator
 from slimbert.models import seed_everything
+from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.training.loop import TrainResult, train, train_loader, training_record
 from slimbert.training.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
 from slimbert.training.outputs import Outputs
 from slimbert.training.route import Stage, describe, plan, route_logits
@@ -59,14 +61,46 @@ class TeachingConfig:
     teacher_route:   the first teacher's route (train-teacher --save-route) to distil from first
     """
 
-    teacher_weights: tuple[float, ...] | None = None
-    joint: bool = False
-    isolated: bool = True
-    teacher_lr: float = 2e-5
-    temperature: float = 2.0
-    alpha: float = 0.5
-    soft_loss: str = "kl"
-    teacher_route: Path | None = None
+    teacher_weights: tuple[float, ...] | None = setting(
+        None,
+        "One weight per --teacher, in order, for a weighted mean of their logits "
+        "(default: the plain mean).",
+    )
+    joint: bool = setting(
+        False,
+        "Train the first teacher alongside the student on the labels (default: its cached "
+        "logits).",
+        secondary=False,
+    )
+    isolated: bool = setting(
+        True,
+        "With --joint: keep the student's soft loss from reaching the teacher (its logits are "
+        "detached).",
+        flag="--isolated/--not-isolated",
+    )
+    teacher_lr: float = setting(
+        2e-5, "With --joint: the teacher's peak learning rate.", min=0, min_open=True
+    )
+    temperature: float = setting(
+        2.0, "Softmax temperature T of the soft loss (scaled by T²).", min=0, min_open=True
+    )
+    alpha: float = setting(
+        0.5,
+        "Weight of the soft loss; 1 − alpha goes to the labels; 0 trains on the labels alone "
+        "(the baseline).",
+        min=0,
+        max=1,
+    )
+    soft_loss: str = setting(
+        "kl",
+        "kl: Hinton's soft cross-entropy; mse: MSE between logits (Tang et al.).",
+        choices=SOFT_LOSSES,
+    )
+    teacher_route: Path | None = setting(
+        None,
+        "The first teacher's route (train-teacher --save-route): distil from its checkpoints "
+        "in order, splitting the step budget, first.",
+    )
 
     @property
     def distils(self) -> bool:
@@ -107,18 +141,6 @@ class TeachingConfig:
             )
         if self.temperature <= 0 or not 0 <= self.alpha <= 1 or self.teacher_lr <= 0:
             raise SlimbertError("--temperature and --teacher-lr must be > 0 and --alpha in [0, 1]")
-
-
-def teacher_dirs(teacher_dir: Path | str | Sequence[Path | str]) -> list[Path]:
-    """`run`'s first argument: one teacher directory, or several (the first is the primary)."""
-    dirs = (
-        [Path(teacher_dir)]
-        if isinstance(teacher_dir, str | Path)
-        else [Path(d) for d in teacher_dir]
-    )
-    if not dirs:
-        raise SlimbertError("no --teacher given; name at least one teacher directory")
-    return dirs
 
 
 def normalised_weights(weights: Sequence[float] | None, teachers: int) -> list[float]:
@@ -204,21 +226,20 @@ def student_losses(
 
 
 def teach(
-    teachers: Sequence[Path],
-    spec: DataSpec,
-    out: Path,
+    job: Job,
     student_config: StudentConfig,
     teaching: TeachingConfig,
-    config: TrainConfig,
     penalty_weight: float = 0.0,
     inspect: Callable[[nn.Module, Any], dict] | None = None,
 ) -> tuple[TrainResult, dict]:
-    """Build a `student_config` student from the first of `teachers`, train it as `teaching`
-    says, save it to `out` and return the final stage's result and the metadata written.
+    """Build a `student_config` student from the first of the job's teachers, train it as
+    `teaching` says, save it to job.out and return the final stage's result and the metadata
+    written.
 
     penalty_weight weighs the student's own penalty (the tree's balance term); inspect(student,
     tokenizer) adds a description of the trained student to the metadata under its
     architecture's name."""
+    teachers, spec, out, config = [Path(d) for d in job.teachers], job.data, job.out, job.train
     teacher_dir, *also_teachers = teachers
     teaching.check(len(teachers))
     student_config.check()
@@ -233,7 +254,7 @@ def teach(
     evaluate = evaluator(data)
     teacher_metrics = {str(teacher_dir): evaluate(primary.model).values}
     seed_everything(config.seed)
-    student = build_student(
+    student = build_network(
         student_config, primary.layers, tokenizer, label_map, task, data.train.is_pair
     )
     loader = train_loader(data.train_set, config)

@@ -16,14 +16,13 @@ max-norm weight constraint is not used: AdamW's weight decay stands in for it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from slimbert.batches import DataSpec
-from slimbert.compress.networks import TextCNNConfig
-from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
-from slimbert.training.loop import TrainConfig, TrainResult
+from slimbert.compress.method import Job, Method
+from slimbert.compress.networks import PROJECTIONS, TextCNNConfig
+from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.settings import setting
+from slimbert.training.loop import TrainResult
 
 
 @dataclass
@@ -31,12 +30,25 @@ class TextCNNMethod(TeachingConfig):
     """The flags of `slimbert compress textcnn` beyond data and training, one field each: the
     teacher signal (TeachingConfig) and the network's sizes (see TextCNNConfig)."""
 
-    embedding_dim: int = 300
-    projection: str = "pca"
-    freeze_embeddings: bool = False
-    dropout: float = 0.5
-    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
-    filters: int = 100
+    embedding_dim: int = setting(
+        300,
+        "Student embedding width E; the teacher's table is projected to it.",
+        min=1,
+    )
+    projection: str = setting(
+        "pca",
+        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
+        "teacher table frozen, projection trained.",
+        choices=PROJECTIONS,
+    )
+    freeze_embeddings: bool = setting(
+        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
+    )
+    dropout: float = setting(0.5, "Dropout before the classifier.", min=0, max=1, max_open=True)
+    kernel_sizes: list[int] = setting(
+        help="Comma-separated n-gram widths of the convolutions.", factory=lambda: [3, 4, 5]
+    )
+    filters: int = setting(100, "Feature maps per width.", min=1)
 
     def student(self) -> TextCNNConfig:
         return TextCNNConfig(
@@ -49,12 +61,18 @@ class TextCNNMethod(TeachingConfig):
         )
 
 
-def run(
-    teacher_dir: Path | Sequence[Path],
-    spec: DataSpec,
-    out: Path,
-    method: TextCNNMethod,
-    config: TrainConfig,
-) -> tuple[TrainResult, dict]:
-    """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
-    return teach(teacher_dirs(teacher_dir), spec, out, method.student(), method, config)
+def run(job: Job, method: TextCNNMethod) -> tuple[TrainResult, dict]:
+    """The first --teacher gives the tokenizer and embeddings; more teachers add their logits."""
+    return teach(job, method.student(), method)
+
+
+METHOD = Method(
+    name="textcnn",
+    config=TextCNNMethod,
+    run=run,
+    summary="TextCNN (Kim 2014) over the teacher's token ids, distilled offline, jointly or from several teachers.",
+    stages=("distil",),
+    several_teachers=True,
+    # these students train from scratch above the embeddings: a BERT fine-tuning rate is too low
+    train_defaults={"lr": 1e-3},
+)

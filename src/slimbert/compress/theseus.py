@@ -1,7 +1,7 @@
 """BERT-of-Theseus: progressive module replacement (Xu et al. 2020).
 
 The frozen predecessor (the teacher) is cut into as many modules as the successor (the student)
-has layers (`layermap.split_modules`). At every training step each module is, independently and
+has layers (`compress.students.split_modules`). At every training step each module is, independently and
 with probability p, replaced by its successor layer; the successor learns on the task loss alone,
 inside a network whose other parts are still the teacher's:
 
@@ -31,25 +31,22 @@ EMNLP 2020.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from slimbert.batches import DataSpec, prepare
-from slimbert.compress.students import make_student, split_modules
+from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
+from slimbert.compress.students import StudentShape, build_student, split_modules
 from slimbert.errors import SlimbertError
 from slimbert.metrics import evaluator
 from slimbert.models import device, encoder_layers, save_model, seed_everything
-from slimbert.teachers.load import load_teacher
+from slimbert.settings import setting
 from slimbert.training.loop import (
-    TrainConfig,
     TrainResult,
     planned_steps,
     train,
     train_loader,
-    training_record,
 )
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
@@ -59,19 +56,42 @@ INITS = ("module-top", "first")
 
 @dataclass
 class TheseusConfig:
-    """layers:          successor depth (the teacher is split into this many modules)
-    replace_rate:    p for the constant schedule, b (the starting p) for the linear one
-    schedule:        "constant" or "linear"
-    linear_k:        k of p(t) = min(1, k·t + b); None picks k so p reaches 1 on stage 1's last step
-    finetune_epochs: most epochs of stage 2, which stops earlier when the metric stops improving
-    init:            "module-top" (successor i copies module i's top layer) or "first" (teacher layer i)"""
+    """Stage 1 replaces modules with probability p (constant, or p(t) = min(1, k·t + b)) for
+    --epochs; stage 2 fine-tunes the successor alone; --max-steps caps both."""
 
-    layers: int = 3
-    replace_rate: float = 0.5
-    schedule: str = "constant"
-    linear_k: float | None = None
-    finetune_epochs: float = 10.0
-    init: str = "module-top"
+    layers: int = setting(
+        3, "Successor depth; the teacher is split into this many modules.", min=1
+    )
+    replace_rate: float = setting(
+        0.5,
+        "Replacement probability p (constant) or its start b (linear).",
+        min=0,
+        max=1,
+        min_open=True,
+    )
+    schedule: str = setting(
+        "constant",
+        "constant p, or the curriculum p(t) = min(1, k·t + b).",
+        choices=("constant", "linear"),
+    )
+    linear_k: float | None = setting(
+        None,
+        "k of the linear curriculum (default: reach p = 1 on the last replacing step).",
+        min=0,
+        min_open=True,
+    )
+    finetune_epochs: float = setting(
+        10.0,
+        "Most epochs of successor-only fine-tuning; it stops when the metric stops improving "
+        "(--patience).",
+        min=0,
+        min_open=True,
+    )
+    init: str = setting(
+        "module-top",
+        "Successor layer i copies the top layer of module i, or teacher layer i.",
+        choices=INITS,
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.replace_rate <= 1.0:
@@ -168,17 +188,14 @@ def task_terms() -> list[LossTerm]:
     return [LossTerm("task", 1.0, hard_loss)]
 
 
-def run(
-    teacher_dir: Path, spec: DataSpec, out: Path, theseus: TheseusConfig, config: TrainConfig
-) -> tuple[TrainResult, dict]:
-    loaded = load_teacher(
-        teacher_dir
-    )  # a classifier, or an ensemble whose best member is the predecessor
-    teacher, tokenizer, teacher_meta = loaded.layers, loaded.tokenizer, loaded.metadata
-    data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
+def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
+    """Module replacing, then successor-only fine-tuning; the teacher may be an ensemble, whose
+    best member is the predecessor."""
+    config = job.train
+    opening = open_job(job)
+    teacher, tokenizer, data = opening.teacher.layers, opening.teacher.tokenizer, opening.data
     evaluate = evaluator(data)
-    teacher_metrics = evaluate(loaded.model)
-    del loaded
+    del opening.teacher
     teacher_layers = teacher.config.num_hidden_layers
     modules = split_modules(teacher_layers, theseus.layers)
     init_layers = (
@@ -187,7 +204,7 @@ def run(
         else list(range(theseus.layers))
     )
     seed_everything(config.seed)
-    student = make_student(teacher, theseus.layers, init_layers)
+    student, _ = build_student(teacher, StudentShape(theseus.layers), init_layers, seed=None)
 
     # Stage 1: the student's embeddings, pooler and classifier are the teacher's (copied) and frozen.
     student.requires_grad_(False)
@@ -240,35 +257,23 @@ def run(
         finetune_config,
         description=f"theseus-{theseus.layers}L-finetune",
     )
-    stages = {
-        "replace": {
-            "steps": replacing.steps,
-            "best_step": replacing.best_step,
-            "best": replacing.best.values if replacing.best else {},
-            "history": replacing.history,
-            "first_losses": replacing.losses[:5],
-        },
-        "finetune": {
-            "steps": result.steps,
-            "best_step": result.best_step,
-            "best": result.best.values if result.best else {},
-            "history": result.history,
-            "first_losses": result.losses[:5],
-        },
-    }
+    stages = {"replace": stage_record(replacing), "finetune": stage_record(result)}
     metadata = {
-        "role": "student",
-        "method": "theseus",
-        "teacher": str(teacher_dir),
-        "teacher_metric": teacher_metrics.values,
+        **student_record("theseus", job, opening, theseus, result),
         "layer_map": init_layers,
         "modules": modules,
         "schedule": {"base": schedule.base, "k": schedule.k, "total_steps": total_steps},
-        "theseus_config": asdict(theseus),
-        **training_record(result, config, data),
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
-        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
     }
-    save_model(student, tokenizer, out, metadata)
+    save_model(student, tokenizer, job.out, metadata)
     return result, metadata
+
+
+METHOD = Method(
+    name="theseus",
+    config=TheseusConfig,
+    run=run,
+    summary="BERT-of-Theseus: progressive module replacement, then successor-only fine-tuning.",
+    stages=("replace", "finetune"),
+)

@@ -28,23 +28,24 @@ Findings of EMNLP 2020.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from slimbert.batches import DataSpec, EncodedDataset, TaskData, label_targets, make_loader, prepare
+from slimbert.batches import EncodedDataset, TaskData, label_targets, make_loader
+from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.compress.word_augment import AugmentConfig, augment
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics, evaluator
 from slimbert.models import device, save_model, seed_everything
-from slimbert.teachers.load import load_teacher
+from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.capture import TransformerOutputs, forward_internals
-from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader, training_record
+from slimbert.training.loop import TrainResult, train, train_loader
 from slimbert.training.losses import (
     LossTerm,
     TermFn,
@@ -60,36 +61,70 @@ from slimbert.training.route import soft_targets, train_stages
 
 @dataclass
 class TinyBERTConfig:
-    """layers / hidden_size / heads / ffn_size: the student's shape (None keeps the teacher's)
-    layer_map:            uniform, top, bottom, or explicit pairs "s:t,..." (see `layermap`)
-    temperature:          T of the prediction-layer soft loss
-    embedding_weight, attention_weight, hidden_weight: weights of the intermediate terms
-    intermediate_epochs:  epochs of stage 1 (stage 2 uses --epochs); --max-steps caps every stage
-    intermediate_lr:      learning rate of stages 0 and 1 (default: --lr)
-    general_text:         plain text file, one text per line, for stage 0 (None skips it)
-    general_epochs:       epochs of stage 0
-    augment:              add TinyBERT-style augmented copies to stages 1 and 2
-    augment_copies / augment_prob / augment_top_k: N copies per example, replacement chance p, candidates per word
-    augment_mlm:          base model with a masked-LM head for replacements (None: teacher embedding neighbours)"""
+    """The student's shape (None keeps the teacher's), the layer map, the loss weights and the
+    stages: 0 general distillation on a text file (optional), 1 intermediate-layer distillation,
+    2 prediction-layer distillation (--epochs); --max-steps caps every stage."""
 
-    layers: int = 3
-    hidden_size: int | None = None
-    heads: int | None = None
-    ffn_size: int | None = None
-    layer_map: str = "uniform"
-    temperature: float = 1.0
-    embedding_weight: float = 1.0
-    attention_weight: float = 1.0
-    hidden_weight: float = 1.0
-    intermediate_epochs: float = 10.0
-    intermediate_lr: float | None = None
-    general_text: Path | None = None
-    general_epochs: float = 1.0
-    augment: bool = False
-    augment_copies: int = 20
-    augment_prob: float = 0.4
-    augment_top_k: int = 15
-    augment_mlm: str | None = None
+    layers: int = setting(3, "Student depth.", min=1)
+    hidden_size: int | None = setting(
+        None,
+        "Student hidden size (default: the teacher's); narrower students get fresh embeddings.",
+        min=1,
+    )
+    heads: int | None = setting(
+        None, "Student attention heads (default: the teacher's); must divide the hidden size.",
+        min=1,
+    )
+    ffn_size: int | None = setting(
+        None, "Student feed-forward size (default: the teacher's).", min=1
+    )
+    layer_map: str = setting(
+        "uniform",
+        "uniform, top, bottom, or explicit student:teacher pairs like 0:1,1:3,2:5 (0-based).",
+    )
+    temperature: float = setting(
+        1.0, "Temperature of the prediction-layer soft loss.", min=0, min_open=True
+    )
+    embedding_weight: float = setting(1.0, "Weight of the embedding-output MSE.", min=0)
+    attention_weight: float = setting(1.0, "Weight of the pre-softmax attention-score MSE.", min=0)
+    hidden_weight: float = setting(1.0, "Weight of the hidden-state MSE.", min=0)
+    intermediate_epochs: float = setting(
+        10.0,
+        "Epochs of intermediate-layer distillation (--epochs is the prediction stage's).",
+        min=0,
+        min_open=True,
+    )
+    intermediate_lr: float | None = setting(
+        None,
+        "Learning rate of the layer-distillation stages (default: --lr).",
+        min=0,
+        min_open=True,
+    )
+    general_text: Path | None = setting(
+        None, "Plain text file, one text per line: general distillation on it first."
+    )
+    general_epochs: float = setting(
+        1.0, "Epochs of general distillation.", min=0, min_open=True
+    )
+    augment: bool = setting(
+        False,
+        "Add TinyBERT-style augmented copies of the training set, labelled by the teacher.",
+    )
+    augment_copies: int = setting(20, "N augmented copies per training example.", min=1)
+    augment_prob: float = setting(
+        0.4, "Chance p that each replaceable word is replaced.", min=0, max=1, min_open=True
+    )
+    augment_top_k: int = setting(15, "Replacement candidates per word.", min=1)
+    augment_mlm: str | None = setting(
+        None,
+        "Base model with a masked-LM head for replacements "
+        "(default: the teacher's embedding neighbours).",
+    )
+    teacher_route: Path | None = setting(
+        None,
+        "The teacher's route (train-teacher --save-route): the prediction stage distils from "
+        "its checkpoints in order, splitting its step budget, before the teacher.",
+    )
 
     @classmethod
     def tinybert4(cls) -> TinyBERTConfig:
@@ -239,35 +274,13 @@ def _distill_evaluator(
     return evaluate
 
 
-def _stage_record(result: TrainResult) -> dict:
-    return {
-        "steps": result.steps,
-        "best_step": result.best_step,
-        "best": result.best.values if result.best else {},
-        "history": result.history,
-        "first_losses": result.losses[:5],
-    }
-
-
-def run(
-    teacher_dir: Path,
-    spec: DataSpec,
-    out: Path,
-    tiny: TinyBERTConfig,
-    config: TrainConfig,
-    route: Path | None = None,
-) -> tuple[TrainResult, dict]:
-    loaded = load_teacher(
-        teacher_dir
-    )  # a classifier, or an ensemble whose best member has the layers
-    teacher, tokenizer, teacher_meta, fingerprint = (
-        loaded.layers,
-        loaded.tokenizer,
-        loaded.metadata,
-        loaded.fingerprint,
-    )
-    data = prepare(spec, tokenizer, label_map=loaded.label_map, task=loaded.task)
-    teacher_metrics = evaluator(data)(loaded.model)
+def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
+    """Stages 0 (optional), 1 and 2 on one student; the teacher may be an ensemble, whose best
+    member gives the layers the student matches."""
+    config, spec = job.train, job.data
+    opening = open_job(job)
+    loaded, data = opening.teacher, opening.data
+    teacher, tokenizer, fingerprint = loaded.layers, loaded.tokenizer, loaded.fingerprint
     layer_map = map_layers(teacher.config.num_hidden_layers, tiny.layers, tiny.layer_map)
     general = read_text_file(tiny.general_text) if tiny.general_text else None
 
@@ -285,10 +298,8 @@ def run(
         train_data = with_training_examples(
             data, concat(data.train, augmentation.examples), tokenizer
         )
-    cached = teacher_logits(
-        loaded.model, teacher_dir, train_data, fingerprint=fingerprint
-    )  # (N, C), originals first
-    del loaded
+    cached = teacher_logits(loaded.model, job.teacher, train_data, fingerprint=fingerprint)
+    del loaded, opening.teacher  # (N, C) logits above, originals first
 
     seed_everything(config.seed)
     student, init = build_student(teacher, tiny.shape(), layer_map, seed=config.seed)
@@ -318,7 +329,7 @@ def run(
             description="tinybert-general",
         )
         stages["general"] = {
-            **_stage_record(result),
+            **stage_record(result),
             "text": str(tiny.general_text),
             "texts": len(general),
         }
@@ -332,13 +343,13 @@ def run(
         projections.modules(),
         description="tinybert-intermediate",
     )
-    stages["intermediate"] = _stage_record(result)
+    stages["intermediate"] = stage_record(result)
     teacher.to("cpu")  # stage 2 reads cached logits; free the device for the student
 
     prediction = prediction_terms(tiny)
 
     route_stages = soft_targets(
-        route, Path(teacher_dir), teacher, train_data, cached, config, len(loader)
+        tiny.teacher_route, job.teacher, teacher, train_data, cached, config, len(loader)
     )
     results = train_stages(
         student,
@@ -349,30 +360,31 @@ def run(
         "tinybert-prediction",
     )
     result = results[-1]
-    stages["prediction"] = _stage_record(result)
+    stages["prediction"] = stage_record(result)
     metadata = {
-        "role": "student",
-        "method": "tinybert",
-        "teacher": str(teacher_dir),
-        "teacher_metric": teacher_metrics.values,
+        **student_record("tinybert", job, opening, tiny, result),
         "layer_map": layer_map,
-        "tinybert_config": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(tiny).items()
-        },
         "init": init.describe(),
         "projection": projections.embedding is not None,
         "attention_heads": "per-head"
         if student.config.num_attention_heads == teacher_heads
         else "head-mean",
         "augmentation": augmentation.describe() if augmentation else None,
-        **training_record(result, config, data),
         "route": describe_route([stage for stage, _ in route_stages], results)
-        if route is not None
+        if tiny.teacher_route is not None
         else None,
         "train_rows": len(train_data.train),
         "stages": stages,
         "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
-        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
     }
-    save_model(student, tokenizer, out, metadata)
+    save_model(student, tokenizer, job.out, metadata)
     return result, metadata
+
+
+METHOD = Method(
+    name="tinybert",
+    config=TinyBERTConfig,
+    run=run,
+    summary="TinyBERT: embedding, attention-score and hidden-state distillation, then soft logits.",
+    stages=("general", "intermediate", "prediction"),
+)

@@ -18,17 +18,16 @@ Reference: Frosst & Hinton, "Distilling a Neural Network Into a Soft Decision Tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from slimbert.batches import DataSpec
-from slimbert.compress.networks import SoftTree, TreeConfig
-from slimbert.compress.teaching import TeachingConfig, teach, teacher_dirs
+from slimbert.compress.method import Job, Method
+from slimbert.compress.networks import PROJECTIONS, SoftTree, TreeConfig
+from slimbert.compress.teaching import TeachingConfig, teach
 from slimbert.errors import SlimbertError
-from slimbert.training.loop import TrainConfig, TrainResult
+from slimbert.settings import setting
+from slimbert.training.loop import TrainResult
 
 
 @dataclass
@@ -37,13 +36,28 @@ class TreeMethod(TeachingConfig):
     teacher signal (TeachingConfig), the tree's sizes (see TreeConfig) and balance, the weight λ
     of the balance penalty (the paper's λ at the root)."""
 
-    embedding_dim: int = 128
-    projection: str = "pca"
-    freeze_embeddings: bool = False
-    dropout: float = 0.0
-    depth: int = 4
-    inverse_temperature: float = 1.0
-    balance: float = 0.1
+    embedding_dim: int = setting(
+        128,
+        "Student embedding width E; the teacher's table is projected to it.",
+        min=1,
+    )
+    projection: str = setting(
+        "pca",
+        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
+        "teacher table frozen, projection trained.",
+        choices=PROJECTIONS,
+    )
+    freeze_embeddings: bool = setting(
+        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
+    )
+    dropout: float = setting(0.0, "Dropout before the classifier.", min=0, max=1, max_open=True)
+    depth: int = setting(4, "Levels of inner nodes (2^depth leaves).", min=1, max=12)
+    inverse_temperature: float = setting(
+        1.0, "β in each inner node's σ(β · (x·w + b)).", min=0, min_open=True
+    )
+    balance: float = setting(
+        0.1, "Weight of the penalty that keeps every inner node using both branches.", min=0
+    )
 
     def student(self) -> TreeConfig:
         return TreeConfig(
@@ -92,23 +106,26 @@ def inspect_tree(tree: SoftTree, tokenizer, top_k: int = 8) -> dict:
     return {"nodes": nodes, "leaves": leaves}
 
 
-def run(
-    teacher_dir: Path | Sequence[Path],
-    spec: DataSpec,
-    out: Path,
-    method: TreeMethod,
-    config: TrainConfig,
-) -> tuple[TrainResult, dict]:
-    """`teacher_dir`: one teacher, or several (the first gives tokenizer and embeddings)."""
+def run(job: Job, method: TreeMethod) -> tuple[TrainResult, dict]:
+    """The first --teacher gives the tokenizer and embeddings; more teachers add their logits."""
     if method.balance < 0:
         raise SlimbertError(f"--balance {method.balance}: give a weight ≥ 0")
     return teach(
-        teacher_dirs(teacher_dir),
-        spec,
-        out,
+        job,
         method.student(),
         method,
-        config,
         penalty_weight=method.balance,
         inspect=inspect_tree,
     )
+
+
+METHOD = Method(
+    name="tree",
+    config=TreeMethod,
+    run=run,
+    summary="Soft decision tree (Frosst & Hinton 2017) over the mean of the teacher's embeddings.",
+    stages=("distil",),
+    several_teachers=True,
+    # these students train from scratch above the embeddings: a BERT fine-tuning rate is too low
+    train_defaults={"lr": 1e-3},
+)
