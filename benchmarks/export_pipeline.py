@@ -50,7 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from slimbert.batches import EncodedDataset, label_targets
-from slimbert.bench.report import Report, Row, Table, environment, render_markdown
+from slimbert.bench.environment import environment
+from slimbert.bench.render import Table, render_markdown
+from slimbert.bench.report import Report, Row
 from slimbert.data import Columns, read_examples
 from slimbert.export.onnx import ExportOptions, Tolerances, compare, export, torch_logits
 from slimbert.export.optimize import OptimizeConfig, fusion_counts

@@ -57,7 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
-from slimbert.bench.report import Table, _machine_lines, environment
+from slimbert.bench.environment import environment, machine_lines
+from slimbert.bench.render import Table
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import ONNX_FILE
@@ -518,7 +519,7 @@ def render_markdown(result: dict) -> str:
     env = result["environment"]
     config = result["config"]
     lines = [f"# Serving under load: {result['model']['name']}", ""]
-    lines += [f"- {line}" for line in _machine_lines(env)]
+    lines += [f"- {line}" for line in machine_lines(env)]
     lines += [
         f"- Model: {result['model']['name']} (sha256 {result['model']['sha256'][:16]}…, {result['model']['task']}, max length {result['model']['max_length']})",
         f"- Eval file: {config['eval_file']} ({result['eval_examples']} examples, one per request, cycled)",

@@ -14,9 +14,11 @@ from click.testing import CliRunner
 from conftest import build_bert, sentiment_rows, write_sst2
 from onnx import helper, numpy_helper
 
+from slimbert.bench.config import BenchConfig
 from slimbert.bench.flops import TransformerShape, measure_peak, precision_of, transformer_shape
-from slimbert.bench.report import write_report
-from slimbert.bench.run import BenchConfig, BoundSession, bench
+from slimbert.bench.render import write_report
+from slimbert.bench.run import bench
+from slimbert.bench.timing import BoundSession
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import ONNX_FILE, export

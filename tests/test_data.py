@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from pathlib import Path
 
+import numpy as np
 import pytest
 
-from slimbert.data import CLASSIFICATION, REGRESSION, Columns, LabelMap, read_examples
+from slimbert.data import (
+    CLASSIFICATION,
+    REGRESSION,
+    Columns,
+    LabelMap,
+    read_examples,
+    read_subset,
+)
 from slimbert.errors import SlimbertError
 
 
@@ -16,7 +24,8 @@ def test_mrpc_bom_and_stray_quotes(tmp_path):
     path = tmp_path / "mrpc.tsv"
     path.write_bytes(
         "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-        '1\t1\t2\tHe said " the pie business does not fit .\tThe pie business does not fit our strategy .\n'
+        '1\t1\t2\tHe said " the pie business does not fit .\t'
+        "The pie business does not fit our strategy .\n"
         '0\t3\t4\tHis wife said he was " 100 percent behind .\tIt was raining .\n'.encode()
     )
     examples = read_examples(path)
@@ -35,8 +44,10 @@ def test_stsb_picks_columns_by_name_and_is_regression(tmp_path):
     path = tmp_path / "stsb.tsv"
     path.write_text(
         "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
-        "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane is taking off.\tAn air plane is taking off.\t5.000\n"
-        "1\tmain-captions\tMSRvid\t2012test\t0004\tnone\tnone\tA man plays a flute.\tA man plays a large flute.\t3.800\n"
+        "0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\t"
+        "A plane is taking off.\tAn air plane is taking off.\t5.000\n"
+        "1\tmain-captions\tMSRvid\t2012test\t0004\tnone\tnone\t"
+        "A man plays a flute.\tA man plays a large flute.\t3.800\n"
     )
     examples = read_examples(path)
     assert examples.task == REGRESSION
@@ -97,10 +108,10 @@ def test_missing_file_and_bad_json(tmp_path):
 def test_label_map_order_unknown_label_and_limit(tmp_path):
     label_map = LabelMap.from_labels(["10", "2", "2", "1"])
     assert label_map.id2label == {0: "1", 1: "2", 2: "10"}  # numeric labels sort numerically
-    assert (
-        LabelMap.from_labels(["neg", "pos"]).positive_id() is None
-        or LabelMap.from_labels(["neg", "pos"]).positive_id() == 1
-    )
+    assert LabelMap.from_labels(["neg", "pos"]).positive_id() == 1  # no known name: id 1
+    assert LabelMap.from_labels(["no", "yes"]).positive_id() == 1
+    assert LabelMap({0: "yes", 1: "no"}).positive_id() == 0
+    assert LabelMap.from_labels(["a", "b", "c"]).positive_id() is None  # not binary
     assert LabelMap.from_labels(["negative", "positive"]).positive_id() == 1
     path = tmp_path / "e.tsv"
     path.write_text("sentence\tlabel\na\t0\nb\t7\nc\t1\n")
@@ -109,78 +120,15 @@ def test_label_map_order_unknown_label_and_limit(tmp_path):
     assert len(read_examples(path, limit=1)) == 1
 
 
-def test_length_grouped_batches_cover_every_row_once_and_cut_padding():
-    import torch
-
-    from slimbert.batches import LengthGroupedBatches
-
-    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
-    grouped = LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), window=5)
-    random_order = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
-    random_padded = sum(
-        max(lengths[i] for i in random_order[s : s + 32]) * len(random_order[s : s + 32])
-        for s in range(0, 1000, 32)
-    )
-    passes = [list(grouped), list(grouped)]
-    for batches in passes:
-        assert len(batches) == len(grouped) == 32
-        assert sorted(i for batch in batches for i in batch) == list(
-            range(1000)
-        )  # each row once per pass
-        padded = sum(max(lengths[i] for i in batch) * len(batch) for batch in batches)
-        assert padded < 0.8 * random_padded
-    assert passes[0] != passes[1]  # a fresh order every pass
-    again = LengthGroupedBatches(lengths, 32, torch.Generator().manual_seed(0), window=5)
-    assert list(again) == passes[0]  # seeded
-
-
-def test_make_loader_groups_by_length_only_when_shuffling(tiny_base):
-    from transformers import AutoTokenizer
-
-    from slimbert.batches import EncodedDataset, make_loader
-    from slimbert.data import Examples
-
-    texts = ["a " * n for n in (1, 30, 2, 29, 3, 28, 4, 27)]
-    examples = Examples(
-        texts=texts,
-        text_pairs=None,
-        labels=["0", "1"] * 4,
-        task="classification",
-        path=Path("x.tsv"),
-    )
-    dataset = EncodedDataset(AutoTokenizer.from_pretrained(tiny_base), examples, 64, [0, 1] * 4)
-    grouped = [
-        batch["input_ids"].shape[1]
-        for batch in make_loader(dataset, 4, shuffle=True, group_by_length=True)
+def test_read_subset_takes_the_first_rows_or_a_seeded_shuffle(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence\tlabel\n" + "".join(f"row {i}\t{i % 2}\n" for i in range(8)))
+    assert read_subset(path, limit=3).texts == ["row 0", "row 1", "row 2"]
+    shuffled = read_subset(path, limit=3, sample_seed=1)
+    order = np.random.default_rng(1).permutation(8)[:3]
+    assert shuffled.texts == [f"row {i}" for i in order]
+    assert shuffled.rows == [int(i) + 2 for i in order]  # file lines survive the shuffle
+    assert read_subset(path, sample_seed=1).texts == [
+        f"row {i}" for i in np.random.default_rng(1).permutation(8)
     ]
-    assert sorted(grouped) == [6, 32]  # the short rows together, the long ones together
-    plain = [batch["idx"].tolist() for batch in make_loader(dataset, 4, shuffle=False)]
-    assert plain == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    by_length = [
-        batch["idx"].tolist()
-        for batch in make_loader(dataset, 4, shuffle=False, group_by_length=True)
-    ]
-    assert by_length == [[0, 2, 4, 6], [7, 5, 3, 1]]  # sorted by length for inference
-
-
-def test_predict_logits_returns_dataset_order_from_length_sorted_batches(tiny_teacher):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from slimbert.batches import EncodedDataset, make_loader, predict_logits
-    from slimbert.data import Examples
-
-    texts = ["good " * n for n in (9, 1, 7, 2, 5, 3)]
-    examples = Examples(
-        texts=texts,
-        text_pairs=None,
-        labels=["0", "1"] * 3,
-        task="classification",
-        path=Path("x.tsv"),
-    )
-    dataset = EncodedDataset(AutoTokenizer.from_pretrained(tiny_teacher), examples, 32, [0, 1] * 3)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher)
-    one_by_one = predict_logits(model, make_loader(dataset, 1, shuffle=False))
-    sorted_batches = predict_logits(
-        model, make_loader(dataset, 4, shuffle=False, group_by_length=True)
-    )
-    assert abs(one_by_one - sorted_batches).max() < 1e-5
+    assert shuffled.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -9,10 +9,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-import slimbert.experiment as experiment_module
+import slimbert.experiment.cells as experiment_module
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
-from slimbert.experiment import METHODS, Stages, read_recipe, run_experiment
+from slimbert.experiment.cells import run_experiment
+from slimbert.experiment.recipe import TEACHING_PATHS, read_recipe
+from slimbert.experiment.stages import Stages
 
 BASE_F1 = {"ts": 70.0, "ps-boosting": 71.0, "ps-da": 72.0, "ps-da-star": 73.0}
 
@@ -95,10 +97,11 @@ class Fakes:
             "steps": 4,
         }
 
-    def distil(self, teacher, spec, out, settings, layers, config, init):
+    def distil(self, method, teacher, spec, out, settings, config):
         if self.fail_at_distil is not None and self.calls["distil"] == self.fail_at_distil:
             raise KeyboardInterrupt
-        self._record("distil", teacher, spec, out, settings, layers, config, init)
+        self._record("distil", method, teacher, spec, out, settings, config)
+        layers = settings.layers
         method = out.name.split("-", 1)[1].rsplit(f"-{layers}L", 1)[0]
         f1 = (
             BASE_F1[method] - 2 * (3 - layers) + (config.seed - 2)
@@ -202,23 +205,25 @@ def test_cells_wire_teachers_professors_and_pretrained_students(recipe):
         fakes.args["train_teacher"][1][1].train == experiment.augmented_file
     )  # the PS-DA professor
     assert [a[0] for a in fakes.args["pretrain"]] == [models / "professor-da"] * 2
-    by_student = {a[2].name: a for a in fakes.args["distil"]}
+    by_student = {a[3].name: a for a in fakes.args["distil"]}
+    assert all(a[0] == "kd" for a in by_student.values())  # the default method
     assert (
-        by_student["student-ts-3L-seed1"][0] == models / "teacher"
-        and by_student["student-ts-3L-seed1"][6] is None
+        by_student["student-ts-3L-seed1"][1] == models / "teacher"
+        and by_student["student-ts-3L-seed1"][4].student_init is None
+        and by_student["student-ts-3L-seed1"][4].layers == 3
     )
-    assert by_student["student-ps-boosting-1L-seed3"][0] == models / "professor-boost"
+    assert by_student["student-ps-boosting-1L-seed3"][1] == models / "professor-boost"
     assert (
-        by_student["student-ps-da-3L-seed2"][0] == models / "professor-da"
-        and by_student["student-ps-da-3L-seed2"][6] is None
+        by_student["student-ps-da-3L-seed2"][1] == models / "professor-da"
+        and by_student["student-ps-da-3L-seed2"][4].student_init is None
     )
-    assert by_student["student-ps-da-star-1L-seed2"][6] == models / "pretrain-1L"
+    assert by_student["student-ps-da-star-1L-seed2"][4].student_init == models / "pretrain-1L"
     assert (
         by_student["student-ps-da-star-1L-seed2"][5].seed == 2
         and by_student["student-ps-da-star-1L-seed2"][5].lr == 1e-4
     )
     assert all(
-        a[1].train == experiment.config.train for a in fakes.args["distil"]
+        a[2].train == experiment.config.train for a in fakes.args["distil"]
     )  # same data for every student
 
 
@@ -304,7 +309,7 @@ def test_example_recipe_parses_and_covers_the_issue():
     path = Path(__file__).parents[1] / "recipes" / "experiment-mrpc.yaml"
     assert "#   slimbert experiment recipes/experiment-mrpc.yaml" in path.read_text()
     config = read_recipe(path)
-    assert config.methods == list(METHODS) and config.depths == [3, 2, 1] and len(config.seeds) >= 3
+    assert config.methods == list(TEACHING_PATHS) and config.depths == [3, 2, 1] and len(config.seeds) >= 3
     assert (
         config.base == "minilm-l6" and config.max_length == 128 and config.train.name == "train.tsv"
     )

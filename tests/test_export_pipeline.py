@@ -1,15 +1,11 @@
 """The export pipeline on a tiny 3-layer BERT (hidden 32, 4 heads): fusion counts, int8 and fp16
-artifacts, validation gates that refuse damaged graphs, and the Triton repository."""
+artifacts, and validation gates that refuse damaged graphs (the Triton repository:
+test_triton.py)."""
 
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
-import sys
-import threading
-import types
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +27,7 @@ from slimbert.export.quantize import (
     quantize_dynamic_model,
 )
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.export.triton import TritonConfig, read_config
+from slimbert.export.triton import TritonConfig
 
 LAYERS = 3
 FEATURES = {
@@ -134,7 +130,8 @@ def test_cuda_preset_adds_skip_layer_norm_and_sdpa_exports_fuse_too(
 
 
 def test_attention_that_does_not_fuse_is_reported(plain, hf_config, tmp_path, caplog):
-    """A Relu after each Softmax (a no-op on probabilities) breaks ONNX Runtime's attention pattern."""
+    """A Relu after each Softmax (a no-op on probabilities) breaks ONNX Runtime's attention
+    pattern."""
     model = onnx.load(str(plain))
     for node in [n for n in model.graph.node if n.op_type == "Softmax"]:
         probabilities = node.output[0]
@@ -262,7 +259,8 @@ def test_gate_fails_on_a_damaged_model_and_writes_nothing(tiny, sst2_files, tmp_
     monkeypatch.setattr(quantizing, "quantize_dynamic_model", damaging("Mul", -1.0))
     with pytest.raises(
         SlimbertError,
-        match=r"the quantize step's ONNX model fails validation .*label agreement 0\.00% < 97\.00%.*nothing written",
+        match=r"the quantize step's ONNX model fails validation "
+        r".*label agreement 0\.00% < 97\.00%.*nothing written",
     ):
         export(tiny, sst2_files[1], tmp_path / "flipped", options=options)
     monkeypatch.setattr(quantizing, "quantize_dynamic_model", damaging("Add", np.nan))
@@ -314,148 +312,6 @@ def test_fp16_export_on_cuda(tiny, sst2_files, tmp_path):
         options=ExportOptions(optimize=OptimizeConfig.cuda(), precision="fp16"),
     )
     assert manifest["precision"] == "fp16" and manifest["validation"]["provider"] == "cuda"
-
-
-def test_triton_configs_match_the_onnx_graph(fused):
-    out, manifest = fused
-    repo = Path(manifest["triton"]["repository"])
-    graph = onnx.load(str(repo / "slimbert_onnx" / "1" / "model.onnx")).graph
-    onnx_config = read_config(repo / "slimbert_onnx" / "config.pbtxt")
-    graph_inputs = [(v.name, v.type.tensor_type.elem_type) for v in graph.input]
-    assert [(i["name"], i["data_type"], i["dims"]) for i in onnx_config["input"]] == [
-        (name, "TYPE_INT64", [-1])
-        for name, dtype in graph_inputs
-        if dtype == onnx.TensorProto.INT64
-    ]
-    assert len(onnx_config["input"]) == len(graph.input) == 3
-    assert [(o["name"], o["data_type"], o["dims"]) for o in onnx_config["output"]] == [
-        ("logits", "TYPE_FP32", [2])
-    ]
-    assert [o.name for o in graph.output] == ["logits"]
-    assert onnx_config["max_batch_size"] == 32
-    tokenizer = read_config(repo / "slimbert_tokenizer" / "config.pbtxt")
-    ensemble = read_config(repo / "slimbert" / "config.pbtxt")
-    assert tokenizer["output"] == onnx_config["input"]
-    assert (
-        ensemble["input"]
-        == tokenizer["input"]
-        == [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}]
-    )
-    assert ensemble["output"] == onnx_config["output"]
-    assert (repo / "slimbert" / "1").is_dir() and (
-        repo / "slimbert_onnx" / "1" / "model.onnx"
-    ).read_bytes() == (out / "model.onnx").read_bytes()
-
-
-def _load_python_model(repo: Path):
-    """The tokenizer's model.py, with a stand-in for Triton's triton_python_backend_utils."""
-    utils = types.ModuleType("triton_python_backend_utils")
-
-    class Tensor:
-        def __init__(self, name, array):
-            self.name, self.array = name, array
-
-        def as_numpy(self):
-            return self.array
-
-    class InferenceResponse:
-        def __init__(self, output_tensors, error=None):
-            self.output_tensors, self.error = output_tensors, error
-
-    utils.Tensor = Tensor
-    utils.InferenceResponse = InferenceResponse
-    utils.TritonError = RuntimeError
-    utils.triton_string_to_numpy = {"TYPE_INT64": np.int64}.__getitem__
-    utils.get_input_tensor_by_name = lambda request, name: request.get(name)
-    sys.modules["triton_python_backend_utils"] = utils
-    spec = importlib.util.spec_from_file_location(
-        "slimbert_tokenizer_model", repo / "slimbert_tokenizer" / "1" / "model.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.TritonPythonModel()
-    config = read_config(repo / "slimbert_tokenizer" / "config.pbtxt")
-    parameters = {"max_length": {"string_value": "128"}, "padding": {"string_value": "longest"}}
-    model.initialize(
-        {
-            "model_config": json.dumps(
-                {"input": config["input"], "output": config["output"], "parameters": parameters}
-            )
-        }
-    )
-    return model, Tensor
-
-
-def test_triton_ensemble_answers_the_client_smoke_test(fused, tiny):
-    """The tokenizer model and the ONNX model chained as the ensemble does, behind a stand-in
-    KServe v2 endpoint; the generated client's --smoke must pass against it."""
-    import onnxruntime as ort
-    from transformers import AutoTokenizer
-
-    _, manifest = fused
-    repo = Path(manifest["triton"]["repository"])
-    model, tensor = _load_python_model(repo)
-    texts = ["good great movie", "the worst and most boring plot"]
-    response = model.execute(
-        [{"TEXT": tensor("TEXT", np.array([[t.encode()] for t in texts], dtype=object))}]
-    )[0]
-    expected = AutoTokenizer.from_pretrained(str(tiny))(
-        texts, padding=True, truncation=True, max_length=128, return_tensors="np"
-    )
-    for out in response.output_tensors:
-        np.testing.assert_array_equal(out.array, expected[out.name])
-    session = ort.InferenceSession(
-        str(repo / "slimbert_onnx" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
-
-    class Endpoint(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            assert self.path == "/v2/models/slimbert/infer"
-            text = body["inputs"][0]
-            request = {
-                "TEXT": tensor(
-                    "TEXT",
-                    np.array([[t.encode()] for t in text["data"]], dtype=object).reshape(
-                        text["shape"]
-                    ),
-                )
-            }
-            features = {t.name: t.array for t in model.execute([request])[0].output_tensors}
-            logits = session.run(["logits"], features)[0]
-            payload = json.dumps(
-                {
-                    "outputs": [
-                        {
-                            "name": "logits",
-                            "datatype": "FP32",
-                            "shape": list(logits.shape),
-                            "data": logits.reshape(-1).tolist(),
-                        }
-                    ]
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Endpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        spec = importlib.util.spec_from_file_location("triton_client", repo / "client.py")
-        client = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(client)
-        assert client.main(["--smoke", "--url", f"http://127.0.0.1:{server.server_port}"]) == 0
-        assert len(json.loads((repo / "smoke.json").read_text())["texts"]) == 6
-    finally:
-        server.shutdown()
-        sys.modules.pop("triton_python_backend_utils", None)
 
 
 def test_cli_export_optimize_quantize_reports_fusions(tiny, sst2_files, tmp_path):

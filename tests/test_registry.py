@@ -170,3 +170,43 @@ def test_a_registered_method_trains_from_the_cli_and_a_recipe(toy, tiny_teacher,
     bad.write_text("weight: 0.5\nwieght: 2\n")
     result = CliRunner().invoke(cli, ["compress", "toy", "--recipe", str(bad)])
     assert result.exit_code == 2 and "unknown key 'wieght'" in result.output
+
+
+def test_a_registered_method_teaches_an_experiment_s_students(toy, tiny_teacher, sst2_files, tmp_path):
+    """`distil: {method: toy}` in an experiment recipe runs the toy's own run() for every
+    student; the teacher and latency cells are stand-ins so only the students train."""
+    import shutil
+
+    from slimbert.experiment.cells import run_experiment
+    from slimbert.experiment.stages import Stages
+
+    def teacher_stage(base, spec, out, config, save_route=0):
+        shutil.copytree(tiny_teacher, out)
+        return {"dir": str(out), "metric": {"accuracy": 50.0, "f1": 50.0}, "metric_name": "f1",
+                "best_step": 1, "steps": 1}
+
+    def bench_stage(model, eval_path, out, columns, settings):
+        row = {"method": "toy", "model": model.name, "runtime": "pytorch", "provider": "cpu",
+               "batch_size": 1, "requests": 1, "total_ms": 1.0, "avg_ms": 1.0, "p50_ms": 1.0,
+               "p90_ms": 1.0, "p99_ms": 1.0, "qps": 1000.0, "metric_name": "f1", "metric": 0.0}
+        return {"row": row, "environment": {"cpu": "test", "cores": 1, "threads": 1}}
+
+    train_file, dev_file = sst2_files
+    recipe = tmp_path / "experiment.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "train": str(train_file), "eval": str(dev_file), "out": str(tmp_path / "exp"),
+        "methods": ["TS"], "depths": [2, 1], "seeds": [5],
+        "student": {"max_steps": 2, "progress": False},
+        "distil": {"method": "toy", "weight": 0.25},
+    }))
+    stages = Stages(train_teacher=teacher_stage, bench=bench_stage)
+    experiment = run_experiment(recipe, stages=stages, echo=lambda line: None)
+    for depth in (2, 1):
+        meta = json.loads((experiment.out / "models" / "students" / f"student-ts-{depth}L-seed5" / "slimbert.json").read_text())
+        assert meta["method"] == "toy"
+        assert meta["method_config"] == {"layers": depth, "weight": 0.25}
+        assert meta["train_config"]["seed"] == 5 and meta["steps"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text().replace("weight: 0.25", "wieght: 0.25"))
+    with pytest.raises(SlimbertError, match="recipe key 'distil.wieght' is unknown"):
+        run_experiment(bad, stages=stages, echo=lambda line: None)

@@ -1,5 +1,6 @@
-"""Report logic on hand-made rows: teacher-relative figures, Pareto front, the recommendation
-under an SLO, comparing two runs, and renderers (the HTML must stand on its own)."""
+"""Report logic on hand-made rows: teacher-relative figures, Pareto front and the recommendation
+under an SLO (bench/decide.py), comparing two runs (bench/compare.py), reading report.json
+(bench/report.py) and the renderers (bench/render.py: the HTML must stand on its own)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from slimbert.bench.report import (
-    Report,
-    Row,
-    Slo,
-    Threshold,
-    compare_reports,
-    environment,
-    pareto_front,
-    recommend,
-    relate_to_teacher,
-    write_report,
-)
+from slimbert.bench.compare import Threshold, compare_reports, machine_differences
+from slimbert.bench.decide import Slo, pareto_front, recommend, relate_to_teacher
+from slimbert.bench.environment import environment
+from slimbert.bench.render import request_table, write_report
+from slimbert.bench.report import Report, Row
 from slimbert.errors import SlimbertError
 
 
@@ -98,6 +92,34 @@ def test_pareto_front_keeps_what_nothing_beats_on_both():
     assert pareto_front([]) == []
 
 
+def test_pareto_front_of_hand_rows(rows):
+    """As the latency plot draws it: Avg ms against F1 over the batch-1 rows."""
+    single = [r for r in rows if r.batch_size == 1]
+    front = pareto_front([(r.avg_ms, r.metric) for r in single])
+    # the teacher in PyTorch loses to its ONNX export on latency at the same F1, and kd-2L in
+    # PyTorch (5.4 ms, 89.2) to kd-3L in ONNX Runtime (3.6 ms, 89.5) on both
+    assert [single[i].label() for i in front] == [
+        "teacher (onnx)",
+        "kd-3L (onnx)",
+        "kd-2L (onnx)",
+        "kd-1L (onnx)",
+    ]
+
+
+def test_teacher_without_a_pytorch_row_and_rows_without_a_teacher_at_their_point():
+    bound = row("teacher", p99=5, role="teacher", io_binding=True)
+    plain = row("teacher", p99=10, role="teacher")
+    student = row("kd-2L", p99=2, metric=89.0)
+    padded = row("kd-2L", p99=3, metric=88.5, padding="fixed", seq_length=16)
+    # ONNX Runtime fed from host arrays ranks before IO binding: it is how a teacher runs as is
+    assert relate_to_teacher([bound, plain, student, padded]) is plain
+    assert student.speedup == pytest.approx(6.0 / 1.2) and bound.speedup == pytest.approx(2.0)
+    assert student.vs_teacher == pytest.approx(-1.0)
+    # no teacher padded to 16: F1 against the first-ranked teacher, and no speed-up
+    assert padded.vs_teacher == pytest.approx(-1.5) and padded.speedup is None
+    assert relate_to_teacher([student]) is None and student.vs_teacher == pytest.approx(-1.0)
+
+
 def test_slo_parsing():
     assert Slo.parse("p99<=10ms") == Slo("p99", 10.0)
     assert Slo.parse(" P50 < 2s ") == Slo("p50", 2000.0)
@@ -115,12 +137,16 @@ def test_recommends_the_fastest_that_meets_both_and_says_why_not_the_others(rows
         1,
     )
     assert choice.summary == (
-        "kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) is recommended: p99 4.00 ms, f1 -0.80 points against the teacher; "
-        "the fastest of 3 configurations that meet p99 ≤ 10 ms at batch 1 and f1 at most 1.00 points under the teacher."
+        "kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) is recommended: p99 4.00 ms, "
+        "f1 -0.80 points against the teacher; the fastest of 3 configurations that meet "
+        "p99 ≤ 10 ms at batch 1 and f1 at most 1.00 points under the teacher."
     )
     assert choice.passed_over == {
-        "teacher": "teacher misses the SLO: even its fastest configuration (teacher (onnx)) has p99 14.00 ms > 10 ms.",
-        "kd-3L": "kd-3L meets p99 ≤ 10 ms at batch 1 and f1 at most 1.00 points under the teacher, but its fastest such configuration (kd-3L (onnx)) has p99 6.00 ms against kd-2L's 4.00 ms.",
+        "teacher": "teacher misses the SLO: even its fastest configuration (teacher (onnx)) "
+        "has p99 14.00 ms > 10 ms.",
+        "kd-3L": "kd-3L meets p99 ≤ 10 ms at batch 1 and f1 at most 1.00 points under the "
+        "teacher, but its fastest such configuration (kd-3L (onnx)) has p99 6.00 ms against "
+        "kd-2L's 4.00 ms.",
         "kd-1L": "kd-1L loses 4.00 f1 points against the teacher, more than the 1.00 allowed.",
     }
     assert choice.to_dict()["row"]["p99_ms"] == 4
@@ -131,14 +157,40 @@ def test_no_recommendation_when_nothing_qualifies(rows):
     assert choice.chosen is None and choice.summary.startswith(
         "No configuration meets p99 ≤ 1.5 ms at batch 1"
     )
-    assert (
-        choice.passed_over["kd-1L"]
-        == "kd-1L misses both: it loses 4.00 f1 points (more than 1.00) and even its fastest configuration (kd-1L (onnx)) has p99 2.00 ms > 1.5 ms."
+    assert choice.passed_over["kd-1L"] == (
+        "kd-1L misses both: it loses 4.00 f1 points (more than 1.00) and even its fastest "
+        "configuration (kd-1L (onnx)) has p99 2.00 ms > 1.5 ms."
     )
     assert set(choice.passed_over) == {"teacher", "kd-3L", "kd-2L", "kd-1L"}
     # F1 budget alone: the fastest by Avg ms within 0.6 points
     assert recommend(rows, None, max_f1_drop=0.6).chosen.model == "kd-3L"
     assert recommend(rows, None, None) is None
+
+
+def test_a_model_that_meets_the_slo_only_where_it_loses_too_much():
+    """kd-2L is fast enough only padded to 16 at 2 threads, where it loses 2 points; labels name
+    thread counts because the rows differ in them."""
+    rows = [
+        row("teacher", "pytorch", p99=20, metric=90.0, role="teacher"),
+        row("teacher", "pytorch", p99=12, metric=90.0, role="teacher", threads=2),
+        row("kd-2L", p99=12, metric=89.5),
+        row("kd-2L", p99=4, metric=88.0, threads=2, padding="fixed", seq_length=16),
+    ]
+    relate_to_teacher(rows)
+    choice = recommend(rows, Slo.parse("p99<=10ms"), max_f1_drop=1.0)
+    assert choice.chosen is None
+    assert choice.summary == (
+        "No configuration meets p99 ≤ 10 ms at batch 1 and f1 at most 1.00 points under the "
+        "teacher; the reasons per model follow."
+    )
+    assert choice.passed_over == {
+        "teacher": "teacher misses the SLO: even its fastest configuration "
+        "(teacher (pytorch, 2 threads)) has p99 12.00 ms > 10 ms.",
+        "kd-2L": "kd-2L meets the SLO only where it loses 2.00 f1 points "
+        "(kd-2L (onnx, padded to 16, 2 threads)), more than the 1.00 allowed.",
+    }
+    # with a 2-point budget the padded row qualifies and is chosen
+    assert recommend(rows, Slo.parse("p99<=10ms"), max_f1_drop=2.0).chosen is rows[3]
 
 
 def test_recommendation_without_a_teacher_uses_the_best_row():
@@ -177,9 +229,9 @@ def test_compare_flags_only_changes_beyond_threshold_and_noise():
         ("teacher", "missing", False),
         ("kd-1L", "new", False),
     ]
-    assert (
-        changes[0].sentence()
-        == "SLOWER: kd-3L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50: 10.00 → 12.00 ms (+20.0%), beyond the 0.70 ms allowed"
+    assert changes[0].sentence() == (
+        "SLOWER: kd-3L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50: "
+        "10.00 → 12.00 ms (+20.0%), beyond the 0.70 ms allowed"
     )
     assert (
         changes[1].sentence().endswith("f1: 89.50 → 88.90 points, beyond the 0.50 points allowed")
@@ -191,6 +243,41 @@ def test_compare_flags_only_changes_beyond_threshold_and_noise():
     assert compare_reports(old, old, Threshold("0%", 0.0, "p99")) == []
     with pytest.raises(SlimbertError, match="--threshold 'fast'"):
         compare_reports(old, new, Threshold("fast"))
+
+
+def test_compare_counts_both_runs_spread_as_noise():
+    """p50 10 → 10.8 ms: 0.8 ms against 5% of 10 ms (0.5) plus both runs' spread."""
+
+    def runs(spread: float, new_p99: float = 21.6) -> tuple[Report, Report]:
+        old = Report("old", [row("kd-2L", p99=20, spread=spread)], {"cpu": "A", "threads": 1})
+        new = Report("new", [row("kd-2L", p99=new_p99, spread=spread)], {"cpu": "B", "threads": 1})
+        return old, new
+
+    noisy = compare_reports(*runs(spread=0.2), Threshold("5%", 0.5, "p50"))
+    assert noisy == []  # 0.8 ≤ 0.5 + 0.2 + 0.2
+    steady = compare_reports(*runs(spread=0.1), Threshold("5%", 0.5, "p50"))
+    assert [(c.kind, c.regressed) for c in steady] == [("slower", True)]
+    assert (steady[0].old, steady[0].new) == (10.0, 10.8)
+    assert steady[0].allowed == pytest.approx(0.7)  # 0.5 + 0.1 + 0.1
+    faster = compare_reports(*runs(spread=0.1, new_p99=18.4), Threshold("5%", 0.5, "p50"))
+    assert [(c.kind, c.regressed) for c in faster] == [("faster", False)]
+    assert machine_differences(*runs(spread=0.1)) == ["cpu: OLD A vs NEW B"]
+    with pytest.raises(SlimbertError, match="--statistic 'p95': choose one of avg, p50"):
+        compare_reports(*runs(spread=0.1), Threshold("5%", 0.5, "p95"))
+
+
+def test_labels_name_thread_counts_only_where_they_vary():
+    one = Report("t", [row("kd-2L", threads=2), row("kd-2L", "pytorch", threads=2)], {})
+    assert [cells[1] for cells in request_table(one).cells] == ["kd-2L (onnx)", "kd-2L (pytorch)"]
+    sweep = Report("t", [row("kd-2L", threads=2), row("kd-2L", threads=4, io_binding=True)], {})
+    assert [cells[1] for cells in request_table(sweep).cells] == [
+        "kd-2L (onnx, 2 threads)",
+        "kd-2L (onnx, IO binding, 4 threads)",
+    ]
+    # a full label names every coordinate, with the right number
+    assert row("kd-2L", batch=4).label(full=True) == (
+        "kd-2L (onnx, cpu, fp32, batch 4, own length, 1 thread)"
+    )
 
 
 def test_reports_of_the_foundation_and_of_later_versions_still_read(tmp_path):
@@ -284,22 +371,3 @@ def test_html_stands_on_its_own_and_markdown_leads_with_the_request_table(rows, 
         "speedup.png",
     ]
     assert (tmp_path / "report.csv").read_text().count("\n") == len(rows) + 1
-
-
-def test_environment_records_what_a_result_needs():
-    env = environment([1, 2])
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    assert ("avx512_vnni" in env["cpu_flags"]) == (" avx512_vnni" in flags)
-    assert env["threads"] == [1, 2] and env["thread_settings"]["torch"] >= 1
-    assert {
-        "git_revision",
-        "cpu",
-        "cores",
-        "memory_gb",
-        "gpu",
-        "versions",
-        "onnxruntime_providers",
-    } <= set(env)
-    assert (
-        "onnxruntime" in env["versions"] and "CPUExecutionProvider" in env["onnxruntime_providers"]
-    )

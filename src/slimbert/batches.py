@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
-from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples
+from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples, read_subset
 from slimbert.errors import SlimbertError
 from slimbert.settings import setting
 
@@ -121,9 +122,8 @@ def make_loader(
                 batch_sampler=LengthGroupedBatches(lengths, batch_size, generator),
                 collate_fn=collate_fn,
             )
-        order = sorted(
-            range(len(lengths)), key=lengths.__getitem__
-        )  # longest last; predict_logits puts rows back by idx
+        # longest last; predict_logits puts rows back by idx
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
         return DataLoader(
             dataset,
             batch_sampler=[order[i : i + batch_size] for i in range(0, len(order), batch_size)],
@@ -143,13 +143,12 @@ def predict_logits(
     model, loader: DataLoader, device: torch.device | str = "cpu", progress: bool = False
 ) -> np.ndarray:
     """Logits for every example, shape (N, C) (C = 1 for regression): in dataset order when the
-    batches carry `idx` (EncodedDataset's do, so a length-sorted loader is fine), else in loader order."""
+    batches carry `idx` (EncodedDataset's do, so a length-sorted loader is fine), else in loader
+    order."""
     model.eval()
     chunks, indices = [], []
     iterator: Iterator = iter(loader)
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(iterator, total=len(loader), desc="predict", leave=False)
     for batch in iterator:
         inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
@@ -222,18 +221,18 @@ class TaskData:
 def prepare(
     spec: DataSpec, tokenizer, label_map: LabelMap | None = None, task: str | None = None
 ) -> TaskData:
-    """Read both files; the label map comes from the model if it has one, else from the train set."""
-    if spec.sample_seed is None:
-        train = read_examples(spec.train, spec.columns, task=task or spec.task, limit=spec.limit)
-    else:
-        train = read_examples(spec.train, spec.columns, task=task or spec.task)
-        order = np.random.default_rng(spec.sample_seed).permutation(len(train))
-        train = train.subset(order[: spec.limit] if spec.limit else order)
+    """Read both files; the label map comes from the model if it has one, else from the train
+    set."""
+    train = read_subset(
+        spec.train, spec.columns, spec.limit, spec.sample_seed, task=task or spec.task
+    )
     resolved = task or train.task
     evaluation = read_examples(spec.eval, spec.columns, task=resolved)
     if train.is_pair != evaluation.is_pair:
+        kinds = {True: "pairs", False: "single texts"}
         raise SlimbertError(
-            f"{spec.eval}: has {'pairs' if evaluation.is_pair else 'single texts'} but {spec.train} has {'pairs' if train.is_pair else 'single texts'}; name the same columns for both"
+            f"{spec.eval}: has {kinds[evaluation.is_pair]} but {spec.train} has "
+            f"{kinds[train.is_pair]}; name the same columns for both"
         )
     if resolved == REGRESSION:
         label_map = LabelMap({0: "score"})
@@ -241,7 +240,8 @@ def prepare(
         label_map = LabelMap.from_labels(train.labels)
         if label_map.num_labels < 2:
             raise SlimbertError(
-                f"{spec.train}: only one label ({label_map.id2label[0]!r}) in the training data; a classifier needs at least two"
+                f"{spec.train}: only one label ({label_map.id2label[0]!r}) in the training "
+                "data; a classifier needs at least two"
             )
     train_targets = label_targets(train, label_map, resolved)
     eval_targets = label_targets(evaluation, label_map, resolved)

@@ -19,7 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from slimbert.errors import SlimbertError
+from slimbert.files import sha256_file
 
 TEXT_COLUMNS = ("sentence", "sentence1", "#1 String", "question", "question1", "text", "premise")
 PAIR_COLUMNS = ("sentence2", "#2 String", "question2", "hypothesis")
@@ -82,14 +85,6 @@ class Examples:
         return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_table(
     path: Path, delimiter: str, quoting: int, header: bool
 ) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -126,7 +121,8 @@ def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SlimbertError(
-                    f"{path}, line {line_no}: not valid JSON ({exc.msg}); each line must be one JSON object"
+                    f"{path}, line {line_no}: not valid JSON ({exc.msg}); "
+                    "each line must be one JSON object"
                 ) from None
             if not isinstance(record, dict):
                 raise SlimbertError(f"{path}, line {line_no}: expected a JSON object per line")
@@ -157,7 +153,8 @@ def _pick(
             return candidate
     if required:
         raise SlimbertError(
-            f"{path}: cannot tell which column holds the {what} (columns: {', '.join(names)}); name it with {flag}"
+            f"{path}: cannot tell which column holds the {what} "
+            f"(columns: {', '.join(names)}); name it with {flag}"
         )
     return None
 
@@ -235,7 +232,8 @@ def read_examples(
             label = record.get(label_col)
             if label is None or str(label).strip() == "":
                 raise SlimbertError(
-                    f"{path}, line {line}: empty or missing label {label_col!r}; fix or remove the row"
+                    f"{path}, line {line}: empty or missing label {label_col!r}; "
+                    "fix or remove the row"
                 )
             raw_labels.append(str(label).strip())
         lines.append(line)
@@ -254,7 +252,8 @@ def read_examples(
                     value = float(label)
                 except ValueError:
                     raise SlimbertError(
-                        f"{path}, line {line}: label {label!r} is not a number; this is a regression task"
+                        f"{path}, line {line}: label {label!r} is not a number; "
+                        "this is a regression task"
                     ) from None
                 if not math.isfinite(value):
                     raise SlimbertError(f"{path}, line {line}: label {label!r} is not finite")
@@ -269,8 +268,25 @@ def read_examples(
         task=resolved_task,
         path=path,
         rows=lines,
-        sha256=_file_sha256(path),
+        sha256=sha256_file(path),
     )
+
+
+def read_subset(
+    path: str | Path,
+    columns: Columns = Columns(),
+    limit: int | None = None,
+    sample_seed: int | None = None,
+    **kwargs,
+) -> Examples:
+    """The training rows a DataSpec with this `limit` and `sample_seed` uses: the first `limit`
+    rows, or the first `limit` of a shuffle seeded with `sample_seed` (numpy's default_rng).
+    Other keyword arguments go to `read_examples`."""
+    if sample_seed is None:
+        return read_examples(path, columns, limit=limit, **kwargs)
+    examples = read_examples(path, columns, **kwargs)
+    order = np.random.default_rng(sample_seed).permutation(len(examples))
+    return examples.subset(order[:limit] if limit else order)
 
 
 def _label_sort_key(label: str) -> tuple[int, float | str]:
@@ -328,7 +344,3 @@ class LabelMap:
                 )
             ids.append(lookup[label])
         return ids
-
-
-def check_labels_known(label_map: LabelMap, examples: Examples) -> None:
-    label_map.encode(examples)

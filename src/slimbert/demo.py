@@ -166,8 +166,9 @@ def estimate_seconds(plan: DemoPlan, steps: int, seconds_per_step: float) -> flo
 
 def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
     from slimbert.batches import DataSpec
-    from slimbert.bench.report import write_report
-    from slimbert.bench.run import BenchConfig, bench
+    from slimbert.bench.config import BenchConfig
+    from slimbert.bench.render import write_report
+    from slimbert.bench.run import bench
     from slimbert.compress import kd
     from slimbert.data import Columns
     from slimbert.teachers.train import train_teacher

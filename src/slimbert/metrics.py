@@ -35,6 +35,7 @@ def compute_metrics(
 ) -> Metrics:
     """Classification: accuracy and F1 (binary: F1 of the positive class; multi-class: macro).
     Regression: Pearson and Spearman. Figures are in percent, as reports state them."""
+    # scipy and scikit-learn load here, on the first score: each costs about a second to import
     if task == REGRESSION:
         from scipy.stats import pearsonr, spearmanr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import json
 import platform
 from dataclasses import dataclass
@@ -17,8 +18,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def library_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
     versions = {"python": platform.python_version()}
     for name in (
         "slimbert",

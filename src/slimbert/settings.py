@@ -142,6 +142,10 @@ def coerce(value: Any, hint: Any) -> Any:
         if not isinstance(value, dict):
             raise Mismatch(f"a mapping of {hint.__name__} keys")
         return from_mapping(hint, value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise Mismatch("a mapping")
+        return dict(value)  # checked by whoever reads it (e.g. a method's own settings)
     return _scalar(value, hint)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slimbert.errors import SlimbertError
+from slimbert.export.runtime import PROVIDERS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -48,9 +49,8 @@ class TransformerShape:
         """Matmul FLOPs of one example of `length` tokens (embeddings excluded)."""
         L, H, I = length, self.hidden, self.intermediate  # noqa: E741 - the docstring's names
         projections = 4 * 2 * L * H * H  # Q, K, V and output: (L, H) @ (H, H)
-        attention = 2 * (
-            2 * L * L * H
-        )  # scores (h, L, d) @ (h, d, L) and context (h, L, L) @ (h, L, d)
+        # scores (h, L, d) @ (h, d, L) and context (h, L, L) @ (h, L, d)
+        attention = 2 * (2 * L * L * H)
         ffn = 2 * (2 * L * H * I)  # (L, H) @ (H, I) and (L, I) @ (I, H)
         head = (2 * H * H if self.head_dense else 0) + 2 * H * self.num_labels
         return self.layers * (projections + attention + ffn) + head
@@ -151,8 +151,6 @@ def _ort_rate(
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    from slimbert.export.runtime import PROVIDERS
-
     name = PROVIDERS[provider]
     if name not in ort.get_available_providers():
         return None
@@ -216,8 +214,9 @@ def measure_peak(
     fp32/fp16 use torch.mm (falling back to an ONNX Runtime MatMul graph where torch cannot
     reach the device); int8 uses ONNX Runtime MatMulInteger. None where the precision has no
     fast kernel here. On CUDA without a CUDA build of torch the fp32 figure comes from ONNX
-    Runtime, whose CUDA MatMul may use TF32 as the models' own MatMuls do. `size` defaults to 1024 on a CPU and 8192 on a GPU, big
-    enough that the multiply, not the call, is what is timed.
+    Runtime, whose CUDA MatMul may use TF32 as the models' own MatMuls do. `size` defaults to
+    1024 on a CPU and 8192 on a GPU, big enough that the multiply, not the call, is what is
+    timed.
     """
     if precision not in PRECISIONS:
         raise SlimbertError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")

@@ -22,7 +22,8 @@ from slimbert.cli.options import (
     "models",
     type=click.Path(path_type=Path),
     multiple=True,
-    help="[required] Model or export directory; repeat for several. HF directories are timed in PyTorch and as a validated ONNX export.",
+    help="[required] Model or export directory; repeat for several. "
+    "HF directories are timed in PyTorch and as a validated ONNX export.",
 )
 @click.option(
     "--eval",
@@ -54,7 +55,8 @@ from slimbert.cli.options import (
     callback=length_list,
     default="own",
     show_default=True,
-    help="Comma-separated: 'own' pads each request to its own longest example; a number L pads (and truncates) every request to L.",
+    help="Comma-separated: 'own' pads each request to its own longest example; "
+    "a number L pads (and truncates) every request to L.",
 )
 @click.option(
     "--threads",
@@ -144,8 +146,10 @@ def bench_cmd(
 
     \b
     Examples:
-      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --batch-sizes 1,8
-      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench --slo "p99<=10ms" --max-f1-drop 1.0
+      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench \\
+        --batch-sizes 1,8
+      slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench \\
+        --slo "p99<=10ms" --max-f1-drop 1.0
       slimbert bench compare runs/bench-old/report.json runs/bench/report.json --threshold 5%
     """
     if ctx.invoked_subcommand is not None:
@@ -161,8 +165,9 @@ def bench_cmd(
     ]
     if missing:
         raise click.UsageError(f"Missing option {', '.join(missing)}.")
-    from slimbert.bench.report import request_table, write_report
-    from slimbert.bench.run import BenchConfig, bench
+    from slimbert.bench.config import BenchConfig
+    from slimbert.bench.render import request_table, write_report
+    from slimbert.bench.run import bench
     from slimbert.data import Columns
 
     threads = threads or []
@@ -207,7 +212,8 @@ def bench_cmd(
     "--threshold",
     default="5%",
     show_default=True,
-    help="Latency a row may gain beyond both runs' spread: a percentage of OLD (5%) or a time (0.5ms).",
+    help="Latency a row may gain beyond both runs' spread: "
+    "a percentage of OLD (5%) or a time (0.5ms).",
 )
 @click.option(
     "--metric-threshold",
@@ -231,9 +237,11 @@ def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
 
     \b
     Example:
-      slimbert bench compare release-1.2/report.json runs/bench/report.json --threshold 5% --metric-threshold 0.5
+      slimbert bench compare release-1.2/report.json runs/bench/report.json \\
+        --threshold 5% --metric-threshold 0.5
     """
-    from slimbert.bench.report import Report, Threshold, compare_reports, machine_differences
+    from slimbert.bench.compare import Threshold, compare_reports, machine_differences
+    from slimbert.bench.report import Report
 
     before, after = Report.read(old), Report.read(new)
     changes = compare_reports(before, after, Threshold(threshold, metric_threshold, statistic))
@@ -246,7 +254,9 @@ def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
     regressed = [c for c in changes if c.regressed]
     matched = len({r.key() for r in before.rows} & {r.key() for r in after.rows})
     click.echo(
-        f"{len(regressed)} regression{'s' if len(regressed) != 1 else ''} in {matched} matching rows ({statistic}, threshold {threshold} beyond noise, {metric_threshold:g} metric points)"
+        f"{len(regressed)} regression{'s' if len(regressed) != 1 else ''} in {matched} matching "
+        f"rows ({statistic}, threshold {threshold} beyond noise, "
+        f"{metric_threshold:g} metric points)"
     )
     if regressed:
         ctx.exit(1)

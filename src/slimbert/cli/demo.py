@@ -10,6 +10,8 @@ from slimbert.cli.options import (
     CONTEXT,
     user_errors,
 )
+from slimbert.demo import run_demo
+from slimbert.experiment.cells import run_experiment
 
 
 @click.command("demo", context_settings=CONTEXT)
@@ -28,8 +30,6 @@ from slimbert.cli.options import (
 def demo_cmd(quick, out, seed):
     """Offline end to end on the bundled MiniLM and tweet corpus: teacher, 3/2/1-layer kd
     students, ONNX exports, bench report."""
-    from slimbert.demo import run_demo
-
     report_path = run_demo(out, quick=quick, seed=seed)
     click.echo(f"demo report: {report_path}")
 
@@ -51,8 +51,6 @@ def experiment_cmd(recipe, out):
     Example:
       slimbert experiment recipes/experiment-mrpc.yaml
     """
-    from slimbert.experiment import run_experiment
-
     experiment = run_experiment(recipe, out, echo=lambda line: click.echo(line, err=True))
     click.echo(experiment.table("f1").markdown())
     click.echo(f"experiment written to {experiment.out / 'experiment.md'}")

@@ -47,17 +47,20 @@ from slimbert.errors import SlimbertError
 @click.option(
     "--max-abs-diff",
     type=click.FloatRange(0),
-    help="Fail if any |ONNX − PyTorch| logit exceeds this (default per artifact: fp32 1e-4, --optimize 1e-3, fp16 5e-2, int8 not gated).",
+    help="Fail if any |ONNX − PyTorch| logit exceeds this (default per artifact: fp32 1e-4, "
+    "--optimize 1e-3, fp16 5e-2, int8 not gated).",
 )
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 100),
-    help="Fail below this label agreement, in percent (default: fp32 100, --optimize 99.5, fp16 99, int8 97).",
+    help="Fail below this label agreement, in percent (default: fp32 100, --optimize 99.5, "
+    "fp16 99, int8 97).",
 )
 @click.option(
     "--max-f1-drop",
     type=click.FloatRange(0),
-    help="Fail if the metric drops by more points than this (default: fp32 0, --optimize 0.1, fp16 0.5, int8 1).",
+    help="Fail if the metric drops by more points than this (default: fp32 0, --optimize 0.1, "
+    "fp16 0.5, int8 1).",
 )
 @click.option(
     "--provider",
@@ -69,7 +72,8 @@ from slimbert.errors import SlimbertError
 @click.option(
     "--optimize",
     is_flag=True,
-    help="Fuse with ONNX Runtime's transformer optimizer (Attention, EmbedLayerNorm, BiasGelu; SkipLayerNorm on cuda) and report fusion counts.",
+    help="Fuse with ONNX Runtime's transformer optimizer (Attention, EmbedLayerNorm, BiasGelu; "
+    "SkipLayerNorm on cuda) and report fusion counts.",
 )
 @click.option(
     "--quantize",
@@ -92,7 +96,8 @@ from slimbert.errors import SlimbertError
 @click.option(
     "--calibration-data",
     type=click.Path(path_type=Path),
-    help="--quantize static: training file to draw calibration examples from (same columns as --eval).",
+    help="--quantize static: training file to draw calibration examples from (same columns as "
+    "--eval).",
 )
 @click.option(
     "--calibration-method",
@@ -119,7 +124,8 @@ from slimbert.errors import SlimbertError
     "--triton",
     "triton_repo",
     type=click.Path(path_type=Path),
-    help="Also write a Triton model repository here: ONNX model, tokenizer, raw-text ensemble, client.py.",
+    help="Also write a Triton model repository here: ONNX model, tokenizer, raw-text ensemble, "
+    "client.py.",
 )
 @click.option("--triton-max-batch-size", type=click.IntRange(0), default=32, show_default=True)
 @user_errors
@@ -155,15 +161,20 @@ def export_cmd(
 
     \b
     Examples:
-      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-int8 --optimize --quantize dynamic
-      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-static --optimize --quantize static --calibration-data train.tsv
-      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-fp16 --optimize --precision fp16 --provider cuda
-      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-int8 --quantize dynamic --triton runs/triton
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-int8 \\
+        --optimize --quantize dynamic
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-static \\
+        --optimize --quantize static --calibration-data train.tsv
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-fp16 \\
+        --optimize --precision fp16 --provider cuda
+      slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-int8 \\
+        --quantize dynamic --triton runs/triton
 
     The manifest.json in the folder records inputs, outputs, opset, exporter, precision, the
     steps with their fusion counts, every step's validation figures and file hashes. Past any
     gate the command fails and writes nothing.
     """
+    # the export stack imports torch, onnx and onnxruntime: seconds `slimbert --help` should not pay
     from slimbert.data import Columns
     from slimbert.export.onnx import ExportOptions, export
     from slimbert.export.optimize import OptimizeConfig
@@ -219,8 +230,9 @@ def export_cmd(
                 click.echo(f"warning: {warning}", err=True)
     v = manifest["validation"]
     click.echo(
-        f"exported {manifest['precision']} to {out}: max |Δlogit| {v['max_abs_diff']:.2e}, label agreement {v['label_agreement']:.2f}%, "
-        f"Δ{v['metric_name']} {v['delta_metric']:+.2f} on {v['examples']} examples ({v['provider']})"
+        f"exported {manifest['precision']} to {out}: max |Δlogit| {v['max_abs_diff']:.2e}, "
+        f"label agreement {v['label_agreement']:.2f}%, Δ{v['metric_name']} "
+        f"{v['delta_metric']:+.2f} on {v['examples']} examples ({v['provider']})"
     )
     if triton_repo:
         click.echo(f"Triton repository in {triton_repo}: see its README.md")

@@ -120,9 +120,10 @@ def serve_cmd(
     \b
     Example:
       slimbert serve runs/kd3-onnx --port 8000
-      curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' -d '{"texts": ["a gripping film"]}'
+      curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
+        -d '{"texts": ["a gripping film"]}'
     """
-    try:
+    try:  # the serve extra (fastapi, uvicorn, prometheus-client) is optional
         import uvicorn
 
         from slimbert.serve import ServeConfig, ServedModel, create_app
@@ -135,11 +136,13 @@ def serve_cmd(
             f"--max-queue {max_queue} is below --max-batch-size {max_batch_size}; raise --max-queue"
         )
     model = ServedModel(export_dir, provider, threads, name)
+    identity = model.identity
     config = ServeConfig(
         max_batch_size, max_wait_ms, max_queue, max_items, max_body_bytes, max_text_chars, warm_up
     )
     click.echo(
-        f"serving {model.identity.name} (sha256 {model.identity.sha256[:12]}, {model.identity.task}, inputs: {model.identity.inputs}) on http://{host}:{port}",
+        f"serving {identity.name} (sha256 {identity.sha256[:12]}, {identity.task}, "
+        f"inputs: {identity.inputs}) on http://{host}:{port}",
         err=True,
     )
     uvicorn.run(

@@ -15,6 +15,11 @@ from slimbert.cli.options import (
     train_options,
     user_errors,
 )
+from slimbert.compress.pretrain import PretrainConfig, pretrain_student
+from slimbert.data import Columns
+from slimbert.teachers.boost import BoostConfig, boost
+from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
+from slimbert.teachers.train import train_teacher
 
 
 @click.command("train-teacher", context_settings=CONTEXT)
@@ -47,8 +52,6 @@ def train_teacher_cmd(base, out, save_route, **kwargs):
     slimbert.json (data hashes, metric, seed, library versions). The best checkpoint on --eval is
     kept. Runs through Accelerate: `accelerate launch -m slimbert train-teacher ...` scales to GPUs.
     """
-    from slimbert.teachers.train import train_teacher
-
     spec = data_spec(kwargs)
     config = train_config(kwargs)
     result, metadata = train_teacher(base, spec, out, config, save_route=save_route)
@@ -122,8 +125,6 @@ def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, c
       slimbert professor boost --base minilm-l6 --train train.tsv --eval dev.tsv --rounds 3 --out runs/professor-boost
       slimbert compress kd --teacher runs/professor-boost --train train.tsv --eval dev.tsv --layers 3 --out runs/kd3-boost
     """
-    from slimbert.teachers.boost import BoostConfig, boost
-
     spec = data_spec(kwargs)
     config = train_config(kwargs)
     metadata = boost(
@@ -214,8 +215,6 @@ def professor_augment_cmd(
       slimbert professor augment --train train.tsv --eval dev.tsv --out runs/train-augmented.tsv
       slimbert train-teacher --base minilm-l6 --train runs/train-augmented.tsv --eval dev.tsv --out runs/professor-da
     """
-    from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
-
     spec = data_spec(kwargs)
     config = PairAugmentConfig(
         symmetry, transitivity, max_path, per_pair, max_transitive, similar_label, filter_confidence
@@ -304,9 +303,6 @@ def pretrain_student_cmd(
       slimbert pretrain-student --teacher runs/professor-da --layers 3 --train train.tsv --out runs/mlm-3L
       slimbert compress kd --teacher runs/professor-da --student-init runs/mlm-3L --layers 3 --train train.tsv --eval dev.tsv --out runs/kd3-star
     """
-    from slimbert.compress.pretrain import PretrainConfig, pretrain_student
-    from slimbert.data import Columns
-
     config = train_config(kwargs)
     columns = Columns(text_column, text_pair_column, None, header=not no_header)
     result, metadata = pretrain_student(

@@ -41,8 +41,16 @@ from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns, Examples, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
-from slimbert.models import save_model, seed_everything
+from slimbert.models import (
+    load_classifier,
+    load_tokenizer,
+    resolve_base,
+    save_model,
+    seed_everything,
+)
 from slimbert.provenance import read_metadata
+from slimbert.teachers.load import load_teacher
+from slimbert.teachers.logits import model_fingerprint
 from slimbert.training.loop import TrainConfig, TrainResult, train
 
 ROLE = "pretrained-student"
@@ -72,16 +80,11 @@ class PretrainConfig:
 def source_model(teacher: str | Path) -> tuple[nn.Module, object, str]:
     """The classifier whose encoder the student copies: a teacher or professor directory (an
     ensemble gives its best member), or a base checkpoint (a directory or a bundled name)."""
-    from slimbert.models import load_classifier, load_tokenizer, resolve_base
-    from slimbert.teachers.load import load_teacher
-
     path = Path(str(teacher))
     if path.is_dir():
         loaded = load_teacher(path)
         return loaded.layers, loaded.tokenizer, loaded.fingerprint
     base_dir = resolve_base(teacher)
-    from slimbert.teachers.logits import model_fingerprint
-
     return load_classifier(base_dir), load_tokenizer(base_dir), model_fingerprint(base_dir)
 
 

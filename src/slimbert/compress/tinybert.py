@@ -40,6 +40,7 @@ from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.compress.word_augment import AugmentConfig, augment
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
+from slimbert.files import sha256_file
 from slimbert.metrics import Metrics, evaluator
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
@@ -201,8 +202,6 @@ def prediction_terms(config: TinyBERTConfig) -> list[LossTerm]:
 
 def read_text_file(path: Path) -> Examples:
     """One text per non-blank line, for general distillation."""
-    from slimbert.files import sha256_file
-
     if not Path(path).is_file():
         raise SlimbertError(
             f"--general-text {path}: no such file; give a plain text file with one text per line"

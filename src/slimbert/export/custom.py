@@ -1,5 +1,5 @@
 """ONNX export of models optimum does not know: the non-transformer students (textcnn, bilstm,
-tree from compress/students.py).
+tree from compress/networks.py).
 
 The folder matches optimum's layout so everything downstream (parity check, manifest, bench,
 serve) treats it alike:
@@ -21,6 +21,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
@@ -45,8 +46,6 @@ class _Logits(nn.Module):
 
 def _declare_inputs(onnx_path: Path, names: list[str]) -> None:
     """Put back any tokenizer input the tracer dropped, keeping the tokenizer's order."""
-    import onnx
-
     graph = onnx.load(str(onnx_path))
     present = {value.name: value for value in graph.graph.input}
     if all(name in present for name in names):

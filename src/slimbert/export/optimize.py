@@ -5,11 +5,14 @@ contrib ops. Per encoder layer it looks for these subgraphs:
 
     x ─┬─ MatMul ─ Add ─ Reshape ─ Transpose ───────────┐                                   Q
        ├─ MatMul ─ Add ─ Reshape ─ Transpose ─ (scale) ─┴─ MatMul ─ Add(mask) ─ Softmax ─┐   K
-       └─ MatMul ─ Add ─ Reshape ─ Transpose ─────────────────────────────────────────── MatMul ─ Transpose ─ Reshape   V
-                                                                   ⇒  Attention (one packed QKV GEMM)
+       └─ MatMul ─ Add ─ Reshape ─ Transpose ─────────────────────────────────────────── MatMul   V
+                                                             ┌──────────────────────────────┘
+                                                             └─ Transpose ─ Reshape
+                                        ⇒  Attention (one packed QKV GEMM)
 
     h ─ MatMul ─ Add(bias) ─ Add(residual) ─ LayerNormalization   ⇒  MatMul ─ SkipLayerNormalization
-    h ─ MatMul ─ Add(bias) ─ Div ─ Erf ─ Add ─ Mul ─ Mul          ⇒  MatMul ─ BiasGelu   (FastGelu if approximated)
+    h ─ MatMul ─ Add(bias) ─ Div ─ Erf ─ Add ─ Mul ─ Mul          ⇒  MatMul ─ BiasGelu
+                                                                      (FastGelu if approximated)
 
 and once for the embeddings:
 
@@ -51,6 +54,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slimbert.errors import SlimbertError
+
+# onnx and onnxruntime's tools load inside the functions that run them: the configs below are
+# built (CLI, recipes, experiments) without them.
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +105,8 @@ class OptimizeConfig:
 
     @classmethod
     def cpu(cls) -> OptimizeConfig:
-        """Attention, EmbedLayerNorm, BiasGelu; SkipLayerNormalization is slower on the CPU (see top)."""
+        """Attention, EmbedLayerNorm, BiasGelu; SkipLayerNormalization is slower on the CPU (see
+        top)."""
         return cls(provider="cpu", skip_layer_norm=False)
 
     @classmethod
@@ -189,9 +196,9 @@ def _check(counts: dict[str, int], expected: dict[str, int], layers: int) -> lis
     attention = counts["Attention"] + counts["MultiHeadAttention"]
     if expected["Attention"] and attention < expected["Attention"]:
         warnings.append(
-            f"attention fused in {attention} of {layers} layers: the exported graph does not match ONNX Runtime's "
-            "attention pattern, so those layers run unfused (correct, not faster); export with eager attention "
-            "(the default) or upgrade onnxruntime"
+            f"attention fused in {attention} of {layers} layers: the exported graph does not "
+            "match ONNX Runtime's attention pattern, so those layers run unfused (correct, not "
+            "faster); export with eager attention (the default) or upgrade onnxruntime"
         )
     gelu = counts["BiasGelu"] + counts["FastGelu"] + counts["Gelu"]
     if expected["Gelu"] and gelu < expected["Gelu"]:
@@ -201,7 +208,8 @@ def _check(counts: dict[str, int], expected: dict[str, int], layers: int) -> lis
         and counts["SkipLayerNormalization"] < expected["SkipLayerNormalization"]
     ):
         warnings.append(
-            f"SkipLayerNormalization fused {counts['SkipLayerNormalization']} of {expected['SkipLayerNormalization']} times"
+            f"SkipLayerNormalization fused {counts['SkipLayerNormalization']} of "
+            f"{expected['SkipLayerNormalization']} times"
         )
     if expected["EmbedLayerNormalization"] and not counts["EmbedLayerNormalization"]:
         warnings.append("embedding LayerNormalization did not fuse")

@@ -33,6 +33,9 @@ import numpy as np
 
 from slimbert.errors import SlimbertError
 
+# onnx and onnxruntime's tools load inside the functions that run them: the configs below are
+# built (CLI, recipes, experiments) without them.
+
 log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -81,7 +84,8 @@ class DynamicQuantConfig:
 
     @classmethod
     def avx512_vnni(cls) -> DynamicQuantConfig:
-        """CPUs with AVX-512 VNNI (VPDPBUSD does u8×s8 → s32 in one instruction): full 8-bit range."""
+        """CPUs with AVX-512 VNNI (VPDPBUSD does u8×s8 → s32 in one instruction): full 8-bit
+        range."""
         return cls(per_channel=True, reduce_range=False)
 
     @classmethod
@@ -124,7 +128,8 @@ class StaticQuantConfig:
     def __post_init__(self):
         if self.method not in CALIBRATION_METHODS:
             raise SlimbertError(
-                f"--calibration-method {self.method!r}: choose one of {', '.join(CALIBRATION_METHODS)}"
+                f"--calibration-method {self.method!r}: "
+                f"choose one of {', '.join(CALIBRATION_METHODS)}"
             )
         if not 0 < self.percentile <= 100:
             raise SlimbertError(
@@ -161,11 +166,13 @@ def annotate_types(model):
         )
     except Exception as exc:  # the inference raises bare Exceptions on graphs it cannot follow
         raise SlimbertError(
-            f"symbolic shape inference failed on the graph to quantize ({exc}); quantize the export without --optimize"
+            f"symbolic shape inference failed on the graph to quantize ({exc}); "
+            "quantize the export without --optimize"
         ) from exc
     if annotated is None:
         raise SlimbertError(
-            "symbolic shape inference could not type the graph to quantize; quantize the export without --optimize"
+            "symbolic shape inference could not type the graph to quantize; "
+            "quantize the export without --optimize"
         )
     return annotated
 
@@ -201,7 +208,8 @@ def _weight_type(name: str):
 def quantize_dynamic_model(
     onnx_in: Path, onnx_out: Path, config: DynamicQuantConfig = DynamicQuantConfig()
 ) -> QuantReport:
-    """Dynamic int8 of `onnx_in` (fused or not) into `onnx_out`; inputs (B, L) int64, logits (B, C) float32."""
+    """Dynamic int8 of `onnx_in` (fused or not) into `onnx_out`; inputs (B, L) int64, logits
+    (B, C) float32."""
     import onnx
     from onnxruntime.quantization import quantize_dynamic
 
@@ -271,7 +279,8 @@ def calibration_batches(
         missing = [name for name in input_names if name not in encoded]
         if missing:
             raise SlimbertError(
-                f"the tokenizer gives no {', '.join(missing)} that the ONNX graph takes; re-export the model with its own tokenizer"
+                f"the tokenizer gives no {', '.join(missing)} that the ONNX graph takes; "
+                "re-export the model with its own tokenizer"
             )
         batches.append({name: encoded[name].astype(np.int64) for name in input_names})
     return batches

@@ -15,6 +15,7 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
 def available_providers() -> list[str]:
+    # onnxruntime loads on first use: PROVIDERS and runtime_hints are read without it
     import onnxruntime as ort
 
     return ort.get_available_providers()
@@ -27,7 +28,8 @@ def check_provider(provider: str) -> str:
     if name not in available_providers():
         raise SlimbertError(
             f"--provider {provider}: {name} is not available in this onnxruntime "
-            f"({', '.join(available_providers())}); install onnxruntime-gpu (`pip install -e .[gpu]`) on a machine with CUDA, or use --provider cpu"
+            f"({', '.join(available_providers())}); install onnxruntime-gpu "
+            "(`pip install -e .[gpu]`) on a machine with CUDA, or use --provider cpu"
         )
     return name
 
@@ -59,7 +61,7 @@ class OnnxClassifier:
         threads: int | None = None,
         disabled_optimizers: Sequence[str] | None = None,
     ):
-        import onnxruntime as ort
+        import onnxruntime as ort  # see available_providers
 
         name = check_provider(provider)
         options = ort.SessionOptions()
@@ -78,7 +80,8 @@ class OnnxClassifier:
         active = self.session.get_providers()
         if active[0] != name:
             raise SlimbertError(
-                f"onnxruntime placed the model on {active[0]}, not {name}; refusing to run on another provider"
+                f"onnxruntime placed the model on {active[0]}, not {name}; "
+                "refusing to run on another provider"
             )
         self.provider = provider
         self.input_names = [i.name for i in self.session.get_inputs()]

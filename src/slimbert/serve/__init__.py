@@ -3,7 +3,8 @@
 model.py     ServedModel: tokenizer + ONNX session + identity (name, sha256 of model.onnx)
 batching.py  MicroBatcher: concurrent requests -> batches, run in one worker thread
 metrics.py   ServeMetrics: a Prometheus registry per app
-app.py       create_app: the FastAPI routes, input validation, errors as JSON
+requests.py  what /v1/predict accepts and answers; bad input as one ApiError (kind, message)
+app.py       create_app: the FastAPI routes, the metrics middleware, errors as JSON
 """
 
 from slimbert.serve.app import ServeConfig, create_app

@@ -26,7 +26,8 @@ from typing import Any
 @dataclass(frozen=True)
 class BatchConfig:
     """max_batch_size: most items per model call.
-    max_wait_ms:    longest the oldest pending item waits for the batch to fill; 0 = run what is there.
+    max_wait_ms:    longest the oldest pending item waits for the batch to fill; 0 = run what is
+                    there.
     max_queue:      most items pending at once; beyond it new requests are refused (overload)."""
 
     max_batch_size: int = 32

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
@@ -91,18 +92,19 @@ def _token_text(value) -> str | None:
 
 
 def load_tokenizer(folder: Path, max_length: int):
-    """The folder's Rust tokenizer, truncating to `max_length` and padding to each batch's longest."""
-    from tokenizers import Tokenizer
-
+    """The folder's Rust tokenizer, truncating to `max_length` and padding to each batch's
+    longest."""
     if (folder / TOKENIZER_FILE).is_file():
         tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
     else:
+        # only for folders without tokenizer.json: transformers costs the server seconds to load
         from transformers import AutoTokenizer
 
         wrapped = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
         if not wrapped.is_fast:
             raise SlimbertError(
-                f"{folder}: no {TOKENIZER_FILE} and the tokenizer has no fast version; re-export with a fast tokenizer"
+                f"{folder}: no {TOKENIZER_FILE} and the tokenizer has no fast version; "
+                "re-export with a fast tokenizer"
             )
         tokenizer = wrapped.backend_tokenizer
     settings = {}
@@ -117,7 +119,8 @@ def load_tokenizer(folder: Path, max_length: int):
     pad_id = tokenizer.token_to_id(pad_token)
     if pad_id is None:
         raise SlimbertError(
-            f"{folder}: pad token {pad_token!r} is not in the vocabulary; set pad_token in tokenizer_config.json"
+            f"{folder}: pad token {pad_token!r} is not in the vocabulary; "
+            "set pad_token in tokenizer_config.json"
         )
     tokenizer.enable_truncation(
         max_length,
@@ -171,12 +174,14 @@ class ServedModel:
         recorded = (manifest.get("files") or {}).get(ONNX_FILE, {}).get("sha256")
         if not recorded:
             raise SlimbertError(
-                f"{folder / MANIFEST_FILE}: records no sha256 for {ONNX_FILE}; re-run `slimbert export`"
+                f"{folder / MANIFEST_FILE}: records no sha256 for {ONNX_FILE}; "
+                "re-run `slimbert export`"
             )
         actual = sha256_file(folder / ONNX_FILE)
         if actual != recorded:
             raise SlimbertError(
-                f"{folder / ONNX_FILE}: sha256 {actual[:12]}… differs from the manifest's {recorded[:12]}…; "
+                f"{folder / ONNX_FILE}: sha256 {actual[:12]}… differs from the manifest's "
+                f"{recorded[:12]}…; "
                 "the model was changed after export; re-run `slimbert export`"
             )
         task = manifest.get("task") or "classification"
@@ -188,7 +193,8 @@ class ServedModel:
         else:
             if not id2label:
                 raise SlimbertError(
-                    f"{folder}: no id2label in manifest.json or config.json; re-run `slimbert export`"
+                    f"{folder}: no id2label in manifest.json or config.json; "
+                    "re-run `slimbert export`"
                 )
             labels = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
         max_length = manifest.get("max_length")
@@ -230,7 +236,8 @@ class ServedModel:
         return features, [bool(e.overflowing) for e in encodings]
 
     def predict(self, items: list[Item]) -> list[dict]:
-        """One prediction per item: {"label", "scores", "tokens", "truncated"} (+ "value" for regression)."""
+        """One prediction per item: {"label", "scores", "tokens", "truncated"} (+ "value" for
+        regression)."""
         results: list[dict | None] = [None] * len(items)
         # One tokenizer call takes all single texts or all pairs; a folder that does not say
         # which it was trained on may see both kinds in one batch.

@@ -29,7 +29,8 @@ The artifact is a directory every `--teacher` flag accepts (see slimbert.teacher
       ensemble.json     format, member dirs, α and normalised weights, best member, labels
       slimbert.json     role "professor", method "boost", eval figures, every round's record
       tokenizer files   shared by all members
-      member-0/ ...     each an ordinary HF classifier directory (config, safetensors, slimbert.json)
+      member-0/ ...     each an ordinary HF classifier directory (config, safetensors,
+                        slimbert.json)
 
 Samples weights reach the loss in one of two ways (`weighting`): "loss" multiplies each
 example's cross-entropy by n · w_i (mean 1, so uniform weights equal plain fine-tuning);
@@ -242,13 +243,15 @@ def boost(
         first, first_tokenizer, _ = load_model_dir(boost_config.first_member)
         if first_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise SlimbertError(
-                f"--first-member {boost_config.first_member}: its tokenizer differs from --base {base}'s; give a teacher fine-tuned from the same base"
+                f"--first-member {boost_config.first_member}: its tokenizer differs from "
+                f"--base {base}'s; give a teacher fine-tuned from the same base"
             )
         label_map, task = model_label_map(first), model_task(first)
     data = prepare(spec, tokenizer, label_map=label_map, task=task)
     if data.task == REGRESSION:
         raise SlimbertError(
-            f"{spec.train}: professor boost needs a classification task (SAMME counts wrong labels); this one is regression"
+            f"{spec.train}: professor boost needs a classification task (SAMME counts wrong "
+            "labels); this one is regression"
         )
     num_classes = data.label_map.num_labels
     targets = np.asarray(data.train_set.labels)
@@ -304,10 +307,15 @@ def boost(
             if update.chance:
                 if m == 0:
                     raise SlimbertError(
-                        f"professor boost: the first member is no better than chance on {spec.train} (weighted error {update.error:.3f}); train it longer or with a higher --lr"
+                        "professor boost: the first member is no better than chance on "
+                        f"{spec.train} (weighted error {update.error:.3f}); "
+                        "train it longer or with a higher --lr"
                     )
                 rounds.append({**record, "kept": False})
-                stopped = f"stopped at round {m + 1}: weighted error {update.error:.3f} ≥ 1 − 1/K, no better than chance"
+                stopped = (
+                    f"stopped at round {m + 1}: weighted error {update.error:.3f} ≥ 1 − 1/K, "
+                    "no better than chance"
+                )
                 break
             if not reused:
                 save_model(
@@ -338,7 +346,10 @@ def boost(
             del member
             weights = update.weights
             if update.perfect:
-                stopped = f"stopped at round {m + 1}: the member makes no training errors, nothing left to reweight"
+                stopped = (
+                    f"stopped at round {m + 1}: the member makes no training errors, "
+                    "nothing left to reweight"
+                )
                 break
 
         kept = [r for r in rounds if r["kept"]]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from slimbert.errors import SlimbertError
 from slimbert.teachers.logits import model_fingerprint
@@ -51,11 +52,10 @@ class EnsembleClassifier(nn.Module):
         output_attentions: bool = False,
         **_,
     ):
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
         if output_hidden_states or output_attentions:
             raise SlimbertError(
-                "an ensemble teacher gives logits only; build layer-matching losses on Teacher.layers (its best member)"
+                "an ensemble teacher gives logits only; build layer-matching losses on "
+                "Teacher.layers (its best member)"
             )
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:

@@ -12,7 +12,7 @@ module:
                      ─ an ensemble: its best member on the eval set (recorded in ensemble.json)
 
 A method calls `load_teacher(dir)` once, passes `teacher.model` and `teacher.fingerprint` to
-`slimbert.task.teacher_logits`, and builds its student from `teacher.layers`.
+`teachers.logits.teacher_logits`, and builds its student from `teacher.layers`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Teacher:
     layers:      the HF classifier students are built from (== model for a single classifier)
     tokenizer:   the tokenizer every member shares
     metadata:    the directory's slimbert.json
-    fingerprint: cache key of the weights (a single model's equals task.model_fingerprint)
+    fingerprint: cache key of the weights (a single model's: teachers.logits.model_fingerprint)
     path:        the directory it came from
     members:     1 for a classifier, K for an ensemble
     """
@@ -82,7 +82,8 @@ def load_teacher(path: str | Path) -> Teacher:
     path = Path(path)
     if not path.is_dir():
         raise SlimbertError(
-            f"--teacher {path}: no such directory; give a directory written by train-teacher or professor boost"
+            f"--teacher {path}: no such directory; "
+            "give a directory written by train-teacher or professor boost"
         )
     if is_ensemble(path):
         return load_ensemble(path)
@@ -106,28 +107,33 @@ def load_ensemble(path: str | Path) -> Teacher:
         ensemble = json.loads((path / ENSEMBLE_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SlimbertError(
-            f"{path / ENSEMBLE_FILE}: unreadable ({exc}); rebuild it with `slimbert professor boost`"
+            f"{path / ENSEMBLE_FILE}: unreadable ({exc}); "
+            "rebuild it with `slimbert professor boost`"
         ) from None
     if ensemble.get("format") != ENSEMBLE_FORMAT:
         raise SlimbertError(
-            f"{path / ENSEMBLE_FILE}: format {ensemble.get('format')!r}, expected {ENSEMBLE_FORMAT!r}; rebuild it with this slimbert's `professor boost`"
+            f"{path / ENSEMBLE_FILE}: format {ensemble.get('format')!r}, "
+            f"expected {ENSEMBLE_FORMAT!r}; rebuild it with this slimbert's `professor boost`"
         )
     members = []
     for name in ensemble["members"]:
         if not (path / name).is_dir():
             raise SlimbertError(
-                f"{path / name}: member missing from the ensemble; rebuild it with `slimbert professor boost`"
+                f"{path / name}: member missing from the ensemble; "
+                "rebuild it with `slimbert professor boost`"
             )
         model, _, _ = load_model_dir(path / name)
         members.append(model)
     labels = {json.dumps(m.config.id2label, sort_keys=True) for m in members}
     if len(labels) != 1:
         raise SlimbertError(
-            f"{path}: the members disagree on their labels; rebuild the ensemble from one training set"
+            f"{path}: the members disagree on their labels; "
+            "rebuild the ensemble from one training set"
         )
     if ensemble.get("combine") not in COMBINES:
         raise SlimbertError(
-            f"{path / ENSEMBLE_FILE}: combine {ensemble.get('combine')!r} is not one of {', '.join(COMBINES)}; rebuild it with `slimbert professor boost`"
+            f"{path / ENSEMBLE_FILE}: combine {ensemble.get('combine')!r} is not one of "
+            f"{', '.join(COMBINES)}; rebuild it with `slimbert professor boost`"
         )
     model = EnsembleClassifier(members, ensemble["weights"], ensemble["combine"])
     model.eval()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from slimbert.batches import TaskData, make_loader, predict_logits
 from slimbert.files import sha256_file
@@ -37,8 +38,6 @@ def teacher_logits(
     The key covers the teacher's weights and config, the exact training texts used and the max
     length, so a rerun or a later method on the same data reads them back.
     """
-    from safetensors.torch import load_file, save_file
-
     key_source = "|".join(
         [
             fingerprint or model_fingerprint(Path(teacher_dir)),

@@ -1,4 +1,5 @@
-"""The one training loop: Accelerate for devices and precision, progress, evaluation, early stop.
+"""The one training loop: Accelerate for devices, autocast for precision, progress, evaluation,
+early stop.
 
 Every method (and train-teacher) hands it a model, a loader and a `step` callable that returns
 the weighted loss plus each unweighted term; the loop keeps the best checkpoint by the eval
@@ -7,16 +8,20 @@ metric and restores it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
 
 from slimbert.batches import EncodedDataset, make_loader
+from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
 from slimbert.settings import setting
 
@@ -27,20 +32,24 @@ OnStepFn = Callable[
 ]  # (step, total_steps, unwrapped model) after each optimiser step
 
 
-@contextmanager
-def full_precision(model: nn.Module) -> Iterator[None]:
-    """Run `model` without the autocast wrapper Accelerate puts on its forward for mixed
-    precision, so that evaluation (and the best checkpoint it picks) sees the fp32 weights as
-    they will be saved and served. A model without the wrapper is left alone."""
-    wrapped, original = model.__dict__.get("forward"), model.__dict__.get("_original_forward")
-    if wrapped is None or original is None:
-        yield
-        return
-    model.forward = original
-    try:
-        yield
-    finally:
-        model.forward = wrapped
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_for(mixed_precision: str, device: torch.device):
+    """The autocast context of one training step: bf16 or fp16 on `device`, or nothing.
+
+    The loop applies it around the step alone, so evaluation (and the best checkpoint it picks)
+    always runs the fp32 weights as they will be saved and served; Accelerate is given no
+    precision, which also lets one process train under several settings (slimbert experiment).
+    """
+    if mixed_precision == "no":
+        return contextlib.nullcontext
+    if mixed_precision == "fp16" and device.type == "cpu":
+        raise SlimbertError(
+            "--mixed-precision fp16 needs a GPU; on a CPU use bf16 (fast with AVX-512 BF16 or AMX)"
+        )
+    dtype = PRECISIONS[mixed_precision]
+    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def train_loader(dataset: EncodedDataset, config: TrainConfig) -> DataLoader:
@@ -168,17 +177,11 @@ def train(
     extra_lrs: a learning rate per extra module (None: config.lr), e.g. a teacher trained
     jointly with a student. on_step: called after every optimiser step, e.g. to keep checkpoints.
     """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
-    # Accelerate keeps one precision per process, but one process may train several models under
-    # different settings (slimbert experiment): reset its settings, never its process group.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available()
-    )
+    # Accelerate places the model and shards the batches over processes (`accelerate launch`);
+    # precision is the loop's own (autocast_for).
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    autocast = autocast_for(config.mixed_precision, accelerator.device)
+    scaler = torch.amp.GradScaler(accelerator.device.type) if config.mixed_precision == "fp16" else None
     torch.manual_seed(config.seed)
     extra_modules = extra_modules or []
     extra_lrs = extra_lrs or [None] * len(extra_modules)
@@ -212,14 +215,20 @@ def train(
     while not done:
         for batch in loader:
             model.train()
-            with accelerator.autocast():
+            with autocast():
                 loss, terms = step(model, batch)
-            accelerator.backward(loss)
+            accelerator.backward(loss if scaler is None else scaler.scale(loss))
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(
                     [p for _, p in named if p.requires_grad], config.max_grad_norm
                 )
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             result.steps += 1
@@ -235,8 +244,7 @@ def train(
             last = result.steps >= total_steps
             if result.steps % eval_every == 0 or last:
                 unwrapped = accelerator.unwrap_model(model)
-                with full_precision(unwrapped):
-                    metrics = evaluate(unwrapped)
+                metrics = evaluate(unwrapped)
                 improved = result.best is None or metrics.main > result.best.main
                 result.history.append(
                     {"step": result.steps, **metrics.values, "improved": improved}
@@ -261,9 +269,7 @@ def train(
                 done = True
                 break
     bar.close()
-    unwrapped = accelerator.unwrap_model(
-        model, keep_fp32_wrapper=False
-    )  # training is over: plain forward again
+    unwrapped = accelerator.unwrap_model(model)
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
     return result

@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 
 from slimbert.errors import SlimbertError
-from slimbert.training.loop import TrainConfig, planned_steps
+from slimbert.models import load_model_dir
+from slimbert.teachers import logits
+from slimbert.training.loop import TrainConfig, planned_steps, train
 
 ROUTE_DIR = "route"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -134,12 +136,9 @@ def check_compatible(checkpoint: torch.nn.Module, teacher: torch.nn.Module, path
 
 def route_logits(stage: Stage, teacher: torch.nn.Module, data) -> torch.Tensor:
     """The stage's checkpoint's logits on the training set (N, C), through the on-disk cache."""
-    from slimbert.models import load_model_dir
-    from slimbert.teachers.logits import teacher_logits
-
     checkpoint, _, _ = load_model_dir(stage.teacher_dir)
     check_compatible(checkpoint, teacher, stage.teacher_dir)
-    return teacher_logits(checkpoint, stage.teacher_dir, data)
+    return logits.teacher_logits(checkpoint, stage.teacher_dir, data)
 
 
 def soft_targets(
@@ -169,8 +168,6 @@ def train_stages(
 ) -> list:
     """Train through the stages in order; `step_for(targets)` builds a stage's step function.
     Returns every stage's TrainResult; the last is the final teacher's."""
-    from slimbert.training.loop import train
-
     return [
         train(
             student,
