@@ -5,20 +5,23 @@ The measurement the issue asks for (teacher and 3-layer kd student, SST-2 dev, t
 
     python benchmarks/export_pipeline.py \\
         --model runs/sst2/teacher --model runs/sst2/kd-3L \\
-        --train /work/shared/data/glue/SST-2/train.tsv --eval /work/shared/data/glue/SST-2/dev.tsv \\
+        --train /work/shared/data/glue/SST-2/train.tsv \\
+        --eval /work/shared/data/glue/SST-2/dev.tsv \\
         --batch-sizes 1,8 --name export_pipeline_sst2
 
 (about 9 minutes for the MiniLM teacher alone on the 2-core machine, less for the student; the
 teacher and student run one after the other, each model's variants interleaved). A quick check
 on a tiny model and a small eval file (seconds):
 
-    python benchmarks/export_pipeline.py --model tiny --train train.tsv --eval dev.tsv --name smoke --out /tmp/results
+    python benchmarks/export_pipeline.py --model tiny --train train.tsv --eval dev.tsv \\
+        --name smoke --out /tmp/results
 
 For every model it builds, each validated against PyTorch on the whole eval file:
 
     fp32            slimbert export (eager attention), no fusion
     optimized       slimbert export --optimize (Attention, EmbedLayerNorm, BiasGelu fused)
-    int8-dynamic    slimbert export --optimize --quantize dynamic (per-channel; QAttention, MatMulInteger)
+    int8-dynamic    slimbert export --optimize --quantize dynamic (per-channel; QAttention,
+                    MatMulInteger)
     int8-static     slimbert export --optimize --quantize static (minmax, per-channel, 256 training
                     examples; attention left unfused so that Q/K/V are int8 too)
     optimum-O2      optimum's ORTOptimizer O2 on the fp32 export
@@ -152,7 +155,8 @@ def build_variants(
 def requests_for(
     tokenizer, examples, batch_size: int, max_length: int, input_names: list[str]
 ) -> list[dict]:
-    """One request per `batch_size` consecutive examples, padded to its own longest: name → (B, L) int64."""
+    """One request per `batch_size` consecutive examples, padded to its own longest:
+    name → (B, L) int64."""
     requests = []
     for start in range(0, len(examples), batch_size):
         texts = examples.texts[start : start + batch_size]
@@ -333,7 +337,9 @@ def targets_table(records: list[dict]) -> Table:
                 [
                     model,
                     f"int8-dynamic at least as fast as optimum-int8 at ≥ ΔF1, batch {batch}",
-                    f"{ours['avg_ms']:.2f} vs {theirs['avg_ms']:.2f} ms; ΔF1 {ours['parity']['delta_metric']:+.2f} vs {theirs['parity']['delta_metric']:+.2f}",
+                    f"{ours['avg_ms']:.2f} vs {theirs['avg_ms']:.2f} ms; "
+                    f"ΔF1 {ours['parity']['delta_metric']:+.2f} "
+                    f"vs {theirs['parity']['delta_metric']:+.2f}",
                     "yes" if faster and as_good else "no",
                 ]
             )
@@ -453,13 +459,18 @@ def main(argv: list[str] | None = None) -> Path:
             records += model_records
             models.append(notes)
     notes = [
-        f"{m['model']}: PyTorch {rows[0].metric_name} {m['torch_metric']:.2f} on {m['eval_examples']} examples; optimum O2 → avx512_vnni {m['optimum O2 → avx512_vnni']}"
+        f"{m['model']}: PyTorch {rows[0].metric_name} {m['torch_metric']:.2f} "
+        f"on {m['eval_examples']} examples; "
+        f"optimum O2 → avx512_vnni {m['optimum O2 → avx512_vnni']}"
         for m in models
     ]
     notes += [
-        "Avg ms is model time per request (tokenisation not included); all variants of a model took turns of --block requests in rotating order in this one run.",
-        "int8-dynamic runs with the manifest's hint (ONNX Runtime's online SkipLayerNormFusion off); the '(SkipLayerNorm re-fused)' row is the same file in a default session.",
-        "ΔF1 is against the model's own PyTorch logits; F1 in the first table comes from the timed requests (each padded to its own length).",
+        "Avg ms is model time per request (tokenisation not included); all variants of a model "
+        "took turns of --block requests in rotating order in this one run.",
+        "int8-dynamic runs with the manifest's hint (ONNX Runtime's online SkipLayerNormFusion "
+        "off); the '(SkipLayerNorm re-fused)' row is the same file in a default session.",
+        "ΔF1 is against the model's own PyTorch logits; F1 in the first table comes from the "
+        "timed requests (each padded to its own length).",
     ]
     report = Report(
         f"Export pipeline on {args.eval.name}",

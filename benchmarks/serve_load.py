@@ -1,4 +1,5 @@
-"""Load test of `slimbert serve` on loopback, beside the raw ONNX Runtime throughput of the same model.
+"""Load test of `slimbert serve` on loopback, beside the raw ONNX Runtime throughput of the \
+same model.
 
 One run, in this order:
   1. raw ONNX Runtime: the eval texts in consecutive batches of --max-batch-size, each padded to
@@ -163,7 +164,12 @@ class Connection:
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = (
+            f"{method} {path} HTTP/1.1\r\n"
+            f"Host: {self.host}:{self.port}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
         self.writer.write(head.encode() + body)
         try:
             raw = await self.reader.readuntil(b"\r\n\r\n")
@@ -425,7 +431,8 @@ class ServerProcess:
         while time.perf_counter() < deadline:
             if self.process.poll() is not None:
                 raise SlimbertError(
-                    f"the server exited with {self.process.returncode} before it was ready:\n{self.tail()}"
+                    f"the server exited with {self.process.returncode} before it was ready:\n"
+                    f"{self.tail()}"
                 )
             try:
                 if fetch("127.0.0.1", self.port, "/readyz", timeout=2)[0] == 200:
@@ -450,7 +457,8 @@ class ServerProcess:
         return self.process.returncode
 
     def shut_down_cleanly(self) -> bool:
-        """Exited on the SIGTERM after uvicorn finished the lifespan shutdown (the batcher drained)."""
+        """Exited on the SIGTERM after uvicorn finished the lifespan shutdown (the batcher
+        drained)."""
         return self.process.returncode in (
             0,
             -signal.SIGTERM,
@@ -473,7 +481,8 @@ def verdicts(result: dict) -> list[tuple[str, str, bool | None]]:
         ratio = top["throughput_per_s"] / raw
         rows.append(
             (
-                f"served throughput at {top['clients']} clients ≥ {THRESHOLDS['min_throughput_ratio']:.0%} of raw ONNX Runtime",
+                f"served throughput at {top['clients']} clients "
+                f"≥ {THRESHOLDS['min_throughput_ratio']:.0%} of raw ONNX Runtime",
                 f"{top['throughput_per_s']:.0f} / {raw:.0f} = {ratio:.0%}",
                 ratio >= THRESHOLDS["min_throughput_ratio"],
             )
@@ -499,7 +508,8 @@ def verdicts(result: dict) -> list[tuple[str, str, bool | None]]:
         rows.append(
             (
                 "served predictions equal offline on the whole eval file",
-                f"{predictions['labels_equal']}/{predictions['examples']} labels, max |Δscore| {predictions['max_abs_score_diff']:.1e}",
+                f"{predictions['labels_equal']}/{predictions['examples']} labels, "
+                f"max |Δscore| {predictions['max_abs_score_diff']:.1e}",
                 predictions["labels_equal"] == predictions["examples"],
             )
         )
@@ -521,9 +531,12 @@ def render_markdown(result: dict) -> str:
     lines = [f"# Serving under load: {result['model']['name']}", ""]
     lines += [f"- {line}" for line in machine_lines(env)]
     lines += [
-        f"- Model: {result['model']['name']} (sha256 {result['model']['sha256'][:16]}…, {result['model']['task']}, max length {result['model']['max_length']})",
-        f"- Eval file: {config['eval_file']} ({result['eval_examples']} examples, one per request, cycled)",
-        f"- Server: `{' '.join(shlex.quote(a) for a in result['server_command'][2:])}` on loopback; client and server share the machine's cores",
+        f"- Model: {result['model']['name']} (sha256 {result['model']['sha256'][:16]}…, "
+        f"{result['model']['task']}, max length {result['model']['max_length']})",
+        f"- Eval file: {config['eval_file']} "
+        f"({result['eval_examples']} examples, one per request, cycled)",
+        f"- Server: `{' '.join(shlex.quote(a) for a in result['server_command'][2:])}` "
+        "on loopback; client and server share the machine's cores",
         "",
     ]
     served = Table(
@@ -553,7 +566,10 @@ def render_markdown(result: dict) -> str:
                 f"{level['p99_ms']:.2f}",
                 f"{level['p99_over_p50']:.2f}",
                 f"{level['mean_batch_size']:.1f}",
-                f"{level['throughput_per_s'] / max(r['examples_per_s'] for r in result['raw']):.0%}",
+                format(
+                    level["throughput_per_s"] / max(r["examples_per_s"] for r in result["raw"]),
+                    ".0%",
+                ),
             ]
             for level in result["levels"]
         ],
@@ -598,19 +614,25 @@ def render_markdown(result: dict) -> str:
         lines += [
             "## Predictions",
             "",
-            f"Every eval example sent once as its own request at 32 clients (so batched with others and padded to their lengths), "
-            f"against the same model offline (transformers' tokenizer, ONNX Runtime at batch 1, unpadded): "
-            f"{predictions['labels_equal']}/{predictions['examples']} labels equal ({predictions['compared']} answered), "
+            "Every eval example sent once as its own request at 32 clients "
+            "(so batched with others and padded to their lengths), "
+            "against the same model offline "
+            "(transformers' tokenizer, ONNX Runtime at batch 1, unpadded): "
+            f"{predictions['labels_equal']}/{predictions['examples']} labels equal "
+            f"({predictions['compared']} answered), "
             f"max |Δscore| {predictions['max_abs_score_diff']:.2e}.",
             "",
         ]
     lines += [targets.markdown()]
     errors = {kind: n for level in result["levels"] for kind, n in level["errors_by_kind"].items()}
     notes = [
-        f"Per level: {config['warmup']} warm-up requests not counted, then up to {config['requests']:,} requests or {config['time_limit']:.0f} s.",
-        "Latency is client-side, from writing the request to reading the whole response; throughput is answered requests over the level's wall time.",
+        f"Per level: {config['warmup']} warm-up requests not counted, "
+        f"then up to {config['requests']:,} requests or {config['time_limit']:.0f} s.",
+        "Latency is client-side, from writing the request to reading the whole response; "
+        "throughput is answered requests over the level's wall time.",
         "Mean batch is items per model call on the server during the level, from its /metrics.",
-        "Raw ONNX Runtime runs before the server starts and after it stops; the higher figure is used for 'vs raw ORT'.",
+        "Raw ONNX Runtime runs before the server starts and after it stops; "
+        "the higher figure is used for 'vs raw ORT'.",
     ]
     if errors:
         notes.append("Errors by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(errors.items())))
@@ -667,7 +689,9 @@ def run(config: LoadConfig) -> dict:
             print(f"{clients} clients ...", file=sys.stderr)
             level = measure_level("127.0.0.1", server.port, bodies, clients, config)
             print(
-                f"  {level['throughput_per_s']:.0f} req/s, p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, errors {level['errors']}, mean batch {level['mean_batch_size']:.1f}",
+                f"  {level['throughput_per_s']:.0f} req/s, p50 {level['p50_ms']:.2f} ms, "
+                f"p99 {level['p99_ms']:.2f} ms, errors {level['errors']}, "
+                f"mean batch {level['mean_batch_size']:.1f}",
                 file=sys.stderr,
             )
             levels.append(level)

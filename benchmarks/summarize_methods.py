@@ -78,9 +78,15 @@ def describe(model: Path) -> str:
     config = json.loads((model / "config.json").read_text())
     kind = config.get("slimbert_architecture")
     if kind is None:
-        return f"{config['num_hidden_layers']}L × {config['hidden_size']}, {config['num_attention_heads']} heads, FFN {config['intermediate_size']}"
+        return (
+            f"{config['num_hidden_layers']}L × {config['hidden_size']}, "
+            f"{config['num_attention_heads']} heads, FFN {config['intermediate_size']}"
+        )
     if kind == "textcnn":
-        return f"TextCNN E={config['embedding_dim']}, widths {','.join(map(str, config['kernel_sizes']))} × {config['filters']}"
+        return (
+            f"TextCNN E={config['embedding_dim']}, "
+            f"widths {','.join(map(str, config['kernel_sizes']))} × {config['filters']}"
+        )
     if kind == "bilstm":
         return f"BiLSTM E={config['embedding_dim']}, U={config['hidden_size']}"
     if kind == "tree":
@@ -163,7 +169,8 @@ def main() -> None:
 
     teacher = {task: runs.metric(runs.teacher(task)) for task in ("mrpc", "sst2")}
     table = [
-        "| Method | Student | Params | CPU ONNX avg ms (batch 1) | SST-2 acc | MRPC F1 (mean ± std) | MRPC acc (mean ± std) | vs Teacher (MRPC F1 / SST-2 acc) |",
+        "| Method | Student | Params | CPU ONNX avg ms (batch 1) | SST-2 acc "
+        "| MRPC F1 (mean ± std) | MRPC acc (mean ± std) | vs Teacher (MRPC F1 / SST-2 acc) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     per_seed = [
@@ -182,8 +189,10 @@ def main() -> None:
     if teacher_dir.is_dir():
         t_mrpc, t_sst2 = teacher["mrpc"] or {}, teacher["sst2"] or {}
         table.append(
-            f"| teacher (MiniLM-L6 fine-tuned) | {describe(teacher_dir)} | {parameters(teacher_dir):,} | {ms(teacher_dir)} | "
-            f"{t_sst2.get('accuracy', float('nan')):.2f} | {t_mrpc.get('f1', float('nan')):.2f} | {t_mrpc.get('accuracy', float('nan')):.2f} | – |"
+            f"| teacher (MiniLM-L6 fine-tuned) | {describe(teacher_dir)} "
+            f"| {parameters(teacher_dir):,} | {ms(teacher_dir)} | "
+            f"{t_sst2.get('accuracy', float('nan')):.2f} | {t_mrpc.get('f1', float('nan')):.2f} "
+            f"| {t_mrpc.get('accuracy', float('nan')):.2f} | – |"
         )
     for method, name in ROWS:
         mrpc = [m for m in (runs.metric(runs.model("mrpc", name, s)) for s in seeds) if m]
@@ -213,7 +222,8 @@ def main() -> None:
         sst2_acc = f"{sst2['accuracy']:.2f}" if sst2 else "–"
         accs = [m["accuracy"] for m in mrpc]
         table.append(
-            f"| {method} | {describe(some)} | {parameters(some):,} | {ms(some)} | {sst2_acc} | {fmt(f1s)} | {fmt(accs)} | {gap_mrpc} / {gap_sst2} |"
+            f"| {method} | {describe(some)} | {parameters(some):,} | {ms(some)} | {sst2_acc} "
+            f"| {fmt(f1s)} | {fmt(accs)} | {gap_mrpc} / {gap_sst2} |"
         )
         by_seed = [runs.metric(runs.model("mrpc", name, s)) for s in seeds]
         cells = [f"{m['f1']:.2f}" if m else "–" for m in by_seed]
@@ -233,7 +243,8 @@ def main() -> None:
         if None not in (kd, tb, th):
             best = max(tb, th)
             checks.append(
-                f"- tinybert or theseus ≥ kd at {layers} layers on MRPC: best of them {best:.2f} vs kd {kd:.2f} → {'met' if best >= kd else 'missed'}"
+                f"- tinybert or theseus ≥ kd at {layers} layers on MRPC: "
+                f"best of them {best:.2f} vs kd {kd:.2f} → {'met' if best >= kd else 'missed'}"
             )
     for kind in ("textcnn", "bilstm", "tree"):
         hard, soft = mean(f"{kind}-hard"), mean(f"{kind}-kd")
@@ -241,22 +252,27 @@ def main() -> None:
             target = " (target: +2)" if kind == "textcnn" else ""
             verdict = (" → met" if soft >= hard + 2 else " → missed") if kind == "textcnn" else ""
             checks.append(
-                f"- distilled {kind} vs hard labels on MRPC: {soft:.2f} vs {hard:.2f} = {soft - hard:+.2f}{target}{verdict}"
+                f"- distilled {kind} vs hard labels on MRPC: "
+                f"{soft:.2f} vs {hard:.2f} = {soft - hard:+.2f}{target}{verdict}"
             )
             s_hard, s_soft = summary[f"{kind}-hard"]["sst2"], summary[f"{kind}-kd"]["sst2"]
             if s_hard and s_soft:
                 checks.append(
-                    f"  - on SST-2 (1 seed): accuracy {s_soft['accuracy']:.2f} vs {s_hard['accuracy']:.2f} = {s_soft['accuracy'] - s_hard['accuracy']:+.2f}"
+                    f"  - on SST-2 (1 seed): accuracy {s_soft['accuracy']:.2f} "
+                    f"vs {s_hard['accuracy']:.2f} = {s_soft['accuracy'] - s_hard['accuracy']:+.2f}"
                 )
     mse, hard = mean("textcnn-mse"), mean("textcnn-hard")
     if None not in (mse, hard):
         checks.append(
-            f"- TextCNN distilled by logit MSE (α=1) vs hard labels on MRPC: {mse:.2f} vs {hard:.2f} = {mse - hard:+.2f} (target: +2) → {'met' if mse >= hard + 2 else 'missed'}"
+            "- TextCNN distilled by logit MSE (α=1) vs hard labels on MRPC: "
+            f"{mse:.2f} vs {hard:.2f} = {mse - hard:+.2f} (target: +2) "
+            f"→ {'met' if mse >= hard + 2 else 'missed'}"
         )
     route, plain = mean("kd-route-3L"), mean("kd-3L")
     if None not in (route, plain):
         checks.append(
-            f"- kd with the teacher's route vs without, 3 layers, MRPC: {route:.2f} vs {plain:.2f} = {route - plain:+.2f}"
+            "- kd with the teacher's route vs without, 3 layers, MRPC: "
+            f"{route:.2f} vs {plain:.2f} = {route - plain:+.2f}"
         )
 
     precision = []  # dev figures of the benched models: at training (bf16 autocast) vs ONNX fp32
@@ -265,7 +281,8 @@ def main() -> None:
             trained = runs.metric(candidates[row["model"]])
             if trained and row.get("metric") is not None:
                 precision.append(
-                    f"| {row['model']} | {trained['f1']:.2f} | {row['metric']:.2f} | {row['metric'] - trained['f1']:+.2f} |"
+                    f"| {row['model']} | {trained['f1']:.2f} | {row['metric']:.2f} "
+                    f"| {row['metric'] - trained['f1']:+.2f} |"
                 )
 
     baseline = majority_baseline(args.glue / "MRPC" / "dev.tsv")
@@ -273,17 +290,23 @@ def main() -> None:
     lines = [
         "# Distillation methods on MRPC and SST-2",
         "",
-        "Produced by `bash benchmarks/methods_glue.sh` (training; see its header for every setting) after "
-        "`slimbert experiment benchmarks/recipes/professor-mrpc-cpu.yaml` (the MRPC teacher and the kd rows), then "
+        "Produced by `bash benchmarks/methods_glue.sh` "
+        "(training; see its header for every setting) after "
+        "`slimbert experiment benchmarks/recipes/professor-mrpc-cpu.yaml` "
+        "(the MRPC teacher and the kd rows), then "
         "`python benchmarks/summarize_methods.py`.",
         "",
-        f"Latency run: `{environment.get('command', '–')}` at {environment.get('git_revision', '–')}, {environment.get('date', '–')}; "
-        f"{environment.get('cpu', '–')}, {environment.get('cores', '–')} cores, {environment.get('memory_gb', '–')} GB, threads {environment.get('threads', '–')}, "
-        f"onnxruntime {environment.get('versions', {}).get('onnxruntime', '–')}, torch {environment.get('versions', {}).get('torch', '–')}.",
+        f"Latency run: `{environment.get('command', '–')}` "
+        f"at {environment.get('git_revision', '–')}, {environment.get('date', '–')}; "
+        f"{environment.get('cpu', '–')}, {environment.get('cores', '–')} cores, "
+        f"{environment.get('memory_gb', '–')} GB, threads {environment.get('threads', '–')}, "
+        f"onnxruntime {environment.get('versions', {}).get('onnxruntime', '–')}, "
+        f"torch {environment.get('versions', {}).get('torch', '–')}.",
         "",
         *table,
         "",
-        f'A model that answers "paraphrase" for every pair scores MRPC dev F1 {baseline[0]:.2f} at accuracy {baseline[1]:.2f}: '
+        'A model that answers "paraphrase" for every pair scores '
+        f"MRPC dev F1 {baseline[0]:.2f} at accuracy {baseline[1]:.2f}: "
         "F1 alone flatters a weak MRPC student, so the accuracy column is shown too.",
         "",
         *([args.notes.read_text(), ""] if args.notes else []),
@@ -293,7 +316,8 @@ def main() -> None:
         "",
         "## bf16 during training, fp32 at inference",
         "",
-        "Training ran under bf16 autocast, and so did the dev evaluations that chose each best checkpoint and that the table reports "
+        "Training ran under bf16 autocast, and so did the dev evaluations that chose each best "
+        "checkpoint and that the table reports "
         "(since 5ff1181 evaluation inside training runs on the fp32 weights). "
         "The benched models' ONNX fp32 exports give these MRPC dev F1 figures (seed 1):",
         "",

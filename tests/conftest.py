@@ -37,7 +37,8 @@ def build_bert(
     num_labels: int | None = 2,
     seed: int = 0,
 ) -> Path:
-    """A random BertModel (num_labels=None) or BertForSequenceClassification saved as safetensors."""
+    """A random BertModel (num_labels=None) or BertForSequenceClassification saved as
+    safetensors."""
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     torch.manual_seed(seed)

@@ -365,7 +365,8 @@ def test_user_errors_are_one_line_and_leave_nothing(pipeline, tiny_base, tmp_pat
 def test_recipe_keys_map_to_flags(pipeline, tmp_path):
     recipe = tmp_path / "kd.yaml"
     recipe.write_text(
-        f"teacher: {pipeline['teacher']}\ntrain: {pipeline['train']}\neval: {pipeline['dev']}\nlayers: 1\nmax-steps: 1\nmax_length: 32\nprogress: false\n"
+        f"teacher: {pipeline['teacher']}\ntrain: {pipeline['train']}\neval: {pipeline['dev']}\n"
+        "layers: 1\nmax-steps: 1\nmax_length: 32\nprogress: false\n"
     )
     result = invoke("compress", "kd", "--recipe", recipe, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output

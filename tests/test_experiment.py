@@ -249,20 +249,20 @@ def test_the_table_reads_like_the_source(recipe):
     experiment = run_experiment(recipe, stages=Fakes().stages(), echo=lambda line: None)
     text = (experiment.out / "experiment.md").read_text()
     lines = [line for line in text.splitlines() if line.startswith("|")]
-    assert (
-        lines[0]
-        == "| Model | Requests | Total ms | Avg ms | TS-F1 | PS-Boosting-F1 | PS-DA-F1 | PS-DA*-F1 | vs Teacher |"
+    assert lines[0] == (
+        "| Model | Requests | Total ms | Avg ms | TS-F1 | PS-Boosting-F1 | PS-DA-F1 | PS-DA*-F1 "
+        "| vs Teacher |"
     )
     assert (
         lines[2] == "| Teacher | 24 | 288.0 | 12.00 | 80.00 | 81.00 | 82.00 | – | +2.00 (PS-DA) |"
     )
-    assert (
-        lines[3]
-        == "| Student 3L | 24 | 144.0 | 6.00 | 70.00 ± 1.00 | 71.00 ± 1.00 | 72.00 ± 1.00 | 73.00 ± 1.00 | -7.00 (PS-DA*) |"
+    assert lines[3] == (
+        "| Student 3L | 24 | 144.0 | 6.00 "
+        "| 70.00 ± 1.00 | 71.00 ± 1.00 | 72.00 ± 1.00 | 73.00 ± 1.00 | -7.00 (PS-DA*) |"
     )
-    assert (
-        lines[4]
-        == "| Student 1L | 24 | 48.0 | 2.00 | 66.00 ± 1.00 | 67.00 ± 1.00 | 68.00 ± 1.00 | 69.00 ± 1.00 | -11.00 (PS-DA*) |"
+    assert lines[4] == (
+        "| Student 1L | 24 | 48.0 | 2.00 "
+        "| 66.00 ± 1.00 | 67.00 ± 1.00 | 68.00 ± 1.00 | 69.00 ± 1.00 | -11.00 (PS-DA*) |"
     )
     assert "| Student 1L | 24 | 48.0 | 2.00 | 61.00 ± 1.00 |" in text  # the accuracy table
     assert (experiment.out / "report" / "pareto.png").stat().st_size > 1000
@@ -309,7 +309,11 @@ def test_example_recipe_parses_and_covers_the_issue():
     path = Path(__file__).parents[1] / "recipes" / "experiment-mrpc.yaml"
     assert "#   slimbert experiment recipes/experiment-mrpc.yaml" in path.read_text()
     config = read_recipe(path)
-    assert config.methods == list(TEACHING_PATHS) and config.depths == [3, 2, 1] and len(config.seeds) >= 3
+    assert (
+        config.methods == list(TEACHING_PATHS)
+        and config.depths == [3, 2, 1]
+        and len(config.seeds) >= 3
+    )
     assert (
         config.base == "minilm-l6" and config.max_length == 128 and config.train.name == "train.tsv"
     )

@@ -32,7 +32,9 @@ def test_pick_layers_rejects_impossible_depth():
 
 def test_student_copies_teacher_layers_weight_by_weight(tiny_teacher):
     teacher = load_classifier(tiny_teacher)
-    student = build_student(teacher, StudentShape(2), pick_layers(teacher.config.num_hidden_layers, 2), seed=None)[0]
+    student = build_student(
+        teacher, StudentShape(2), pick_layers(teacher.config.num_hidden_layers, 2), seed=None
+    )[0]
     assert student.config.num_hidden_layers == 2
     assert student.config.slimbert_layer_map == [1, 3]
     teacher_state, student_state = teacher.state_dict(), student.state_dict()

@@ -52,7 +52,8 @@ def test_mlm_student_copies_picked_layers_and_ties_the_decoder(tiny_teacher):
 def test_unlabelled_texts_dedups_and_keeps_pairs(tmp_path):
     first = tmp_path / "a.tsv"
     first.write_text(
-        "sentence1\tsentence2\tlabel\ngood movie\tgreat film\t1\ngood movie\tgreat film\t0\nbad plot\tthe story\t0\n"
+        "sentence1\tsentence2\tlabel\n"
+        "good movie\tgreat film\t1\ngood movie\tgreat film\t0\nbad plot\tthe story\t0\n"
     )
     second = tmp_path / "b.tsv"
     second.write_text("sentence1\tsentence2\nbad plot\tthe story\nnice actor\tthe plot\n")
@@ -155,7 +156,9 @@ def test_kd_student_init_takes_encoder_from_the_pretrained_student(
 def test_student_init_refuses_another_depth(pretrained, tiny_teacher):
     out, _, _ = pretrained
     teacher = load_model_dir(tiny_teacher)[0]
-    student = build_student(teacher, StudentShape(3), pick_layers(teacher.config.num_hidden_layers, 3))[0]
+    student = build_student(
+        teacher, StudentShape(3), pick_layers(teacher.config.num_hidden_layers, 3)
+    )[0]
     with pytest.raises(SlimbertError, match="num_hidden_layers 2 but this student has 3"):
         init_student(student, out)
 

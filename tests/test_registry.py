@@ -41,7 +41,10 @@ def test_registry_entries_share_one_run_signature():
     assert {"kd", "tinybert", "theseus", "minilm", "textcnn", "bilstm", "tree"} <= set(METHODS)
     for name, method in METHODS.items():
         assert method.name == name
-        assert list(inspect.signature(method.run).parameters) == ["job", method.run.__code__.co_varnames[1]]
+        assert list(inspect.signature(method.run).parameters) == [
+            "job",
+            method.run.__code__.co_varnames[1],
+        ]
         assert dataclasses.is_dataclass(method.config), name
 
 
@@ -59,7 +62,9 @@ def test_method_has_an_example_recipe_that_parses(name):
     assert any(
         f"slimbert compress {name} --recipe recipes/{name}.yaml" in line for line in header
     ), "the header comment gives the exact command"
-    flags = {opt[2:] for param in command(name).params for opt in param.opts if opt.startswith("--")}
+    flags = {
+        opt[2:] for param in command(name).params for opt in param.opts if opt.startswith("--")
+    }
     keys = set(yaml.safe_load(text))
     assert keys <= flags, f"keys that are not flags of `compress {name}`: {sorted(keys - flags)}"
     # click parses the recipe as the command would (types, choices, required flags)
@@ -71,7 +76,11 @@ def test_method_has_an_example_recipe_that_parses(name):
 def test_method_module_is_imported_by_a_test(name):
     module = METHODS[name].run.__module__  # e.g. slimbert.compress.tinybert
     short = module.rsplit(".", 1)[-1]
-    patterns = (f"from {module} import", f"import {module}", f"from slimbert.compress import {short}")
+    patterns = (
+        f"from {module} import",
+        f"import {module}",
+        f"from slimbert.compress import {short}",
+    )
     tested = [
         p.name
         for p in TESTS.glob("test_*.py")
@@ -95,9 +104,13 @@ def test_every_config_field_is_a_flag_with_the_dataclass_default(name):
 
 def test_training_flags_keep_method_defaults():
     """Students trained from scratch default to a higher learning rate; --lr still wins."""
-    context = command("textcnn").make_context("textcnn", ["--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"])
+    context = command("textcnn").make_context(
+        "textcnn", ["--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"]
+    )
     assert context.params["lr"] == 1e-3
-    context = command("kd").make_context("kd", ["--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"])
+    context = command("kd").make_context(
+        "kd", ["--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"]
+    )
     assert context.params["lr"] == 5e-5
 
 
@@ -146,21 +159,34 @@ def test_a_registered_method_is_a_subcommand_with_its_settings(toy):
     result = runner.invoke(cli, ["compress", "toy", "--help"])
     assert result.exit_code == 0
     assert "--weight FLOAT RANGE" in result.output and "Weight of the hard loss." in result.output
-    bad = runner.invoke(cli, ["compress", "toy", "--weight", "0", "--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"])
+    args = ["--weight", "0", "--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"]
+    bad = runner.invoke(cli, ["compress", "toy", *args])
     assert bad.exit_code == 2 and "0.0 is not in the range x>0" in bad.output
 
 
-def test_a_registered_method_trains_from_the_cli_and_a_recipe(toy, tiny_teacher, sst2_files, tmp_path):
+def test_a_registered_method_trains_from_the_cli_and_a_recipe(
+    toy, tiny_teacher, sst2_files, tmp_path
+):
     train_file, dev_file = sst2_files
     recipe = tmp_path / "toy.yaml"
     recipe.write_text(
         yaml.safe_dump(
-            {"teacher": str(tiny_teacher), "train": str(train_file), "eval": str(dev_file),
-             "weight": 0.5, "layers": 2, "max-steps": 2, "progress": False, "seed": 3}
+            {
+                "teacher": str(tiny_teacher),
+                "train": str(train_file),
+                "eval": str(dev_file),
+                "weight": 0.5,
+                "layers": 2,
+                "max-steps": 2,
+                "progress": False,
+                "seed": 3,
+            }
         )
     )
     out = tmp_path / "toy-student"
-    result = CliRunner().invoke(cli, ["compress", "toy", "--recipe", str(recipe), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["compress", "toy", "--recipe", str(recipe), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
     assert meta["method"] == "toy" and meta["method_config"] == {"layers": 2, "weight": 0.5}
@@ -172,7 +198,9 @@ def test_a_registered_method_trains_from_the_cli_and_a_recipe(toy, tiny_teacher,
     assert result.exit_code == 2 and "unknown key 'wieght'" in result.output
 
 
-def test_a_registered_method_teaches_an_experiment_s_students(toy, tiny_teacher, sst2_files, tmp_path):
+def test_a_registered_method_teaches_an_experiment_s_students(
+    toy, tiny_teacher, sst2_files, tmp_path
+):
     """`distil: {method: toy}` in an experiment recipe runs the toy's own run() for every
     student; the teacher and latency cells are stand-ins so only the students train."""
     import shutil
@@ -182,27 +210,54 @@ def test_a_registered_method_teaches_an_experiment_s_students(toy, tiny_teacher,
 
     def teacher_stage(base, spec, out, config, save_route=0):
         shutil.copytree(tiny_teacher, out)
-        return {"dir": str(out), "metric": {"accuracy": 50.0, "f1": 50.0}, "metric_name": "f1",
-                "best_step": 1, "steps": 1}
+        return {
+            "dir": str(out),
+            "metric": {"accuracy": 50.0, "f1": 50.0},
+            "metric_name": "f1",
+            "best_step": 1,
+            "steps": 1,
+        }
 
     def bench_stage(model, eval_path, out, columns, settings):
-        row = {"method": "toy", "model": model.name, "runtime": "pytorch", "provider": "cpu",
-               "batch_size": 1, "requests": 1, "total_ms": 1.0, "avg_ms": 1.0, "p50_ms": 1.0,
-               "p90_ms": 1.0, "p99_ms": 1.0, "qps": 1000.0, "metric_name": "f1", "metric": 0.0}
+        row = {
+            "method": "toy",
+            "model": model.name,
+            "runtime": "pytorch",
+            "provider": "cpu",
+            "batch_size": 1,
+            "requests": 1,
+            "total_ms": 1.0,
+            "avg_ms": 1.0,
+            "p50_ms": 1.0,
+            "p90_ms": 1.0,
+            "p99_ms": 1.0,
+            "qps": 1000.0,
+            "metric_name": "f1",
+            "metric": 0.0,
+        }
         return {"row": row, "environment": {"cpu": "test", "cores": 1, "threads": 1}}
 
     train_file, dev_file = sst2_files
     recipe = tmp_path / "experiment.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "train": str(train_file), "eval": str(dev_file), "out": str(tmp_path / "exp"),
-        "methods": ["TS"], "depths": [2, 1], "seeds": [5],
-        "student": {"max_steps": 2, "progress": False},
-        "distil": {"method": "toy", "weight": 0.25},
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "train": str(train_file),
+                "eval": str(dev_file),
+                "out": str(tmp_path / "exp"),
+                "methods": ["TS"],
+                "depths": [2, 1],
+                "seeds": [5],
+                "student": {"max_steps": 2, "progress": False},
+                "distil": {"method": "toy", "weight": 0.25},
+            }
+        )
+    )
     stages = Stages(train_teacher=teacher_stage, bench=bench_stage)
     experiment = run_experiment(recipe, stages=stages, echo=lambda line: None)
     for depth in (2, 1):
-        meta = json.loads((experiment.out / "models" / "students" / f"student-ts-{depth}L-seed5" / "slimbert.json").read_text())
+        student = experiment.out / "models" / "students" / f"student-ts-{depth}L-seed5"
+        meta = json.loads((student / "slimbert.json").read_text())
         assert meta["method"] == "toy"
         assert meta["method_config"] == {"layers": depth, "weight": 0.25}
         assert meta["train_config"]["seed"] == 5 and meta["steps"] == 2

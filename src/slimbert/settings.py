@@ -52,8 +52,9 @@ class Setting:
     secondary: bool = True
 
 
-def setting(default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None,
-            **meta: Any) -> Any:
+def setting(
+    default: Any = MISSING, help: str = "", *, factory: Callable[[], Any] | None = None, **meta: Any
+) -> Any:
     """A dataclass field with its help text and range (see `Setting`)."""
     if "choices" in meta and meta["choices"] is not None:
         meta["choices"] = tuple(meta["choices"])

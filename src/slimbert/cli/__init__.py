@@ -26,7 +26,8 @@ def cli():
     \b
     A typical path:
       slimbert train-teacher --base minilm-l6 --train train.tsv --eval dev.tsv --out runs/teacher
-      slimbert compress kd --teacher runs/teacher --train train.tsv --eval dev.tsv --layers 3 --out runs/kd3
+      slimbert compress kd --teacher runs/teacher --train train.tsv --eval dev.tsv \\
+        --layers 3 --out runs/kd3
       slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-onnx
       slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench
     """

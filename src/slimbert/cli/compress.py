@@ -43,7 +43,9 @@ def method_command(method: Method) -> click.Command:
     @user_errors
     def callback(teacher, out, **kwargs):
         config = method.config(**take(kwargs, method_keys))
-        job = Job(tuple(Path(t) for t in teacher), data_spec(kwargs), Path(out), train_config(kwargs))
+        job = Job(
+            tuple(Path(t) for t in teacher), data_spec(kwargs), Path(out), train_config(kwargs)
+        )
         _, metadata = method.run(job, config)
         click.echo(student_line(out, metadata))
 

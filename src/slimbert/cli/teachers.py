@@ -40,7 +40,10 @@ from slimbert.teachers.train import train_teacher
     type=click.IntRange(0),
     default=0,
     show_default=True,
-    help="Also keep K checkpoints at evenly spaced steps under OUT/route/step-N, for --teacher-route (route-constrained distillation).",
+    help=(
+        "Also keep K checkpoints at evenly spaced steps under OUT/route/step-N, "
+        "for --teacher-route (route-constrained distillation)."
+    ),
 )
 @data_options
 @train_options
@@ -122,8 +125,10 @@ def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, c
 
     \b
     Example:
-      slimbert professor boost --base minilm-l6 --train train.tsv --eval dev.tsv --rounds 3 --out runs/professor-boost
-      slimbert compress kd --teacher runs/professor-boost --train train.tsv --eval dev.tsv --layers 3 --out runs/kd3-boost
+      slimbert professor boost --base minilm-l6 --train train.tsv --eval dev.tsv --rounds 3 \\
+        --out runs/professor-boost
+      slimbert compress kd --teacher runs/professor-boost --train train.tsv --eval dev.tsv \\
+        --layers 3 --out runs/kd3-boost
     """
     spec = data_spec(kwargs)
     config = train_config(kwargs)
@@ -132,7 +137,8 @@ def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, c
     )
     for r in metadata["rounds"]:
         click.echo(
-            f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}, alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
+            f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}, "
+            f"alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
             + ("" if r["kept"] else " (dropped)")
         )
     click.echo(
@@ -213,7 +219,8 @@ def professor_augment_cmd(
     \b
     Example:
       slimbert professor augment --train train.tsv --eval dev.tsv --out runs/train-augmented.tsv
-      slimbert train-teacher --base minilm-l6 --train runs/train-augmented.tsv --eval dev.tsv --out runs/professor-da
+      slimbert train-teacher --base minilm-l6 --train runs/train-augmented.tsv --eval dev.tsv \\
+        --out runs/professor-da
     """
     spec = data_spec(kwargs)
     config = PairAugmentConfig(
@@ -229,7 +236,10 @@ def professor_augment_cmd(
 @click.option(
     "--teacher",
     required=True,
-    help="Whose encoder the student is cut from: a teacher or professor directory, or a base checkpoint ('minilm-l6').",
+    help=(
+        "Whose encoder the student is cut from: a teacher or professor directory, "
+        "or a base checkpoint ('minilm-l6')."
+    ),
 )
 @click.option(
     "--layers",
@@ -300,8 +310,10 @@ def pretrain_student_cmd(
 
     \b
     Example:
-      slimbert pretrain-student --teacher runs/professor-da --layers 3 --train train.tsv --out runs/mlm-3L
-      slimbert compress kd --teacher runs/professor-da --student-init runs/mlm-3L --layers 3 --train train.tsv --eval dev.tsv --out runs/kd3-star
+      slimbert pretrain-student --teacher runs/professor-da --layers 3 --train train.tsv \\
+        --out runs/mlm-3L
+      slimbert compress kd --teacher runs/professor-da --student-init runs/mlm-3L --layers 3 \\
+        --train train.tsv --eval dev.tsv --out runs/kd3-star
     """
     config = train_config(kwargs)
     columns = Columns(text_column, text_pair_column, None, header=not no_header)
@@ -316,5 +328,8 @@ def pretrain_student_cmd(
         sample_seed,
     )
     click.echo(
-        f"pre-trained student saved to {out}: held-out masked-LM loss {metadata['mlm_loss_before']:.3f} → {metadata['metric'].get('mlm_loss', float('nan')):.3f} (best at step {result.best_step} of {result.steps})"
+        f"pre-trained student saved to {out}: held-out masked-LM loss "
+        f"{metadata['mlm_loss_before']:.3f} → "
+        f"{metadata['metric'].get('mlm_loss', float('nan')):.3f} "
+        f"(best at step {result.best_step} of {result.steps})"
     )

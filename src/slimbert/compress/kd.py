@@ -1,6 +1,7 @@
 """Hinton logit distillation into a DistilBERT-style student built from the teacher's layers.
 
-    loss = alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − alpha) · CE(student, gold)
+    loss = alpha · T² · KL(softmax(teacher / T) ‖ softmax(student / T))
+           + (1 − alpha) · CE(student, gold)
 
 (regression: MSE to the teacher's output in place of the soft term, MSE to the gold score in
 place of CE). The student keeps `layers` of the teacher's layers chosen by `pick_layers`, plus
@@ -86,7 +87,11 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
     del teacher, loaded, opening.teacher
 
     results = train_stages(
-        student, loader, stages, cached_logits_step(loss_terms(kd)), evaluator(data),
+        student,
+        loader,
+        stages,
+        cached_logits_step(loss_terms(kd)),
+        evaluator(data),
         f"kd-{kd.layers}L",
     )
     result = results[-1]

@@ -15,8 +15,8 @@ divide both widths. No projection is learned. Stage 2 trains the student's head 
 with Hinton KD on the cached teacher logits: alpha · T²·KL + (1 − alpha) · CE.
 
 Stage 1 keeps the checkpoint with the lowest relation loss on the eval set; stage 2 the best
-eval metric. The student is built like TinyBERT's (`compress.students.build_student`): copied from the
-uniformly mapped teacher layers where shapes match, random otherwise.
+eval metric. The student is built like TinyBERT's (`compress.students.build_student`): copied
+from the uniformly mapped teacher layers where shapes match, random otherwise.
 
 Reference: Wang et al., "MiniLMv2: Multi-Head Self-Attention Relation Distillation for
 Compressing Pretrained Transformers", Findings of ACL 2021.
@@ -69,7 +69,8 @@ class MiniLMConfig:
         min=1,
     )
     heads: int | None = setting(
-        None, "Student attention heads (default: the teacher's); must divide the hidden size.",
+        None,
+        "Student attention heads (default: the teacher's); must divide the hidden size.",
         min=1,
     )
     ffn_size: int | None = setting(
@@ -119,12 +120,14 @@ def relation_kl(
 ) -> torch.Tensor:
     """KL(teacher relation ‖ student relation) for one of Q, K, V.
 
-    student_x: (B, T, A_s), teacher_x: (B, T, A_t), attention_mask: (B, T) → scalar; R must divide A_s and A_t.
+    student_x: (B, T, A_s), teacher_x: (B, T, A_t), attention_mask: (B, T) → scalar;
+    R must divide A_s and A_t.
     """
     for name, x in (("student", student_x), ("teacher", teacher_x)):
         if x.shape[-1] % relation_heads:
             raise SlimbertError(
-                f"--relation-heads {relation_heads} does not divide the {name}'s attention width {x.shape[-1]}; pick a common divisor"
+                f"--relation-heads {relation_heads} does not divide the {name}'s attention width "
+                f"{x.shape[-1]}; pick a common divisor"
             )
     keys_padded = attention_mask[:, None, None, :] == 0  # (B, 1, 1, T)
     logs = []
@@ -142,7 +145,8 @@ def relation_kl(
 
 
 def relation_term(kind: str, teacher_layer: int, relation_heads: int) -> TermFn:
-    """The `kind` ∈ {query, key, value} relation of the student's last layer against `teacher_layer`."""
+    """The `kind` ∈ {query, key, value} relation of the student's last layer against
+    `teacher_layer`."""
 
     def term(
         student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
@@ -207,7 +211,8 @@ def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
     resolved = index + teacher_layers if index < 0 else index
     if not 0 <= resolved < teacher_layers:
         raise SlimbertError(
-            f"--teacher-layer {index}: the teacher has layers 0..{teacher_layers - 1} (or −1 for the last)"
+            f"--teacher-layer {index}: the teacher has layers 0..{teacher_layers - 1} "
+            "(or −1 for the last)"
         )
     return resolved
 
@@ -232,7 +237,8 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
     ):
         if width % relation_heads:
             raise SlimbertError(
-                f"--relation-heads {relation_heads} does not divide the {name}'s hidden size {width}; pick a common divisor"
+                f"--relation-heads {relation_heads} does not divide the {name}'s hidden size "
+                f"{width}; pick a common divisor"
             )
     teacher.to(device())
     teacher.requires_grad_(False)

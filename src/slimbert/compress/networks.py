@@ -93,8 +93,9 @@ class StudentConfig:
             raise SlimbertError(f"--embedding-dim {self.embedding_dim}: give a width of at least 1")
         if self.projection == "pca" and self.source_dim and self.embedding_dim > self.source_dim:
             raise SlimbertError(
-                f"--embedding-dim {self.embedding_dim} is wider than the teacher's embeddings ({self.source_dim}); "
-                f"a fixed projection cannot add directions: use --embedding-dim ≤ {self.source_dim} or --projection learned"
+                f"--embedding-dim {self.embedding_dim} is wider than the teacher's embeddings "
+                f"({self.source_dim}); a fixed projection cannot add directions: "
+                f"use --embedding-dim ≤ {self.source_dim} or --projection learned"
             )
         if not 0 <= self.dropout < 1:
             raise SlimbertError(f"--dropout {self.dropout}: give a probability in [0, 1)")
@@ -118,7 +119,8 @@ class TextCNNConfig(StudentConfig):
         super().check()
         if not self.kernel_sizes or any(k < 1 for k in self.kernel_sizes) or self.filters < 1:
             raise SlimbertError(
-                f"--kernel-sizes {self.kernel_sizes} / --filters {self.filters}: give widths ≥ 1 and at least one filter"
+                f"--kernel-sizes {self.kernel_sizes} / --filters {self.filters}: "
+                "give widths ≥ 1 and at least one filter"
             )
 
 
@@ -243,7 +245,8 @@ def pair_masks(
     """Real-token masks (B, T) of the first and second text of a packed pair."""
     if token_type_ids is None:
         raise SlimbertError(
-            "this student reads sentence pairs and needs token_type_ids from the tokenizer; pass the tokenizer's full output"
+            "this student reads sentence pairs and needs token_type_ids from the tokenizer; "
+            "pass the tokenizer's full output"
         )
     first = attention_mask * (token_type_ids == 0).to(attention_mask.dtype)
     second = attention_mask * (token_type_ids == 1).to(attention_mask.dtype)
@@ -276,9 +279,10 @@ class TextCNN(nn.Module):
     """Kim (2014): parallel 1-D convolutions over the token vectors, max over time, a linear
     classifier.
 
-        ids (B, T) ─► E (B, T, E) ─┬─ conv k=3 ─ ReLU ─ max over time ─┐
-                                    ├─ conv k=4 ─ ReLU ─ max over time ─┼─ concat (B, 3F) ─ dropout ─ linear ─► (B, C)
-                                    └─ conv k=5 ─ ReLU ─ max over time ─┘
+        ids (B, T) ─► E (B, T, E) ──┬─ conv k=3 ─ ReLU ─ max over time ─┐
+                                    ├─ conv k=4 ─ ReLU ─ max over time ─┼─ concat (B, 3F) ─┐
+                                    └─ conv k=5 ─ ReLU ─ max over time ─┘                  │
+                                                               (B, C) ◄─ linear ─ dropout ─┘
 
     Convolutions are "wide" (padding k−1) so a text shorter than k still has windows, and only
     windows that touch a real token take part in the max: a window over padding alone is zeroed
@@ -335,8 +339,9 @@ class BiLSTM(nn.Module):
     ReLU layer and the classifier. Sentence pairs go through the same encoder one side at a
     time (siamese) and are joined as [a, b, a ⊙ b, |a − b|].
 
-        single:  ids ─► E ─► BiLSTM ─► [h→_n, h←_1] (B, 2U) ─► dropout ─► ReLU(fc) ─► linear ─► (B, C)
-        pair:    a = BiLSTM(first), b = BiLSTM(second) ─► [a, b, a⊙b, |a−b|] (B, 8U) ─► ...
+        single:  ids ─► E ─► BiLSTM ─► [h→_n, h←_1] (B, 2U) ─► head
+        pair:    a = BiLSTM(first), b = BiLSTM(second) ─► [a, b, a⊙b, |a−b|] (B, 8U) ─► head
+        head:    dropout ─► ReLU(fc) ─► linear ─► (B, C)
 
     The two directions are two unidirectional LSTMs; the backward one reads each text reversed
     within its own length, so padding after the text never reaches either final state (no
@@ -526,7 +531,9 @@ def build_network(
         and config.architecture != "textcnn"
     ):
         raise SlimbertError(
-            f"the teacher's tokenizer gives no token_type_ids, which a {config.architecture} student needs to split sentence pairs; use textcnn for this teacher"
+            "the teacher's tokenizer gives no token_type_ids, which a "
+            f"{config.architecture} student needs to split sentence pairs; "
+            "use textcnn for this teacher"
         )
     sized = dataclasses.replace(
         config,
@@ -556,7 +563,8 @@ def student_config(path: str | Path) -> StudentConfig:
     name = payload.pop(ARCHITECTURE_KEY)
     if name not in ARCHITECTURES:
         raise SlimbertError(
-            f"{file}: unknown {ARCHITECTURE_KEY} {name!r}; this slimbert knows {', '.join(ARCHITECTURES)} (upgrade slimbert?)"
+            f"{file}: unknown {ARCHITECTURE_KEY} {name!r}; "
+            f"this slimbert knows {', '.join(ARCHITECTURES)} (upgrade slimbert?)"
         )
     config_type, _ = ARCHITECTURES[name]
     known = {f.name for f in dataclasses.fields(config_type)}
@@ -564,7 +572,8 @@ def student_config(path: str | Path) -> StudentConfig:
     unknown = sorted(set(payload) - known)
     if unknown:
         raise SlimbertError(
-            f"{file}: unknown keys {unknown} for a {name} student; it was written by another slimbert version"
+            f"{file}: unknown keys {unknown} for a {name} student; "
+            "it was written by another slimbert version"
         )
     payload["id2label"] = {int(k): v for k, v in payload["id2label"].items()}
     return config_type(**payload)

@@ -110,7 +110,8 @@ def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
     for key in wanted:
         if key not in state:
             raise SlimbertError(
-                f"{type(mlm).__name__} has no weight {key!r}; masked-LM pre-training supports BERT-family encoders"
+                f"{type(mlm).__name__} has no weight {key!r}; "
+                "masked-LM pre-training supports BERT-family encoders"
             )
         assert state[key].shape == copied_from[key].shape, (
             key,
@@ -136,13 +137,16 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     init_dir = Path(init_dir)
     if not (init_dir / "config.json").is_file() or not (init_dir / "model.safetensors").is_file():
         raise SlimbertError(
-            f"--student-init {init_dir}: not a model directory (config.json and model.safetensors); give a directory written by `slimbert pretrain-student`"
+            f"--student-init {init_dir}: not a model directory "
+            "(config.json and model.safetensors); "
+            "give a directory written by `slimbert pretrain-student`"
         )
     config = json.loads((init_dir / "config.json").read_text())
     for name in ("num_hidden_layers", "hidden_size", "vocab_size"):
         if config.get(name) != getattr(student.config, name):
             raise SlimbertError(
-                f"--student-init {init_dir}: {name} {config.get(name)} but this student has {getattr(student.config, name)}; "
+                f"--student-init {init_dir}: {name} {config.get(name)} "
+                f"but this student has {getattr(student.config, name)}; "
                 "pre-train a student of the same depth from the same teacher"
             )
     saved = load_file(str(init_dir / "model.safetensors"))
@@ -152,7 +156,8 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     missing = [k for k in wanted if k not in saved]
     if missing:
         raise SlimbertError(
-            f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); give a directory written by `slimbert pretrain-student`"
+            f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); "
+            "give a directory written by `slimbert pretrain-student`"
         )
     for key in wanted:
         assert saved[key].shape == state[key].shape, (key, saved[key].shape, state[key].shape)
@@ -283,7 +288,8 @@ def pretrain_student(
     features = _features(tokenizer, sources, pretrain.max_length)
     if len(features) < 2:
         raise SlimbertError(
-            f"{texts[0]}: {len(features)} distinct text(s); masked-LM pre-training needs at least two (one is held out)"
+            f"{texts[0]}: {len(features)} distinct text(s); "
+            "masked-LM pre-training needs at least two (one is held out)"
         )
     order = list(range(len(features)))
     random.Random(config.seed).shuffle(order)

@@ -1,4 +1,5 @@
-"""Which teacher layer supervises (and initialises) which student layer, and the student built from it.
+"""Which teacher layer supervises (and initialises) which student layer, and the student built
+from it.
 
 Every layer-wise method shares these maps. Layers are 0-based encoder layers; the embedding
 output is "layer −1" and always maps to the teacher's embedding output.
@@ -47,7 +48,8 @@ def map_layers(teacher_layers: int, student_layers: int, strategy: str = "unifor
     """
     if not 1 <= student_layers <= teacher_layers:
         raise SlimbertError(
-            f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers (the teacher has {teacher_layers})"
+            f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers "
+            f"(the teacher has {teacher_layers})"
         )
     if strategy == "uniform":
         return pick_layers(teacher_layers, student_layers)
@@ -59,7 +61,10 @@ def map_layers(teacher_layers: int, student_layers: int, strategy: str = "unifor
 
 
 def _explicit(text: str, teacher_layers: int, student_layers: int) -> list[int]:
-    hint = f"give one of {', '.join(STRATEGIES)}, pairs like '0:1,1:3' (student:teacher) or teacher layers like '1,3'"
+    hint = (
+        f"give one of {', '.join(STRATEGIES)}, pairs like '0:1,1:3' (student:teacher) "
+        "or teacher layers like '1,3'"
+    )
     items = [item.strip() for item in text.split(",") if item.strip()]
     try:
         if all(":" in item for item in items):
@@ -68,7 +73,8 @@ def _explicit(text: str, teacher_layers: int, student_layers: int) -> list[int]:
                 raise SlimbertError(f"--layer-map {text!r}: a student layer appears twice; {hint}")
             if sorted(pairs) != list(range(student_layers)):
                 raise SlimbertError(
-                    f"--layer-map {text!r}: pairs must cover student layers 0..{student_layers - 1} once each; {hint}"
+                    f"--layer-map {text!r}: pairs must cover student layers "
+                    f"0..{student_layers - 1} once each; {hint}"
                 )
             mapped = [pairs[s] for s in range(student_layers)]
         else:
@@ -77,7 +83,8 @@ def _explicit(text: str, teacher_layers: int, student_layers: int) -> list[int]:
         raise SlimbertError(f"--layer-map {text!r}: not a layer map; {hint}") from None
     if len(mapped) != student_layers:
         raise SlimbertError(
-            f"--layer-map {text!r}: names {len(mapped)} teacher layers for a {student_layers}-layer student; {hint}"
+            f"--layer-map {text!r}: names {len(mapped)} teacher layers "
+            f"for a {student_layers}-layer student; {hint}"
         )
     if any(not 0 <= t < teacher_layers for t in mapped):
         raise SlimbertError(
@@ -154,7 +161,8 @@ def build_student(
     config.intermediate_size = shape.ffn or teacher.config.intermediate_size
     if config.hidden_size % config.num_attention_heads:
         raise SlimbertError(
-            f"--hidden-size {config.hidden_size} is not a multiple of --heads {config.num_attention_heads}; pick a head count that divides the hidden size"
+            f"--hidden-size {config.hidden_size} is not a multiple of "
+            f"--heads {config.num_attention_heads}; pick a head count that divides the hidden size"
         )
     if seed is not None:
         torch.manual_seed(seed)
@@ -190,6 +198,7 @@ def pick_layers(teacher_layers: int, student_layers: int) -> list[int]:
     """
     if not 1 <= student_layers <= teacher_layers:
         raise SlimbertError(
-            f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers (the teacher has {teacher_layers})"
+            f"--layers {student_layers}: a student needs between 1 and {teacher_layers} layers "
+            f"(the teacher has {teacher_layers})"
         )
     return [((i + 1) * teacher_layers) // student_layers - 1 for i in range(student_layers)]

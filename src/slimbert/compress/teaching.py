@@ -13,10 +13,11 @@
               the new student must stay close to (any slimbert model directory, a student too)
 
 The loss is the kd recipe, alpha · T² · KL(softmax(z_teacher / T) ‖ softmax(z_student / T)) +
-(1 − alpha) · CE(student, gold) (regression: MSEs; --soft-loss mse: MSE between logits), plus the teacher's own CE in joint mode and
-the architecture's own penalty (the tree's balance term) when it has one. alpha = 0 trains on
-the gold labels alone: the baseline rows. `--teacher-route` distils from the first teacher's
-route checkpoints (offline) before the final stage (see compress/route.py).
+(1 − alpha) · CE(student, gold) (regression: MSEs; --soft-loss mse: MSE between logits), plus
+the teacher's own CE in joint mode and the architecture's own penalty (the tree's balance term)
+when it has one. alpha = 0 trains on the gold labels alone: the baseline rows. `--teacher-route`
+distils from the first teacher's route checkpoints (offline) before the final stage (see
+compress/route.py).
 """
 
 from __future__ import annotations
@@ -68,8 +69,7 @@ class TeachingConfig:
     )
     joint: bool = setting(
         False,
-        "Train the first teacher alongside the student on the labels (default: its cached "
-        "logits).",
+        "Train the first teacher alongside the student on the labels (default: its cached logits).",
         secondary=False,
     )
     isolated: bool = setting(
@@ -124,16 +124,19 @@ class TeachingConfig:
                 else "a second --teacher"
             )
             raise SlimbertError(
-                f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; drop it or give --alpha > 0"
+                f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; "
+                "drop it or give --alpha > 0"
             )
         if self.teacher_weights is not None:
             if len(self.teacher_weights) != teachers:
                 raise SlimbertError(
-                    f"--teacher-weights gives {len(self.teacher_weights)} weights for {teachers} --teacher; give one per --teacher, in the same order"
+                    f"--teacher-weights gives {len(self.teacher_weights)} weights for "
+                    f"{teachers} --teacher; give one per --teacher, in the same order"
                 )
             if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
                 raise SlimbertError(
-                    f"--teacher-weights {','.join(map(str, self.teacher_weights))}: weights must be ≥ 0 and not all 0"
+                    f"--teacher-weights {','.join(map(str, self.teacher_weights))}: "
+                    "weights must be ≥ 0 and not all 0"
                 )
         if self.soft_loss not in SOFT_LOSSES:
             raise SlimbertError(
@@ -247,7 +250,8 @@ def teach(
     primary = load_teacher(teacher_dir)
     if teaching.joint and primary.is_ensemble:
         raise SlimbertError(
-            f"--joint: {teacher_dir} is an ensemble; joint training needs one classifier directory as the first --teacher"
+            f"--joint: {teacher_dir} is an ensemble; "
+            "joint training needs one classifier directory as the first --teacher"
         )
     tokenizer, task, label_map = primary.tokenizer, primary.task, primary.label_map
     data = prepare(spec, tokenizer, label_map=label_map, task=task)
@@ -357,7 +361,9 @@ def _other_teacher_logits(
     other = load_teacher(path)
     if other.task != task or other.label_map.id2label != label_map.id2label:
         raise SlimbertError(
-            f"--teacher {path}: predicts {other.task} labels {other.label_map.id2label}, the first teacher {task} labels {label_map.id2label}; every teacher must share the label set"
+            f"--teacher {path}: predicts {other.task} labels {other.label_map.id2label}, "
+            f"the first teacher {task} labels {label_map.id2label}; "
+            "every teacher must share the label set"
         )
     same_tokens = (
         type(other.tokenizer) is type(tokenizer)

@@ -70,7 +70,10 @@ METHOD = Method(
     name="textcnn",
     config=TextCNNMethod,
     run=run,
-    summary="TextCNN (Kim 2014) over the teacher's token ids, distilled offline, jointly or from several teachers.",
+    summary=(
+        "TextCNN (Kim 2014) over the teacher's token ids, distilled offline, jointly or from "
+        "several teachers."
+    ),
     stages=("distil",),
     several_teachers=True,
     # these students train from scratch above the embeddings: a BERT fine-tuning rate is too low

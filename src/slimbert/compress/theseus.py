@@ -1,9 +1,9 @@
 """BERT-of-Theseus: progressive module replacement (Xu et al. 2020).
 
 The frozen predecessor (the teacher) is cut into as many modules as the successor (the student)
-has layers (`compress.students.split_modules`). At every training step each module is, independently and
-with probability p, replaced by its successor layer; the successor learns on the task loss alone,
-inside a network whose other parts are still the teacher's:
+has layers (`compress.students.split_modules`). At every training step each module is,
+independently and with probability p, replaced by its successor layer; the successor learns on
+the task loss alone, inside a network whose other parts are still the teacher's:
 
     6-layer teacher, 3-layer student, one training step with draws (successor, teacher, successor):
 
@@ -59,9 +59,7 @@ class TheseusConfig:
     """Stage 1 replaces modules with probability p (constant, or p(t) = min(1, k·t + b)) for
     --epochs; stage 2 fine-tunes the successor alone; --max-steps caps both."""
 
-    layers: int = setting(
-        3, "Successor depth; the teacher is split into this many modules.", min=1
-    )
+    layers: int = setting(3, "Successor depth; the teacher is split into this many modules.", min=1)
     replace_rate: float = setting(
         0.5,
         "Replacement probability p (constant) or its start b (linear).",
@@ -132,7 +130,8 @@ class ReplacementSchedule:
 class ReplaceableModule(nn.Module):
     """One predecessor module (frozen teacher layers) and the successor layer that replaces it.
 
-    Called like a Hugging Face BertLayer: (hidden_states (B, T, H), mask, ...) → (hidden_states, ...).
+    Called like a Hugging Face BertLayer:
+    (hidden_states (B, T, H), mask, ...) → (hidden_states, ...).
     In training it runs the successor when `use_successor` is True, the predecessor otherwise;
     in evaluation it always runs the successor.
     """
@@ -156,7 +155,8 @@ class ReplaceableModule(nn.Module):
 def hybrid_encoder(
     student: nn.Module, teacher: nn.Module, modules: list[list[int]]
 ) -> nn.ModuleList:
-    """The student's encoder layer list swapped for ReplaceableModules; the original list is returned.
+    """The student's encoder layer list swapped for ReplaceableModules; the original list is
+    returned.
 
     The teacher's layers are frozen. Put the returned list back with `restore_encoder`.
     """
@@ -206,7 +206,8 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
     seed_everything(config.seed)
     student, _ = build_student(teacher, StudentShape(theseus.layers), init_layers, seed=None)
 
-    # Stage 1: the student's embeddings, pooler and classifier are the teacher's (copied) and frozen.
+    # Stage 1: the student's embeddings, pooler and classifier are the teacher's (copied) and
+    # frozen.
     student.requires_grad_(False)
     successors = hybrid_encoder(student, teacher, modules)
     successors.requires_grad_(True)

@@ -73,7 +73,8 @@ class TinyBERTConfig:
         min=1,
     )
     heads: int | None = setting(
-        None, "Student attention heads (default: the teacher's); must divide the hidden size.",
+        None,
+        "Student attention heads (default: the teacher's); must divide the hidden size.",
         min=1,
     )
     ffn_size: int | None = setting(
@@ -104,9 +105,7 @@ class TinyBERTConfig:
     general_text: Path | None = setting(
         None, "Plain text file, one text per line: general distillation on it first."
     )
-    general_epochs: float = setting(
-        1.0, "Epochs of general distillation.", min=0, min_open=True
-    )
+    general_epochs: float = setting(1.0, "Epochs of general distillation.", min=0, min_open=True)
     augment: bool = setting(
         False,
         "Add TinyBERT-style augmented copies of the training set, labelled by the teacher.",
@@ -129,7 +128,8 @@ class TinyBERTConfig:
 
     @classmethod
     def tinybert4(cls) -> TinyBERTConfig:
-        """The paper's TinyBERT-4 shape (4 layers, H 312, 12 heads, FFN 1200), for a 12-head teacher."""
+        """The paper's TinyBERT-4 shape (4 layers, H 312, 12 heads, FFN 1200), for a 12-head
+        teacher."""
         return cls(layers=4, hidden_size=312, heads=12, ffn_size=1200)
 
     def shape(self) -> StudentShape:
@@ -137,7 +137,8 @@ class TinyBERTConfig:
 
 
 def attention_score_mse(layer_map: list[int]) -> TermFn:
-    """Σ over student layers m of MSE(scores_s^m, scores_t^g(m)) on pre-softmax scores (B, nh, T, T).
+    """Σ over student layers m of MSE(scores_s^m, scores_t^g(m)) on pre-softmax scores
+    (B, nh, T, T).
 
     Entries whose query or key is padding are zeroed on both sides and not counted in the mean.
     """

@@ -48,7 +48,8 @@ class AugmentConfig:
     """copies:     N augmented copies per training example (the originals are kept besides)
     prob:       p, the chance that each replaceable word is replaced in a copy
     top_k:      candidates per word
-    mlm:        base model directory (or bundled name) with a masked-LM head; None = teacher embeddings
+    mlm:        base model directory (or bundled name) with a masked-LM head;
+                None = teacher embeddings
     batch_size: sequences per masked-LM forward pass
     max_length: tokens per masked sentence
     seed:       word choice seed"""
@@ -96,7 +97,8 @@ class Augmented:
 
 
 def _whole_word(token: str) -> bool:
-    """A replacement candidate: alphabetic, not a ##piece, longer than one letter ("his" → "s" reads as noise)."""
+    """A replacement candidate: alphabetic, not a ##piece, longer than one letter
+    ("his" → "s" reads as noise)."""
     return token.isalpha() and len(token) > 1
 
 
@@ -140,7 +142,8 @@ class _EmbeddingNeighbours:
         ]
         if not self.words:
             raise SlimbertError(
-                "the teacher's vocabulary has no whole-word tokens to draw replacements from; give --augment-mlm"
+                "the teacher's vocabulary has no whole-word tokens to draw replacements from; "
+                "give --augment-mlm"
             )
         self.vocab = vocab
         self.matrix = torch.nn.functional.normalize(embeddings.float(), dim=-1)  # (V, H)
@@ -162,7 +165,8 @@ class _EmbeddingNeighbours:
 
 
 def load_mlm(name: str):
-    """A masked LM and its tokenizer; a model without its MLM head is refused, not silently random."""
+    """A masked LM and its tokenizer; a model without its MLM head is refused, not silently
+    random."""
     from transformers import AutoModelForMaskedLM
 
     path = resolve_base(name)
@@ -172,12 +176,15 @@ def load_mlm(name: str):
         )
     except (OSError, ValueError) as exc:
         raise SlimbertError(
-            f"--augment-mlm {name}: cannot load a masked LM ({exc}); give a base model saved with its MLM head"
+            f"--augment-mlm {name}: cannot load a masked LM ({exc}); "
+            "give a base model saved with its MLM head"
         ) from None
     if info.get("missing_keys"):
         raise SlimbertError(
-            f"--augment-mlm {name}: has no masked-LM head ({len(info['missing_keys'])} head weights missing, e.g. {info['missing_keys'][0]}); "
-            "give a base model saved with its MLM head, or leave --augment-mlm out to use the teacher's embedding neighbours"
+            f"--augment-mlm {name}: has no masked-LM head ({len(info['missing_keys'])} head "
+            f"weights missing, e.g. {info['missing_keys'][0]}); "
+            "give a base model saved with its MLM head, or leave --augment-mlm out to use the "
+            "teacher's embedding neighbours"
         )
     model.eval()
     return model, load_tokenizer(path), path
@@ -192,10 +199,12 @@ def _mlm_candidates(
     slots: list[Slot],
     config: AugmentConfig,
 ) -> dict[Slot, list[str]]:
-    """For each slot, mask its word in its own sentence and keep the top-K whole-word predictions."""
+    """For each slot, mask its word in its own sentence and keep the top-K whole-word
+    predictions."""
     if tokenizer.mask_token is None:
         raise SlimbertError(
-            f"--augment-mlm {config.mlm}: the tokenizer has no mask token; give a masked-LM base model"
+            f"--augment-mlm {config.mlm}: the tokenizer has no mask token; "
+            "give a masked-LM base model"
         )
     dev = device()
     model.to(dev)
@@ -244,7 +253,8 @@ def cache_key(examples: Examples, source_id: str, config: AugmentConfig) -> str:
 def augment(
     examples: Examples, teacher, teacher_tokenizer, teacher_fingerprint: str, config: AugmentConfig
 ) -> Augmented:
-    """N copies of every example with words replaced (see module docstring), read from the cache when present.
+    """N copies of every example with words replaced (see module docstring), read from the cache
+    when present.
 
     teacher: the classifier whose input embeddings give neighbours when `config.mlm` is None.
     """

@@ -7,9 +7,10 @@ One recipe runs four ways of teaching each student depth, over several seeds:
     PS-DA         professor fine-tuned on pairs augmented by symmetry / transitivity ──kd──▶ student
     PS-DA*        as PS-DA, but the student is first masked-LM pre-trained on the task's text
 
-and writes the table the source reports, F1 as mean ± sample std over the seeds:
+and writes the table the source reports, F1 as mean ± sample std over the seeds, with the
+columns
 
-    | Model | Requests | Total ms | Avg ms | TS-F1 | PS-Boosting-F1 | PS-DA-F1 | PS-DA*-F1 | vs Teacher |
+    Model, Requests, Total ms, Avg ms, TS-F1, PS-Boosting-F1, PS-DA-F1, PS-DA*-F1, vs Teacher
 
 The teacher row holds the teacher's F1 under TS and each professor's under its column; "vs
 Teacher" is the row's best mean minus the teacher's F1, naming the column. Latency is timed
@@ -103,7 +104,6 @@ class Experiment:
     def augmented_file(self) -> Path:
         return self.out / "data" / "train-augmented.tsv"
 
-
     # Plan --------------------------------------------------------------------------------
 
     def plan(self) -> list[Cell]:
@@ -111,7 +111,8 @@ class Experiment:
         for path, what in ((c.train, "train"), (c.eval, "eval")):
             if not Path(path).is_file():
                 raise SlimbertError(
-                    f"recipe key {what!r}: {path} is no file; paths are relative to where the command runs"
+                    f"recipe key {what!r}: {path} is no file; "
+                    "paths are relative to where the command runs"
                 )
         spec = c.spec()
         data_key = _key(
@@ -281,7 +282,8 @@ class Experiment:
                 self.read_back.append(cell.name)
                 return stored["result"]
             self.echo(
-                f"[experiment] {cell.name}: its inputs changed or its output is gone; computing it again"
+                f"[experiment] {cell.name}: its inputs changed or its output is gone; "
+                "computing it again"
             )
         self.echo(f"[experiment] {cell.name}: computing")
         started = time.perf_counter()

@@ -128,9 +128,7 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in TEACHING_PATHS]
         if unknown or not self.methods:
-            raise SlimbertError(
-                f"methods {self.methods}: choose from {', '.join(TEACHING_PATHS)}"
-            )
+            raise SlimbertError(f"methods {self.methods}: choose from {', '.join(TEACHING_PATHS)}")
         self.student_method()  # the distil section names a method and fits its settings
         if (
             not self.depths
@@ -148,7 +146,8 @@ class ExperimentConfig:
             )
         if self.teacher_route < 0:
             raise SlimbertError(
-                f"teacher_route {self.teacher_route}: give the number of checkpoints to keep, 0 for none"
+                f"teacher_route {self.teacher_route}: "
+                "give the number of checkpoints to keep, 0 for none"
             )
         if self.bench.runtime not in RUNTIMES:
             raise SlimbertError(
@@ -175,8 +174,6 @@ class ExperimentConfig:
         return DataSpec(
             train=train, eval=self.eval, columns=self.columns, max_length=self.max_length
         )
-
-
 
     def student_method(self) -> tuple[Method, Any]:
         """The registered method of the `distil` section and its settings (depth unset)."""

@@ -69,7 +69,9 @@ def boost_stage(
     }
 
 
-def augment_stage(spec: DataSpec, out: Path, config: PairAugmentConfig, teacher: Path | None) -> dict:
+def augment_stage(
+    spec: DataSpec, out: Path, config: PairAugmentConfig, teacher: Path | None
+) -> dict:
     report = augment_pairs(spec, out, config, teacher=teacher)
     return {"file": str(out), "report": report.to_dict()}
 
@@ -138,5 +140,3 @@ class Stages:
     pretrain: Callable[..., dict] = pretrain_stage
     distil: Callable[..., dict] = distil_stage
     bench: Callable[..., dict] = bench_stage
-
-

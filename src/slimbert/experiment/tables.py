@@ -25,7 +25,6 @@ class Matrix:
     def __init__(self, config: ExperimentConfig, results: dict[str, dict], out: Path):
         self.config, self.results, self.out = config, results, out
 
-
     def model_dir(self, name: str) -> Path:
         return self.out / "models" / name
 
@@ -34,9 +33,7 @@ class Matrix:
         return None if result is None else result["metric"].get(key)
 
     def student_values(self, method: str, depth: int, key: str = "f1") -> list[float]:
-        values = [
-            self.f1(student_name(method, depth, seed), key) for seed in self.config.seeds
-        ]
+        values = [self.f1(student_name(method, depth, seed), key) for seed in self.config.seeds]
         return [v for v in values if v is not None]
 
     def matrix(self, key: str = "f1") -> list[dict]:
@@ -134,19 +131,24 @@ class Matrix:
         teacher = r.get("teacher")
         if teacher:
             lines.append(
-                f"Teacher: {c.base} fine-tuned on {c.train} ({'first ' + str(c.limit) + ' rows' if c.limit else 'all rows'}), best at step {teacher['best_step']} of {teacher['steps']}; dev "
+                f"Teacher: {c.base} fine-tuned on {c.train} "
+                f"({'first ' + str(c.limit) + ' rows' if c.limit else 'all rows'}), "
+                f"best at step {teacher['best_step']} of {teacher['steps']}; dev "
                 + ", ".join(f"{k} {v:.2f}" for k, v in teacher["metric"].items())
                 + "."
             )
         boost = r.get("professor-boost")
         if boost:
             rounds = "; ".join(
-                f"round {x['round'] + 1}: weighted error {x['weighted_error']:.4f}, α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
+                f"round {x['round'] + 1}: weighted error {x['weighted_error']:.4f}, "
+                f"α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
                 + ("" if x["kept"] else " (dropped)")
                 for x in boost["rounds"]
             )
             lines.append(
-                f"PS-Boosting professor: {boost['members']} member{'s' if boost['members'] != 1 else ''} ({boost['stopped']}); {rounds}; ensemble dev "
+                f"PS-Boosting professor: {boost['members']} "
+                f"member{'s' if boost['members'] != 1 else ''} ({boost['stopped']}); "
+                f"{rounds}; ensemble dev "
                 + ", ".join(f"{k} {v:.2f}" for k, v in boost["metric"].items())
                 + f". Its latency is about {boost['members']}× the teacher's (not timed)."
             )
@@ -158,12 +160,15 @@ class Matrix:
                 for rule, counts in report["rules"].items()
             )
             lines.append(
-                f"Augmentation: {report['source_pairs']} training pairs → {report['output_rows']} rows ({report['added']} new); {rules}; labels {report['labels_before']} → {report['labels_after']}."
+                f"Augmentation: {report['source_pairs']} training pairs → "
+                f"{report['output_rows']} rows ({report['added']} new); {rules}; "
+                f"labels {report['labels_before']} → {report['labels_after']}."
             )
         da = r.get("professor-da")
         if da:
             lines.append(
-                f"PS-DA professor: {c.base} fine-tuned on the augmented pairs, best at step {da['best_step']} of {da['steps']}; dev "
+                f"PS-DA professor: {c.base} fine-tuned on the augmented pairs, "
+                f"best at step {da['best_step']} of {da['steps']}; dev "
                 + ", ".join(f"{k} {v:.2f}" for k, v in da["metric"].items())
                 + "."
             )
@@ -171,7 +176,10 @@ class Matrix:
             pre = r.get(f"pretrain-{depth}L")
             if pre:
                 lines.append(
-                    f"Pre-trained {depth}L student: held-out masked-LM loss {pre['mlm_loss_before']:.3f} → {pre['metric'].get('mlm_loss', float('nan')):.3f} (best at step {pre['best_step']} of {pre['steps']})."
+                    f"Pre-trained {depth}L student: held-out masked-LM loss "
+                    f"{pre['mlm_loss_before']:.3f} → "
+                    f"{pre['metric'].get('mlm_loss', float('nan')):.3f} "
+                    f"(best at step {pre['best_step']} of {pre['steps']})."
                 )
         for depth in c.depths:
             for method in (m for m in TEACHING_PATHS if m in c.methods):
@@ -211,11 +219,13 @@ class Matrix:
             None,
         ) or environment(self.config.bench.threads)
         return Report(
-            f"Teacher → professor → student: {Path(self.config.train).parent.name} dev, mean F1 over {len(self.config.seeds)} seeds",
+            f"Teacher → professor → student: {Path(self.config.train).parent.name} dev, "
+            f"mean F1 over {len(self.config.seeds)} seeds",
             rows,
             environment_,
             [
-                "F1 is the mean over seeds; latency is one student per depth (all methods share the architecture)."
+                "F1 is the mean over seeds; "
+                "latency is one student per depth (all methods share the architecture)."
             ],
         )
 
@@ -233,7 +243,10 @@ class Matrix:
         lines += [f"- {line}" for line in machine_lines(env)]
         if bench_env:
             lines.append(
-                f"- Latency measured on: {bench_env.get('cpu')}, {bench_env.get('cores')} cores, threads {bench_env.get('threads')}, runtime {c.bench.runtime}, provider {c.bench.provider}, batch 1, each request at its own length, {c.bench.warmup} warm-up requests"
+                f"- Latency measured on: {bench_env.get('cpu')}, {bench_env.get('cores')} cores, "
+                f"threads {bench_env.get('threads')}, runtime {c.bench.runtime}, "
+                f"provider {c.bench.provider}, batch 1, each request at its own length, "
+                f"{c.bench.warmup} warm-up requests"
             )
         budget = (
             f"{c.student.max_steps} steps"
@@ -244,8 +257,15 @@ class Matrix:
         method_line = f"{method.name} " + ", ".join(
             f"{k}={v}" for k, v in asdict(template).items() if k != "layers" and v is not None
         )
+        trained_on = (
+            "original training set"
+            if c.da_student_data == "original"
+            else "original (TS, PS-Boosting) or augmented (PS-DA, PS-DA*) training set"
+        )
         lines.append(
-            f"- Students: depths {c.depths}, seeds {c.seeds}, {method_line}, at most {budget} at lr {c.student.lr:g}, batch {c.student.batch_size}, best checkpoint on dev (patience {c.student.patience}); every method's students train on the {'original training set' if c.da_student_data == 'original' else 'original (TS, PS-Boosting) or augmented (PS-DA, PS-DA*) training set'}"
+            f"- Students: depths {c.depths}, seeds {c.seeds}, {method_line}, at most {budget} "
+            f"at lr {c.student.lr:g}, batch {c.student.batch_size}, best checkpoint on dev "
+            f"(patience {c.student.patience}); every method's students train on the {trained_on}"
         )
         lines += [
             "",
@@ -259,7 +279,8 @@ class Matrix:
         lines += [f"- {line}" for line in self.details()]
         lines += [
             "",
-            "The teacher row: TS-F1 is the teacher's; PS-Boosting-F1 and PS-DA-F1 are the professors' own dev figures. vs Teacher: the row's best mean minus the teacher's F1.",
+            "The teacher row: TS-F1 is the teacher's; PS-Boosting-F1 and PS-DA-F1 are the "
+            "professors' own dev figures. vs Teacher: the row's best mean minus the teacher's F1.",
             "",
             "![latency vs F1](report/pareto.png)",
             "",
@@ -277,5 +298,3 @@ class Matrix:
         path = self.out / "experiment.md"
         write_text_atomic(path, "\n".join(lines))
         return path
-
-

@@ -42,7 +42,8 @@ class AttentionParts:
     heads: int
 
     def scores(self) -> torch.Tensor:
-        """Pre-softmax attention scores Q·Kᵀ/√hs per head, without the padding mask: (B, nh, T, T)."""
+        """Pre-softmax attention scores Q·Kᵀ/√hs per head, without the padding mask:
+        (B, nh, T, T)."""
         query = split_heads(self.query, self.heads)  # (B, nh, T, hs)
         key = split_heads(self.key, self.heads)  # (B, nh, T, hs)
         return query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
@@ -69,8 +70,9 @@ def check_absolute_positions(model: nn.Module) -> None:
     kind = getattr(model.config, "position_embedding_type", "absolute")
     if kind != "absolute":
         raise SlimbertError(
-            f"{type(model).__name__} uses {kind!r} position embeddings; recomputed attention scores cover "
-            "absolute positions only — use a teacher with position_embedding_type 'absolute'"
+            f"{type(model).__name__} uses {kind!r} position embeddings; "
+            "recomputed attention scores cover absolute positions only — "
+            "use a teacher with position_embedding_type 'absolute'"
         )
 
 

@@ -91,9 +91,7 @@ class TrainConfig:
     lr: float = setting(
         5e-5, "Peak learning rate (AdamW, linear warm-up and decay).", min=0, min_open=True
     )
-    weight_decay: float = setting(
-        0.01, "AdamW weight decay (not on biases and LayerNorm).", min=0
-    )
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and LayerNorm).", min=0)
     warmup_ratio: float = setting(0.1, "Share of the steps spent warming up.", min=0, max=1)
     eval_every: int = setting(0, "Evaluate every N steps; 0 = once per epoch.", min=0)
     patience: int = setting(
@@ -181,7 +179,9 @@ def train(
     # precision is the loop's own (autocast_for).
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     autocast = autocast_for(config.mixed_precision, accelerator.device)
-    scaler = torch.amp.GradScaler(accelerator.device.type) if config.mixed_precision == "fp16" else None
+    scaler = (
+        torch.amp.GradScaler(accelerator.device.type) if config.mixed_precision == "fp16" else None
+    )
     torch.manual_seed(config.seed)
     extra_modules = extra_modules or []
     extra_lrs = extra_lrs or [None] * len(extra_modules)

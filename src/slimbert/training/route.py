@@ -42,7 +42,8 @@ def route_steps(total_steps: int, keep: int) -> list[int]:
         return []
     if total_steps < keep + 1:
         raise SlimbertError(
-            f"--save-route {keep}: the teacher trains for only {total_steps} steps; keep at most {total_steps - 1} checkpoints or train longer"
+            f"--save-route {keep}: the teacher trains for only {total_steps} steps; "
+            f"keep at most {total_steps - 1} checkpoints or train longer"
         )
     return [(i * total_steps) // (keep + 1) for i in range(1, keep + 1)]
 
@@ -59,7 +60,8 @@ def route_checkpoints(path: str | Path) -> list[Path]:
         path = path / ROUTE_DIR
     if not path.is_dir():
         raise SlimbertError(
-            f"--teacher-route {path}: no such directory; give the route/ folder written by `train-teacher --save-route K`"
+            f"--teacher-route {path}: no such directory; "
+            "give the route/ folder written by `train-teacher --save-route K`"
         )
     found = []
     for child in path.iterdir():
@@ -68,7 +70,8 @@ def route_checkpoints(path: str | Path) -> list[Path]:
             found.append((int(match.group(1)), child))
     if not found:
         raise SlimbertError(
-            f"--teacher-route {path}: no step-N checkpoints in it; train the teacher with `train-teacher --save-route K`"
+            f"--teacher-route {path}: no step-N checkpoints in it; "
+            "train the teacher with `train-teacher --save-route K`"
         )
     return [child for _, child in sorted(found)]
 
@@ -77,7 +80,8 @@ def split_budget(total_steps: int, stages: int) -> list[int]:
     """Steps per stage: equal shares, the remainder to the last (final-teacher) stage."""
     if total_steps < stages:
         raise SlimbertError(
-            f"--teacher-route: {stages} stages need at least {stages} steps but the budget is {total_steps}; raise --epochs or --max-steps"
+            f"--teacher-route: {stages} stages need at least {stages} steps "
+            f"but the budget is {total_steps}; raise --epochs or --max-steps"
         )
     share = total_steps // stages
     return [share] * (stages - 1) + [total_steps - share * (stages - 1)]
@@ -122,15 +126,18 @@ def plan(
 
 
 def check_compatible(checkpoint: torch.nn.Module, teacher: torch.nn.Module, path: Path) -> None:
-    """A route checkpoint must read the same token ids and predict the same labels as the teacher."""
+    """A route checkpoint must read the same token ids and predict the same labels as the
+    teacher."""
     ours, theirs = (
         checkpoint.get_input_embeddings().weight.shape[0],
         teacher.get_input_embeddings().weight.shape[0],
     )
     if ours != theirs or dict(checkpoint.config.id2label) != dict(teacher.config.id2label):
         raise SlimbertError(
-            f"--teacher-route {path}: this checkpoint has {ours} tokens and labels {dict(checkpoint.config.id2label)}, "
-            f"the teacher {theirs} and {dict(teacher.config.id2label)}; give the route saved by the same train-teacher run"
+            f"--teacher-route {path}: this checkpoint has {ours} tokens and labels "
+            f"{dict(checkpoint.config.id2label)}, "
+            f"the teacher {theirs} and {dict(teacher.config.id2label)}; "
+            "give the route saved by the same train-teacher run"
         )
 
 

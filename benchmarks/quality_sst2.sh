@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Students that keep the teacher's quality: SST-2 at full budget (benchmarks/results/quality-sst2/).
+#
+#   teacher   the bundled MiniLM on all 67,349 training rows, 64 tokens, early stopping on dev
+#             (evaluated every 500 steps, patience 4), at most 3 epochs
+#   students  kd, tinybert (intermediate + prediction) and minilm at 3 and 2 layers, each on the
+#             cached teacher logits, early stopping on dev; seed 1 (the 3-layer winner gets a
+#             second seed by SEEDS="1 2 ..." with ONLY=<its name>)
+#   export    the best 3-layer student as fused int8 (dynamic), validated on the whole dev file
+#
+# Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
+# 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
+# each finished cell's slimbert.json and its wall-clock go to $RESULTS/cells/ at once, so the
+# figures can be committed as they come and a rerun skips every finished cell.
+#
+# Usage, from the repository root with the venv active:
+#   bash benchmarks/quality_sst2.sh                         # every cell not yet done
+#   STAGES="teacher kd" bash benchmarks/quality_sst2.sh     # a part
+#   ONLY="kd-3L" SEEDS="2" STAGES=students bash benchmarks/quality_sst2.sh
+set -euo pipefail
+GLUE=${GLUE:-../shared/data/glue}
+RUNS=${RUNS:-$HOME/slimbert-runs/quality-sst2}
+RESULTS=${RESULTS:-benchmarks/results/quality-sst2}
+STAGES=${STAGES:-teacher students export}
+SEEDS=${SEEDS:-1}
+ONLY=${ONLY:-.*}
+TEACHER=$RUNS/teacher
+DATA=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64)
+FAST=(--batch-size 32 --lr 1e-4 --mixed-precision bf16 --group-by-length --no-progress
+      --eval-every 500 --patience 4)
+
+run() {  # run NAME OUT command...   (skips a finished cell; records its wall-clock)
+  local name=$1 out=$2
+  shift 2
+  if [ -f "$out/slimbert.json" ]; then echo "[quality] $name: done, skipped"; return; fi
+  if [[ ! $name =~ ^($ONLY)$ ]]; then return; fi
+  mkdir -p "$(dirname "$out")" "$RESULTS/cells"
+  echo "[quality] $name: $(date -u +%H:%M:%S) start"
+  local start
+  start=$(date +%s)
+  "$@" --out "$out" > "$RUNS/$name.log" 2>&1 || { echo "[quality] $name: FAILED, see $RUNS/$name.log"; return 1; }
+  local seconds=$(( $(date +%s) - start ))
+  cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
+  printf '{"name": "%s", "wall_seconds": %d, "command": "%s", "machine": "%s", "cores": %d}\n' \
+    "$name" "$seconds" "$*" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \
+    > "$RESULTS/cells/$name.budget.json"
+  echo "[quality] $name: $(date -u +%H:%M:%S) done in ${seconds}s"
+}
+
+for stage in $STAGES; do
+  case $stage in
+    teacher)
+      run teacher "$TEACHER" slimbert train-teacher --base minilm-l6 "${DATA[@]}" "${FAST[@]}" \
+        --seed 42 --epochs 3 ;;
+    students)
+      for seed in $SEEDS; do
+        for layers in 3 2; do
+          common=(--teacher "$TEACHER" "${DATA[@]}" "${FAST[@]}" --seed "$seed" --layers "$layers")
+          run "kd-${layers}L-seed$seed" "$RUNS/kd-${layers}L-seed$seed" \
+            slimbert compress kd "${common[@]}" --epochs 3 --temperature 2 --alpha 0.5
+          run "tinybert-${layers}L-seed$seed" "$RUNS/tinybert-${layers}L-seed$seed" \
+            slimbert compress tinybert "${common[@]}" --intermediate-epochs 1 --epochs 2 --temperature 1
+          run "minilm-${layers}L-seed$seed" "$RUNS/minilm-${layers}L-seed$seed" \
+            slimbert compress minilm "${common[@]}" --relation-epochs 1 --epochs 2 --relation-heads 12
+        done
+      done ;;
+    export)  # the best 3-layer student on dev accuracy, fused and int8, validated on all of dev
+      best=$(python - "$RUNS" <<'PY'
+import json, sys
+from pathlib import Path
+runs = Path(sys.argv[1])
+scored = [(json.loads((d / "slimbert.json").read_text())["metric"]["accuracy"], d.name)
+          for d in runs.glob("*-3L-seed*") if (d / "slimbert.json").is_file()]
+print(max(scored)[1] if scored else "")
+PY
+)
+      [ -n "$best" ] || { echo "[quality] export: no 3-layer student yet"; exit 1; }
+      out=$RUNS/$best-int8
+      if [ -f "$out/manifest.json" ]; then echo "[quality] export: $out done, skipped"; continue; fi
+      slimbert export --model "$RUNS/$best" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
+        --optimize --quantize dynamic --out "$out"
+      mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$best-int8.manifest.json" ;;
+    *) echo "[quality] unknown stage $stage"; exit 1 ;;
+  esac
+done
