@@ -8,14 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from slimbert.data import (
-    CLASSIFICATION,
-    REGRESSION,
-    Columns,
-    LabelMap,
-    read_examples,
-    read_subset,
-)
+from slimbert.data import CLASSIFICATION, REGRESSION, Columns, LabelMap, read_examples, read_subset
 from slimbert.errors import SlimbertError
 
 

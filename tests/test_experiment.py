@@ -317,7 +317,7 @@ def test_example_recipe_parses_and_covers_the_issue():
     assert (
         config.base == "minilm-l6" and config.max_length == 128 and config.train.name == "train.tsv"
     )
-    assert config.augment.filter_confidence == 0.9 and config.boost.reuse_teacher
+    assert config.augment.filter_confidence == 0.9 and config.boost_from_teacher
 
 
 def test_experiment_cli(recipe, tmp_path, monkeypatch):

@@ -27,7 +27,11 @@ def test_binary_f1_is_the_positive_class_s():
     assert metrics.name == "f1"
     # precision 2/3, recall 2/3
     assert metrics.main == pytest.approx(200 / 3)
-    assert metrics.values == pytest.approx({"accuracy": 60.0, "f1": 200 / 3})
+    # macro: class 1 F1 2/3, class 0 (TP 1, FP 1, FN 1) 1/2; MCC (2·1 − 1·1) / √(3·3·2·2) = 1/6
+    assert metrics.values == pytest.approx(
+        {"accuracy": 60.0, "f1": 200 / 3, "macro-f1": 700 / 12, "mcc": 100 / 6}
+    )
+    assert metrics.degenerate is None
 
 
 def test_binary_f1_follows_the_label_map_s_positive_class():
@@ -54,7 +58,10 @@ def test_multi_class_f1_is_the_macro_mean_over_every_class():
     three = compute_metrics(
         logits_for(predicted, 3), gold, "classification", LabelMap.from_labels(["a", "b", "c"])
     )
-    assert three.values == pytest.approx({"accuracy": 50.0, "f1": 50.0})
+    # MCC (c·s − Σ p_k t_k) / √((s² − Σ p_k²)(s² − Σ t_k²)) = (2·4 − 6) / √(10 · 10) = 0.2
+    assert three.values == pytest.approx(
+        {"accuracy": 50.0, "f1": 50.0, "macro-f1": 50.0, "mcc": 20.0}
+    )
     # a fourth class nobody predicts or holds still counts, with F1 0: (1 + 0 + 0.5 + 0) / 4
     four = compute_metrics(logits_for(predicted, 4), gold, "classification")
     assert four.main == pytest.approx(37.5)
@@ -81,4 +88,25 @@ def test_constant_regression_predictions_score_zero_not_nan():
 
 def test_a_classifier_that_never_predicts_the_positive_class_has_f1_zero():
     metrics = compute_metrics(logits_for([0, 0, 0, 0], 2), [1, 0, 0, 1], "classification")
-    assert metrics.values == {"accuracy": 50.0, "f1": 0.0}
+    # class 0: precision 1/2, recall 1 → F1 2/3; class 1: 0 → macro 1/3; MCC 0 by convention
+    assert metrics.values == pytest.approx(
+        {"accuracy": 50.0, "f1": 0.0, "macro-f1": 100 / 3, "mcc": 0.0}
+    )
+    assert metrics.degenerate == "predicts only 0"
+
+
+def test_the_chosen_metric_leads_and_a_wrong_kind_or_label_is_one_line():
+    from slimbert.errors import SlimbertError
+    from slimbert.metrics import Scoring
+
+    labels = LabelMap({0: "0", 1: "1"})
+    logits, gold = logits_for(BINARY_PREDICTED, 2), BINARY_GOLD
+    mcc = compute_metrics(logits, gold, "classification", labels, Scoring("mcc"))
+    assert mcc.name == "mcc" and mcc.main == pytest.approx(100 / 6)
+    # --positive-label 0 scores F1 of class 0 (1/2, see above) without changing the others
+    zero = compute_metrics(logits, gold, "classification", labels, Scoring(positive_label="0"))
+    assert zero.main == pytest.approx(50.0) and zero.values["mcc"] == pytest.approx(100 / 6)
+    with pytest.raises(SlimbertError, match="--metric pearson: a classification task is scored"):
+        compute_metrics(logits, gold, "classification", labels, Scoring("pearson"))
+    with pytest.raises(SlimbertError, match="--positive-label 'yes': not a label"):
+        compute_metrics(logits, gold, "classification", labels, Scoring(positive_label="yes"))

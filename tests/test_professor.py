@@ -16,8 +16,9 @@ from conftest import build_bert, sentiment_rows, write_sst2
 from slimbert.batches import DataSpec
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
-from slimbert.teachers.boost import BoostConfig, boost, samme_step, weighted_hard_loss
+from slimbert.teachers.boost import BoostConfig, boost
 from slimbert.teachers.ensemble import EnsembleClassifier, combine_logits
+from slimbert.teachers.samme import samme_step, weighted_hard_loss
 from slimbert.training.loop import TrainConfig
 
 # ---------------------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from slimbert.batches import evaluator
 from slimbert.cli import cli
 from slimbert.cli.compress import compress
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.registry import METHODS, get_method
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.errors import SlimbertError
-from slimbert.metrics import evaluator
 from slimbert.models import save_model
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult, train, train_loader

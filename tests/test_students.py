@@ -13,14 +13,9 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.networks import (
-    BiLSTMConfig,
-    SoftTree,
-    TextCNNConfig,
-    TreeConfig,
-    build_network,
-    principal_directions,
-)
+from slimbert.compress.network_configs import BiLSTMConfig, TextCNNConfig, TreeConfig
+from slimbert.compress.network_files import build_network
+from slimbert.compress.networks import SoftTree, principal_directions
 from slimbert.compress.teaching import (
     SoftTargets,
     TeachingConfig,
@@ -327,7 +322,7 @@ def test_first_losses_are_pinned(students, method):
 
 @pytest.mark.parametrize("method", list(SIZES))
 def test_saved_student_loads_back_with_the_same_logits(students, method, teacher):
-    from slimbert.compress.networks import ARCHITECTURES
+    from slimbert.compress.network_files import ARCHITECTURES
 
     model, tokenizer, meta = load_model_dir(students[method])
     assert type(model) is ARCHITECTURES[method][1] and not model.training
@@ -600,7 +595,7 @@ def test_method_defaults_match_the_student_config_defaults(name):
     import dataclasses
 
     from slimbert.compress.bilstm import BiLSTMMethod
-    from slimbert.compress.networks import ARCHITECTURES
+    from slimbert.compress.network_files import ARCHITECTURES
     from slimbert.compress.registry import METHODS
     from slimbert.compress.textcnn import TextCNNMethod
     from slimbert.compress.tree import TreeMethod

@@ -4,9 +4,10 @@ length-grouped samplers, collation, and running a model over the batches."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 
 from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples, read_subset
 from slimbert.errors import SlimbertError
+from slimbert.metrics import METRICS, Metrics, Scoring, compute_metrics
 from slimbert.settings import setting
 
 
@@ -186,6 +188,20 @@ class DataSpec:
     sample_seed: int | None = setting(
         None, "Shuffle the training rows with this seed before --limit (a seeded subset)."
     )
+    metric: str | None = setting(
+        None,
+        "The figure that picks the best checkpoint and leads reports (default: f1; regression: "
+        "pearson). Use mcc on a skewed task, where always answering the majority class scores "
+        "a high F1.",
+        choices=METRICS,
+    )
+    positive_label: str | None = setting(
+        None, "The class binary F1 is computed for (default: '1', 'positive', or the second label)."
+    )
+
+    @property
+    def scoring(self) -> Scoring:
+        return Scoring(self.metric, self.positive_label)
 
 
 @dataclass
@@ -198,6 +214,7 @@ class TaskData:
     eval_set: EncodedDataset
     eval_targets: list
     max_length: int
+    scoring: Scoring = Scoring()
 
     def describe(self) -> dict:
         return {
@@ -214,6 +231,7 @@ class TaskData:
             },
             "task": self.task,
             "max_length": self.max_length,
+            "metric": self.scoring.main_metric(self.task),
             "pair": self.train.is_pair,
         }
 
@@ -243,6 +261,8 @@ def prepare(
                 f"{spec.train}: only one label ({label_map.id2label[0]!r}) in the training "
                 "data; a classifier needs at least two"
             )
+    spec.scoring.main_metric(resolved)  # a metric of the other kind of task stops here
+    spec.scoring.positive_id(label_map, label_map.num_labels)  # an unknown label stops here
     train_targets = label_targets(train, label_map, resolved)
     eval_targets = label_targets(evaluation, label_map, resolved)
     return TaskData(
@@ -254,4 +274,17 @@ def prepare(
         eval_set=EncodedDataset(tokenizer, evaluation, spec.max_length, eval_targets),
         eval_targets=eval_targets,
         max_length=spec.max_length,
+        scoring=spec.scoring,
     )
+
+
+def evaluator(data: TaskData, batch_size: int = 64) -> Callable[[Any], Metrics]:
+    """Scores a model on the eval set, as the task's scoring says (batches sorted by length)."""
+    loader = make_loader(data.eval_set, batch_size, shuffle=False, group_by_length=True)
+
+    def evaluate(model) -> Metrics:
+        dev = next(model.parameters()).device
+        logits = predict_logits(model, loader, dev)
+        return compute_metrics(logits, data.eval_targets, data.task, data.label_map, data.scoring)
+
+    return evaluate

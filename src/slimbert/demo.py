@@ -16,8 +16,20 @@ from pathlib import Path
 
 import click
 
+from slimbert.batches import DataSpec, make_loader, prepare
+from slimbert.bench.config import BenchConfig
+from slimbert.bench.render import write_report
+from slimbert.bench.run import bench
+from slimbert.compress import kd
+from slimbert.compress.method import Job
+from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.files import write_text_atomic
+from slimbert.models import device, load_classifier, load_tokenizer, resolve_base
+from slimbert.teachers.train import train_teacher
+from slimbert.training.loop import TrainConfig
+from slimbert.training.losses import hard_loss
+from slimbert.training.outputs import forward
 
 
 @dataclass(frozen=True)
@@ -132,11 +144,6 @@ def measure_step_seconds(spec, batch_size: int, repeats: int = 2) -> float:
     """Seconds per teacher training step on this machine, timed on real batches of the corpus."""
     import torch
 
-    from slimbert.batches import make_loader, prepare
-    from slimbert.models import device, load_classifier, load_tokenizer, resolve_base
-    from slimbert.training.losses import hard_loss
-    from slimbert.training.outputs import forward
-
     base = resolve_base("minilm-l6")
     data = prepare(spec, load_tokenizer(base))
     model = load_classifier(base, data.label_map, data.task).to(device())
@@ -165,15 +172,6 @@ def estimate_seconds(plan: DemoPlan, steps: int, seconds_per_step: float) -> flo
 
 
 def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
-    from slimbert.batches import DataSpec
-    from slimbert.bench.config import BenchConfig
-    from slimbert.bench.render import write_report
-    from slimbert.bench.run import bench
-    from slimbert.compress import kd
-    from slimbert.data import Columns
-    from slimbert.teachers.train import train_teacher
-    from slimbert.training.loop import TrainConfig
-
     plan = DemoPlan.quick() if quick else DemoPlan.full()
     out = Path(out)
     started = time.perf_counter()
@@ -219,13 +217,8 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
             seed=seed,
             patience=2,
         )
-        kd.run(
-            teacher_dir,
-            spec,
-            student_dir,
-            kd.KDConfig(layers=layers, temperature=2.0, alpha=0.5),
-            student_config,
-        )
+        job = Job((teacher_dir,), spec, student_dir, student_config)
+        kd.run(job, kd.KDConfig(layers=layers, temperature=2.0, alpha=0.5))
         model_dirs.append(student_dir)
     report = bench(
         model_dirs,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimbert.compress.networks import load_student
+from slimbert.compress.network_files import load_student
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.files import atomic_dir, sha256_file, write_json_atomic

@@ -31,6 +31,8 @@ class BenchConfig:
     peak:          measure the matmul peak for the physical-limit column
     slo:           e.g. "p99<=10ms": marks the recommended model together with max_f1_drop
     max_f1_drop:   metric points a recommended model may lose against the teacher
+    metric:        the figure vs Teacher and the recommendation use (None: f1 / pearson)
+    positive_label: the class binary F1 is computed for (None: the label map's default)
     """
 
     provider: str = "cpu"
@@ -48,6 +50,8 @@ class BenchConfig:
     peak: bool = True
     slo: str | None = None
     max_f1_drop: float | None = None
+    metric: str | None = None
+    positive_label: str | None = None
 
     def threads_to_sweep(self) -> list[int]:
         return list(self.thread_counts) or [self.threads or os.cpu_count() or 1]

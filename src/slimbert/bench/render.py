@@ -70,10 +70,21 @@ def _spread(value: float, spread: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f} ± {spread:.{digits}f}" if spread else f"{value:.{digits}f}"
 
 
+METRIC_TITLES = {
+    "mcc": "MCC",
+    "macro-f1": "Macro-F1",
+    "accuracy": "Accuracy",
+    "pearson": "Pearson",
+    "spearman": "Spearman",
+}
+
+
 def request_table(report: Report) -> Table:
     """The table a team reads first:
     Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher."""
     threads = threads_vary(report.rows)
+    # The F1 column stays; a chosen metric other than F1 gets its own column beside it.
+    chosen = sorted({r.metric_name for r in report.rows} - {"f1"})
     cells = [
         [
             r.method,
@@ -81,14 +92,15 @@ def request_table(report: Report) -> Table:
             str(r.requests),
             _spread(r.total_ms, r.total_ms_spread, 1),
             _spread(r.avg_ms, r.avg_ms_spread),
-            f"{r.metric:.2f}",
+            _fmt(r.f1 if r.f1 is not None else r.metric if r.metric_name == "f1" else None),
+            *[_fmt(r.metric if r.metric_name == name else None) for name in chosen],
             _signed(r.vs_teacher),
         ]
         for r in report.rows
     ]
-    return Table(
-        None, ["Method", "Model", "Requests", "Total ms", "Avg ms", "F1", "vs Teacher"], cells
-    )
+    headers = ["Method", "Model", "Requests", "Total ms", "Avg ms", "F1"]
+    headers += [METRIC_TITLES.get(name, name) for name in chosen] + ["vs Teacher"]
+    return Table(None, headers, cells)
 
 
 def limit_table(report: Report) -> Table | None:

@@ -38,6 +38,7 @@ class Row:
     metric_name: str
     metric: float
     accuracy: float | None = None
+    f1: float | None = None  # kept beside `metric` when the chosen metric is another
     vs_teacher: float | None = None  # metric points against the teacher at the same length
     tokenize_avg_ms: float | None = None
     mean_tokens: float | None = None  # mean L of the (B, L) requests, padding included

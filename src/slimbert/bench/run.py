@@ -64,7 +64,10 @@ def _notes(rows: list[Row], teacher: Row | None, config: BenchConfig, peaks: dic
             "batch, length and threads."
         )
     if rows and rows[0].metric_name != "f1":
-        notes.append(f"The F1 column holds {rows[0].metric_name}, this task's main metric.")
+        notes.append(
+            f"The chosen metric is {rows[0].metric_name}: vs Teacher and the recommendation use "
+            "it; the F1 column is kept beside it."
+        )
     notes.append(
         "Avg ms is model time per request; tokenisation is timed apart (Tokenize ms). "
         f"{config.warmup} warm-up requests, then {config.repeats} passes over all requests: "

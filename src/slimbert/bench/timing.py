@@ -32,7 +32,7 @@ from slimbert.data import Columns, LabelMap, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.metrics import compute_metrics
+from slimbert.metrics import Scoring, compute_metrics
 from slimbert.models import load_classifier, load_tokenizer, model_label_map, model_task
 from slimbert.provenance import count_parameters, read_metadata
 
@@ -210,7 +210,10 @@ def measure(
             if repeat == 0:
                 outputs.append(logits)
         passes.append(np.asarray(latencies))
-    metrics = compute_metrics(np.concatenate(outputs), targets, loaded.task, loaded.label_map)
+    scoring = Scoring(config.metric, config.positive_label)
+    metrics = compute_metrics(
+        np.concatenate(outputs), targets, loaded.task, loaded.label_map, scoring
+    )
 
     figures = {
         "total_ms": [float(p.sum()) for p in passes],
@@ -239,6 +242,7 @@ def measure(
         metric_name=metrics.name,
         metric=metrics.main,
         accuracy=metrics.values.get("accuracy"),
+        f1=metrics.values.get("f1"),
         tokenize_avg_ms=float(np.mean(tokenize_ms)),
         tokenize_p99_ms=_percentile(np.asarray(tokenize_ms), 99),
         mean_tokens=float(np.mean([r["input_ids"].shape[1] for r in requests])),

@@ -6,13 +6,8 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import (
-    CONTEXT,
-    int_list,
-    length_list,
-    recipe_option,
-    user_errors,
-)
+from slimbert.cli.options import CONTEXT, int_list, length_list, recipe_option, user_errors
+from slimbert.metrics import METRICS
 
 
 @click.group("bench", context_settings=CONTEXT, invoke_without_command=True)
@@ -100,6 +95,16 @@ from slimbert.cli.options import (
     help="Metric points a recommended model may lose against the teacher.",
 )
 @click.option(
+    "--metric",
+    type=click.Choice(list(METRICS)),
+    help="The figure vs Teacher and the recommendation use (default: f1; regression: pearson); "
+    "the F1 column stays.",
+)
+@click.option(
+    "--positive-label",
+    help="The class binary F1 is computed for (default: '1', 'positive', or the second label).",
+)
+@click.option(
     "--no-io-binding", is_flag=True, help="On CUDA, skip the ONNX rows fed through IO binding."
 )
 @click.option(
@@ -134,6 +139,8 @@ def bench_cmd(
     runtimes,
     slo,
     max_f1_drop,
+    metric,
+    positive_label,
     no_io_binding,
     no_peak,
     text_column,
@@ -187,6 +194,8 @@ def bench_cmd(
         peak=not no_peak,
         slo=slo,
         max_f1_drop=max_f1_drop,
+        metric=metric,
+        positive_label=positive_label,
     )
     report = bench(
         [Path(m) for m in models],

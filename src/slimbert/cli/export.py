@@ -6,11 +6,7 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import (
-    CONTEXT,
-    recipe_option,
-    user_errors,
-)
+from slimbert.cli.options import CONTEXT, recipe_option, user_errors
 from slimbert.errors import SlimbertError
 
 

@@ -128,9 +128,10 @@ def _optional_inner(hint):
     return hint
 
 
-def dataclass_options(cls: type, skip: tuple[str, ...] = ()):
-    """A decorator adding one click option per `setting` field of dataclass `cls`: the flag,
-    type, range, default and help all come from the field (slimbert.settings)."""
+def dataclass_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None):
+    """A decorator adding one click option per `setting` field of dataclass `cls` (or only the
+    fields named in `only`): the flag, type, range, default and help all come from the field
+    (slimbert.settings)."""
     hints = settings.field_types(cls)
 
     def option(f):
@@ -157,7 +158,8 @@ def dataclass_options(cls: type, skip: tuple[str, ...] = ()):
 
     def decorate(command):
         for f in reversed(fields(cls)):
-            if f.name not in skip and settings.describe(f).cli and settings.KEY in f.metadata:
+            wanted = f.name not in skip and (only is None or f.name in only)
+            if wanted and settings.describe(f).cli and settings.KEY in f.metadata:
                 command = option(f)(command)
         return command
 

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import click
 
+from slimbert.batches import DataSpec
 from slimbert.cli.options import (
     CONTEXT,
+    cli_fields,
     data_options,
     data_spec,
+    dataclass_options,
     recipe_option,
+    take,
     train_config,
     train_options,
     user_errors,
@@ -83,43 +87,11 @@ def professor():
     required=True,
     help="Ensemble directory (members, ensemble.json); any --teacher flag takes it.",
 )
-@click.option(
-    "--rounds",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="K, the most members; boosting stops early at a chance-level or error-free member.",
-)
-@click.option(
-    "--shrinkage",
-    type=click.FloatRange(0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="ν scaling every member's vote α (1.0 is plain SAMME).",
-)
-@click.option(
-    "--weighting",
-    type=click.Choice(["loss", "resample"]),
-    default="loss",
-    show_default=True,
-    help="Sample weights as per-example loss weights, or as weighted resampling.",
-)
-@click.option(
-    "--first-member",
-    type=click.Path(path_type=Path),
-    help="An already fine-tuned teacher (same base) to use as round 1.",
-)
-@click.option(
-    "--combine",
-    type=click.Choice(["logits", "probabilities"]),
-    default="logits",
-    show_default=True,
-    help="Members' vote-weighted logits, or their vote-weighted probability mixture.",
-)
+@dataclass_options(BoostConfig)
 @data_options
 @train_options
 @user_errors
-def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, combine, **kwargs):
+def professor_boost_cmd(base, out, **kwargs):
     """PS-Boosting: K teachers fine-tuned in sequence on SAMME sample weights, combined by
     vote-weighted logits.
 
@@ -132,14 +104,13 @@ def professor_boost_cmd(base, out, rounds, shrinkage, weighting, first_member, c
     """
     spec = data_spec(kwargs)
     config = train_config(kwargs)
-    metadata = boost(
-        base, spec, out, BoostConfig(rounds, shrinkage, weighting, first_member, combine), config
-    )
+    settings = BoostConfig(**take(kwargs, cli_fields(BoostConfig)))
+    metadata = boost(base, spec, out, settings, config)
     for r in metadata["rounds"]:
         click.echo(
             f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}, "
             f"alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
-            + ("" if r["kept"] else " (dropped)")
+            + ("" if r["kept"] else " (tried again)" if r.get("retried") else " (dropped)")
         )
     click.echo(
         f"professor saved to {out}: {metadata['members']} members ({metadata['stopped']}); "
@@ -242,18 +213,12 @@ def professor_augment_cmd(
     ),
 )
 @click.option(
-    "--layers",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Student depth (teacher layers picked as compress kd picks them).",
-)
-@click.option(
     "--out",
     type=click.Path(path_type=Path),
     required=True,
     help="Masked-LM model directory for `compress kd --student-init`.",
 )
+@dataclass_options(PretrainConfig)
 @click.option(
     "--train",
     "train",
@@ -271,39 +236,19 @@ def professor_augment_cmd(
 @click.option("--text-column")
 @click.option("--text-pair-column")
 @click.option("--no-header", is_flag=True)
-@click.option("--max-length", type=click.IntRange(8, 4096), default=128, show_default=True)
-@click.option("--limit", type=click.IntRange(1), help="Use only the first N rows of --train.")
-@click.option("--sample-seed", type=int, help="Shuffle --train with this seed before --limit.")
-@click.option(
-    "--mlm-probability",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.15,
-    show_default=True,
-    help="Share of tokens masked.",
-)
-@click.option(
-    "--holdout",
-    type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
-    default=0.05,
-    show_default=True,
-    help="Share of texts held out to pick the best checkpoint.",
-)
+@dataclass_options(DataSpec, only=("limit", "sample_seed"))
 @train_options
 @user_errors
 def pretrain_student_cmd(
     teacher,
-    layers,
     out,
     train,
     texts,
     text_column,
     text_pair_column,
     no_header,
-    max_length,
     limit,
     sample_seed,
-    mlm_probability,
-    holdout,
     **kwargs,
 ):
     """Continued masked-LM pre-training of the layer-truncated student on in-domain text.
@@ -321,7 +266,7 @@ def pretrain_student_cmd(
         teacher,
         [train, *texts],
         out,
-        PretrainConfig(layers, mlm_probability, holdout, max_length),
+        PretrainConfig(**take(kwargs, cli_fields(PretrainConfig))),
         config,
         columns,
         limit,

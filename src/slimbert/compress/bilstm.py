@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.networks import PROJECTIONS, BiLSTMConfig
+from slimbert.compress.network_configs import PROJECTIONS, BiLSTMConfig
 from slimbert.compress.teaching import TeachingConfig, teach
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult

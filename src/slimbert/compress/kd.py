@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from slimbert.batches import evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.pretrain import init_student
 from slimbert.compress.students import StudentShape, build_student, pick_layers
-from slimbert.metrics import evaluator
 from slimbert.models import save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits

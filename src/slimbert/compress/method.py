@@ -22,9 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimbert.batches import DataSpec, TaskData, prepare
+from slimbert.batches import DataSpec, TaskData, evaluator, prepare
 from slimbert.errors import SlimbertError
-from slimbert.metrics import evaluator
 from slimbert.teachers.load import Teacher, load_teacher
 from slimbert.training.loop import TrainConfig, TrainResult, training_record
 

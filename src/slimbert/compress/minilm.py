@@ -32,11 +32,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from slimbert.batches import TaskData, make_loader
+from slimbert.batches import TaskData, evaluator, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.errors import SlimbertError
-from slimbert.metrics import Metrics, evaluator
+from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits

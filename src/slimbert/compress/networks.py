@@ -17,9 +17,8 @@ initialisation expects. With E = H, P is s · I (the teacher's table, rescaled).
 Padding never changes a prediction: every student masks it out, so one request gives the same
 logits alone or padded inside a batch (which is what ONNX parity and batched serving need).
 
-A student directory holds config.json (with `slimbert_architecture`, id2label and every size),
-model.safetensors, the teacher's tokenizer files and slimbert.json; `load_student` reads it back
-and `slimbert.models.load_model_dir` dispatches to it.
+Their settings live in compress/network_configs.py; compress/network_files.py builds a student
+from a teacher, saves it and loads it back.
 
 References: Kim, "Convolutional Neural Networks for Sentence Classification" (2014); Tang et al.,
 "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks" (2019); Frosst &
@@ -28,140 +27,14 @@ Hinton, "Distilling a Neural Network Into a Soft Decision Tree" (2017).
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimbert.data import REGRESSION, LabelMap
+from slimbert.compress.network_configs import BiLSTMConfig, StudentConfig, TextCNNConfig, TreeConfig
 from slimbert.errors import SlimbertError
-from slimbert.files import atomic_dir, sha256_file, write_json_atomic
-from slimbert.provenance import METADATA_FILE, SavedModel, count_parameters, library_versions
-
-ARCHITECTURE_KEY = "slimbert_architecture"
-PROJECTIONS = ("pca", "learned")
-
-
-@dataclass
-class StudentConfig:
-    """What every non-transformer student shares; saved whole in config.json.
-
-    vocab_size:        rows of the teacher's embedding table (its tokenizer's ids)
-    source_dim:        the teacher's embedding width H
-    embedding_dim:     the student's embedding width E (≤ H for projection="pca")
-    projection:        "pca" (own table W·P, trained) or "learned" (W frozen, P trained)
-    freeze_embeddings: keep the student's own table fixed (projection="pca" only)
-    num_labels:        classes C (1 for regression)
-    id2label:          class id → label name
-    problem_type:      "single_label_classification" or "regression"
-    pad_token_id:      the tokenizer's padding id
-    pair:              inputs are sentence pairs split by token_type_ids (BiLSTM and tree
-                       encode each side apart; TextCNN reads the packed pair as one sequence)
-    dropout:           dropout before the classifier during training
-    """
-
-    architecture: ClassVar[str] = ""
-
-    vocab_size: int = 0
-    source_dim: int = 0
-    embedding_dim: int = 300
-    projection: str = "pca"
-    freeze_embeddings: bool = False
-    num_labels: int = 2
-    id2label: dict[int, str] = field(default_factory=lambda: {0: "0", 1: "1"})
-    problem_type: str = "single_label_classification"
-    pad_token_id: int = 0
-    pair: bool = False
-    dropout: float = 0.5
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {label: i for i, label in self.id2label.items()}
-
-    def check(self) -> None:
-        """Raise SlimbertError on sizes a user can get wrong."""
-        if self.projection not in PROJECTIONS:
-            raise SlimbertError(
-                f"--projection {self.projection!r}: choose one of {', '.join(PROJECTIONS)}"
-            )
-        if self.embedding_dim < 1:
-            raise SlimbertError(f"--embedding-dim {self.embedding_dim}: give a width of at least 1")
-        if self.projection == "pca" and self.source_dim and self.embedding_dim > self.source_dim:
-            raise SlimbertError(
-                f"--embedding-dim {self.embedding_dim} is wider than the teacher's embeddings "
-                f"({self.source_dim}); a fixed projection cannot add directions: "
-                f"use --embedding-dim ≤ {self.source_dim} or --projection learned"
-            )
-        if not 0 <= self.dropout < 1:
-            raise SlimbertError(f"--dropout {self.dropout}: give a probability in [0, 1)")
-
-    def to_json(self) -> dict[str, Any]:
-        """config.json: the architecture key, HF-style label fields, then every size."""
-        values = asdict(self)
-        values["id2label"] = {str(k): v for k, v in self.id2label.items()}
-        return {ARCHITECTURE_KEY: self.architecture, **values, "label2id": self.label2id}
-
-
-@dataclass
-class TextCNNConfig(StudentConfig):
-    """Kim (2014): kernel_sizes: n-gram widths; filters: feature maps per width."""
-
-    architecture: ClassVar[str] = "textcnn"
-    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
-    filters: int = 100
-
-    def check(self) -> None:
-        super().check()
-        if not self.kernel_sizes or any(k < 1 for k in self.kernel_sizes) or self.filters < 1:
-            raise SlimbertError(
-                f"--kernel-sizes {self.kernel_sizes} / --filters {self.filters}: "
-                "give widths ≥ 1 and at least one filter"
-            )
-
-
-@dataclass
-class BiLSTMConfig(StudentConfig):
-    """Tang et al. (2019): hidden_size: units per direction; fc_size: the ReLU layer before the
-    classifier."""
-
-    architecture: ClassVar[str] = "bilstm"
-    hidden_size: int = 150
-    fc_size: int = 200
-
-    def check(self) -> None:
-        super().check()
-        if self.hidden_size < 1 or self.fc_size < 1:
-            raise SlimbertError(
-                f"--hidden-size {self.hidden_size} / --fc-size {self.fc_size}: give sizes ≥ 1"
-            )
-
-
-@dataclass
-class TreeConfig(StudentConfig):
-    """Frosst & Hinton (2017): depth: levels of inner nodes (2^depth leaves);
-    inverse_temperature: β in each inner node's σ(β · (x·w + b))."""
-
-    architecture: ClassVar[str] = "tree"
-    embedding_dim: int = 128
-    dropout: float = 0.0
-    depth: int = 4
-    inverse_temperature: float = 1.0
-
-    def check(self) -> None:
-        super().check()
-        if not 1 <= self.depth <= 12:
-            raise SlimbertError(
-                f"--depth {self.depth}: give a depth between 1 and 12 (2^depth leaves)"
-            )
-        if self.inverse_temperature <= 0:
-            raise SlimbertError(
-                f"--inverse-temperature {self.inverse_temperature}: give a positive number"
-            )
 
 
 @dataclass
@@ -508,109 +381,5 @@ class SoftTree(nn.Module):
         return StudentOutput(logits=logits, penalty=penalty)
 
 
-ARCHITECTURES: dict[str, tuple[type[StudentConfig], type[nn.Module]]] = {
-    TextCNNConfig.architecture: (TextCNNConfig, TextCNN),
-    BiLSTMConfig.architecture: (BiLSTMConfig, BiLSTM),
-    TreeConfig.architecture: (TreeConfig, SoftTree),
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # building, saving and loading
-
-
-def build_network(
-    config: StudentConfig, teacher: nn.Module, tokenizer, label_map: LabelMap, task: str, pair: bool
-) -> nn.Module:
-    """A student of `config`'s architecture sized from the teacher: its vocabulary, embedding
-    width, labels and padding id; embeddings initialised from the teacher's table."""
-    table = teacher.get_input_embeddings().weight.detach().to("cpu")  # (V, H)
-    if (
-        pair
-        and "token_type_ids" not in tokenizer.model_input_names
-        and config.architecture != "textcnn"
-    ):
-        raise SlimbertError(
-            "the teacher's tokenizer gives no token_type_ids, which a "
-            f"{config.architecture} student needs to split sentence pairs; "
-            "use textcnn for this teacher"
-        )
-    sized = dataclasses.replace(
-        config,
-        vocab_size=table.shape[0],
-        source_dim=table.shape[1],
-        num_labels=1 if task == REGRESSION else label_map.num_labels,
-        id2label={0: "score"} if task == REGRESSION else dict(label_map.id2label),
-        problem_type="regression" if task == REGRESSION else "single_label_classification",
-        pad_token_id=tokenizer.pad_token_id or 0,
-        pair=pair and config.architecture != "textcnn",
-    )
-    _, module = ARCHITECTURES[config.architecture]
-    student = module(sized)
-    student.embeddings.initialise(table)
-    return student
-
-
-def is_student_dir(path: str | Path) -> bool:
-    config = Path(path) / "config.json"
-    return config.is_file() and ARCHITECTURE_KEY in json.loads(config.read_text())
-
-
-def student_config(path: str | Path) -> StudentConfig:
-    """Read config.json back into its typed config; unknown architectures and keys are errors."""
-    file = Path(path) / "config.json"
-    payload = json.loads(file.read_text())
-    name = payload.pop(ARCHITECTURE_KEY)
-    if name not in ARCHITECTURES:
-        raise SlimbertError(
-            f"{file}: unknown {ARCHITECTURE_KEY} {name!r}; "
-            f"this slimbert knows {', '.join(ARCHITECTURES)} (upgrade slimbert?)"
-        )
-    config_type, _ = ARCHITECTURES[name]
-    known = {f.name for f in dataclasses.fields(config_type)}
-    payload.pop("label2id", None)
-    unknown = sorted(set(payload) - known)
-    if unknown:
-        raise SlimbertError(
-            f"{file}: unknown keys {unknown} for a {name} student; "
-            "it was written by another slimbert version"
-        )
-    payload["id2label"] = {int(k): v for k, v in payload["id2label"].items()}
-    return config_type(**payload)
-
-
-def load_student(path: str | Path) -> nn.Module:
-    """A saved student in eval mode, weights from model.safetensors (every key must match)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    config = student_config(path)
-    _, module = ARCHITECTURES[config.architecture]
-    student = module(config)
-    student.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-    student.eval()
-    return student
-
-
-def save_student(student: nn.Module, tokenizer, out: str | Path, metadata: dict):
-    """Write config.json, model.safetensors, the tokenizer and slimbert.json, atomically."""
-    from safetensors.torch import save_file
-
-    student = student.to("cpu")
-    with atomic_dir(out) as staging:
-        write_json_atomic(staging / "config.json", student.config.to_json())
-        state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
-        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        tokenizer.save_pretrained(str(staging))
-        full = {
-            **metadata,
-            "architecture": student.config.architecture,
-            "parameters": count_parameters(student),
-            "trainable_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad),
-            "layers": None,
-            "hidden_size": student.config.embedding_dim,
-            "weights_sha256": sha256_file(staging / "model.safetensors"),
-            "versions": library_versions(),
-        }
-        write_json_atomic(staging / METADATA_FILE, full)
-    return SavedModel(Path(out), full)

@@ -32,13 +32,12 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from slimbert.compress.students import StudentShape, build_student, pick_layers
-from slimbert.data import Columns, Examples, read_examples
+from slimbert.data import Columns, Examples, read_examples, read_subset
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
 from slimbert.models import (
@@ -49,6 +48,7 @@ from slimbert.models import (
     seed_everything,
 )
 from slimbert.provenance import read_metadata
+from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import model_fingerprint
 from slimbert.training.loop import TrainConfig, TrainResult, train
@@ -63,10 +63,21 @@ class PretrainConfig:
     holdout:         share of the texts held out to pick the best checkpoint (at least one)
     max_length:      tokens per text (or pair) after truncation"""
 
-    layers: int = 3
-    mlm_probability: float = 0.15
-    holdout: float = 0.05
-    max_length: int = 128
+    layers: int = setting(
+        3, "Student depth (teacher layers picked as compress kd picks them).", min=1
+    )
+    mlm_probability: float = setting(
+        0.15, "Share of tokens masked.", min=0, max=1, min_open=True, max_open=True
+    )
+    holdout: float = setting(
+        0.05,
+        "Share of texts held out to pick the best checkpoint.",
+        min=0,
+        max=0.5,
+        min_open=True,
+        max_open=True,
+    )
+    max_length: int = setting(128, "Tokens per text (or pair) after truncation.", min=8, max=4096)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mlm_probability < 1.0:
@@ -171,18 +182,6 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
         "source": meta.get("source"),
         "mlm_loss": meta.get("metric", {}).get("mlm_loss"),
     }
-
-
-def read_subset(
-    path: Path, columns: Columns, limit: int | None = None, sample_seed: int | None = None, **kwargs
-) -> Examples:
-    """The training rows a DataSpec with this limit and sample_seed uses (as task.prepare cuts
-    them): the first `limit` rows, or the first `limit` of a seeded shuffle."""
-    if sample_seed is None:
-        return read_examples(path, columns, limit=limit, **kwargs)
-    examples = read_examples(path, columns, **kwargs)
-    order = np.random.default_rng(sample_seed).permutation(len(examples))
-    return examples.subset(order[:limit] if limit else order)
 
 
 def unlabelled_texts(

@@ -30,11 +30,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimbert.batches import DataSpec, model_inputs, prepare
+from slimbert.batches import DataSpec, evaluator, model_inputs, prepare
 from slimbert.compress.method import Job
-from slimbert.compress.networks import StudentConfig, build_network, save_student
+from slimbert.compress.network_configs import StudentConfig
+from slimbert.compress.network_files import build_network, save_student
 from slimbert.errors import SlimbertError
-from slimbert.metrics import evaluator
 from slimbert.models import seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher

@@ -36,18 +36,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from slimbert.batches import evaluator
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, split_modules
 from slimbert.errors import SlimbertError
-from slimbert.metrics import evaluator
 from slimbert.models import device, encoder_layers, save_model, seed_everything
 from slimbert.settings import setting
-from slimbert.training.loop import (
-    TrainResult,
-    planned_steps,
-    train,
-    train_loader,
-)
+from slimbert.training.loop import TrainResult, planned_steps, train, train_loader
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 

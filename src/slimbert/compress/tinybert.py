@@ -34,14 +34,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimbert.batches import EncodedDataset, TaskData, label_targets, make_loader
+from slimbert.batches import EncodedDataset, TaskData, evaluator, label_targets, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.compress.word_augment import AugmentConfig, augment
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.files import sha256_file
-from slimbert.metrics import Metrics, evaluator
+from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits

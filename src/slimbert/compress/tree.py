@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.networks import PROJECTIONS, SoftTree, TreeConfig
+from slimbert.compress.network_configs import PROJECTIONS, TreeConfig
+from slimbert.compress.networks import SoftTree
 from slimbert.compress.teaching import TeachingConfig, teach
 from slimbert.errors import SlimbertError
 from slimbert.settings import setting

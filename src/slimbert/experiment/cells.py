@@ -40,12 +40,7 @@ from typing import Any
 
 from slimbert.compress.pretrain import PretrainConfig
 from slimbert.errors import SlimbertError
-from slimbert.experiment.recipe import (
-    TEACHING_PATHS,
-    ExperimentConfig,
-    read_recipe,
-    student_name,
-)
+from slimbert.experiment.recipe import TEACHING_PATHS, ExperimentConfig, read_recipe, student_name
 from slimbert.experiment.stages import Stages
 from slimbert.experiment.tables import Matrix
 from slimbert.files import sha256_file, write_json_atomic
@@ -143,7 +138,7 @@ class Experiment:
 
         if "PS-Boosting" in wanted:
             boost_dir = self.model_dir("professor-boost")
-            first = teacher_dir if c.boost.reuse_teacher else None
+            first = teacher_dir if c.boost_from_teacher else None
             boost_key = _key(
                 "boost", data_key, c.base, c.boost, teacher_config, teacher_key if first else None
             )

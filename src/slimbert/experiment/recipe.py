@@ -15,10 +15,13 @@ from typing import Any
 from slimbert.batches import DataSpec
 from slimbert.bench.config import RUNTIMES
 from slimbert.compress.method import Method
+from slimbert.compress.pretrain import PretrainConfig
 from slimbert.compress.registry import get_method
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
+from slimbert.metrics import METRICS
 from slimbert.settings import from_mapping
+from slimbert.teachers.boost import BoostConfig
 from slimbert.teachers.pair_augment import PairAugmentConfig
 from slimbert.training.loop import TrainConfig
 
@@ -32,25 +35,12 @@ def student_name(path: str, depth: int, seed: int) -> str:
 
 
 @dataclass
-class BoostSettings:
-    """rounds: K members at most; shrinkage: ν on every α; weighting: loss or resample;
-    reuse_teacher: the TS teacher is round 1 (it was trained on uniform weights) instead of
-    fine-tuning another copy; combine: logits or probabilities (see teachers/boost.py)."""
-
-    rounds: int = 3
-    shrinkage: float = 1.0
-    weighting: str = "loss"
-    reuse_teacher: bool = True
-    combine: str = "logits"
-
-
-@dataclass
 class PretrainSettings:
     """mlm_probability, holdout: as pretrain-student's; texts: extra unlabelled files beside
     the task's training text."""
 
-    mlm_probability: float = 0.15
-    holdout: float = 0.05
+    mlm_probability: float = PretrainConfig.mlm_probability
+    holdout: float = PretrainConfig.holdout
     texts: list[Path] = field(default_factory=list)
 
 
@@ -82,7 +72,8 @@ class ExperimentConfig:
     train, eval:      the task's files (paths relative to where the command runs)
     out:              the experiment folder (cells, models, tables); --out overrides
     base:             checkpoint every teacher and professor is fine-tuned from
-    *_column, no_header, max_length, limit, sample_seed: as the training commands' flags
+    *_column, no_header, max_length, limit, sample_seed, metric, positive_label: as the
+                      training commands' flags (metric picks every checkpoint)
     depths:           student depths (layers picked from the teacher by pick_layers)
     seeds:            one student per seed, method and depth
     methods:          which teaching paths of TS, PS-Boosting, PS-DA, PS-DA* to run (the
@@ -95,7 +86,10 @@ class ExperimentConfig:
     student:          TrainConfig of every student (its seed is replaced by each of `seeds`)
     distil:           the students' method, `method: NAME` (default kd) and its settings
                       (layers comes from `depths`; PS-DA* sets student_init)
-    boost, augment, pretrain: the professors' and pre-training's settings
+    boost, augment, pretrain: the professors' and pre-training's settings (boost: as
+                      `professor boost`'s flags; first_member is the experiment's to set)
+    boost_from_teacher: round 1 of PS-Boosting is the TS teacher itself (it was trained on
+                      uniform weights) instead of fine-tuning another copy
     pretrain_train:   TrainConfig of masked-LM pre-training
     bench:            latency protocol
     """
@@ -111,6 +105,8 @@ class ExperimentConfig:
     max_length: int = 128
     limit: int | None = None
     sample_seed: int | None = None
+    metric: str | None = None
+    positive_label: str | None = None
     depths: list[int] = field(default_factory=lambda: [3, 2, 1])
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     methods: list[str] = field(default_factory=lambda: list(TEACHING_PATHS))
@@ -119,7 +115,8 @@ class ExperimentConfig:
     teacher_route: int = 0
     student: TrainConfig = field(default_factory=_default_student)
     distil: dict[str, Any] = field(default_factory=lambda: {"method": "kd"})
-    boost: BoostSettings = field(default_factory=BoostSettings)
+    boost: BoostConfig = field(default_factory=BoostConfig)
+    boost_from_teacher: bool = True
     augment: PairAugmentConfig = field(default_factory=PairAugmentConfig)
     pretrain: PretrainSettings = field(default_factory=PretrainSettings)
     pretrain_train: TrainConfig = field(default_factory=_default_pretrain)
@@ -130,6 +127,12 @@ class ExperimentConfig:
         if unknown or not self.methods:
             raise SlimbertError(f"methods {self.methods}: choose from {', '.join(TEACHING_PATHS)}")
         self.student_method()  # the distil section names a method and fits its settings
+        if self.boost.first_member is not None:
+            raise SlimbertError(
+                "boost.first_member: the experiment sets it (boost_from_teacher); drop the key"
+            )
+        if self.metric is not None and self.metric not in METRICS:
+            raise SlimbertError(f"metric {self.metric!r}: choose one of {', '.join(METRICS)}")
         if (
             not self.depths
             or any(d < 1 for d in self.depths)
@@ -170,9 +173,16 @@ class ExperimentConfig:
                 max_length=self.max_length,
                 limit=self.limit,
                 sample_seed=self.sample_seed,
+                metric=self.metric,
+                positive_label=self.positive_label,
             )
         return DataSpec(
-            train=train, eval=self.eval, columns=self.columns, max_length=self.max_length
+            train=train,
+            eval=self.eval,
+            columns=self.columns,
+            max_length=self.max_length,
+            metric=self.metric,
+            positive_label=self.positive_label,
         )
 
     def student_method(self) -> tuple[Method, Any]:

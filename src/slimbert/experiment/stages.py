@@ -4,7 +4,7 @@ that count calls). Each returns the JSON-ready figures its cell stores."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from slimbert.compress.method import Job
 from slimbert.compress.pretrain import PretrainConfig, pretrain_student
 from slimbert.compress.registry import get_method
 from slimbert.data import Columns
-from slimbert.experiment.recipe import BenchSettings, BoostSettings
+from slimbert.experiment.recipe import BenchSettings
 from slimbert.teachers.boost import BoostConfig, boost
 from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
 from slimbert.teachers.train import train_teacher
@@ -39,7 +39,7 @@ def boost_stage(
     base: str,
     spec: DataSpec,
     out: Path,
-    settings: BoostSettings,
+    settings: BoostConfig,
     first_member: Path | None,
     config: TrainConfig,
 ) -> dict:
@@ -47,9 +47,7 @@ def boost_stage(
         base,
         spec,
         out,
-        BoostConfig(
-            settings.rounds, settings.shrinkage, settings.weighting, first_member, settings.combine
-        ),
+        replace(settings, first_member=first_member),
         config,
     )
     rounds = [

@@ -10,12 +10,7 @@ from pathlib import Path
 from slimbert.bench.environment import environment, machine_lines
 from slimbert.bench.render import Table, write_report
 from slimbert.bench.report import Report, Row
-from slimbert.experiment.recipe import (
-    TEACHING_PATHS,
-    ExperimentConfig,
-    key_payload,
-    student_name,
-)
+from slimbert.experiment.recipe import TEACHING_PATHS, ExperimentConfig, key_payload, student_name
 from slimbert.files import write_json_atomic, write_text_atomic
 
 

@@ -43,22 +43,18 @@ Tasks" (2020); Zhu, Zou, Rosset & Hastie, "Multi-class AdaBoost" (2009).
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from slimbert.batches import (
     DataSpec,
-    EncodedDataset,
     TaskData,
-    collate,
+    evaluator,
     make_loader,
     predict_logits,
     prepare,
@@ -66,7 +62,7 @@ from slimbert.batches import (
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.files import atomic_dir, write_json_atomic
-from slimbert.metrics import compute_metrics, evaluator
+from slimbert.metrics import compute_metrics
 from slimbert.models import (
     device,
     load_classifier,
@@ -79,10 +75,12 @@ from slimbert.models import (
     seed_everything,
 )
 from slimbert.provenance import METADATA_FILE, library_versions
+from slimbert.settings import setting
 from slimbert.teachers.ensemble import COMBINES, ENSEMBLE_FILE, ENSEMBLE_FORMAT, combine_logits
-from slimbert.training.loop import TrainConfig, train, train_loader
-from slimbert.training.losses import LossTerm, TermFn, combine, hard_loss
-from slimbert.training.outputs import Outputs, forward
+from slimbert.teachers.samme import samme_step, weighted_hard_loss, weighted_loader
+from slimbert.training.loop import TrainConfig, train
+from slimbert.training.losses import LossTerm, combine, hard_loss
+from slimbert.training.outputs import forward
 
 WEIGHTINGS = ("loss", "resample")
 
@@ -95,13 +93,38 @@ class BoostConfig:
     first_member: an already fine-tuned teacher directory to use as round 1 instead of training
                   one (it was trained on uniform weights, which is what round 1 is); it must
                   share the base's tokenizer
-    combine:      "logits" (vote-weighted logits) or "probabilities" (vote-weighted mixture)"""
+    combine:      "logits" (vote-weighted logits) or "probabilities" (vote-weighted mixture)
+    retries:      fresh attempts (next seeds) for a member whose weighted error is chance-level;
+                  one unlucky fine-tune (e.g. early stopping at a majority-class checkpoint)
+                  should not end the ensemble"""
 
-    rounds: int = 3
-    shrinkage: float = 1.0
-    weighting: str = "loss"
-    first_member: Path | None = None
-    combine: str = "logits"
+    rounds: int = setting(
+        3,
+        "K, the most members; boosting stops early at a chance-level or error-free member.",
+        min=1,
+    )
+    shrinkage: float = setting(
+        1.0, "ν scaling every member's vote α (1.0 is plain SAMME).", min=0, min_open=True
+    )
+    weighting: str = setting(
+        "loss",
+        "Sample weights as per-example loss weights, or as weighted resampling.",
+        choices=WEIGHTINGS,
+    )
+    first_member: Path | None = setting(
+        None, "An already fine-tuned teacher (same base) to use as round 1."
+    )
+    combine: str = setting(
+        "logits",
+        "Members' vote-weighted logits, or their vote-weighted probability mixture.",
+        choices=COMBINES,
+    )
+    retries: int = setting(
+        1,
+        "A member no better than chance is fine-tuned again with the next seed this many "
+        "times before boosting stops.",
+        min=0,
+    )
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -118,83 +141,6 @@ class BoostConfig:
             )
         if self.combine not in COMBINES:
             raise SlimbertError(f"--combine {self.combine!r}: choose one of {', '.join(COMBINES)}")
-
-
-@dataclass(frozen=True)
-class SammeStep:
-    """One SAMME update: the member's weighted error, its vote and the next sample weights (n,)."""
-
-    error: float
-    alpha: float
-    weights: np.ndarray
-    chance: bool  # err ≥ 1 − 1/K: no better than guessing; the member is dropped
-    perfect: bool  # no training errors: nothing left to reweight
-
-
-def samme_step(
-    weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkage: float = 1.0
-) -> SammeStep:
-    """SAMME's update for sample weights (n,) given which examples (n,) the member got wrong.
-
-    err = Σ w·miss / Σ w (clipped below at 0.5 / n), α = ν(log((1 − err)/err) + log(K − 1)),
-    w ← w · exp(α · miss), renormalised. A chance-level member leaves the weights unchanged.
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    miss = np.asarray(miss, dtype=bool)
-    if weights.shape != miss.shape or weights.ndim != 1:
-        raise ValueError(
-            f"weights {weights.shape} and miss {miss.shape} must be the same 1-D shape"
-        )
-    if num_classes < 2:
-        raise ValueError("SAMME needs at least two classes")
-    total = weights.sum()
-    raw_error = float((weights * miss).sum() / total)
-    floor = 0.5 / len(weights)
-    error = max(raw_error, floor)
-    alpha = shrinkage * (math.log((1.0 - error) / error) + math.log(num_classes - 1))
-    if error >= 1.0 - 1.0 / num_classes:
-        return SammeStep(raw_error, alpha, weights / total, chance=True, perfect=False)
-    updated = weights * np.exp(alpha * miss)
-    return SammeStep(
-        raw_error, alpha, updated / updated.sum(), chance=False, perfect=not miss.any()
-    )
-
-
-def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
-    """Cross-entropy of each example times n · w_i (B,), mean over the batch.
-
-    n · w has mean 1 over the training set, so uniform weights give plain fine-tuning's loss.
-    """
-    scaled = sample_weights.float() * len(sample_weights)  # (N,)
-
-    def term(
-        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
-        weight = scaled[batch["idx"].cpu()].to(student.logits.device)  # (B,)
-        per_example = F.cross_entropy(student.logits, batch["labels"], reduction="none")  # (B,)
-        return (weight * per_example).mean()
-
-    return term
-
-
-def _loader(
-    dataset: EncodedDataset, weights: np.ndarray, boost: BoostConfig, config: TrainConfig
-) -> DataLoader:
-    if boost.weighting == "loss":
-        return train_loader(dataset, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = WeightedRandomSampler(
-        torch.as_tensor(weights, dtype=torch.double),
-        num_samples=len(dataset),
-        replacement=True,
-        generator=generator,
-    )
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=sampler,
-        collate_fn=lambda items: collate(items, dataset.pad_id),
-    )
 
 
 def _train_member(
@@ -217,7 +163,7 @@ def _train_member(
 
     train(
         member,
-        _loader(data.train_set, weights, boost, config),
+        weighted_loader(data.train_set, weights, boost.weighting, config),
         step,
         evaluator(data),
         config,
@@ -268,42 +214,48 @@ def boost(
     with atomic_dir(out) as staging:
         for m in range(boost_config.rounds):
             member_dir = staging / f"member-{m}"
-            member_config = replace(config, seed=config.seed + m)
-            reused = m == 0 and first is not None
-            if reused:
-                member = first
-                shutil.copytree(boost_config.first_member, member_dir)
-            else:
-                member = _train_member(
-                    base_dir,
-                    data,
-                    weights,
-                    boost_config,
-                    member_config,
-                    description=f"boost {m + 1}/{boost_config.rounds}",
+            for attempt in range(boost_config.retries + 1):
+                # a chance-level fine-tune is tried again with the next seeds (100 apart per try)
+                member_config = replace(config, seed=config.seed + m + 100 * attempt)
+                reused = m == 0 and first is not None and attempt == 0
+                if reused:
+                    member = first
+                    shutil.copytree(boost_config.first_member, member_dir)
+                else:
+                    member = _train_member(
+                        base_dir,
+                        data,
+                        weights,
+                        boost_config,
+                        member_config,
+                        description=f"boost {m + 1}/{boost_config.rounds}",
+                    )
+                member.to(dev)
+                train_pred = predict_logits(member, train_batches, dev).argmax(axis=-1)  # (N,)
+                member_eval = predict_logits(member, eval_loader, dev)  # (N_eval, C)
+                miss = train_pred != targets
+                update = samme_step(weights, miss, num_classes, boost_config.shrinkage)
+                member_metrics = compute_metrics(
+                    member_eval, data.eval_targets, data.task, data.label_map, data.scoring
                 )
-            member.to(dev)
-            train_pred = predict_logits(member, train_batches, dev).argmax(axis=-1)  # (N,)
-            member_eval = predict_logits(member, eval_loader, dev)  # (N_eval, C)
-            miss = train_pred != targets
-            update = samme_step(weights, miss, num_classes, boost_config.shrinkage)
-            member_metrics = compute_metrics(
-                member_eval, data.eval_targets, data.task, data.label_map
-            )
-            record = {
-                "round": m,
-                "member": member_dir.name,
-                "trained": not reused,
-                "seed": None if reused else member_config.seed,
-                "weighted_error": update.error,
-                "alpha": update.alpha,
-                "train_errors": int(miss.sum()),
-                "largest_weight_x_n": float(
-                    weights.max() * n
-                ),  # the weights this member trained on
-                "eval": member_metrics.values,
-                "eval_main": member_metrics.main,
-            }
+                record = {
+                    "round": m,
+                    "attempt": attempt,
+                    "member": member_dir.name,
+                    "trained": not reused,
+                    "seed": None if reused else member_config.seed,
+                    "weighted_error": update.error,
+                    "alpha": update.alpha,
+                    "train_errors": int(miss.sum()),
+                    "largest_weight_x_n": float(
+                        weights.max() * n
+                    ),  # the weights this member trained on
+                    "eval": member_metrics.values,
+                    "eval_main": member_metrics.main,
+                }
+                if not update.chance or reused or attempt == boost_config.retries:
+                    break
+                rounds.append({**record, "kept": False, "retried": True})
             if update.chance:
                 if m == 0:
                     raise SlimbertError(
@@ -340,6 +292,7 @@ def boost(
                 data.eval_targets,
                 data.task,
                 data.label_map,
+                data.scoring,
             )
             rounds.append({**record, "kept": True, "ensemble_eval": ensemble_metrics.values})
             member.to("cpu")
@@ -359,6 +312,7 @@ def boost(
             data.eval_targets,
             data.task,
             data.label_map,
+            data.scoring,
         )
         total = float(sum(alphas))
         ensemble = {

@@ -8,9 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from slimbert.batches import DataSpec, prepare
+from slimbert.batches import DataSpec, evaluator, prepare
 from slimbert.files import atomic_dir
-from slimbert.metrics import evaluator
 from slimbert.models import (
     load_classifier,
     load_tokenizer,

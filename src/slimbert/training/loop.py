@@ -110,6 +110,12 @@ class TrainConfig:
         "on MRPC.",
     )
     max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 = no clipping.", min=0)
+    tie_margin: float = setting(
+        0.5,
+        "Metric points within which a checkpoint that predicts more than one class wins over "
+        "one that predicts a single class for every eval row (flagged as degenerate).",
+        min=0,
+    )
     progress: bool = setting(True, "Show the progress bar.")
 
 
@@ -130,6 +136,7 @@ def training_record(result: TrainResult, config: TrainConfig, data) -> dict:
         "data": data.describe(),
         "metric": result.best.values if result.best else {},
         "metric_name": result.best.name if result.best else None,
+        "degenerate": result.best.degenerate if result.best else None,
         "best_step": result.best_step,
         "steps": result.steps,
         "train_config": asdict(config),
@@ -152,6 +159,23 @@ def _param_groups(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return [{**g, "lr": lr} for g in groups] if lr is not None else groups
+
+
+def better(new: Metrics, best: Metrics | None, tie_margin: float) -> bool:
+    """Whether `new` replaces `best` as the checkpoint to keep.
+
+    Higher `main` wins, except that a degenerate checkpoint (one class for every eval row)
+    must beat a non-degenerate best by more than `tie_margin` points, and a non-degenerate one
+    replaces a degenerate best when it is no more than `tie_margin` points under it: a
+    majority-class model's F1 looks good and means nothing.
+    """
+    if best is None:
+        return True
+    if new.degenerate and not best.degenerate:
+        return new.main > best.main + tie_margin
+    if best.degenerate and not new.degenerate:
+        return new.main >= best.main - tie_margin
+    return new.main > best.main
 
 
 def planned_steps(config: TrainConfig, steps_per_epoch: int) -> int:
@@ -245,9 +269,14 @@ def train(
             if result.steps % eval_every == 0 or last:
                 unwrapped = accelerator.unwrap_model(model)
                 metrics = evaluate(unwrapped)
-                improved = result.best is None or metrics.main > result.best.main
+                improved = better(metrics, result.best, config.tie_margin)
                 result.history.append(
-                    {"step": result.steps, **metrics.values, "improved": improved}
+                    {
+                        "step": result.steps,
+                        **metrics.values,
+                        "improved": improved,
+                        **({"degenerate": metrics.degenerate} if metrics.degenerate else {}),
+                    }
                 )
                 if improved:
                     result.best, result.best_step, stale = metrics, result.steps, 0
@@ -260,6 +289,7 @@ def train(
                 bar.write(
                     f"[{description}] step {result.steps}: "
                     + ", ".join(f"{k} {v:.2f}" for k, v in metrics.values.items())
+                    + (f" (degenerate: {metrics.degenerate})" if metrics.degenerate else "")
                     + (" *" if improved else "")
                 )
                 if config.patience and stale >= config.patience:

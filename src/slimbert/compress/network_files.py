@@ -1,0 +1,130 @@
+"""Students without attention on disk: build one from a teacher, save it, load it back.
+
+A student directory holds config.json (with `slimbert_architecture`, id2label and every size),
+model.safetensors, the teacher's tokenizer files and slimbert.json; `load_student` reads it back
+and `slimbert.models.load_classifier` dispatches to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from torch import nn
+
+from slimbert.compress.network_configs import (
+    ARCHITECTURE_KEY,
+    BiLSTMConfig,
+    StudentConfig,
+    TextCNNConfig,
+    TreeConfig,
+)
+from slimbert.compress.networks import (
+    BiLSTM,
+    SoftTree,
+    TextCNN,
+)
+from slimbert.data import REGRESSION, LabelMap
+from slimbert.errors import SlimbertError
+from slimbert.files import atomic_dir, sha256_file, write_json_atomic
+from slimbert.provenance import METADATA_FILE, SavedModel, count_parameters, library_versions
+
+ARCHITECTURES: dict[str, tuple[type[StudentConfig], type[nn.Module]]] = {
+    TextCNNConfig.architecture: (TextCNNConfig, TextCNN),
+    BiLSTMConfig.architecture: (BiLSTMConfig, BiLSTM),
+    TreeConfig.architecture: (TreeConfig, SoftTree),
+}
+
+
+def build_network(
+    config: StudentConfig, teacher: nn.Module, tokenizer, label_map: LabelMap, task: str, pair: bool
+) -> nn.Module:
+    """A student of `config`'s architecture sized from the teacher: its vocabulary, embedding
+    width, labels and padding id; embeddings initialised from the teacher's table."""
+    table = teacher.get_input_embeddings().weight.detach().to("cpu")  # (V, H)
+    if (
+        pair
+        and "token_type_ids" not in tokenizer.model_input_names
+        and config.architecture != "textcnn"
+    ):
+        raise SlimbertError(
+            "the teacher's tokenizer gives no token_type_ids, which a "
+            f"{config.architecture} student needs to split sentence pairs; "
+            "use textcnn for this teacher"
+        )
+    sized = dataclasses.replace(
+        config,
+        vocab_size=table.shape[0],
+        source_dim=table.shape[1],
+        num_labels=1 if task == REGRESSION else label_map.num_labels,
+        id2label={0: "score"} if task == REGRESSION else dict(label_map.id2label),
+        problem_type="regression" if task == REGRESSION else "single_label_classification",
+        pad_token_id=tokenizer.pad_token_id or 0,
+        pair=pair and config.architecture != "textcnn",
+    )
+    _, module = ARCHITECTURES[config.architecture]
+    student = module(sized)
+    student.embeddings.initialise(table)
+    return student
+
+
+
+
+def student_config(path: str | Path) -> StudentConfig:
+    """Read config.json back into its typed config; unknown architectures and keys are errors."""
+    file = Path(path) / "config.json"
+    payload = json.loads(file.read_text())
+    name = payload.pop(ARCHITECTURE_KEY)
+    if name not in ARCHITECTURES:
+        raise SlimbertError(
+            f"{file}: unknown {ARCHITECTURE_KEY} {name!r}; "
+            f"this slimbert knows {', '.join(ARCHITECTURES)} (upgrade slimbert?)"
+        )
+    config_type, _ = ARCHITECTURES[name]
+    known = {f.name for f in dataclasses.fields(config_type)}
+    payload.pop("label2id", None)
+    unknown = sorted(set(payload) - known)
+    if unknown:
+        raise SlimbertError(
+            f"{file}: unknown keys {unknown} for a {name} student; "
+            "it was written by another slimbert version"
+        )
+    payload["id2label"] = {int(k): v for k, v in payload["id2label"].items()}
+    return config_type(**payload)
+
+
+def load_student(path: str | Path) -> nn.Module:
+    """A saved student in eval mode, weights from model.safetensors (every key must match)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config = student_config(path)
+    _, module = ARCHITECTURES[config.architecture]
+    student = module(config)
+    student.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    student.eval()
+    return student
+
+
+def save_student(student: nn.Module, tokenizer, out: str | Path, metadata: dict):
+    """Write config.json, model.safetensors, the tokenizer and slimbert.json, atomically."""
+    from safetensors.torch import save_file
+
+    student = student.to("cpu")
+    with atomic_dir(out) as staging:
+        write_json_atomic(staging / "config.json", student.config.to_json())
+        state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(str(staging))
+        full = {
+            **metadata,
+            "architecture": student.config.architecture,
+            "parameters": count_parameters(student),
+            "trainable_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad),
+            "layers": None,
+            "hidden_size": student.config.embedding_dim,
+            "weights_sha256": sha256_file(staging / "model.safetensors"),
+            "versions": library_versions(),
+        }
+        write_json_atomic(staging / METADATA_FILE, full)
+    return SavedModel(Path(out), full)

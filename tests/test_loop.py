@@ -1,0 +1,152 @@
+"""The training loop: which checkpoint is kept (the chosen metric, degenerate checkpoints
+flagged and passed over within the tie margin), and --metric end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+from torch.utils.data import DataLoader
+
+from slimbert.cli import cli
+from slimbert.metrics import Metrics
+from slimbert.training.loop import TrainConfig, better, train, training_record
+
+
+def score(main: float, degenerate: str | None = None) -> Metrics:
+    return Metrics(main, {"f1": main}, "f1", degenerate)
+
+
+def test_higher_wins_between_two_ordinary_checkpoints():
+    assert better(score(80.0), score(79.9), 0.5)
+    assert not better(score(79.9), score(80.0), 0.5)
+    assert better(score(1.0), None, 0.5)
+
+
+def test_a_degenerate_checkpoint_must_beat_the_best_by_more_than_the_margin():
+    majority = score(81.2, "predicts only 1")
+    assert not better(majority, score(80.8), 0.5)  # within the margin: the real model stays
+    assert better(majority, score(80.0), 0.5)  # 1.2 points ahead: it wins, flagged
+    assert better(score(80.8), majority, 0.5)  # a real model within the margin replaces it
+    assert not better(score(80.6), majority, 0.5)
+    assert better(score(81.3, "predicts only 0"), majority, 0.5)  # both degenerate: plain max
+
+
+class Scripted:
+    """An evaluator that returns the given figures in turn, and the steps it was called at."""
+
+    def __init__(self, figures: list[Metrics]):
+        self.figures, self.calls = list(figures), 0
+
+    def __call__(self, model) -> Metrics:
+        self.calls += 1
+        return self.figures[self.calls - 1]
+
+
+def test_the_loop_keeps_the_real_checkpoint_over_a_majority_class_one_and_records_both():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    loader = DataLoader([{"x": torch.randn(2)} for _ in range(8)], batch_size=2)
+
+    def step(m, batch):
+        loss = m(batch["x"]).pow(2).mean()
+        return loss, {"l2": float(loss.detach())}
+
+    evaluate = Scripted([score(70.0), score(80.8), score(81.2, "predicts only 1"), score(75.0)])
+    config = TrainConfig(max_steps=4, eval_every=1, patience=0, progress=False, lr=1e-2)
+    result = train(model, loader, step, evaluate, config)
+    assert result.best_step == 2 and result.best.main == 80.8
+    assert [row.get("degenerate") for row in result.history] == [
+        None,
+        None,
+        "predicts only 1",
+        None,
+    ]
+    assert [row["improved"] for row in result.history] == [True, True, False, False]
+
+    evaluate = Scripted([score(70.0), score(81.2, "predicts only 1"), score(80.0), score(75.0)])
+    result = train(nn.Linear(2, 2), loader, step, evaluate, config)
+    assert result.best_step == 2 and result.best.degenerate == "predicts only 1"
+
+
+def test_metric_mcc_trains_selects_and_records_mcc(tiny_base, sst2_files, tmp_path):
+    train_file, dev_file = sst2_files
+    out = tmp_path / "teacher"
+    args = [
+        "train-teacher",
+        "--base",
+        str(tiny_base),
+        "--train",
+        str(train_file),
+        "--eval",
+        str(dev_file),
+        "--out",
+        str(out),
+        "--metric",
+        "mcc",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "1",
+        "--no-progress",
+        "--seed",
+        "0",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["metric_name"] == "mcc" and meta["data"]["metric"] == "mcc"
+    assert set(meta["metric"]) == {"accuracy", "f1", "macro-f1", "mcc"}
+    best = max(meta["history"], key=lambda row: row["mcc"])
+    assert meta["best_step"] == best["step"] or best.get("degenerate")
+    assert "degenerate" in meta  # flagged (or None) in slimbert.json either way
+
+
+def test_a_metric_of_the_wrong_kind_is_one_line(tiny_base, sst2_files, tmp_path):
+    train_file, dev_file = sst2_files
+    args = [
+        "train-teacher",
+        "--base",
+        str(tiny_base),
+        "--train",
+        str(train_file),
+        "--eval",
+        str(dev_file),
+        "--out",
+        str(tmp_path / "t"),
+        "--metric",
+        "pearson",
+        "--max-steps",
+        "1",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert "--metric pearson: a classification task is scored by accuracy, f1" in result.output
+    assert not (tmp_path / "t").exists()
+
+
+def test_training_record_says_whether_the_kept_checkpoint_is_degenerate():
+    from slimbert.training.loop import TrainResult
+
+    class Data:
+        def describe(self):
+            return {"task": "classification"}
+
+    kept = TrainResult(best=score(81.2, "predicts only 1"), best_step=3, steps=4)
+    record = training_record(kept, TrainConfig(), Data())
+    assert record["degenerate"] == "predicts only 1" and record["metric"] == {"f1": 81.2}
+
+
+@pytest.mark.parametrize("flag", ["--metric", "--positive-label", "--tie-margin"])
+def test_every_training_command_takes_the_scoring_flags(flag):
+    for command in (
+        ["train-teacher"],
+        ["compress", "kd"],
+        ["compress", "textcnn"],
+        ["professor", "boost"],
+    ):
+        result = CliRunner().invoke(cli, [*command, "--help"])
+        assert flag in result.output, (command, flag)
