@@ -74,8 +74,11 @@ class OnnxClassifier:
         extra = (
             {"disabled_optimizers": self.disabled_optimizers} if self.disabled_optimizers else {}
         )
+        # CUDA's fp32 matmuls default to TF32 (10-bit mantissa): fp32 would then miss the 1e-4
+        # parity gate and be timed at a precision it does not claim. fp32 means fp32 here.
+        providers = [(name, {"use_tf32": "0"})] if provider == "cuda" else [name]
         self.session = ort.InferenceSession(
-            str(model_path), sess_options=options, providers=[name], **extra
+            str(model_path), sess_options=options, providers=providers, **extra
         )
         active = self.session.get_providers()
         if active[0] != name:

@@ -1,0 +1,232 @@
+"""Training speed on this CPU: examples/s of a training step, and the dev metric after a fixed
+number of steps, for each precision and batching setting (benchmarks/results/train-speed/).
+
+    python benchmarks/train_speed.py [--glue ../shared/data/glue]
+        [--out benchmarks/results/train-speed]
+        [--timed-steps 30] [--quality-steps 200]
+
+Speed: the teacher (the bundled MiniLM, 6 layers, fresh head) and a 3-layer student cut from it
+(compress.students.build_student), at the SST-2 setting (64 tokens) and the MRPC setting (128),
+batch 32, through slimbert's own training loop (training.loop.train): fp32 or bf16 autocast,
+batches in random order or grouped by length, at 1 thread and at all cores. Each cell runs
+warm-up steps, then times `--timed-steps` optimiser steps (the loop's on_step timestamps);
+examples/s = batch × steps ÷ seconds.
+
+Where the time goes: one profiled step per precision (torch.profiler), split into forward,
+backward and optimizer, at the SST-2 teacher setting.
+
+Quality: the teacher trained for `--quality-steps` steps from the same seed in fp32 / random
+batches and in each faster setting, then scored on the whole dev file with the fp32 weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from slimbert.batches import DataSpec, evaluator, prepare
+from slimbert.bench.environment import environment, machine_lines
+from slimbert.compress.students import StudentShape, build_student, pick_layers
+from slimbert.data import Columns
+from slimbert.files import write_json_atomic, write_text_atomic
+from slimbert.models import load_classifier, load_tokenizer, resolve_base
+from slimbert.training.loop import TrainConfig, train, train_loader
+from slimbert.training.losses import LossTerm, combine, hard_loss
+from slimbert.training.outputs import forward
+
+SETTINGS = {  # name: (mixed_precision, group_by_length)
+    "fp32": ("no", False),
+    "fp32 + grouping": ("no", True),
+    "bf16": ("bf16", False),
+    "bf16 + grouping": ("bf16", True),
+}
+TASKS = {  # name: (folder, max_length, training rows read for timing and quality)
+    "SST-2": ("SST-2", 64, 8000),
+    "MRPC": ("MRPC", 128, 3668),
+}
+
+
+def step_fn():
+    terms = [LossTerm("hard", 1.0, hard_loss)]
+    return lambda model, batch: combine(terms, forward(model, batch), None, batch)
+
+
+def model_for(data, layers: int | None):
+    """A fresh-head MiniLM classifier, or a student of `layers` cut from it."""
+    teacher = load_classifier(resolve_base("minilm-l6"), data.label_map, data.task)
+    if layers is None:
+        return teacher
+    picked = pick_layers(teacher.config.num_hidden_layers, layers)
+    return build_student(teacher, StudentShape(layers), picked, seed=0)[0]
+
+
+def examples_per_second(data, layers, precision, grouping, threads, warmup, timed) -> float:
+    torch.set_num_threads(threads)
+    model = model_for(data, layers)
+    stamps: list[float] = []
+    config = TrainConfig(
+        max_steps=warmup + timed,
+        batch_size=32,
+        lr=1e-4,
+        seed=0,
+        eval_every=10**9,  # the only evaluation is the loop's last; it is not timed
+        mixed_precision=precision,
+        group_by_length=grouping,
+        progress=False,
+    )
+    train(
+        model,
+        train_loader(data.train_set, config),
+        step_fn(),
+        lambda m: _no_score(),
+        config,
+        on_step=lambda step, total, m: stamps.append(time.perf_counter()),
+    )
+    seconds = stamps[-1] - stamps[warmup - 1]
+    return 32 * timed / seconds
+
+
+def _no_score():
+    from slimbert.metrics import Metrics
+
+    return Metrics(0.0, {}, "none")
+
+
+def profile_step(data, precision: str) -> dict[str, float]:
+    """Milliseconds of one step's forward, backward and optimizer (median of 5 steps)."""
+    torch.set_num_threads(torch.get_num_threads())
+    model = model_for(data, None).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    config = TrainConfig(batch_size=32, seed=0, group_by_length=True)
+    step = step_fn()
+    parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    for i, batch in enumerate(train_loader(data.train_set, config)):
+        if i == 7:
+            break
+        began = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss, _ = step(model, batch)
+        forward_done = time.perf_counter()
+        loss.backward()
+        backward_done = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = time.perf_counter()
+        if i >= 2:  # warm-up
+            parts["forward"].append((forward_done - began) * 1000)
+            parts["backward"].append((backward_done - forward_done) * 1000)
+            parts["optimizer"].append((done - backward_done) * 1000)
+    return {k: sorted(v)[len(v) // 2] for k, v in parts.items()}
+
+
+def quality(data, precision, grouping, steps) -> dict[str, float]:
+    model = model_for(data, None)
+    config = TrainConfig(
+        max_steps=steps,
+        batch_size=32,
+        lr=1e-4,
+        seed=0,
+        eval_every=steps,
+        mixed_precision=precision,
+        group_by_length=grouping,
+        progress=False,
+    )
+    started = time.perf_counter()
+    result = train(model, train_loader(data.train_set, config), step_fn(), evaluator(data), config)
+    return {**result.best.values, "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--glue", type=Path, default=Path("../shared/data/glue"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train-speed"))
+    parser.add_argument("--timed-steps", type=int, default=30)
+    parser.add_argument("--warmup-steps", type=int, default=5)
+    parser.add_argument("--quality-steps", type=int, default=200)
+    args = parser.parse_args()
+    cores = torch.get_num_threads()
+    threads = sorted({1, cores})
+    results: dict = {"speed": [], "profile": {}, "quality": []}
+    for task, (folder, max_length, rows) in TASKS.items():
+        spec = DataSpec(
+            args.glue / folder / "train.tsv",
+            args.glue / folder / "dev.tsv",
+            Columns(),
+            max_length=max_length,
+            limit=rows,
+            sample_seed=0,
+        )
+        data = prepare(spec, load_tokenizer(resolve_base("minilm-l6")))
+        for model_name, layers in (("teacher 6L", None), ("student 3L", 3)):
+            for setting, (precision, grouping) in SETTINGS.items():
+                for n in threads:
+                    speed = examples_per_second(
+                        data, layers, precision, grouping, n, args.warmup_steps, args.timed_steps
+                    )
+                    row = {"task": task, "model": model_name, "setting": setting,
+                           "threads": n, "examples_per_s": speed}
+                    print(json.dumps(row), flush=True)
+                    results["speed"].append(row)
+        torch.set_num_threads(cores)
+        if task == "SST-2":
+            for precision in ("no", "bf16"):
+                results["profile"][precision] = profile_step(data, precision)
+                print(task, precision, results["profile"][precision], flush=True)
+        for setting, (precision, grouping) in SETTINGS.items():
+            figures = quality(data, precision, grouping, args.quality_steps)
+            row = {"task": task, "setting": setting, **figures}
+            print(json.dumps(row), flush=True)
+            results["quality"].append(row)
+    results["environment"] = environment(threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "train_speed.json", results)
+    write_text_atomic(args.out / "README.md", render(results, args))
+
+
+def render(results: dict, args) -> str:
+    lines = ["# Training speed on a CPU: precision and batching", ""]
+    lines += [f"- {line}" for line in machine_lines(results["environment"])]
+    lines += [
+        f"- Command: `python benchmarks/train_speed.py --timed-steps {args.timed_steps} "
+        f"--quality-steps {args.quality_steps}`",
+        "",
+        "## Examples per second (batch 32, slimbert's training loop)",
+        "",
+        "| Task | Model | Setting | Threads | Examples/s | × fp32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = {
+        (r["task"], r["model"], r["threads"]): r["examples_per_s"]
+        for r in results["speed"]
+        if r["setting"] == "fp32"
+    }
+    for r in results["speed"]:
+        ratio = r["examples_per_s"] / base[(r["task"], r["model"], r["threads"])]
+        lines.append(
+            f"| {r['task']} | {r['model']} | {r['setting']} | {r['threads']} | "
+            f"{r['examples_per_s']:.1f} | {ratio:.2f}× |"
+        )
+    lines += ["", "## Where a step's time goes (SST-2 teacher, ms, median of 5 steps)", ""]
+    lines += ["| Precision | Forward | Backward | Optimizer |", "|---|---|---|---|"]
+    for precision, parts in results["profile"].items():
+        lines.append(
+            f"| {'fp32' if precision == 'no' else precision} | {parts['forward']:.0f} | "
+            f"{parts['backward']:.0f} | {parts['optimizer']:.0f} |"
+        )
+    lines += ["", f"## Dev figures after {args.quality_steps} steps (same seed, fp32 weights)", ""]
+    lines += ["| Task | Setting | Accuracy | F1 | MCC | Seconds |", "|---|---|---|---|---|---|"]
+    for r in results["quality"]:
+        lines.append(
+            f"| {r['task']} | {r['setting']} | {r['accuracy']:.2f} | {r['f1']:.2f} | "
+            f"{r['mcc']:.2f} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
