@@ -7,6 +7,8 @@
 #             cached teacher logits, early stopping on dev; seed 1 (the 3-layer winner gets a
 #             second seed by SEEDS="1 2 ..." with ONLY=<its name>)
 #   export    the best 3-layer student as fused int8 (dynamic), validated on the whole dev file
+#   bench     the teacher in PyTorch eager and ONNX beside that student and its int8 artifact,
+#             batch 1, every dev sentence, on a quiet machine (report under $RESULTS/bench)
 #
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
 # 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
@@ -80,6 +82,11 @@ PY
       slimbert export --model "$RUNS/$best" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
         --optimize --quantize dynamic --out "$out"
       mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$best-int8.manifest.json" ;;
+    bench)  # teacher (eager and ONNX), the best 3-layer student and its int8 export, batch 1
+      best=$(ls -d "$RUNS"/*-3L-seed*-int8 2>/dev/null | head -1)
+      [ -n "$best" ] || { echo "[quality] bench: run the export stage first"; exit 1; }
+      slimbert bench --model "$TEACHER" --model "${best%-int8}" --model "$best" \
+        --eval "$GLUE/SST-2/dev.tsv" --batch-sizes 1 --out "$RESULTS/bench" ;;
     *) echo "[quality] unknown stage $stage"; exit 1 ;;
   esac
 done

@@ -13,14 +13,13 @@ from click.testing import CliRunner
 
 from slimbert.batches import DataSpec
 from slimbert.cli import cli
-from slimbert.data import Columns, read_examples
+from slimbert.data import Columns, read_examples, text_key
 from slimbert.errors import SlimbertError
 from slimbert.teachers.pair_augment import (
     PairAugmentConfig,
     augment_pairs,
     derive,
     report_path,
-    sentence_key,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -60,7 +59,7 @@ def _letters(derivation, pair) -> tuple[str, str, bool]:
 
 def test_derive_rules_guard_dedup_and_cap():
     pairs = [(a, b, label == "1") for a, b, label in GRAPH]
-    derivation = derive(pairs, {sentence_key("  Sentence F ")}, PairAugmentConfig(per_pair=1))
+    derivation = derive(pairs, {text_key("  Sentence F ")}, PairAugmentConfig(per_pair=1))
     by_rule = {}
     for pair in derivation.pairs:
         by_rule.setdefault(pair.rule, []).append((*_letters(derivation, pair), pair.source))
@@ -97,12 +96,12 @@ def test_derive_rules_guard_dedup_and_cap():
         "transitivity-dissimilar": {"derived": 6, "eval_leak": 1, "conflict": 2},
     }
     # Nothing new is a training pair or another new pair, in either order.
-    trained = {frozenset((sentence_key(a), sentence_key(b))) for a, b, _ in GRAPH}
+    trained = {frozenset((text_key(a), text_key(b))) for a, b, _ in GRAPH}
     new = [
         frozenset(
             (
-                sentence_key(derivation.sentences[p.first]),
-                sentence_key(derivation.sentences[p.second]),
+                text_key(derivation.sentences[p.first]),
+                text_key(derivation.sentences[p.second]),
             )
         )
         for p in derivation.pairs
@@ -169,7 +168,7 @@ def test_augment_pairs_writes_a_tsv_the_reader_takes(tmp_path):
     assert (
         out.read_text().splitlines()[-1].split("\t")[4] == "12"
     )  # h~j sits on line 12 of train.tsv
-    assert not any(sentence_key(t) == "sentence f" for t in back.texts[15:] + back.text_pairs[15:])
+    assert not any(text_key(t) == "sentence f" for t in back.texts[15:] + back.text_pairs[15:])
     saved = json.loads(report_path(out).read_text())
     assert (
         saved["added"] == 16

@@ -3,6 +3,7 @@ length-grouped samplers, collation, and running a model over the batches."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +15,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from slimbert.data import REGRESSION, Columns, Examples, LabelMap, read_examples, read_subset
+from slimbert.data import (
+    REGRESSION,
+    Columns,
+    Examples,
+    LabelMap,
+    concat,
+    read_examples,
+    read_subset,
+    text_key,
+)
 from slimbert.errors import SlimbertError
 from slimbert.metrics import METRICS, Metrics, Scoring, compute_metrics
 from slimbert.settings import setting
@@ -173,6 +183,8 @@ class DataSpec:
     max_length:  tokens per example after truncation
     limit:       use only the first N training rows
     sample_seed: shuffle the training rows with this seed before taking `limit` (a seeded subset)
+    transfer:    a teacher-labelled transfer set (`slimbert augment`'s JSONL) added to the
+                 training rows
     """
 
     train: Path
@@ -198,6 +210,11 @@ class DataSpec:
     positive_label: str | None = setting(
         None, "The class binary F1 is computed for (default: '1', 'positive', or the second label)."
     )
+    transfer: Path | None = setting(
+        None,
+        "Teacher-labelled transfer set (the .jsonl `slimbert augment` writes): its rows join the "
+        "training rows, and the teacher's logits on them teach the student.",
+    )
 
     @property
     def scoring(self) -> Scoring:
@@ -215,6 +232,7 @@ class TaskData:
     eval_targets: list
     max_length: int
     scoring: Scoring = Scoring()
+    transfer: Examples | None = None  # its rows are also the last rows of `train`
 
     def describe(self) -> dict:
         return {
@@ -233,14 +251,74 @@ class TaskData:
             "max_length": self.max_length,
             "metric": self.scoring.main_metric(self.task),
             "pair": self.train.is_pair,
+            "transfer": None
+            if self.transfer is None
+            else {
+                "path": str(self.transfer.path),
+                "sha256": self.transfer.sha256,
+                "rows": len(self.transfer),
+            },
         }
+
+
+def _first_record(path: Path) -> dict:
+    """The first JSON object of a JSONL file ({} when there is none; the reader says why)."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return {}
+                return record if isinstance(record, dict) else {}
+    return {}
+
+
+def read_transfer(path: Path, evaluation: Examples, task: str) -> Examples:
+    """The rows of a transfer set (`slimbert augment`'s JSONL: text, text_pair for pairs, the
+    teacher's label), refused in one line when they are not the task's kind (pairs or single
+    texts) or when any text is in the eval file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlimbertError(f"--transfer {path}: no such file; make one with `slimbert augment`")
+    if path.suffix.lower() != ".jsonl":
+        raise SlimbertError(
+            f"--transfer {path}: not a .jsonl file; give the file `slimbert augment` wrote"
+        )
+    pair, first = evaluation.is_pair, _first_record(path)
+    missing = [name for name in ("text", "label") if first and name not in first]
+    if missing:
+        raise SlimbertError(
+            f"--transfer {path}: its rows have no {' or '.join(missing)} field; give the file "
+            "`slimbert augment` wrote"
+        )
+    if ("text_pair" in first) != pair:
+        kinds = {True: "sentence pairs", False: "single texts"}
+        raise SlimbertError(
+            f"--transfer {path}: holds {kinds[not pair]} but the task has {kinds[pair]}; "
+            "build it from this task's training file with `slimbert augment`"
+        )
+    columns = Columns("text", "text_pair" if pair else None, "label")
+    transfer = read_examples(path, columns, task=task)
+    eval_texts = {text_key(t) for t in evaluation.texts + (evaluation.text_pairs or [])}
+    for i, text in enumerate(transfer.texts):
+        sides = [text, transfer.text_pairs[i]] if pair else [text]
+        leaked = next((side for side in sides if text_key(side) in eval_texts), None)
+        if leaked is not None:
+            shown = leaked if len(leaked) <= 60 else leaked[:57] + "..."
+            raise SlimbertError(
+                f"--transfer {path}, line {transfer.rows[i]}: {shown!r} is in the eval file "
+                f"{evaluation.path}; rebuild the transfer set with `slimbert augment --eval "
+                f"{evaluation.path}`"
+            )
+    return transfer
 
 
 def prepare(
     spec: DataSpec, tokenizer, label_map: LabelMap | None = None, task: str | None = None
 ) -> TaskData:
     """Read both files; the label map comes from the model if it has one, else from the train
-    set."""
+    set. A transfer set's rows follow the training rows (`read_transfer` checks them)."""
     train = read_subset(
         spec.train, spec.columns, spec.limit, spec.sample_seed, task=task or spec.task
     )
@@ -264,6 +342,11 @@ def prepare(
     spec.scoring.main_metric(resolved)  # a metric of the other kind of task stops here
     spec.scoring.positive_id(label_map, label_map.num_labels)  # an unknown label stops here
     train_targets = label_targets(train, label_map, resolved)
+    transfer = None
+    if spec.transfer is not None:
+        transfer = read_transfer(spec.transfer, evaluation, resolved)
+        train_targets += label_targets(transfer, label_map, resolved)  # unknown labels stop here
+        train = concat(train, transfer)
     eval_targets = label_targets(evaluation, label_map, resolved)
     return TaskData(
         train=train,
@@ -275,6 +358,7 @@ def prepare(
         eval_targets=eval_targets,
         max_length=spec.max_length,
         scoring=spec.scoring,
+        transfer=transfer,
     )
 
 

@@ -85,6 +85,23 @@ class Examples:
         return digest.hexdigest()
 
 
+def concat(first: Examples, second: Examples) -> Examples:
+    """`first`'s rows, then `second`'s, as one Examples that keeps `first`'s file, hash and
+    task (training rows followed by augmented or transfer rows). Both must be pairs or both
+    single texts, and both labelled or neither."""
+    if first.is_pair != second.is_pair or (first.labels is None) != (second.labels is None):
+        raise ValueError("concat: both sides must agree on pairs and on having labels")
+    return Examples(
+        texts=first.texts + second.texts,
+        text_pairs=None if first.text_pairs is None else first.text_pairs + second.text_pairs,
+        labels=None if first.labels is None else list(first.labels) + list(second.labels),
+        task=first.task,
+        path=first.path,
+        rows=first.rows + second.rows,
+        sha256=first.sha256,
+    )
+
+
 def _read_table(
     path: Path, delimiter: str, quoting: int, header: bool
 ) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -344,3 +361,9 @@ class LabelMap:
                 )
             ids.append(lookup[label])
         return ids
+
+
+def text_key(text: str) -> str:
+    """Two spellings of one text that differ only in case or spacing are one text: how eval
+    leakage and duplicates are recognised everywhere (pair augmentation, transfer sets)."""
+    return " ".join(text.split()).casefold()

@@ -14,7 +14,7 @@ from slimbert.cli.demo import demo_cmd, experiment_cmd
 from slimbert.cli.export import export_cmd
 from slimbert.cli.options import CONTEXT
 from slimbert.cli.serve import serve_cmd
-from slimbert.cli.teachers import pretrain_student_cmd, professor, train_teacher_cmd
+from slimbert.cli.teachers import augment_cmd, pretrain_student_cmd, professor, train_teacher_cmd
 
 
 @click.group(context_settings=CONTEXT)
@@ -38,6 +38,7 @@ for command in (
     compress,
     professor,
     pretrain_student_cmd,
+    augment_cmd,
     export_cmd,
     bench_cmd,
     serve_cmd,

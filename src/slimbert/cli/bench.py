@@ -172,6 +172,7 @@ def bench_cmd(
     ]
     if missing:
         raise click.UsageError(f"Missing option {', '.join(missing)}.")
+    # the bench stack (onnxruntime, matplotlib) loads only when a bench runs
     from slimbert.bench.config import BenchConfig
     from slimbert.bench.render import request_table, write_report
     from slimbert.bench.run import bench
@@ -249,6 +250,7 @@ def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
       slimbert bench compare release-1.2/report.json runs/bench/report.json \\
         --threshold 5% --metric-threshold 0.5
     """
+    # only what comparing two report.json files needs: no onnxruntime, no matplotlib
     from slimbert.bench.compare import Threshold, compare_reports, machine_differences
     from slimbert.bench.report import Report
 

@@ -170,7 +170,7 @@ def export_cmd(
     steps with their fusion counts, every step's validation figures and file hashes. Past any
     gate the command fails and writes nothing.
     """
-    # the export stack imports torch, onnx and onnxruntime: seconds `slimbert --help` should not pay
+    # onnx, onnxruntime and optimum load only when an export runs, not for every other command
     from slimbert.data import Columns
     from slimbert.export.onnx import ExportOptions, export
     from slimbert.export.optimize import OptimizeConfig

@@ -1,4 +1,5 @@
-"""Commands that make the teacher: train-teacher, professor boost and augment, pretrain-student."""
+"""Commands that make the teacher: train-teacher, professor boost and augment, pretrain-student;
+and what the teacher makes: augment, its transfer set."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from slimbert.batches import DataSpec
 from slimbert.cli.options import (
     CONTEXT,
     cli_fields,
+    column_options,
     data_options,
     data_spec,
     dataclass_options,
@@ -24,6 +26,7 @@ from slimbert.data import Columns
 from slimbert.teachers.boost import BoostConfig, boost
 from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
 from slimbert.teachers.train import train_teacher
+from slimbert.teachers.transfer import TransferConfig, build_transfer, manifest_path, summary_lines
 
 
 @click.command("train-teacher", context_settings=CONTEXT)
@@ -278,3 +281,86 @@ def pretrain_student_cmd(
         f"{metadata['metric'].get('mlm_loss', float('nan')):.3f} "
         f"(best at step {result.best_step} of {result.steps})"
     )
+
+
+def _column_options(command):
+    for option in reversed(column_options()):
+        command = option(command)
+    return command
+
+
+@click.command("augment", context_settings=CONTEXT)
+@recipe_option
+@click.option(
+    "--teacher",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Teacher (or professor) directory whose labels and logits every row gets.",
+)
+@click.option(
+    "--train",
+    "train",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Training file: its rows are copied with words replaced (and, with --pair-rules, "
+    "composed); none is copied as it is.",
+)
+@click.option(
+    "--eval",
+    "eval_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Evaluation file: no text in it (nor either side of a pair) enters the transfer set.",
+)
+@_column_options
+@click.option(
+    "--text",
+    "texts",
+    type=click.Path(path_type=Path, dir_okay=False),
+    multiple=True,
+    help="Unlabelled text to add (.tsv/.csv/.jsonl, same columns); repeat for several.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The transfer set, a .jsonl; its manifest goes beside it (<stem>.manifest.json).",
+)
+@dataclass_options(DataSpec, only=("max_length", "limit", "sample_seed"))
+@dataclass_options(TransferConfig)
+@user_errors
+def augment_cmd(
+    teacher,
+    train,
+    eval_file,
+    text_column,
+    text_pair_column,
+    label_column,
+    no_header,
+    texts,
+    out,
+    max_length,
+    limit,
+    sample_seed,
+    **kwargs,
+):
+    """A teacher-labelled transfer set from the training file, for `--transfer` on any
+    training command: word-replaced copies of the training rows, the pairs their labels imply
+    (--pair-rules) and unlabelled text (--text), minus eval texts, training rows and
+    duplicates; each row carries the teacher's label and logits.
+
+    \b
+    Example:
+      slimbert augment --teacher runs/teacher --train train.tsv --eval dev.tsv --copies 4 \\
+        --text unlabelled.tsv --out runs/transfer.jsonl
+      slimbert compress kd --teacher runs/teacher --train train.tsv --eval dev.tsv \\
+        --transfer runs/transfer.jsonl --layers 3 --out runs/kd3-transfer
+    """
+    columns = Columns(text_column, text_pair_column, label_column, header=not no_header)
+    spec = DataSpec(
+        train, eval_file, columns, max_length=max_length, limit=limit, sample_seed=sample_seed
+    )
+    config = TransferConfig(**take(kwargs, cli_fields(TransferConfig)))
+    manifest = build_transfer(teacher, spec, texts, out, config)
+    click.echo("\n".join(summary_lines(manifest)))
+    click.echo(f"transfer set written to {out} (manifest: {manifest_path(out)})")

@@ -245,6 +245,11 @@ def teach(
     teachers, spec, out, config = [Path(d) for d in job.teachers], job.data, job.out, job.train
     teacher_dir, *also_teachers = teachers
     teaching.check(len(teachers))
+    if not teaching.distils and spec.transfer is not None:
+        raise SlimbertError(
+            "--alpha 0 is the gold-labels baseline, but --transfer adds rows labelled by the "
+            "teacher; drop --transfer or give --alpha > 0"
+        )
     student_config.check()
     method = student_config.architecture
     primary = load_teacher(teacher_dir)

@@ -37,14 +37,14 @@ from torch import nn
 from slimbert.batches import EncodedDataset, TaskData, evaluator, label_targets, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, map_layers
-from slimbert.compress.word_augment import AugmentConfig, augment
-from slimbert.data import Examples
+from slimbert.data import Examples, concat
 from slimbert.errors import SlimbertError
 from slimbert.files import sha256_file
 from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
+from slimbert.teachers.word_augment import AugmentConfig, augment
 from slimbert.training.capture import TransformerOutputs, forward_internals
 from slimbert.training.loop import TrainResult, train, train_loader
 from slimbert.training.losses import (
@@ -233,20 +233,6 @@ def with_training_examples(data: TaskData, examples: Examples, tokenizer) -> Tas
         data,
         train=examples,
         train_set=EncodedDataset(tokenizer, examples, data.max_length, targets),
-    )
-
-
-def concat(first: Examples, second: Examples) -> Examples:
-    return Examples(
-        texts=first.texts + second.texts,
-        text_pairs=None
-        if first.text_pairs is None
-        else first.text_pairs + (second.text_pairs or []),
-        labels=None if first.labels is None else list(first.labels) + list(second.labels or []),
-        task=first.task,
-        path=first.path,
-        rows=first.rows + second.rows,
-        sha256=first.sha256,
     )
 
 

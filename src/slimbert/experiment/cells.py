@@ -110,6 +110,12 @@ class Experiment:
                     "paths are relative to where the command runs"
                 )
         spec = c.spec()
+        # scoring and a transfer set key the cells only when set, so older folders still resume
+        extras = {
+            "metric": c.metric,
+            "positive_label": c.positive_label,
+            "transfer": sha256_file(c.transfer) if c.transfer else None,
+        }
         data_key = _key(
             sha256_file(c.train),
             sha256_file(c.eval),
@@ -117,6 +123,7 @@ class Experiment:
             c.max_length,
             c.limit,
             c.sample_seed,
+            *([{k: v for k, v in extras.items() if v is not None}] if any(extras.values()) else []),
         )
         teacher_config = c.teacher
         cells: list[Cell] = []

@@ -72,7 +72,8 @@ class ExperimentConfig:
     train, eval:      the task's files (paths relative to where the command runs)
     out:              the experiment folder (cells, models, tables); --out overrides
     base:             checkpoint every teacher and professor is fine-tuned from
-    *_column, no_header, max_length, limit, sample_seed, metric, positive_label: as the
+    *_column, no_header, max_length, limit, sample_seed, metric, positive_label,
+                      transfer: as the
                       training commands' flags (metric picks every checkpoint)
     depths:           student depths (layers picked from the teacher by pick_layers)
     seeds:            one student per seed, method and depth
@@ -107,6 +108,7 @@ class ExperimentConfig:
     sample_seed: int | None = None
     metric: str | None = None
     positive_label: str | None = None
+    transfer: Path | None = None
     depths: list[int] = field(default_factory=lambda: [3, 2, 1])
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     methods: list[str] = field(default_factory=lambda: list(TEACHING_PATHS))
@@ -175,6 +177,7 @@ class ExperimentConfig:
                 sample_seed=self.sample_seed,
                 metric=self.metric,
                 positive_label=self.positive_label,
+                transfer=self.transfer,
             )
         return DataSpec(
             train=train,
@@ -183,6 +186,7 @@ class ExperimentConfig:
             max_length=self.max_length,
             metric=self.metric,
             positive_label=self.positive_label,
+            transfer=self.transfer,
         )
 
     def student_method(self) -> tuple[Method, Any]:

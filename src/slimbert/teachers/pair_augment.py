@@ -23,12 +23,20 @@ import numpy as np
 import torch
 
 from slimbert.batches import DataSpec, EncodedDataset, make_loader, predict_logits
-from slimbert.data import CLASSIFICATION, Columns, Examples, LabelMap, read_examples, read_subset
+from slimbert.data import (
+    CLASSIFICATION,
+    Columns,
+    Examples,
+    LabelMap,
+    read_examples,
+    read_subset,
+    text_key,
+)
 from slimbert.errors import SlimbertError
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.models import device
 from slimbert.teachers.load import load_teacher
-from slimbert.teachers.pair_graph import PairAugmentConfig, RuleCount, derive, sentence_key
+from slimbert.teachers.pair_graph import PairAugmentConfig, RuleCount, derive
 
 __all__ = [
     "AugmentReport",
@@ -36,7 +44,6 @@ __all__ = [
     "augment_pairs",
     "derive",
     "report_path",
-    "sentence_key",
     "teacher_contradicts",
 ]
 
@@ -198,8 +205,8 @@ def augment_pairs(
         )
     dissimilar_label = next(label for label in present if label != similar_label)
     evaluation = read_examples(eval_path, columns, require_labels=False)
-    eval_keys = {sentence_key(t) for t in evaluation.texts} | {
-        sentence_key(t) for t in (evaluation.text_pairs or [])
+    eval_keys = {text_key(t) for t in evaluation.texts} | {
+        text_key(t) for t in (evaluation.text_pairs or [])
     }
 
     labelled = [

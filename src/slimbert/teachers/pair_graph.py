@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 
+from slimbert.data import text_key
 from slimbert.errors import SlimbertError
 
 RULES = ("symmetry", "transitivity-similar", "transitivity-dissimilar")
@@ -104,21 +105,16 @@ class Derivation:
     counts: dict[str, RuleCount]
 
 
-def sentence_key(text: str) -> str:
-    """Two spellings of one sentence that differ only in case or spacing are one node."""
-    return " ".join(text.split()).casefold()
-
-
 def derive(
     pairs: list[tuple[str, str, bool]], eval_sentences: set[str], config: PairAugmentConfig
 ) -> Derivation:
     """New pairs implied by labelled pairs (first, second, similar); eval_sentences are keys
-    (`sentence_key`) that no new pair may contain."""
+    (`data.text_key`) that no new pair may contain."""
     ids: dict[str, int] = {}
     sentences: list[str] = []
 
     def node(text: str) -> int:
-        key = sentence_key(text)
+        key = text_key(text)
         if key not in ids:
             ids[key] = len(sentences)
             sentences.append(text)
@@ -129,7 +125,7 @@ def derive(
     for a, b, similar in edges:
         trained_labels[frozenset((a, b))].add(similar)
     ordered = {(a, b) for a, b, _ in edges}
-    leaked = {i for i, text in enumerate(sentences) if sentence_key(text) in eval_sentences}
+    leaked = {i for i, text in enumerate(sentences) if text_key(text) in eval_sentences}
     counts = {rule: RuleCount() for rule in RULES}
     kept: list[NewPair] = []
 

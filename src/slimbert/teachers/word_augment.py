@@ -1,7 +1,7 @@
 """TinyBERT-style data augmentation: N noisy copies of every training example, cached on disk.
 
-Each alphabetic word that is one piece in the vocabulary is, with probability p, replaced by a
-candidate drawn uniformly from its top-K list (Jiao et al. 2020, section 3.2 / appendix):
+Each alphabetic word is, with probability p, replaced by a candidate drawn uniformly from its
+top-K list (Jiao et al. 2020, section 3.2 / appendix):
 
     "the plot was very good"           candidates for "plot" and "good" (top-K, K = 15)
           │      ▲        ▲            ┌──────────────────────────────────────────────────┐
@@ -13,9 +13,11 @@ candidate drawn uniformly from its top-K list (Jiao et al. 2020, section 3.2 / a
 
 The masked-LM source needs a base model with its MLM head (`--augment-mlm DIR`); slimbert's
 bundled MiniLM ships without one, so the default is the teacher's own input embeddings.
-Multi-piece words are left as they are (TinyBERT used GloVe neighbours for them; slimbert has no
-word vectors offline). For sentence pairs each sentence is augmented on its own. Which source
-was used is returned and recorded in the student's metadata.
+Words are replaced whole, however many pieces they have ("unwatchable" → un ##watch ##able):
+the masked LM fills one [MASK] put in place of the word; the embedding source takes neighbours
+of the mean of its pieces' embeddings (TinyBERT used GloVe; slimbert has no word vectors
+offline). Candidates are whole-word tokens, never ##pieces; a word with an unknown piece stays.
+Sentence pairs: each sentence on its own. The source used is recorded in the student's metadata.
 
 The copies are labelled by the teacher where they are used (`slimbert.task.teacher_logits`,
 which caches the logits); this module caches the texts, keyed by the training texts, the
@@ -40,7 +42,7 @@ from slimbert.models import device, load_tokenizer, resolve_base
 from slimbert.teachers.logits import cache_dir, model_fingerprint
 
 WORD = re.compile(r"[^\W\d_]+")
-FORMAT = 2  # bump when the algorithm changes, so old caches are not reused
+FORMAT = 3  # bump when the algorithm changes, so old caches are not reused
 
 
 @dataclass
@@ -103,17 +105,17 @@ def _whole_word(token: str) -> bool:
 
 
 class _Vocabulary:
-    """Which words are one vocabulary piece, and their ids (memoised: texts repeat words)."""
+    """Each word's vocabulary pieces, None with an unknown one (memoised: texts repeat words)."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.unk = tokenizer.unk_token_id
-        self.ids: dict[str, int | None] = {}
+        self.ids: dict[str, tuple[int, ...] | None] = {}
 
-    def single_piece(self, word: str) -> int | None:
+    def pieces(self, word: str) -> tuple[int, ...] | None:
         if word not in self.ids:
-            pieces = self.tokenizer(word, add_special_tokens=False)["input_ids"]
-            self.ids[word] = pieces[0] if len(pieces) == 1 and pieces[0] != self.unk else None
+            pieces = tuple(self.tokenizer(word, add_special_tokens=False)["input_ids"])
+            self.ids[word] = pieces if pieces and self.unk not in pieces else None
         return self.ids[word]
 
 
@@ -132,7 +134,8 @@ def _fields(examples: Examples, i: int) -> list[str]:
 
 
 class _EmbeddingNeighbours:
-    """Top-K cosine neighbours among whole-word tokens of an input-embedding matrix (V, H)."""
+    """A word's top-K cosine neighbours among the whole-word tokens of an input-embedding matrix
+    (V, H): from the mean of its pieces' unit embeddings, its own pieces excluded."""
 
     def __init__(self, embeddings: torch.Tensor, tokenizer, top_k: int):
         vocab = tokenizer.convert_ids_to_tokens(list(range(embeddings.shape[0])))
@@ -148,19 +151,21 @@ class _EmbeddingNeighbours:
         self.vocab = vocab
         self.matrix = torch.nn.functional.normalize(embeddings.float(), dim=-1)  # (V, H)
         self.top_k = top_k
-        self.cache: dict[int, list[str]] = {}
+        self.cache: dict[tuple[int, ...], list[str]] = {}
 
-    def candidates(self, token_ids: list[int], batch_size: int = 1024) -> None:
-        todo = sorted({t for t in token_ids if t not in self.cache})
+    def candidates(self, words: list[tuple[int, ...]], batch_size: int = 1024) -> None:
+        todo = sorted({w for w in words if w not in self.cache})
         pool = self.matrix[self.words]  # (W, H)
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            similarity = self.matrix[chunk] @ pool.T  # (b, W)
-            k = min(self.top_k + 1, len(self.words))
+            # cosine ranking ignores the query's norm, so the mean need not be renormalised
+            queries = torch.stack([self.matrix[list(w)].mean(0) for w in chunk])  # (b, H)
+            similarity = queries @ pool.T  # (b, W)
+            k = min(self.top_k + max(len(w) for w in chunk), len(self.words))
             best = similarity.topk(k, dim=-1).indices  # (b, k)
-            for row, token_id in zip(best.tolist(), chunk, strict=True):
-                self.cache[token_id] = [
-                    self.vocab[self.words[j]] for j in row if self.words[j] != token_id
+            for row, word in zip(best.tolist(), chunk, strict=True):
+                self.cache[word] = [
+                    self.vocab[self.words[j]] for j in row if self.words[j] not in word
                 ][: self.top_k]
 
 
@@ -293,7 +298,7 @@ def augment(
             replaceable += [
                 (i, field, w)
                 for w, m in enumerate(matches)
-                if vocabulary.single_piece(m.group()) is not None
+                if vocabulary.pieces(m.group()) is not None
             ]
         example_plan = []
         for _ in range(config.copies):
@@ -309,11 +314,9 @@ def augment(
     else:
         embeddings = teacher.get_input_embeddings().weight.detach().cpu()  # (V, H)
         neighbours = _EmbeddingNeighbours(embeddings, tokenizer, config.top_k)
-        token_of = {
-            slot: vocabulary.single_piece(spans[slot[:2]][slot[2]].group()) for slot in slots
-        }
-        neighbours.candidates([t for t in token_of.values() if t is not None])
-        candidates = {slot: neighbours.cache[token_of[slot]] for slot in slots}
+        pieces_of = {slot: vocabulary.pieces(spans[slot[:2]][slot[2]].group()) for slot in slots}
+        neighbours.candidates([w for w in pieces_of.values() if w is not None])
+        candidates = {slot: neighbours.cache[pieces_of[slot]] for slot in slots}
 
     # Pass 2: draw each replacement and rebuild the texts around the word spans.
     texts: list[str] = []
