@@ -17,6 +17,10 @@ backward and optimizer, at the SST-2 teacher setting.
 
 Quality: the teacher trained for `--quality-steps` steps from the same seed in fp32 / random
 batches and in each faster setting, then scored on the whole dev file with the fp32 weights.
+
+Every finished cell is appended to <out>/speed.jsonl or <out>/quality.jsonl at once (with the
+CPU it ran on) and skipped by a rerun, so the script resumes where it stopped; README.md is
+written from those files after each task.
 """
 
 from __future__ import annotations
@@ -148,10 +152,38 @@ def main() -> None:
     parser.add_argument("--timed-steps", type=int, default=30)
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--quality-steps", type=int, default=200)
+    parser.add_argument(
+        "--render-only", action="store_true", help="Write README.md from the finished cells."
+    )
     args = parser.parse_args()
     cores = torch.get_num_threads()
     threads = sorted({1, cores})
-    results: dict = {"speed": [], "profile": {}, "quality": []}
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = environment(threads)
+    results: dict = {
+        "speed": read_cells(args.out / "speed.jsonl"),
+        "profile": {},
+        "quality": read_cells(args.out / "quality.jsonl"),
+    }
+    profile_file = args.out / "profile.json"
+    if profile_file.is_file():
+        results["profile"] = json.loads(profile_file.read_text())
+
+    if args.render_only:
+        results["environment"] = env
+        write_text_atomic(args.out / "README.md", render(results, args))
+        return
+
+    def done(kind: str, **key) -> bool:
+        return any(all(row.get(k) == v for k, v in key.items()) for row in results[kind])
+
+    def record(kind: str, row: dict) -> None:
+        row = {**row, "cpu": env.get("cpu")}
+        print(json.dumps(row), flush=True)
+        results[kind].append(row)
+        with open(args.out / f"{kind}.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
     for task, (folder, max_length, rows) in TASKS.items():
         spec = DataSpec(
             args.glue / folder / "train.tsv",
@@ -165,35 +197,50 @@ def main() -> None:
         for model_name, layers in (("teacher 6L", None), ("student 3L", 3)):
             for setting, (precision, grouping) in SETTINGS.items():
                 for n in threads:
+                    key = {"task": task, "model": model_name, "setting": setting, "threads": n}
+                    if done("speed", **key):
+                        continue
                     speed = examples_per_second(
                         data, layers, precision, grouping, n, args.warmup_steps, args.timed_steps
                     )
-                    row = {"task": task, "model": model_name, "setting": setting,
-                           "threads": n, "examples_per_s": speed}
-                    print(json.dumps(row), flush=True)
-                    results["speed"].append(row)
+                    record("speed", {**key, "examples_per_s": speed})
         torch.set_num_threads(cores)
-        if task == "SST-2":
+        if task == "SST-2" and len(results["profile"]) < 2:
             for precision in ("no", "bf16"):
                 results["profile"][precision] = profile_step(data, precision)
-                print(task, precision, results["profile"][precision], flush=True)
+            write_json_atomic(profile_file, results["profile"])
         for setting, (precision, grouping) in SETTINGS.items():
+            if done("quality", task=task, setting=setting, steps=args.quality_steps):
+                continue
             figures = quality(data, precision, grouping, args.quality_steps)
-            row = {"task": task, "setting": setting, **figures}
-            print(json.dumps(row), flush=True)
-            results["quality"].append(row)
-    results["environment"] = environment(threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "train_speed.json", results)
-    write_text_atomic(args.out / "README.md", render(results, args))
+            record(
+                "quality",
+                {"task": task, "setting": setting, "steps": args.quality_steps, **figures},
+            )
+        results["environment"] = env
+        write_text_atomic(args.out / "README.md", render(results, args))
+
+
+def read_cells(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def render(results: dict, args) -> str:
     lines = ["# Training speed on a CPU: precision and batching", ""]
-    lines += [f"- {line}" for line in machine_lines(results["environment"])]
+    lines += [
+        f"- {line}"
+        for line in machine_lines(results["environment"])
+        if not line.startswith("Command")
+    ]
     lines += [
         f"- Command: `python benchmarks/train_speed.py --timed-steps {args.timed_steps} "
         f"--quality-steps {args.quality_steps}`",
+        "",
+        f"- Cells finished: {len(results['speed'])} of {len(TASKS) * 2 * len(SETTINGS) * 2} "
+        f"speed, {len(results['quality'])} of {len(TASKS) * len(SETTINGS)} quality "
+        "(the script resumes; rows below are the finished ones)",
         "",
         "## Examples per second (batch 32, slimbert's training loop)",
         "",
@@ -206,7 +253,8 @@ def render(results: dict, args) -> str:
         if r["setting"] == "fp32"
     }
     for r in results["speed"]:
-        ratio = r["examples_per_s"] / base[(r["task"], r["model"], r["threads"])]
+        reference = base.get((r["task"], r["model"], r["threads"]))
+        ratio = r["examples_per_s"] / reference if reference else float("nan")
         lines.append(
             f"| {r['task']} | {r['model']} | {r['setting']} | {r['threads']} | "
             f"{r['examples_per_s']:.1f} | {ratio:.2f}× |"

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from slimbert.cli import cli
+from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
 from slimbert.training.loop import TrainConfig, better, train, training_record
 
@@ -150,3 +151,16 @@ def test_every_training_command_takes_the_scoring_flags(flag):
     ):
         result = CliRunner().invoke(cli, [*command, "--help"])
         assert flag in result.output, (command, flag)
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    from slimbert.training import loop
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
+    assert loop.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+    assert loop.resolve_precision("auto", cpu) == "no"
+    assert loop.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is kept
+    with pytest.raises(SlimbertError, match="fp16 needs a GPU"):
+        loop.autocast_for("fp16", cpu)
