@@ -1,0 +1,111 @@
+"""The SST-2 full-budget table (benchmarks/results/quality-sst2/README.md) from the committed cells.
+
+    python benchmarks/summarize_quality.py [--results benchmarks/results/quality-sst2]
+
+Reads every `cells/<name>.json` (the model's slimbert.json, copied by benchmarks/quality_sst2.sh
+as the cell finished) and `cells/<name>.budget.json` (its wall-clock and command), and the bench
+report under `bench/` when that stage ran. Retention = the student's dev figure ÷ the teacher's,
+in %. Nothing is typed in by hand; rows not yet trained are listed as pending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ORDER = ["teacher"] + [
+    f"{method}-{layers}L-seed{seed}"
+    for seed in (1, 2)
+    for layers in (3, 2)
+    for method in ("kd", "tinybert", "minilm")
+]
+
+
+def budget_line(meta: dict, budget: dict | None) -> str:
+    config = meta.get("train_config", {})
+    rows = meta["data"]["train"]["rows"]
+    steps, best = meta.get("steps"), meta.get("best_step")
+    epochs = steps * config.get("batch_size", 32) / rows if steps else float("nan")
+    stopped = "early stop" if meta["history"] and steps < _planned(meta) else "ran its budget"
+    text = f"{rows:,} rows, {steps} steps ({epochs:.2f} epochs), best at {best}, {stopped}"
+    if budget:
+        seconds = budget["wall_seconds"]
+        rate = steps * config.get("batch_size", 32) / seconds
+        text += f", {seconds / 60:.0f} min wall, {rate:.0f} ex/s"
+    return text
+
+
+def _planned(meta: dict) -> int:
+    config = meta.get("train_config", {})
+    if config.get("max_steps"):
+        return config["max_steps"]
+    per_epoch = -(-meta["data"]["train"]["rows"] // config.get("batch_size", 32))
+    # two-stage methods: `steps` sums the stages, so an early stop shows against the sum only
+    # when the last stage stopped; the per-stage records are in the cell's "stages"
+    return int(per_epoch * config.get("epochs", 0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/quality-sst2"))
+    args = parser.parse_args()
+    cells = args.results / "cells"
+    metas = {
+        p.stem: json.loads(p.read_text())
+        for p in sorted(cells.glob("*.json"))
+        if not p.name.endswith((".budget.json", ".manifest.json"))
+    }
+    budgets = {
+        p.name[: -len(".budget.json")]: json.loads(p.read_text())
+        for p in cells.glob("*.budget.json")
+    }
+    teacher = metas.get("teacher")
+    lines = [
+        "# Students that keep the teacher's quality: SST-2 at full budget",
+        "",
+        "Made by `bash benchmarks/quality_sst2.sh` (cells, resumable) and "
+        "`python benchmarks/summarize_quality.py` (this table). Every cell's command and machine "
+        "are in `cells/<name>.budget.json`; its full training record in `cells/<name>.json`.",
+        "",
+        "| Model | Dev accuracy | Dev F1 | MCC | Accuracy kept | F1 kept | Budget |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ORDER + sorted(set(metas) - set(ORDER)):
+        meta = metas.get(name)
+        if meta is None:
+            if name in ORDER[:7]:
+                lines.append(f"| {name} | pending | | | | | |")
+            continue
+        m = meta["metric"]
+        kept = (
+            (
+                f"{100 * m['accuracy'] / teacher['metric']['accuracy']:.2f}%",
+                f"{100 * m['f1'] / teacher['metric']['f1']:.2f}%",
+            )
+            if teacher
+            else ("–", "–")
+        )
+        lines.append(
+            f"| {name} | {m['accuracy']:.2f} | {m['f1']:.2f} | {m.get('mcc', float('nan')):.2f} | "
+            f"{kept[0]} | {kept[1]} | {budget_line(meta, budgets.get(name))} |"
+        )
+    machines = {b.get("machine") for b in budgets.values()}
+    lines += ["", f"Machines: {', '.join(sorted(m for m in machines if m))}; 2 cores."]
+    manifests = sorted(cells.glob("*.manifest.json"))
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        validation = manifest.get("validation", {})
+        lines.append(
+            f"\nint8 artifact `{path.name[: -len('.manifest.json')]}`: "
+            + json.dumps(validation, sort_keys=True)[:600]
+        )
+    report = args.results / "bench" / "report.md"
+    if report.is_file():
+        lines += ["", "## Latency (bench stage)", "", "See [bench/report.md](bench/report.md)."]
+    (args.results / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
