@@ -57,10 +57,11 @@ from slimbert.bench.environment import environment
 from slimbert.bench.render import Table, render_markdown
 from slimbert.bench.report import Report, Row
 from slimbert.data import Columns, read_examples
-from slimbert.export.onnx import ExportOptions, Tolerances, compare, export, torch_logits
+from slimbert.export.onnx import ExportOptions, export
 from slimbert.export.optimize import OptimizeConfig, fusion_counts
 from slimbert.export.quantize import DynamicQuantConfig, StaticQuantConfig
 from slimbert.export.runtime import OnnxClassifier
+from slimbert.export.validate import Tolerances, compare, torch_logits
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.metrics import compute_metrics
 from slimbert.models import load_model_dir, model_label_map, model_task

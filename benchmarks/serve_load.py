@@ -62,7 +62,7 @@ from slimbert.bench.environment import environment, machine_lines
 from slimbert.bench.render import Table
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import ONNX_FILE
+from slimbert.export.manifest import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.serve.model import Item, ServedModel, softmax

@@ -21,7 +21,8 @@ from slimbert.bench.run import bench
 from slimbert.bench.timing import BoundSession
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import ONNX_FILE, export
+from slimbert.export.manifest import ONNX_FILE
+from slimbert.export.onnx import export
 from slimbert.export.runtime import OnnxClassifier
 
 # Every dev row of the fixture is 5 in-vocabulary words: [CLS] + 5 + [SEP] = 7 tokens.

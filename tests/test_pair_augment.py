@@ -15,12 +15,7 @@ from slimbert.batches import DataSpec
 from slimbert.cli import cli
 from slimbert.data import Columns, read_examples, text_key
 from slimbert.errors import SlimbertError
-from slimbert.teachers.pair_augment import (
-    PairAugmentConfig,
-    augment_pairs,
-    derive,
-    report_path,
-)
+from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs, derive, report_path
 
 # ---------------------------------------------------------------------------------------------
 # Augmentation on a hand-made pair graph

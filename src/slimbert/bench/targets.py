@@ -17,7 +17,9 @@ from slimbert.bench.config import BenchConfig
 from slimbert.bench.flops import precision_of
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import MANIFEST_FILE, ONNX_FILE, Tolerances, export
+from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE
+from slimbert.export.onnx import export
+from slimbert.export.validate import Tolerances
 from slimbert.provenance import METADATA_FILE, read_metadata
 
 

@@ -30,7 +30,7 @@ from slimbert.bench.report import Row
 from slimbert.bench.targets import Target
 from slimbert.data import Columns, LabelMap, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import ONNX_FILE
+from slimbert.export.manifest import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.metrics import Scoring, compute_metrics
 from slimbert.models import load_classifier, load_tokenizer, model_label_map, model_task

@@ -19,11 +19,7 @@ from slimbert.compress.network_configs import (
     TextCNNConfig,
     TreeConfig,
 )
-from slimbert.compress.networks import (
-    BiLSTM,
-    SoftTree,
-    TextCNN,
-)
+from slimbert.compress.networks import BiLSTM, SoftTree, TextCNN
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.files import atomic_dir, sha256_file, write_json_atomic

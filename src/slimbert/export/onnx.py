@@ -41,7 +41,7 @@ from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE, build_manifest, g
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig, StaticQuantConfig
 from slimbert.export.triton import TritonConfig
-from slimbert.export.validate import Tolerances, Validator, compare, torch_logits
+from slimbert.export.validate import Tolerances, Validator
 from slimbert.files import atomic_dir, write_json_atomic
 from slimbert.models import (
     load_classifier,
@@ -51,19 +51,6 @@ from slimbert.models import (
     student_architecture,
 )
 from slimbert.provenance import METADATA_FILE
-
-# Names callers have always imported from here; they live in manifest.py and validate.py.
-__all__ = [
-    "MANIFEST_FILE",
-    "ONNX_FILE",
-    "PRECISIONS",
-    "ExportOptions",
-    "Tolerances",
-    "compare",
-    "export",
-    "graph_signature",
-    "torch_logits",
-]
 
 PRECISIONS = ("fp32", "fp16")
 

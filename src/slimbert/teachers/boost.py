@@ -51,14 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimbert.batches import (
-    DataSpec,
-    TaskData,
-    evaluator,
-    make_loader,
-    predict_logits,
-    prepare,
-)
+from slimbert.batches import DataSpec, TaskData, evaluator, make_loader, predict_logits, prepare
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.files import atomic_dir, write_json_atomic
