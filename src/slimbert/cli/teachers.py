@@ -61,6 +61,11 @@ def train_teacher_cmd(base, out, save_route, **kwargs):
     Saves an HF model directory (config.json with id2label, model.safetensors, tokenizer) and
     slimbert.json (data hashes, metric, seed, library versions). The best checkpoint on --eval is
     kept. Runs through Accelerate: `accelerate launch -m slimbert train-teacher ...` scales to GPUs.
+
+    \b
+    Example:
+      slimbert train-teacher --base minilm-l6 --train train.tsv --eval dev.tsv --max-length 64 \\
+        --epochs 3 --lr 1e-4 --group-by-length --mixed-precision auto --out runs/teacher
     """
     spec = data_spec(kwargs)
     config = train_config(kwargs)
