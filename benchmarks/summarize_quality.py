@@ -131,6 +131,8 @@ def main() -> None:
         lines += ["", "## Targets (3 layers, batch 1, one bench run)", ""]
         lines += target_lines(json.loads(report.read_text()))
         lines += ["", "The whole latency table: [bench/report.md](bench/report.md)."]
+    if (args.results / "NOTES.md").is_file():
+        lines += ["", "The reading of these figures: [NOTES.md](NOTES.md)."]
     (args.results / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
