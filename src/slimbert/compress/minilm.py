@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from slimbert.batches import TaskData, evaluator, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.students import StudentShape, build_student, map_layers
+from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
@@ -58,24 +58,10 @@ RELATIONS = ("query", "key", "value")
 
 
 @dataclass
-class MiniLMConfig:
+class MiniLMConfig(ShapeSettings):
     """The student's shape (None keeps the teacher's; width and heads are free), the relation
     stage (stage 1) and the prediction stage's KD (stage 2, --epochs); --max-steps caps both."""
 
-    layers: int = setting(3, "Student depth.", min=1)
-    hidden_size: int | None = setting(
-        None,
-        "Student hidden size (default: the teacher's); narrower students get fresh embeddings.",
-        min=1,
-    )
-    heads: int | None = setting(
-        None,
-        "Student attention heads (default: the teacher's); must divide the hidden size.",
-        min=1,
-    )
-    ffn_size: int | None = setting(
-        None, "Student feed-forward size (default: the teacher's).", min=1
-    )
     teacher_layer: int = setting(
         -1, "0-based teacher layer whose Q/K/V relations are distilled; -1 = the last."
     )
@@ -107,9 +93,6 @@ class MiniLMConfig:
         "The teacher's route (train-teacher --save-route): the prediction stage distils from "
         "its checkpoints in order, splitting its step budget, before the teacher.",
     )
-
-    def shape(self) -> StudentShape:
-        return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
 
 
 def relation_kl(

@@ -64,8 +64,6 @@ def build_network(
     return student
 
 
-
-
 def student_config(path: str | Path) -> StudentConfig:
     """Read config.json back into its typed config; unknown architectures and keys are errors."""
     file = Path(path) / "config.json"

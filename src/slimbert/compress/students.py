@@ -36,6 +36,7 @@ from torch import nn
 
 from slimbert.errors import SlimbertError
 from slimbert.models import layer_key_prefix
+from slimbert.settings import setting
 
 STRATEGIES = ("uniform", "top", "bottom")
 
@@ -118,6 +119,30 @@ class StudentShape:
     hidden: int | None = None
     heads: int | None = None
     ffn: int | None = None
+
+
+@dataclass
+class ShapeSettings:
+    """The student-shape flags of the methods that may narrow a student (tinybert, minilm): a
+    method's settings dataclass inherits these four fields first."""
+
+    layers: int = setting(3, "Student depth.", min=1)
+    hidden_size: int | None = setting(
+        None,
+        "Student hidden size (default: the teacher's); narrower students get fresh embeddings.",
+        min=1,
+    )
+    heads: int | None = setting(
+        None,
+        "Student attention heads (default: the teacher's); must divide the hidden size.",
+        min=1,
+    )
+    ffn_size: int | None = setting(
+        None, "Student feed-forward size (default: the teacher's).", min=1
+    )
+
+    def shape(self) -> StudentShape:
+        return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
 
 
 @dataclass

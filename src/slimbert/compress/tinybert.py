@@ -36,7 +36,7 @@ from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator, label_targets, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.students import StudentShape, build_student, map_layers
+from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.data import Examples, concat
 from slimbert.errors import SlimbertError
 from slimbert.files import sha256_file
@@ -61,25 +61,11 @@ from slimbert.training.route import soft_targets, train_stages
 
 
 @dataclass
-class TinyBERTConfig:
+class TinyBERTConfig(ShapeSettings):
     """The student's shape (None keeps the teacher's), the layer map, the loss weights and the
     stages: 0 general distillation on a text file (optional), 1 intermediate-layer distillation,
     2 prediction-layer distillation (--epochs); --max-steps caps every stage."""
 
-    layers: int = setting(3, "Student depth.", min=1)
-    hidden_size: int | None = setting(
-        None,
-        "Student hidden size (default: the teacher's); narrower students get fresh embeddings.",
-        min=1,
-    )
-    heads: int | None = setting(
-        None,
-        "Student attention heads (default: the teacher's); must divide the hidden size.",
-        min=1,
-    )
-    ffn_size: int | None = setting(
-        None, "Student feed-forward size (default: the teacher's).", min=1
-    )
     layer_map: str = setting(
         "uniform",
         "uniform, top, bottom, or explicit student:teacher pairs like 0:1,1:3,2:5 (0-based).",
@@ -131,9 +117,6 @@ class TinyBERTConfig:
         """The paper's TinyBERT-4 shape (4 layers, H 312, 12 heads, FFN 1200), for a 12-head
         teacher."""
         return cls(layers=4, hidden_size=312, heads=12, ffn_size=1200)
-
-    def shape(self) -> StudentShape:
-        return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
 
 
 def attention_score_mse(layer_map: list[int]) -> TermFn:
