@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import CONTEXT, int_list, length_list, recipe_option, user_errors
+from slimbert.cli.options import (
+    CONTEXT,
+    column_flags,
+    int_list,
+    length_list,
+    recipe_option,
+    user_errors,
+)
 from slimbert.metrics import METRICS
 
 
@@ -112,10 +119,7 @@ from slimbert.metrics import METRICS
     is_flag=True,
     help="Skip measuring the matmul peak (the physical-limit column keeps FLOPs only).",
 )
-@click.option("--text-column")
-@click.option("--text-pair-column")
-@click.option("--label-column")
-@click.option("--no-header", is_flag=True)
+@column_flags()
 @click.option(
     "--in-process",
     is_flag=True,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import CONTEXT, recipe_option, user_errors
+from slimbert.cli.options import CONTEXT, column_flags, recipe_option, user_errors
 from slimbert.errors import SlimbertError
 
 
@@ -32,10 +32,7 @@ from slimbert.errors import SlimbertError
     required=True,
     help="Export folder (loads in ONNX Runtime and optimum's ORTModel).",
 )
-@click.option("--text-column")
-@click.option("--text-pair-column")
-@click.option("--label-column")
-@click.option("--no-header", is_flag=True)
+@column_flags()
 @click.option(
     "--max-length", type=click.IntRange(8, 4096), help="Default: the model's training max length."
 )

@@ -226,6 +226,17 @@ def column_options(labels: bool = True) -> list:
     return options if labels else [options[0], options[1], options[3]]
 
 
+def column_flags(labels: bool = True):
+    """A decorator adding column_options() to a command that reads a file outside data_options."""
+
+    def decorate(command):
+        for option in reversed(column_options(labels)):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 train_options = dataclass_options(TrainConfig)
 TRAIN_KEYS = cli_fields(TrainConfig)
 DATA_KEYS = (

@@ -11,6 +11,7 @@ from slimbert.batches import DataSpec
 from slimbert.cli.options import (
     CONTEXT,
     cli_fields,
+    column_flags,
     column_options,
     data_options,
     data_spec,
@@ -241,9 +242,7 @@ def professor_augment_cmd(
     multiple=True,
     help="More unlabelled text (.tsv/.csv/.jsonl, same columns); repeat for several.",
 )
-@click.option("--text-column")
-@click.option("--text-pair-column")
-@click.option("--no-header", is_flag=True)
+@column_flags(labels=False)
 @dataclass_options(DataSpec, only=("limit", "sample_seed"))
 @train_options
 @user_errors
