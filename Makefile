@@ -1,26 +1,50 @@
 # Two commands set everything up from a fresh clone:
 #   make demo   - create .venv, install slimbert with the bundled teacher and corpus, run `slimbert demo --quick`
 #   make test   - create .venv, install slimbert with test tools, run the test suite
+# and one runs the suite on the other supported transformers line:
+#   make test5  - create .venv5 with transformers 5.x (no optimum-onnx, which caps transformers
+#                 below 4.58: export goes through torch.onnx), run the same test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+VENV5 ?= .venv5
+BIN5 := $(VENV5)/bin
 DEMO_ARGS ?= --quick
+# The extras both lines install (every test's optional package); the 4.x line adds optimum.
+EXTRAS := demo,serve,dev,datasets,tensorboard
 
-.PHONY: install demo test lint clean
+.PHONY: install install5 demo test test5 lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+$(BIN5)/python:
+	$(PYTHON) -m venv $(VENV5)
+	$(BIN5)/pip install -q --upgrade pip
+
 # torch is installed first and pinned to the CPU build so that the project's range never
 # resolves to a multi-GB CUDA wheel on a machine without a GPU.
+# The optimum extra holds transformers at 4.57 (optimum-onnx 0.1.0 requires <4.58). Each line
+# names its transformers range on the command line: pip's resolver then settles in under a
+# minute, where from the extras alone it backtracks through transformers, tokenizers and
+# sentence-transformers releases for over 15 minutes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
-	$(BIN)/pip install -q -e ".[demo,serve,dev]"
+	$(BIN)/pip install -q -e ".[optimum,$(EXTRAS)]" "transformers>=4.50,<4.58"
 	$(BIN)/pip check
 	touch $@
 
+# The transformers 5 line: the same extras less optimum.
+$(VENV5)/.installed: pyproject.toml | $(BIN5)/python
+	$(BIN5)/pip install -q "torch==2.13.0"
+	$(BIN5)/pip install -q -e ".[$(EXTRAS)]" "transformers>=5,<6"
+	$(BIN5)/pip check
+	touch $@
+
 install: $(VENV)/.installed
+
+install5: $(VENV5)/.installed
 
 demo: install
 	$(BIN)/slimbert demo $(DEMO_ARGS)
@@ -28,8 +52,11 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+test5: install5
+	$(BIN5)/python -m pytest
+
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo-out
+	rm -rf $(VENV) $(VENV5) demo-out

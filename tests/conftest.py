@@ -24,7 +24,8 @@ def build_tokenizer(folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, ".", ","]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    # from_pretrained, not BertTokenizerFast(vocab_file=...): transformers 5 ignores vocab_file
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
     return tokenizer
 

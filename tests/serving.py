@@ -50,6 +50,100 @@ def paired_export(root: Path) -> dict:
     return {"export": export_model(root, True, dev), "dev": dev}
 
 
+FOREIGN_LABELS = {0: "negative", 1: "positive"}
+FOREIGN_MAX_LENGTH = 24
+
+
+def foreign_export(root: Path) -> Path:
+    """An ONNX folder slimbert did not write: a 2-layer DistilBERT (no token_type_ids) exported
+    with plain torch.onnx.export beside its config.json (id2label) and tokenizer files; no
+    manifest.json, no slimbert.json. The tokenizer says model_max_length 24, the config 64."""
+    import torch
+    from conftest import build_tokenizer
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    folder = root / "foreign"
+    tokenizer = build_tokenizer(folder)
+    tokenizer.model_max_length = FOREIGN_MAX_LENGTH
+    tokenizer.save_pretrained(str(folder))
+    torch.manual_seed(5)
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer),
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        id2label=FOREIGN_LABELS,
+        label2id={v: k for k, v in FOREIGN_LABELS.items()},
+    )
+    model = DistilBertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        # a random head answers about the same for every text: sharpen it, and centre it on
+        # the median text so that both labels occur
+        model.pre_classifier.weight.mul_(8.0)
+        model.classifier.weight.mul_(400.0)
+        probe = tokenizer([text for text, _ in sentiment_rows(24, 11)], padding=True)
+        logits = model(
+            input_ids=torch.tensor(probe["input_ids"]),
+            attention_mask=torch.tensor(probe["attention_mask"]),
+        ).logits  # (24, 2)
+        model.classifier.bias.sub_(logits.median(dim=0).values)
+    model.config.save_pretrained(str(folder))
+
+    class Logits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    ids = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 8, 9, 3]])  # (2, 5), the first padded
+    mask = (ids != 0).long()
+    dynamic = {0: "batch_size", 1: "sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Logits(),
+            (ids, mask),
+            str(folder / "model.onnx"),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": dynamic,
+                "attention_mask": dynamic,
+                "logits": {0: "batch_size"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    return folder
+
+
+def foreign_offline(folder: Path, texts: list[str], pairs: list[str] | None = None) -> np.ndarray:
+    """Probabilities (N, C) of the foreign folder: transformers' tokenizer and a bare ONNX
+    Runtime session fed input_ids and attention_mask, one example at a time."""
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    rows = []
+    for index, text in enumerate(texts):
+        encoded = tokenizer(
+            text,
+            pairs[index] if pairs else None,
+            truncation=True,
+            max_length=FOREIGN_MAX_LENGTH,
+            return_tensors="np",
+        )
+        feed = {name: encoded[name] for name in ("input_ids", "attention_mask")}
+        rows.append(softmax(session.run(None, feed)[0])[0])
+    return np.stack(rows)
+
+
 def serve(model: ServedModel, scenario, **config):
     """Run `scenario(client, app)` against the app with its lifespan running and the model warm."""
     app = create_app(model, ServeConfig(**config))

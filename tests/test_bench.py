@@ -342,7 +342,7 @@ def test_compare_flags_a_slowed_model_and_passes_an_unchanged_one(models):
     regressed = CliRunner().invoke(
         cli, ["bench", "compare", str(old), str(slow.parent), "--threshold", "200%"]
     )
-    assert regressed.exit_code == 1, regressed.output
+    assert regressed.exit_code == 3, regressed.output  # REGRESSION_EXIT, apart from errors (1)
     assert regressed.output.startswith(
         "SLOWER: kd-2L (onnx, cpu, fp32, batch 1, own length, 1 thread) p50:"
     )

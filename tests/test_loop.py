@@ -164,3 +164,88 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch)
     assert loop.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is kept
     with pytest.raises(SlimbertError, match="fp16 needs a GPU"):
         loop.autocast_for("fp16", cpu)
+
+
+# ---------------------------------------------------------------------------------------------
+# --device: CUDA, MPS or XPU when present; a requested device that is absent is an error.
+
+
+@pytest.fixture
+def present(monkeypatch):
+    """Declare which accelerators this machine has, whatever it really has."""
+    from slimbert import models
+
+    def declare(*kinds: str) -> None:
+        monkeypatch.setattr(models.torch.cuda, "is_available", lambda: "cuda" in kinds)
+        monkeypatch.setattr(models.torch.backends.mps, "is_available", lambda: "mps" in kinds)
+        if hasattr(torch, "xpu"):
+            monkeypatch.setattr(models.torch.xpu, "is_available", lambda: "xpu" in kinds)
+        else:
+            monkeypatch.setattr(models.torch, "xpu", SimpleXpu(kinds), raising=False)
+
+    return declare
+
+
+class SimpleXpu:
+    def __init__(self, kinds):
+        self.kinds = kinds
+
+    def is_available(self) -> bool:
+        return "xpu" in self.kinds
+
+
+@pytest.mark.parametrize(
+    ("kinds", "picked"),
+    [
+        ((), "cpu"),
+        (("cuda",), "cuda"),
+        (("mps",), "mps"),
+        (("xpu",), "xpu"),
+        (("cuda", "xpu"), "cuda"),
+    ],
+)
+def test_auto_picks_the_accelerator_that_is_present(present, kinds, picked):
+    from slimbert.models import device
+
+    present(*kinds)
+    assert device("auto") == torch.device(picked)
+    assert device("cpu") == torch.device("cpu")  # the CPU can always be forced
+
+
+@pytest.mark.parametrize("kind", ["cuda", "mps", "xpu"])
+def test_a_requested_device_that_is_absent_is_one_line_never_the_cpu(present, kind):
+    from slimbert.models import device
+
+    present()
+    with pytest.raises(SlimbertError, match=rf"^--device {kind}: no {kind.upper()} device is "
+                       r"available to this torch build \(available: cpu\); pick one of those "
+                       r"or --device auto$"):  # fmt: skip
+        device(kind)
+    present(kind)
+    assert device(kind) == torch.device(kind)
+
+
+def test_training_forced_onto_an_absent_device_stops_before_writing(
+    present, tiny_base, sst2_files, tmp_path
+):
+    present()
+    train_file, dev_file = sst2_files
+    out = tmp_path / "t"
+    args = ["train-teacher", "--base", tiny_base, "--train", train_file, "--eval", dev_file,
+            "--out", out, "--max-steps", "1", "--device", "mps"]  # fmt: skip
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 1
+    assert "Error: --device mps: no MPS device is available" in result.output
+    assert not (out / "slimbert.json").exists()
+
+
+def test_the_loop_never_trains_silently_elsewhere_than_the_device_picked(present):
+    """Where slimbert's pick and Accelerate's placement disagree (here: MPS declared present,
+    Accelerate finding none), the loop stops with one line instead of training on the CPU."""
+    from slimbert.training.tracking import make_accelerator
+
+    present("mps")
+    with pytest.raises(SlimbertError, match="--device auto: Accelerate placed training on cpu"):
+        make_accelerator(TrainConfig(), None)
+    present()
+    assert make_accelerator(TrainConfig(device="cpu"), None).device.type == "cpu"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+import transformers
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
@@ -62,6 +63,14 @@ def test_unlabelled_texts_dedups_and_keeps_pairs(tmp_path):
     assert sources[1].texts == ["nice actor"] and sources[1].text_pairs == ["the plot"]
 
 
+# transformers major version → (holdout MLM loss before training, first two step losses, best
+# holdout loss after 4 steps)
+MLM_LOSSES = {
+    4: (3.7874, [3.748, 3.798], 3.7304),
+    5: (3.6194, [3.681, 3.776], 3.7032),
+}
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory, tiny_teacher, sst2_files):
     out = tmp_path_factory.mktemp("mlm") / "student-2L"
@@ -93,14 +102,15 @@ def test_pretraining_pins_first_losses_and_saves_an_mlm_dir(pretrained):
     assert meta["examples"] == {"train": 61, "holdout": 3} and meta["layer_map"] == [1, 3]
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForMaskedLM"] and config["num_hidden_layers"] == 2
-    # Pinned on CPU: conftest's seed-0 tiny BERT, masking seeded by the train seed (3).
-    assert meta["mlm_loss_before"] == pytest.approx(
-        3.7874, abs=2e-3
-    )  # ≈ ln 44, the tiny vocabulary
-    assert [round(row["mlm"], 3) for row in result.losses[:2]] == pytest.approx(
-        [3.748, 3.798], abs=2e-3
-    )
-    assert meta["metric"]["mlm_loss"] < meta["mlm_loss_before"]
+    # Pinned on CPU: conftest's seed-0 tiny BERT, masking seeded by the train seed (3). The fresh
+    # MLM head is drawn from the same seed, but transformers 5 draws a new model's weights in
+    # another order, so each line has its own numbers. Four steps on 61 toy sentences do not
+    # reliably lower a 3-sentence holdout loss (on transformers 5's draw it starts lower), so the
+    # best holdout loss is pinned rather than its direction.
+    before, first, best = MLM_LOSSES[int(transformers.__version__.split(".")[0])]
+    assert meta["mlm_loss_before"] == pytest.approx(before, abs=2e-3)  # ≈ ln 44, the vocabulary
+    assert [round(row["mlm"], 3) for row in result.losses[:2]] == pytest.approx(first, abs=2e-3)
+    assert meta["metric"]["mlm_loss"] == pytest.approx(best, abs=2e-3)
     assert len(result.history) == 2
 
 

@@ -92,9 +92,9 @@ def test_tokenization_matches_transformers(single, paired):
 def test_file_names_agree_with_the_exporter():
     from slimbert.export import onnx as exporter
     from slimbert.provenance import METADATA_FILE
-    from slimbert.serve import model
+    from slimbert.serve import folder
 
-    assert (model.ONNX_FILE, model.MANIFEST_FILE, model.METADATA_FILE) == (
+    assert (folder.ONNX_FILE, folder.MANIFEST_FILE, folder.METADATA_FILE) == (
         exporter.ONNX_FILE,
         exporter.MANIFEST_FILE,
         METADATA_FILE,

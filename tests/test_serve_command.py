@@ -36,12 +36,25 @@ def single(tmp_path_factory) -> dict:
 
 
 def test_serve_command_names_a_bad_folder(tmp_path):
-    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "absent")])
-    assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        f"Error: {tmp_path / 'absent'}: no such directory; "
-        "give a folder written by `slimbert export`"
-    ]
+    absent = str(tmp_path / "absent")
+    # --model, the positional folder older command lines give, or both naming one folder
+    for args in ([absent], ["--model", absent], [absent, "--model", absent]):
+        result = CliRunner().invoke(cli, ["serve", *args])
+        assert result.exit_code == 1, args
+        assert result.output.strip().splitlines() == [
+            f"Error: {absent}: no such directory; give a folder written by `slimbert export`"
+        ]
+
+
+def test_serve_command_takes_one_folder(tmp_path):
+    neither = CliRunner().invoke(cli, ["serve", "--port", "0"])
+    assert neither.exit_code == 2 and "Missing option '--model'" in neither.output
+    both = CliRunner().invoke(cli, ["serve", str(tmp_path / "a"), "--model", str(tmp_path / "b")])
+    assert both.exit_code == 2
+    assert both.output.strip().splitlines()[-1] == (
+        f"Error: --model {tmp_path / 'b'} and EXPORT_DIR {tmp_path / 'a'} name different "
+        "folders; give the folder once, as --model DIR"
+    )
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ import pytest
 from serving import metric_value, serve, single_export
 
 from slimbert.serve import Item, ServedModel
-from slimbert.serve.model import ANY, PAIR, SINGLE
+from slimbert.serve.folder import ANY, PAIR, SINGLE
 from slimbert.serve.requests import ApiError, parse_predict
 
 
@@ -146,7 +146,7 @@ BAD_INPUT = [
         415,
         "unsupported_media_type",
     ),
-    ("unknown route", "POST", "/v2/predict", {"json": {"texts": ["good"]}}, 404, "not_found"),
+    ("unknown route", "POST", "/v1/classify", {"json": {"texts": ["good"]}}, 404, "not_found"),
     ("GET on predict", "GET", "/v1/predict", {}, 405, "method_not_allowed"),
     ("DELETE on healthz", "DELETE", "/healthz", {}, 405, "method_not_allowed"),
 ]

@@ -187,7 +187,7 @@ def _piece_teacher(folder: Path) -> Path:
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "sad", "##s", "##ly", "."]
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
     torch.manual_seed(5)
     config = BertConfig(

@@ -26,6 +26,7 @@ from slimbert.data import (
     text_key,
 )
 from slimbert.errors import SlimbertError
+from slimbert.families import forward_inputs
 from slimbert.metrics import METRICS, Metrics, Scoring, compute_metrics
 from slimbert.settings import setting
 
@@ -146,8 +147,16 @@ def make_loader(
     )
 
 
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k not in ("idx", "labels")}
+def model_inputs(batch: dict[str, torch.Tensor], model=None) -> dict[str, torch.Tensor]:
+    """The batch's model inputs (B, T): without `idx` and `labels`, and with `model` given, only
+    those its forward takes (`families.forward_inputs`: a tokenizer may make token_type_ids
+    that a DistilBERT, RoBERTa or DeBERTa-v3 does not read)."""
+    taken = forward_inputs(model) if model is not None else None
+    return {
+        k: v
+        for k, v in batch.items()
+        if k not in ("idx", "labels") and (taken is None or k in taken)
+    }
 
 
 @torch.inference_mode()
@@ -163,7 +172,7 @@ def predict_logits(
     if progress:
         iterator = tqdm(iterator, total=len(loader), desc="predict", leave=False)
     for batch in iterator:
-        inputs = {k: v.to(device) for k, v in model_inputs(batch).items()}
+        inputs = {k: v.to(device) for k, v in model_inputs(batch, model).items()}
         chunks.append(model(**inputs).logits.float().cpu())
         if "idx" in batch:
             indices.append(batch["idx"])

@@ -12,6 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# What a training command writes into its output folder while it runs (training/state.py) and
+# the artifact saved over that folder keeps: the per-step log and the trackers' files.
+RUN_LOG = "train_log.jsonl"
+RUN_TRACKING = "tracking"
+RUN_RECORDS = (RUN_LOG, RUN_TRACKING)
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -63,7 +69,9 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     """Yield a staging directory beside `out`; on success it replaces `out`, on error it vanishes.
 
     An existing `out` is swapped out only after the new one is complete, so a failed run never
-    destroys a good previous result.
+    destroys a good previous result. The run records a training command wrote into `out` while
+    it trained (RUN_RECORDS: train_log.jsonl, tracking/) are copied into the new one unless it
+    has its own; anything else in the old `out`, the resumable training state included, goes.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +79,14 @@ def atomic_dir(out: str | Path) -> Iterator[Path]:
     os.chmod(staging, _umask_mode(0o777))
     try:
         yield staging
+        for name in RUN_RECORDS:
+            kept, fresh = out / name, staging / name
+            if fresh.exists() or not kept.exists():
+                continue
+            if kept.is_dir():
+                shutil.copytree(kept, fresh)
+            else:
+                shutil.copy2(kept, fresh)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

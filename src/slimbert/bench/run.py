@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from slimbert.bench.flops import Peak, measure_peak, transformer_shape
 from slimbert.bench.report import Report, Row
 from slimbert.bench.targets import find_targets
 from slimbert.bench.timing import Job, measure
-from slimbert.data import Columns
+from slimbert.cards import add_bench
+from slimbert.data import Columns, data_exists
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import check_provider
 
@@ -110,7 +112,7 @@ def bench(
     config = config or BenchConfig()
     check_provider(config.provider)
     config.check()
-    if not eval_path.is_file():
+    if not data_exists(eval_path):
         raise SlimbertError(f"--eval {eval_path}: no such file")
     targets = find_targets(model_dirs, out, eval_path, columns, config)
     bindings = (False, True) if config.provider == "cuda" and config.io_binding else (False,)
@@ -160,6 +162,10 @@ def bench(
     )
     if recommendation is not None:
         extra["recommendation"] = recommendation.to_dict()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    for target in targets:  # each model and export folder's card shows its latest figures
+        mine = [asdict(row) for job, row in zip(jobs, rows, strict=True) if job.target is target]
+        add_bench(target.path, mine, eval_path, when)
     threads = config.threads_to_sweep()
     return Report(
         title or f"slimbert bench on {eval_path.name}",

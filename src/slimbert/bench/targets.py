@@ -20,6 +20,7 @@ from slimbert.errors import SlimbertError
 from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE
 from slimbert.export.onnx import export
 from slimbert.export.validate import Tolerances
+from slimbert.hub import weight_files
 from slimbert.provenance import METADATA_FILE, read_metadata
 
 
@@ -55,7 +56,7 @@ def _targets_for(
         manifest = _read_json(model_dir / MANIFEST_FILE)
         config_json = _read_json(model_dir / "config.json")
         return [Target(name, model_dir, "onnx", method, role, precision_of(manifest), config_json)]
-    if not (model_dir / "model.safetensors").is_file():
+    if not weight_files(model_dir):
         raise SlimbertError(
             f"--model {model_dir}: neither model.safetensors nor {ONNX_FILE}; "
             "give a model or export directory"

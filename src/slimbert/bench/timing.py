@@ -32,6 +32,8 @@ from slimbert.data import Columns, LabelMap, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export.manifest import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
+from slimbert.families import forward_inputs
+from slimbert.hub import weights_bytes
 from slimbert.metrics import Scoring, compute_metrics
 from slimbert.models import load_classifier, load_tokenizer, model_label_map, model_task
 from slimbert.provenance import count_parameters, read_metadata
@@ -151,16 +153,19 @@ def _load(target: Target, provider: str, threads: int, io_binding: bool) -> _Loa
         model.eval()
         device = "cuda" if provider == "cuda" else "cpu"
         model.to(device)
+        taken = forward_inputs(model)  # a tokenizer may make inputs the model does not read
 
         def infer(features: dict) -> np.ndarray:
             with torch.inference_mode():
-                inputs = {k: torch.from_numpy(v).to(device) for k, v in features.items()}  # (B, L)
+                inputs = {
+                    k: torch.from_numpy(v).to(device) for k, v in features.items() if k in taken
+                }  # (B, L)
                 logits = model(**inputs).logits  # (B, C)
                 if device == "cuda":
                     torch.cuda.synchronize()
                 return logits.float().cpu().numpy()
 
-        file_mb = (target.path / "model.safetensors").stat().st_size / 2**20
+        file_mb = weights_bytes(target.path) / 2**20
         return _Loaded(
             infer, model_task(model), model_label_map(model), count_parameters(model), file_mb
         )

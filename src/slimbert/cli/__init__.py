@@ -31,6 +31,25 @@ def cli():
       slimbert export --model runs/kd3 --eval dev.tsv --out runs/kd3-onnx
       slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench
     """
+    _quiet_weight_bars()
+
+
+# transformers 5 draws a progress bar each time it loads or saves a model's weights: on the
+# command line that is a dozen bars per command, and noise in front of a one-line error.
+WEIGHT_BARS = ("Loading weights", "Writing model shards")
+
+
+def _drop_weight_bars(factory, args, kwargs):
+    if kwargs.get("desc") in WEIGHT_BARS:
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
+def _quiet_weight_bars() -> None:
+    from transformers.utils import logging as transformers_logging
+
+    if hasattr(transformers_logging, "set_tqdm_hook"):  # transformers 5; 4.x draws no such bars
+        transformers_logging.set_tqdm_hook(_drop_weight_bars)
 
 
 for command in (

@@ -219,6 +219,18 @@ def bench_cmd(
     click.echo(f"report written to {path} and {path.with_suffix('.html')}")
 
 
+def _threshold(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A malformed --threshold is a usage error (exit 2), caught before any report is read."""
+    from slimbert.bench.compare import Threshold
+    from slimbert.errors import SlimbertError
+
+    try:
+        Threshold(value).allowed_ms(1.0)
+    except SlimbertError as exc:
+        raise click.BadParameter(f"{value!r}: {str(exc).split(': ', 1)[-1]}") from None
+    return value
+
+
 @bench_cmd.command("compare", context_settings=CONTEXT)
 @click.argument("old", type=click.Path(path_type=Path))
 @click.argument("new", type=click.Path(path_type=Path))
@@ -226,6 +238,7 @@ def bench_cmd(
     "--threshold",
     default="5%",
     show_default=True,
+    callback=_threshold,
     help="Latency a row may gain beyond both runs' spread: "
     "a percentage of OLD (5%) or a time (0.5ms).",
 )
@@ -247,7 +260,14 @@ def bench_cmd(
 @user_errors
 def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
     """List what got slower or less accurate from OLD to NEW (report.json files or report
-    folders); exit status 1 when anything regressed, so CI can gate a release on it.
+    folders), so CI can gate a release on the exit status.
+
+    \b
+    Exit status:
+      0  nothing regressed
+      3  a regression was found (slower or less accurate beyond the thresholds)
+      2  usage error: a missing argument, an unknown or malformed flag
+      1  any other error, such as a missing or unreadable report
 
     \b
     Example:
@@ -255,7 +275,12 @@ def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
         --threshold 5% --metric-threshold 0.5
     """
     # only what comparing two report.json files needs: no onnxruntime, no matplotlib
-    from slimbert.bench.compare import Threshold, compare_reports, machine_differences
+    from slimbert.bench.compare import (
+        REGRESSION_EXIT,
+        Threshold,
+        compare_reports,
+        machine_differences,
+    )
     from slimbert.bench.report import Report
 
     before, after = Report.read(old), Report.read(new)
@@ -274,4 +299,4 @@ def bench_compare_cmd(ctx, old, new, threshold, metric_threshold, statistic):
         f"{metric_threshold:g} metric points)"
     )
     if regressed:
-        ctx.exit(1)
+        ctx.exit(REGRESSION_EXIT)

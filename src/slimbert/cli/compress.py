@@ -50,8 +50,9 @@ def method_command(method: Method) -> click.Command:
         click.echo(student_line(out, metadata))
 
     teacher_help = (
-        "Teacher directory (from train-teacher), or a professor (professor boost's ensemble, "
-        "or a PS-DA teacher)."
+        "Teacher directory (from train-teacher), a professor (professor boost's ensemble, "
+        "or a PS-DA teacher), or a fine-tuned classifier's Hub name (org/name, from the "
+        "Hugging Face cache)."
     )
     if method.several_teachers:
         teacher_help += (
@@ -106,4 +107,10 @@ class MethodGroup(click.Group):
 @click.group("compress", cls=MethodGroup, context_settings=CONTEXT)
 def compress():
     """Distil a teacher into a smaller student. One subcommand per method; each takes
-    --recipe FILE with its flags as keys."""
+    --recipe FILE with its flags as keys.
+
+    \b
+    Example:
+      slimbert compress kd --teacher runs/teacher --train train.tsv --eval dev.tsv \\
+        --layers 3 --out runs/kd3
+    """

@@ -26,7 +26,12 @@ from slimbert.experiment.cells import run_experiment
 @user_errors
 def demo_cmd(quick, out, seed):
     """Offline end to end on the bundled MiniLM and tweet corpus: teacher, 3/2/1-layer kd
-    students, ONNX exports, bench report."""
+    students, ONNX exports, bench report.
+
+    \b
+    Example:
+      slimbert demo --quick --out demo-out
+    """
     report_path = run_demo(out, quick=quick, seed=seed)
     click.echo(f"demo report: {report_path}")
 

@@ -219,6 +219,8 @@ def export_cmd(
                 "fused: "
                 + (", ".join(f"{op} {n}" for op, n in fusions["counts"].items() if n) or "nothing")
             )
+            if fusions.get("attention"):
+                click.echo(fusions["attention"])
             for warning in fusions["warnings"]:
                 click.echo(f"warning: {warning}", err=True)
     v = manifest["validation"]

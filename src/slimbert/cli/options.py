@@ -34,7 +34,11 @@ def user_errors(command):
         except SlimbertError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            click.echo("interrupted; nothing was written", err=True)
+            click.echo(
+                "interrupted; no model was written (a training command continues from its last "
+                "evaluation with --resume)",
+                err=True,
+            )
             sys.exit(130)
 
     return wrapper
@@ -184,7 +188,8 @@ def data_options(command):
             "train",
             type=click.Path(path_type=Path),
             required=True,
-            help="Training file: .tsv (GLUE), .csv or .jsonl.",
+            help="Training data: a .tsv (GLUE), .csv, .jsonl or .parquet file, a save_to_disk "
+            "folder, or a cached Hub dataset hf:NAME[:CONFIG]:SPLIT.",
         ),
         click.option(
             "--eval",

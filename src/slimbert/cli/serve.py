@@ -12,7 +12,15 @@ from slimbert.errors import SlimbertError
 
 @click.command("serve", context_settings=CONTEXT)
 @recipe_option
-@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.argument("export_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    help="[required] Export folder to serve (from `slimbert export`, or any ONNX "
+    "sequence-classification folder with config.json and tokenizer files). "
+    "A positional EXPORT_DIR is accepted too.",
+)
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -95,6 +103,7 @@ from slimbert.errors import SlimbertError
 @user_errors
 def serve_cmd(
     export_dir,
+    model_dir,
     host,
     port,
     name,
@@ -111,14 +120,23 @@ def serve_cmd(
     log_level,
     access_log,
 ):
-    """Serve an export folder over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs.
+    """Serve an export folder over HTTP: POST /v1/predict, /healthz, /readyz, /metrics, /docs,
+    and the Open Inference Protocol (v2) routes Triton and KServe clients speak:
+    /v2/health/ready, /v2/models/NAME (metadata), POST /v2/models/NAME/infer.
+
+    A folder `slimbert export` did not write (no manifest.json, e.g. optimum's export) is served
+    with a warning that slimbert has not validated it.
 
     \b
     Example:
-      slimbert serve runs/kd3-onnx --port 8000
+      slimbert serve --model runs/kd3-onnx --port 8000
       curl -s localhost:8000/v1/predict -H 'Content-Type: application/json' \\
         -d '{"texts": ["a gripping film"]}'
+      curl -s localhost:8000/v2/models/kd3-onnx/infer -H 'Content-Type: application/json' \\
+        -d '{"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                         "data": ["a gripping film"]}]}'
     """
+    export_dir = _one_folder(export_dir, model_dir)
     try:  # the serve extra (fastapi, uvicorn, prometheus-client) is optional
         import uvicorn
 
@@ -138,7 +156,9 @@ def serve_cmd(
     )
     click.echo(
         f"serving {identity.name} (sha256 {identity.sha256[:12]}, {identity.task}, "
-        f"inputs: {identity.inputs}) on http://{host}:{port}",
+        f"inputs: {identity.inputs}"
+        + ("" if identity.validated else ", not validated by slimbert")
+        + f") on http://{host}:{port}",
         err=True,
     )
     uvicorn.run(
@@ -150,3 +170,17 @@ def serve_cmd(
         timeout_graceful_shutdown=graceful_timeout,
         lifespan="on",
     )
+
+
+def _one_folder(export_dir: Path | None, model_dir: Path | None) -> Path:
+    """--model DIR, or the positional EXPORT_DIR older command lines give; both only when they
+    name the same folder."""
+    if export_dir is None and model_dir is None:
+        raise click.UsageError("Missing option '--model'.")
+    if export_dir is not None and model_dir is not None:
+        if export_dir.resolve() != model_dir.resolve():
+            raise click.UsageError(
+                f"--model {model_dir} and EXPORT_DIR {export_dir} name different folders; "
+                "give the folder once, as --model DIR"
+            )
+    return model_dir or export_dir

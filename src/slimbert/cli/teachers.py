@@ -35,7 +35,8 @@ from slimbert.teachers.transfer import TransferConfig, build_transfer, manifest_
 @click.option(
     "--base",
     required=True,
-    help="Base checkpoint: a local Hugging Face directory, or 'minilm-l6' for the bundled MiniLM.",
+    help="Base checkpoint: a local Hugging Face directory, a Hub name (org/name, from the "
+    "Hugging Face cache), or 'minilm-l6' for the bundled MiniLM.",
 )
 @click.option(
     "--out",
@@ -80,7 +81,13 @@ def train_teacher_cmd(base, out, save_route, **kwargs):
 
 @click.group(context_settings=CONTEXT)
 def professor():
-    """Make the teacher stronger before it teaches: a boosted ensemble, or augmented pairs."""
+    """Make the teacher stronger before it teaches: a boosted ensemble, or augmented pairs.
+
+    \b
+    Example:
+      slimbert professor boost --base minilm-l6 --train train.tsv --eval dev.tsv \\
+        --out runs/professor-boost
+    """
 
 
 @professor.command("boost", context_settings=CONTEXT)

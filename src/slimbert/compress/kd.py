@@ -27,6 +27,7 @@ from slimbert.training.loop import TrainResult, train_loader
 from slimbert.training.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
 from slimbert.training.route import describe as describe_route
 from slimbert.training.route import soft_targets, train_stages
+from slimbert.training.state import RunFiles
 
 ROUTE_HELP = (
     "The teacher's route (train-teacher --save-route): distil from its checkpoints in order, "
@@ -54,7 +55,7 @@ class KDConfig:
     student_init: Path | None = setting(
         None,
         "Start the student's embeddings and encoder from this pre-trained student "
-        "(from pretrain-student, same --layers).",
+        "(from pretrain-student, same --layers): a directory or a Hub name.",
     )
     teacher_route: Path | None = setting(None, ROUTE_HELP)
 
@@ -93,6 +94,7 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         cached_logits_step(loss_terms(kd)),
         evaluator(data),
         f"kd-{kd.layers}L",
+        run=RunFiles(job.out, config.resume),
     )
     result = results[-1]
     metadata = {

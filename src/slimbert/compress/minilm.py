@@ -16,7 +16,10 @@ with Hinton KD on the cached teacher logits: alpha · T²·KL + (1 − alpha) ·
 
 Stage 1 keeps the checkpoint with the lowest relation loss on the eval set; stage 2 the best
 eval metric. The student is built like TinyBERT's (`compress.students.build_student`): copied
-from the uniformly mapped teacher layers where shapes match, random otherwise.
+from the uniformly mapped teacher layers where shapes match, random otherwise. Relations use the
+projections as they leave their Linear layers, so they apply to every family in
+`slimbert.families`, relative and rotary positions included (ModernBERT's Q and K are read
+before their rotation).
 
 Reference: Wang et al., "MiniLMv2: Multi-Head Self-Attention Relation Distillation for
 Compressing Pretrained Transformers", Findings of ACL 2021.
@@ -36,6 +39,7 @@ from slimbert.batches import TaskData, evaluator, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.errors import SlimbertError
+from slimbert.families import family_of
 from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
@@ -53,6 +57,7 @@ from slimbert.training.losses import (
 from slimbert.training.outputs import Outputs
 from slimbert.training.route import describe as describe_route
 from slimbert.training.route import soft_targets, train_stages
+from slimbert.training.state import RunFiles
 
 RELATIONS = ("query", "key", "value")
 
@@ -209,21 +214,23 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
     teacher, tokenizer = loaded.layers, loaded.tokenizer
     cached = teacher_logits(loaded.model, job.teacher, data, fingerprint=loaded.fingerprint)
     del loaded, opening.teacher  # (N, C) logits above
-    teacher_layer = resolve_teacher_layer(minilm.teacher_layer, teacher.config.num_hidden_layers)
-    relation_heads = minilm.relation_heads or teacher.config.num_attention_heads
-    init_map = map_layers(teacher.config.num_hidden_layers, minilm.layers, "uniform")
+    family = family_of(teacher.config)
+    depth = family.size(teacher.config, "depth")
+    teacher_layer = resolve_teacher_layer(minilm.teacher_layer, depth)
+    relation_heads = minilm.relation_heads or family.size(teacher.config, "heads")
+    init_map = map_layers(depth, minilm.layers, "uniform")
     seed_everything(config.seed)
     student, init = build_student(teacher, minilm.shape(), init_map, seed=config.seed)
     for name, width in (
-        ("teacher", teacher.config.hidden_size),
-        ("student", student.config.hidden_size),
+        ("teacher", family.size(teacher.config, "width")),
+        ("student", family.size(student.config, "width")),
     ):
         if width % relation_heads:
             raise SlimbertError(
                 f"--relation-heads {relation_heads} does not divide the {name}'s hidden size "
                 f"{width}; pick a common divisor"
             )
-    teacher.to(device())
+    teacher.to(device(config.device))
     teacher.requires_grad_(False)
     terms = relation_terms(teacher_layer, relation_heads)
 
@@ -238,6 +245,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
     relation_config = dataclasses.replace(
         config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr
     )
+    run = RunFiles(job.out, config.resume)
     relation = train(
         student,
         loader,
@@ -245,6 +253,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
         _relation_evaluator(teacher, terms, data),
         relation_config,
         description=f"minilm-{minilm.layers}L-relation",
+        run=run,
     )
     teacher.to("cpu")  # stage 2 reads cached logits
 
@@ -260,6 +269,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
         cached_logits_step(prediction),
         evaluator(data),
         f"minilm-{minilm.layers}L-prediction",
+        run=run,
     )
     result = results[-1]
     stages = {"relation": stage_record(relation), "prediction": stage_record(result)}

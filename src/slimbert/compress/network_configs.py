@@ -1,15 +1,26 @@
 """The settings of the students without attention (TextCNN, BiLSTM, soft tree), saved whole in
 their config.json; compress/networks.py holds the networks, network_files.py builds, saves and
-loads them."""
+loads them.
+
+Their config.json also carries a `model_type` ("slimbert-textcnn", "slimbert-bilstm",
+"slimbert-tree") registered with transformers' AutoConfig when this module is imported (as
+`import slimbert.models` does), so `AutoConfig.from_pretrained(folder)` reads one — sizes and
+labels included. The networks are not transformers models: AutoModel and optimum's ORTModel
+classes have no class for these types and refuse them; `slimbert.models.load_classifier` loads
+the student, `slimbert.load` its ONNX export.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from transformers import AutoConfig, PretrainedConfig
+
 from slimbert.errors import SlimbertError
 
 ARCHITECTURE_KEY = "slimbert_architecture"
+MODEL_TYPE_PREFIX = "slimbert-"
 
 
 PROJECTIONS = ("pca", "learned")
@@ -69,10 +80,16 @@ class StudentConfig:
             raise SlimbertError(f"--dropout {self.dropout}: give a probability in [0, 1)")
 
     def to_json(self) -> dict[str, Any]:
-        """config.json: the architecture key, HF-style label fields, then every size."""
+        """config.json: the model type and architecture keys, HF-style label fields, then every
+        size."""
         values = asdict(self)
         values["id2label"] = {str(k): v for k, v in self.id2label.items()}
-        return {ARCHITECTURE_KEY: self.architecture, **values, "label2id": self.label2id}
+        return {
+            "model_type": MODEL_TYPE_PREFIX + self.architecture,
+            ARCHITECTURE_KEY: self.architecture,
+            **values,
+            "label2id": self.label2id,
+        }
 
 
 @dataclass
@@ -130,3 +147,31 @@ class TreeConfig(StudentConfig):
             raise SlimbertError(
                 f"--inverse-temperature {self.inverse_temperature}: give a positive number"
             )
+
+
+# ---------------------------------------------------------------------------------------------
+# config.json as transformers reads it.
+
+
+class TextCNNPretrainedConfig(PretrainedConfig):
+    """A TextCNN student's config.json for AutoConfig: labels and sizes as attributes."""
+
+    model_type = MODEL_TYPE_PREFIX + TextCNNConfig.architecture
+
+
+class BiLSTMPretrainedConfig(PretrainedConfig):
+    """A BiLSTM student's config.json for AutoConfig: labels and sizes as attributes."""
+
+    model_type = MODEL_TYPE_PREFIX + BiLSTMConfig.architecture
+
+
+class TreePretrainedConfig(PretrainedConfig):
+    """A soft-tree student's config.json for AutoConfig: labels and sizes as attributes."""
+
+    model_type = MODEL_TYPE_PREFIX + TreeConfig.architecture
+
+
+PRETRAINED_CONFIGS = (TextCNNPretrainedConfig, BiLSTMPretrainedConfig, TreePretrainedConfig)
+
+for _config in PRETRAINED_CONFIGS:
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)

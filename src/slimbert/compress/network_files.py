@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from slimbert.cards import write_card
 from slimbert.compress.network_configs import (
     ARCHITECTURE_KEY,
     BiLSTMConfig,
@@ -77,6 +78,7 @@ def student_config(path: str | Path) -> StudentConfig:
     config_type, _ = ARCHITECTURES[name]
     known = {f.name for f in dataclasses.fields(config_type)}
     payload.pop("label2id", None)
+    payload.pop("model_type", None)  # AutoConfig's name for it; students before it lack one
     unknown = sorted(set(payload) - known)
     if unknown:
         raise SlimbertError(
@@ -121,4 +123,5 @@ def save_student(student: nn.Module, tokenizer, out: str | Path, metadata: dict)
             "versions": library_versions(),
         }
         write_json_atomic(staging / METADATA_FILE, full)
+        write_card(staging, full)
     return SavedModel(Path(out), full)

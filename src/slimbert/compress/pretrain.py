@@ -6,7 +6,7 @@ default the task's own training text, pairs kept as pairs so segment embeddings 
 will see in fine-tuning. `compress kd --student-init DIR` then starts from its embeddings and
 encoder (PS-DA* in the professor experiment):
 
-    teacher classifier (T layers)                     BertForMaskedLM (S layers)
+    teacher classifier (T layers)                     <Family>ForMaskedLM (S layers)
     ┌──────────────────────┐    build_student         ┌──────────────────────────┐
     │ embeddings           │ ───────────────────────▶ │ embeddings               │ ◀─┐ tied
     │ encoder.layer[0..T)  │  layers pick_layers(T,S) │ encoder.layer[0..S)      │   │
@@ -39,6 +39,8 @@ from torch.utils.data import DataLoader
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns, Examples, read_examples, read_subset
 from slimbert.errors import SlimbertError
+from slimbert.families import family_of, forward_inputs
+from slimbert.hub import load_weights
 from slimbert.metrics import Metrics
 from slimbert.models import (
     load_classifier,
@@ -52,6 +54,7 @@ from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import model_fingerprint
 from slimbert.training.loop import TrainConfig, TrainResult, train
+from slimbert.training.state import RunFiles
 
 ROLE = "pretrained-student"
 
@@ -95,8 +98,15 @@ def source_model(teacher: str | Path) -> tuple[nn.Module, object, str]:
     if path.is_dir():
         loaded = load_teacher(path)
         return loaded.layers, loaded.tokenizer, loaded.fingerprint
-    base_dir = resolve_base(teacher)
+    base_dir = resolve_base(teacher, "--teacher")
     return load_classifier(base_dir), load_tokenizer(base_dir), model_fingerprint(base_dir)
+
+
+def encoder_keys(model: nn.Module, keys) -> list[str]:
+    """The keys of `keys` under the model's base (embeddings, layers, final norm), less a
+    pooler: what a masked-LM student shares with its classifier."""
+    prefix = f"{model.base_model_prefix}."
+    return [k for k in keys if k.startswith(prefix) and not k.startswith(f"{prefix}pooler")]
 
 
 def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
@@ -105,24 +115,21 @@ def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
     word embeddings."""
     from transformers import AutoModelForMaskedLM
 
-    picked = pick_layers(source.config.num_hidden_layers, layers)
+    family = family_of(source.config)
+    picked = pick_layers(family.size(source.config, "depth"), layers)
     student, _ = build_student(source, StudentShape(layers), picked, seed=None)
     config = copy.deepcopy(student.config)
     config.architectures = None
     config.is_decoder = False
     config.tie_word_embeddings = True
     mlm = AutoModelForMaskedLM.from_config(config)
-    prefix = student.base_model_prefix
     copied_from = student.state_dict()
     state = mlm.state_dict()
-    wanted = [
-        k for k in copied_from if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))
-    ]
-    for key in wanted:
+    for key in encoder_keys(student, copied_from):
         if key not in state:
             raise SlimbertError(
-                f"{type(mlm).__name__} has no weight {key!r}; "
-                "masked-LM pre-training supports BERT-family encoders"
+                f"{type(mlm).__name__} has no weight {key!r}; masked-LM pre-training needs the "
+                f"{family.name} masked-LM model to share its classifier's encoder"
             )
         assert state[key].shape == copied_from[key].shape, (
             key,
@@ -143,27 +150,24 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     """Overwrite `student`'s embeddings and encoder with a pre-trained student's (from
     pretrain-student), key by key with shape asserts; its pooler and classifier stay as they
     are (the teacher's). Returns what was copied, for the student's metadata."""
-    from safetensors.torch import load_file
-
-    init_dir = Path(init_dir)
-    if not (init_dir / "config.json").is_file() or not (init_dir / "model.safetensors").is_file():
-        raise SlimbertError(
-            f"--student-init {init_dir}: not a model directory "
-            "(config.json and model.safetensors); "
-            "give a directory written by `slimbert pretrain-student`"
-        )
+    init_dir = resolve_base(init_dir, "--student-init")
     config = json.loads((init_dir / "config.json").read_text())
-    for name in ("num_hidden_layers", "hidden_size", "vocab_size"):
+    family = family_of(student.config)
+    if config.get("model_type") != student.config.model_type:
+        raise SlimbertError(
+            f"--student-init {init_dir}: a {config.get('model_type')!r} model but this student "
+            f"is {student.config.model_type!r}; pre-train a student from the same teacher"
+        )
+    for name in (family.depth, family.width, "vocab_size"):
         if config.get(name) != getattr(student.config, name):
             raise SlimbertError(
                 f"--student-init {init_dir}: {name} {config.get(name)} "
                 f"but this student has {getattr(student.config, name)}; "
                 "pre-train a student of the same depth from the same teacher"
             )
-    saved = load_file(str(init_dir / "model.safetensors"))
-    prefix = student.base_model_prefix
+    saved = load_weights(init_dir)
     state = student.state_dict()
-    wanted = [k for k in state if k.startswith((f"{prefix}.embeddings.", f"{prefix}.encoder."))]
+    wanted = encoder_keys(student, state)
     missing = [k for k in wanted if k not in saved]
     if missing:
         raise SlimbertError(
@@ -226,19 +230,22 @@ def _features(tokenizer, sources: list[Examples], max_length: int) -> list[dict]
 def masked_lm_loss(model, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over the masked tokens only, running the vocabulary head on those alone.
 
-    BertForMaskedLM's own loss projects every token to the vocabulary (MiniLM: 384 × 30,522
+    A masked-LM model's own loss projects every token to the vocabulary (MiniLM: 384 × 30,522
     multiply-adds a token, more than six encoder layers' worth) and then ignores the ~85% that
     are not masked; selecting the masked positions first gives the same loss for a fraction of
-    the compute.
+    the compute. A family without one head module (`families.Family.mlm_head`: DistilBERT,
+    ELECTRA, ModernBERT) and a model wrapped for data-parallel training run their own loss.
     """
-    if hasattr(model, "module"):  # wrapped for data-parallel training: its forward must run
-        loss = model(**batch).loss
-        return loss * int((batch["labels"] != -100).sum()) if reduction == "sum" else loss
     labels = batch["labels"]
+    inner = getattr(model, "module", model)
+    head = family_of(inner.config).mlm_head if inner is model else None
+    inputs = {k: v for k, v in batch.items() if k in forward_inputs(inner)}
+    if head is None:  # wrapped for data-parallel training, or a family without one head module
+        loss = model(**inputs, labels=labels).loss
+        return loss * int((labels != -100).sum()) if reduction == "sum" else loss
     mask = labels != -100  # (B, T)
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
     hidden = model.base_model(**inputs).last_hidden_state  # (B, T, H)
-    logits = model.cls(hidden[mask])  # (M, V)
+    logits = getattr(model, head)(hidden[mask])  # (M, V)
     return torch.nn.functional.cross_entropy(logits.float(), labels[mask], reduction=reduction)
 
 
@@ -317,7 +324,15 @@ def pretrain_student(
         loss = masked_lm_loss(model, batch)
         return loss, {"mlm": float(loss.detach())}
 
-    result = train(mlm, loader, step, evaluate, config, description=f"mlm-{pretrain.layers}L")
+    result = train(
+        mlm,
+        loader,
+        step,
+        evaluate,
+        config,
+        description=f"mlm-{pretrain.layers}L",
+        run=RunFiles(out, config.resume),
+    )
     metadata = {
         "role": ROLE,
         "method": "mlm",

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from slimbert.errors import SlimbertError
-from slimbert.models import layer_key_prefix
+from slimbert.families import family_of
 from slimbert.settings import setting
 
 STRATEGIES = ("uniform", "top", "bottom")
@@ -165,39 +165,52 @@ def build_student(
 ) -> tuple[nn.Module, InitReport]:
     """The one student builder: a student of `shape`, initialised from the teacher wherever a
     tensor's shape matches. Every transformer method (kd, tinybert, theseus, minilm) and
-    masked-LM pre-training build their students here.
+    masked-LM pre-training build their students here, for every family in `slimbert.families`.
 
     Student encoder layer j reads teacher layer layer_map[j]; embeddings, pooler and classifier
     read the teacher's own. A tensor whose shape differs (anything sized by a narrower hidden
     size, head layout or FFN) keeps the student's fresh random initialisation, drawn after
     seeding torch with `seed` (None: from torch's current state). At the teacher's width every
-    tensor is copied (DistilBERT-style), which is asserted.
+    tensor is copied (DistilBERT-style), which is asserted — except a layer tensor the teacher's
+    layer does not have (ModernBERT's first layer has no attention LayerNorm). A family whose
+    layers share one set of weights (ALBERT) copies them whole: the student runs the shared
+    layer `shape.layers` times.
     """
-    teacher_layers = teacher.config.num_hidden_layers
+    family = family_of(teacher.config)
+    teacher_layers = family.size(teacher.config, "depth")
     if len(layer_map) != shape.layers or any(not 0 <= k < teacher_layers for k in layer_map):
         raise SlimbertError(
             f"layer map {layer_map} does not fit a {shape.layers}-layer student of a "
             f"{teacher_layers}-layer teacher"
         )
     config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = shape.layers
-    config.hidden_size = shape.hidden or teacher.config.hidden_size
-    config.num_attention_heads = shape.heads or teacher.config.num_attention_heads
-    config.intermediate_size = shape.ffn or teacher.config.intermediate_size
-    if config.hidden_size % config.num_attention_heads:
+    for which, value in (
+        ("depth", shape.layers),
+        ("width", shape.hidden),
+        ("heads", shape.heads),
+        ("ffn", shape.ffn),
+    ):
+        if value is not None:
+            setattr(config, getattr(family, which), value)
+    for name in family.follows_width:  # e.g. DeBERTa's pooler_hidden_size
+        if getattr(config, name, None) == family.size(teacher.config, "width"):
+            setattr(config, name, family.size(config, "width"))
+    hidden, heads = family.size(config, "width"), family.size(config, "heads")
+    if hidden % heads:
         raise SlimbertError(
-            f"--hidden-size {config.hidden_size} is not a multiple of "
-            f"--heads {config.num_attention_heads}; pick a head count that divides the hidden size"
+            f"--hidden-size {hidden} is not a multiple of --heads {heads}; "
+            "pick a head count that divides the hidden size"
         )
     if seed is not None:
         torch.manual_seed(seed)
     student = type(teacher)(config)
     teacher_state = teacher.state_dict()
-    prefix = layer_key_prefix(teacher)
+    prefix = family.layer_key_prefix(teacher)
     new_state, report = {}, InitReport([], [])
+    absent_in_layer = []  # layer tensors the mapped teacher layer does not have
     for key, value in student.state_dict().items():
         source = key
-        if key.startswith(prefix):
+        if key.startswith(prefix) and not family.shared_layers:
             index, rest = key[len(prefix) :].split(".", 1)
             source = f"{prefix}{layer_map[int(index)]}.{rest}"
         if source in teacher_state and teacher_state[source].shape == value.shape:
@@ -206,8 +219,11 @@ def build_student(
         else:
             new_state[key] = value
             report.random.append(key)
+            if source != key and source not in teacher_state:
+                absent_in_layer.append(key)
     full_width = (shape.hidden, shape.heads, shape.ffn) == (None, None, None)
-    assert not (full_width and report.random), f"teacher weights missing: {report.random[:5]}"
+    unexpected = [key for key in report.random if key not in absent_in_layer]
+    assert not (full_width and unexpected), f"teacher weights missing: {unexpected[:5]}"
     student.load_state_dict(new_state, strict=True)
     student.config.slimbert_layer_map = layer_map
     return student, report

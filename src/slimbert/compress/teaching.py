@@ -43,6 +43,7 @@ from slimbert.training.loop import TrainResult, train, train_loader, training_re
 from slimbert.training.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
 from slimbert.training.outputs import Outputs
 from slimbert.training.route import Stage, describe, plan, route_logits
+from slimbert.training.state import RunFiles
 
 SOFT_LOSSES = ("kl", "mse")
 
@@ -201,14 +202,13 @@ def student_losses(
     """One batch: the student's weighted loss, the joint teacher's own CE (None when offline)
     and every unweighted term for the log. With isolated=True the student's loss has no path
     to the joint teacher's parameters."""
-    inputs = model_inputs(batch)
-    result = student(**inputs)
+    result = student(**model_inputs(batch, student))
     mask = batch["attention_mask"]
     student_out = Outputs(logits=result.logits, attention_mask=mask)
     teacher_loss = live = None
     if joint_teacher is not None:
         joint_teacher.train()
-        live = joint_teacher(**inputs).logits  # (B, C)
+        live = joint_teacher(**model_inputs(batch, joint_teacher)).logits  # (B, C)
         teacher_loss = hard_loss(Outputs(logits=live, attention_mask=mask), None, batch)
         if isolated:
             live = live.detach()
@@ -307,6 +307,7 @@ def teach(
         return step
 
     results = []
+    run = RunFiles(out, config.resume)
     for stage in stages:
         joint = teaching.joint and stage.final
         results.append(
@@ -319,6 +320,7 @@ def teach(
                 extra_modules=[joint_teacher] if joint else None,
                 extra_lrs=[teaching.teacher_lr] if joint else None,
                 description=method if stage.final else f"{method} {stage.name}",
+                run=run,
             )
         )
     result = results[-1]

@@ -24,6 +24,12 @@ In evaluation mode the hybrid runs the successor layers only, so every evaluatio
 student that will be saved. Successor layer i starts as a copy of the top layer of module i
 (the layers kd keeps) or, with --init first, of teacher layer i as in the paper's code.
 
+Each layer of a family is called with the same arguments whichever module runs it, so the hybrid
+works for every family in `slimbert.families` whose layers are separate modules; ModernBERT's
+teacher layers keep their own attention kind (global or sliding window) inside the hybrid, and
+successor layer i has the kind of layer i. ALBERT shares one layer across its depth and is
+refused.
+
 Reference: Xu et al., "BERT-of-Theseus: Compressing BERT by Progressive Module Replacing",
 EMNLP 2020.
 """
@@ -40,11 +46,13 @@ from slimbert.batches import evaluator
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.students import StudentShape, build_student, split_modules
 from slimbert.errors import SlimbertError
-from slimbert.models import device, encoder_layers, save_model, seed_everything
+from slimbert.families import family_of
+from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult, planned_steps, train, train_loader
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
+from slimbert.training.state import RunFiles
 
 INITS = ("module-top", "first")
 
@@ -125,7 +133,7 @@ class ReplacementSchedule:
 class ReplaceableModule(nn.Module):
     """One predecessor module (frozen teacher layers) and the successor layer that replaces it.
 
-    Called like a Hugging Face BertLayer:
+    Called like the layer it stands for (BertLayer, DistilBERT's TransformerBlock, ...):
     (hidden_states (B, T, H), mask, ...) → (hidden_states, ...).
     In training it runs the successor when `use_successor` is True, the predecessor otherwise;
     in evaluation it always runs the successor.
@@ -143,7 +151,8 @@ class ReplaceableModule(nn.Module):
         outputs = None
         for layer in self.predecessor:
             outputs = layer(hidden_states, *args, **kwargs)
-            hidden_states = outputs[0]  # (B, T, H)
+            # transformers 4 layers return a tuple, transformers 5 layers the tensor itself
+            hidden_states = outputs[0] if isinstance(outputs, tuple) else outputs  # (B, T, H)
         return outputs
 
 
@@ -155,20 +164,34 @@ def hybrid_encoder(
 
     The teacher's layers are frozen. Put the returned list back with `restore_encoder`.
     """
-    base = getattr(student, student.base_model_prefix)
-    successors = base.encoder.layer
-    teacher_layers = encoder_layers(teacher)
+    family = family_of(student.config)
+    successors = family.layer_list(student)
+    teacher_layers = family.layer_list(teacher)
     for layer in teacher_layers:
         layer.requires_grad_(False)
-    base.encoder.layer = nn.ModuleList(
-        ReplaceableModule([teacher_layers[k] for k in module], successors[i])
-        for i, module in enumerate(modules)
+    family.set_layer_list(
+        student,
+        nn.ModuleList(
+            ReplaceableModule([teacher_layers[k] for k in module], successors[i])
+            for i, module in enumerate(modules)
+        ),
     )
     return successors
 
 
 def restore_encoder(student: nn.Module, successors: nn.ModuleList) -> None:
-    getattr(student, student.base_model_prefix).encoder.layer = successors
+    family_of(student.config).set_layer_list(student, successors)
+
+
+def check_replaceable(teacher: nn.Module) -> None:
+    """Refuse a family without one module per layer to replace (ALBERT shares one layer)."""
+    family = family_of(teacher.config)
+    if family.shared_layers:
+        raise SlimbertError(
+            f"compress theseus: {family.name} runs one shared layer at every depth, so there are "
+            "no per-layer modules to replace; use compress kd, tinybert or minilm, which run the "
+            "shared layer fewer times"
+        )
 
 
 def set_draws(hybrid: nn.ModuleList, p: float, generator: torch.Generator) -> list[bool]:
@@ -191,7 +214,8 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
     teacher, tokenizer, data = opening.teacher.layers, opening.teacher.tokenizer, opening.data
     evaluate = evaluator(data)
     del opening.teacher
-    teacher_layers = teacher.config.num_hidden_layers
+    check_replaceable(teacher)
+    teacher_layers = family_of(teacher.config).size(teacher.config, "depth")
     modules = split_modules(teacher_layers, theseus.layers)
     init_layers = (
         [module[-1] for module in modules]
@@ -206,7 +230,7 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
     student.requires_grad_(False)
     successors = hybrid_encoder(student, teacher, modules)
     successors.requires_grad_(True)
-    hybrid = getattr(student, student.base_model_prefix).encoder.layer
+    hybrid = family_of(student.config).layer_list(student)
     loader = train_loader(data.train_set, config)
     total_steps = planned_steps(config, len(loader))
     schedule = ReplacementSchedule.from_config(theseus, total_steps)
@@ -217,7 +241,6 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
     def replacing_step(model, batch):
         p = schedule.at(counter["step"])
         draws = set_draws(hybrid, p, generator)
-        counter["step"] += 1
         loss, logged = combine(terms, forward(model, batch), None, batch)
         if not any(draws):
             # Every module was the frozen teacher's, so nothing trainable ran. A zero-weighted tie
@@ -226,7 +249,11 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
             loss = loss + 0.0 * sum(w.sum() for w in successors.parameters())
         return loss, {**logged, "p": p, "replaced": float(sum(draws))}
 
-    teacher.to(device())  # the predecessor layers run inside the hybrid, on the student's device
+    def count(done: int, total: int, model) -> None:
+        counter["step"] = done  # optimiser steps, whatever --grad-accum; set again on --resume
+
+    run = RunFiles(job.out, config.resume)
+    teacher.to(device(config.device))  # the predecessor layers run inside the hybrid
     replacing = train(
         student,
         loader,
@@ -234,6 +261,9 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
         evaluate,
         config,
         description=f"theseus-{theseus.layers}L-replace",
+        on_step=count,
+        run=run,
+        rngs=[generator],
     )
     restore_encoder(student, successors)
     teacher.to("cpu")
@@ -252,6 +282,7 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
         evaluate,
         finetune_config,
         description=f"theseus-{theseus.layers}L-finetune",
+        run=run,
     )
     stages = {"replace": stage_record(replacing), "finetune": stage_record(result)}
     metadata = {

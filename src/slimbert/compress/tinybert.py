@@ -19,7 +19,9 @@ with the lowest distillation loss on the eval set; stage 2 keeps the best eval m
 
 The student may be shallower and narrower (hidden size, heads, FFN size); it is initialised from
 the mapped teacher layers wherever a tensor's shape matches and randomly otherwise, and stays a
-plain `BertForSequenceClassification`, so it exports and benches like a kd student.
+plain classifier of the teacher's family, so it exports and benches like a kd student. The
+attention term needs absolute positions (DeBERTa, MPNet and ModernBERT are refused in one line
+unless --attention-weight is 0; see `slimbert.families`).
 
 Reference: Jiao et al., "TinyBERT: Distilling BERT for Natural Language Understanding",
 Findings of EMNLP 2020.
@@ -39,13 +41,18 @@ from slimbert.compress.method import Job, Method, open_job, stage_record, studen
 from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.data import Examples, concat
 from slimbert.errors import SlimbertError
+from slimbert.families import family_of
 from slimbert.files import sha256_file
 from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.word_augment import AugmentConfig, augment
-from slimbert.training.capture import TransformerOutputs, forward_internals
+from slimbert.training.capture import (
+    TransformerOutputs,
+    check_attention_scores,
+    forward_internals,
+)
 from slimbert.training.loop import TrainResult, train, train_loader
 from slimbert.training.losses import (
     LossTerm,
@@ -58,6 +65,7 @@ from slimbert.training.losses import (
 from slimbert.training.outputs import Outputs
 from slimbert.training.route import describe as describe_route
 from slimbert.training.route import soft_targets, train_stages
+from slimbert.training.state import RunFiles
 
 
 @dataclass
@@ -103,7 +111,7 @@ class TinyBERTConfig(ShapeSettings):
     augment_top_k: int = setting(15, "Replacement candidates per word.", min=1)
     augment_mlm: str | None = setting(
         None,
-        "Base model with a masked-LM head for replacements "
+        "Base model with a masked-LM head for replacements, a directory or a Hub name "
         "(default: the teacher's embedding neighbours).",
     )
     teacher_route: Path | None = setting(
@@ -168,16 +176,19 @@ class Projections:
 
 
 def intermediate_terms(
-    config: TinyBERTConfig, layer_map: list[int], projections: Projections
+    config: TinyBERTConfig, layer_map: list[int], projections: Projections, scores: bool = True
 ) -> list[LossTerm]:
+    """The stage 0/1 terms; `scores` False (a family whose attention scores are not Q·Kᵀ/√d,
+    with --attention-weight 0) leaves the attention term out."""
     hidden_pairs = [
         (s + 1, t + 1) for s, t in enumerate(layer_map)
     ]  # hidden_states[0] is the embedding output
-    return [
+    terms = [
         LossTerm("embedding", config.embedding_weight, hint_loss([(0, 0)], projections.embedding)),
         LossTerm("attention", config.attention_weight, attention_score_mse(layer_map)),
         LossTerm("hidden", config.hidden_weight, hint_loss(hidden_pairs, projections.hidden)),
     ]
+    return terms if scores else [term for term in terms if term.name != "attention"]
 
 
 def prediction_terms(config: TinyBERTConfig) -> list[LossTerm]:
@@ -250,7 +261,11 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
     opening = open_job(job)
     loaded, data = opening.teacher, opening.data
     teacher, tokenizer, fingerprint = loaded.layers, loaded.tokenizer, loaded.fingerprint
-    layer_map = map_layers(teacher.config.num_hidden_layers, tiny.layers, tiny.layer_map)
+    family = family_of(teacher.config)
+    layer_map = map_layers(family.size(teacher.config, "depth"), tiny.layers, tiny.layer_map)
+    scores = family.position_kind(teacher.config) == "absolute"
+    if tiny.attention_weight > 0:
+        check_attention_scores(teacher)
     general = read_text_file(tiny.general_text) if tiny.general_text else None
 
     train_data, augmentation = data, None
@@ -272,11 +287,13 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
 
     seed_everything(config.seed)
     student, init = build_student(teacher, tiny.shape(), layer_map, seed=config.seed)
-    projections = Projections.between(student.config.hidden_size, teacher.config.hidden_size)
-    teacher_heads = teacher.config.num_attention_heads
-    teacher.to(device())
+    projections = Projections.between(
+        family.size(student.config, "width"), family.size(teacher.config, "width")
+    )
+    teacher_heads = family.size(teacher.config, "heads")
+    teacher.to(device(config.device))
     teacher.requires_grad_(False)
-    terms = intermediate_terms(tiny, layer_map, projections)
+    terms = intermediate_terms(tiny, layer_map, projections, scores)
 
     def distill_step(model, batch):
         with torch.no_grad():
@@ -285,6 +302,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
 
     distill_config = dataclasses.replace(config, lr=tiny.intermediate_lr or config.lr)
     stages: dict[str, dict] = {}
+    run = RunFiles(job.out, config.resume)
     if general is not None:
         general_set = EncodedDataset(tokenizer, general, spec.max_length)
         loader = train_loader(general_set, config)
@@ -296,6 +314,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
             dataclasses.replace(distill_config, epochs=tiny.general_epochs),
             projections.modules(),
             description="tinybert-general",
+            run=run,
         )
         stages["general"] = {
             **stage_record(result),
@@ -311,6 +330,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         dataclasses.replace(distill_config, epochs=tiny.intermediate_epochs),
         projections.modules(),
         description="tinybert-intermediate",
+        run=run,
     )
     stages["intermediate"] = stage_record(result)
     teacher.to("cpu")  # stage 2 reads cached logits; free the device for the student
@@ -327,6 +347,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         cached_logits_step(prediction),
         evaluator(data),
         "tinybert-prediction",
+        run=run,
     )
     result = results[-1]
     stages["prediction"] = stage_record(result)
@@ -336,7 +357,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         "init": init.describe(),
         "projection": projections.embedding is not None,
         "attention_heads": "per-head"
-        if student.config.num_attention_heads == teacher_heads
+        if family.size(student.config, "heads") == teacher_heads
         else "head-mean",
         "augmentation": augmentation.describe() if augmentation else None,
         "route": describe_route([stage for stage, _ in route_stages], results)

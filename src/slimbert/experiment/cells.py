@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from slimbert.compress.pretrain import PretrainConfig
+from slimbert.data import data_exists, data_sha256
 from slimbert.errors import SlimbertError
 from slimbert.experiment.recipe import TEACHING_PATHS, ExperimentConfig, read_recipe, student_name
 from slimbert.experiment.stages import Stages
@@ -56,10 +57,18 @@ class Cell:
     artifact: Path | None = None  # must still exist for a stored result to be read back
 
 
+def _unkeyed(name: str, value: Any) -> bool:
+    """Settings that change how a cell is watched, where it runs or whether it resumes, not what
+    it computes; and --grad-accum at 1, so that folders planned before it still resume."""
+    return name in ("progress", "resume", "report_to", "device") or (
+        name == "grad_accum" and value == 1
+    )
+
+
 def _key(*parts: Any) -> str:
     def plain(value: Any) -> Any:
         if is_dataclass(value):
-            return {k: plain(v) for k, v in asdict(value).items() if k != "progress"}
+            return {k: plain(v) for k, v in asdict(value).items() if not _unkeyed(k, v)}
         if isinstance(value, dict):
             return {str(k): plain(v) for k, v in value.items() if k != "progress"}
         if isinstance(value, list | tuple):
@@ -104,9 +113,9 @@ class Experiment:
     def plan(self) -> list[Cell]:
         c, s = self.config, self.stages
         for path, what in ((c.train, "train"), (c.eval, "eval")):
-            if not Path(path).is_file():
+            if not data_exists(path):
                 raise SlimbertError(
-                    f"recipe key {what!r}: {path} is no file; "
+                    f"recipe key {what!r}: {path} is no file or folder; "
                     "paths are relative to where the command runs"
                 )
         spec = c.spec()
@@ -117,8 +126,8 @@ class Experiment:
             "transfer": sha256_file(c.transfer) if c.transfer else None,
         }
         data_key = _key(
-            sha256_file(c.train),
-            sha256_file(c.eval),
+            data_sha256(c.train),
+            data_sha256(c.eval),
             c.columns,
             c.max_length,
             c.limit,

@@ -31,17 +31,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from slimbert.batches import EncodedDataset, label_targets
+from slimbert.cards import write_card
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export import optimize as optimizing
 from slimbert.export import quantize as quantizing
-from slimbert.export import triton
+from slimbert.export import torch_onnx, triton
 from slimbert.export.custom import export_student
 from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE, build_manifest, graph_signature
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig, StaticQuantConfig
 from slimbert.export.triton import TritonConfig
 from slimbert.export.validate import Tolerances, Validator
+from slimbert.families import model_input_names
 from slimbert.files import atomic_dir, write_json_atomic
 from slimbert.models import (
     load_classifier,
@@ -150,12 +152,18 @@ def _export_graph(
     """Trace `model` into staging/model.onnx (+ config, tokenizer); returns the exporter's name."""
     if student_architecture(model_dir) is not None:  # textcnn, bilstm, tree: not an HF model
         return export_student(model, tokenizer, Path(model_dir), staging, opset)
-    # optimum's exporters take seconds to import; only this path needs them
-    from optimum.exporters.onnx import onnx_export_from_model
-
     traced = model
     if attention != "eager":
         traced = load_classifier(model_dir, attn_implementation=attention).eval()
+    if not torch_onnx.optimum_exporter_installed():  # transformers 5: optimum-onnx caps it
+        exporter = torch_onnx.export_classifier(
+            traced, model_input_names(traced, tokenizer), staging, opset
+        )
+        tokenizer.save_pretrained(str(staging))
+        return f"{exporter} ({attention} attention)"
+    # optimum's exporters take seconds to import; only this path needs them
+    from optimum.exporters.onnx import onnx_export_from_model
+
     onnx_export_from_model(
         traced,
         str(staging),
@@ -218,11 +226,11 @@ def export(
             shutil.copy2(model_dir / METADATA_FILE, staging / METADATA_FILE)
         signature = graph_signature(onnx_path)
         graph_inputs = {i["name"] for i in signature["inputs"]}
-        expected = set(tokenizer.model_input_names)
+        expected = set(model_input_names(model, tokenizer))
         if graph_inputs != expected:
             raise SlimbertError(
-                f"exported inputs {sorted(graph_inputs)} differ from the tokenizer's "
-                f"{sorted(expected)}"
+                f"exported inputs {sorted(graph_inputs)} differ from the model's "
+                f"{sorted(expected)} (what the tokenizer makes and the model reads)"
             )
         validator.check("export", onnx_path, "fp32", gates("export", "fp32"))
 
@@ -303,4 +311,5 @@ def export(
                 **triton.describe(options.triton),
             }
         write_json_atomic(staging / MANIFEST_FILE, manifest)
+        write_card(staging, metadata, manifest=manifest)
     return manifest

@@ -27,7 +27,10 @@ EPYC, onnxruntime 1.32, MiniLM-L6, batch 1 × 64 tokens, one intra-op thread, in
    12 SkipLayerNormalization, 6 BiasGelu, 1 EmbedLayerNormalization either way. The SDPA pattern
    is matched since onnxruntime 1.20 (microsoft/onnxruntime#22629); before that an SDPA export
    fused no attention at all. We export with eager attention anyway: it is the exact module the
-   parity check runs, and its pattern is the one every onnxruntime release recognises.
+   parity check runs, and its pattern is the one every onnxruntime release recognises. It is
+   also the one that fuses on transformers 5: there SDPA gets a boolean mask, and torch's export
+   of it guards the Softmax against fully masked rows (IsNaN → Where), which onnxruntime 1.32's
+   attention pattern does not match, so an SDPA export runs unfused (and the report says so).
 2. The model is GEMM-bound: ONNX Runtime's profiler puts 84 % of the plain graph's kernel time in
    MatMul. The fused ops keep the very same GEMMs (Attention packs Q, K and V into one), so fusion
    can only win back part of the remaining ~15 % of element-wise glue — and ONNX Runtime's own
@@ -54,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slimbert.errors import SlimbertError
+from slimbert.families import Family, family_of
 
 # onnx and onnxruntime's tools load inside the functions that run them: the configs below are
 # built (CLI, recipes, experiments) without them.
@@ -76,9 +80,9 @@ FUSED_OPS = (
 # The online fusion ONNX Runtime applies at session creation that the CPU preset turns off.
 SKIP_LAYER_NORM_ONLINE = "SkipLayerNormFusion"
 
-# Hugging Face model types whose exported graphs follow BERT's layout closely enough for the
-# optimizer's "bert" fusions (RoBERTa, ELECTRA and DistilBERT are BERT with other embeddings).
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "camembert")
+# Whether the optimizer's "bert" Attention fusion matches a family's exported graph, and why not,
+# is `slimbert.families.Family.fusion` / `fusion_note`; the other fusions (Gelu, LayerNorm) run
+# on every family's graph, and the parity gate checks the result.
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class FusionReport:
     layers: int
     expected: dict[str, int]
     warnings: list[str] = field(default_factory=list)
+    attention_note: str = ""  # fused or not, and why (from the model's family)
 
     @property
     def attention(self) -> int:
@@ -148,6 +153,7 @@ class FusionReport:
             "layers": self.layers,
             "expected": self.expected,
             "warnings": self.warnings,
+            "attention": self.attention_note,
         }
 
     def summary(self) -> str:
@@ -165,27 +171,38 @@ def fusion_counts(model) -> dict[str, int]:
     return {op: found.get(op, 0) for op in FUSED_OPS}
 
 
-def _architecture(hf_config) -> tuple[str, int, int, int]:
-    """(model_type, heads, hidden size, layers) from a transformers config."""
-    model_type = getattr(hf_config, "model_type", "")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise SlimbertError(
-            f"--optimize: model type {model_type!r} is not one ONNX Runtime's BERT fusions cover "
-            f"({', '.join(SUPPORTED_MODEL_TYPES)}); export without --optimize"
-        )
-    heads = getattr(hf_config, "num_attention_heads", None) or getattr(hf_config, "n_heads", 0)
-    hidden = getattr(hf_config, "hidden_size", None) or getattr(hf_config, "dim", 0)
-    layers = getattr(hf_config, "num_hidden_layers", None) or getattr(hf_config, "n_layers", 0)
-    return model_type, int(heads), int(hidden), int(layers)
+def _architecture(hf_config) -> tuple[Family, int, int, int]:
+    """(family, heads, hidden size, layers) from a transformers config."""
+    family = family_of(hf_config)
+    return (
+        family,
+        family.size(hf_config, "heads"),
+        family.size(hf_config, "width"),
+        family.size(hf_config, "depth"),
+    )
 
 
-def expected_counts(layers: int, config: OptimizeConfig) -> dict[str, int]:
-    """What a complete fusion of a `layers`-deep BERT gives under `config`."""
+def attention_note(family: Family, counts: dict[str, int], layers: int, config) -> str:
+    """Whether attention fused, in how many layers, and why (not)."""
+    if not config.attention:
+        return "attention fusion turned off"
+    fused = counts.get("Attention", 0) + counts.get("MultiHeadAttention", 0)
+    if family.fusion is None:
+        return f"{family.name}: attention not fused: {family.fusion_note}"
+    return f"{family.name}: attention fused in {fused} of {layers} layers: {family.fusion_note}"
+
+
+def expected_counts(
+    layers: int, config: OptimizeConfig, fuses_attention: bool = True
+) -> dict[str, int]:
+    """What a complete fusion of a `layers`-deep BERT gives under `config`; `fuses_attention`
+    False for a family whose attention no fusion matches (`Family.fusion` None)."""
+    attention = config.attention and fuses_attention
     return {
-        "Attention": layers if config.attention else 0,
+        "Attention": layers if attention else 0,
         "SkipLayerNormalization": 2 * layers if config.skip_layer_norm else 0,
         # onnxruntime fuses the embeddings only in front of a fused Attention
-        "EmbedLayerNormalization": 1 if config.embed_layer_norm and config.attention else 0,
+        "EmbedLayerNormalization": 1 if config.embed_layer_norm and attention else 0,
         "Gelu": layers if config.bias_gelu else 0,  # BiasGelu, FastGelu or Gelu
     }
 
@@ -228,7 +245,7 @@ def optimize(
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
-    model_type, heads, hidden, layers = _architecture(hf_config)
+    family, heads, hidden, layers = _architecture(hf_config)
     options = FusionOptions("bert")
     options.enable_attention = config.attention
     options.enable_skip_layer_norm = config.skip_layer_norm
@@ -249,8 +266,14 @@ def optimize(
     fused.topological_sort()
     fused.save_model_to_file(str(onnx_out))
     counts = fusion_counts(fused.model)
-    expected = expected_counts(layers, config)
-    report = FusionReport(counts, layers, expected, _check(counts, expected, layers))
+    expected = expected_counts(layers, config, family.fusion is not None)
+    report = FusionReport(
+        counts,
+        layers,
+        expected,
+        _check(counts, expected, layers),
+        attention_note(family, counts, layers, config),
+    )
     for warning in report.warnings:
         log.warning("%s: %s", onnx_in, warning)
     return report

@@ -42,6 +42,7 @@ from slimbert.export.triton_config import (
     tokenizer_config,
 )
 from slimbert.export.triton_templates import CLIENT_PY, MIN_ORT_FOR_OPSET, MODEL_PY, README
+from slimbert.families import TOKENIZER_INPUTS
 from slimbert.files import atomic_dir, write_json_atomic, write_text_atomic
 
 __all__ = ["TritonConfig", "describe", "read_config", "smoke_logits", "write_repository"]
@@ -117,7 +118,7 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
         )
     signature = {"inputs": manifest["inputs"], "outputs": manifest["outputs"]}
     graph_inputs = [r["name"] for r in signature["inputs"]]
-    unknown = set(graph_inputs) - {"input_ids", "attention_mask", "token_type_ids"}
+    unknown = set(graph_inputs) - set(TOKENIZER_INPUTS)  # the graph's: what the model reads
     if unknown:
         raise SlimbertError(
             f"--triton: the tokenizer model cannot produce graph inputs {sorted(unknown)}"

@@ -104,7 +104,7 @@ def torch_logits(model, dataset: EncodedDataset, batch_size: int = 32) -> np.nda
     chunks = []
     with torch.inference_mode():
         for batch in make_loader(dataset, batch_size, shuffle=False):
-            chunks.append(model(**model_inputs(batch)).logits.float().numpy())
+            chunks.append(model(**model_inputs(batch, model)).logits.float().numpy())
     return np.concatenate(chunks)
 
 

@@ -9,11 +9,15 @@
                        failed warm-up, or while shutting down
     GET  /metrics      Prometheus text format, from this app's own registry
     GET  /docs         OpenAPI page (/openapi.json)
+    /v2/...            the Open Inference Protocol (KServe v2): health, model metadata and
+                       infer, for Triton and KServe clients (serve/oip.py); /v2 infer requests
+                       join the same batches as /v1/predict
 
-Every error is JSON, `{"error": {"kind": "...", "message": "..."}}`, and a client's mistake is a
-4xx that names what was wrong; it never reaches the model or the batching loop, so one bad
-request cannot take the server down. The body is parsed by pydantic from the raw bytes (strict
-types, unknown fields refused) so that each failure maps onto one `kind`.
+Every error is JSON, `{"error": {"kind": "...", "message": "..."}}` (on /v2 routes the
+protocol's `{"error": "message"}`), and a client's mistake is a 4xx that names what was wrong;
+it never reaches the model or the batching loop, so one bad request cannot take the server
+down. The body is parsed by pydantic from the raw bytes (strict types, unknown fields refused)
+so that each failure maps onto one `kind`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -30,9 +35,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slimbert import __version__
+from slimbert.serve import oip
 from slimbert.serve.batching import BatchConfig, MicroBatcher, Overloaded, ShuttingDown
 from slimbert.serve.metrics import ServeMetrics
-from slimbert.serve.model import ServedModel
+from slimbert.serve.model import Item, ModelIdentity, ServedModel
 from slimbert.serve.requests import (
     ApiError,
     ErrorBody,
@@ -43,7 +49,21 @@ from slimbert.serve.requests import (
 )
 
 log = logging.getLogger("slimbert.serve")
-ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+V2_MODEL = "/v2/models/{name}"
+V2_VERSION = "/v2/models/{name}/versions/{version}"
+ROUTES = (
+    "/v1/predict",
+    "/v1/model",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    *(base + tail for base in (V2_MODEL, V2_VERSION) for tail in ("", "/ready", "/infer")),
+)
 JSON_TYPES = ("application/json",)
 
 
@@ -74,8 +94,12 @@ class ServeConfig:
 
 
 def _error(
-    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None, path: str = ""
 ) -> JSONResponse:
+    """An error body: slimbert's {"kind", "message"}, or on /v2 routes the Open Inference
+    Protocol's {"error": "message"} (what tritonclient reads)."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
     return JSONResponse(
         {"error": {"kind": kind, "message": message}}, status_code=status, headers=headers
     )
@@ -84,8 +108,9 @@ def _error(
 class MetricsMiddleware:
     """Count every HTTP request by route, method and status, and time it to its last byte.
 
-    Plain ASGI rather than BaseHTTPMiddleware, which costs a task per request. Unknown paths
-    share the route label 'other' so that scanners cannot blow up the label set."""
+    Plain ASGI rather than BaseHTTPMiddleware, which costs a task per request. The route label is
+    the matched route's template (/v2/models/{name}/infer, not the model's name); unknown paths
+    share the label 'other' so that scanners cannot blow up the label set."""
 
     def __init__(self, app, metrics: ServeMetrics):
         self.app = app
@@ -107,7 +132,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            route = scope["path"] if scope["path"] in ROUTES else "other"
+            # the router records the matched route in the scope it was handed (this one)
+            template = getattr(scope.get("route"), "path", None)
+            route = template if template in ROUTES else "other"
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - began)
 
@@ -176,7 +203,7 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(exc.kind).inc()
-        return _error(exc.status, exc.kind, exc.message, exc.headers)
+        return _error(exc.status, exc.kind, exc.message, exc.headers, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -194,12 +221,17 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
         else:
             kind, message = f"http_{exc.status_code}", str(exc.detail)
         metrics.errors.labels(kind).inc()
-        return _error(exc.status_code, kind, message, exc.headers)
+        return _error(exc.status_code, kind, message, exc.headers, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.errors.labels("invalid_request").inc()
-        return _error(422, "invalid_request", str(exc.errors()[0].get("msg", "invalid request")))
+        return _error(
+            422,
+            "invalid_request",
+            str(exc.errors()[0].get("msg", "invalid request")),
+            path=request.url.path,
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -208,7 +240,42 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
             500,
             "internal",
             f"{type(exc).__name__} while answering; the server logged it and keeps serving",
+            path=request.url.path,
         )
+
+    async def run(items: list[Item]) -> list[dict]:
+        """Items through the batcher; overload, shutdown and a failed model call as ApiErrors."""
+        try:
+            return await batcher.submit(items)
+        except Overloaded as exc:
+            raise ApiError(
+                503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}
+            ) from None
+        except ShuttingDown:
+            if state["status"] == "shutting_down":
+                raise ApiError(
+                    503,
+                    "shutting_down",
+                    "the server is shutting down; retry on another replica",
+                    {"Connection": "close"},
+                ) from None
+            raise ApiError(
+                503, "not_ready", "the server is starting; retry shortly", {"Retry-After": "1"}
+            ) from None
+        except Exception as exc:  # the model call failed: this request fails, the server goes on
+            log.exception("model call failed for a batch including this request")
+            raise ApiError(
+                500,
+                "inference_failed",
+                f"the model failed on this batch ({type(exc).__name__}); "
+                "the server logged it and keeps serving",
+            ) from None
+
+    def count(predictions: list[dict]) -> None:
+        metrics.items.inc(len(predictions))
+        truncated = sum(p["truncated"] for p in predictions)
+        if truncated:
+            metrics.truncated.inc(truncated)
 
     @app.post(
         "/v1/predict",
@@ -238,39 +305,13 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
             )
         body = await read_body(request, config.max_body_bytes)
         field, items = parse_predict(body, identity.inputs, config.max_items, config.max_text_chars)
-        try:
-            predictions = await batcher.submit(items)
-        except Overloaded as exc:
-            raise ApiError(
-                503, "overloaded", f"{exc}; retry shortly", {"Retry-After": "1"}
-            ) from None
-        except ShuttingDown:
-            if state["status"] == "shutting_down":
-                raise ApiError(
-                    503,
-                    "shutting_down",
-                    "the server is shutting down; retry on another replica",
-                    {"Connection": "close"},
-                ) from None
-            raise ApiError(
-                503, "not_ready", "the server is starting; retry shortly", {"Retry-After": "1"}
-            ) from None
-        except Exception as exc:  # the model call failed: this request fails, the server goes on
-            log.exception("model call failed for a batch including this request")
-            raise ApiError(
-                500,
-                "inference_failed",
-                f"the model failed on this batch ({type(exc).__name__}); "
-                "the server logged it and keeps serving",
-            ) from None
+        predictions = await run(items)
         warnings = [
             f"{field}[{index}]: truncated to the model's maximum of {identity.max_length} tokens"
             for index, prediction in enumerate(predictions)
             if prediction["truncated"]
         ]
-        metrics.items.inc(len(predictions))
-        if warnings:
-            metrics.truncated.inc(len(warnings))
+        count(predictions)
         return JSONResponse({"model": model_ref, "predictions": predictions, "warnings": warnings})
 
     @app.get("/v1/model")
@@ -307,4 +348,97 @@ def create_app(model: ServedModel, config: ServeConfig = ServeConfig()) -> FastA
         """Prometheus text format: requests, latency, batch sizes, errors by kind."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    add_v2_routes(app, identity, config, state, run, count)
     return app
+
+
+def add_v2_routes(
+    app: FastAPI,
+    identity: ModelIdentity,
+    config: ServeConfig,
+    state: dict,
+    run: Callable[[list[Item]], Awaitable[list[dict]]],
+    count: Callable[[list[dict]], None],
+) -> None:
+    """The Open Inference Protocol's routes (serve/oip.py), answering from the same model and
+    batcher as /v1: `run` submits items to the batcher, `count` records them in the metrics."""
+
+    def check_model(name: str, version: str | None = None) -> None:
+        if name != identity.name:
+            raise ApiError(
+                404,
+                "unknown_model",
+                f"no model {name!r}; this server serves {identity.name!r}",
+            )
+        if version is not None and version != oip.VERSION:
+            raise ApiError(
+                404,
+                "unknown_version",
+                f"no version {version!r} of {name!r}; the only version is {oip.VERSION!r}",
+            )
+
+    def readiness() -> JSONResponse:
+        ready = state["status"] == "ready"
+        return JSONResponse(
+            {"ready": ready, "status": state["status"]}, status_code=200 if ready else 503
+        )
+
+    @app.get("/v2", tags=["v2"])
+    async def v2_server() -> dict:
+        """Server metadata: name, version, protocol extensions."""
+        return oip.server_metadata(__version__)
+
+    @app.get("/v2/health/live", tags=["v2"])
+    async def v2_live() -> dict:
+        """Alive: the process answers."""
+        return {"live": True}
+
+    @app.get(
+        "/v2/health/ready",
+        tags=["v2"],
+        responses={503: {"description": "warming up, warm-up failed, or shutting down"}},
+    )
+    async def v2_ready():
+        """Ready once the model is loaded and warmed up; 503 before that and while shutting
+        down."""
+        return readiness()
+
+    @app.get(V2_MODEL, tags=["v2"])
+    @app.get(V2_VERSION, tags=["v2"])
+    async def v2_model(name: str, version: str | None = None) -> dict:
+        """Model metadata: the BYTES text inputs, the label/scores outputs, and in `parameters`
+        the labels in score order."""
+        check_model(name, version)
+        return oip.model_metadata(identity)
+
+    @app.get(V2_MODEL + "/ready", tags=["v2"])
+    @app.get(V2_VERSION + "/ready", tags=["v2"])
+    async def v2_model_ready(name: str, version: str | None = None):
+        """The model is loaded and warm."""
+        check_model(name, version)
+        return readiness()
+
+    @app.post(V2_MODEL + "/infer", tags=["v2"])
+    @app.post(V2_VERSION + "/infer", tags=["v2"])
+    async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
+        """Inference request (JSON, or the binary tensor extension); the response follows the
+        request's binary_data choices."""
+        check_model(name, version)
+        body = await read_body(request, config.max_body_bytes)
+        infer = oip.parse_infer(
+            body,
+            request.headers.get(oip.HEADER_LENGTH),
+            identity,
+            config.max_items,
+            config.max_text_chars,
+        )
+        predictions = await run(infer.items)
+        count(predictions)
+        payload, header_length = oip.render_infer(identity, infer, predictions)
+        if header_length is None:
+            return Response(payload, media_type="application/json")
+        return Response(
+            payload,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header_length)},
+        )

@@ -1,40 +1,26 @@
 """The served model: an export folder loaded once, answering batches of raw texts.
 
-An export folder is what `slimbert export` writes (model.onnx, config.json, tokenizer files,
-manifest.json, slimbert.json). Its identity is its name plus the sha256 of model.onnx; the hash
-is checked against the manifest on load, so a server never answers under the name of a model it
-is not running.
-
-Tokenisation uses the folder's tokenizer.json through the `tokenizers` library directly, set up
-the way transformers' fast tokenizer sets itself up for `truncation=True, padding=True` (longest
-first, the folder's padding side and pad token, padded to the batch's longest). That keeps
-torch and transformers out of the server process (seconds of start-up and hundreds of MB), and
-with its settings fixed at load the Rust tokenizer is safe to call from any thread. A folder
-without tokenizer.json falls back to transformers' AutoTokenizer for the same Rust object.
+serve/folder.py reads the folder (slimbert's export with its manifest, or any ONNX
+sequence-classification folder, served with a warning) and sets up its tokenizer; this module
+holds the ONNX Runtime session and turns logits into answers. The session is fed exactly the
+graph's inputs: a model exported without token_type_ids (DistilBERT, RoBERTa) is never given
+them.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.files import sha256_file
+from slimbert.serve.folder import ONNX_FILE, PAIR, load_tokenizer, read_folder
 
-# The names slimbert.export.onnx and slimbert.models write; imported from there they would pull
-# torch into the server (tests check that they agree).
-ONNX_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
-METADATA_FILE = "slimbert.json"
-TOKENIZER_FILE = "tokenizer.json"
-
-SINGLE, PAIR, ANY = "single", "pair", "any"
+# what the tokenizer gives; a graph asking for anything else cannot be fed
+TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass(frozen=True)
@@ -57,6 +43,8 @@ class ModelIdentity:
     inputs:      single, pair, or any (the folder does not say whether it was trained on pairs)
     provider:    ONNX Runtime provider, cpu or cuda
     threads:     ONNX Runtime intra-op threads
+    validated:   True for a slimbert export (manifest, parity record); False for any other ONNX
+                 folder, served as it is
     """
 
     name: str
@@ -67,75 +55,12 @@ class ModelIdentity:
     inputs: str
     provider: str
     threads: int | None
+    validated: bool = True
 
     def to_dict(self) -> dict:
         payload = asdict(self)
         payload["labels"] = list(self.labels)
         return payload
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SlimbertError(f"{path}: unreadable ({exc}); re-run `slimbert export`") from None
-    if not isinstance(payload, dict):
-        raise SlimbertError(f"{path}: not a JSON object; re-run `slimbert export`")
-    return payload
-
-
-def _token_text(value) -> str | None:
-    """A special token as tokenizer_config.json stores it: a string or {"content": ...}."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else None
-
-
-def load_tokenizer(folder: Path, max_length: int):
-    """The folder's Rust tokenizer, truncating to `max_length` and padding to each batch's
-    longest."""
-    if (folder / TOKENIZER_FILE).is_file():
-        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-    else:
-        # only for folders without tokenizer.json: transformers costs the server seconds to load
-        from transformers import AutoTokenizer
-
-        wrapped = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-        if not wrapped.is_fast:
-            raise SlimbertError(
-                f"{folder}: no {TOKENIZER_FILE} and the tokenizer has no fast version; "
-                "re-export with a fast tokenizer"
-            )
-        tokenizer = wrapped.backend_tokenizer
-    settings = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if (folder / name).is_file():
-            settings.update(_read_json(folder / name))
-    pad_token = (
-        _token_text(settings.get("pad_token"))
-        or (tokenizer.padding or {}).get("pad_token")
-        or "[PAD]"
-    )
-    pad_id = tokenizer.token_to_id(pad_token)
-    if pad_id is None:
-        raise SlimbertError(
-            f"{folder}: pad token {pad_token!r} is not in the vocabulary; "
-            "set pad_token in tokenizer_config.json"
-        )
-    tokenizer.enable_truncation(
-        max_length,
-        stride=0,
-        strategy="longest_first",
-        direction=settings.get("truncation_side", "right"),
-    )
-    tokenizer.enable_padding(
-        direction=settings.get("padding_side", "right"),
-        pad_id=pad_id,
-        pad_token=pad_token,
-        pad_type_id=0,
-        length=None,
-    )
-    return tokenizer
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -161,77 +86,55 @@ class ServedModel:
         name: str | None = None,
     ):
         folder = Path(export_dir)
-        if not folder.is_dir():
-            raise SlimbertError(
-                f"{folder}: no such directory; give a folder written by `slimbert export`"
-            )
-        for required in (ONNX_FILE, MANIFEST_FILE, "config.json"):
-            if not (folder / required).is_file():
-                raise SlimbertError(
-                    f"{folder}: no {required}; give a folder written by `slimbert export`"
-                )
-        manifest = _read_json(folder / MANIFEST_FILE)
-        recorded = (manifest.get("files") or {}).get(ONNX_FILE, {}).get("sha256")
-        if not recorded:
-            raise SlimbertError(
-                f"{folder / MANIFEST_FILE}: records no sha256 for {ONNX_FILE}; "
-                "re-run `slimbert export`"
-            )
-        actual = sha256_file(folder / ONNX_FILE)
-        if actual != recorded:
-            raise SlimbertError(
-                f"{folder / ONNX_FILE}: sha256 {actual[:12]}… differs from the manifest's "
-                f"{recorded[:12]}…; "
-                "the model was changed after export; re-run `slimbert export`"
-            )
-        task = manifest.get("task") or "classification"
-        id2label = (
-            manifest.get("id2label") or _read_json(folder / "config.json").get("id2label") or {}
-        )
-        if task == REGRESSION:
-            labels: tuple[str, ...] = ("score",)
-        else:
-            if not id2label:
-                raise SlimbertError(
-                    f"{folder}: no id2label in manifest.json or config.json; "
-                    "re-run `slimbert export`"
-                )
-            labels = tuple(str(id2label[key]) for key in sorted(id2label, key=int))
-        max_length = manifest.get("max_length")
-        if not isinstance(max_length, int) or max_length < 1:
-            raise SlimbertError(
-                f"{folder / MANIFEST_FILE}: no max_length; re-run `slimbert export`"
-            )
-        metadata = _read_json(folder / METADATA_FILE) if (folder / METADATA_FILE).is_file() else {}
-        pair = (metadata.get("data") or {}).get("pair")
-        inputs = ANY if pair is None else (PAIR if pair else SINGLE)
-
+        settings = read_folder(folder)
         self.folder = folder
-        self.manifest = manifest
-        self.tokenizer = load_tokenizer(folder, max_length)
+        self.tokenizer = load_tokenizer(folder, settings.max_length)
         self.classifier = OnnxClassifier(folder / ONNX_FILE, provider, threads)
+        self._check_graph(folder, len(settings.labels))
         self.identity = ModelIdentity(
             name=name or folder.resolve().name,
-            sha256=actual,
-            task=task,
-            labels=labels,
-            max_length=max_length,
-            inputs=inputs,
+            sha256=settings.sha256,
+            task=settings.task,
+            labels=settings.labels,
+            max_length=settings.max_length,
+            inputs=settings.inputs,
             provider=provider,
             threads=threads,
+            validated=settings.validated,
         )
 
+    def _check_graph(self, folder: Path, num_labels: int) -> None:
+        """The graph takes only what the tokenizer gives, as int64, and answers (B, labels)."""
+        session = self.classifier.session
+        for graph_input in session.get_inputs():
+            if graph_input.name not in TOKENIZER_INPUTS or graph_input.type != "tensor(int64)":
+                raise SlimbertError(
+                    f"{folder / ONNX_FILE}: input {graph_input.name!r} ({graph_input.type}) is "
+                    f"not one the tokenizer gives ({', '.join(TOKENIZER_INPUTS)}, int64); "
+                    "export a sequence classifier with those inputs"
+                )
+        width = session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != num_labels:
+            raise SlimbertError(
+                f"{folder / ONNX_FILE}: the graph answers {width} scores per input but "
+                f"config.json names {num_labels} labels; fix id2label in config.json"
+            )
+
     def encode(self, items: list[Item]) -> tuple[dict[str, np.ndarray], list[bool]]:
-        """Tokenise items of one kind together: arrays (B, L), L = the longest item (≤ max_length),
-        and whether each item was truncated."""
+        """Tokenise items of one kind together: the graph's inputs, each (B, L), L = the
+        longest item (≤ max_length), and whether each item was truncated."""
         if items[0].pair is None:
             encodings = self.tokenizer.encode_batch([item.text for item in items])
         else:
             encodings = self.tokenizer.encode_batch([(item.text, item.pair) for item in items])
+        columns = {
+            "input_ids": lambda e: e.ids,
+            "attention_mask": lambda e: e.attention_mask,
+            "token_type_ids": lambda e: e.type_ids,
+        }
         features = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            name: np.array([columns[name](e) for e in encodings], dtype=np.int64)
+            for name in self.classifier.input_names
         }
         return features, [bool(e.overflowing) for e in encodings]
 
@@ -247,10 +150,18 @@ class ServedModel:
         for indices in kinds.values():
             features, truncated = self.encode([items[i] for i in indices])
             logits = self.classifier(features)  # (B, C)
-            tokens = features["attention_mask"].sum(axis=1)  # (B,)
+            tokens = self._tokens(features)  # (B,)
             for row, index in enumerate(indices):
                 results[index] = self._describe(logits[row], int(tokens[row]), truncated[row])
         return results  # type: ignore[return-value]
+
+    def _tokens(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Tokens each row holds, (B,): from the mask, or the ids up to padding where a graph
+        takes no mask."""
+        if "attention_mask" in features:
+            return features["attention_mask"].sum(axis=1)
+        padding = self.tokenizer.padding or {}
+        return (features["input_ids"] != padding.get("pad_id", 0)).sum(axis=1)
 
     def _describe(self, logits: np.ndarray, tokens: int, truncated: bool) -> dict:
         if self.identity.task == REGRESSION:

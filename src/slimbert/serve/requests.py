@@ -11,7 +11,8 @@ from __future__ import annotations
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from slimbert.serve.model import PAIR, SINGLE, Item
+from slimbert.serve.folder import PAIR, SINGLE
+from slimbert.serve.model import Item
 
 
 class PredictRequest(BaseModel):
@@ -151,30 +152,39 @@ def parse_predict(
             'this model was trained on text pairs; send {"pairs": [["...", "..."]]}',
         )
     values = request.texts if field == "texts" else request.pairs
-    if not values:
-        raise ApiError(422, "empty_list", f'"{field}" is empty; give at least one item')
-    if len(values) > max_items:
-        raise ApiError(
-            422,
-            "too_many_items",
-            f'"{field}" has {len(values)} items; at most {max_items} per request (--max-items)',
-        )
+    check_count(field, len(values), max_items)
     items = []
     for index, value in enumerate(values):
         parts = (value,) if field == "texts" else value
         for part_index, text in enumerate(parts):
             where = f"{field}[{index}]" + ("" if field == "texts" else f"[{part_index}]")
-            if not text.strip():
-                raise ApiError(422, "empty_text", f"{where} is empty or only whitespace")
-            if len(text) > max_text_chars:
-                raise ApiError(
-                    422,
-                    "text_too_long",
-                    f"{where} has {len(text)} characters; "
-                    f"at most {max_text_chars} (--max-text-chars)",
-                )
+            check_text(where, text, max_text_chars)
         items.append(Item(value) if field == "texts" else Item(value[0], value[1]))
     return field, items
+
+
+def check_count(field: str, count: int, max_items: int, status: int = 422) -> None:
+    """At least one item, and at most max_items, in one request."""
+    if count == 0:
+        raise ApiError(status, "empty_list", f'"{field}" is empty; give at least one item')
+    if count > max_items:
+        raise ApiError(
+            status,
+            "too_many_items",
+            f'"{field}" has {count} items; at most {max_items} per request (--max-items)',
+        )
+
+
+def check_text(where: str, text: str, max_text_chars: int, status: int = 422) -> None:
+    """A text the model can be asked about: not blank, not past --max-text-chars."""
+    if not text.strip():
+        raise ApiError(status, "empty_text", f"{where} is empty or only whitespace")
+    if len(text) > max_text_chars:
+        raise ApiError(
+            status,
+            "text_too_long",
+            f"{where} has {len(text)} characters; at most {max_text_chars} (--max-text-chars)",
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from slimbert.batches import DataSpec, TaskData, evaluator, make_loader, predict_logits, prepare
+from slimbert.cards import write_card
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.files import atomic_dir, write_json_atomic
@@ -74,6 +75,7 @@ from slimbert.teachers.samme import samme_step, weighted_hard_loss, weighted_loa
 from slimbert.training.loop import TrainConfig, train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
+from slimbert.training.state import RunFiles
 
 WEIGHTINGS = ("loss", "resample")
 
@@ -143,6 +145,7 @@ def _train_member(
     boost: BoostConfig,
     config: TrainConfig,
     description: str,
+    run: RunFiles,
 ) -> nn.Module:
     seed_everything(config.seed)
     member = load_classifier(base_dir, data.label_map, data.task)
@@ -161,6 +164,7 @@ def _train_member(
         evaluator(data),
         config,
         description=description,
+        run=run,
     )
     return member
 
@@ -179,7 +183,7 @@ def boost(
     label_map: LabelMap | None = None
     task = None
     if boost_config.first_member is not None:
-        first, first_tokenizer, _ = load_model_dir(boost_config.first_member)
+        first, first_tokenizer, _ = load_model_dir(boost_config.first_member, "--first-member")
         if first_tokenizer.get_vocab() != tokenizer.get_vocab():
             raise SlimbertError(
                 f"--first-member {boost_config.first_member}: its tokenizer differs from "
@@ -197,7 +201,8 @@ def boost(
     n = len(targets)
     train_batches = make_loader(data.train_set, 64, shuffle=False)
     eval_loader = make_loader(data.eval_set, 64, shuffle=False)
-    dev = device()
+    dev = device(config.device)
+    run = RunFiles(out, config.resume)  # each member's state, so --resume restores those done
 
     weights = np.full(n, 1.0 / n)
     alphas: list[float] = []
@@ -221,7 +226,9 @@ def boost(
                         weights,
                         boost_config,
                         member_config,
-                        description=f"boost {m + 1}/{boost_config.rounds}",
+                        description=f"boost {m + 1}/{boost_config.rounds}"
+                        + (f" retry {attempt}" if attempt else ""),
+                        run=run,
                     )
                 member.to(dev)
                 train_pred = predict_logits(member, train_batches, dev).argmax(axis=-1)  # (N,)
@@ -343,4 +350,5 @@ def boost(
             "versions": library_versions(),
         }
         write_json_atomic(staging / METADATA_FILE, metadata)
+        write_card(staging, metadata, {"id2label": ensemble["id2label"]})
     return metadata

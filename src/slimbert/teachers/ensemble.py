@@ -16,6 +16,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from slimbert.errors import SlimbertError
+from slimbert.families import forward_inputs
 from slimbert.teachers.logits import model_fingerprint
 
 ENSEMBLE_FORMAT = "slimbert-ensemble/1"
@@ -57,10 +58,14 @@ class EnsembleClassifier(nn.Module):
                 "an ensemble teacher gives logits only; build layer-matching losses on "
                 "Teacher.layers (its best member)"
             )
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        logits = torch.stack([member(**inputs).logits for member in self.members])  # (K, B, C)
+        given = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+        }
+        logits = torch.stack(
+            [member(**member_inputs(given, member)).logits for member in self.members]
+        )  # (K, B, C)
         weights = self.weights.to(logits.dtype)
         if self.combine == "logits":
             combined = torch.einsum("k,kbc->bc", weights, logits)  # (B, C)
@@ -70,6 +75,12 @@ class EnsembleClassifier(nn.Module):
             )  # (K, B, C)
             combined = torch.logsumexp(log_mixture, dim=0)  # (B, C)
         return SequenceClassifierOutput(logits=combined)
+
+
+def member_inputs(given: dict, member: nn.Module) -> dict:
+    """The inputs one member reads (`families.forward_inputs`), of those given (each (B, T))."""
+    taken = forward_inputs(member)
+    return {k: v for k, v in given.items() if v is not None and k in taken}
 
 
 def combine_logits(

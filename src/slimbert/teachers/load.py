@@ -26,7 +26,13 @@ from torch import nn
 
 from slimbert.data import LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.models import load_model_dir, load_tokenizer, model_label_map, model_task
+from slimbert.models import (
+    load_model_dir,
+    load_tokenizer,
+    model_label_map,
+    model_task,
+    resolve_base,
+)
 from slimbert.provenance import read_metadata
 from slimbert.teachers.ensemble import (
     COMBINES,
@@ -76,18 +82,14 @@ def is_ensemble(path: str | Path) -> bool:
     return (Path(path) / ENSEMBLE_FILE).is_file()
 
 
-def load_teacher(path: str | Path) -> Teacher:
-    """A classifier directory (train-teacher, compress, professor augment's PS-DA) or an
-    ensemble directory (professor boost); both in eval mode on the CPU."""
-    path = Path(path)
-    if not path.is_dir():
-        raise SlimbertError(
-            f"--teacher {path}: no such directory; "
-            "give a directory written by train-teacher or professor boost"
-        )
-    if is_ensemble(path):
+def load_teacher(path: str | Path, flag: str = "--teacher") -> Teacher:
+    """A classifier directory (train-teacher, compress, professor augment's PS-DA), an ensemble
+    directory (professor boost), or a fine-tuned classifier by its Hub name (org/name, read
+    from the Hugging Face cache); in eval mode on the CPU."""
+    if Path(path).is_dir() and is_ensemble(path):
         return load_ensemble(path)
-    model, tokenizer, metadata = load_model_dir(path)
+    path = resolve_base(path, flag)
+    model, tokenizer, metadata = load_model_dir(path, flag)
     return Teacher(
         model=model,
         layers=model,
@@ -122,7 +124,7 @@ def load_ensemble(path: str | Path) -> Teacher:
                 f"{path / name}: member missing from the ensemble; "
                 "rebuild it with `slimbert professor boost`"
             )
-        model, _, _ = load_model_dir(path / name)
+        model, _, _ = load_model_dir(path / name, "--teacher")
         members.append(model)
     labels = {json.dumps(m.config.id2label, sort_keys=True) for m in members}
     if len(labels) != 1:
@@ -140,7 +142,7 @@ def load_ensemble(path: str | Path) -> Teacher:
     return Teacher(
         model=model,
         layers=members[ensemble["best_member"]],
-        tokenizer=load_tokenizer(path),
+        tokenizer=load_tokenizer(path, "--teacher"),
         metadata=read_metadata(path),
         fingerprint=ensemble_fingerprint(path, ensemble),
         path=path,

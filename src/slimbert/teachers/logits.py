@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from slimbert.batches import TaskData, make_loader, predict_logits
 from slimbert.files import sha256_file
+from slimbert.hub import weights_sha256
 
 
 def cache_dir() -> Path:
@@ -20,9 +21,10 @@ def cache_dir() -> Path:
 
 
 def model_fingerprint(model_dir: Path) -> str:
+    """sha256 over config.json's and the weights' sha256 (one file or every shard)."""
     digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        digest.update(sha256_file(model_dir / name).encode())
+    digest.update(sha256_file(Path(model_dir) / "config.json").encode())
+    digest.update(weights_sha256(model_dir).encode())
     return digest.hexdigest()
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from slimbert.batches import DataSpec, evaluator, prepare
@@ -28,6 +26,9 @@ from slimbert.training.loop import (
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 from slimbert.training.route import ROUTE_DIR, route_steps, step_dir_name
+from slimbert.training.state import RunFiles
+
+ROUTE_STATE = "teacher-route"
 
 
 def train_teacher(
@@ -52,11 +53,9 @@ def train_teacher(
     keep = route_steps(planned_steps(config, len(loader)), save_route)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    route = (
-        Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.route-", suffix=".staging"))
-        if keep
-        else None
-    )
+    run = RunFiles(out, config.resume)
+    # the route's checkpoints wait in the training state, so a --resume keeps those it saved
+    route = run.state_dir(ROUTE_STATE) if keep else None
 
     def keep_checkpoint(done: int, total: int, trained) -> None:
         if route is not None and done in keep:
@@ -73,20 +72,17 @@ def train_teacher(
                 copy.deepcopy(trained).to("cpu"), tokenizer, route / step_dir_name(done), meta
             )
 
-    try:
-        result = train(
-            model,
-            loader,
-            step,
-            evaluator(data),
-            config,
-            description="teacher",
-            on_step=keep_checkpoint if keep else None,
-        )
-        return _save_teacher(model, tokenizer, out, base, base_dir, data, result, config, route)
-    finally:
-        if route is not None and route.exists():
-            shutil.rmtree(route, ignore_errors=True)
+    result = train(
+        model,
+        loader,
+        step,
+        evaluator(data),
+        config,
+        description="teacher",
+        on_step=keep_checkpoint if keep else None,
+        run=run,
+    )
+    return _save_teacher(model, tokenizer, out, base, base_dir, data, result, config, route)
 
 
 def _save_teacher(
@@ -111,6 +107,7 @@ def _save_teacher(
         save_model(model, tokenizer, out, metadata)
         return result, metadata
     # training may stop early, before every planned checkpoint was reached
+    route.mkdir(parents=True, exist_ok=True)
     kept = sorted(route.iterdir(), key=lambda p: int(p.name.split("-")[1]))
     metadata["route"] = [f"{ROUTE_DIR}/{p.name}" for p in kept]
     with atomic_dir(out) as staging:

@@ -67,8 +67,8 @@ class TransferConfig:
     top_k: int = setting(15, "Replacement candidates per word.", min=1)
     mlm: str | None = setting(
         None,
-        "Base model with a masked-LM head whose predictions replace words "
-        "(default: the teacher's embedding neighbours).",
+        "Base model with a masked-LM head whose predictions replace words, a directory or a "
+        "Hub name (default: the teacher's embedding neighbours).",
     )
     pair_rules: bool = setting(
         False,

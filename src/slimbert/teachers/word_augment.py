@@ -174,7 +174,7 @@ def load_mlm(name: str):
     random."""
     from transformers import AutoModelForMaskedLM
 
-    path = resolve_base(name)
+    path = resolve_base(name, "--augment-mlm")
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(
             str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True
@@ -184,10 +184,11 @@ def load_mlm(name: str):
             f"--augment-mlm {name}: cannot load a masked LM ({exc}); "
             "give a base model saved with its MLM head"
         ) from None
-    if info.get("missing_keys"):
+    missing = sorted(info.get("missing_keys") or ())  # a list in transformers 4, a set in 5
+    if missing:
         raise SlimbertError(
-            f"--augment-mlm {name}: has no masked-LM head ({len(info['missing_keys'])} head "
-            f"weights missing, e.g. {info['missing_keys'][0]}); "
+            f"--augment-mlm {name}: has no masked-LM head ({len(missing)} head "
+            f"weights missing, e.g. {missing[0]}); "
             "give a base model saved with its MLM head, or leave --augment-mlm out to use the "
             "teacher's embedding neighbours"
         )
@@ -264,7 +265,7 @@ def augment(
     teacher: the classifier whose input embeddings give neighbours when `config.mlm` is None.
     """
     if config.mlm:
-        mlm_path = resolve_base(config.mlm)
+        mlm_path = resolve_base(config.mlm, "--augment-mlm")
         mode, source_model, source_id = "mlm", str(config.mlm), "mlm:" + model_fingerprint(mlm_path)
     else:
         mode, source_model, source_id = (

@@ -1,4 +1,4 @@
-"""Reading a BERT's self-attention internals during an ordinary forward pass.
+"""Reading an encoder's self-attention internals during an ordinary forward pass.
 
 Hugging Face's `output_attentions` gives softmaxed probabilities, but TinyBERT matches the
 pre-softmax scores and MiniLMv2 matches query/key/value relations. Both are recomputed here from
@@ -9,7 +9,9 @@ the outputs of each layer's `query`, `key` and `value` projections, caught with 
                      └─► value ──► V (B, T, A) ─┘        ▲ recomputed here, mask left out
 
 Hooks work the same under eager and SDPA attention and leave the model untouched: they are
-registered for one forward pass and removed after it.
+registered for one forward pass and removed after it. Where each family keeps its projections
+is `slimbert.families`' business. The recomputed scores are the model's own only with absolute
+positions (`check_attention_scores`); relations between Q, K and V (MiniLM) need no positions.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from torch import nn
 
 from slimbert.batches import model_inputs
 from slimbert.errors import SlimbertError
-from slimbert.models import encoder_layers
+from slimbert.families import family_of
 from slimbert.training.outputs import Outputs
+
+RELATIONS = ("query", "key", "value")
 
 
 @dataclass
@@ -66,43 +70,63 @@ class TransformerOutputs(Outputs):
     attention_parts: tuple[AttentionParts, ...] | None = None
 
 
-def check_absolute_positions(model: nn.Module) -> None:
-    kind = getattr(model.config, "position_embedding_type", "absolute")
-    if kind != "absolute":
-        raise SlimbertError(
-            f"{type(model).__name__} uses {kind!r} position embeddings; "
-            "recomputed attention scores cover absolute positions only — "
-            "use a teacher with position_embedding_type 'absolute'"
-        )
+def check_attention_scores(model: nn.Module) -> None:
+    """Refuse to match attention scores where Q·Kᵀ/√d is not the model's score (relative or
+    rotary positions): one line naming the family and what to use instead."""
+    family_of(model.config).check_attention_scores(model.config)
 
 
 @contextlib.contextmanager
 def record_attention(model: nn.Module) -> Iterator[list[AttentionParts]]:
-    """Collect every encoder layer's Q, K, V during the forward passes inside the block."""
-    check_absolute_positions(model)
-    found: list[dict[str, torch.Tensor]] = []
+    """Collect every encoder layer's Q, K, V during the forward passes inside the block.
+
+    Hooks sit on the family's projections (`families.Family.projections`); a fused QKV Linear
+    (ModernBERT) is split into thirds. A shared layer (ALBERT) runs once per depth, so each
+    hooked module keeps a list of its calls, and the calls in order are the layers in order.
+    """
+    family = family_of(model.config)
+    heads = family.size(model.config, "heads")
+    sites = family.attention_modules(model)
+    calls: list[list[dict[str, torch.Tensor]]] = [[] for _ in sites]
+    inputs: list[torch.Tensor | None] = [None] * len(sites)
     handles = []
-    layers = encoder_layers(model)
-    for index, layer in enumerate(layers):
-        attention = layer.attention.self
-        found.append({})
-        for name in ("query", "key", "value"):
 
-            def hook(module, args, output, index=index, name=name):
-                found[index][name] = output
+    def opened(index: int):
+        def hook(module, args, kwargs):
+            inputs[index] = args[0] if args else kwargs.get("hidden_states", kwargs.get("query"))
+            calls[index].append({})
 
-            handles.append(getattr(attention, name).register_forward_hook(hook))
+        return hook
+
+    def caught(index: int, name: str | None):
+        def hook(module, args, output):
+            # DeBERTa also runs key_proj/query_proj on its relative-position embeddings: only
+            # projections of the attention's own input are the layer's Q, K, V
+            if args[0] is not inputs[index]:
+                return
+            if name is None:  # a fused QKV Linear: [Q | K | V] along the last axis
+                query, key, value = output.chunk(3, dim=-1)  # (B, T, A) each
+                calls[index][-1].update(query=query, key=key, value=value)
+            else:
+                calls[index][-1][name] = output  # (B, T, A)
+
+        return hook
+
+    for index, attention in enumerate(sites):
+        handles.append(attention.register_forward_pre_hook(opened(index), with_kwargs=True))
+        if isinstance(family.projections, str):
+            projection = getattr(attention, family.projections)
+            handles.append(projection.register_forward_hook(caught(index, None)))
+            continue
+        for name, attribute in zip(RELATIONS, family.projections, strict=True):
+            handles.append(getattr(attention, attribute).register_forward_hook(caught(index, name)))
     parts: list[AttentionParts] = []
     try:
         yield parts
     finally:
         for handle in handles:
             handle.remove()
-    for index, layer in enumerate(layers):
-        if found[index]:
-            parts.append(
-                AttentionParts(heads=layer.attention.self.num_attention_heads, **found[index])
-            )
+    parts.extend(AttentionParts(heads=heads, **found) for site in calls for found in site)
 
 
 def forward_internals(
@@ -114,9 +138,8 @@ def forward_internals(
     """Run `model` on `batch` and return logits, hidden states and every layer's Q/K/V."""
     parts: list[AttentionParts]
     with record_attention(model) as parts:
-        result = model(
-            **model_inputs(batch), output_hidden_states=hidden_states, output_attentions=attentions
-        )
+        inputs = model_inputs(batch, model)
+        result = model(**inputs, output_hidden_states=hidden_states, output_attentions=attentions)
     return TransformerOutputs(
         logits=result.logits,
         attention_mask=batch["attention_mask"],

@@ -28,9 +28,8 @@ class Outputs:
 def forward(
     model, batch: dict[str, torch.Tensor], hidden_states: bool = False, attentions: bool = False
 ) -> Outputs:
-    result = model(
-        **model_inputs(batch), output_hidden_states=hidden_states, output_attentions=attentions
-    )
+    inputs = model_inputs(batch, model)
+    result = model(**inputs, output_hidden_states=hidden_states, output_attentions=attentions)
     return Outputs(
         logits=result.logits,
         attention_mask=batch["attention_mask"],

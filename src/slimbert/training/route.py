@@ -28,6 +28,7 @@ from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
 from slimbert.teachers import logits
 from slimbert.training.loop import TrainConfig, planned_steps, train
+from slimbert.training.state import RunFiles
 
 ROUTE_DIR = "route"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -172,6 +173,7 @@ def train_stages(
     step_for,
     evaluate,
     description: str,
+    run: RunFiles | None = None,
 ) -> list:
     """Train through the stages in order; `step_for(targets)` builds a stage's step function.
     Returns every stage's TrainResult; the last is the final teacher's."""
@@ -183,6 +185,7 @@ def train_stages(
             evaluate,
             stage.config,
             description=description + ("" if stage.final else f" {stage.name}"),
+            run=run,
         )
         for stage, targets in stages
     ]

@@ -1,0 +1,67 @@
+"""Where a training run computes and whom it reports to: the Accelerator on the device
+--device names (no silent CPU fall back) with the tracker --report-to names (TensorBoard, MLflow,
+Weights & Biases; each an optional extra, a missing one a one-line error naming it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from accelerate import Accelerator
+
+from slimbert.errors import SlimbertError
+from slimbert.models import device
+from slimbert.training.state import RunFiles
+
+if TYPE_CHECKING:
+    from slimbert.training.loop import TrainConfig
+
+# --report-to NAME: the package Accelerate's tracker needs; the slimbert extra is named the same
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_tracker(name: str) -> None:
+    """A one-line error naming the extra when --report-to's package is not installed."""
+    if name != "none" and importlib.util.find_spec(TRACKERS[name]) is None:
+        raise SlimbertError(
+            f"--report-to {name}: the {TRACKERS[name]} package is not installed; "
+            f"pip install 'slimbert[{name}]' (or --report-to none)"
+        )
+
+
+def make_accelerator(config: TrainConfig, run: RunFiles | None) -> Accelerator:
+    """An Accelerator on the device config.device names, with config.report_to's tracker."""
+    target = device(config.device)
+    trackers: dict = {}
+    if config.report_to != "none":
+        check_tracker(config.report_to)
+        if run is None:
+            raise SlimbertError(f"--report-to {config.report_to}: needs an output folder (--out)")
+        trackers = {"log_with": config.report_to, "project_dir": str(run.tracking_dir)}
+    accelerator = Accelerator(cpu=target.type == "cpu", **trackers)
+    if accelerator.device.type != target.type:
+        raise SlimbertError(
+            f"--device {config.device}: Accelerate placed training on {accelerator.device.type}; "
+            f"pass --device {accelerator.device.type} or set up Accelerate for {target.type}"
+        )
+    return accelerator
+
+
+def start_trackers(
+    accelerator: Accelerator, config: TrainConfig, run: RunFiles, stage: str
+) -> None:
+    """One tracker run per stage: TensorBoard under out/tracking/<stage>; MLflow (where
+    MLFLOW_TRACKING_URI points) and W&B runs named after the output folder and the stage."""
+    if config.report_to == "none":
+        return
+    values = {
+        k: v if isinstance(v, int | float | str | bool) else str(v)
+        for k, v in asdict(config).items()
+    }
+    name = f"{run.out.name}/{stage}"
+    run.tracking_dir.mkdir(parents=True, exist_ok=True)
+    init = {"mlflow": {"run_name": name}, "wandb": {"name": name, "dir": str(run.tracking_dir)}}
+    project = stage if config.report_to == "tensorboard" else "slimbert"
+    accelerator.init_trackers(project, config=values, init_kwargs=init)

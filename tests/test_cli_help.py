@@ -1,0 +1,145 @@
+"""The command line's manners: every command's --help shows an example that its own parser
+accepts, and `bench compare` tells a regression (3) from a usage error (2) and any other error
+(1) by its exit status."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import click
+import pytest
+from click.testing import CliRunner
+from test_report import row
+
+from slimbert.bench.compare import REGRESSION_EXIT
+from slimbert.bench.report import Report
+from slimbert.cli import cli
+
+
+def commands(command: click.Command = cli, path: tuple[str, ...] = ()):
+    """(path, command) for the root and every command under it, generated ones included."""
+    yield path, command
+    if isinstance(command, click.Group):
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            yield from commands(command.get_command(context, name), (*path, name))
+
+
+def examples(help_text: str) -> list[str]:
+    """The `slimbert ...` command lines in a help text, continuation lines joined."""
+    found, current = [], None
+    for line in help_text.splitlines():
+        text = line.strip()
+        if current is None and text.startswith("slimbert "):
+            current = text
+        elif current is not None:
+            current += " " + text
+        else:
+            continue
+        if current.endswith("\\"):
+            current = current[:-1].rstrip()
+        else:
+            found.append(current)
+            current = None
+    return found
+
+
+def parses(line: str) -> None:
+    """Parse an example with the parser of the command it names (nothing runs)."""
+    args = shlex.split(line)[1:]
+    command: click.Command = cli
+    parent = None
+    while (
+        isinstance(command, click.Group)
+        and args
+        and args[0] in command.list_commands(click.Context(command))
+    ):
+        parent = click.Context(command, info_name=command.name, parent=parent)
+        command, args = command.get_command(parent, args[0]), args[1:]
+    with command.make_context(command.name, list(args), parent=parent):
+        pass
+
+
+ALL = list(commands())
+
+
+def test_the_walk_reaches_every_command():
+    names = {" ".join(path) for path, _ in ALL}
+    expected = {
+        "",
+        "train-teacher",
+        "compress",
+        "compress kd",
+        "compress tinybert",
+        "professor",
+        "professor boost",
+        "professor augment",
+        "pretrain-student",
+        "augment",
+        "export",
+        "bench",
+        "bench compare",
+        "serve",
+        "demo",
+        "experiment",
+    }
+    assert expected <= names, expected - names
+    assert len(names) >= len(expected) + 4  # the other registered compress methods
+
+
+@pytest.mark.parametrize("path", [path for path, _ in ALL], ids=lambda p: " ".join(p) or "root")
+def test_every_help_has_an_example_its_parser_accepts(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    lines = examples(result.output)
+    assert lines, f"`slimbert {' '.join(path)} --help` shows no example"
+    # the example is for this command (or, for a group, one of its subcommands)
+    assert any(shlex.split(line)[1 : 1 + len(path)] == list(path) for line in lines), lines
+    for line in lines:
+        try:
+            parses(line)
+        except click.UsageError as exc:
+            pytest.fail(f"example {line!r} does not parse: {exc.format_message()}")
+
+
+def test_examples_reads_continued_lines():
+    text = "Example:\n  slimbert bench --model a \\\n    --eval b --out c\n  curl -s x\n"
+    assert examples(text) == ["slimbert bench --model a --eval b --out c"]
+    with pytest.raises(click.UsageError, match="No such option '--nope'"):
+        parses("slimbert export --model m --out o --nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# bench compare's exit status
+
+
+@pytest.fixture
+def reports(tmp_path):
+    def write(name: str, p99: float, metric: float = 90.0):
+        path = tmp_path / f"{name}.json"
+        report = Report(name, [row("kd-2L", p99=p99, spread=0.1, metric=metric)], {})
+        path.write_text(json.dumps(report.to_dict()))
+        return str(path)
+
+    return write
+
+
+def test_compare_exit_status_tells_regressions_from_errors(reports, tmp_path):
+    old, same, slower = reports("old", 20), reports("same", 20.2), reports("slower", 30)
+    less_accurate = reports("less-accurate", 20, metric=88.0)
+
+    def status(*args):
+        return CliRunner().invoke(cli, ["bench", "compare", *args]).exit_code
+
+    assert REGRESSION_EXIT == 3
+    assert status(old, same) == 0
+    assert status(old, slower) == 3  # p50 10 → 15 ms, beyond 5% and the spread
+    assert status(old, less_accurate) == 3  # 2 F1 points, beyond 0.5
+    assert status(old, slower, "--threshold", "10ms") == 0
+    assert status(old, slower, "--threshold", "fast") == 2  # malformed flag: usage
+    assert status(old, slower, "--statistic", "p95") == 2
+    assert status(old) == 2  # NEW missing
+    assert status(old, str(tmp_path / "absent.json")) == 1  # a SlimbertError
+    help_text = CliRunner().invoke(cli, ["bench", "compare", "--help"]).output
+    assert "3  a regression was found" in help_text and "2  usage error" in help_text
