@@ -107,13 +107,12 @@ def build_tokenizer(family: str, folder: Path, texts: list[str], vocab_size: int
             "electra": tf.ElectraTokenizerFast,
             "mpnet": tf.MPNetTokenizerFast,
         }[family]
-        tokenizer = kind(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+        # from_pretrained, not kind(vocab_file=...): transformers 5 ignores vocab_file
+        tokenizer = kind.from_pretrained(str(folder), do_lower_case=True)
     elif family == "roberta":
         trained = _byte_bpe(texts, ROBERTA_SPECIALS, vocab_size)
         trained.model.save(str(folder))
-        tokenizer = tf.RobertaTokenizerFast(
-            vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")
-        )
+        tokenizer = tf.RobertaTokenizerFast.from_pretrained(str(folder))
     elif family == "modernbert":
         trained = _byte_bpe(texts, ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"], vocab_size)
         _template(trained, "[CLS]", "[SEP]", "[SEP]", type_ids=False)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import transformers
 from click.testing import CliRunner
 from conftest import sentiment_rows, write_sst2
 from family_models import FAMILY_NAMES, build_family
@@ -28,13 +29,7 @@ from slimbert.teachers.ensemble import EnsembleClassifier
 from slimbert.teachers.load import load_teacher
 from slimbert.training.capture import forward_internals
 
-# The family fixtures build their tokenizers with transformers 4.x constructors (vocab_file=,
-# merges_file=), which 5.x ignores; on the 5.x line these tests wait for that fixture to be
-# rebuilt with from_pretrained (see benchmarks/results/transformers5.md).
-pytestmark = pytest.mark.skipif(
-    int(__import__("transformers").__version__.split(".")[0]) >= 5,
-    reason="family fixtures build tokenizers the transformers 4.x way",
-)
+TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 
 # What the family's real tokenizer makes, and what of it the model reads.
 INPUTS = {
@@ -48,6 +43,10 @@ INPUTS = {
     "modernbert": ["input_ids", "attention_mask"],
     "albert": ["input_ids", "token_type_ids", "attention_mask"],
 }
+if TRANSFORMERS_5:
+    # transformers 5's AlbertTokenizer no longer lists token_type_ids in model_input_names, so
+    # a pair's segments reach an ALBERT model as position only (the tokenizer decides).
+    INPUTS["albert"] = ["input_ids", "attention_mask"]
 
 # (family, method) → the words its one-line refusal must hold; every other pair works.
 REFUSED = {
@@ -56,9 +55,14 @@ REFUSED = {
     ("modernbert", "tinybert"): "rotates Q and K",
     ("albert", "theseus"): "one shared layer",
 }
+if TRANSFORMERS_5:
+    # transformers 5's ModernBERT feeds each layer the mask of its attention type
+    REFUSED["modernbert", "theseus"] = "one module cannot stand in"
 
 # Families whose attention ONNX Runtime's bert fusion matches (see slimbert.families).
 FUSES_ATTENTION = {"bert", "roberta", "xlm-roberta", "electra", "albert"}
+if TRANSFORMERS_5:
+    FUSES_ATTENTION.add("distilbert")  # its 5.x eager graph adds the mask (slimbert.families)
 
 DATA_FLAGS = ["--batch-size", "8", "--max-length", "32", "--seed", "0", "--no-progress"]
 
@@ -404,3 +408,36 @@ def test_professor_boost_members_of_every_family(family, tmp_path, files):
     with torch.inference_mode():
         logits = teacher.model(**model_inputs(batch, teacher.model)).logits
     assert logits.shape == (2, 2) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])  # WordPiece, BPE, Unigram
+def test_augmentation_swaps_whole_words_in_every_vocabulary_kind(family, tmp_path):
+    from slimbert.data import read_examples
+    from slimbert.teachers.logits import model_fingerprint
+    from slimbert.teachers.word_augment import AugmentConfig, augment, whole_words
+
+    texts = [t for t, _ in sentiment_rows(32, 1)]
+    folder = build_family(family, tmp_path / "teacher", texts, layers=1)
+    tokenizer = load_tokenizer(folder)
+    spelled = whole_words(tokenizer, list(range(len(tokenizer))))
+    assert len(spelled) >= 2  # a 400-piece Unigram of these texts holds few whole words
+    assert all(w.isalpha() and len(w) > 1 for w in spelled.values())  # no Ġ, ▁ or ## in them
+    # a word's pieces after the first are mid-word pieces: never candidates
+    for word in {w for t in texts for w in t.lower().split() if w.isalpha()}:
+        pieces = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        assert not set(pieces[1:]) & set(spelled), (word, pieces)
+
+    examples = read_examples(write_sst2(tmp_path / "train.tsv", sentiment_rows(32, 1)))
+    examples = examples.subset(range(8))
+    result = augment(
+        examples,
+        load_classifier(folder),
+        tokenizer,
+        model_fingerprint(folder),
+        AugmentConfig(copies=2, prob=1.0, top_k=3, seed=0),
+    )
+    assert result.replaced_words > 0
+    vocabulary = {w.lower() for w in spelled.values()}
+    for copy, source in zip(result.examples.texts, result.sources, strict=True):
+        for old, new in zip(examples.texts[source].split(), copy.split(), strict=True):
+            assert new == old or new.lower() in vocabulary, (old, new)

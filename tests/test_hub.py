@@ -225,3 +225,31 @@ def test_student_init_takes_a_sharded_student_by_hub_name(hub_cache, tmp_path, t
     for key in keys:
         assert torch.equal(copied[key], source[key]), key
     assert torch.equal(copied["classifier.weight"], teacher.state_dict()["classifier.weight"])
+
+
+def test_bench_times_a_model_named_by_its_hub_name(hub_cache, tmp_path, tiny_teacher, sst2_files):
+    """`bench --model org/name` times the cached snapshot under the repository's name and leaves
+    the snapshot (the Hub's files) untouched."""
+    snapshot = put_in_hub_cache(hub_cache, "tiny-org/tiny-teacher", tiny_teacher)
+    (snapshot / "README.md").symlink_to(snapshot / "config.json")  # a card the bench must not edit
+    before = sorted((p.name, p.is_symlink()) for p in snapshot.iterdir())
+    out = tmp_path / "bench"
+    result = invoke(
+        "bench", "--model", "tiny-org/tiny-teacher", "--eval", sst2_files[1], "--out", out,
+        "--limit", 4, "--repeats", 1, "--warmup", 0, "--no-peak", "--in-process",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert {(row["model"], row["runtime"]) for row in rows} == {
+        ("tiny-teacher", "pytorch"),
+        ("tiny-teacher", "onnx"),
+    }
+    assert sorted((p.name, p.is_symlink()) for p in snapshot.iterdir()) == before
+    assert (out / "exports" / "tiny-teacher" / "model.onnx").is_file()
+
+    absent = CliRunner().invoke(
+        cli,
+        ["bench", "--model", "tiny-org/absent", "--eval", str(sst2_files[1]),
+         "--out", str(tmp_path / "b2")],
+    )  # fmt: skip
+    assert absent.exit_code != 0 and "not in the Hugging Face cache" in absent.output

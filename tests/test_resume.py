@@ -115,6 +115,26 @@ def test_the_state_is_safetensors_and_json_and_a_finished_stage_is_not_trained_a
     assert max_difference(model.state_dict(), again.state_dict()) == 0.0
 
 
+def test_no_save_state_writes_no_state_and_leaves_nothing_to_resume(tmp_path, monkeypatch):
+    import slimbert.training.loop as loop
+
+    writes = []
+    real = loop.write_state
+    monkeypatch.setattr(loop, "write_state", lambda *a, **k: writes.append(1) or real(*a, **k))
+    config = TrainConfig(max_steps=4, eval_every=2, patience=0, progress=False, lr=1e-2)
+    train(toy_model(), toy_loader(), toy_step, toy_eval, config, run=RunFiles(tmp_path / "on"))
+    assert writes  # the default keeps a state at every improving evaluation and at the end
+
+    writes.clear()
+    off = TrainConfig(max_steps=4, eval_every=2, patience=0, progress=False, lr=1e-2,
+                      save_state=False)  # fmt: skip
+    run = RunFiles(tmp_path / "off")
+    result = train(toy_model(), toy_loader(), toy_step, toy_eval, off, run=run)
+    assert writes == [] and result.steps == 4
+    assert not (tmp_path / "off" / STATE_DIR).exists()
+    assert (tmp_path / "off" / "train_log.jsonl").is_file()  # the log is kept either way
+
+
 def test_resuming_with_other_settings_is_one_line(tmp_path):
     config = TrainConfig(max_steps=4, eval_every=2, patience=0, progress=False, lr=1e-2)
     train(toy_model(), toy_loader(), toy_step, toy_eval, config, run=RunFiles(tmp_path))
@@ -239,9 +259,10 @@ def test_experiment_cells_planned_before_these_settings_keep_their_keys():
     before = {  # the fields TrainConfig had before them, as the key hashed them then
         k: v
         for k, v in asdict(config).items()
-        if k not in ("progress", "resume", "report_to", "device", "grad_accum")
+        if k not in ("progress", "resume", "save_state", "report_to", "device", "grad_accum")
     }
     old = hashlib.sha256(json.dumps([before], sort_keys=True, default=str).encode()).hexdigest()
     assert _key(config) == old[:24]
     assert _key(TrainConfig(epochs=2.0, lr=1e-4, resume=True, device="cpu")) == old[:24]
+    assert _key(TrainConfig(epochs=2.0, lr=1e-4, save_state=False)) == old[:24]
     assert _key(TrainConfig(epochs=2.0, lr=1e-4, grad_accum=2)) != old[:24]

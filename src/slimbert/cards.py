@@ -389,8 +389,8 @@ def add_bench(folder: str | Path, rows: list[dict], eval_path: str | Path, when:
     card, replacing earlier ones, atomically. A folder without a card is left alone; returns
     whether a card was written."""
     path = Path(folder) / CARD_FILE
-    if not rows or not path.is_file():
-        return False
+    if not rows or not path.is_file() or hub_id(folder) is not None:
+        return False  # a snapshot in the Hugging Face cache is the Hub's, not ours to edit
     text = path.read_text(encoding="utf-8")
     start = text.find(_BENCH_MARK)
     if start >= 0:

@@ -56,6 +56,8 @@ class Family:
     mlm_head:     the masked-LM model's module from final hidden states to vocabulary logits
                   (None: masked-LM loss runs the whole model)
     follows_width: other config sizes that equal the hidden size and must narrow with it
+    per_layer:    config entries holding one value per layer (ModernBERT's layer_types on
+                  transformers 5): a student keeps the entries of the layers it keeps
     fusion:       onnxruntime.transformers optimizer model type whose attention fusion matches
                   this family's exported graph, or None
     fusion_note:  why it does or does not fuse
@@ -76,6 +78,7 @@ class Family:
     shared_layers: bool = False
     mlm_head: str | None = None
     follows_width: tuple[str, ...] = ()
+    per_layer: tuple[str, ...] = ()
 
     def base(self, model: nn.Module) -> nn.Module:
         return getattr(model, model.base_model_prefix, model)
@@ -152,8 +155,9 @@ FAMILIES = (
         "attention",
         ("q_lin", "k_lin", "v_lin"),
         None,
-        "its eager graph masks the scores with Where(mask, -max) instead of adding the mask, "
-        "which the bert Attention fusion does not match",
+        "on transformers 4.x its eager graph masks the scores with Where(mask, -max) instead "
+        "of adding the mask, which the bert Attention fusion does not match; transformers 5 "
+        "adds the mask and the fusion matches",
         width="dim",
         heads="n_heads",
         ffn="hidden_dim",
@@ -212,6 +216,7 @@ FAMILIES = (
         "rotary position embeddings and a fused QKV projection without bias: no ONNX Runtime "
         "encoder attention fusion matches them",
         positions="rotary",
+        per_layer=("layer_types",),
     ),
     Family(
         "ALBERT",

@@ -3,6 +3,7 @@
     HF model directory (model.safetensors)   -> pytorch target, and an onnx target exported
                                                  and validated into OUT/exports/NAME
     export directory   (model.onnx)          -> onnx target only, at the export's precision
+    Hub name (org/name, in the local cache)  -> as its cached HF model directory, named NAME
 
 An export is reused while its recorded weights hash matches the model's.
 """
@@ -20,7 +21,7 @@ from slimbert.errors import SlimbertError
 from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE
 from slimbert.export.onnx import export
 from slimbert.export.validate import Tolerances
-from slimbert.hub import weight_files
+from slimbert.hub import resolve_model, weight_files
 from slimbert.provenance import METADATA_FILE, read_metadata
 
 
@@ -46,10 +47,11 @@ def _targets_for(
 ) -> list[Target]:
     """An HF directory gives a PyTorch target and, exported and validated, an ONNX target;
     an export folder (model.onnx) gives an ONNX target only."""
-    if not model_dir.is_dir():
-        raise SlimbertError(f"--model {model_dir}: no such directory")
+    given = model_dir
+    if not model_dir.is_dir():  # a Hub name, read from the local cache (one line if absent)
+        model_dir = resolve_model(str(model_dir), "--model")
     meta = read_metadata(model_dir)
-    name = meta.get("name") or model_dir.name
+    name = meta.get("name") or given.name
     method = meta.get("method", "model")
     role = meta.get("role", "student")
     if (model_dir / ONNX_FILE).is_file():

@@ -24,8 +24,9 @@ from slimbert.metrics import METRICS
     "models",
     type=click.Path(path_type=Path),
     multiple=True,
-    help="[required] Model or export directory; repeat for several. "
-    "HF directories are timed in PyTorch and as a validated ONNX export.",
+    help="[required] Model or export directory, or a Hub name (org/name) in the local "
+    "Hugging Face cache; repeat for several. HF models are timed in PyTorch and as a validated "
+    "ONNX export.",
 )
 @click.option(
     "--eval",

@@ -192,6 +192,10 @@ def build_student(
     ):
         if value is not None:
             setattr(config, getattr(family, which), value)
+    for name in family.per_layer:  # e.g. ModernBERT's layer_types on transformers 5
+        values = getattr(teacher.config, name, None)
+        if isinstance(values, (list, tuple)) and len(values) == teacher_layers:
+            setattr(config, name, [values[k] for k in layer_map])
     for name in family.follows_width:  # e.g. DeBERTa's pooler_hidden_size
         if getattr(config, name, None) == family.size(teacher.config, "width"):
             setattr(config, name, family.size(config, "width"))

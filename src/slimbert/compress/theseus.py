@@ -192,6 +192,16 @@ def check_replaceable(teacher: nn.Module) -> None:
             "no per-layer modules to replace; use compress kd, tinybert or minilm, which run the "
             "shared layer fewer times"
         )
+    # transformers 5's ModernBERT hands each layer the mask and rotary table of its own
+    # attention type (global or sliding window), read off the layer; a module standing in for a
+    # group that mixes both types cannot take both.
+    kinds = {getattr(layer, "attention_type", None) for layer in family.layer_list(teacher)}
+    if len(kinds) > 1:
+        raise SlimbertError(
+            f"compress theseus: {family.name} alternates {' and '.join(sorted(map(str, kinds)))} "
+            "layers, each fed its own mask by the model, so one module cannot stand in for a "
+            "group of them; use compress kd, tinybert or minilm"
+        )
 
 
 def set_draws(hybrid: nn.ModuleList, p: float, generator: torch.Generator) -> list[bool]:

@@ -16,7 +16,9 @@ bundled MiniLM ships without one, so the default is the teacher's own input embe
 Words are replaced whole, however many pieces they have ("unwatchable" → un ##watch ##able):
 the masked LM fills one [MASK] put in place of the word; the embedding source takes neighbours
 of the mean of its pieces' embeddings (TinyBERT used GloVe; slimbert has no word vectors
-offline). Candidates are whole-word tokens, never ##pieces; a word with an unknown piece stays.
+offline). Candidates are whole-word tokens of any vocabulary kind (`whole_words`: never
+WordPiece's ##pieces nor BPE/SentencePiece mid-word pieces), inserted as the words they spell;
+a word with an unknown piece stays.
 Sentence pairs: each sentence on its own. The source used is recorded in the student's metadata.
 
 The copies are labelled by the teacher where they are used (`slimbert.task.teacher_logits`,
@@ -42,7 +44,7 @@ from slimbert.models import device, load_tokenizer, resolve_base
 from slimbert.teachers.logits import cache_dir, model_fingerprint
 
 WORD = re.compile(r"[^\W\d_]+")
-FORMAT = 3  # bump when the algorithm changes, so old caches are not reused
+FORMAT = 4  # bump when the algorithm changes, so old caches are not reused
 
 
 @dataclass
@@ -98,14 +100,34 @@ class Augmented:
         }
 
 
-def _whole_word(token: str) -> bool:
-    """A replacement candidate: alphabetic, not a ##piece, longer than one letter
-    ("his" → "s" reads as noise)."""
-    return token.isalpha() and len(token) > 1
+def whole_words(tokenizer, ids: list[int]) -> dict[int, str]:
+    """The tokens among `ids` that are whole words, as the words they spell: alphabetic, longer
+    than one letter ("his" → "s" reads as noise), and what the tokenizer makes of that word on
+    its own, at a sentence's start or after a space. The rule holds for every vocabulary kind:
+    WordPiece's "##ing" spells no alphabetic word, while byte-level BPE's "Ġgreat" and
+    SentencePiece's "▁great" spell "great" (their word-start pieces qualify) and a mid-word
+    piece such as "ing" tokenizes as "▁ing", another token."""
+    special = set(tokenizer.all_special_ids)
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    spelled = {
+        i: tokenizer.convert_tokens_to_string([token]).strip()
+        for i, token in zip(ids, tokens, strict=True)
+        if token and i not in special
+    }
+    spelled = {i: w for i, w in spelled.items() if w.isalpha() and len(w) > 1}
+    order = list(spelled)
+    if not order:
+        return {}
+    alone = tokenizer([spelled[i] for i in order], add_special_tokens=False)["input_ids"]
+    spaced = tokenizer([" " + spelled[i] for i in order], add_special_tokens=False)["input_ids"]
+    return {
+        i: spelled[i] for i, a, b in zip(order, alone, spaced, strict=True) if a == [i] or b == [i]
+    }
 
 
 class _Vocabulary:
-    """Each word's vocabulary pieces, None with an unknown one (memoised: texts repeat words)."""
+    """Each word's vocabulary pieces as it reads after a space (mid-sentence, where most words
+    are), None with an unknown one (memoised: texts repeat words)."""
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
@@ -114,7 +136,7 @@ class _Vocabulary:
 
     def pieces(self, word: str) -> tuple[int, ...] | None:
         if word not in self.ids:
-            pieces = tuple(self.tokenizer(word, add_special_tokens=False)["input_ids"])
+            pieces = tuple(self.tokenizer(" " + word, add_special_tokens=False)["input_ids"])
             self.ids[word] = pieces if pieces and self.unk not in pieces else None
         return self.ids[word]
 
@@ -138,17 +160,14 @@ class _EmbeddingNeighbours:
     (V, H): from the mean of its pieces' unit embeddings, its own pieces excluded."""
 
     def __init__(self, embeddings: torch.Tensor, tokenizer, top_k: int):
-        vocab = tokenizer.convert_ids_to_tokens(list(range(embeddings.shape[0])))
-        special = set(tokenizer.all_special_ids)
-        self.words = [
-            i for i, token in enumerate(vocab) if token and _whole_word(token) and i not in special
-        ]
+        spelled = whole_words(tokenizer, list(range(min(embeddings.shape[0], len(tokenizer)))))
+        self.words = list(spelled)
         if not self.words:
             raise SlimbertError(
                 "the teacher's vocabulary has no whole-word tokens to draw replacements from; "
                 "give --augment-mlm"
             )
-        self.vocab = vocab
+        self.spelled = spelled
         self.matrix = torch.nn.functional.normalize(embeddings.float(), dim=-1)  # (V, H)
         self.top_k = top_k
         self.cache: dict[tuple[int, ...], list[str]] = {}
@@ -165,7 +184,7 @@ class _EmbeddingNeighbours:
             best = similarity.topk(k, dim=-1).indices  # (b, k)
             for row, word in zip(best.tolist(), chunk, strict=True):
                 self.cache[word] = [
-                    self.vocab[self.words[j]] for j in row if self.words[j] not in word
+                    self.spelled[self.words[j]] for j in row if self.words[j] not in word
                 ][: self.top_k]
 
 
@@ -214,8 +233,7 @@ def _mlm_candidates(
         )
     dev = device()
     model.to(dev)
-    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    special = set(tokenizer.all_special_ids)
+    spelled = whole_words(tokenizer, list(range(len(tokenizer))))
     found: dict[Slot, list[str]] = {}
     for start in range(0, len(slots), config.batch_size):
         chunk = slots[start : start + config.batch_size]
@@ -237,11 +255,7 @@ def _mlm_candidates(
         for row, ids in zip(rows.tolist(), best, strict=True):
             i, field, w = chunk[row]
             original = spans[(i, field)][w].group().lower()
-            words = [
-                vocab[t]
-                for t in ids
-                if t not in special and _whole_word(vocab[t]) and vocab[t].lower() != original
-            ]
+            words = [spelled[t] for t in ids if t in spelled and spelled[t].lower() != original]
             found[chunk[row]] = words[: config.top_k]
     model.to("cpu")
     return found

@@ -123,6 +123,7 @@ class TrainConfig:
     device:          "auto" (CUDA, MPS, XPU, else CPU) or the device to train on
     report_to:       an Accelerate tracker the per-step figures also go to, or "none"
     resume:          continue from the state saved in the output folder
+    save_state:      save that state at every improving evaluation (off: nothing to resume from)
     progress:        show a progress bar
     """
 
@@ -178,6 +179,12 @@ class TrainConfig:
         "Continue from the training state last saved in --out (at every evaluation) instead of "
         "starting over; finished stages are not trained again.",
         secondary=False,
+    )
+    save_state: bool = setting(
+        True,
+        "Save the training state at every improving evaluation so --resume can continue (the "
+        "weights, the optimizer's moments and the best checkpoint: about 4× the weights' size "
+        "each time); --no-save-state skips those writes for a run that will not be resumed.",
     )
     tie_margin: float = setting(
         0.5,
@@ -392,7 +399,7 @@ def train(
             on_step(result.steps, total_steps, accelerator.unwrap_model(model))
 
     def save_state(epoch_rng: RngState, fetch_rng: RngState) -> None:
-        if run is None or not accelerator.is_main_process:
+        if run is None or not config.save_state or not accelerator.is_main_process:
             return
         epoch_tensors, epoch_json = epoch_rng.flat("epoch")
         fetch_tensors, fetch_json = fetch_rng.flat("fetch")
@@ -551,7 +558,7 @@ def train(
     unwrapped = accelerator.unwrap_model(model)
     if best_state is not None:
         unwrapped.load_state_dict(best_state)
-    if run is not None and accelerator.is_main_process:
+    if run is not None and config.save_state and accelerator.is_main_process:
         _save_finished(run, stage, description, identity, result, accelerator, model, extras,
                        generators)  # fmt: skip
     return result
