@@ -8,12 +8,15 @@ number of steps, for each precision and batching setting (benchmarks/results/tra
 Speed: the teacher (the bundled MiniLM, 6 layers, fresh head) and a 3-layer student cut from it
 (compress.students.build_student), at the SST-2 setting (64 tokens) and the MRPC setting (128),
 batch 32, through slimbert's own training loop (training.loop.train): fp32 or bf16 autocast,
-batches in random order or grouped by length, at 1 thread and at all cores. Each cell runs
-warm-up steps, then times `--timed-steps` optimiser steps (the loop's on_step timestamps);
-examples/s = batch × steps ÷ seconds.
+batches in random order or grouped by length, AdamW's per-tensor loop or its fused kernel, at 1
+thread and at all cores. "fp32" is the loop's default before this benchmark (fp32, random
+batches, per-tensor AdamW); "default" is today's (`--mixed-precision auto`, grouping, fused
+AdamW: bf16 on a CPU with AVX-512 BF16 or AMX). Each cell runs warm-up steps, then times
+`--timed-steps` optimiser steps (the loop's on_step timestamps); examples/s = batch × steps ÷
+seconds.
 
-Where the time goes: one profiled step per precision (torch.profiler), split into forward,
-backward and optimizer, at the SST-2 teacher setting.
+Where the time goes: the median of 5 steps per precision and optimizer, split into forward,
+backward and optimizer step, at the SST-2 teacher setting with grouping.
 
 Quality: the teacher trained for `--quality-steps` steps from the same seed in fp32 / random
 batches and in each faster setting, then scored on the whole dev file with the fp32 weights.
@@ -38,15 +41,21 @@ from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.models import load_classifier, load_tokenizer, resolve_base
-from slimbert.training.loop import TrainConfig, train, train_loader
+from slimbert.training.loop import TrainConfig, resolve_precision, train, train_loader
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 
-SETTINGS = {  # name: (mixed_precision, group_by_length)
-    "fp32": ("no", False),
-    "fp32 + grouping": ("no", True),
-    "bf16": ("bf16", False),
-    "bf16 + grouping": ("bf16", True),
+SETTINGS = {  # name: (mixed_precision, group_by_length, fused AdamW)
+    "fp32": ("no", False, False),
+    "fp32 + grouping": ("no", True, False),
+    "bf16": ("bf16", False, False),
+    "bf16 + grouping": ("bf16", True, False),
+    "default": ("auto", True, True),
+}
+PROFILES = {  # name: (precision, fused AdamW)
+    "fp32, AdamW loop": ("no", False),
+    "bf16, AdamW loop": ("bf16", False),
+    "bf16, fused AdamW": ("bf16", True),
 }
 TASKS = {  # name: (folder, max_length, training rows read for timing and quality)
     "SST-2": ("SST-2", 64, 8000),
@@ -68,7 +77,7 @@ def model_for(data, layers: int | None):
     return build_student(teacher, StudentShape(layers), picked, seed=0)[0]
 
 
-def examples_per_second(data, layers, precision, grouping, threads, warmup, timed) -> float:
+def examples_per_second(data, layers, precision, grouping, fused, threads, warmup, timed) -> float:
     torch.set_num_threads(threads)
     model = model_for(data, layers)
     stamps: list[float] = []
@@ -80,6 +89,8 @@ def examples_per_second(data, layers, precision, grouping, threads, warmup, time
         eval_every=10**9,  # the only evaluation is the loop's last; it is not timed
         mixed_precision=precision,
         group_by_length=grouping,
+        fused_adamw=fused,
+        save_state=False,
         progress=False,
     )
     train(
@@ -100,11 +111,11 @@ def _no_score():
     return Metrics(0.0, {}, "none")
 
 
-def profile_step(data, precision: str) -> dict[str, float]:
+def profile_step(data, precision: str, fused: bool) -> dict[str, float]:
     """Milliseconds of one step's forward, backward and optimizer (median of 5 steps)."""
     torch.set_num_threads(torch.get_num_threads())
     model = model_for(data, None).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused or None)
     config = TrainConfig(batch_size=32, seed=0, group_by_length=True)
     step = step_fn()
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": []}
@@ -128,7 +139,7 @@ def profile_step(data, precision: str) -> dict[str, float]:
     return {k: sorted(v)[len(v) // 2] for k, v in parts.items()}
 
 
-def quality(data, precision, grouping, steps) -> dict[str, float]:
+def quality(data, precision, grouping, fused, steps) -> dict[str, float]:
     model = model_for(data, None)
     config = TrainConfig(
         max_steps=steps,
@@ -138,6 +149,8 @@ def quality(data, precision, grouping, steps) -> dict[str, float]:
         eval_every=steps,
         mixed_precision=precision,
         group_by_length=grouping,
+        fused_adamw=fused,
+        save_state=False,
         progress=False,
     )
     started = time.perf_counter()
@@ -195,24 +208,32 @@ def main() -> None:
         )
         data = prepare(spec, load_tokenizer(resolve_base("minilm-l6")))
         for model_name, layers in (("teacher 6L", None), ("student 3L", 3)):
-            for setting, (precision, grouping) in SETTINGS.items():
+            for setting, (precision, grouping, fused) in SETTINGS.items():
                 for n in threads:
                     key = {"task": task, "model": model_name, "setting": setting, "threads": n}
                     if done("speed", **key):
                         continue
                     speed = examples_per_second(
-                        data, layers, precision, grouping, n, args.warmup_steps, args.timed_steps
+                        data,
+                        layers,
+                        precision,
+                        grouping,
+                        fused,
+                        n,
+                        args.warmup_steps,
+                        args.timed_steps,
                     )
-                    record("speed", {**key, "examples_per_s": speed})
+                    resolved = resolve_precision(precision, torch.device("cpu"))
+                    record("speed", {**key, "examples_per_s": speed, "precision": resolved})
         torch.set_num_threads(cores)
-        if task == "SST-2" and len(results["profile"]) < 2:
-            for precision in ("no", "bf16"):
-                results["profile"][precision] = profile_step(data, precision)
+        if task == "SST-2" and set(results["profile"]) != set(PROFILES):
+            for name, (precision, fused) in PROFILES.items():
+                results["profile"][name] = profile_step(data, precision, fused)
             write_json_atomic(profile_file, results["profile"])
-        for setting, (precision, grouping) in SETTINGS.items():
+        for setting, (precision, grouping, fused) in SETTINGS.items():
             if done("quality", task=task, setting=setting, steps=args.quality_steps):
                 continue
-            figures = quality(data, precision, grouping, args.quality_steps)
+            figures = quality(data, precision, grouping, fused, args.quality_steps)
             record(
                 "quality",
                 {"task": task, "setting": setting, "steps": args.quality_steps, **figures},
@@ -244,6 +265,10 @@ def render(results: dict, args) -> str:
         "",
         "## Examples per second (batch 32, slimbert's training loop)",
         "",
+        "fp32: the loop's default before this benchmark (fp32, random batches, AdamW's "
+        "per-tensor loop). default: today's (--mixed-precision auto, grouping by length, fused "
+        f"AdamW; auto is {resolve_precision('auto', torch.device('cpu'))} on this CPU).",
+        "",
         "| Task | Model | Setting | Threads | Examples/s | × fp32 |",
         "|---|---|---|---|---|---|",
     ]
@@ -260,11 +285,11 @@ def render(results: dict, args) -> str:
             f"{r['examples_per_s']:.1f} | {ratio:.2f}× |"
         )
     lines += ["", "## Where a step's time goes (SST-2 teacher, ms, median of 5 steps)", ""]
-    lines += ["| Precision | Forward | Backward | Optimizer |", "|---|---|---|---|"]
-    for precision, parts in results["profile"].items():
+    lines += ["| Precision, optimizer | Forward | Backward | Optimizer |", "|---|---|---|---|"]
+    for name, parts in results["profile"].items():
         lines.append(
-            f"| {'fp32' if precision == 'no' else precision} | {parts['forward']:.0f} | "
-            f"{parts['backward']:.0f} | {parts['optimizer']:.0f} |"
+            f"| {name} | {parts['forward']:.0f} | {parts['backward']:.0f} | "
+            f"{parts['optimizer']:.0f} |"
         )
     lines += ["", f"## Dev figures after {args.quality_steps} steps (same seed, fp32 weights)", ""]
     lines += ["| Task | Setting | Accuracy | F1 | MCC | Seconds |", "|---|---|---|---|---|---|"]

@@ -1,11 +1,14 @@
 """What a training run records: train_log.jsonl always (each loss term, lr, examples/s, eval
-figures), an Accelerate tracker with --report-to (TensorBoard read back from its event file),
-a one-line error naming the extra when the tracker is not installed; and --grad-accum."""
+figures), an Accelerate tracker with --report-to (TensorBoard, MLflow and offline W&B, each read
+back from what it stored), a one-line error naming the extra when the tracker is not installed;
+and --grad-accum."""
 
 from __future__ import annotations
 
 import json
+import struct
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,7 +65,7 @@ def test_tensorboard_gets_the_same_figures(tiny_teacher, sst2_files, tmp_path):
     events = EventAccumulator(str(runs[0]))
     events.Reload()
     rows = [json.loads(line) for line in (out / "train_log.jsonl").open()]
-    losses = events.Scalars("loss")
+    losses = events.Scalars("loss/total")  # trackers get the total as loss/total
     assert [e.step for e in losses] == [1, 2, 3, 4]
     assert [e.value for e in losses] == pytest.approx([r["loss"] for r in rows], abs=1e-6)
     assert [e.value for e in events.Scalars("loss/soft")] == pytest.approx(
@@ -72,6 +75,120 @@ def test_tensorboard_gets_the_same_figures(tiny_teacher, sst2_files, tmp_path):
     assert [(e.step, round(e.value, 4)) for e in f1] == [
         (r["step"], round(r["eval/f1"], 4)) for r in rows if "eval/f1" in r
     ]
+
+
+def train_reporting_to(tracker: str, teacher, files, tmp_path) -> Path:
+    """The output folder of the tiny kd run (4 steps, eval at 2 and 4) with --report-to."""
+    out = tmp_path / "kd"
+    result = CliRunner().invoke(cli, kd_args(teacher, *files, out, "--report-to", tracker))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def series(out: Path) -> dict[str, list[tuple[int, float]]]:
+    """Each figure train_log.jsonl holds as (step, value) pairs: what a tracker should hold
+    (the total loss, "loss" in the log, as "loss/total")."""
+    figures: dict[str, list[tuple[int, float]]] = {}
+    for line in (out / "train_log.jsonl").open():
+        row = json.loads(line)
+        for key, value in row.items():
+            if key not in ("stage", "step", "epoch"):
+                name = "loss/total" if key == "loss" else key
+                figures.setdefault(name, []).append((row["step"], float(value)))
+    return figures
+
+
+def test_mlflow_gets_every_figure_at_every_step(tiny_teacher, sst2_files, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")  # mlflow-skinny's sqlite store needs it and alembic
+    from mlflow import MlflowClient
+
+    # sqlite, not file://: MLflow 3 refuses a file store unless told (the test below tells it)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = train_reporting_to("mlflow", tiny_teacher, sst2_files, tmp_path)
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("slimbert").experiment_id])
+    assert (run.info.run_name, run.info.status) == ("kd/kd-1L", "FINISHED")
+    assert run.data.params["report_to"] == "mlflow" and run.data.params["max_steps"] == "4"
+    recorded = {
+        key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        for key in run.data.metrics
+    }
+    assert [step for step, _ in recorded["loss/total"]] == [1, 2, 3, 4]
+    assert [step for step, _ in recorded["eval/f1"]] == [2, 4]
+    assert recorded == series(out)  # the same Python floats went to both
+
+
+# a file store keeps each metric as a file: "loss/soft" beside a metric "loss" would need
+# metrics/loss to be a file and a folder (NotADirectoryError), hence "loss/total"
+def test_mlflow_file_store_takes_loss_beside_its_terms(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    uri = f"file://{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 2's default store
+    out = train_reporting_to("mlflow", tiny_teacher, sst2_files, tmp_path)
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("slimbert").experiment_id])
+    assert {"loss/total", "loss/soft", "loss/hard"} <= set(run.data.metrics)
+    assert run.data.metrics["loss/total"] == series(out)["loss/total"][-1][1]
+
+
+def wandb_history(path: Path) -> list[dict]:
+    """The history rows of an offline W&B run file (run-*.wandb): a 7-byte header, then
+    LevelDB-log chunks (crc32 u32, length u16, kind u8: 1 full, 2 first, 3 middle, 4 last) in
+    32 KiB blocks, each record a wandb_internal Record protobuf."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data, block, position, part, rows = path.read_bytes(), 32 * 1024, 7, b"", []
+    assert data[:7] == b":W&B\xe1\xbe\x00"
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        part += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            record = Record.FromString(part)
+            part = b""
+            items = record.history.item if record.HasField("history") else []
+            if items:
+                rows.append(
+                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+                )
+    return rows
+
+
+def test_offline_wandb_gets_every_figure_at_every_step(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    pytest.importorskip("wandb")
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_DISABLE_CODE": "true",
+        "WANDB_INIT_TIMEOUT": "60",  # a stuck wandb-core service fails the test, not hangs it
+        **{f"WANDB_{kind}_DIR": str(tmp_path / kind) for kind in ("CONFIG", "CACHE", "DATA")},
+    }.items():
+        monkeypatch.setenv(name, value)
+    out = train_reporting_to("wandb", tiny_teacher, sst2_files, tmp_path)
+    # one run per stage, kept in the artifact as TensorBoard's is
+    [run] = (out / "tracking" / "wandb").glob("offline-run-*/run-*.wandb")
+    rows = wandb_history(run)
+    assert [row["_step"] for row in rows] == [1, 2, 3, 4]
+    recorded: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if not key.startswith("_"):  # _step, _runtime, _timestamp: W&B's own
+                recorded.setdefault(key, []).append((row["_step"], value))
+    assert [step for step, _ in recorded["eval/f1"]] == [2, 4]
+    assert recorded == series(out)
 
 
 @pytest.mark.parametrize("tracker", ["tensorboard", "mlflow", "wandb"])

@@ -41,7 +41,7 @@ from slimbert.training.state import (
     stage_key,
     write_state,
 )
-from slimbert.training.tracking import TRACKERS, make_accelerator, start_trackers
+from slimbert.training.tracking import TRACKERS, make_accelerator, start_trackers, tracker_figures
 
 StepFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 EvalFn = Callable[[nn.Module], Metrics]
@@ -115,8 +115,8 @@ class TrainConfig:
     eval_every:      evaluate every N steps; 0 evaluates once per epoch
     patience:        stop after this many evaluations without improvement; 0 never stops early
     seed:            shuffling and initialisation seed
-    mixed_precision: "no", "fp16" or "bf16", passed to Accelerate; bf16 also on CPUs with
-                     AVX-512 BF16 or AMX (about 2× faster training on such a CPU)
+    mixed_precision: "auto" (bf16 where the hardware computes it, else fp32), "no", "fp16" or
+                     "bf16": the autocast of the training step
     group_by_length: batch training rows of similar length together (less padding)
     max_grad_norm:   gradient clipping
     grad_accum:      batches whose gradients add up to one optimiser step
@@ -145,15 +145,17 @@ class TrainConfig:
     )
     seed: int = setting(42, "Shuffling and initialisation seed.")
     mixed_precision: str = setting(
-        "no",
-        "Mixed precision: fp16 on GPUs; bf16 on GPUs and on CPUs with AVX-512 BF16 or AMX; "
-        "auto picks bf16 where the hardware computes it, fp32 elsewhere.",
+        "auto",
+        "Mixed precision of the training step (evaluation scores fp32 weights): auto picks "
+        "bf16 where the hardware computes it (GPUs that support it, CPUs with AVX-512 BF16 or "
+        "AMX) and fp32 elsewhere; no forces fp32; fp16 is for GPUs.",
         choices=("auto", "no", "fp16", "bf16"),
     )
     group_by_length: bool = setting(
-        False,
-        "Batch training rows of similar length together: less padding, a third less compute "
-        "on MRPC.",
+        True,
+        "Batch training rows of similar length together (batches in random order): less "
+        "padding, about 2× the examples/s on SST-2 and MRPC; --no-group-by-length draws "
+        "every batch at random.",
     )
     max_grad_norm: float = setting(1.0, "Gradient clipping norm; 0 = no clipping.", min=0)
     grad_accum: int = setting(
@@ -185,6 +187,12 @@ class TrainConfig:
         "Save the training state at every improving evaluation so --resume can continue (the "
         "weights, the optimizer's moments and the best checkpoint: about 4× the weights' size "
         "each time); --no-save-state skips those writes for a run that will not be resumed.",
+    )
+    fused_adamw: bool = setting(
+        True,
+        "AdamW's fused kernel (same update, one pass over all tensors); off only to measure "
+        "the per-tensor loop it replaced.",
+        cli=False,
     )
     tie_margin: float = setting(
         0.5,
@@ -355,7 +363,9 @@ def train(
         extra = [(f"extra{i}.{n}", p) for n, p in module.named_parameters()]
         named += extra
         groups += _param_groups(extra, config.weight_decay, extra_lrs[i])
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    # The fused kernel updates every tensor in one pass: on a 2-core CPU it steps the MiniLM's
+    # 22.7M parameters in a fifth of the time of the per-tensor loop (benchmarks/train_speed.py).
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=config.fused_adamw or None)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
@@ -544,7 +554,7 @@ def train(
                     epoch = round(result.steps / epoch_steps, 4)
                     run.log({"stage": stage, "step": result.steps, "epoch": epoch, **figures})
                 if config.report_to != "none":
-                    accelerator.log({k: float(v) for k, v in figures.items()}, step=result.steps)
+                    accelerator.log(tracker_figures(figures), step=result.steps)
                 if "eval/improved" in figures:
                     save_state(epoch_rng, fetch_rng)
                 if last or done:

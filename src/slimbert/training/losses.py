@@ -32,8 +32,9 @@ def soft_cross_entropy(
     The T² keeps the soft term's gradient scale independent of T. KL differs from the soft
     cross-entropy only by the teacher's entropy, a constant for the student, and is 0 at a match.
     """
-    log_student = F.log_softmax(student_logits / temperature, dim=-1)  # (B, C)
-    log_teacher = F.log_softmax(teacher_logits / temperature, dim=-1)  # (B, C)
+    # fp32 whatever the autocast: a bf16 log-softmax rounds the KL of close logits below 0
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)  # (B, C)
+    log_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)  # (B, C)
     kl = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=-1)  # (B,)
     return kl.mean() * temperature**2
 
@@ -55,7 +56,7 @@ def kd_loss(temperature: float) -> TermFn:
     ) -> torch.Tensor:
         assert teacher is not None, "kd_loss needs teacher outputs"
         if student.logits.shape[-1] == 1:
-            return F.mse_loss(student.logits, teacher.logits)
+            return F.mse_loss(student.logits.float(), teacher.logits.float())
         return soft_cross_entropy(student.logits, teacher.logits, temperature)
 
     return term
@@ -65,7 +66,7 @@ def logit_mse(
     student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
 ) -> torch.Tensor:
     assert teacher is not None
-    return F.mse_loss(student.logits, teacher.logits)
+    return F.mse_loss(student.logits.float(), teacher.logits.float())
 
 
 def combine(
@@ -88,15 +89,15 @@ def combine(
 
 
 def _token_mask(student: Outputs) -> torch.Tensor:
-    return student.attention_mask.to(student.logits.dtype)  # (B, T)
+    return student.attention_mask.float()  # (B, T)
 
 
 def masked_mse(
     student_states: torch.Tensor, teacher_states: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """Mean squared error over real tokens: (B, T, H) × 2, mask (B, T) → scalar."""
-    mask = mask.to(student_states.dtype).unsqueeze(-1)  # (B, T, 1)
-    squared = (student_states - teacher_states).pow(2) * mask  # (B, T, H)
+    """Mean squared error over real tokens: (B, T, H) × 2, mask (B, T) → scalar, in fp32."""
+    mask = mask.float().unsqueeze(-1)  # (B, T, 1)
+    squared = (student_states.float() - teacher_states.float()).pow(2) * mask  # (B, T, H)
     return squared.sum() / (mask.sum() * student_states.shape[-1]).clamp_min(1.0)
 
 
@@ -141,7 +142,9 @@ def hidden_cosine_loss(
         states = student.hidden_states[student_index]  # (B, T, H)
         if projection is not None:
             states = projection(states)
-        cosine = F.cosine_similarity(states, teacher.hidden_states[teacher_index], dim=-1)  # (B, T)
+        cosine = F.cosine_similarity(
+            states.float(), teacher.hidden_states[teacher_index].float(), dim=-1
+        )  # (B, T)
         mask = _token_mask(student)
         return ((1.0 - cosine) * mask).sum() / mask.sum().clamp_min(1.0)
 
@@ -162,10 +165,11 @@ def attention_kl(pairs: list[tuple[int, int]]) -> TermFn:
             and teacher.attentions is not None
         ), "attention_kl needs attention maps of both models"
         rows = _token_mask(student)[:, None, :]  # (B, 1, T) real query rows
-        tiny = torch.finfo(student.attentions[0].dtype).tiny
+        tiny = torch.finfo(torch.float32).tiny
         total = student.logits.new_zeros(())
         for s, t in pairs:
-            student_map, teacher_map = student.attentions[s], teacher.attentions[t]  # (B, nh, T, T)
+            student_map = student.attentions[s].float()  # (B, nh, T, T)
+            teacher_map = teacher.attentions[t].float()
             if student_map.shape[1] != teacher_map.shape[1]:
                 student_map, teacher_map = (
                     student_map.mean(1, keepdim=True),

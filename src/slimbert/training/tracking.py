@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
+def tracker_figures(figures: dict) -> dict[str, float]:
+    """One step's figures as the trackers get them: the total loss as "loss/total" beside its
+    terms "loss/<term>" (an MLflow file store keeps each metric as a file, so "loss" could not
+    be both a file and the folder of its terms); train_log.jsonl keeps "loss"."""
+    return {("loss/total" if k == "loss" else k): float(v) for k, v in figures.items()}
+
+
 def check_tracker(name: str) -> None:
     """A one-line error naming the extra when --report-to's package is not installed."""
     if name != "none" and importlib.util.find_spec(TRACKERS[name]) is None:
