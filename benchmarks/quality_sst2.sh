@@ -6,9 +6,11 @@
 #   students  kd, tinybert (intermediate + prediction) and minilm at 3 and 2 layers, each on the
 #             cached teacher logits, early stopping on dev; seed 1 (the 3-layer winner gets a
 #             second seed by SEEDS="1 2 ..." with ONLY=<its name>)
-#   export    the best 3-layer student as fused int8 (dynamic), validated on the whole dev file
-#   bench     the teacher in PyTorch eager and ONNX beside that student and its int8 artifact,
-#             batch 1, every dev sentence, on a quiet machine (report under $RESULTS/bench)
+#   export    every seed of the best 3-layer method as fused int8 (dynamic), each validated on
+#             the whole dev file
+#   bench     the teacher in PyTorch eager and ONNX beside the best student and the int8
+#             artifacts of every seed, batch 1, every dev sentence, on a quiet machine (report
+#             under $RESULTS/bench)
 #
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
 # 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
@@ -66,26 +68,31 @@ for stage in $STAGES; do
             slimbert compress minilm "${common[@]}" --relation-epochs 1 --epochs 2 --relation-heads 12
         done
       done ;;
-    export)  # the best 3-layer student on dev accuracy, fused and int8, validated on all of dev
+    export)  # the best 3-layer method on dev accuracy, every seed of it, fused and int8
       best=$(python - "$RUNS" <<'PY'
 import json, sys
 from pathlib import Path
 runs = Path(sys.argv[1])
 scored = [(json.loads((d / "slimbert.json").read_text())["metric"]["accuracy"], d.name)
           for d in runs.glob("*-3L-seed*") if (d / "slimbert.json").is_file()]
-print(max(scored)[1] if scored else "")
+print(max(scored)[1].split("-seed")[0] if scored else "")
 PY
 )
       [ -n "$best" ] || { echo "[quality] export: no 3-layer student yet"; exit 1; }
-      out=$RUNS/$best-int8
-      if [ -f "$out/manifest.json" ]; then echo "[quality] export: $out done, skipped"; continue; fi
-      slimbert export --model "$RUNS/$best" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
-        --optimize --quantize dynamic --out "$out"
-      mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$best-int8.manifest.json" ;;
-    bench)  # teacher (eager and ONNX), the best 3-layer student and its int8 export, batch 1
-      best=$(ls -d "$RUNS"/*-3L-seed*-int8 2>/dev/null | head -1)
-      [ -n "$best" ] || { echo "[quality] bench: run the export stage first"; exit 1; }
-      slimbert bench --model "$TEACHER" --model "${best%-int8}" --model "$best" \
+      for model in "$RUNS/$best"-seed*; do
+        case $model in *-int8) continue ;; esac
+        out=$model-int8
+        if [ -f "$out/manifest.json" ]; then echo "[quality] export: $out done, skipped"; continue; fi
+        slimbert export --model "$model" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
+          --optimize --quantize dynamic --out "$out"
+        mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$(basename "$out").manifest.json"
+      done ;;
+    bench)  # teacher (eager and ONNX), the best 3-layer student and every seed's int8 export
+      int8=("$RUNS"/*-3L-seed*-int8)
+      [ -d "${int8[0]}" ] || { echo "[quality] bench: run the export stage first"; exit 1; }
+      models=()
+      for export in "${int8[@]}"; do models+=(--model "$export"); done
+      slimbert bench --model "$TEACHER" --model "${int8[0]%-int8}" "${models[@]}" \
         --eval "$GLUE/SST-2/dev.tsv" --batch-sizes 1 --out "$RESULTS/bench" ;;
     *) echo "[quality] unknown stage $stage"; exit 1 ;;
   esac

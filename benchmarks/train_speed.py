@@ -298,7 +298,37 @@ def render(results: dict, args) -> str:
             f"| {r['task']} | {r['setting']} | {r['accuracy']:.2f} | {r['f1']:.2f} | "
             f"{r['mcc']:.2f} | {r['seconds']:.0f} |"
         )
+    lines += _targets(results)
     return "\n".join(lines) + "\n"
+
+
+def _targets(results: dict) -> list[str]:
+    """The issue's training targets: the default against the old fp32 default at all cores, on
+    the teacher at each task's setting, and the dev figures of both after the same steps."""
+    speed = {(r["task"], r["model"], r["setting"], r["threads"]): r for r in results["speed"]}
+    quality = {(r["task"], r["setting"]): r for r in results["quality"]}
+    cores = max((r["threads"] for r in results["speed"]), default=1)
+    lines = ["", "## Targets (teacher, all cores)", "", "| Target | Measured | Met |"]
+    lines.append("|---|---|---|")
+    for task, goal in (("SST-2", 1.5), ("MRPC", 2.0)):
+        old = speed.get((task, "teacher 6L", "fp32", cores))
+        new = speed.get((task, "teacher 6L", "default", cores))
+        if not (old and new):
+            lines.append(f"| {task}: default ≥ {goal}× fp32 | pending | |")
+            continue
+        ratio = new["examples_per_s"] / old["examples_per_s"]
+        lines.append(
+            f"| {task}: default ≥ {goal}× the examples/s of fp32 | {new['examples_per_s']:.1f} / "
+            f"{old['examples_per_s']:.1f} = {ratio:.2f}× | {'yes' if ratio >= goal else 'no'} |"
+        )
+        before, after = quality.get((task, "fp32")), quality.get((task, "default"))
+        if before and after:
+            lines.append(
+                f"| {task}: no dev cost after the same steps | accuracy {after['accuracy']:.2f} "
+                f"vs {before['accuracy']:.2f}, F1 {after['f1']:.2f} vs {before['f1']:.2f} | "
+                f"{'yes' if after['accuracy'] >= before['accuracy'] - 0.5 else 'no'} |"
+            )
+    return lines
 
 
 if __name__ == "__main__":

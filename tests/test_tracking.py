@@ -138,6 +138,22 @@ def test_mlflow_file_store_takes_loss_beside_its_terms(
     assert run.data.metrics["loss/total"] == series(out)["loss/total"][-1][1]
 
 
+def test_a_tracker_that_cannot_open_its_store_is_one_line(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
+    out = tmp_path / "kd"
+    result = CliRunner().invoke(
+        cli, kd_args(tiny_teacher, *sst2_files, out, "--report-to", "mlflow")
+    )
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1].startswith("Error: --report-to mlflow: the tracker did not start (")
+    assert "MLFLOW_TRACKING_URI" in lines[-1]
+    assert not (out / "model.safetensors").exists()
+
+
 def wandb_history(path: Path) -> list[dict]:
     """The history rows of an offline W&B run file (run-*.wandb): a 7-byte header, then
     LevelDB-log chunks (crc32 u32, length u16, kind u8: 1 full, 2 first, 3 middle, 4 last) in

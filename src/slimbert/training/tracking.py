@@ -71,4 +71,13 @@ def start_trackers(
     run.tracking_dir.mkdir(parents=True, exist_ok=True)
     init = {"mlflow": {"run_name": name}, "wandb": {"name": name, "dir": str(run.tracking_dir)}}
     project = stage if config.report_to == "tensorboard" else "slimbert"
-    accelerator.init_trackers(project, config=values, init_kwargs=init)
+    try:
+        accelerator.init_trackers(project, config=values, init_kwargs=init)
+    except Exception as exc:  # the tracker's own library refusing its store or settings
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = {"mlflow": "; set MLFLOW_TRACKING_URI to a store it can open"}.get(
+            config.report_to, ""
+        )
+        raise SlimbertError(
+            f"--report-to {config.report_to}: the tracker did not start ({first}){hint}"
+        ) from None

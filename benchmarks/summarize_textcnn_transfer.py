@@ -1,0 +1,112 @@
+"""The TextCNN-with-a-transfer-set table (benchmarks/results/textcnn-transfer-mrpc/README.md).
+
+    python benchmarks/summarize_textcnn_transfer.py [--results DIR]
+
+Reads every `cells/<name>.json` (the model's slimbert.json, copied by
+benchmarks/textcnn_transfer_mrpc.sh as it finished) and `cells/<name>.budget.json`. Rows are the
+student kinds (hard labels, distilled, distilled with the transfer set), each the mean ± sample
+standard deviation of its seeds' dev F1 and accuracy; the target compares the transfer row with
+the hard-label row. Nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+KINDS = {  # cell-name prefix: what the row is
+    "hard": "TextCNN, hard labels (--alpha 0)",
+    "kd": "TextCNN, distilled",
+    "kd-transfer": "TextCNN, distilled + transfer set",
+}
+TARGET_F1_GAIN = 2.0
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "pending"
+    mean = statistics.fmean(values)
+    return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--results", type=Path, default=Path("benchmarks/results/textcnn-transfer-mrpc")
+    )
+    args = parser.parse_args()
+    cells = {
+        path.name.removesuffix(".json"): json.loads(path.read_text())
+        for path in sorted((args.results / "cells").glob("*.json"))
+        if not path.name.endswith((".budget.json", ".manifest.json"))
+    }
+    budgets = {
+        path.name.removesuffix(".budget.json"): json.loads(path.read_text())
+        for path in (args.results / "cells").glob("*.budget.json")
+    }
+    rows: dict[str, list[tuple[str, dict]]] = {kind: [] for kind in KINDS}
+    for name, meta in cells.items():
+        match = re.fullmatch(r"(hard|kd|kd-transfer)(?:-c\d+)?-seed(\d+)", name)
+        if match:
+            rows[match.group(1)].append((name, meta))
+
+    lines = [
+        "# A distilled TextCNN on MRPC with a teacher-labelled transfer set",
+        "",
+        "Made by `bash benchmarks/textcnn_transfer_mrpc.sh` (resumable) and "
+        "`python benchmarks/summarize_textcnn_transfer.py` (this page). Each model's command, "
+        "machine and wall-clock: `cells/<name>.budget.json`; its training record: "
+        "`cells/<name>.json`; the transfer set's manifest: `cells/transfer-c*.manifest.json`.",
+        "",
+    ]
+    teacher = cells.get("teacher")
+    if teacher:
+        lines.append(
+            f"Teacher (MiniLM, 6 layers): dev F1 {teacher['metric']['f1']:.2f}, accuracy "
+            f"{teacher['metric']['accuracy']:.2f}, {teacher['steps']} steps."
+        )
+        lines.append("")
+    lines += [
+        "| Student | Seeds | Dev F1 | Dev accuracy | Per seed (F1 / accuracy, steps, wall) |",
+        "|---|---|---|---|---|",
+    ]
+    means: dict[str, float] = {}
+    for kind, label in KINDS.items():
+        found = rows[kind]
+        f1 = [meta["metric"]["f1"] for _, meta in found]
+        accuracy = [meta["metric"]["accuracy"] for _, meta in found]
+        if f1:
+            means[kind] = statistics.fmean(f1)
+        detail = "; ".join(
+            f"{name}: {meta['metric']['f1']:.2f} / {meta['metric']['accuracy']:.2f}, "
+            f"{meta['steps']} steps"
+            + (f", {budgets[name]['wall_seconds'] / 60:.1f} min" if name in budgets else "")
+            for name, meta in found
+        )
+        lines.append(
+            f"| {label} | {len(found)} | {spread(f1)} | {spread(accuracy)} | {detail or '–'} |"
+        )
+    transfer = next((meta for _, meta in rows["kd-transfer"]), None)
+    if transfer:
+        rows_used = transfer["data"].get("transfer", {}).get("rows")
+        if rows_used:
+            lines += ["", f"Transfer set: {rows_used:,} teacher-labelled rows."]
+    lines += ["", "## Target", "", "| Target | Measured | Met |", "|---|---|---|"]
+    if "hard" in means and "kd-transfer" in means:
+        gain = means["kd-transfer"] - means["hard"]
+        lines.append(
+            f"| distilled TextCNN with the transfer set ≥ hard labels + {TARGET_F1_GAIN:.0f} F1 "
+            f"(mean of seeds) | {means['kd-transfer']:.2f} − {means['hard']:.2f} = "
+            f"{gain:+.2f} | {'yes' if gain >= TARGET_F1_GAIN else 'no'} |"
+        )
+    else:
+        lines.append(f"| transfer ≥ hard + {TARGET_F1_GAIN:.0f} F1 | pending | |")
+    (args.results / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# A distilled TextCNN on MRPC with and without a teacher-labelled transfer set
+# (benchmarks/results/textcnn-transfer-mrpc/).
+#
+#   teacher    the bundled MiniLM fine-tuned on MRPC's 3,668 training pairs (up to 5 epochs,
+#              patience 2, checkpoints chosen on dev accuracy)
+#   transfer   `slimbert augment`: COPIES word-replaced copies of every training pair (the
+#              teacher's embedding neighbours, whole words) plus the pairs symmetry and
+#              transitivity imply, every row labelled by the teacher; no dev sentence enters it
+#   students   TextCNN (recipes/textcnn.yaml: E=300, widths 3,4,5 × 100, 10 epochs, patience 3)
+#              for each seed: hard labels only (--alpha 0), distilled (the teacher's logits on the
+#              training rows), and distilled with --transfer; chosen on dev accuracy
+#
+# Each finished model's slimbert.json and wall-clock go to $RESULTS/cells/ at once, and a rerun
+# skips every finished one; `python benchmarks/summarize_textcnn_transfer.py` writes the table.
+# Models live outside the checkout ($RUNS, default ~/slimbert-runs/textcnn-transfer-mrpc).
+#
+# Usage, from the repository root with the venv active:
+#   bash benchmarks/textcnn_transfer_mrpc.sh
+#   SEEDS="1" COPIES=4 bash benchmarks/textcnn_transfer_mrpc.sh
+set -euo pipefail
+GLUE=${GLUE:-../shared/data/glue}
+RUNS=${RUNS:-$HOME/slimbert-runs/textcnn-transfer-mrpc}
+RESULTS=${RESULTS:-benchmarks/results/textcnn-transfer-mrpc}
+SEEDS=${SEEDS:-1 2 3}
+COPIES=${COPIES:-8}
+RECIPE=${RECIPE:-recipes/textcnn.yaml}
+TEACHER=$RUNS/teacher
+TRANSFER=$RUNS/transfer-c$COPIES.jsonl
+DATA=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128)
+mkdir -p "$RUNS" "$RESULTS/cells"
+
+record() {  # record NAME OUT SECONDS command...
+  local name=$1 out=$2 seconds=$3
+  shift 3
+  cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
+  printf '{"name": "%s", "wall_seconds": %d, "command": "%s", "machine": "%s", "cores": %d}\n' \
+    "$name" "$seconds" "$*" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+    "$(nproc)" > "$RESULTS/cells/$name.budget.json"
+}
+
+run() {  # run NAME OUT command...   (skips a finished model)
+  local name=$1 out=$2
+  shift 2
+  if [ -f "$out/slimbert.json" ]; then echo "[textcnn] $name: done, skipped"; return; fi
+  echo "[textcnn] $name: $(date -u +%H:%M:%S) start"
+  local start
+  start=$(date +%s)
+  "$@" --out "$out" > "$RUNS/$name.log" 2>&1 || { echo "[textcnn] $name: FAILED, see $RUNS/$name.log"; return 1; }
+  record "$name" "$out" $(( $(date +%s) - start )) "$@"
+  echo "[textcnn] $name: $(date -u +%H:%M:%S) done"
+}
+
+run teacher "$TEACHER" slimbert train-teacher --base minilm-l6 "${DATA[@]}" --metric accuracy \
+  --epochs 5 --patience 2 --batch-size 32 --lr 1e-4 --seed 42 --no-progress
+
+if [ ! -f "$TRANSFER" ]; then
+  echo "[textcnn] transfer: $(date -u +%H:%M:%S) start"
+  slimbert augment --teacher "$TEACHER" --train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" \
+    --max-length 128 --copies "$COPIES" --pair-rules --out "$TRANSFER" > "$RUNS/transfer.log" 2>&1
+  cp "${TRANSFER%.jsonl}.manifest.json" "$RESULTS/cells/transfer-c$COPIES.manifest.json"
+  echo "[textcnn] transfer: $(date -u +%H:%M:%S) done"
+fi
+
+for seed in $SEEDS; do
+  common=(--recipe "$RECIPE" --teacher "$TEACHER" "${DATA[@]}" --metric accuracy --seed "$seed" --no-progress)
+  run "hard-seed$seed" "$RUNS/hard-seed$seed" slimbert compress textcnn "${common[@]}" --alpha 0
+  run "kd-seed$seed" "$RUNS/kd-seed$seed" slimbert compress textcnn "${common[@]}"
+  run "kd-transfer-c$COPIES-seed$seed" "$RUNS/kd-transfer-c$COPIES-seed$seed" \
+    slimbert compress textcnn "${common[@]}" --transfer "$TRANSFER"
+done
