@@ -4,12 +4,14 @@
 #
 #   teacher    the bundled MiniLM fine-tuned on MRPC's 3,668 training pairs (up to 5 epochs,
 #              patience 2, checkpoints chosen on dev accuracy)
-#   transfer   `slimbert augment`: COPIES word-replaced copies of every training pair (the
-#              teacher's embedding neighbours, whole words) plus the pairs symmetry and
-#              transitivity imply, every row labelled by the teacher; no dev sentence enters it
+#   transfer   `slimbert augment`, one set per entry of TRANSFERS: "cN-pP" is N word-replaced
+#              copies of every training pair (the teacher's embedding neighbours, whole words,
+#              each word replaced with probability P) plus the pairs symmetry and transitivity
+#              imply; "c0" is those implied pairs alone. Every row is labelled by the teacher;
+#              no dev sentence enters a set
 #   students   TextCNN (recipes/textcnn.yaml: E=300, widths 3,4,5 × 100, 10 epochs, patience 3)
 #              for each seed: hard labels only (--alpha 0), distilled (the teacher's logits on the
-#              training rows), and distilled with --transfer; chosen on dev accuracy
+#              training rows), and distilled with each transfer set; chosen on dev accuracy
 #
 # Each finished model's slimbert.json and wall-clock go to $RESULTS/cells/ at once, and a rerun
 # skips every finished one; `python benchmarks/summarize_textcnn_transfer.py` writes the table.
@@ -17,16 +19,15 @@
 #
 # Usage, from the repository root with the venv active:
 #   bash benchmarks/textcnn_transfer_mrpc.sh
-#   SEEDS="1" COPIES=4 bash benchmarks/textcnn_transfer_mrpc.sh
+#   SEEDS="1" TRANSFERS="c0 c2-p0.1" bash benchmarks/textcnn_transfer_mrpc.sh
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/textcnn-transfer-mrpc}
 RESULTS=${RESULTS:-benchmarks/results/textcnn-transfer-mrpc}
 SEEDS=${SEEDS:-1 2 3}
-COPIES=${COPIES:-8}
+TRANSFERS=${TRANSFERS:-c0 c2-p0.1}
 RECIPE=${RECIPE:-recipes/textcnn.yaml}
 TEACHER=$RUNS/teacher
-TRANSFER=$RUNS/transfer-c$COPIES.jsonl
 DATA=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128)
 mkdir -p "$RUNS" "$RESULTS/cells"
 
@@ -54,18 +55,26 @@ run() {  # run NAME OUT command...   (skips a finished model)
 run teacher "$TEACHER" slimbert train-teacher --base minilm-l6 "${DATA[@]}" --metric accuracy \
   --epochs 5 --patience 2 --batch-size 32 --lr 1e-4 --seed 42 --no-progress
 
-if [ ! -f "$TRANSFER" ]; then
-  echo "[textcnn] transfer: $(date -u +%H:%M:%S) start"
+for variant in $TRANSFERS; do
+  transfer=$RUNS/transfer-$variant.jsonl
+  [ -f "$transfer" ] && continue
+  copies=${variant%%-*}
+  copies=${copies#c}
+  words=(--copies "$copies")
+  [[ $variant == *-p* ]] && words+=(--prob "${variant##*-p}")
+  echo "[textcnn] transfer-$variant: $(date -u +%H:%M:%S) start"
   slimbert augment --teacher "$TEACHER" --train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" \
-    --max-length 128 --copies "$COPIES" --pair-rules --out "$TRANSFER" > "$RUNS/transfer.log" 2>&1
-  cp "${TRANSFER%.jsonl}.manifest.json" "$RESULTS/cells/transfer-c$COPIES.manifest.json"
-  echo "[textcnn] transfer: $(date -u +%H:%M:%S) done"
-fi
+    --max-length 128 "${words[@]}" --pair-rules --out "$transfer" > "$RUNS/transfer-$variant.log" 2>&1
+  cp "${transfer%.jsonl}.manifest.json" "$RESULTS/cells/transfer-$variant.manifest.json"
+  echo "[textcnn] transfer-$variant: $(date -u +%H:%M:%S) done"
+done
 
 for seed in $SEEDS; do
   common=(--recipe "$RECIPE" --teacher "$TEACHER" "${DATA[@]}" --metric accuracy --seed "$seed" --no-progress)
   run "hard-seed$seed" "$RUNS/hard-seed$seed" slimbert compress textcnn "${common[@]}" --alpha 0
   run "kd-seed$seed" "$RUNS/kd-seed$seed" slimbert compress textcnn "${common[@]}"
-  run "kd-transfer-c$COPIES-seed$seed" "$RUNS/kd-transfer-c$COPIES-seed$seed" \
-    slimbert compress textcnn "${common[@]}" --transfer "$TRANSFER"
+  for variant in $TRANSFERS; do
+    run "kd-transfer-$variant-seed$seed" "$RUNS/kd-transfer-$variant-seed$seed" \
+      slimbert compress textcnn "${common[@]}" --transfer "$RUNS/transfer-$variant.jsonl"
+  done
 done
