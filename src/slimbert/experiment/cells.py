@@ -58,8 +58,9 @@ class Cell:
 
 
 def _unkeyed(name: str, value: Any) -> bool:
-    """Settings that change how a cell is watched, where it runs or whether it resumes, not what
-    it computes; and --grad-accum at 1, so that folders planned before it still resume."""
+    """Settings that change how a cell is watched, where it runs, whether it resumes or which
+    kernel computes the same update (fused AdamW), not what it computes; and --grad-accum at 1,
+    so that folders planned before it still resume."""
     return name in ("progress", "resume", "save_state", "report_to", "device", "fused_adamw") or (
         name == "grad_accum" and value == 1
     )
