@@ -107,6 +107,9 @@ def test_ensemble_classifier_weights_logits(tmp_path):
     )
 
 
+SHRINKAGE = 0.5
+
+
 @pytest.fixture(scope="module")
 def ensemble(tmp_path_factory) -> tuple[Path, DataSpec, dict]:
     """A 2-round professor boosted from a tiny 2-layer base on the tiny sentiment files, six of
@@ -128,7 +131,15 @@ def ensemble(tmp_path_factory) -> tuple[Path, DataSpec, dict]:
         config = TrainConfig(
             max_steps=24, batch_size=16, lr=3e-3, patience=0, eval_every=24, progress=False, seed=42
         )
-        meta = boost(str(base), spec, folder / "professor", BoostConfig(rounds=2), config)
+        # resampling at half votes: loss weights n · w of 5× on the flipped rows make round 2 of
+        # this tiny model answer one class everywhere (dropped as degenerate, see below)
+        meta = boost(
+            str(base),
+            spec,
+            folder / "professor",
+            BoostConfig(rounds=2, weighting="resample", shrinkage=SHRINKAGE),
+            config,
+        )
     finally:
         torch.set_num_threads(threads)
     return folder / "professor", spec, meta
@@ -148,16 +159,15 @@ def test_boost_writes_an_ensemble_whose_rounds_follow_samme(ensemble):
     first, second = meta["rounds"]
     # Round 1 trains on uniform weights; its vote follows SAMME from its own error (K = 2).
     assert first["largest_weight_x_n"] == pytest.approx(1.0)
-    assert first["alpha"] == pytest.approx(
-        math.log(
-            (1 - max(first["weighted_error"], 0.5 / 64)) / max(first["weighted_error"], 0.5 / 64)
-        )
-    )
+    err = max(first["weighted_error"], 0.5 / 64)
+    assert first["alpha"] == pytest.approx(SHRINKAGE * math.log((1 - err) / err))
     assert first["train_errors"] == round(first["weighted_error"] * 64)
-    # Round 2 trained on weights raised on round 1's misses: each miss weighs (1 − err) / err
-    # times a hit, i.e. n · w = 1 / (2 · err) for a miss.
+    # Round 2 trained on weights raised on round 1's misses: each miss weighs r = exp(α) =
+    # ((1 − err) / err)^ν times a hit, i.e. n · w = r / (1 − err + err · r) for a miss
+    # (1 / (2 · err) at ν = 1).
     assert first["train_errors"] > 0 and second["kept"]
-    assert second["largest_weight_x_n"] == pytest.approx(1 / (2 * first["weighted_error"]))
+    r = ((1 - err) / err) ** SHRINKAGE
+    assert second["largest_weight_x_n"] == pytest.approx(r / (1 - err + err * r))
     assert record["alphas"] == pytest.approx([first["alpha"], second["alpha"]])
     assert meta["best_member"] == f"member-{record['best_member']}"
 
@@ -278,3 +288,64 @@ def test_boost_reuses_a_trained_teacher_as_round_one(ensemble, tmp_path):
         path / "member-0" / "model.safetensors"
     )
     assert meta["metric"] == meta["rounds"][0]["eval"]  # one member: the ensemble is that member
+
+
+def _members_from(path: Path, calls: list[str]):
+    """Stand in for boost's member fine-tune: the first call returns a member answering class id 1
+    everywhere (member 0 with its classifier zeroed and a bias towards id 1), a retry returns the
+    fixture's own round-2 member."""
+    from slimbert.models import load_model_dir
+
+    def train_member(*args, description: str, **kwargs):
+        calls.append(description)
+        if len(calls) > 1:
+            return load_model_dir(path / "member-1")[0]
+        member = load_model_dir(path / "member-0")[0]
+        with torch.no_grad():
+            member.classifier.weight.zero_()
+            member.classifier.bias.copy_(torch.tensor([-5.0, 5.0]))
+        return member
+
+    return train_member
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_boost_retries_then_drops_a_member_answering_one_class(
+    ensemble, tmp_path, monkeypatch, retries
+):
+    """A member answering one class on every training row carries no information whatever its
+    weighted error (under skewed weights it can be under 1 − 1/K): it is fine-tuned again with
+    the next seed, and with no retries left the boosting stops without it."""
+    import slimbert.teachers.boost as boost_module
+    from slimbert.teachers.load import load_teacher
+
+    path, spec, _ = ensemble
+    calls: list[str] = []
+    monkeypatch.setattr(
+        boost_module, "_train_member", _members_from(path, calls)
+    )
+    meta = boost(
+        str(path.parent / "base"),
+        spec,
+        tmp_path / "professor",
+        BoostConfig(rounds=2, retries=retries, first_member=path / "member-0"),
+        TrainConfig(max_steps=1, progress=False, seed=42),
+    )
+    first, constant, *rest = meta["rounds"]
+    label = json.loads((tmp_path / "professor" / "ensemble.json").read_text())["id2label"]["1"]
+    assert first["kept"] and "degenerate" not in first
+    assert constant["degenerate"] == f"predicts only {label} on the training set"
+    assert not constant["kept"]
+    if retries:
+        (retry,) = rest
+        assert calls == ["boost 2/2", "boost 2/2 retry 1"]
+        assert constant["retried"] and retry["kept"] and retry["seed"] == constant["seed"] + 100
+        assert meta["members"] == 2
+    else:
+        assert rest == [] and calls == ["boost 2/2"] and meta["members"] == 1
+        assert meta["stopped"] == (
+            f"stopped at round 2: degenerate, predicts only {label} on the training set"
+        )
+    # a dropped member leaves nothing behind; a retry is saved under its round's name and loads
+    assert (tmp_path / "professor" / "member-1").exists() == bool(retries)
+    assert load_teacher(tmp_path / "professor").members == meta["members"]

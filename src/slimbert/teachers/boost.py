@@ -8,9 +8,13 @@ al. 2009). With K classes, n examples and weights w (Σ w = 1, uniform at first)
     α_m     = ν · ( log((1 − err_m) / err_m) + log(K − 1) )   its vote; ν = shrinkage
     w_i     ← w_i · exp(α_m · [y_i ≠ f_m(x_i)]),  then renormalised to Σ w = 1
 
-A member with err_m ≥ 1 − 1/K (α_m ≤ 0) is no better than chance and ends the boosting; a
-member with no training errors (err_m clipped to half an example, 0.5 / n) gets a large but
-finite α_m and ends it too, as there is nothing left to reweight.
+A member with err_m ≥ 1 − 1/K (α_m ≤ 0) is no better than chance and ends the boosting; so
+does a *degenerate* member, one that answers a single class for every training or every eval
+example — under skewed weights a constant answer can score err_m < 1 − 1/K (MRPC round 2
+answering "paraphrase" everywhere scored 0.37) while it carries no information. Either kind is
+first fine-tuned again with the next seed (`retries`). A member with no training errors (err_m
+clipped to half an example, 0.5 / n) gets a large but finite α_m and ends the boosting too, as
+there is nothing left to reweight.
 
 The professor's logits are the members' logits weighted by their votes (`combine="logits"`):
 
@@ -89,9 +93,9 @@ class BoostConfig:
                   one (it was trained on uniform weights, which is what round 1 is); it must
                   share the base's tokenizer
     combine:      "logits" (vote-weighted logits) or "probabilities" (vote-weighted mixture)
-    retries:      fresh attempts (next seeds) for a member whose weighted error is chance-level;
-                  one unlucky fine-tune (e.g. early stopping at a majority-class checkpoint)
-                  should not end the ensemble"""
+    retries:      fresh attempts (next seeds) for a member whose weighted error is chance-level
+                  or that answers one class everywhere; one unlucky fine-tune (e.g. early
+                  stopping at a majority-class checkpoint) should not end the ensemble"""
 
     rounds: int = setting(
         3,
@@ -116,8 +120,8 @@ class BoostConfig:
     )
     retries: int = setting(
         1,
-        "A member no better than chance is fine-tuned again with the next seed this many "
-        "times before boosting stops.",
+        "A member no better than chance (or answering one class everywhere) is fine-tuned "
+        "again with the next seed this many times before boosting stops.",
         min=0,
     )
 
@@ -169,6 +173,18 @@ def _train_member(
     return member
 
 
+def _degenerate(
+    train_pred: np.ndarray, eval_degenerate: str | None, label_map: LabelMap
+) -> str | None:
+    """"predicts only X on the training set" (or on the eval set) for a member that answers
+    one class everywhere there, else None."""
+    if len(train_pred) > 1 and np.all(train_pred == train_pred[0]):
+        return f"predicts only {label_map.id2label[int(train_pred[0])]} on the training set"
+    if eval_degenerate:
+        return f"{eval_degenerate} on the eval set"
+    return None
+
+
 def boost(
     base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, config: TrainConfig
 ) -> dict:
@@ -213,7 +229,8 @@ def boost(
         for m in range(boost_config.rounds):
             member_dir = staging / f"member-{m}"
             for attempt in range(boost_config.retries + 1):
-                # a chance-level fine-tune is tried again with the next seeds (100 apart per try)
+                # a chance-level or degenerate fine-tune is tried again with the next seeds
+                # (100 apart per try)
                 member_config = replace(config, seed=config.seed + m + 100 * attempt)
                 reused = m == 0 and first is not None and attempt == 0
                 if reused:
@@ -238,6 +255,8 @@ def boost(
                 member_metrics = compute_metrics(
                     member_eval, data.eval_targets, data.task, data.label_map, data.scoring
                 )
+                degenerate = _degenerate(train_pred, member_metrics.degenerate, data.label_map)
+                failed = update.chance or degenerate is not None
                 record = {
                     "round": m,
                     "attempt": attempt,
@@ -252,22 +271,24 @@ def boost(
                     ),  # the weights this member trained on
                     "eval": member_metrics.values,
                     "eval_main": member_metrics.main,
+                    **({"degenerate": degenerate} if degenerate else {}),
                 }
-                if not update.chance or reused or attempt == boost_config.retries:
+                if not failed or reused or attempt == boost_config.retries:
                     break
                 rounds.append({**record, "kept": False, "retried": True})
-            if update.chance:
+            if failed:
+                why = (
+                    f"degenerate, {degenerate}"
+                    if degenerate
+                    else f"weighted error {update.error:.3f} ≥ 1 − 1/K, no better than chance"
+                )
                 if m == 0:
                     raise SlimbertError(
-                        "professor boost: the first member is no better than chance on "
-                        f"{spec.train} (weighted error {update.error:.3f}); "
+                        f"professor boost: the first member is {why} on {spec.train}; "
                         "train it longer or with a higher --lr"
                     )
                 rounds.append({**record, "kept": False})
-                stopped = (
-                    f"stopped at round {m + 1}: weighted error {update.error:.3f} ≥ 1 − 1/K, "
-                    "no better than chance"
-                )
+                stopped = f"stopped at round {m + 1}: {why}"
                 break
             if not reused:
                 save_model(
@@ -327,7 +348,8 @@ def boost(
         }
         write_json_atomic(staging / ENSEMBLE_FILE, ensemble)
         tokenizer.save_pretrained(str(staging))
-        for stale in [r["member"] for r in rounds if not r["kept"]]:
+        # a dropped round's folder (a retried attempt shares its round's name with the retry)
+        for stale in {r["member"] for r in rounds} - set(ensemble["members"]):
             shutil.rmtree(staging / stale, ignore_errors=True)
         metadata = {
             "role": "professor",
