@@ -6,6 +6,9 @@
 #   students  kd, tinybert (intermediate + prediction) and minilm at 3 and 2 layers, each on the
 #             cached teacher logits, early stopping on dev; seed 1 (the 3-layer winner gets a
 #             second seed by SEEDS="1 2 ..." with ONLY=<its name>)
+#   transfer  (not in the default stages) the same students, each also with a transfer set: one
+#             word-replaced copy of every training row (embedding neighbours, p 0.3; COPIES=n
+#             for more), labelled by the teacher, no dev sentence in it
 #   export    every seed of the best 3-layer method as fused int8 (dynamic), each validated on
 #             the whole dev file
 #   bench     the teacher in PyTorch eager and ONNX beside the best student and the int8
@@ -21,6 +24,7 @@
 #   bash benchmarks/quality_sst2.sh                         # every cell not yet done
 #   STAGES="teacher kd" bash benchmarks/quality_sst2.sh     # a part
 #   ONLY="kd-3L" SEEDS="2" STAGES=students bash benchmarks/quality_sst2.sh
+#   STAGES=transfer ONLY="kd-3L-transfer-seed1" bash benchmarks/quality_sst2.sh
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/quality-sst2}
@@ -28,6 +32,7 @@ RESULTS=${RESULTS:-benchmarks/results/quality-sst2}
 STAGES=${STAGES:-teacher students export}
 SEEDS=${SEEDS:-1}
 ONLY=${ONLY:-.*}
+COPIES=${COPIES:-1}
 TEACHER=$RUNS/teacher
 DATA=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64)
 FAST=(--batch-size 32 --lr 1e-4 --mixed-precision bf16 --group-by-length --no-progress
@@ -51,23 +56,40 @@ run() {  # run NAME OUT command...   (skips a finished cell; records its wall-cl
   echo "[quality] $name: $(date -u +%H:%M:%S) done in ${seconds}s"
 }
 
+students() {  # students NAME-SUFFIX [extra flags...]: kd, tinybert, minilm at 3 and 2 layers, every seed
+  local suffix=$1 seed layers
+  shift
+  for seed in $SEEDS; do
+    for layers in 3 2; do
+      local common=(--teacher "$TEACHER" "${DATA[@]}" "${FAST[@]}" --seed "$seed" --layers "$layers" "$@")
+      local name="L$suffix-seed$seed"
+      run "kd-$layers$name" "$RUNS/kd-$layers$name" \
+        slimbert compress kd "${common[@]}" --epochs 3 --temperature 2 --alpha 0.5
+      run "tinybert-$layers$name" "$RUNS/tinybert-$layers$name" \
+        slimbert compress tinybert "${common[@]}" --intermediate-epochs 1 --epochs 2 --temperature 1
+      run "minilm-$layers$name" "$RUNS/minilm-$layers$name" \
+        slimbert compress minilm "${common[@]}" --relation-epochs 1 --epochs 2 --relation-heads 12
+    done
+  done
+}
+
 for stage in $STAGES; do
   case $stage in
     teacher)
       run teacher "$TEACHER" slimbert train-teacher --base minilm-l6 "${DATA[@]}" "${FAST[@]}" \
         --seed 42 --epochs 3 ;;
     students)
-      for seed in $SEEDS; do
-        for layers in 3 2; do
-          common=(--teacher "$TEACHER" "${DATA[@]}" "${FAST[@]}" --seed "$seed" --layers "$layers")
-          run "kd-${layers}L-seed$seed" "$RUNS/kd-${layers}L-seed$seed" \
-            slimbert compress kd "${common[@]}" --epochs 3 --temperature 2 --alpha 0.5
-          run "tinybert-${layers}L-seed$seed" "$RUNS/tinybert-${layers}L-seed$seed" \
-            slimbert compress tinybert "${common[@]}" --intermediate-epochs 1 --epochs 2 --temperature 1
-          run "minilm-${layers}L-seed$seed" "$RUNS/minilm-${layers}L-seed$seed" \
-            slimbert compress minilm "${common[@]}" --relation-epochs 1 --epochs 2 --relation-heads 12
-        done
-      done ;;
+      students "" ;;
+    transfer)  # the same students, each also with a teacher-labelled transfer set
+      transfer=$RUNS/transfer.jsonl
+      if [ ! -f "$transfer" ]; then
+        echo "[quality] transfer set: $(date -u +%H:%M:%S) start"
+        slimbert augment --teacher "$TEACHER" --train "$GLUE/SST-2/train.tsv" \
+          --eval "$GLUE/SST-2/dev.tsv" --max-length 64 --copies "$COPIES" --prob 0.3 \
+          --out "$transfer" > "$RUNS/transfer.log" 2>&1
+        mkdir -p "$RESULTS/cells" && cp "${transfer%.jsonl}.manifest.json" "$RESULTS/cells/transfer.manifest.json"
+      fi
+      students "-transfer" --transfer "$transfer" ;;
     export)  # the best 3-layer method on dev accuracy, every seed of it, fused and int8
       best=$(python - "$RUNS" <<'PY'
 import json, sys

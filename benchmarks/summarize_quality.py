@@ -14,11 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
-ORDER = ["teacher"] + [
-    f"{method}-{layers}L-seed{seed}"
-    for seed in (1, 2)
-    for layers in (3, 2)
-    for method in ("kd", "tinybert", "minilm")
+STUDENTS = [
+    f"{method}-{layers}L{{}}-seed1" for layers in (3, 2) for method in ("kd", "tinybert", "minilm")
+]
+# every seed-1 row, then each with the transfer set, is listed (pending until its cell is in);
+# other seeds follow when trained
+EXPECTED = ["teacher"] + [s.format("") for s in STUDENTS] + [s.format("-transfer") for s in STUDENTS]
+ORDER = EXPECTED + [
+    f"{method}-{layers}L-seed2" for layers in (3, 2) for method in ("kd", "tinybert", "minilm")
 ]
 
 
@@ -28,7 +31,9 @@ def budget_line(meta: dict, budget: dict | None) -> str:
     steps, best = meta.get("steps"), meta.get("best_step")
     epochs = steps * config.get("batch_size", 32) / rows if steps else float("nan")
     stopped = "early stop" if meta["history"] and steps < _planned(meta) else "ran its budget"
-    text = f"{rows:,} rows, {steps} steps ({epochs:.2f} epochs), best at {best}, {stopped}"
+    transfer = (meta["data"].get("transfer") or {}).get("rows", 0)  # counted in rows too
+    shown = f"{rows - transfer:,} + {transfer:,} transfer rows" if transfer else f"{rows:,} rows"
+    text = f"{shown}, {steps} steps ({epochs:.2f} epochs), best at {best}, {stopped}"
     if budget:
         seconds = budget["wall_seconds"]
         rate = steps * config.get("batch_size", 32) / seconds
@@ -100,7 +105,7 @@ def main() -> None:
     for name in ORDER + sorted(set(metas) - set(ORDER)):
         meta = metas.get(name)
         if meta is None:
-            if name in ORDER[:7]:
+            if name in EXPECTED:
                 lines.append(f"| {name} | pending | | | | | |")
             continue
         m = meta["metric"]
