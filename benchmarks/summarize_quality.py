@@ -19,7 +19,9 @@ STUDENTS = [
 ]
 # every seed-1 row, then each with the transfer set, is listed (pending until its cell is in);
 # other seeds follow when trained
-EXPECTED = ["teacher"] + [s.format("") for s in STUDENTS] + [s.format("-transfer") for s in STUDENTS]
+EXPECTED = (
+    ["teacher"] + [s.format("") for s in STUDENTS] + [s.format("-transfer") for s in STUDENTS]
+)
 ORDER = EXPECTED + [
     f"{method}-{layers}L-seed2" for layers in (3, 2) for method in ("kd", "tinybert", "minilm")
 ]
