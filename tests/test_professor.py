@@ -321,9 +321,7 @@ def test_boost_retries_then_drops_a_member_answering_one_class(
 
     path, spec, _ = ensemble
     calls: list[str] = []
-    monkeypatch.setattr(
-        boost_module, "_train_member", _members_from(path, calls)
-    )
+    monkeypatch.setattr(boost_module, "_train_member", _members_from(path, calls))
     meta = boost(
         str(path.parent / "base"),
         spec,

@@ -144,6 +144,8 @@ def test_principal_directions_keep_inner_products_at_full_width_and_fix_signs():
     ("config", "pair"),
     [
         (TextCNNConfig(embedding_dim=16, filters=4), False),
+        (TextCNNConfig(embedding_dim=16, filters=4, pair_encoding="auto"), True),
+        (TextCNNConfig(embedding_dim=16, filters=4, pair_encoding="packed"), True),
         (BiLSTMConfig(embedding_dim=16, hidden_size=5, fc_size=6), False),
         (BiLSTMConfig(embedding_dim=16, hidden_size=5, fc_size=6, projection="learned"), True),
         (TreeConfig(embedding_dim=8, depth=3), True),
@@ -159,6 +161,59 @@ def test_padding_never_changes_a_prediction(teacher, config, pair):
     alone = tokenizer(texts[:1], pairs[:1] if pair else None, return_tensors="pt")
     assert batch["input_ids"].shape[1] > alone["input_ids"].shape[1] + 4
     assert torch.allclose(student(**batch).logits[0], student(**alone).logits[0], atol=1e-6)
+
+
+def test_siamese_textcnn_reads_each_text_apart(teacher):
+    """Siamese: the logits of a pair depend on which text is first only through [a, b]; packed:
+    a pair is one sequence. Both need the pair split where the tokenizer splits it, and a
+    tokenizer without token_type_ids gets a one-line error for siamese."""
+    model, tokenizer = teacher
+    torch.manual_seed(0)
+    siamese = build_network(
+        TextCNNConfig(embedding_dim=16, filters=4, pair_encoding="auto"),
+        model,
+        tokenizer,
+        LABELS,
+        "classification",
+        True,
+    ).eval()
+    assert siamese.config.pair and siamese.config.pair_encoding == "siamese"
+    assert siamese.classifier.in_features == 4 * 3 * 4  # [a, b, a⊙b, |a−b|] of 3 widths × 4
+    batch = tokenizer(["good movie"], ["bad plot"], return_tensors="pt")
+    pooled = {}
+    siamese.classifier.register_forward_hook(lambda m, args, out: pooled.update(x=args[0]))
+    siamese(**batch)
+    first, second, product, gap = pooled["x"].split(12, dim=-1)
+    alone_first = siamese.encode(
+        siamese.embeddings(batch["input_ids"]),
+        batch["attention_mask"] * (batch["token_type_ids"] == 0),
+    )
+    torch.testing.assert_close(first, alone_first)
+    torch.testing.assert_close(product, first * second)
+    torch.testing.assert_close(gap, (first - second).abs())
+
+    class NoTypes:
+        model_input_names = ["input_ids", "attention_mask"]
+        pad_token_id = 0
+
+    with pytest.raises(SlimbertError, match="no token_type_ids.*--pair-encoding packed"):
+        build_network(
+            TextCNNConfig(embedding_dim=16, filters=4, pair_encoding="siamese"),
+            model,
+            NoTypes(),
+            LABELS,
+            "classification",
+            True,
+        )
+    packed = build_network(
+        TextCNNConfig(embedding_dim=16, filters=4, pair_encoding="auto"),
+        model,
+        NoTypes(),
+        LABELS,
+        "classification",
+        True,
+    )
+    assert not packed.config.pair and packed.config.pair_encoding == "packed"
 
 
 def test_embeddings_start_from_the_teachers_table(teacher):
@@ -388,7 +443,7 @@ def test_export_parity_and_dynamic_axes(students, method, sst2_files, tmp_path):
         assert np.abs(onnx_logits - torch_logits).max() <= 1e-5
 
 
-@pytest.mark.parametrize("method", ["bilstm", "tree"])
+@pytest.mark.parametrize("method", ["textcnn", "bilstm", "tree"])
 def test_pair_students_train_and_export(method, tiny_teacher, pair_files, tmp_path):
     from slimbert.export.onnx import export
 
@@ -409,7 +464,10 @@ def test_pair_students_train_and_export(method, tiny_teacher, pair_files, tmp_pa
         *FLAGS,
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "config.json").read_text())["pair"] is True
+    config = json.loads((out / "config.json").read_text())
+    assert config["pair"] is True  # each text encoded apart (TextCNN: --pair-encoding auto)
+    if method == "textcnn":
+        assert config["pair_encoding"] == "siamese"
     manifest = export(out, dev, tmp_path / f"{method}-onnx")
     assert (
         manifest["validation"]["max_abs_diff"] <= 1e-4 and manifest["validation"]["examples"] == 12

@@ -39,8 +39,9 @@ class StudentConfig:
     id2label:          class id → label name
     problem_type:      "single_label_classification" or "regression"
     pad_token_id:      the tokenizer's padding id
-    pair:              inputs are sentence pairs split by token_type_ids (BiLSTM and tree
-                       encode each side apart; TextCNN reads the packed pair as one sequence)
+    pair:              inputs are sentence pairs split by token_type_ids, each side encoded
+                       apart (siamese); a TextCNN with pair_encoding "packed" keeps this off
+                       and reads the packed pair as one sequence
     dropout:           dropout before the classifier during training
     """
 
@@ -92,16 +93,30 @@ class StudentConfig:
         }
 
 
+PAIR_ENCODINGS = ("auto", "siamese", "packed")
+
+
 @dataclass
 class TextCNNConfig(StudentConfig):
-    """Kim (2014): kernel_sizes: n-gram widths; filters: feature maps per width."""
+    """Kim (2014): kernel_sizes: n-gram widths; filters: feature maps per width.
+
+    pair_encoding: sentence pairs as "siamese" (each text through the convolutions apart, joined
+    as [a, b, a ⊙ b, |a − b|]; needs token_type_ids), "packed" (the pair as one sequence) or
+    "auto" (siamese where the tokenizer gives token_type_ids); build_network saves the resolved
+    choice. The network reads `pair` alone, so folders saved before the option (pair off) still
+    read a pair packed, as they were trained."""
 
     architecture: ClassVar[str] = "textcnn"
     kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
     filters: int = 100
+    pair_encoding: str = "auto"
 
     def check(self) -> None:
         super().check()
+        if self.pair_encoding not in PAIR_ENCODINGS:
+            raise SlimbertError(
+                f"--pair-encoding {self.pair_encoding!r}: choose one of {', '.join(PAIR_ENCODINGS)}"
+            )
         if not self.kernel_sizes or any(k < 1 for k in self.kernel_sizes) or self.filters < 1:
             raise SlimbertError(
                 f"--kernel-sizes {self.kernel_sizes} / --filters {self.filters}: "

@@ -39,16 +39,21 @@ def build_network(
     """A student of `config`'s architecture sized from the teacher: its vocabulary, embedding
     width, labels and padding id; embeddings initialised from the teacher's table."""
     table = teacher.get_input_embeddings().weight.detach().to("cpu")  # (V, H)
-    if (
-        pair
-        and "token_type_ids" not in tokenizer.model_input_names
-        and config.architecture != "textcnn"
-    ):
+    splits = "token_type_ids" in tokenizer.model_input_names
+    encoding = getattr(config, "pair_encoding", "siamese")  # only TextCNN can read packed pairs
+    if encoding == "auto":
+        encoding = "siamese" if splits else "packed"
+    if pair and encoding == "siamese" and not splits:
         raise SlimbertError(
             "the teacher's tokenizer gives no token_type_ids, which a "
             f"{config.architecture} student needs to split sentence pairs; "
-            "use textcnn for this teacher"
+            + (
+                "use --pair-encoding packed"
+                if config.architecture == "textcnn"
+                else "use textcnn for this teacher"
+            )
         )
+    extra = {"pair_encoding": encoding} if hasattr(config, "pair_encoding") else {}
     sized = dataclasses.replace(
         config,
         vocab_size=table.shape[0],
@@ -57,7 +62,8 @@ def build_network(
         id2label={0: "score"} if task == REGRESSION else dict(label_map.id2label),
         problem_type="regression" if task == REGRESSION else "single_label_classification",
         pad_token_id=tokenizer.pad_token_id or 0,
-        pair=pair and config.architecture != "textcnn",
+        pair=pair and encoding == "siamese",
+        **extra,
     )
     _, module = ARCHITECTURES[config.architecture]
     student = module(sized)

@@ -160,6 +160,11 @@ class TextCNN(nn.Module):
     Convolutions are "wide" (padding k−1) so a text shorter than k still has windows, and only
     windows that touch a real token take part in the max: a window over padding alone is zeroed
     (ReLU output is ≥ 0, so a zero never wins over a real window's maximum).
+
+    Sentence pairs (config.pair, TextCNNConfig.pair_encoding "siamese"): the same convolutions
+    read each text apart — the other text's positions are zeroed like padding — and the two
+    pooled vectors a, b (B, 3F) are joined as [a, b, a ⊙ b, |a − b|] (B, 12F) for the
+    classifier. Without it, a packed pair is one sequence.
     """
 
     def __init__(self, config: TextCNNConfig):
@@ -172,22 +177,17 @@ class TextCNN(nn.Module):
             for k in config.kernel_sizes
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.filters * len(config.kernel_sizes), config.num_labels)
+        pooled = config.filters * len(config.kernel_sizes) * (4 if config.pair else 1)
+        self.classifier = nn.Linear(pooled, config.num_labels)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings.table
 
-    def forward(
-        self,
-        input_ids,
-        attention_mask=None,
-        token_type_ids=None,
-        output_hidden_states=False,
-        output_attentions=False,
-    ) -> StudentOutput:
-        mask = _mask(input_ids, attention_mask)  # (B, T)
-        vectors = self.embeddings(input_ids)  # (B, T, E)
-        vectors = vectors * mask.unsqueeze(-1).to(vectors.dtype)  # padding zeroed
+    def encode(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """vectors (B, T, E) and the mask (B, T) of the tokens to read → pooled (B, 3F)."""
+        vectors = vectors * mask.unsqueeze(-1).to(
+            vectors.dtype
+        )  # padding (and the other text) zeroed
         vectors = vectors.transpose(1, 2)  # (B, E, T)
         mask_row = mask.to(vectors.dtype).unsqueeze(1)  # (B, 1, T)
         features = []
@@ -199,7 +199,26 @@ class TextCNN(nn.Module):
                 maps.dtype
             )  # (B, 1, T + k − 1)
             features.append((maps * touches_text).amax(dim=2))  # (B, F)
-        pooled = torch.cat(features, dim=1)  # (B, len(kernel_sizes) · F)
+        return torch.cat(features, dim=1)  # (B, len(kernel_sizes) · F)
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask=None,
+        token_type_ids=None,
+        output_hidden_states=False,
+        output_attentions=False,
+    ) -> StudentOutput:
+        mask = _mask(input_ids, attention_mask)  # (B, T)
+        vectors = self.embeddings(input_ids)  # (B, T, E)
+        if self.config.pair:
+            first_mask, second_mask = pair_masks(mask, token_type_ids)
+            first, second = self.encode(vectors, first_mask), self.encode(vectors, second_mask)
+            pooled = torch.cat(
+                [first, second, first * second, (first - second).abs()], dim=-1
+            )  # (B, 4 · 3F)
+        else:
+            pooled = self.encode(vectors, mask)  # (B, 3F)
         return StudentOutput(logits=self.classifier(self.dropout(pooled)))
 
 

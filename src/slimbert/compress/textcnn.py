@@ -1,7 +1,9 @@
 """TextCNN student (Kim 2014) distilled from a BERT-family teacher.
 
     student = TextCNN over the teacher's token ids, embeddings from the teacher's table
-              (projected to --embedding-dim, see compress/students.py)
+              (projected to --embedding-dim, see compress/students.py); a sentence pair goes
+              through the convolutions one text at a time (siamese, as Tang et al. encode
+              pairs) unless --pair-encoding packed
     loss    = alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE(student, gold)
 
 The teacher signal is offline (cached logits), joint (the first teacher trains alongside,
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import PROJECTIONS, TextCNNConfig
+from slimbert.compress.network_configs import PAIR_ENCODINGS, PROJECTIONS, TextCNNConfig
 from slimbert.compress.teaching import TeachingConfig, teach
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult
@@ -49,6 +51,13 @@ class TextCNNMethod(TeachingConfig):
         help="Comma-separated n-gram widths of the convolutions.", factory=lambda: [3, 4, 5]
     )
     filters: int = setting(100, "Feature maps per width.", min=1)
+    pair_encoding: str = setting(
+        "auto",
+        "Sentence pairs: siamese (each text through the convolutions apart, joined as "
+        "[a, b, a⊙b, |a−b|]), packed (the pair as one sequence), or auto (siamese where the "
+        "tokenizer gives token_type_ids).",
+        choices=PAIR_ENCODINGS,
+    )
 
     def student(self) -> TextCNNConfig:
         return TextCNNConfig(
@@ -58,6 +67,7 @@ class TextCNNMethod(TeachingConfig):
             dropout=self.dropout,
             kernel_sizes=list(self.kernel_sizes),
             filters=self.filters,
+            pair_encoding=self.pair_encoding,
         )
 
 

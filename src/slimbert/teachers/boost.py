@@ -176,7 +176,7 @@ def _train_member(
 def _degenerate(
     train_pred: np.ndarray, eval_degenerate: str | None, label_map: LabelMap
 ) -> str | None:
-    """"predicts only X on the training set" (or on the eval set) for a member that answers
+    """ "predicts only X on the training set" (or on the eval set) for a member that answers
     one class everywhere there, else None."""
     if len(train_pred) > 1 and np.all(train_pred == train_pred[0]):
         return f"predicts only {label_map.id2label[int(train_pred[0])]} on the training set"
