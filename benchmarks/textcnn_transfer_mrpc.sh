@@ -9,7 +9,9 @@
 #              each word replaced with probability P) plus the pairs symmetry and transitivity
 #              imply; "c0" is those implied pairs alone. Every row is labelled by the teacher;
 #              no dev sentence enters a set
-#   students   TextCNN (recipes/textcnn.yaml: E=300, widths 3,4,5 × 100, 10 epochs, patience 3)
+#   students   TextCNN (recipes/textcnn.yaml: E=300, widths 3,4,5 × 100, 10 epochs, patience 3),
+#              reading each pair siamese (ENCODING=siamese, rows named siamese-*: each sentence
+#              through the convolutions apart) or packed (ENCODING=packed: one sequence)
 #              for each seed: hard labels only (--alpha 0), distilled (the teacher's logits on the
 #              training rows), and distilled with each transfer set; chosen on dev accuracy
 #
@@ -20,12 +22,14 @@
 # Usage, from the repository root with the venv active:
 #   bash benchmarks/textcnn_transfer_mrpc.sh
 #   SEEDS="1" TRANSFERS="c0 c2-p0.1" bash benchmarks/textcnn_transfer_mrpc.sh
+#   ENCODING=packed bash benchmarks/textcnn_transfer_mrpc.sh
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/textcnn-transfer-mrpc}
 RESULTS=${RESULTS:-benchmarks/results/textcnn-transfer-mrpc}
 SEEDS=${SEEDS:-1 2 3}
 TRANSFERS=${TRANSFERS:-c0 c2-p0.1}
+ENCODING=${ENCODING:-siamese}
 RECIPE=${RECIPE:-recipes/textcnn.yaml}
 TEACHER=$RUNS/teacher
 DATA=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128)
@@ -69,12 +73,17 @@ for variant in $TRANSFERS; do
   echo "[textcnn] transfer-$variant: $(date -u +%H:%M:%S) done"
 done
 
+# packed rows keep their first names (they ran before siamese pairs existed); siamese rows say so
+prefix=""
+[ "$ENCODING" = siamese ] && prefix="siamese-"
 for seed in $SEEDS; do
-  common=(--recipe "$RECIPE" --teacher "$TEACHER" "${DATA[@]}" --metric accuracy --seed "$seed" --no-progress)
-  run "hard-seed$seed" "$RUNS/hard-seed$seed" slimbert compress textcnn "${common[@]}" --alpha 0
-  run "kd-seed$seed" "$RUNS/kd-seed$seed" slimbert compress textcnn "${common[@]}"
+  common=(--recipe "$RECIPE" --teacher "$TEACHER" "${DATA[@]}" --metric accuracy --seed "$seed"
+          --pair-encoding "$ENCODING" --no-progress)
+  run "${prefix}hard-seed$seed" "$RUNS/${prefix}hard-seed$seed" \
+    slimbert compress textcnn "${common[@]}" --alpha 0
+  run "${prefix}kd-seed$seed" "$RUNS/${prefix}kd-seed$seed" slimbert compress textcnn "${common[@]}"
   for variant in $TRANSFERS; do
-    run "kd-transfer-$variant-seed$seed" "$RUNS/kd-transfer-$variant-seed$seed" \
+    run "${prefix}kd-transfer-$variant-seed$seed" "$RUNS/${prefix}kd-transfer-$variant-seed$seed" \
       slimbert compress textcnn "${common[@]}" --transfer "$RUNS/transfer-$variant.jsonl"
   done
 done
