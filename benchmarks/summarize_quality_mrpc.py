@@ -1,0 +1,183 @@
+"""The MRPC full-budget page (benchmarks/results/quality-mrpc/README.md) from the committed cells.
+
+    python benchmarks/summarize_quality_mrpc.py [--results benchmarks/results/quality-mrpc]
+        [--recipe benchmarks/recipes/quality-mrpc-cpu.yaml]
+
+Reads every `cells/<name>.json` that `slimbert experiment` wrote (copied by
+benchmarks/quality_mrpc.sh as they finished): the teacher, the professors, and each student
+(`student-<path>-<depth>L-seed<n>`). For every student: dev F1 and accuracy, retention (% of the
+teacher's figure), and its budget — steps, epochs (steps × batch ÷ training rows), the step of
+its chosen checkpoint, wall-clock and examples/s. Then the issue's targets for the 3-layer
+students, means over seeds. The seed-format latency table and the plot are the experiment's own
+(`experiment.md`, `report/`). Nothing is typed in by hand; a missing cell is "pending".
+
+The training rows are counted by slimbert's own reader from the recipe's training file, so run
+this from the repository root where that path resolves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+import yaml
+
+from slimbert.data import read_examples
+from slimbert.experiment.recipe import SLUGS, TEACHING_PATHS, student_name
+
+TARGET_DA_GAIN = 1.0  # PS-DA 3L ≥ TS 3L + 1 F1 (mean of seeds)
+TARGET_F1_KEPT = 98.0  # the best 3-layer student keeps ≥ 98% of the teacher's F1 ...
+TARGET_ACCURACY_GAP = 2.0  # ... with accuracy no more than 2 points under the teacher's
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "pending"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/quality-mrpc"))
+    parser.add_argument(
+        "--recipe", type=Path, default=Path("benchmarks/recipes/quality-mrpc-cpu.yaml")
+    )
+    args = parser.parse_args()
+    recipe = yaml.safe_load(args.recipe.read_text())
+    cells = {
+        path.stem: json.loads(path.read_text()) for path in (args.results / "cells").glob("*.json")
+    }
+    rows = len(read_examples(Path(recipe["train"])))
+    batch = recipe["student"]["batch_size"]
+    steps_per_epoch = math.ceil(rows / batch)
+    teacher = cells.get("teacher", {}).get("result")
+
+    lines = [
+        "# MRPC at the students' own budget",
+        "",
+        "```bash",
+        "bash benchmarks/quality_mrpc.sh                  # slimbert experiment "
+        "benchmarks/recipes/quality-mrpc-cpu.yaml, resumable",
+        "python benchmarks/summarize_quality_mrpc.py      # this page",
+        "```",
+        "",
+        "The seed-000 matrix (TS, PS-Boosting, PS-DA, PS-DA*) × 3-layer students × seeds "
+        f"{', '.join(map(str, recipe['seeds']))}; the recipe's header gives every setting, "
+        "`runs.log` each start and stop with its machine and revision. The seed-format table "
+        "with latency and the latency-vs-F1 plot: [experiment.md](experiment.md). The reading "
+        "of the figures: [NOTES.md](NOTES.md).",
+        "",
+    ]
+    if teacher:
+        t = teacher["metric"]
+        lines += [
+            f"Teacher: dev accuracy {t['accuracy']:.2f}, F1 {t['f1']:.2f}, MCC {t['mcc']:.2f} "
+            f"(best at step {teacher['best_step']} of {teacher['steps']}, "
+            f"{cells['teacher']['seconds'] / 60:.0f} min).",
+            "",
+        ]
+    for name, label in (("professor-boost", "PS-Boosting"), ("professor-da", "PS-DA")):
+        professor = cells.get(name, {}).get("result")
+        if professor:
+            m = professor["metric"]
+            lines.append(
+                f"- {label} professor: dev accuracy {m['accuracy']:.2f}, F1 {m['f1']:.2f} "
+                f"({cells[name]['seconds'] / 60:.0f} min)."
+            )
+    lines += [
+        "",
+        f"Students: {rows:,} training rows, batch {batch} ({steps_per_epoch} steps an epoch), "
+        f"at most {recipe['student']['epochs']} epochs, patience {recipe['student']['patience']}"
+        ", checkpoint chosen on dev accuracy.",
+        "",
+        "| Student | Dev F1 | Dev accuracy | F1 kept | Accuracy kept | Budget |",
+        "|---|---|---|---|---|---|",
+    ]
+    f1s: dict[tuple[str, int], list[float]] = {}
+    accuracies: dict[tuple[str, int], list[float]] = {}
+    for depth in recipe["depths"]:
+        for path in TEACHING_PATHS:
+            for seed in recipe["seeds"]:
+                name = student_name(path, depth, seed)
+                cell = cells.get(name)
+                if cell is None:
+                    lines.append(f"| {name} | pending | | | | |")
+                    continue
+                result = cell["result"]
+                m = result["metric"]
+                f1s.setdefault((path, depth), []).append(m["f1"])
+                accuracies.setdefault((path, depth), []).append(m["accuracy"])
+                kept = (
+                    (
+                        f"{100 * m['f1'] / teacher['metric']['f1']:.2f}%",
+                        f"{100 * m['accuracy'] / teacher['metric']['accuracy']:.2f}%",
+                    )
+                    if teacher
+                    else ("–", "–")
+                )
+                steps = result["steps"]
+                budget = (
+                    f"{steps} steps ({steps / steps_per_epoch:.1f} epochs), best at "
+                    f"{result['best_step']}, {cell['seconds'] / 60:.1f} min, "
+                    f"{steps * batch / cell['seconds']:.0f} ex/s"
+                )
+                lines.append(
+                    f"| {name} | {m['f1']:.2f} | {m['accuracy']:.2f} | {kept[0]} | {kept[1]} "
+                    f"| {budget} |"
+                )
+    lines += [
+        "",
+        "Means over seeds (± sample standard deviation):",
+        "",
+        "| Path | Depth | Seeds | Dev F1 | Dev accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for (path, depth), values in f1s.items():
+        lines.append(
+            f"| {path} | {depth}L | {len(values)} | {mean_std(values)} | "
+            f"{mean_std(accuracies[(path, depth)])} |"
+        )
+    lines += ["", "## Targets (3 layers)", "", "| Target | Measured | Met |", "|---|---|---|"]
+    seeds = len(recipe["seeds"])
+    ts, da = f1s.get(("TS", 3), []), f1s.get(("PS-DA", 3), [])
+    if len(ts) == seeds and len(da) == seeds:
+        gain = statistics.fmean(da) - statistics.fmean(ts)
+        lines.append(
+            f"| PS-DA 3L ≥ TS 3L + {TARGET_DA_GAIN:g} F1 (mean of {seeds} seeds) | "
+            f"{statistics.fmean(da):.2f} − {statistics.fmean(ts):.2f} = {gain:+.2f} | "
+            f"{'yes' if gain >= TARGET_DA_GAIN else 'no'} |"
+        )
+    else:
+        lines.append(f"| PS-DA 3L ≥ TS 3L + {TARGET_DA_GAIN:g} F1 | pending | |")
+    done = {path: v for (path, depth), v in f1s.items() if depth == 3 and len(v) == seeds}
+    if teacher and done:
+        best = max(done, key=lambda p: statistics.fmean(done[p]))
+        f1 = statistics.fmean(done[best])
+        accuracy = statistics.fmean(accuracies[(best, 3)])
+        kept = 100 * f1 / teacher["metric"]["f1"]
+        gap = teacher["metric"]["accuracy"] - accuracy
+        lines.append(
+            f"| best 3L student ({best}) keeps ≥ {TARGET_F1_KEPT:g}% of the teacher's F1, "
+            f"accuracy ≤ {TARGET_ACCURACY_GAP:g} points under | {kept:.2f}% F1; accuracy "
+            f"{accuracy:.2f} vs {teacher['metric']['accuracy']:.2f} ({-gap:+.2f}) | "
+            f"{'yes' if kept >= TARGET_F1_KEPT and gap <= TARGET_ACCURACY_GAP else 'no'} |"
+        )
+    else:
+        lines.append("| best 3L student ≥ 98% of the teacher's F1, accuracy within 2 | pending | |")
+    lines.append("")
+    lines.append(
+        "Student paths: "
+        + "; ".join(f"`{slug}` = {path}" for path, slug in SLUGS.items())
+        + ". PS-DA* students start from the masked-LM pre-trained student."
+    )
+    (args.results / "README.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
