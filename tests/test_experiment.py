@@ -59,14 +59,32 @@ class Fakes:
                 "train_errors": 3,
                 "eval_main": 80.0,
                 "kept": True,
-            }
+            },
+            {
+                "round": 1,
+                "weighted_error": 0.37,
+                "alpha": 0.53,
+                "train_errors": 5,
+                "eval_main": 68.0,
+                "degenerate": "predicts only 1 on the training set",
+                "kept": False,
+                "retried": True,
+            },
+            {
+                "round": 1,
+                "weighted_error": 0.6,
+                "alpha": -0.4,
+                "train_errors": 9,
+                "eval_main": 60.0,
+                "kept": False,
+            },
         ]
         return {
             "dir": str(out),
             "metric": {"accuracy": 76.0, "f1": 81.0},
             "metric_name": "f1",
             "members": 1,
-            "stopped": "ran all 1 rounds",
+            "stopped": "stopped at round 2: weighted error 0.600 ≥ 1 − 1/K, no better than chance",
             "rounds": rounds,
         }
 
@@ -265,6 +283,11 @@ def test_the_table_reads_like_the_source(recipe):
         "| 66.00 ± 1.00 | 67.00 ± 1.00 | 68.00 ± 1.00 | 69.00 ± 1.00 | -11.00 (PS-DA*) |"
     )
     assert "| Student 1L | 24 | 48.0 | 2.00 | 61.00 ± 1.00 |" in text  # the accuracy table
+    assert (
+        "round 2: weighted error 0.3700, α 0.530, member dev 68.00 "
+        "(predicts only 1 on the training set) (retried); "
+        "round 2: weighted error 0.6000, α -0.400, member dev 60.00 (dropped)" in text
+    )
     assert (experiment.out / "report" / "pareto.png").stat().st_size > 1000
     assert (
         text.startswith("# Teacher → professor → student")

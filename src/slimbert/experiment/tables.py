@@ -137,7 +137,8 @@ class Matrix:
             rounds = "; ".join(
                 f"round {x['round'] + 1}: weighted error {x['weighted_error']:.4f}, "
                 f"α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
-                + ("" if x["kept"] else " (dropped)")
+                + (f" ({x['degenerate']})" if x.get("degenerate") else "")
+                + ("" if x["kept"] else " (retried)" if x.get("retried") else " (dropped)")
                 for x in boost["rounds"]
             )
             lines.append(
