@@ -103,14 +103,16 @@ def main() -> None:
         lines += [
             f"### Pairs read {encoding}",
             "",
-            "| Student | Seeds | Dev F1 | Dev accuracy | Per seed (F1 / accuracy, steps, wall) |",
-            "|---|---|---|---|---|",
+            "| Student | Seeds | Dev F1 | Dev accuracy | Dev MCC | Per seed (F1 / accuracy, steps, "
+            "wall) |",
+            "|---|---|---|---|---|---|",
         ]
         means: dict[str, float] = {}
         for kind, label in labels.items():
             found = rows[kind]
             f1 = [meta["metric"]["f1"] for _, meta in found]
             accuracy = [meta["metric"]["accuracy"] for _, meta in found]
+            mcc = [meta["metric"]["mcc"] for _, meta in found if "mcc" in meta["metric"]]
             if f1:
                 means[kind] = statistics.fmean(f1)
             detail = "; ".join(
@@ -120,7 +122,8 @@ def main() -> None:
                 for name, meta in found
             )
             lines.append(
-                f"| {label} | {len(found)} | {spread(f1)} | {spread(accuracy)} | {detail or '–'} |"
+                f"| {label} | {len(found)} | {spread(f1)} | {spread(accuracy)} | {spread(mcc)} "
+                f"| {detail or '–'} |"
             )
         lines.append("")
         reading = encoding.split(":")[0]
