@@ -50,11 +50,11 @@ def boost_stage(
         replace(settings, first_member=first_member),
         config,
     )
+    keys = ("round", "seed", "weighted_error", "alpha", "train_errors", "eval_main", "kept")
     rounds = [
-        {
-            k: r.get(k)
-            for k in ("round", "weighted_error", "alpha", "train_errors", "eval_main", "kept")
-        }
+        {k: r.get(k) for k in keys}
+        # why a round was not kept, where that applies
+        | {k: r[k] for k in ("degenerate", "retried") if k in r}
         for r in meta["rounds"]
     ]
     return {
