@@ -126,6 +126,11 @@ def pair_masks(
     return first, second
 
 
+def join_pair(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The siamese students' pair features: a, b (B, D) → [a, b, a ⊙ b, |a − b|] (B, 4D)."""
+    return torch.cat([first, second, first * second, (first - second).abs()], dim=-1)
+
+
 def masked_mean(vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of vectors (B, T, E) over positions where mask (B, T) is 1 → (B, E)."""
     weights = mask.to(vectors.dtype).unsqueeze(-1)  # (B, T, 1)
@@ -214,9 +219,7 @@ class TextCNN(nn.Module):
         if self.config.pair:
             first_mask, second_mask = pair_masks(mask, token_type_ids)
             first, second = self.encode(vectors, first_mask), self.encode(vectors, second_mask)
-            pooled = torch.cat(
-                [first, second, first * second, (first - second).abs()], dim=-1
-            )  # (B, 4 · 3F)
+            pooled = join_pair(first, second)  # (B, 4 · 3F)
         else:
             pooled = self.encode(vectors, mask)  # (B, 3F)
         return StudentOutput(logits=self.classifier(self.dropout(pooled)))
@@ -295,9 +298,7 @@ class BiLSTM(nn.Module):
                 vectors, first_mask.sum(dim=1)
             )  # the first text starts at position 0
             second = self.encode(*left_align(vectors, second_mask))
-            encoded = torch.cat(
-                [first, second, first * second, (first - second).abs()], dim=-1
-            )  # (B, 8U)
+            encoded = join_pair(first, second)  # (B, 8U)
         else:
             encoded = self.encode(vectors, mask.sum(dim=1))  # (B, 2U)
         hidden = F.relu(self.fc(self.dropout(encoded)))  # (B, fc)
@@ -356,7 +357,7 @@ class SoftTree(nn.Module):
             return masked_mean(vectors, mask)  # (B, E)
         first_mask, second_mask = pair_masks(mask, token_type_ids)
         first, second = masked_mean(vectors, first_mask), masked_mean(vectors, second_mask)
-        return torch.cat([first, second, first * second, (first - second).abs()], dim=-1)  # (B, 4E)
+        return join_pair(first, second)  # (B, 4E)
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, D) → right-branch probabilities p (B, N), reach probabilities of the inner nodes
