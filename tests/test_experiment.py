@@ -318,6 +318,7 @@ def test_methods_subset_plans_only_what_it_needs(recipe):
         ({"seeds": 3}, "recipe key 'seeds': expected a list of int"),
         ({"methods": ["TS", "PS-KD"]}, "choose from TS, PS-Boosting, PS-DA, PS-DA*"),
         ({"augment": {"max_path": 9}}, "recipe section augment: --max-path 9"),
+        ({"boost": {"weighting": "bag"}}, "set boost_from_teacher: false"),
     ],
 )
 def test_recipe_errors_name_the_key(recipe, change, message):

@@ -18,7 +18,7 @@ from slimbert.cli import cli
 from slimbert.errors import SlimbertError
 from slimbert.teachers.boost import BoostConfig, boost
 from slimbert.teachers.ensemble import EnsembleClassifier, combine_logits
-from slimbert.teachers.samme import samme_step, weighted_hard_loss
+from slimbert.teachers.samme import draw_bag, samme_step, weighted_hard_loss, weighted_loader
 from slimbert.training.loop import TrainConfig
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +58,54 @@ def test_samme_chance_and_perfect_members():
     assert perfect.perfect and perfect.error == 0.0
     assert perfect.alpha == pytest.approx(math.log(7.0))
     np.testing.assert_allclose(perfect.weights, np.full(4, 0.25))
+
+
+def test_samme_scores_only_the_given_rows_and_reweights_every_row():
+    # Scored rows 0, 1, 2 (row 3 was in the member's bag): err = 0.25 / 0.75 = 1/3, α = log 2.
+    # Every miss is raised, the unscored row 3's too: [0.25·2, 0.25, 0.25, 0.25·2] / 1.5.
+    miss = np.array([True, False, False, True])
+    step = samme_step(np.full(4, 0.25), miss, 2, scored=np.array([True, True, True, False]))
+    assert step.error == pytest.approx(1 / 3)
+    assert step.alpha == pytest.approx(math.log(2.0))
+    np.testing.assert_allclose(step.weights, [1 / 3, 1 / 6, 1 / 6, 1 / 3], rtol=1e-12)
+    # no miss among the scored rows: the floor is half a *scored* example, 0.5 / 2
+    clean = samme_step(np.full(4, 0.25), miss, 2, scored=np.array([False, True, True, False]))
+    assert clean.error == 0.0 and clean.alpha == pytest.approx(math.log(3.0))
+    assert not clean.perfect  # rows 0 and 3 are still missed: there is something to reweight
+    with pytest.raises(ValueError, match="scored"):
+        samme_step(np.full(4, 0.25), miss, 2, scored=np.zeros(4, dtype=bool))
+
+
+def test_a_bag_follows_the_weights_and_its_loader_sees_only_the_bag():
+    from slimbert.batches import EncodedDataset
+    from slimbert.data import Examples
+
+    weights = np.array([0.0, 0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+    bag = draw_bag(weights, seed=3)
+    assert len(bag) == 8 and set(bag) <= {1, 3}  # a zero weight is never drawn
+    np.testing.assert_array_equal(bag, draw_bag(weights, seed=3))  # seeded
+    uniform = draw_bag(np.full(1000, 1e-3), seed=0)
+    assert 0.58 < len(set(uniform)) / 1000 < 0.68  # 1 − 1/e of the rows, the rest out of bag
+
+    class Words:  # the loader only needs input ids and a pad id
+        pad_token_id = 0
+
+        def __call__(self, texts, pairs=None, **kwargs):
+            return {"input_ids": [[1, 2 + len(text)] for text in texts]}
+
+    texts = [f"row {i}" * (i + 1) for i in range(8)]
+    examples = Examples(texts, None, ["0", "1"] * 4, "classification", Path("rows.tsv"))
+    data = EncodedDataset(Words(), examples, max_length=32, label_ids=[0, 1] * 4)
+    config = TrainConfig(batch_size=3, seed=5, progress=False)
+    seen = [
+        int(i)
+        for _ in range(2)
+        for batch in weighted_loader(data, weights, "bag", config, bag)
+        for i in batch["idx"]
+    ]
+    assert sorted(seen) == sorted(bag.tolist() * 2)  # every epoch the same bag, nothing else
+    with pytest.raises(ValueError, match="bag"):
+        weighted_loader(data, weights, "bag", config)
 
 
 def test_weighted_hard_loss_matches_cross_entropy_at_uniform_weights():
@@ -347,3 +395,49 @@ def test_boost_retries_then_drops_a_member_answering_one_class(
     # a dropped member leaves nothing behind; a retry is saved under its round's name and loads
     assert (tmp_path / "professor" / "member-1").exists() == bool(retries)
     assert load_teacher(tmp_path / "professor").members == meta["members"]
+
+
+def test_bag_boosting_scores_each_member_on_the_rows_left_out(ensemble, tmp_path, monkeypatch):
+    """weighting "bag": each member trains on one weighted bag (draw_bag with its seed) and its
+    weighted error — so its vote — comes from the training rows it never saw."""
+    import slimbert.teachers.boost as boost_module
+
+    path, spec, _ = ensemble
+    bags: list[np.ndarray] = []
+    train_member = boost_module._train_member
+
+    def spy(*args, bag=None, **kwargs):
+        bags.append(bag)
+        return train_member(*args, bag=bag, **kwargs)
+
+    monkeypatch.setattr(boost_module, "_train_member", spy)
+    config = TrainConfig(
+        max_steps=48, batch_size=16, lr=3e-3, patience=0, eval_every=48, progress=False, seed=42
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the fixture trains: the same float sums on any machine
+    try:
+        meta = boost(
+            str(path.parent / "base"),
+            spec,
+            tmp_path / "bagged",
+            BoostConfig(rounds=1, weighting="bag"),
+            config,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    (first,) = meta["rounds"]
+    (bag,) = bags
+    np.testing.assert_array_equal(bag, draw_bag(np.full(64, 1 / 64), 42))
+    left_out = 64 - len(set(bag.tolist()))
+    assert first["out_of_bag_rows"] == left_out > 0
+    assert first["out_of_bag_errors"] <= first["train_errors"]
+    # uniform weights: err is the share of left-out rows missed (floored at half a row of them)
+    err = max(first["out_of_bag_errors"] / left_out, 0.5 / left_out)
+    assert first["alpha"] == pytest.approx(math.log((1 - err) / err))
+
+
+def test_bag_boosting_refuses_a_first_member(ensemble):
+    path, _, _ = ensemble
+    with pytest.raises(SlimbertError, match="no left-out rows can score it"):
+        BoostConfig(weighting="bag", first_member=path / "member-0")

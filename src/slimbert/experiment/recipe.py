@@ -90,7 +90,8 @@ class ExperimentConfig:
     boost, augment, pretrain: the professors' and pre-training's settings (boost: as
                       `professor boost`'s flags; first_member is the experiment's to set)
     boost_from_teacher: round 1 of PS-Boosting is the TS teacher itself (it was trained on
-                      uniform weights) instead of fine-tuning another copy
+                      uniform weights) instead of fine-tuning another copy (not with
+                      boost.weighting bag: the teacher has no left-out rows to score it)
     pretrain_train:   TrainConfig of masked-LM pre-training
     bench:            latency protocol
     """
@@ -132,6 +133,11 @@ class ExperimentConfig:
         if self.boost.first_member is not None:
             raise SlimbertError(
                 "boost.first_member: the experiment sets it (boost_from_teacher); drop the key"
+            )
+        if self.boost.weighting == "bag" and self.boost_from_teacher:
+            raise SlimbertError(
+                "boost.weighting bag with boost_from_teacher: the teacher trained on every row, "
+                "so no left-out rows can score it as round 1; set boost_from_teacher: false"
             )
         if self.metric is not None and self.metric not in METRICS:
             raise SlimbertError(f"metric {self.metric!r}: choose one of {', '.join(METRICS)}")

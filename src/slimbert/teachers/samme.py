@@ -1,5 +1,6 @@
 """The SAMME arithmetic of PS-Boosting (teachers/boost.py) and how sample weights reach a
-member's training: as per-example loss weights or by weighted resampling."""
+member's training: as per-example loss weights, by weighted resampling, or as one weighted bag
+whose left-out rows score the member."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, SubsetRandomSampler, WeightedRandomSampler
 
 from slimbert.batches import EncodedDataset, collate
 from slimbert.training.loop import TrainConfig, train_loader
@@ -29,12 +30,18 @@ class SammeStep:
 
 
 def samme_step(
-    weights: np.ndarray, miss: np.ndarray, num_classes: int, shrinkage: float = 1.0
+    weights: np.ndarray,
+    miss: np.ndarray,
+    num_classes: int,
+    shrinkage: float = 1.0,
+    scored: np.ndarray | None = None,
 ) -> SammeStep:
     """SAMME's update for sample weights (n,) given which examples (n,) the member got wrong.
 
-    err = Σ w·miss / Σ w (clipped below at 0.5 / n), α = ν(log((1 − err)/err) + log(K − 1)),
-    w ← w · exp(α · miss), renormalised. A chance-level member leaves the weights unchanged.
+    err = Σ w·miss / Σ w over the `scored` rows (n,) bool, every row when None (clipped below at
+    half an example, 0.5 / the scored rows), α = ν(log((1 − err)/err) + log(K − 1)),
+    w ← w · exp(α · miss) on every row, renormalised. A chance-level member leaves the weights
+    unchanged.
     """
     weights = np.asarray(weights, dtype=np.float64)
     miss = np.asarray(miss, dtype=bool)
@@ -44,9 +51,12 @@ def samme_step(
         )
     if num_classes < 2:
         raise ValueError("SAMME needs at least two classes")
+    scored = np.ones_like(miss) if scored is None else np.asarray(scored, dtype=bool)
+    if scored.shape != miss.shape or not scored.any():
+        raise ValueError(f"scored {scored.shape} must be a 1-D mask like miss with a row set")
     total = weights.sum()
-    raw_error = float((weights * miss).sum() / total)
-    floor = 0.5 / len(weights)
+    raw_error = float((weights * miss * scored).sum() / (weights * scored).sum())
+    floor = 0.5 / int(scored.sum())
     error = max(raw_error, floor)
     alpha = shrinkage * (math.log((1.0 - error) / error) + math.log(num_classes - 1))
     if error >= 1.0 - 1.0 / num_classes:
@@ -74,20 +84,38 @@ def weighted_hard_loss(sample_weights: torch.Tensor) -> TermFn:
     return term
 
 
+def draw_bag(weights: np.ndarray, seed: int) -> np.ndarray:
+    """n row indices (n,) drawn with replacement in proportion to the weights (n,): one member's
+    training bag; the rows never drawn are its out-of-bag rows."""
+    weights = np.asarray(weights, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(weights), size=len(weights), replace=True, p=weights / weights.sum())
+
+
 def weighted_loader(
-    dataset: EncodedDataset, weights: np.ndarray, weighting: str, config: TrainConfig
+    dataset: EncodedDataset,
+    weights: np.ndarray,
+    weighting: str,
+    config: TrainConfig,
+    bag: np.ndarray | None = None,
 ) -> DataLoader:
     """A member's training batches: plain shuffled batches when the weights go into the loss
-    ("loss"), else batches drawn with replacement in proportion to the weights ("resample")."""
+    ("loss"); batches drawn with replacement in proportion to the weights, anew every epoch
+    ("resample"); or every epoch the same `bag` of row indices (draw_bag), shuffled ("bag")."""
     if weighting == "loss":
         return train_loader(dataset, config)
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = WeightedRandomSampler(
-        torch.as_tensor(weights, dtype=torch.double),
-        num_samples=len(dataset),
-        replacement=True,
-        generator=generator,
-    )
+    if weighting == "bag":
+        if bag is None:
+            raise ValueError('weighting "bag" needs the bag of row indices (draw_bag)')
+        sampler = SubsetRandomSampler(bag.tolist(), generator=generator)
+    else:
+        sampler = WeightedRandomSampler(
+            torch.as_tensor(weights, dtype=torch.double),
+            num_samples=len(dataset),
+            replacement=True,
+            generator=generator,
+        )
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
