@@ -11,6 +11,11 @@ its chosen checkpoint, wall-clock and examples/s. Then the issue's targets for t
 students, means over seeds. The seed-format latency table and the plot are the experiment's own
 (`experiment.md`, `report/`). Nothing is typed in by hand; a missing cell is "pending".
 
+Then the 3-layer students on a teacher-labelled transfer set (benchmarks/students_transfer_mrpc.sh,
+cells under `transfer/cells/`: `<method>-3L-transfer-<set>-seed<n>.json` is the student's
+slimbert.json, `.budget.json` its wall-clock), each beside the TS student of its seed, and the
+retention target again over them.
+
 The training rows are counted by slimbert's own reader from the recipe's training file, so run
 this from the repository root where that path resolves.
 """
@@ -39,6 +44,102 @@ def mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def transfer_section(
+    folder: Path,
+    teacher: dict | None,
+    matrix: dict[str, dict],
+    recipe: dict,
+) -> list[str]:
+    """The transfer-set students' table, their means and the retention target over them."""
+    cells = {
+        path.stem: json.loads(path.read_text())
+        for path in sorted((folder / "cells").glob("*-seed*.json"))
+        if not path.stem.endswith(".budget")
+    }
+    if not cells or not teacher:
+        return []
+    lines = [
+        "",
+        "## 3-layer students on a teacher-labelled transfer set",
+        "",
+        "`bash benchmarks/students_transfer_mrpc.sh` (its header gives every setting; "
+        "`transfer/runs.log` each start and stop). Same teacher and student settings as the "
+        "matrix, plus the rows of one set from `slimbert augment` — `cN-pP`: N word-replaced "
+        "copies of every training pair (whole words, each replaced with probability P by one "
+        "of the teacher's embedding neighbours) and the pairs symmetry and transitivity imply, "
+        "every row labelled by the teacher, no dev sentence in it. Evaluated every 230 steps (the "
+        "matrix: every epoch, 115 steps, patience 3), "
+        "patience 4, about 4,500 steps at most; chosen on dev accuracy. Δ is against the TS "
+        "student of the same seed (no transfer set).",
+        "",
+        "| Student | Dev F1 | Dev accuracy | MCC | F1 kept | Accuracy kept | Δ F1 / Δ acc vs TS "
+        "| Budget |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    t = teacher["metric"]
+    ts = {  # the matrix's TS student of each seed: (F1, accuracy)
+        seed: (m["f1"], m["accuracy"])
+        for seed in recipe["seeds"]
+        if (cell := matrix.get(student_name("TS", 3, seed)))
+        for m in [cell["result"]["metric"]]
+    }
+    groups: dict[str, list[dict]] = {}
+    for name, result in cells.items():
+        m = result["metric"]
+        group, seed = name.rsplit("-seed", 1)
+        groups.setdefault(group, []).append(m)
+        budget_file = folder / "cells" / f"{name}.budget.json"
+        rows = result["data"]["train"]["rows"]
+        batch = result["train_config"]["batch_size"]
+        steps = result["steps"]
+        budget = (
+            f"{rows:,} rows; {steps} steps ({steps * batch / rows:.1f} epochs), best at "
+            f"{result['best_step']}"
+        )
+        if budget_file.is_file():
+            seconds = json.loads(budget_file.read_text())["wall_seconds"]
+            budget += f", {seconds / 60:.1f} min, {steps * batch / seconds:.0f} ex/s"
+        base = ts.get(int(seed))
+        delta = f"{m['f1'] - base[0]:+.2f} / {m['accuracy'] - base[1]:+.2f}" if base else "–"
+        lines.append(
+            f"| {name} | {m['f1']:.2f} | {m['accuracy']:.2f} | {m['mcc']:.2f} | "
+            f"{100 * m['f1'] / t['f1']:.2f}% | {100 * m['accuracy'] / t['accuracy']:.2f}% | "
+            f"{delta} | {budget} |"
+        )
+    lines += [
+        "",
+        "| Student | Seeds | Dev F1 | Dev accuracy | MCC |",
+        "|---|---|---|---|---|",
+    ]
+    for group, metrics in groups.items():
+        lines.append(
+            f"| {group} | {len(metrics)} | {mean_std([m['f1'] for m in metrics])} | "
+            f"{mean_std([m['accuracy'] for m in metrics])} | "
+            f"{mean_std([m['mcc'] for m in metrics])} |"
+        )
+    seeds = len(recipe["seeds"])
+    done = {g: ms for g, ms in groups.items() if len(ms) == seeds}
+    lines += ["", "| Target | Measured | Met |", "|---|---|---|"]
+    if done:
+        best = max(done, key=lambda g: statistics.fmean(m["accuracy"] for m in done[g]))
+        f1 = statistics.fmean(m["f1"] for m in done[best])
+        accuracy = statistics.fmean(m["accuracy"] for m in done[best])
+        kept, gap = 100 * f1 / t["f1"], t["accuracy"] - accuracy
+        lines.append(
+            f"| best 3L student on a transfer set ({best}, mean of {seeds} seeds) keeps ≥ "
+            f"{TARGET_F1_KEPT:g}% of the teacher's F1, accuracy ≤ {TARGET_ACCURACY_GAP:g} points "
+            f"under | {kept:.2f}% F1; accuracy {accuracy:.2f} vs {t['accuracy']:.2f} "
+            f"({-gap:+.2f}) | "
+            f"{'yes' if kept >= TARGET_F1_KEPT and gap <= TARGET_ACCURACY_GAP else 'no'} |"
+        )
+    else:
+        lines.append(
+            f"| best 3L student on a transfer set, all {seeds} seeds | pending (one seed so "
+            "far: see the rows above) | |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -169,6 +270,7 @@ def main() -> None:
         )
     else:
         lines.append("| best 3L student ≥ 98% of the teacher's F1, accuracy within 2 | pending | |")
+    lines += transfer_section(args.results / "transfer", teacher, cells, recipe)
     lines.append("")
     lines.append(
         "Student paths: "
