@@ -75,6 +75,8 @@ class Fakes:
                 "weighted_error": 0.6,
                 "alpha": -0.4,
                 "train_errors": 9,
+                "out_of_bag_rows": 15,  # a "bag" round: scored on the rows left out
+                "out_of_bag_errors": 9,
                 "eval_main": 60.0,
                 "kept": False,
             },
@@ -286,7 +288,8 @@ def test_the_table_reads_like_the_source(recipe):
     assert (
         "round 2: weighted error 0.3700, α 0.530, member dev 68.00 "
         "(predicts only 1 on the training set) (retried); "
-        "round 2: weighted error 0.6000, α -0.400, member dev 60.00 (dropped)" in text
+        "round 2: weighted error 0.6000 (on the 15 rows left out of its bag), α -0.400, "
+        "member dev 60.00 (dropped)" in text
     )
     assert (experiment.out / "report" / "pareto.png").stat().st_size > 1000
     assert (

@@ -124,8 +124,13 @@ def professor_boost_cmd(base, out, **kwargs):
     metadata = boost(base, spec, out, settings, config)
     for r in metadata["rounds"]:
         click.echo(
-            f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}, "
-            f"alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
+            f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}"
+            + (
+                f" (on the {r['out_of_bag_rows']} rows left out of its bag)"
+                if "out_of_bag_rows" in r
+                else ""
+            )
+            + f", alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
             + ("" if r["kept"] else " (tried again)" if r.get("retried") else " (dropped)")
         )
     click.echo(

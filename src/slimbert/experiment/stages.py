@@ -54,7 +54,11 @@ def boost_stage(
     rounds = [
         {k: r.get(k) for k in keys}
         # why a round was not kept, where that applies
-        | {k: r[k] for k in ("degenerate", "retried") if k in r}
+        | {
+            k: r[k]
+            for k in ("degenerate", "retried", "out_of_bag_rows", "out_of_bag_errors")
+            if k in r
+        }
         for r in meta["rounds"]
     ]
     return {

@@ -135,8 +135,13 @@ class Matrix:
         boost = r.get("professor-boost")
         if boost:
             rounds = "; ".join(
-                f"round {x['round'] + 1}: weighted error {x['weighted_error']:.4f}, "
-                f"α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
+                f"round {x['round'] + 1}: weighted error {x['weighted_error']:.4f}"
+                + (
+                    f" (on the {x['out_of_bag_rows']} rows left out of its bag)"
+                    if "out_of_bag_rows" in x
+                    else ""
+                )
+                + f", α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
                 + (f" ({x['degenerate']})" if x.get("degenerate") else "")
                 + ("" if x["kept"] else " (retried)" if x.get("retried") else " (dropped)")
                 for x in boost["rounds"]
