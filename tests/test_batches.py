@@ -172,6 +172,27 @@ def test_length_grouped_batches_cover_every_row_once_and_cut_padding():
     assert list(again) == passes[0]  # seeded
 
 
+def test_length_grouped_batches_over_a_pool_or_weighted_draws():
+    lengths = [(i * 37) % 101 + 1 for i in range(200)]
+    generator = torch.Generator().manual_seed(0)
+    pool = [3, 3, 3, 10, 50, 50, 199] * 10  # a boosting bag: repeats kept
+    grouped = LengthGroupedBatches(lengths, 8, generator, window=4, pool=pool)
+    for _ in range(2):
+        batches = list(grouped)
+        assert len(batches) == len(grouped) == 9
+        assert sorted(i for batch in batches for i in batch) == sorted(pool)  # the pool, once
+    weights = [0.0] * 200
+    weights[7], weights[120] = 0.25, 0.75
+    drawn = LengthGroupedBatches(lengths, 8, generator, window=4, weights=weights)
+    passes = [[i for batch in drawn for i in batch] for _ in range(2)]
+    for rows in passes:
+        assert len(rows) == 200 and set(rows) <= {7, 120}  # n draws; a zero weight never comes
+        assert 0.6 < rows.count(120) / 200 < 0.9
+    assert passes[0] != passes[1]  # drawn anew every pass
+    with pytest.raises(ValueError, match="not both"):
+        LengthGroupedBatches(lengths, 8, generator, pool=pool, weights=weights)
+
+
 def test_make_loader_groups_by_length_only_when_shuffling(tiny_base):
     texts = ["a " * n for n in (1, 30, 2, 29, 3, 28, 4, 27)]
     examples = Examples(

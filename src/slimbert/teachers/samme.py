@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, SubsetRandomSampler, WeightedRandomSampler
 
-from slimbert.batches import EncodedDataset, collate
+from slimbert.batches import EncodedDataset, LengthGroupedBatches, collate
 from slimbert.training.loop import TrainConfig, train_loader
 from slimbert.training.losses import TermFn
 from slimbert.training.outputs import Outputs
@@ -101,13 +101,25 @@ def weighted_loader(
 ) -> DataLoader:
     """A member's training batches: plain shuffled batches when the weights go into the loss
     ("loss"); batches drawn with replacement in proportion to the weights, anew every epoch
-    ("resample"); or every epoch the same `bag` of row indices (draw_bag), shuffled ("bag")."""
+    ("resample"); or every epoch the same `bag` of row indices (draw_bag), shuffled ("bag").
+    With config.group_by_length the drawn rows are batched with rows of similar length
+    (LengthGroupedBatches), as plain training is."""
     if weighting == "loss":
         return train_loader(dataset, config)
+    if weighting == "bag" and bag is None:
+        raise ValueError('weighting "bag" needs the bag of row indices (draw_bag)')
     generator = torch.Generator().manual_seed(config.seed)
+    collate_fn = lambda items: collate(items, dataset.pad_id)  # noqa: E731
+    if config.group_by_length:
+        batches = LengthGroupedBatches(
+            [len(f["input_ids"]) for f in dataset.features],
+            config.batch_size,
+            generator,
+            pool=bag.tolist() if weighting == "bag" else None,
+            weights=np.asarray(weights, dtype=np.float64).tolist() if weighting != "bag" else None,
+        )
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn)
     if weighting == "bag":
-        if bag is None:
-            raise ValueError('weighting "bag" needs the bag of row indices (draw_bag)')
         sampler = SubsetRandomSampler(bag.tolist(), generator=generator)
     else:
         sampler = WeightedRandomSampler(
@@ -116,9 +128,4 @@ def weighted_loader(
             replacement=True,
             generator=generator,
         )
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=sampler,
-        collate_fn=lambda items: collate(items, dataset.pad_id),
-    )
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_fn)
