@@ -61,6 +61,20 @@ def test_git_revision_is_the_checkout_slimbert_runs_from():
     assert revision in (head, f"{head}-dirty")
 
 
+def test_a_git_archive_copy_names_the_revision_it_was_made_from(tmp_path):
+    from slimbert.bench.environment import REVISION_FILE, _archive_revision
+
+    # in the checkout the file holds git's placeholder, which `git archive` fills in
+    assert REVISION_FILE.read_text().strip() == "$Format:%h$"
+    assert _archive_revision(REVISION_FILE) is None
+    attributes = (REVISION_FILE.parents[2] / ".gitattributes").read_text()
+    assert "src/slimbert/REVISION export-subst" in attributes
+    archived = tmp_path / "REVISION"
+    archived.write_text("1bccc10\n")
+    assert _archive_revision(archived) == "1bccc10 (git archive)"
+    assert _archive_revision(tmp_path / "missing") is None
+
+
 def test_machine_lines_name_the_machine_threads_and_libraries():
     env = {
         "date": "2026-01-02 03:04 UTC",

@@ -61,9 +61,27 @@ def _memory_gb() -> float | None:
         return None
 
 
+REVISION_FILE = Path(__file__).parents[1] / "REVISION"  # `$Format:%h$`, filled by git archive
+
+
+def _archive_revision(path: Path = REVISION_FILE) -> str | None:
+    """The revision `git archive` wrote into REVISION (.gitattributes: export-subst), with
+    "(git archive)" after it; None in a checkout, where the file still holds its placeholder."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return f"{text} (git archive)" if text and not text.startswith("$Format") else None
+
+
 def _git_revision() -> str | None:
     """The short revision of the checkout slimbert runs from, `-dirty` with uncommitted changes
-    to tracked files; None outside a git checkout."""
+    to tracked files; in a copy made by `git archive`, the revision it was made from; else
+    None."""
+    return _checkout_revision() or _archive_revision()
+
+
+def _checkout_revision() -> str | None:
     here = Path(__file__).parent
     try:
         revision = (
