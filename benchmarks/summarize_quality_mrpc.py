@@ -158,20 +158,22 @@ def main() -> None:
     steps_per_epoch = math.ceil(rows / batch)
     teacher = cells.get("teacher", {}).get("result")
 
+    notes = "NOTES.md" if (args.results / "NOTES.md").is_file() else "../NOTES.md"
     lines = [
         "# MRPC at the students' own budget",
         "",
         "```bash",
-        "bash benchmarks/quality_mrpc.sh                  # slimbert experiment "
-        "benchmarks/recipes/quality-mrpc-cpu.yaml, resumable",
-        "python benchmarks/summarize_quality_mrpc.py      # this page",
+        f"RECIPE={args.recipe} RESULTS={args.results} bash benchmarks/quality_mrpc.sh",
+        f"python benchmarks/summarize_quality_mrpc.py --results {args.results} "
+        f"--recipe {args.recipe}   # this page",
         "```",
         "",
-        "The seed-000 matrix (TS, PS-Boosting, PS-DA, PS-DA*) × 3-layer students × seeds "
+        f"The seed-000 matrix ({', '.join(recipe['methods'])}) × "
+        f"{', '.join(f'{d}-layer' for d in recipe['depths'])} students × seeds "
         f"{', '.join(map(str, recipe['seeds']))}; the recipe's header gives every setting, "
         "`runs.log` each start and stop with its machine and revision. The seed-format table "
         "with latency and the latency-vs-F1 plot: [experiment.md](experiment.md). The reading "
-        "of the figures: [NOTES.md](NOTES.md).",
+        f"of the figures: [NOTES.md]({notes}).",
         "",
     ]
     if teacher:
@@ -202,7 +204,7 @@ def main() -> None:
     f1s: dict[tuple[str, int], list[float]] = {}
     accuracies: dict[tuple[str, int], list[float]] = {}
     for depth in recipe["depths"]:
-        for path in TEACHING_PATHS:
+        for path in [p for p in TEACHING_PATHS if p in recipe["methods"]]:
             for seed in recipe["seeds"]:
                 name = student_name(path, depth, seed)
                 cell = cells.get(name)
@@ -235,13 +237,24 @@ def main() -> None:
         "",
         "Means over seeds (± sample standard deviation):",
         "",
-        "| Path | Depth | Seeds | Dev F1 | Dev accuracy |",
-        "|---|---|---|---|---|",
+        "| Path | Depth | Seeds | Dev F1 | Dev accuracy | F1 / accuracy − TS (seeds) |",
+        "|---|---|---|---|---|---|",
     ]
     for (path, depth), values in f1s.items():
+        versus = "–"
+        pairs = [  # (this path's metrics, TS's) on every seed both have
+            (cells[a]["result"]["metric"], cells[b]["result"]["metric"])
+            for seed in recipe["seeds"]
+            if (a := student_name(path, depth, seed)) in cells
+            and (b := student_name("TS", depth, seed)) in cells
+        ]
+        if path != "TS" and pairs:
+            f1_gap = statistics.fmean(m["f1"] - t["f1"] for m, t in pairs)
+            accuracy_gap = statistics.fmean(m["accuracy"] - t["accuracy"] for m, t in pairs)
+            versus = f"{f1_gap:+.2f} / {accuracy_gap:+.2f} ({len(pairs)})"
         lines.append(
             f"| {path} | {depth}L | {len(values)} | {mean_std(values)} | "
-            f"{mean_std(accuracies[(path, depth)])} |"
+            f"{mean_std(accuracies[(path, depth)])} | {versus} |"
         )
     lines += ["", "## Targets (3 layers)", "", "| Target | Measured | Met |", "|---|---|---|"]
     seeds = len(recipe["seeds"])
