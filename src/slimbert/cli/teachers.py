@@ -24,7 +24,7 @@ from slimbert.cli.options import (
 )
 from slimbert.compress.pretrain import PretrainConfig, pretrain_student
 from slimbert.data import Columns
-from slimbert.teachers.boost import BoostConfig, boost
+from slimbert.teachers.boost import BoostConfig, boost, round_error
 from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
 from slimbert.teachers.train import train_teacher
 from slimbert.teachers.transfer import TransferConfig, build_transfer, manifest_path, summary_lines
@@ -124,13 +124,8 @@ def professor_boost_cmd(base, out, **kwargs):
     metadata = boost(base, spec, out, settings, config)
     for r in metadata["rounds"]:
         click.echo(
-            f"round {r['round'] + 1}: weighted error {r['weighted_error']:.4f}"
-            + (
-                f" (on the {r['out_of_bag_rows']} rows left out of its bag)"
-                if "out_of_bag_rows" in r
-                else ""
-            )
-            + f", alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
+            f"round {r['round'] + 1}: {round_error(r)}, "
+            f"alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
             + ("" if r["kept"] else " (tried again)" if r.get("retried") else " (dropped)")
         )
     click.echo(

@@ -12,6 +12,7 @@ from slimbert.bench.render import Table, write_report
 from slimbert.bench.report import Report, Row
 from slimbert.experiment.recipe import TEACHING_PATHS, ExperimentConfig, key_payload, student_name
 from slimbert.files import write_json_atomic, write_text_atomic
+from slimbert.teachers.boost import round_error
 
 
 class Matrix:
@@ -135,13 +136,8 @@ class Matrix:
         boost = r.get("professor-boost")
         if boost:
             rounds = "; ".join(
-                f"round {x['round'] + 1}: weighted error {x['weighted_error']:.4f}"
-                + (
-                    f" (on the {x['out_of_bag_rows']} rows left out of its bag)"
-                    if "out_of_bag_rows" in x
-                    else ""
-                )
-                + f", α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
+                f"round {x['round'] + 1}: {round_error(x)}, "
+                f"α {x['alpha']:.3f}, member dev {x['eval_main']:.2f}"
                 + (f" ({x['degenerate']})" if x.get("degenerate") else "")
                 + ("" if x["kept"] else " (retried)" if x.get("retried") else " (dropped)")
                 for x in boost["rounds"]

@@ -195,6 +195,15 @@ def _train_member(
     return member
 
 
+def round_error(record: dict) -> str:
+    """A round's weighted error as the logs and reports print it, naming the rows it was
+    measured on when those were the ones left out of the member's bag."""
+    text = f"weighted error {record['weighted_error']:.4f}"
+    if "out_of_bag_rows" in record:
+        text += f" (on the {record['out_of_bag_rows']} rows left out of its bag)"
+    return text
+
+
 def _degenerate(
     train_pred: np.ndarray, eval_degenerate: str | None, label_map: LabelMap
 ) -> str | None:
