@@ -99,6 +99,24 @@ def tests(results: Path) -> str:
     return f"pytest -m gpu: {counts}, {get('skipped')} skipped ({', '.join(n for n in names if n)})"
 
 
+# The CPU runs on the same full training set (benchmarks/quality_sst2.sh): the teacher, and the
+# 3-layer kd students of every seed run so far (their mean). The foundation recipe's figures are
+# on a 10,000-row subset, so they are no yardstick for a model trained on all 67,349 rows.
+CPU_CELLS = {"teacher": "teacher.json", "kd-3L": "kd-3L-seed*.json"}
+
+
+def cpu_reference(root: Path | None, name: str) -> float | None:
+    if root is None:
+        return None
+    cells = sorted((root / "benchmarks/results/quality-sst2/cells").glob(CPU_CELLS[name]))
+    values = [
+        accuracy
+        for cell in cells
+        if (accuracy := ((read_json(cell) or {}).get("metric") or {}).get("accuracy")) is not None
+    ]
+    return sum(values) / len(values) if values else None
+
+
 def training(results: Path, root: Path | None) -> tuple[list[str], dict]:
     timings = {}
     path = results / "train" / "timings.tsv"
@@ -114,7 +132,7 @@ def training(results: Path, root: Path | None) -> tuple[list[str], dict]:
             "steps (best)",
             "wall s",
             "examples/s",
-            "CPU recipe accuracy",
+            "CPU accuracy (full set)",
         ),
         "|---|---|---|---|---|---|---|",
     ]
@@ -129,12 +147,7 @@ def training(results: Path, root: Path | None) -> tuple[list[str], dict]:
         steps = meta.get("steps")
         wall = timings.get(name)
         rate = steps * config.get("batch_size", 32) / wall if steps and wall else None
-        cpu = (
-            read_json(root / "benchmarks/results/foundation-sst2" / f"training-{name}.json")
-            if root
-            else None
-        )
-        cpu_accuracy = (cpu or {}).get("metric", {}).get("accuracy")
+        cpu_accuracy = cpu_reference(root, name)
         figures[name] = {
             "accuracy": metric.get("accuracy"),
             "f1": metric.get("f1"),
@@ -250,7 +263,7 @@ def latency(results: Path) -> tuple[list[str], dict]:
     if big:
         best = max(big, key=lambda r: r.get("qps") or 0)
         figures["batch128_text"] = (
-            f"{(best.get('qps') or 0) * 128:,.0f} examples/s, "
+            f"{best.get('qps') or 0:,.0f} examples/s, "
             f"{fmt(best.get('achieved_gflops'), 0)} GFLOP/s = {fmt(best.get('peak_share'), 1)}% "
             f"of the measured fp16 matmul peak ({fmt(best.get('peak_gflops'), 0)} GFLOP/s)"
         )
@@ -300,7 +313,8 @@ def main() -> int:
         for n in ("teacher", "kd-3L")
     ):
         accuracy_ok = all(
-            train[n]["accuracy"] >= train[n]["cpu_accuracy"] - 0.5 for n in ("teacher", "kd-3L")
+            abs(train[n]["accuracy"] - train[n]["cpu_accuracy"]) <= 0.5
+            for n in ("teacher", "kd-3L")
         )
     out = [
         "# slimbert on the GPU host: summary",
@@ -331,7 +345,7 @@ def main() -> int:
         "",
         *parity_lines,
         "",
-        "## Avg ms per request (3-layer student; SST-2 dev, one request per example)",
+        "## Avg ms per request (3-layer student; SST-2 dev; a request holds one batch)",
         "",
         *latency_lines,
         "",
@@ -355,7 +369,7 @@ def main() -> int:
             "reported" if "batch128_text" in speed else "n/a",
         ),
         row(
-            "teacher and student dev accuracy within 0.5 of the CPU recipe",
+            "teacher and student dev accuracy within 0.5 of the CPU runs on the full set",
             ", ".join(
                 f"{n} {fmt(figures.get('accuracy'))} vs {fmt(figures.get('cpu_accuracy'))}"
                 for n, figures in ((n, train.get(n, {})) for n in ("teacher", "kd-3L"))
