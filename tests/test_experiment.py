@@ -265,6 +265,29 @@ def test_teacher_route_is_kept_for_the_ts_teacher_only_and_keys_the_teacher(reci
         read_recipe(recipe)
 
 
+def test_the_transfer_set_is_the_students_alone(recipe, tmp_path):
+    run_experiment(recipe, stages=Fakes().stages(), echo=lambda line: None)
+    transfer = tmp_path / "transfer.jsonl"
+    transfer.write_text('{"text": "a fine film", "label": "1", "logits": [0.0, 1.0]}\n')
+    payload = yaml.safe_load(recipe.read_text())
+    recipe.write_text(yaml.safe_dump({**payload, "transfer": str(transfer)}))
+    fakes = Fakes()
+    run_experiment(recipe, stages=fakes.stages(), echo=lambda line: None)
+    # teacher, professors and pre-training stand: only the students (and the student bench)
+    # are new, every one of them given the set
+    assert dict(fakes.calls) == {"distil": 24, "bench": 2}
+    assert {a[2].transfer for a in fakes.args["distil"]} == {transfer}
+
+    fresh = Fakes()
+    payload["out"] = str(tmp_path / "fresh")
+    recipe.write_text(yaml.safe_dump({**payload, "transfer": str(transfer)}))
+    run_experiment(recipe, stages=fresh.stages(), echo=lambda line: None)
+    assert [a[1].transfer for a in fresh.args["train_teacher"]] == [None, None]
+    assert fresh.args["boost"][0][1].transfer is None
+    assert fresh.args["augment"][0][0].transfer is None
+    assert {a[5].transfer for a in fresh.args["pretrain"]} == {None}
+
+
 def test_the_table_reads_like_the_source(recipe):
     experiment = run_experiment(recipe, stages=Fakes().stages(), echo=lambda line: None)
     text = (experiment.out / "experiment.md").read_text()

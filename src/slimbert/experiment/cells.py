@@ -119,13 +119,9 @@ class Experiment:
                     f"recipe key {what!r}: {path} is no file or folder; "
                     "paths are relative to where the command runs"
                 )
-        spec = c.spec()
-        # scoring and a transfer set key the cells only when set, so older folders still resume
-        extras = {
-            "metric": c.metric,
-            "positive_label": c.positive_label,
-            "transfer": sha256_file(c.transfer) if c.transfer else None,
-        }
+        spec, student_data = c.spec(), c.spec(students=True)
+        # scoring keys the cells only when set, so older folders still resume
+        extras = {"metric": c.metric, "positive_label": c.positive_label}
         data_key = _key(
             data_sha256(c.train),
             data_sha256(c.eval),
@@ -134,6 +130,10 @@ class Experiment:
             c.limit,
             c.sample_seed,
             *([{k: v for k, v in extras.items() if v is not None}] if any(extras.values()) else []),
+        )
+        # the transfer set keys the students alone: the teacher and professors never see it
+        student_key = (
+            _key(data_key, {"transfer": sha256_file(c.transfer)}) if c.transfer else data_key
         )
         teacher_config = c.teacher
         cells: list[Cell] = []
@@ -232,9 +232,9 @@ class Experiment:
                         pretrained.get(depth, (None, None)) if method == "PS-DA*" else (None, None)
                     )
                     student_spec = (
-                        c.spec(self.augmented_file)
+                        c.spec(self.augmented_file, students=True)
                         if method in ("PS-DA", "PS-DA*") and c.da_student_data == "augmented"
-                        else spec
+                        else student_data
                     )
                     train_config = replace(c.student, seed=seed)
                     settings = replace(template, layers=depth)
@@ -246,7 +246,7 @@ class Experiment:
                         "student",
                         source_key,
                         init_key,
-                        data_key,
+                        student_key,
                         c.da_student_data if method.startswith("PS-DA") else None,
                         student_method.name,
                         settings,

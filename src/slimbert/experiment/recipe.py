@@ -72,9 +72,10 @@ class ExperimentConfig:
     train, eval:      the task's files (paths relative to where the command runs)
     out:              the experiment folder (cells, models, tables); --out overrides
     base:             checkpoint every teacher and professor is fine-tuned from
-    *_column, no_header, max_length, limit, sample_seed, metric, positive_label,
-                      transfer: as the
-                      training commands' flags (metric picks every checkpoint)
+    *_column, no_header, max_length, limit, sample_seed, metric, positive_label:
+                      as the training commands' flags (metric picks every checkpoint)
+    transfer:         a teacher-labelled transfer set (`slimbert augment`) for the students
+                      only; the teacher and professors train on the labelled rows alone
     depths:           student depths (layers picked from the teacher by pick_layers)
     seeds:            one student per seed, method and depth
     methods:          which teaching paths of TS, PS-Boosting, PS-DA, PS-DA* to run (the
@@ -171,8 +172,13 @@ class ExperimentConfig:
             self.text_column, self.text_pair_column, self.label_column, header=not self.no_header
         )
 
-    def spec(self, train: Path | None = None) -> DataSpec:
-        """The task's DataSpec; an augmented file replaces `train` (already cut, so no limit)."""
+    def spec(self, train: Path | None = None, students: bool = False) -> DataSpec:
+        """The task's DataSpec; an augmented file replaces `train` (already cut, so no limit).
+
+        The transfer set is the students' alone (`students=True`): its rows are labelled by the
+        teacher, so the teacher, the professors and pre-training never train on them.
+        """
+        transfer = self.transfer if students else None
         if train is None:
             return DataSpec(
                 train=self.train,
@@ -183,7 +189,7 @@ class ExperimentConfig:
                 sample_seed=self.sample_seed,
                 metric=self.metric,
                 positive_label=self.positive_label,
-                transfer=self.transfer,
+                transfer=transfer,
             )
         return DataSpec(
             train=train,
@@ -192,7 +198,7 @@ class ExperimentConfig:
             max_length=self.max_length,
             metric=self.metric,
             positive_label=self.positive_label,
-            transfer=self.transfer,
+            transfer=transfer,
         )
 
     def student_method(self) -> tuple[Method, Any]:
