@@ -46,37 +46,65 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def read_cells(folder: Path) -> dict[str, dict]:
+    """A transfer folder's students: `<name>.json` is the student's slimbert.json."""
+    return {
+        path.stem: json.loads(path.read_text())
+        for path in sorted((folder / "cells").glob("*-seed*.json"))
+        if not path.stem.endswith(".budget")
+    }
+
+
 def transfer_section(
     folder: Path,
     teacher: dict | None,
     matrix: dict[str, dict],
     recipe: dict,
+    versus: Path | None = None,
 ) -> list[str]:
-    """The transfer-set students' table, their means and the retention target over them."""
-    cells = {
-        path.stem: json.loads(path.read_text())
-        for path in sorted((folder / "cells").glob("*-seed*.json"))
-        if not path.stem.endswith(".budget")
-    }
+    """The transfer-set students' table, their means and the retention target over them.
+
+    `versus`: another transfer folder whose students of the same names (same set, same seed)
+    learned from another teacher; each row also gets its Δ against that one.
+    """
+    cells = read_cells(folder)
     if not cells or not teacher:
         return []
+    others = read_cells(versus) if versus else {}
+    taught_by = sorted({Path(c["teacher"]).name for c in cells.values()})
+    other_by = sorted({Path(c["teacher"]).name for c in others.values()})
     lines = [
         "",
         "## 3-layer students on a teacher-labelled transfer set",
         "",
         "`bash benchmarks/students_transfer_mrpc.sh` (its header gives every setting; "
-        "`transfer/runs.log` each start and stop). Same teacher and student settings as the "
+        f"`{folder.name}/runs.log` each start and stop). Taught by the experiment's "
+        f"`{'`, `'.join(taught_by)}`; student settings as the "
         "matrix, plus the rows of one set from `slimbert augment` — `cN-pP`: N word-replaced "
         "copies of every training pair (whole words, each replaced with probability P by one "
         "of the teacher's embedding neighbours) and the pairs symmetry and transitivity imply, "
-        "every row labelled by the teacher, no dev sentence in it. Evaluated every 230 steps (the "
+        "every row labelled by the teacher, no dev sentence in it"
+        + (
+            ""
+            if taught_by == ["teacher"]
+            else " (the soft targets on every row are the professor's, from its own logits; the "
+            "hard labels of the set's rows stay the teacher's, which built the set)"
+        )
+        + ". Evaluated every 230 steps (the "
         "matrix: every epoch, 115 steps, patience 3), "
         "patience 4, about 4,500 steps at most; chosen on dev accuracy. Δ is against the TS "
-        "student of the same seed (no transfer set).",
+        "student of the same seed (no transfer set)"
+        + (
+            f"; Δ set is against the student of the same set and seed taught by "
+            f"`{'`, `'.join(other_by)}` (`{versus}`)."
+            if others
+            else "."
+        ),
         "",
         "| Student | Dev F1 | Dev accuracy | MCC | F1 kept | Accuracy kept | Δ F1 / Δ acc vs TS "
-        "| Budget |",
-        "|---|---|---|---|---|---|---|---|",
+        + ("| Δ F1 / Δ acc vs set " if others else "")
+        + "| Budget |",
+        "|---|---|---|---|---|---|---|" + ("---|" if others else "") + "---|",
     ]
     t = teacher["metric"]
     ts = {  # the matrix's TS student of each seed: (F1, accuracy)
@@ -103,6 +131,13 @@ def transfer_section(
             budget += f", {seconds / 60:.1f} min, {steps * batch / seconds:.0f} ex/s"
         base = ts.get(int(seed))
         delta = f"{m['f1'] - base[0]:+.2f} / {m['accuracy'] - base[1]:+.2f}" if base else "–"
+        if others:
+            other = others.get(name, {}).get("metric")
+            delta += " | " + (
+                f"{m['f1'] - other['f1']:+.2f} / {m['accuracy'] - other['accuracy']:+.2f}"
+                if other
+                else "–"
+            )
         lines.append(
             f"| {name} | {m['f1']:.2f} | {m['accuracy']:.2f} | {m['mcc']:.2f} | "
             f"{100 * m['f1'] / t['f1']:.2f}% | {100 * m['accuracy'] / t['accuracy']:.2f}% | "
@@ -148,6 +183,16 @@ def main() -> None:
     parser.add_argument(
         "--recipe", type=Path, default=Path("benchmarks/recipes/quality-mrpc-cpu.yaml")
     )
+    parser.add_argument(
+        "--transfer",
+        type=Path,
+        help="folder of transfer-set students (default: RESULTS/transfer)",
+    )
+    parser.add_argument(
+        "--versus",
+        type=Path,
+        help="another transfer folder: each student's Δ against the one of the same name there",
+    )
     args = parser.parse_args()
     recipe = yaml.safe_load(args.recipe.read_text())
     cells = {
@@ -165,7 +210,10 @@ def main() -> None:
         "```bash",
         f"RECIPE={args.recipe} RESULTS={args.results} bash benchmarks/quality_mrpc.sh",
         f"python benchmarks/summarize_quality_mrpc.py --results {args.results} "
-        f"--recipe {args.recipe}   # this page",
+        f"--recipe {args.recipe}"
+        + (f" --transfer {args.transfer}" if args.transfer else "")
+        + (f" --versus {args.versus}" if args.versus else "")
+        + "   # this page",
         "```",
         "",
         f"The seed-000 matrix ({', '.join(recipe['methods'])}) × "
@@ -283,7 +331,9 @@ def main() -> None:
         )
     else:
         lines.append("| best 3L student ≥ 98% of the teacher's F1, accuracy within 2 | pending | |")
-    lines += transfer_section(args.results / "transfer", teacher, cells, recipe)
+    lines += transfer_section(
+        args.transfer or args.results / "transfer", teacher, cells, recipe, args.versus
+    )
     lines.append("")
     lines.append(
         "Student paths: "
