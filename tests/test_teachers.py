@@ -111,6 +111,26 @@ def test_logits_are_computed_once_then_read_back(task_data, monkeypatch):
     assert len(cached_files()) == 1
 
 
+def test_logits_are_computed_on_the_training_device_and_the_teacher_goes_back(
+    task_data, monkeypatch
+):
+    # CI has no GPU, so the moves are recorded instead of made: the pass runs where it is
+    # asked to (a GPU run's training device), and the teacher returns to where it was
+    teacher, at = task_data
+    moves, passes = [], []
+    monkeypatch.setattr(teacher.model, "to", lambda where: moves.append(where) or teacher.model)
+
+    def record(model, loader, device="cpu", progress=False):
+        passes.append(device)
+        return np.zeros((len(loader.dataset), 2), dtype=np.float32)
+
+    monkeypatch.setattr(teacher_cache, "predict_logits", record)
+    logits = teacher_logits(teacher.model, teacher.path, at(16), device=torch.device("cuda", 0))
+    assert logits.shape == (64, 2)
+    assert passes == [torch.device("cuda", 0)]
+    assert moves == [torch.device("cuda", 0), torch.device("cpu")]
+
+
 def test_the_cache_key_covers_max_length_and_the_fingerprint(task_data):
     teacher, at = task_data
     long = teacher_logits(teacher.model, teacher.path, at(16))

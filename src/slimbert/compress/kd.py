@@ -20,7 +20,7 @@ from slimbert.batches import evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.pretrain import init_student
 from slimbert.compress.students import StudentShape, build_student, pick_layers
-from slimbert.models import save_model, seed_everything
+from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.loop import TrainResult, train_loader
@@ -77,7 +77,13 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
     opening = open_job(job)
     loaded, data = opening.teacher, opening.data
     teacher, tokenizer = loaded.layers, loaded.tokenizer
-    cached = teacher_logits(loaded.model, job.teacher, data, fingerprint=loaded.fingerprint)
+    cached = teacher_logits(
+        loaded.model,
+        job.teacher,
+        data,
+        fingerprint=loaded.fingerprint,
+        device=device(job.train.device),
+    )
     seed_everything(config.seed)
     layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
     student, _ = build_student(teacher, StudentShape(kd.layers), layers, seed=config.seed)

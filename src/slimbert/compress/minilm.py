@@ -212,7 +212,13 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
     opening = open_job(job)
     loaded, data = opening.teacher, opening.data
     teacher, tokenizer = loaded.layers, loaded.tokenizer
-    cached = teacher_logits(loaded.model, job.teacher, data, fingerprint=loaded.fingerprint)
+    cached = teacher_logits(
+        loaded.model,
+        job.teacher,
+        data,
+        fingerprint=loaded.fingerprint,
+        device=device(job.train.device),
+    )
     del loaded, opening.teacher  # (N, C) logits above
     family = family_of(teacher.config)
     depth = family.size(teacher.config, "depth")

@@ -35,7 +35,7 @@ from slimbert.compress.method import Job
 from slimbert.compress.network_configs import StudentConfig
 from slimbert.compress.network_files import build_network, save_student
 from slimbert.errors import SlimbertError
-from slimbert.models import seed_everything
+from slimbert.models import device, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
@@ -269,7 +269,7 @@ def teach(
     loader = train_loader(data.train_set, config)
     stages = plan(teaching.teacher_route, Path(teacher_dir), config, len(loader))
     route_targets = {
-        s.name: SoftTargets([route_logits(s, primary.layers, data)], [1.0])
+        s.name: SoftTargets([route_logits(s, primary.layers, data, device(config.device))], [1.0])
         for s in stages
         if not s.final
     }
@@ -280,11 +280,17 @@ def teach(
         cached: list[torch.Tensor | None] = [
             None
             if teaching.joint
-            else teacher_logits(primary.model, teacher_dir, data, fingerprint=primary.fingerprint)
+            else teacher_logits(
+                primary.model,
+                teacher_dir,
+                data,
+                fingerprint=primary.fingerprint,
+                device=device(config.device),
+            )
         ]
         for other_dir in also_teachers:
             logits, metrics = _other_teacher_logits(
-                Path(other_dir), spec, data, tokenizer, task, label_map
+                Path(other_dir), spec, data, tokenizer, task, label_map, device(config.device)
             )
             cached.append(logits)
             teacher_metrics[str(other_dir)] = metrics
@@ -361,7 +367,7 @@ def _mode(teaching: TeachingConfig, teachers: int) -> str:
 
 
 def _other_teacher_logits(
-    path: Path, spec: DataSpec, data, tokenizer, task: str, label_map
+    path: Path, spec: DataSpec, data, tokenizer, task: str, label_map, on: torch.device
 ) -> tuple[torch.Tensor, dict]:
     """Cached logits (N, C) of another teacher on the same training rows, tokenised its own way,
     and its eval figures."""
@@ -377,5 +383,5 @@ def _other_teacher_logits(
         and other.tokenizer.get_vocab() == tokenizer.get_vocab()
     )
     own = data if same_tokens else prepare(spec, other.tokenizer, label_map=label_map, task=task)
-    logits = teacher_logits(other.model, path, own, fingerprint=other.fingerprint)
+    logits = teacher_logits(other.model, path, own, fingerprint=other.fingerprint, device=on)
     return logits, evaluator(own)(other.model).values

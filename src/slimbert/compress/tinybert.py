@@ -282,7 +282,9 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         train_data = with_training_examples(
             data, concat(data.train, augmentation.examples), tokenizer
         )
-    cached = teacher_logits(loaded.model, job.teacher, train_data, fingerprint=fingerprint)
+    cached = teacher_logits(
+        loaded.model, job.teacher, train_data, fingerprint=fingerprint, device=device(config.device)
+    )
     del loaded, opening.teacher  # (N, C) logits above, originals first
 
     seed_everything(config.seed)

@@ -34,11 +34,14 @@ def teacher_logits(
     data: TaskData,
     batch_size: int = 64,
     fingerprint: str | None = None,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """The teacher's logits on the training set, (N, C), computed once and cached on disk.
 
     The key covers the teacher's weights and config, the exact training texts used and the max
-    length, so a rerun or a later method on the same data reads them back.
+    length, so a rerun or a later method on the same data reads them back. `device`: where to
+    compute them (the training device, so a GPU run does not make this pass on the CPU); the
+    teacher goes back where it was afterwards.
     """
     key_source = "|".join(
         [
@@ -54,10 +57,15 @@ def teacher_logits(
         if logits.shape[0] == len(data.train):
             return logits
     loader = make_loader(data.train_set, batch_size, shuffle=False, group_by_length=True)
-    dev = next(teacher.parameters()).device
-    logits = torch.from_numpy(
-        np.ascontiguousarray(predict_logits(teacher, loader, dev, progress=sys.stderr.isatty()))
-    )
+    home = next(teacher.parameters()).device
+    on = home if device is None else torch.device(device)
+    teacher.to(on)
+    try:
+        logits = torch.from_numpy(
+            np.ascontiguousarray(predict_logits(teacher, loader, on, progress=sys.stderr.isatty()))
+        )
+    finally:
+        teacher.to(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({"logits": logits.contiguous()}, str(tmp))

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from slimbert.errors import SlimbertError
-from slimbert.models import load_model_dir
+from slimbert.models import device, load_model_dir
 from slimbert.teachers import logits
 from slimbert.training.loop import TrainConfig, planned_steps, train
 from slimbert.training.state import RunFiles
@@ -142,11 +142,14 @@ def check_compatible(checkpoint: torch.nn.Module, teacher: torch.nn.Module, path
         )
 
 
-def route_logits(stage: Stage, teacher: torch.nn.Module, data) -> torch.Tensor:
-    """The stage's checkpoint's logits on the training set (N, C), through the on-disk cache."""
+def route_logits(
+    stage: Stage, teacher: torch.nn.Module, data, device: torch.device | None = None
+) -> torch.Tensor:
+    """The stage's checkpoint's logits on the training set (N, C), through the on-disk cache,
+    computed on `device` (default: where the checkpoint loads)."""
     checkpoint, _, _ = load_model_dir(stage.teacher_dir)
     check_compatible(checkpoint, teacher, stage.teacher_dir)
-    return logits.teacher_logits(checkpoint, stage.teacher_dir, data)
+    return logits.teacher_logits(checkpoint, stage.teacher_dir, data, device=device)
 
 
 def soft_targets(
@@ -161,8 +164,10 @@ def soft_targets(
     """Each stage with the soft targets (N, C) it distils from: the route's checkpoints' logits,
     then the teacher's `cached` ones. Without a route, one stage: the teacher's, whole budget."""
     stages = plan(route, Path(teacher_dir), config, steps_per_epoch)
+    on = device(config.device)
     return [
-        (stage, cached if stage.final else route_logits(stage, teacher, data)) for stage in stages
+        (stage, cached if stage.final else route_logits(stage, teacher, data, on))
+        for stage in stages
     ]
 
 
