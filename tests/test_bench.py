@@ -262,6 +262,53 @@ def test_io_binding_reuses_buffers_and_matches_plain_runs(models):
     assert sorted(bound.bindings) == [(1, 7), (4, 16)] and bound.num_labels == 2
 
 
+def test_fp16_pytorch_rows_are_cuda_only_and_the_fp32_teacher_stays_the_baseline(
+    models, monkeypatch
+):
+    with pytest.raises(SlimbertError, match="--torch-precision fp16: PyTorch has no fast fp16"):
+        BenchConfig(torch_precisions=("fp32", "fp16")).check()
+    with pytest.raises(SlimbertError, match=r"--torch-precision \['bf8'\]"):
+        BenchConfig(provider="cuda", torch_precisions=("bf8",)).check()
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "--model", str(models["teacher"]), "--eval", str(models["dev"])]
+        + ["--out", str(models["root"] / "refused"), "--torch-precision", "fp16"],
+    )
+    assert result.exit_code != 0 and "no fast fp16 kernels on the CPU" in result.output
+
+    # the rows themselves, on the CPU (no GPU in CI): the check that keeps fp16 on CUDA is
+    # passed by, so the cast path and the teacher baseline are what is tested
+    monkeypatch.setattr(BenchConfig, "check", lambda self: None)
+    config = BenchConfig(
+        runtimes=("pytorch",),
+        torch_precisions=("fp16", "fp32"),
+        warmup=1,
+        repeats=1,
+        isolate=False,
+        peak=False,
+    )
+    report = bench(
+        [models["teacher"], models["student"]],
+        models["dev"],
+        models["root"] / "fp16",
+        config=config,
+    )
+    rows = {(r.model, r.precision): r for r in report.rows}
+    assert sorted(rows) == [
+        ("kd-2L", "fp16"),
+        ("kd-2L", "fp32"),
+        ("teacher", "fp16"),
+        ("teacher", "fp32"),
+    ]
+    assert rows["teacher", "fp32"].speedup == pytest.approx(1.0)  # fp32 eager is the baseline
+    assert rows["teacher", "fp16"].speedup == pytest.approx(
+        rows["teacher", "fp32"].avg_ms / rows["teacher", "fp16"].avg_ms
+    )
+    assert "teacher (pytorch, fp16)" in rows["teacher", "fp16"].label()
+    # half weights, same predictions on this tiny model
+    assert rows["kd-2L", "fp16"].accuracy == pytest.approx(rows["kd-2L", "fp32"].accuracy)
+
+
 @pytest.mark.gpu
 def test_cuda_rows_with_and_without_io_binding(models):
     import onnxruntime
@@ -273,6 +320,18 @@ def test_cuda_rows_with_and_without_io_binding(models):
     plain, bound = sorted(report.rows, key=lambda r: r.io_binding)
     assert (plain.io_binding, bound.io_binding) == (False, True)
     assert plain.metric == pytest.approx(bound.metric) and bound.requests == 24
+    eager = BenchConfig(
+        provider="cuda",
+        runtimes=("pytorch",),
+        torch_precisions=("fp32", "fp16"),
+        warmup=2,
+        repeats=2,
+        isolate=False,
+    )
+    report = bench([models["student"]], models["dev"], models["root"] / "cuda-eager", config=eager)
+    fp32, fp16 = sorted(report.rows, key=lambda r: r.precision != "fp32")
+    assert (fp32.provider, fp16.provider, fp16.precision) == ("cuda", "cuda", "fp16")
+    assert fp16.accuracy == pytest.approx(fp32.accuracy) and fp16.requests == 24
 
 
 # ---------------------------------------------------------------------------------------------

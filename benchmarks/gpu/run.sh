@@ -254,11 +254,13 @@ phase_bench() {
   rm -rf "$RUNS/bench-cuda" "$RUNS/bench-cpu"
   local models=(--model "$RUNS/teacher" --model "$RUNS/kd-3L" --model "$RUNS/kd-3L-onnx")
   if [ -f "$RUNS/kd-3L-onnx-fp16/model.onnx" ]; then models+=(--model "$RUNS/kd-3L-onnx-fp16"); fi
-  # One run on the GPU: PyTorch eager (teacher, student) and the exports on ONNX Runtime's CUDA
-  # provider, fed from host arrays and through IO binding. --runtime pytorch keeps bench from
-  # re-exporting the model folders; the export folders give the ONNX rows.
+  # One run on the GPU: PyTorch eager in fp32 and fp16 (teacher, student) and the exports on
+  # ONNX Runtime's CUDA provider, fed from host arrays and through IO binding. --runtime
+  # pytorch keeps bench from re-exporting the model folders; the export folders give the ONNX
+  # rows.
   # shellcheck disable=SC2086
-  slimbert bench --provider cuda --runtime pytorch --in-process "${models[@]}" \
+  slimbert bench --provider cuda --runtime pytorch --torch-precision fp32 --torch-precision fp16 \
+    --in-process "${models[@]}" \
     --eval "$DATA/dev.tsv" --batch-sizes "$BATCH_SIZES" --out "$RUNS/bench-cuda" $BENCH_EXTRA_ARGS
   keep_report "$RUNS/bench-cuda" "$RES/bench-cuda"
   # The CPU provider on the same machine, all cores, for scale (fp16 has no CPU kernels).

@@ -222,17 +222,19 @@ def latency(results: Path) -> tuple[list[str], dict]:
         row(
             "batch",
             "PyTorch eager fp32 (GPU)",
+            "PyTorch eager fp16 (GPU)",
             "ORT CUDA fp32",
             "ORT CUDA fp16",
             "ORT CUDA fp16, IO binding",
             "ORT CPU fp32",
         ),
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     batches = sorted({r.get("batch_size") for r in rows if r.get("batch_size")})
     for batch in batches:
         cells = [
             pick(rows, batch, "pytorch", "fp32"),
+            pick(rows, batch, "pytorch", "fp16"),
             pick(rows, batch, "onnx", "fp32", False),
             pick(rows, batch, "onnx", "fp16", False),
             pick(rows, batch, "onnx", "fp16", True),

@@ -10,6 +10,7 @@ from slimbert.bench.decide import Slo
 from slimbert.errors import SlimbertError
 
 RUNTIMES = ("pytorch", "onnx")
+TORCH_PRECISIONS = ("fp32", "fp16")  # PyTorch eager rows; fp16 on CUDA only
 
 
 @dataclass
@@ -33,6 +34,8 @@ class BenchConfig:
     max_f1_drop:   metric points a recommended model may lose against the teacher
     metric:        the figure vs Teacher and the recommendation use (None: f1 / pearson)
     positive_label: the class binary F1 is computed for (None: the label map's default)
+    torch_precisions: the precisions of the PyTorch eager rows: fp32, and fp16 on CUDA (the
+                   model's weights cast to half, as a team serving eager PyTorch on a GPU would)
     """
 
     provider: str = "cpu"
@@ -52,6 +55,7 @@ class BenchConfig:
     max_f1_drop: float | None = None
     metric: str | None = None
     positive_label: str | None = None
+    torch_precisions: tuple[str, ...] = ("fp32",)
 
     def threads_to_sweep(self) -> list[int]:
         return list(self.thread_counts) or [self.threads or os.cpu_count() or 1]
@@ -73,6 +77,17 @@ class BenchConfig:
         if not self.runtimes or unknown:
             raise SlimbertError(
                 f"--runtime {sorted(unknown) or '(none)'}: choose from {', '.join(RUNTIMES)}"
+            )
+        unknown = set(self.torch_precisions) - set(TORCH_PRECISIONS)
+        if not self.torch_precisions or unknown:
+            raise SlimbertError(
+                f"--torch-precision {sorted(unknown) or '(none)'}: "
+                f"choose from {', '.join(TORCH_PRECISIONS)}"
+            )
+        if "fp16" in self.torch_precisions and self.provider != "cuda":
+            raise SlimbertError(
+                "--torch-precision fp16: PyTorch has no fast fp16 kernels on the CPU; time fp16 "
+                "with --provider cuda (or an fp16 ONNX export on CUDA)"
             )
         if self.max_f1_drop is not None and self.max_f1_drop < 0:
             raise SlimbertError(f"--max-f1-drop {self.max_f1_drop}: give points ≥ 0")

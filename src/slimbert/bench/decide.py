@@ -20,13 +20,15 @@ def _sweep_point(row: Row) -> tuple:
 
 def relate_to_teacher(rows: list[Row]) -> Row | None:
     """Fill `vs_teacher` (metric points) and `speedup` (teacher Avg ms / row Avg ms) of every
-    row against the teacher's row at the same provider, batch, length and threads, PyTorch
-    first: the teacher as it runs before slimbert. Returns the teacher row that batch-1 rows
-    are measured against (None without a teacher)."""
+    row against the teacher's row at the same provider, batch, length and threads, PyTorch in
+    fp32 first: the teacher as it runs before slimbert. Returns the teacher row that batch-1
+    rows are measured against (None without a teacher)."""
     teachers = [r for r in rows if r.role == "teacher"]
     if not teachers:
         return None
-    ranked = sorted(teachers, key=lambda r: (r.runtime != "pytorch", r.io_binding))
+    ranked = sorted(
+        teachers, key=lambda r: (r.runtime != "pytorch", r.precision != "fp32", r.io_binding)
+    )
     by_point: dict[tuple, Row] = {}
     for teacher in ranked:
         by_point.setdefault(_sweep_point(teacher), teacher)

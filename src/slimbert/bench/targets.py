@@ -66,7 +66,10 @@ def _targets_for(
     targets = []
     if "pytorch" in config.runtimes:
         config_json = _read_json(model_dir / "config.json")
-        targets.append(Target(name, model_dir, "pytorch", method, role, "fp32", config_json))
+        targets += [
+            Target(name, model_dir, "pytorch", method, role, precision, config_json)
+            for precision in config.torch_precisions
+        ]
     if "onnx" in config.runtimes:
         export_dir = out / "exports" / name
         if (
@@ -104,16 +107,21 @@ def _check_lengths(targets: list[Target], lengths: list[int | None]) -> None:
 
 def _distinct_names(targets: list[Target]) -> None:
     """Exports of one model (fp32, int8, fused) carry its metadata name; where two targets on
-    the same runtime share a name, each is named by its folder instead (folders are distinct)."""
-    counts: dict[tuple[str, str], int] = {}
+    the same runtime share a name, each is named by its folder instead (folders are distinct).
+    One model's PyTorch rows at several precisions (--torch-precision) keep its name."""
+
+    def key(t: Target) -> tuple[str, str, str]:
+        return (t.name, t.runtime, t.precision if t.runtime == "pytorch" else "")
+
+    counts: dict[tuple[str, str, str], int] = {}
     for target in targets:
-        counts[(target.name, target.runtime)] = counts.get((target.name, target.runtime), 0) + 1
+        counts[key(target)] = counts.get(key(target), 0) + 1
     for target in targets:
-        if counts[(target.name, target.runtime)] > 1:
+        if counts[key(target)] > 1:
             target.name = target.path.name
-    named = [(t.name, t.runtime) for t in targets]
-    for name, runtime in named:
-        if named.count((name, runtime)) > 1:
+    named = [key(t) for t in targets]
+    for name, runtime, precision in named:
+        if named.count((name, runtime, precision)) > 1:
             raise SlimbertError(
                 f"two --model directories give {runtime} models named {name!r}; "
                 "rename one directory"

@@ -152,7 +152,7 @@ def _load(target: Target, provider: str, threads: int, io_binding: bool) -> _Loa
         model = load_classifier(target.path)
         model.eval()
         device = "cuda" if provider == "cuda" else "cpu"
-        model.to(device)
+        model.to(device, torch.float16 if target.precision == "fp16" else torch.float32)
         taken = forward_inputs(model)  # a tokenizer may make inputs the model does not read
 
         def infer(features: dict) -> np.ndarray:

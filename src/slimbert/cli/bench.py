@@ -113,6 +113,14 @@ from slimbert.metrics import METRICS
     help="The class binary F1 is computed for (default: '1', 'positive', or the second label).",
 )
 @click.option(
+    "--torch-precision",
+    "torch_precisions",
+    type=click.Choice(["fp32", "fp16"]),
+    multiple=True,
+    help="Precisions of the PyTorch eager rows (default: fp32); fp16 casts the weights to half "
+    "and needs --provider cuda. Repeat for both.",
+)
+@click.option(
     "--no-io-binding", is_flag=True, help="On CUDA, skip the ONNX rows fed through IO binding."
 )
 @click.option(
@@ -146,6 +154,7 @@ def bench_cmd(
     max_f1_drop,
     metric,
     positive_label,
+    torch_precisions,
     no_io_binding,
     no_peak,
     text_column,
@@ -202,6 +211,7 @@ def bench_cmd(
         max_f1_drop=max_f1_drop,
         metric=metric,
         positive_label=positive_label,
+        torch_precisions=tuple(torch_precisions) or ("fp32",),
     )
     report = bench(
         [Path(m) for m in models],
