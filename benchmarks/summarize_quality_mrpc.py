@@ -126,9 +126,15 @@ def transfer_section(
             f"{rows:,} rows; {steps} steps ({steps * batch / rows:.1f} epochs), best at "
             f"{result['best_step']}"
         )
+        # a method in stages (TinyBERT: intermediate, then prediction) trained every stage's
+        # steps in its wall-clock; `steps` above is the last stage's
+        stages = result.get("stages") or {}
+        trained = sum(stage["steps"] for stage in stages.values()) or steps
+        if stages:
+            budget += " (" + " + ".join(f"{s['steps']} {n}" for n, s in stages.items()) + ")"
         if budget_file.is_file():
             seconds = json.loads(budget_file.read_text())["wall_seconds"]
-            budget += f", {seconds / 60:.1f} min, {steps * batch / seconds:.0f} ex/s"
+            budget += f", {seconds / 60:.1f} min, {trained * batch / seconds:.0f} ex/s"
         base = ts.get(int(seed))
         delta = f"{m['f1'] - base[0]:+.2f} / {m['accuracy'] - base[1]:+.2f}" if base else "–"
         if others:
