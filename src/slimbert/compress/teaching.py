@@ -267,9 +267,10 @@ def teach(
         student_config, primary.layers, tokenizer, label_map, task, data.train.is_pair
     )
     loader = train_loader(data.train_set, config)
+    on = device(config.device)  # where the teachers' cached passes run: the student's device
     stages = plan(teaching.teacher_route, Path(teacher_dir), config, len(loader))
     route_targets = {
-        s.name: SoftTargets([route_logits(s, primary.layers, data, device(config.device))], [1.0])
+        s.name: SoftTargets([route_logits(s, primary.layers, data, on)], [1.0])
         for s in stages
         if not s.final
     }
@@ -285,12 +286,12 @@ def teach(
                 teacher_dir,
                 data,
                 fingerprint=primary.fingerprint,
-                device=device(config.device),
+                device=on,
             )
         ]
         for other_dir in also_teachers:
             logits, metrics = _other_teacher_logits(
-                Path(other_dir), spec, data, tokenizer, task, label_map, device(config.device)
+                Path(other_dir), spec, data, tokenizer, task, label_map, on
             )
             cached.append(logits)
             teacher_metrics[str(other_dir)] = metrics
