@@ -44,14 +44,18 @@ run() {  # run NAME OUT command...   (skips a finished cell; records its wall-cl
   if [ -f "$out/slimbert.json" ]; then echo "[quality] $name: done, skipped"; return; fi
   if [[ ! $name =~ ^($ONLY)$ ]]; then return; fi
   mkdir -p "$(dirname "$out")" "$RESULTS/cells"
-  echo "[quality] $name: $(date -u +%H:%M:%S) start"
+  # A cell stopped part-way left its training state in $out: continue from it (the wall-clock
+  # then counts this run alone, and the budget file says it resumed).
+  local resume=() resumed=false
+  if [ -d "$out/training-state" ]; then resume=(--resume); resumed=true; fi
+  echo "[quality] $name: $(date -u +%H:%M:%S) start${resume:+ (resuming)}"
   local start
   start=$(date +%s)
-  "$@" --out "$out" > "$RUNS/$name.log" 2>&1 || { echo "[quality] $name: FAILED, see $RUNS/$name.log"; return 1; }
+  "$@" "${resume[@]}" --out "$out" >> "$RUNS/$name.log" 2>&1 || { echo "[quality] $name: FAILED, see $RUNS/$name.log"; return 1; }
   local seconds=$(( $(date +%s) - start ))
   cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
-  printf '{"name": "%s", "wall_seconds": %d, "command": "%s", "machine": "%s", "cores": %d}\n' \
-    "$name" "$seconds" "$*" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \
+  printf '{"name": "%s", "wall_seconds": %d, "resumed": %s, "command": "%s", "machine": "%s", "cores": %d}\n' \
+    "$name" "$seconds" "$resumed" "$*" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \
     > "$RESULTS/cells/$name.budget.json"
   echo "[quality] $name: $(date -u +%H:%M:%S) done in ${seconds}s"
 }
