@@ -19,41 +19,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import PROJECTIONS, BiLSTMConfig
-from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.network_configs import BiLSTMConfig
+from slimbert.compress.teaching import EmbeddingStudentMethod, teach
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult
 
 
 @dataclass
-class BiLSTMMethod(TeachingConfig):
+class BiLSTMMethod(EmbeddingStudentMethod):
     """The flags of `slimbert compress bilstm` beyond data and training, one field each: the
-    teacher signal (TeachingConfig) and the network's sizes (see BiLSTMConfig)."""
+    teacher signal and the embedding table (EmbeddingStudentMethod), then the network's sizes
+    (see BiLSTMConfig)."""
 
-    embedding_dim: int = setting(
-        300,
-        "Student embedding width E; the teacher's table is projected to it.",
-        min=1,
-    )
-    projection: str = setting(
-        "pca",
-        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
-        "teacher table frozen, projection trained.",
-        choices=PROJECTIONS,
-    )
-    freeze_embeddings: bool = setting(
-        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
-    )
-    dropout: float = setting(0.5, "Dropout before the classifier.", min=0, max=1, max_open=True)
     hidden_size: int = setting(150, "LSTM units per direction.", min=1)
     fc_size: int = setting(200, "Units of the ReLU layer before the classifier.", min=1)
 
     def student(self) -> BiLSTMConfig:
         return BiLSTMConfig(
-            embedding_dim=self.embedding_dim,
-            projection=self.projection,
-            freeze_embeddings=self.freeze_embeddings,
-            dropout=self.dropout,
+            **self.embedding_sizes(),
             hidden_size=self.hidden_size,
             fc_size=self.fc_size,
         )

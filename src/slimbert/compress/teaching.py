@@ -32,7 +32,7 @@ from torch import nn
 
 from slimbert.batches import DataSpec, evaluator, model_inputs, prepare
 from slimbert.compress.method import Job
-from slimbert.compress.network_configs import StudentConfig
+from slimbert.compress.network_configs import PROJECTIONS, StudentConfig
 from slimbert.compress.network_files import build_network, save_student
 from slimbert.errors import SlimbertError
 from slimbert.models import device, seed_everything
@@ -145,6 +145,44 @@ class TeachingConfig:
             )
         if self.temperature <= 0 or not 0 <= self.alpha <= 1 or self.teacher_lr <= 0:
             raise SlimbertError("--temperature and --teacher-lr must be > 0 and --alpha in [0, 1]")
+
+
+def embedding_dim_setting(default: int) -> Any:
+    return setting(
+        default, "Student embedding width E; the teacher's table is projected to it.", min=1
+    )
+
+
+def dropout_setting(default: float) -> Any:
+    return setting(default, "Dropout before the classifier.", min=0, max=1, max_open=True)
+
+
+@dataclass
+class EmbeddingStudentMethod(TeachingConfig):
+    """The flags every student over the teacher's embedding table shares (textcnn, bilstm,
+    tree): the teacher signal and the table's sizes. A method redeclares embedding_dim or
+    dropout (with embedding_dim_setting / dropout_setting) to change its default."""
+
+    embedding_dim: int = embedding_dim_setting(300)
+    projection: str = setting(
+        "pca",
+        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
+        "teacher table frozen, projection trained.",
+        choices=PROJECTIONS,
+    )
+    freeze_embeddings: bool = setting(
+        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
+    )
+    dropout: float = dropout_setting(0.5)
+
+    def embedding_sizes(self) -> dict[str, Any]:
+        """The StudentConfig fields these flags set."""
+        return {
+            "embedding_dim": self.embedding_dim,
+            "projection": self.projection,
+            "freeze_embeddings": self.freeze_embeddings,
+            "dropout": self.dropout,
+        }
 
 
 def normalised_weights(weights: Sequence[float] | None, teachers: int) -> list[float]:

@@ -21,32 +21,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import PAIR_ENCODINGS, PROJECTIONS, TextCNNConfig
-from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.network_configs import PAIR_ENCODINGS, TextCNNConfig
+from slimbert.compress.teaching import EmbeddingStudentMethod, teach
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult
 
 
 @dataclass
-class TextCNNMethod(TeachingConfig):
+class TextCNNMethod(EmbeddingStudentMethod):
     """The flags of `slimbert compress textcnn` beyond data and training, one field each: the
-    teacher signal (TeachingConfig) and the network's sizes (see TextCNNConfig)."""
+    teacher signal and the embedding table (EmbeddingStudentMethod), then the network's sizes
+    (see TextCNNConfig)."""
 
-    embedding_dim: int = setting(
-        300,
-        "Student embedding width E; the teacher's table is projected to it.",
-        min=1,
-    )
-    projection: str = setting(
-        "pca",
-        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
-        "teacher table frozen, projection trained.",
-        choices=PROJECTIONS,
-    )
-    freeze_embeddings: bool = setting(
-        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
-    )
-    dropout: float = setting(0.5, "Dropout before the classifier.", min=0, max=1, max_open=True)
     kernel_sizes: list[int] = setting(
         help="Comma-separated n-gram widths of the convolutions.", factory=lambda: [3, 4, 5]
     )
@@ -61,10 +47,7 @@ class TextCNNMethod(TeachingConfig):
 
     def student(self) -> TextCNNConfig:
         return TextCNNConfig(
-            embedding_dim=self.embedding_dim,
-            projection=self.projection,
-            freeze_embeddings=self.freeze_embeddings,
-            dropout=self.dropout,
+            **self.embedding_sizes(),
             kernel_sizes=list(self.kernel_sizes),
             filters=self.filters,
             pair_encoding=self.pair_encoding,

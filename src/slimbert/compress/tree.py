@@ -23,35 +23,28 @@ from dataclasses import dataclass
 import torch
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import PROJECTIONS, TreeConfig
+from slimbert.compress.network_configs import TreeConfig
 from slimbert.compress.networks import SoftTree
-from slimbert.compress.teaching import TeachingConfig, teach
+from slimbert.compress.teaching import (
+    EmbeddingStudentMethod,
+    dropout_setting,
+    embedding_dim_setting,
+    teach,
+)
 from slimbert.errors import SlimbertError
 from slimbert.settings import setting
 from slimbert.training.loop import TrainResult
 
 
 @dataclass
-class TreeMethod(TeachingConfig):
+class TreeMethod(EmbeddingStudentMethod):
     """The flags of `slimbert compress tree` beyond data and training, one field each: the
-    teacher signal (TeachingConfig), the tree's sizes (see TreeConfig) and balance, the weight λ
-    of the balance penalty (the paper's λ at the root)."""
+    teacher signal and the embedding table (EmbeddingStudentMethod; the tree's default width is
+    128 and it drops nothing), the tree's sizes (see TreeConfig) and balance, the weight λ of
+    the balance penalty (the paper's λ at the root)."""
 
-    embedding_dim: int = setting(
-        128,
-        "Student embedding width E; the teacher's table is projected to it.",
-        min=1,
-    )
-    projection: str = setting(
-        "pca",
-        "pca: own table = teacher table × fixed top-E SVD directions, trained; learned: "
-        "teacher table frozen, projection trained.",
-        choices=PROJECTIONS,
-    )
-    freeze_embeddings: bool = setting(
-        False, "Keep the student's projected table fixed (--projection pca).", secondary=False
-    )
-    dropout: float = setting(0.0, "Dropout before the classifier.", min=0, max=1, max_open=True)
+    embedding_dim: int = embedding_dim_setting(128)
+    dropout: float = dropout_setting(0.0)
     depth: int = setting(4, "Levels of inner nodes (2^depth leaves).", min=1, max=12)
     inverse_temperature: float = setting(
         1.0, "β in each inner node's σ(β · (x·w + b)).", min=0, min_open=True
@@ -62,10 +55,7 @@ class TreeMethod(TeachingConfig):
 
     def student(self) -> TreeConfig:
         return TreeConfig(
-            embedding_dim=self.embedding_dim,
-            projection=self.projection,
-            freeze_embeddings=self.freeze_embeddings,
-            dropout=self.dropout,
+            **self.embedding_sizes(),
             depth=self.depth,
             inverse_temperature=self.inverse_temperature,
         )
