@@ -11,6 +11,7 @@ from slimbert.cli.options import (
     column_flags,
     int_list,
     length_list,
+    provider_option,
     recipe_option,
     user_errors,
 )
@@ -39,13 +40,7 @@ from slimbert.metrics import METRICS
     type=click.Path(path_type=Path),
     help="[required] Report folder: report.md, report.html, report.json, report.csv and the plots.",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="ONNX Runtime provider; cuda fails clearly when CUDAExecutionProvider is missing.",
-)
+@provider_option()
 @click.option(
     "--batch-sizes",
     callback=int_list,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import CONTEXT, column_flags, recipe_option, user_errors
+from slimbert.cli.options import CONTEXT, column_flags, provider_option, recipe_option, user_errors
 from slimbert.errors import SlimbertError
 
 
@@ -55,13 +55,7 @@ from slimbert.errors import SlimbertError
     help="Fail if the metric drops by more points than this (default: fp32 0, --optimize 0.1, "
     "fp16 0.5, int8 1).",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Provider to optimize for and validate on; cuda never falls back to the CPU.",
-)
+@provider_option("Provider to optimize for and validate on; cuda never falls back to the CPU.")
 @click.option(
     "--optimize",
     is_flag=True,

@@ -19,6 +19,7 @@ from slimbert import settings
 from slimbert.batches import DataSpec
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
+from slimbert.export.runtime import PROVIDERS
 from slimbert.training.loop import TrainConfig
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -274,6 +275,19 @@ def train_config(kwargs: dict, **overrides) -> TrainConfig:
 
 def take(kwargs: dict, names: tuple[str, ...]) -> dict:
     return {name: kwargs.pop(name) for name in names}
+
+
+def provider_option(
+    help: str = "ONNX Runtime provider; cuda fails clearly when CUDAExecutionProvider is missing.",
+):
+    """--provider, as every command that runs an ONNX graph takes it (cpu by default)."""
+    return click.option(
+        "--provider",
+        type=click.Choice(list(PROVIDERS)),
+        default="cpu",
+        show_default=True,
+        help=help,
+    )
 
 
 def float_list(ctx, param, value):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import CONTEXT, recipe_option, user_errors
+from slimbert.cli.options import CONTEXT, provider_option, recipe_option, user_errors
 from slimbert.errors import SlimbertError
 
 
@@ -29,13 +29,7 @@ from slimbert.errors import SlimbertError
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--name", help="Model name in responses (default: the folder's name).")
-@click.option(
-    "--provider",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="ONNX Runtime provider; cuda fails clearly when CUDAExecutionProvider is missing.",
-)
+@provider_option()
 @click.option(
     "--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: all cores)."
 )
