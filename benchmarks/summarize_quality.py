@@ -5,7 +5,8 @@
 Reads every `cells/<name>.json` (the model's slimbert.json, copied by benchmarks/quality_sst2.sh
 as the cell finished) and `cells/<name>.budget.json` (its wall-clock and command), and the bench
 report under `bench/` when that stage ran. Retention = the student's dev figure ÷ the teacher's,
-in %. Nothing is typed in by hand; rows not yet trained are listed as pending.
+in %; the transfer-set rows are set beside the same students without it. Nothing is typed in
+by hand; rows not yet trained are listed as pending.
 """
 
 from __future__ import annotations
@@ -38,9 +39,76 @@ def budget_line(meta: dict, budget: dict | None) -> str:
     text = f"{shown}, {steps} steps ({epochs:.2f} epochs), best at {best}, {stopped}"
     if budget:
         seconds = budget["wall_seconds"]
-        rate = steps * config.get("batch_size", 32) / seconds
-        text += f", {seconds / 60:.0f} min wall, {rate:.0f} ex/s"
+        if budget.get("resumed"):  # the wall-clock of the last run alone: no rate from it
+            text += f", resumed: {seconds / 60:.0f} min wall after the stop"
+        else:
+            rate = steps * config.get("batch_size", 32) / seconds
+            text += f", {seconds / 60:.0f} min wall, {rate:.0f} ex/s"
     return text
+
+
+def transfer_lines(metas: dict, budgets: dict, manifest: dict | None) -> list[str]:
+    """Each student with the transfer set beside the same student without it."""
+    pairs = [
+        (name.replace("-transfer", ""), name)
+        for name in ORDER
+        if "-transfer" in name and name in metas and name.replace("-transfer", "") in metas
+    ]
+    if not pairs:
+        return []
+    out = ["", "## With the transfer set against without it (same method, depth and seed)", ""]
+    if manifest:
+        words = manifest.get("counts", {}).get("words", {})
+        settings = manifest.get("settings", {})
+        out += [
+            f"The set (`cells/transfer.manifest.json`): {settings.get('copies')} word-replaced "
+            f"copy per training row (teacher embedding neighbours, p {settings.get('prob')}, "
+            f"top {settings.get('top_k')}), labelled by the teacher: {words.get('made', 0):,} "
+            f"made, {words.get('in_train', 0):,} equal to a training row, "
+            f"{words.get('eval_leak', 0):,} holding a dev sentence and "
+            f"{words.get('duplicate', 0):,} duplicates dropped: {manifest['rows']:,} rows.",
+            "",
+        ]
+    out += [
+        "| Student | Accuracy without → with | F1 without → with | Δ accuracy | Δ F1 "
+        "| Wall-clock |",
+        "|---|---|---|---|---|---|",
+    ]
+    for plain, transfer in pairs:
+        a, b = metas[plain]["metric"], metas[transfer]["metric"]
+        walls = [budgets.get(n, {}).get("wall_seconds") for n in (plain, transfer)]
+        wall = f"{walls[0] / 60:.0f} → {walls[1] / 60:.0f} min" if all(walls) else "–"
+        out.append(
+            f"| {transfer.replace('-transfer', '')} | {a['accuracy']:.2f} → {b['accuracy']:.2f} | "
+            f"{a['f1']:.2f} → {b['f1']:.2f} | {b['accuracy'] - a['accuracy']:+.2f} | "
+            f"{b['f1'] - a['f1']:+.2f} | {wall} |"
+        )
+    return out
+
+
+def int8_lines(cells: Path) -> list[str]:
+    """Every int8 export's validation on the whole dev file (its manifest.json)."""
+    manifests = sorted(cells.glob("*-int8.manifest.json"))
+    if not manifests:
+        return []
+    out = [
+        "",
+        "## int8 exports, validated against PyTorch on the whole dev file",
+        "",
+        "| Artifact | Examples | PyTorch F1 | ONNX int8 F1 | Δ F1 | Label agreement "
+        "| Max Δ logit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for path in manifests:
+        v = json.loads(path.read_text()).get("validation", {})
+        nan = float("nan")
+        out.append(
+            f"| {path.name[: -len('.manifest.json')]} | {v.get('examples')} | "
+            f"{v.get('torch_metric', nan):.2f} | {v.get('onnx_metric', nan):.2f} | "
+            f"{v.get('delta_metric', nan):+.2f} | {v.get('label_agreement', nan):.2f}% | "
+            f"{v.get('max_abs_diff', nan):.3f} |"
+        )
+    return out
 
 
 def _planned(meta: dict) -> int:
@@ -125,14 +193,13 @@ def main() -> None:
         )
     machines = {b.get("machine") for b in budgets.values()}
     lines += ["", f"Machines: {', '.join(sorted(m for m in machines if m))}; 2 cores."]
-    manifests = sorted(cells.glob("*.manifest.json"))
-    for path in manifests:
-        manifest = json.loads(path.read_text())
-        validation = manifest.get("validation", {})
-        lines.append(
-            f"\nint8 artifact `{path.name[: -len('.manifest.json')]}`: "
-            + json.dumps(validation, sort_keys=True)[:600]
-        )
+    transfer_manifest = cells / "transfer.manifest.json"
+    lines += transfer_lines(
+        metas,
+        budgets,
+        json.loads(transfer_manifest.read_text()) if transfer_manifest.is_file() else None,
+    )
+    lines += int8_lines(cells)
     report = args.results / "bench" / "report.json"
     if report.is_file():
         lines += ["", "## Targets (3 layers, batch 1, one bench run)", ""]
