@@ -9,11 +9,11 @@
 #   transfer  (not in the default stages) the same students, each also with a transfer set: one
 #             word-replaced copy of every training row (embedding neighbours, p 0.3; COPIES=n
 #             for more), labelled by the teacher, no dev sentence in it
-#   export    every seed of the best 3-layer method as fused int8 (dynamic), each validated on
-#             the whole dev file
-#   bench     the teacher in PyTorch eager and ONNX beside the best student and the int8
-#             artifacts of every seed, batch 1, every dev sentence, on a quiet machine (report
-#             under $RESULTS/bench)
+#   export    every seed of the best 3-layer method (by seed 1's dev accuracy, with or without
+#             the transfer set) as fused int8 (dynamic), each validated on the whole dev file
+#   bench     the teacher in PyTorch eager and ONNX beside the best student and every 3-layer
+#             int8 artifact, batch 1, every dev sentence, on a quiet machine (report under
+#             $RESULTS/bench)
 #
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
 # 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
@@ -77,6 +77,17 @@ students() {  # students NAME-SUFFIX [extra flags...]: kd, tinybert, minilm at 3
   done
 }
 
+best_3l() {  # the 3-layer method (e.g. kd-3L or kd-3L-transfer) with the best seed-1 dev accuracy
+  python - "$RUNS" <<'PY'
+import json, sys
+from pathlib import Path
+runs = Path(sys.argv[1])
+scored = [(json.loads((d / "slimbert.json").read_text())["metric"]["accuracy"], d.name)
+          for d in runs.glob("*-3L*-seed1") if (d / "slimbert.json").is_file()]
+print(max(scored)[1].removesuffix("-seed1") if scored else "")
+PY
+}
+
 for stage in $STAGES; do
   case $stage in
     teacher)
@@ -94,16 +105,9 @@ for stage in $STAGES; do
         mkdir -p "$RESULTS/cells" && cp "${transfer%.jsonl}.manifest.json" "$RESULTS/cells/transfer.manifest.json"
       fi
       students "-transfer" --transfer "$transfer" ;;
-    export)  # the best 3-layer method on dev accuracy, every seed of it, fused and int8
-      best=$(python - "$RUNS" <<'PY'
-import json, sys
-from pathlib import Path
-runs = Path(sys.argv[1])
-scored = [(json.loads((d / "slimbert.json").read_text())["metric"]["accuracy"], d.name)
-          for d in runs.glob("*-3L-seed*") if (d / "slimbert.json").is_file()]
-print(max(scored)[1].split("-seed")[0] if scored else "")
-PY
-)
+    export)  # the best 3-layer method on dev accuracy (with or without the transfer set), every
+             # seed of it, fused and int8
+      best=$(best_3l)
       [ -n "$best" ] || { echo "[quality] export: no 3-layer student yet"; exit 1; }
       for model in "$RUNS/$best"-seed*; do
         case $model in *-int8) continue ;; esac
@@ -113,12 +117,12 @@ PY
           --optimize --quantize dynamic --out "$out"
         mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$(basename "$out").manifest.json"
       done ;;
-    bench)  # teacher (eager and ONNX), the best 3-layer student and every seed's int8 export
-      int8=("$RUNS"/*-3L-seed*-int8)
+    bench)  # teacher (eager and ONNX), the best 3-layer student and every 3-layer int8 export
+      int8=("$RUNS"/*-3L*-seed*-int8)
       [ -d "${int8[0]}" ] || { echo "[quality] bench: run the export stage first"; exit 1; }
       models=()
       for export in "${int8[@]}"; do models+=(--model "$export"); done
-      slimbert bench --model "$TEACHER" --model "${int8[0]%-int8}" "${models[@]}" \
+      slimbert bench --model "$TEACHER" --model "$RUNS/$(best_3l)-seed1" "${models[@]}" \
         --eval "$GLUE/SST-2/dev.tsv" --batch-sizes 1 --out "$RESULTS/bench" ;;
     *) echo "[quality] unknown stage $stage"; exit 1 ;;
   esac
