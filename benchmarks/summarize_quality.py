@@ -36,13 +36,22 @@ def budget_line(meta: dict, budget: dict | None) -> str:
     stopped = "early stop" if meta["history"] and steps < _planned(meta) else "ran its budget"
     transfer = (meta["data"].get("transfer") or {}).get("rows", 0)  # counted in rows too
     shown = f"{rows - transfer:,} + {transfer:,} transfer rows" if transfer else f"{rows:,} rows"
-    text = f"{shown}, {steps} steps ({epochs:.2f} epochs), best at {best}, {stopped}"
+    # a method in stages (tinybert: intermediate, then prediction; minilm: relation, then
+    # prediction) trains every stage: `steps` is the last stage's, the rate counts them all
+    stages = meta.get("stages") or {}
+    trained = sum(stage["steps"] for stage in stages.values()) or steps
+    if stages:
+        parts = " + ".join(f"{stage['steps']} {name}" for name, stage in stages.items())
+        shown_steps = f"{trained} steps ({parts}; the last {epochs:.2f} epochs)"
+    else:
+        shown_steps = f"{steps} steps ({epochs:.2f} epochs)"
+    text = f"{shown}, {shown_steps}, best at {best}, {stopped}"
     if budget:
         seconds = budget["wall_seconds"]
         if budget.get("resumed"):  # the wall-clock of the last run alone: no rate from it
             text += f", resumed: {seconds / 60:.0f} min wall after the stop"
         else:
-            rate = steps * config.get("batch_size", 32) / seconds
+            rate = trained * config.get("batch_size", 32) / seconds
             text += f", {seconds / 60:.0f} min wall, {rate:.0f} ex/s"
     return text
 
