@@ -25,6 +25,8 @@
 #   STAGES="teacher kd" bash benchmarks/quality_sst2.sh     # a part
 #   ONLY="kd-3L" SEEDS="2" STAGES=students bash benchmarks/quality_sst2.sh
 #   STAGES=transfer ONLY="kd-3L-transfer-seed1" bash benchmarks/quality_sst2.sh
+#   STAGES=transfer ONLY="kd-2L-transfer-steps6315-seed1" TRANSFER_TAG=-steps6315 \
+#     TRANSFER_FLAGS="--max-steps 6315" bash benchmarks/quality_sst2.sh
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/quality-sst2}
@@ -104,7 +106,11 @@ for stage in $STAGES; do
           --out "$transfer" > "$RUNS/transfer.log" 2>&1
         mkdir -p "$RESULTS/cells" && cp "${transfer%.jsonl}.manifest.json" "$RESULTS/cells/transfer.manifest.json"
       fi
-      students "-transfer" --transfer "$transfer" ;;
+      # TRANSFER_TAG names a variant of these rows and TRANSFER_FLAGS gives its flags, e.g.
+      # TRANSFER_TAG=-steps6315 TRANSFER_FLAGS="--max-steps 6315": kd-2L-transfer-steps6315-seed1
+      # (as many steps as the plain kd row, so the learning rate decays over the same steps)
+      read -r -a variant <<< "${TRANSFER_FLAGS:-}"
+      students "-transfer${TRANSFER_TAG:-}" --transfer "$transfer" "${variant[@]}" ;;
     export)  # the best 3-layer method on dev accuracy (with or without the transfer set), every
              # seed of it, fused and int8
       best=$(best_3l)

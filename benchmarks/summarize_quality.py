@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 STUDENTS = [
@@ -56,12 +57,18 @@ def budget_line(meta: dict, budget: dict | None) -> str:
     return text
 
 
+def plain_of(name: str) -> str:
+    """The same student without the transfer set: kd-2L-transfer[-variant]-seed1 → kd-2L-seed1."""
+    return re.sub(r"-transfer(-[A-Za-z0-9.]+)?(?=-seed)", "", name)
+
+
 def transfer_lines(metas: dict, budgets: dict, manifest: dict | None) -> list[str]:
     """Each student with the transfer set beside the same student without it."""
+    named = ORDER + sorted(set(metas) - set(ORDER))
     pairs = [
-        (name.replace("-transfer", ""), name)
-        for name in ORDER
-        if "-transfer" in name and name in metas and name.replace("-transfer", "") in metas
+        (plain_of(name), name)
+        for name in named
+        if "-transfer" in name and name in metas and plain_of(name) in metas
     ]
     if not pairs:
         return []
@@ -79,7 +86,7 @@ def transfer_lines(metas: dict, budgets: dict, manifest: dict | None) -> list[st
             "",
         ]
     out += [
-        "| Student | Accuracy without → with | F1 without → with | Δ accuracy | Δ F1 "
+        "| Student with the set | Accuracy without → with | F1 without → with | Δ accuracy | Δ F1 "
         "| Wall-clock |",
         "|---|---|---|---|---|---|",
     ]
@@ -88,7 +95,7 @@ def transfer_lines(metas: dict, budgets: dict, manifest: dict | None) -> list[st
         walls = [budgets.get(n, {}).get("wall_seconds") for n in (plain, transfer)]
         wall = f"{walls[0] / 60:.0f} → {walls[1] / 60:.0f} min" if all(walls) else "–"
         out.append(
-            f"| {transfer.replace('-transfer', '')} | {a['accuracy']:.2f} → {b['accuracy']:.2f} | "
+            f"| {transfer} | {a['accuracy']:.2f} → {b['accuracy']:.2f} | "
             f"{a['f1']:.2f} → {b['f1']:.2f} | {b['accuracy'] - a['accuracy']:+.2f} | "
             f"{b['f1'] - a['f1']:+.2f} | {wall} |"
         )
