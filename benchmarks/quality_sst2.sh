@@ -116,6 +116,8 @@ for stage in $STAGES; do
       best=$(best_3l)
       [ -n "$best" ] || { echo "[quality] export: no 3-layer student yet"; exit 1; }
       for model in "$RUNS/$best"-seed*; do
+        # model folders only: not the runs' logs beside them, nor the exports
+        [ -f "$model/slimbert.json" ] || continue
         case $model in *-int8) continue ;; esac
         out=$model-int8
         if [ -f "$out/manifest.json" ]; then echo "[quality] export: $out done, skipped"; continue; fi
