@@ -176,9 +176,53 @@ def test_sweep_times_every_point_with_spread(sweep):
         "lengths": ["own", 16],
         "threads": [1],
         "repeats": 2,
+        "alternate": True,
         "warmup": 2,
         "limit": None,
     }
+
+
+def test_passes_alternate_between_rows_and_merge_into_medians(models, monkeypatch):
+    """The protocol's "alternating": round r times one pass of every row; each row's figures
+    are the medians over its rounds. --in-order times each row's passes back to back."""
+    import slimbert.bench.run as run_module
+
+    calls = []
+    real = run_module.measure
+
+    def spy(job, eval_path, columns, config, peak):
+        payload = real(job, eval_path, columns, config, peak)
+        calls.append(((job.target.name, job.target.runtime), config.repeats, payload))
+        return payload
+
+    monkeypatch.setattr(run_module, "measure", spy)
+    config = BenchConfig(threads=1, warmup=1, repeats=3, limit=6, isolate=False, peak=False)
+    paths = [models["teacher"], models["student_onnx"]]
+    report = bench(paths, models["dev"], models["root"] / "alternate", config=config)
+    order = [row for row, _, _ in calls]
+    assert set(order[:3]) == {("teacher", "pytorch"), ("teacher", "onnx"), ("kd-2L", "onnx")}
+    assert order == order[:3] * 3
+    assert all(repeats == 1 for _, repeats, _ in calls)
+    for row in report.rows:
+        mine = [payload for who, _, payload in calls if who == (row.model, row.runtime)]
+        averages = [payload["avg_ms"] for payload in mine]
+        assert row.repeats == 3
+        assert row.avg_ms == pytest.approx(float(np.median(averages)))
+        assert row.avg_ms_spread == pytest.approx((max(averages) - min(averages)) / 2)
+        assert row.total_ms == pytest.approx(float(np.median([p["total_ms"] for p in mine])))
+        assert row.qps == pytest.approx(6 / (row.total_ms / 1000))  # a rate over the median
+        assert row.metric == mine[0]["metric"]
+    assert "The passes alternate" in " ".join(report.notes)
+
+    calls.clear()
+    in_order = BenchConfig(
+        threads=1, warmup=1, repeats=3, limit=6, isolate=False, peak=False, alternate=False
+    )
+    report = bench(paths, models["dev"], models["root"] / "in-order", config=in_order)
+    assert [row for row, _, _ in calls] == order[:3]
+    assert all(repeats == 3 for _, repeats, _ in calls)
+    assert all(row.repeats == 3 for row in report.rows)
+    assert "The passes alternate" not in " ".join(report.notes)
 
 
 def test_sweep_flops_and_share_of_measured_peak(sweep):

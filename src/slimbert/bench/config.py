@@ -28,6 +28,9 @@ class BenchConfig:
     lengths:       None = each request's own length; an int L = every request padded to L
     thread_counts: intra-op thread counts to sweep (empty = [threads])
     repeats:       passes over all requests after warm-up; figures are medians over passes
+    alternate:     time the passes in rounds, every row once a round (the protocol's
+                   "alternating"), so that a machine's drift within a run falls on every row
+                   alike; off: each row's passes back to back
     io_binding:    on CUDA, also time ONNX models through IO binding with pre-allocated buffers
     peak:          measure the matmul peak for the physical-limit column
     slo:           e.g. "p99<=10ms": marks the recommended model together with max_f1_drop
@@ -56,6 +59,7 @@ class BenchConfig:
     metric: str | None = None
     positive_label: str | None = None
     torch_precisions: tuple[str, ...] = ("fp32",)
+    alternate: bool = True
 
     def threads_to_sweep(self) -> list[int]:
         return list(self.thread_counts) or [self.threads or os.cpu_count() or 1]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -33,7 +33,7 @@ from slimbert.bench.environment import environment
 from slimbert.bench.flops import Peak, measure_peak, transformer_shape
 from slimbert.bench.report import Report, Row
 from slimbert.bench.targets import find_targets
-from slimbert.bench.timing import Job, measure
+from slimbert.bench.timing import Job, measure, merge_passes
 from slimbert.cards import add_bench
 from slimbert.data import Columns, data_exists
 from slimbert.errors import SlimbertError
@@ -74,6 +74,12 @@ def _notes(rows: list[Row], teacher: Row | None, config: BenchConfig, peaks: dic
         "Avg ms is model time per request; tokenisation is timed apart (Tokenize ms). "
         f"{config.warmup} warm-up requests, then {config.repeats} passes over all requests: "
         "each figure is the median over the passes ± half their range."
+        + (
+            " The passes alternate: each round times one pass of every row in turn (warm-up "
+            "again first), so the machine's drift within the run falls on every row alike."
+            if config.alternate and config.repeats > 1
+            else ""
+        )
     )
     if any(n is not None for n in config.lengths):
         notes.append(
@@ -125,25 +131,32 @@ def bench(
         for threads in config.threads_to_sweep()
     ]
     peaks = _measure_peaks(jobs, config) if config.peak else {}
-    rows: list[Row] = []
-    progress = tqdm(jobs, desc="bench", dynamic_ncols=True)
-    for job in progress:
-        progress.set_postfix(
-            model=job.target.name,
-            runtime=job.target.runtime,
-            batch=job.batch_size,
-            length=job.length or "own",
-            threads=job.threads,
-        )
-        peak = peaks.get((job.target.precision, job.threads))
-        arguments = (job, eval_path, columns, config, peak.gflops if peak else None)
-        if config.isolate:
-            context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                payload = pool.submit(measure, *arguments).result()
-        else:
-            payload = measure(*arguments)
-        rows.append(Row(**payload))
+    # Alternating (the protocol): round r times one pass of every row, so drift within the run
+    # reaches every row alike; merge_passes makes each row's medians from its rounds.
+    rounds = config.repeats if config.alternate else 1
+    per_call = replace(config, repeats=1) if rounds > 1 else config
+    passes: list[list[dict]] = [[] for _ in jobs]
+    progress = tqdm(total=rounds * len(jobs), desc="bench", dynamic_ncols=True)
+    for _ in range(rounds):
+        for job, done in zip(jobs, passes, strict=True):
+            progress.set_postfix(
+                model=job.target.name,
+                runtime=job.target.runtime,
+                batch=job.batch_size,
+                length=job.length or "own",
+                threads=job.threads,
+            )
+            peak = peaks.get((job.target.precision, job.threads))
+            arguments = (job, eval_path, columns, per_call, peak.gflops if peak else None)
+            if config.isolate:
+                context = multiprocessing.get_context("spawn")
+                with futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                    done.append(pool.submit(measure, *arguments).result())
+            else:
+                done.append(measure(*arguments))
+            progress.update()
+    progress.close()
+    rows = [Row(**merge_passes(done)) for done in passes]
 
     teacher = relate_to_teacher(rows)
     extra: dict = {
@@ -152,6 +165,7 @@ def bench(
             "lengths": ["own" if n is None else n for n in config.lengths],
             "threads": config.threads_to_sweep(),
             "repeats": config.repeats,
+            "alternate": config.alternate,
             "warmup": config.warmup,
             "limit": config.limit,
         },

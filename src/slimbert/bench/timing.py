@@ -107,6 +107,31 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
+# the timed figures of a row, each a median over passes with its spread (`<name>_spread`)
+FIGURES = ("total_ms", "avg_ms", "p50_ms", "p90_ms", "p99_ms")
+# figures that are a rate over the total time: scaled with it when passes are merged
+RATES = ("qps", "achieved_gflops", "peak_share")
+
+
+def merge_passes(payloads: list[dict]) -> dict:
+    """One row from passes timed apart (one a round when rows alternate): each timed figure the
+    median over the passes ± half their range, the rates over the median total; quality,
+    tokenisation and sizes from the first pass, peak memory the largest."""
+    if len(payloads) == 1:
+        return payloads[0]
+    first = payloads[0]
+    merged = dict(first)
+    for name in FIGURES:
+        merged[name], merged[f"{name}_spread"] = _median_and_spread([p[name] for p in payloads])
+    scale = first["total_ms"] / merged["total_ms"] if merged["total_ms"] else float("nan")
+    for name in RATES:
+        if first.get(name) is not None:
+            merged[name] = first[name] * scale
+    merged["peak_rss_mb"] = max(p["peak_rss_mb"] for p in payloads)
+    merged["repeats"] = sum(p["repeats"] for p in payloads)
+    return merged
+
+
 def _median_and_spread(values: list[float]) -> tuple[float, float]:
     """Median over the repeats, and half their range (0 with one repeat)."""
     array = np.asarray(values)
@@ -227,6 +252,7 @@ def measure(
         "p90_ms": [_percentile(p, 90) for p in passes],
         "p99_ms": [_percentile(p, 99) for p in passes],
     }
+    assert tuple(figures) == FIGURES
     summary = {}
     for name, values in figures.items():
         summary[name], summary[f"{name}_spread"] = _median_and_spread(values)

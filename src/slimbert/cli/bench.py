@@ -75,6 +75,14 @@ from slimbert.metrics import METRICS
     show_default=True,
     help="Timed passes over all requests; figures are medians ± half the range.",
 )
+@click.option(
+    "--alternate/--in-order",
+    default=True,
+    show_default=True,
+    help="Time the passes in rounds, one pass of every row a round, so that a ratio between "
+    "rows is measured alternating (the benchmark protocol); --in-order times each row's passes "
+    "back to back.",
+)
 @click.option("--limit", type=click.IntRange(1), help="Only the first N eval examples.")
 @click.option(
     "--max-length",
@@ -142,6 +150,7 @@ def bench_cmd(
     threads,
     warmup,
     repeats,
+    alternate,
     limit,
     max_length,
     runtimes,
@@ -200,6 +209,7 @@ def bench_cmd(
         lengths=lengths,
         thread_counts=threads if len(threads) > 1 else [],
         repeats=repeats,
+        alternate=alternate,
         io_binding=not no_io_binding,
         peak=not no_peak,
         slo=slo,
