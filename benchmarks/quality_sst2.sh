@@ -18,7 +18,8 @@
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
 # 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
 # each finished cell's slimbert.json and its wall-clock go to $RESULTS/cells/ at once, so the
-# figures can be committed as they come and a rerun skips every finished cell.
+# figures can be committed as they come and a rerun skips every finished cell (copying the
+# figures of one that finished after the last commit; its wall-clock is kept beside the model).
 #
 # Usage, from the repository root with the venv active:
 #   bash benchmarks/quality_sst2.sh                         # every cell not yet done
@@ -43,7 +44,18 @@ FAST=(--batch-size 32 --lr 1e-4 --mixed-precision bf16 --group-by-length --no-pr
 run() {  # run NAME OUT command...   (skips a finished cell; records its wall-clock)
   local name=$1 out=$2
   shift 2
-  if [ -f "$out/slimbert.json" ]; then echo "[quality] $name: done, skipped"; return; fi
+  if [ -f "$out/slimbert.json" ]; then
+    # a cell that finished after the last commit: its figures reach $RESULTS now
+    if [ ! -f "$RESULTS/cells/$name.json" ]; then
+      mkdir -p "$RESULTS/cells"
+      cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
+      if [ -f "$RUNS/$name.budget.json" ]; then cp "$RUNS/$name.budget.json" "$RESULTS/cells/"; fi
+      echo "[quality] $name: done earlier, its cell copied to $RESULTS/cells"
+    else
+      echo "[quality] $name: done, skipped"
+    fi
+    return
+  fi
   if [[ ! $name =~ ^($ONLY)$ ]]; then return; fi
   mkdir -p "$(dirname "$out")" "$RESULTS/cells"
   # A cell stopped part-way left its training state in $out: continue from it (the wall-clock
@@ -58,7 +70,8 @@ run() {  # run NAME OUT command...   (skips a finished cell; records its wall-cl
   cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
   printf '{"name": "%s", "wall_seconds": %d, "resumed": %s, "command": "%s", "machine": "%s", "cores": %d}\n' \
     "$name" "$seconds" "$resumed" "$*" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \
-    > "$RESULTS/cells/$name.budget.json"
+    > "$RUNS/$name.budget.json"
+  cp "$RUNS/$name.budget.json" "$RESULTS/cells/$name.budget.json"
   echo "[quality] $name: $(date -u +%H:%M:%S) done in ${seconds}s"
 }
 
