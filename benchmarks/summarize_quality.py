@@ -93,7 +93,10 @@ def transfer_lines(metas: dict, budgets: dict, manifest: dict | None) -> list[st
     for plain, transfer in pairs:
         a, b = metas[plain]["metric"], metas[transfer]["metric"]
         walls = [budgets.get(n, {}).get("wall_seconds") for n in (plain, transfer)]
-        wall = f"{walls[0] / 60:.0f} → {walls[1] / 60:.0f} min" if all(walls) else "–"
+        resumed = any(budgets.get(n, {}).get("resumed") for n in (plain, transfer))
+        wall = (
+            f"{walls[0] / 60:.0f} → {walls[1] / 60:.0f} min" if all(walls) and not resumed else "–"
+        )
         out.append(
             f"| {transfer} | {a['accuracy']:.2f} → {b['accuracy']:.2f} | "
             f"{a['f1']:.2f} → {b['f1']:.2f} | {b['accuracy'] - a['accuracy']:+.2f} | "
