@@ -14,6 +14,10 @@
 #   bench     the teacher in PyTorch eager and ONNX beside the best student and every 3-layer
 #             int8 artifact, batch 1, every dev sentence, on a quiet machine (report under
 #             $RESULTS/bench)
+#   static    (not in the default stages) seed 1 of the best 3-layer method as static int8 too,
+#             calibrated on 256 training rows by minmax and by percentile, each validated on the
+#             whole dev file, then benched beside its dynamic int8 export and the teacher on a
+#             quiet machine (report under $RESULTS/static-int8)
 #
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
 # 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
@@ -26,6 +30,7 @@
 #   STAGES="teacher kd" bash benchmarks/quality_sst2.sh     # a part
 #   ONLY="kd-3L" SEEDS="2" STAGES=students bash benchmarks/quality_sst2.sh
 #   STAGES=transfer ONLY="kd-3L-transfer-seed1" bash benchmarks/quality_sst2.sh
+#   STAGES=static bash benchmarks/quality_sst2.sh             # after export, on a quiet machine
 #   STAGES=transfer ONLY="kd-2L-transfer-steps6315-seed1" TRANSFER_TAG=-steps6315 \
 #     TRANSFER_FLAGS="--max-steps 6315" bash benchmarks/quality_sst2.sh
 set -euo pipefail
@@ -145,6 +150,23 @@ for stage in $STAGES; do
       for export in "${int8[@]}"; do models+=(--model "$export"); done
       slimbert bench --model "$TEACHER" --model "$RUNS/$(best_3l)-seed1" "${models[@]}" \
         --eval "$GLUE/SST-2/dev.tsv" --batch-sizes 1 --out "$RESULTS/bench" ;;
+    static)  # QDQ int8 with calibrated activation ranges against the dynamic int8 export
+      model=$RUNS/$(best_3l)-seed1
+      [ -d "$model-int8" ] || { echo "[quality] static: run the export stage first"; exit 1; }
+      for method in minmax percentile; do
+        out=$model-int8-static-$method
+        if [ -f "$out/manifest.json" ]; then
+          echo "[quality] static: $out done, skipped"
+        else
+          slimbert export --model "$model" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
+            --optimize --quantize static --calibration-data "$GLUE/SST-2/train.tsv" \
+            --calibration-method "$method" --out "$out"
+        fi
+        mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$(basename "$out").manifest.json"
+      done
+      slimbert bench --model "$TEACHER" --model "$model-int8" --model "$model-int8-static-minmax" \
+        --model "$model-int8-static-percentile" --eval "$GLUE/SST-2/dev.tsv" --batch-sizes 1 \
+        --out "$RESULTS/static-int8" ;;
     *) echo "[quality] unknown stage $stage"; exit 1 ;;
   esac
 done

@@ -105,24 +105,36 @@ def transfer_lines(metas: dict, budgets: dict, manifest: dict | None) -> list[st
     return out
 
 
+def quantization(manifest: dict) -> str:
+    """How an export was quantized: dynamic, or static with its calibration."""
+    for step in manifest.get("optimizations", []):
+        if step.get("mode") == "dynamic":
+            return "dynamic"
+        if step.get("mode") == "static":
+            return f"static, {step['config']['method']}, {step['calibration_examples']} rows"
+    return "–"
+
+
 def int8_lines(cells: Path) -> list[str]:
     """Every int8 export's validation on the whole dev file (its manifest.json)."""
-    manifests = sorted(cells.glob("*-int8.manifest.json"))
+    manifests = sorted(cells.glob("*-int8*.manifest.json"))
     if not manifests:
         return []
     out = [
         "",
         "## int8 exports, validated against PyTorch on the whole dev file",
         "",
-        "| Artifact | Examples | PyTorch F1 | ONNX int8 F1 | Δ F1 | Label agreement "
-        "| Max Δ logit |",
-        "|---|---|---|---|---|---|---|",
+        "| Artifact | Quantization | Examples | PyTorch F1 | ONNX int8 F1 | Δ F1 "
+        "| Label agreement | Max Δ logit |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for path in manifests:
-        v = json.loads(path.read_text()).get("validation", {})
+        manifest = json.loads(path.read_text())
+        v = manifest.get("validation", {})
         nan = float("nan")
         out.append(
-            f"| {path.name[: -len('.manifest.json')]} | {v.get('examples')} | "
+            f"| {path.name[: -len('.manifest.json')]} | {quantization(manifest)} | "
+            f"{v.get('examples')} | "
             f"{v.get('torch_metric', nan):.2f} | {v.get('onnx_metric', nan):.2f} | "
             f"{v.get('delta_metric', nan):+.2f} | {v.get('label_agreement', nan):.2f}% | "
             f"{v.get('max_abs_diff', nan):.3f} |"
@@ -224,6 +236,11 @@ def main() -> None:
         lines += ["", "## Targets (3 layers, batch 1, one bench run)", ""]
         lines += target_lines(json.loads(report.read_text()))
         lines += ["", "The whole latency table: [bench/report.md](bench/report.md)."]
+    static = args.results / "static-int8" / "report.json"
+    if static.is_file():  # STAGES=static: the best student's static int8 beside its dynamic
+        lines += ["", "## Static int8 against dynamic int8 (batch 1, one bench run)", ""]
+        lines += target_lines(json.loads(static.read_text()))
+        lines += ["", "The whole latency table: [static-int8/report.md](static-int8/report.md)."]
     if (args.results / "NOTES.md").is_file():
         lines += ["", "The reading of these figures: [NOTES.md](NOTES.md)."]
     (args.results / "README.md").write_text("\n".join(lines) + "\n")

@@ -46,6 +46,13 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def da_student_rows(recipe: dict, cells: dict[str, dict]) -> int | None:
+    """The augmented set's rows when PS-DA's students train on it (`da_student_data: augmented`)."""
+    if recipe.get("da_student_data") != "augmented" or "augment" not in cells:
+        return None
+    return cells["augment"]["result"]["report"]["output_rows"]
+
+
 def read_cells(folder: Path) -> dict[str, dict]:
     """A transfer folder's students: `<name>.json` is the student's slimbert.json."""
     return {
@@ -250,7 +257,13 @@ def main() -> None:
         "",
         f"Students: {rows:,} training rows, batch {batch} ({steps_per_epoch} steps an epoch), "
         f"at most {recipe['student']['epochs']} epochs, patience {recipe['student']['patience']}"
-        ", checkpoint chosen on dev accuracy.",
+        ", checkpoint chosen on dev accuracy."
+        + (
+            f" PS-DA's students train on the {augmented_rows:,} augmented pairs instead "
+            f"({math.ceil(augmented_rows / batch)} steps an epoch)."
+            if (augmented_rows := da_student_rows(recipe, cells))
+            else ""
+        ),
         "",
         "| Student | Dev F1 | Dev accuracy | F1 kept | Accuracy kept | Budget |",
         "|---|---|---|---|---|---|",
@@ -278,8 +291,11 @@ def main() -> None:
                     else ("–", "–")
                 )
                 steps = result["steps"]
+                epoch = steps_per_epoch
+                if path.startswith("PS-DA") and (augmented_rows := da_student_rows(recipe, cells)):
+                    epoch = math.ceil(augmented_rows / batch)  # they train on the augmented pairs
                 budget = (
-                    f"{steps} steps ({steps / steps_per_epoch:.1f} epochs), best at "
+                    f"{steps} steps ({steps / epoch:.1f} epochs), best at "
                     f"{result['best_step']}, {cell['seconds'] / 60:.1f} min, "
                     f"{steps * batch / cell['seconds']:.0f} ex/s"
                 )
