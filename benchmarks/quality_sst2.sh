@@ -33,6 +33,8 @@
 #   STAGES=static bash benchmarks/quality_sst2.sh             # after export, on a quiet machine
 #   STAGES=transfer ONLY="kd-2L-transfer-steps6315-seed1" TRANSFER_TAG=-steps6315 \
 #     TRANSFER_FLAGS="--max-steps 6315" bash benchmarks/quality_sst2.sh
+#   STAGES=transfer ONLY="minilm-3L-transfer-epochs1-seed1" TRANSFER_TAG=-epochs1 \
+#     TRANSFER_FLAGS="--epochs 1 --patience 8" bash benchmarks/quality_sst2.sh
 set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/quality-sst2}
@@ -85,14 +87,15 @@ students() {  # students NAME-SUFFIX [extra flags...]: kd, tinybert, minilm at 3
   shift
   for seed in $SEEDS; do
     for layers in 3 2; do
-      local common=(--teacher "$TEACHER" "${DATA[@]}" "${FAST[@]}" --seed "$seed" --layers "$layers" "$@")
+      # the extra flags come last: a flag given twice takes its last value, so they override
+      local common=(--teacher "$TEACHER" "${DATA[@]}" "${FAST[@]}" --seed "$seed" --layers "$layers")
       local name="L$suffix-seed$seed"
       run "kd-$layers$name" "$RUNS/kd-$layers$name" \
-        slimbert compress kd "${common[@]}" --epochs 3 --temperature 2 --alpha 0.5
+        slimbert compress kd "${common[@]}" --epochs 3 --temperature 2 --alpha 0.5 "$@"
       run "tinybert-$layers$name" "$RUNS/tinybert-$layers$name" \
-        slimbert compress tinybert "${common[@]}" --intermediate-epochs 1 --epochs 2 --temperature 1
+        slimbert compress tinybert "${common[@]}" --intermediate-epochs 1 --epochs 2 --temperature 1 "$@"
       run "minilm-$layers$name" "$RUNS/minilm-$layers$name" \
-        slimbert compress minilm "${common[@]}" --relation-epochs 1 --epochs 2 --relation-heads 12
+        slimbert compress minilm "${common[@]}" --relation-epochs 1 --epochs 2 --relation-heads 12 "$@"
     done
   done
 }
