@@ -109,7 +109,7 @@ def quantization(manifest: dict) -> str:
     """How an export was quantized: dynamic, or static with its calibration."""
     for step in manifest.get("optimizations", []):
         if step.get("mode") == "dynamic":
-            return "dynamic"
+            return "dynamic" + ("" if step["config"].get("per_channel", True) else ", per tensor")
         if step.get("mode") == "static":
             return f"static, {step['config']['method']}, {step['calibration_examples']} rows"
     return "–"
@@ -178,6 +178,58 @@ def target_lines(report: dict) -> list[str]:
     return out
 
 
+def span(values: list[float], spec: str) -> str:
+    """`low–high`, or the one value when they are equal."""
+    low, high = f"{min(values):{spec}}", f"{max(values):{spec}}"
+    return low if low == high else f"{low}–{high}"
+
+
+def speedup_lines(results: Path) -> list[str]:
+    """The ≥ 10× ratio in every committed bench run: both of its sides move between runs."""
+    runs = []
+    for path in sorted(results.glob("*/report.json")):
+        report = json.loads(path.read_text())
+        threads = max(r["threads"] for r in report["rows"])
+        eager = [
+            r
+            for r in report["rows"]
+            if r["role"] == "teacher" and r["runtime"] == "pytorch" and r["threads"] == threads
+        ]
+        int8 = [
+            r
+            for r in report["rows"]
+            if r.get("precision") == "int8"
+            and r["threads"] == threads
+            and "static" not in r["model"]
+        ]
+        if eager and int8:
+            runs.append((report["environment"]["date"], path.parent.name, eager[0], int8, report))
+    if not runs:
+        return []
+    out = [
+        "",
+        "## The ≥ 10× target in every bench run (dynamic int8, batch 1, threads = cores)",
+        "",
+        "| Run | Folder | Rounds | Teacher eager ms | int8 ms | Speed-up "
+        "| fp32 matmul peak GFLOP/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for date, folder, eager, int8, report in sorted(runs, key=lambda run: run[0]):
+        ms = [r["avg_ms"] for r in int8]
+        ratios = [eager["avg_ms"] / m for m in ms]
+        peaks = [
+            p["gflops"]
+            for p in report["extra"].get("peaks", [])
+            if p.get("precision") == "fp32" and p.get("threads") == eager["threads"]
+        ]
+        out.append(
+            f"| {date} | {folder}/ | {eager['repeats']} | {eager['avg_ms']:.2f} | "
+            f"{span(ms, '.2f')} ({len(ms)}) | {span(ratios, '.1f')}× | "
+            f"{f'{peaks[0]:.0f}' if peaks else '–'} |"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/quality-sst2"))
@@ -233,14 +285,18 @@ def main() -> None:
     lines += int8_lines(cells)
     report = args.results / "bench" / "report.json"
     if report.is_file():
-        lines += ["", "## Targets (3 layers, batch 1, one bench run)", ""]
-        lines += target_lines(json.loads(report.read_text()))
+        bench = json.loads(report.read_text())
+        date = bench["environment"]["date"]
+        lines += ["", f"## Targets (3 layers, batch 1, one bench run: bench/, {date})", ""]
+        lines += target_lines(bench)
+        lines += ["", "Every bench run's speed-up, this one included: the last table."]
         lines += ["", "The whole latency table: [bench/report.md](bench/report.md)."]
     static = args.results / "static-int8" / "report.json"
     if static.is_file():  # STAGES=static: the best student's static int8 beside its dynamic
         lines += ["", "## Static int8 against dynamic int8 (batch 1, one bench run)", ""]
         lines += target_lines(json.loads(static.read_text()))
         lines += ["", "The whole latency table: [static-int8/report.md](static-int8/report.md)."]
+    lines += speedup_lines(args.results)
     if (args.results / "NOTES.md").is_file():
         lines += ["", "The reading of these figures: [NOTES.md](NOTES.md)."]
     (args.results / "README.md").write_text("\n".join(lines) + "\n")
