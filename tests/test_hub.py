@@ -127,7 +127,10 @@ def test_a_sharded_checkpoint_loads_with_the_same_weights(sharded):
     for key, value in one.state_dict().items():
         assert torch.equal(value, many.state_dict()[key]), key
     inputs = {"input_ids": torch.tensor([[2, 5, 9, 3]])}
-    assert torch.equal(one(**inputs).logits, many(**inputs).logits)
+    # Two model instances with equal weights (asserted above for the weights, which are data):
+    # their logits agree to float32 rounding, not bit for bit, because a kernel's summation
+    # order depends on memory alignment and on the CPU (AMD without AMX differs in the last bits).
+    torch.testing.assert_close(one(**inputs).logits, many(**inputs).logits, rtol=1e-5, atol=1e-6)
     # a sharded checkpoint's weights hash is over every shard, so the logit cache tells them apart
     assert weights_sha256(shards) != weights_sha256(whole)
     assert model_fingerprint(shards) != model_fingerprint(whole)
@@ -151,7 +154,10 @@ def test_a_sharded_teacher_loads_by_its_hub_name(hub_cache, sharded):
     assert teacher.fingerprint == model_fingerprint(shards)
     reference = load_classifier(whole).eval()
     inputs = {"input_ids": torch.tensor([[2, 7, 8, 3]])}
-    assert torch.equal(teacher.model(**inputs).logits, reference(**inputs).logits)
+    # the same weights in two instances: equal to float32 rounding (see the test above)
+    torch.testing.assert_close(
+        teacher.model(**inputs).logits, reference(**inputs).logits, rtol=1e-5, atol=1e-6
+    )
 
 
 def invoke(*args):

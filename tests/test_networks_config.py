@@ -76,7 +76,9 @@ def test_a_student_saved_before_model_type_still_loads_in_slimbert(students, tmp
     model, tokenizer, _ = load_model_dir(old)
     current, _, _ = load_model_dir(students / "bilstm")
     batch = tokenizer(["good movie", "the plot was awful"], padding=True, return_tensors="pt")
-    assert torch.equal(model(**batch).logits, current(**batch).logits)
+    # two instances of the same weights: equal to float32 rounding (kernels may sum in another
+    # order by alignment and CPU)
+    torch.testing.assert_close(model(**batch).logits, current(**batch).logits, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", list(SIZES))

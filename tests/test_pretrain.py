@@ -17,12 +17,12 @@ from slimbert.compress.pretrain import (
     init_student,
     mlm_student,
     pretrain_student,
-    unlabelled_texts,
 )
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
+from slimbert.texts import unlabelled_texts
 from slimbert.training.loop import TrainConfig
 
 

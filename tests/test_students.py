@@ -395,7 +395,9 @@ def test_saved_student_loads_back_with_the_same_logits(students, method, teacher
     assert meta["parameters"] == sum(p.numel() for p in model.parameters())
     again, _, _ = load_model_dir(students[method])
     batch = tokenizer(["good movie", "the plot was awful"], padding=True, return_tensors="pt")
-    assert torch.equal(model(**batch).logits, again(**batch).logits)
+    # saved and reloaded weights are the same data; two instances' logits agree to float32
+    # rounding, not bit for bit (kernel summation order depends on alignment and the CPU)
+    torch.testing.assert_close(model(**batch).logits, again(**batch).logits, rtol=1e-5, atol=1e-6)
 
 
 def test_a_config_from_another_version_is_a_clear_error(students, tmp_path):

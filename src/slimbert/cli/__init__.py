@@ -12,6 +12,7 @@ from slimbert.cli.bench import bench_cmd
 from slimbert.cli.compress import compress
 from slimbert.cli.demo import demo_cmd, experiment_cmd
 from slimbert.cli.export import export_cmd
+from slimbert.cli.general import distill_general_cmd
 from slimbert.cli.options import CONTEXT
 from slimbert.cli.serve import serve_cmd
 from slimbert.cli.teachers import augment_cmd, pretrain_student_cmd, professor, train_teacher_cmd
@@ -57,6 +58,7 @@ for command in (
     compress,
     professor,
     pretrain_student_cmd,
+    distill_general_cmd,
     augment_cmd,
     export_cmd,
     bench_cmd,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from slimbert.batches import evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
-from slimbert.compress.pretrain import init_student
-from slimbert.compress.students import StudentShape, build_student, pick_layers
+from slimbert.compress.pretrain import start_student
+from slimbert.compress.students import StudentShape, pick_layers
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
@@ -54,8 +54,8 @@ class KDConfig:
     )
     student_init: Path | None = setting(
         None,
-        "Start the student's embeddings and encoder from this pre-trained student "
-        "(from pretrain-student, same --layers): a directory or a Hub name.",
+        "Start from a pre-trained student (distill-general or pretrain-student of this "
+        "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
     )
     teacher_route: Path | None = setting(None, ROUTE_HELP)
 
@@ -86,8 +86,9 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
     )
     seed_everything(config.seed)
     layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
-    student, _ = build_student(teacher, StudentShape(kd.layers), layers, seed=config.seed)
-    init = init_student(student, kd.student_init) if kd.student_init is not None else None
+    student, _, init = start_student(
+        teacher, StudentShape(kd.layers), layers, config.seed, kd.student_init
+    )
     loader = train_loader(data.train_set, config)
     # (stage, (N, C) logits) for every checkpoint of the route, then the teacher's own
     stages = soft_targets(kd.teacher_route, job.teacher, teacher, data, cached, config, len(loader))

