@@ -36,6 +36,22 @@ def student_line(out: Path, metadata: dict) -> str:
     return f"student saved to {out}: {figures(metadata['metric'])} (teacher: {teacher})"
 
 
+def refuse_student_base(method: Method):
+    """A hidden --student-base on the methods that cannot take one: one line says why."""
+
+    def refuse(ctx, param, value):
+        if value is not None:
+            raise click.ClickException(
+                f"compress {method.name} cannot take --student-base: only kd teaches a student "
+                "that reads another tokenizer (its soft labels are per example, where "
+                f"{method.name} matches the teacher token by token or builds its own student); "
+                "use compress kd --student-base"
+            )
+        return value
+
+    return click.option("--student-base", hidden=True, expose_value=False, callback=refuse)
+
+
 def method_command(method: Method) -> click.Command:
     """The click command for one registry entry."""
     method_keys = cli_fields(method.config)
@@ -80,6 +96,7 @@ def method_command(method: Method) -> click.Command:
             dataclass_options(method.config),
             data_options,
             train_options,
+            *([] if "student_base" in method_keys else [refuse_student_base(method)]),
         ]
     ):
         command = decorate(command)

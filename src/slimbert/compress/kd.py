@@ -13,14 +13,25 @@ Sanh et al., "DistilBERT" (2019), for initialising the student from the teacher'
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from slimbert.batches import evaluator
+from slimbert.batches import EncodedDataset, TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.pretrain import start_student
-from slimbert.compress.students import StudentShape, pick_layers
-from slimbert.models import device, save_model, seed_everything
+from slimbert.compress.students import StudentShape, build_student, pick_layers
+from slimbert.errors import SlimbertError
+from slimbert.families import family_of
+from slimbert.hub import weights_sha256
+from slimbert.models import (
+    device,
+    load_classifier,
+    load_tokenizer,
+    resolve_base,
+    save_model,
+    seed_everything,
+)
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.loop import TrainResult, train_loader
@@ -58,6 +69,44 @@ class KDConfig:
         "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
     )
     teacher_route: Path | None = setting(None, ROUTE_HELP)
+    student_base: str | None = setting(
+        None,
+        "Cut the student from this pre-trained model instead of the teacher (a directory, a Hub "
+        "name or 'minilm-l6'; any family and tokenizer): --layers of its layers picked evenly, "
+        "reading with its own tokenizer. The teacher's soft labels are per example, so the "
+        "tokenizers need not agree (kd only: layer-to-layer losses need aligned tokens).",
+    )
+
+    def __post_init__(self) -> None:
+        if self.student_base is not None and self.student_init is not None:
+            raise SlimbertError(
+                "--student-base and --student-init both name the student's start; give one"
+            )
+
+
+def retokenized(data: TaskData, tokenizer) -> TaskData:
+    """The same rows, targets and order as `data`, encoded by another tokenizer: the cached
+    teacher logits, looked up by row index, still belong to each row."""
+    return dataclasses.replace(
+        data,
+        train_set=EncodedDataset(tokenizer, data.train, data.max_length, data.train_set.labels),
+        eval_set=EncodedDataset(tokenizer, data.eval, data.max_length, data.eval_targets),
+    )
+
+
+def base_student(base: str, layers: int, data: TaskData, seed: int):
+    """A `layers`-layer classifier cut from the pre-trained `base` (its layers picked evenly),
+    with a fresh head for the task's labels, and its tokenizer."""
+    source = load_classifier(base, data.label_map, data.task, flag="--student-base")
+    family = family_of(source.config)
+    picked = pick_layers(family.size(source.config, "depth"), layers)
+    student, _ = build_student(source, StudentShape(layers), picked, seed=seed)
+    return student, load_tokenizer(base, "--student-base"), picked
+
+
+def student_base_record(base: str) -> dict:
+    folder = resolve_base(base, "--student-base")
+    return {"name": base, "path": str(folder), "weights_sha256": weights_sha256(folder)}
 
 
 def loss_terms(config: KDConfig) -> list[LossTerm]:
@@ -85,12 +134,19 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         device=device(job.train.device),
     )
     seed_everything(config.seed)
-    layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
-    student, _, init = start_student(
-        teacher, StudentShape(kd.layers), layers, config.seed, kd.student_init
-    )
-    loader = train_loader(data.train_set, config)
-    # (stage, (N, C) logits) for every checkpoint of the route, then the teacher's own
+    student_data = data
+    if kd.student_base is not None:
+        student, tokenizer, layers = base_student(kd.student_base, kd.layers, data, config.seed)
+        student_data = retokenized(data, tokenizer)
+        init = None
+    else:
+        layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
+        student, _, init = start_student(
+            teacher, StudentShape(kd.layers), layers, config.seed, kd.student_init
+        )
+    loader = train_loader(student_data.train_set, config)
+    # (stage, (N, C) logits) for every checkpoint of the route, then the teacher's own: each
+    # read on the teacher's tokens, looked up by row index
     stages = soft_targets(kd.teacher_route, job.teacher, teacher, data, cached, config, len(loader))
     del teacher, loaded, opening.teacher
 
@@ -99,7 +155,7 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         loader,
         stages,
         cached_logits_step(loss_terms(kd)),
-        evaluator(data),
+        evaluator(student_data),
         f"kd-{kd.layers}L",
         run=RunFiles(job.out, config.resume),
     )
@@ -113,6 +169,7 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         if kd.teacher_route is not None
         else None,
         "student_init": init,
+        "student_base": student_base_record(kd.student_base) if kd.student_base else None,
     }
     save_model(student, tokenizer, job.out, metadata)
     return result, metadata

@@ -40,7 +40,7 @@ from slimbert.compress.students import InitReport, StudentShape, build_student, 
 from slimbert.data import Columns, Examples
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of, forward_inputs
-from slimbert.hub import load_weights
+from slimbert.hub import load_weights, weights_sha256
 from slimbert.metrics import Metrics
 from slimbert.models import (
     load_classifier,
@@ -236,10 +236,14 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     meta = read_metadata(init_dir)
     return {
         "path": str(init_dir),
+        "role": meta.get("role"),
+        "method": meta.get("method"),
+        "weights_sha256": weights_sha256(init_dir),
         "copied_tensors": len(wanted),
         "layer_map": meta.get("layer_map"),
         "source": meta.get("source"),
         "mlm_loss": meta.get("metric", {}).get("mlm_loss"),
+        "distill_loss": meta.get("metric", {}).get("distill_loss"),
     }
 
 
