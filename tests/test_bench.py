@@ -212,6 +212,12 @@ def test_passes_alternate_between_rows_and_merge_into_medians(models, monkeypatc
         assert row.total_ms == pytest.approx(float(np.median([p["total_ms"] for p in mine])))
         assert row.qps == pytest.approx(6 / (row.total_ms / 1000))  # a rate over the median
         assert row.metric == mine[0]["metric"]
+        assert row.avg_ms_rounds == averages
+    # each round's speed-up is the teacher's eager Avg ms over the row's in that same round
+    teacher = next(r for r in report.rows if r.role == "teacher" and r.runtime == "pytorch")
+    for row in report.rows:
+        expected = [t / r for t, r in zip(teacher.avg_ms_rounds, row.avg_ms_rounds, strict=True)]
+        assert row.speedup_rounds == pytest.approx(expected) and len(expected) == 3
     assert "The passes alternate" in " ".join(report.notes)
 
     calls.clear()
@@ -222,6 +228,7 @@ def test_passes_alternate_between_rows_and_merge_into_medians(models, monkeypatc
     assert [row for row, _, _ in calls] == order[:3]
     assert all(repeats == 3 for _, repeats, _ in calls)
     assert all(row.repeats == 3 for row in report.rows)
+    assert all(row.speedup_rounds is None for row in report.rows)  # no rounds to pair
     assert "The passes alternate" not in " ".join(report.notes)
 
 

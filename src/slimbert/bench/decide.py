@@ -42,6 +42,12 @@ def relate_to_teacher(rows: list[Row]) -> Row | None:
         row.speedup = (
             teacher.avg_ms / row.avg_ms if teacher is not None and row.avg_ms > 0 else None
         )
+        if teacher is not None and teacher.avg_ms_rounds and row.avg_ms_rounds:
+            row.speedup_rounds = [
+                t / r
+                for t, r in zip(teacher.avg_ms_rounds, row.avg_ms_rounds, strict=True)
+                if r > 0
+            ]
     return ranked[0]
 
 

@@ -60,6 +60,10 @@ class Row:
     p99_ms_spread: float | None = None
     tokenize_p99_ms: float | None = None
     speedup: float | None = None  # the teacher's PyTorch Avg ms over this row's, same sweep point
+    # with alternating passes: this row's Avg ms in each round, and the teacher's over it in the
+    # same round (a ratio within one round cancels the machine's drift between rounds)
+    avg_ms_rounds: list[float] | None = None
+    speedup_rounds: list[float] | None = None
     gflops_per_request: float | None = None  # matmul GFLOPs of a mean request (bench/flops.py)
     achieved_gflops: float | None = None  # GFLOP/s over the timed requests
     peak_gflops: float | None = None  # measured matmul peak at this precision and thread count

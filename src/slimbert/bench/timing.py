@@ -129,6 +129,7 @@ def merge_passes(payloads: list[dict]) -> dict:
             merged[name] = first[name] * scale
     merged["peak_rss_mb"] = max(p["peak_rss_mb"] for p in payloads)
     merged["repeats"] = sum(p["repeats"] for p in payloads)
+    merged["avg_ms_rounds"] = [p["avg_ms"] for p in payloads]
     return merged
 
 
