@@ -8,6 +8,7 @@
 # RSS of the whole command), whether it resumed, the command and the machine. The finished
 # cell's slimbert.json and budget are copied to $RESULTS/cells/ at once, so the figures can be
 # committed as they come; a cell that finished after the last commit is copied on the next run.
+# The model's config.json goes beside them (NAME.config.json: the shape the FLOPs come from).
 #
 # The caller sets RUNS, RESULTS, ONLY (a regex of the cell names to run; others are skipped)
 # and TAG (the prefix of the progress lines).
@@ -16,8 +17,9 @@ cell() {
   local name=$1 out=$2
   shift 2
   if [ -f "$out/slimbert.json" ]; then
+    mkdir -p "$RESULTS/cells"
+    [ -f "$RESULTS/cells/$name.config.json" ] || cp "$out/config.json" "$RESULTS/cells/$name.config.json"
     if [ ! -f "$RESULTS/cells/$name.json" ]; then
-      mkdir -p "$RESULTS/cells"
       cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
       if [ -f "$RUNS/$name.budget.json" ]; then cp "$RUNS/$name.budget.json" "$RESULTS/cells/"; fi
       echo "[$TAG] $name: done earlier, its cell copied to $RESULTS/cells"
@@ -38,6 +40,7 @@ cell() {
   seconds=$(( $(date +%s) - start ))
   peak_kb=$(tail -1 "$RUNS/$name.maxrss")
   cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
+  cp "$out/config.json" "$RESULTS/cells/$name.config.json"
   printf '{"name": "%s", "wall_seconds": %d, "peak_rss_mib": %d, "resumed": %s, "command": "%s", "machine": "%s", "cores": %d}\n' \
     "$name" "$seconds" "$(( peak_kb / 1024 ))" "$resumed" "$*" \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \

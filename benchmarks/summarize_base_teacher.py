@@ -1,0 +1,256 @@
+"""The base-size teacher's tables (benchmarks/results/base-teacher/README.md) from the committed
+cells.
+
+    python benchmarks/summarize_base_teacher.py [--results benchmarks/results/base-teacher]
+
+Reads every `cells/<name>.json` (the model's slimbert.json, copied by benchmarks/base_teacher.sh
+as the cell finished), `cells/<name>.budget.json` (wall-clock, peak memory, command),
+`cells/<name>.config.json` (the shape the FLOPs come from), the int8 manifests and, when the
+bench ran, `bench-<task>/report.json`. Retention = the student's dev figure ÷ the teacher's, in
+%. FLOPs share = the student's matmul FLOPs per example over the teacher's at 32 tokens (the
+count `slimbert bench` uses; the bench rows give it at each request's own length). Nothing is
+typed in by hand; rows not yet trained are listed as pending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from slimbert.bench.flops import transformer_shape
+
+TASKS = {"sst2": "SST-2", "mrpc": "MRPC"}
+SHAPES = ("6x384", "4x312")
+# every row the script plans, in the order the tables show them (seed 1)
+
+
+def planned(task: str) -> list[str]:
+    """Every seed-1 cell the script plans for `task`, in table order."""
+    cuts = (9, 6, 3) if task == "sst2" else (6, 3)
+    narrow = [
+        f"{task}-{kind}-{shape}-{start}-seed1"
+        for shape in SHAPES
+        for kind, start in (("kd", "general"), ("minilm", "general"), ("minilm", "random"))
+    ]
+    return (
+        [f"{task}-teacher"]
+        + [f"{task}-kd-{n}L-seed1" for n in cuts]
+        + [f"{task}-kd-minilm{n}L-seed1" for n in (6, 3)]
+        + narrow
+    )
+
+
+LENGTH = 32
+
+
+def header(*names: str) -> list[str]:
+    return ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+
+
+def load(folder: Path, name: str, suffix: str = ".json") -> dict | None:
+    path = folder / "cells" / f"{name}{suffix}"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def flops(config: dict | None) -> int | None:
+    shape = transformer_shape(config) if config else None
+    return shape.flops(LENGTH) if shape else None
+
+
+def start_of(name: str, meta: dict) -> str:
+    """How the student began: the teacher's layers, the general step, random, or MiniLM."""
+    if meta.get("role") == "teacher":
+        return "MPNet-base, fine-tuned"
+    if meta.get("student_base"):
+        return f"MiniLM-L6 layers {meta.get('layer_map')} (own tokenizer)"
+    init = meta.get("student_init")
+    if init:
+        return f"general step `{init['weights_sha256'][:12]}`"
+    if "-random-" in name:
+        return "random"
+    return f"teacher layers {meta.get('layer_map')}"
+
+
+def budget_text(meta: dict, budget: dict | None) -> str:
+    config = meta.get("train_config", {})
+    rows = meta["data"]["train"]["rows"]
+    stages = meta.get("stages") or {}
+    steps = sum(s["steps"] for s in stages.values()) or meta.get("steps") or 0
+    parts = " + ".join(f"{stage['steps']} {n}" for n, stage in stages.items())
+    parts = f" ({parts})" if parts else ""
+    last = meta.get("steps") or 0
+    epochs = last * config.get("batch_size", 32) * config.get("grad_accum", 1) / rows
+    text = f"{rows:,} rows, {steps} steps{parts}, last stage {epochs:.2f} epochs"
+    text += f", best at {meta.get('best_step')}"
+    if budget:
+        minutes = budget["wall_seconds"] / 60
+        resumed = ", resumed" if budget.get("resumed") else ""
+        peak = budget.get("peak_rss_mib", 0) / 1024
+        text += f", {minutes:.0f} min wall{resumed}, peak {peak:.1f} GiB"
+    return text
+
+
+def task_table(folder: Path, task: str) -> list[str]:
+    teacher = load(folder, f"{task}-teacher")
+    names = planned(task) + sorted(
+        p.name[: -len(".json")]
+        for p in (folder / "cells").glob(f"{task}-*.json")
+        if p.name.count(".") == 1 and p.name[: -len(".json")] not in planned(task)
+    )
+    out = [
+        f"## {TASKS[task]}",
+        "",
+        *header(
+            "Cell",
+            "Method",
+            "Shape",
+            "FLOPs share",
+            "Start",
+            "Accuracy",
+            "F1",
+            "Retention acc / F1",
+            "Budget",
+        ),
+    ]
+    teacher_flops = flops(load(folder, f"{task}-teacher", ".config.json"))
+    for name in names:
+        meta = load(folder, name)
+        if meta is None:
+            out.append(f"| {name} | pending | | | | | | | |")
+            continue
+        config = load(folder, name, ".config.json")
+        shape = transformer_shape(config) if config else None
+        shape_text = (
+            f"{shape.layers} × {shape.hidden}"
+            if shape
+            else f"{meta.get('layers')} × {meta.get('hidden_size')}"
+        )
+        mine = flops(config)
+        share = f"1/{teacher_flops / mine:.1f}" if mine and teacher_flops else "?"
+        metric = meta["metric"]
+        if teacher and meta.get("role") != "teacher":
+            base = teacher["metric"]
+            retention = (
+                f"{metric['accuracy'] / base['accuracy'] * 100:.2f}% / "
+                f"{metric['f1'] / base['f1'] * 100:.2f}%"
+            )
+        else:
+            retention = "—"
+        out.append(
+            f"| {name} | {meta.get('method')} | {shape_text} | {share} | {start_of(name, meta)} | "
+            f"{metric['accuracy']:.2f} | {metric['f1']:.2f} | {retention} | "
+            f"{budget_text(meta, load(folder, name, '.budget.json'))} |"
+        )
+    return out + [""]
+
+
+def general_table(folder: Path) -> list[str]:
+    out = [
+        "## The general step (once per shape, for both tasks)",
+        "",
+        *header(
+            "Cell",
+            "Shape",
+            "Objective",
+            "Texts",
+            "Train texts / tokens",
+            "Held-out loss before → best",
+            "Steps",
+            "Wall",
+            "s per M tokens",
+            "Peak",
+            "Weights",
+        ),
+    ]
+    for shape in SHAPES:
+        name = f"general-{shape}"
+        meta = load(folder, name)
+        if meta is None:
+            out.append(f"| {name} | pending | | | | | | | | | |")
+            continue
+        budget = load(folder, name, ".budget.json") or {}
+        s, cost, examples = meta["shape"], meta["cost"], meta["examples"]
+        best = meta["metric"].get("distill_loss", float("nan"))
+        objective = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in meta["objective"].items())
+        peak = budget.get("peak_rss_mib", 0) / 1024
+        texts = ", ".join(
+            f"{Path(t['path']).parent.name}/{Path(t['path']).name} ({t['distinct']:,})"
+            for t in meta["texts"]
+        )
+        out.append(
+            f"| {name} | {s['depth']} × {s['width']}, {s['heads']} heads, FFN {s['ffn']} | "
+            f"{meta['method']}: {objective} | {texts} | "
+            f"{examples['train']:,} / {examples['train_tokens']:,} | "
+            f"{meta['distill_loss_before']:.4f} → {best:.4f} | "
+            f"{meta['steps']} (best {meta['best_step']}) | {cost['wall_seconds'] / 60:.0f} min | "
+            f"{cost['seconds_per_million_tokens']} | {peak:.1f} GiB | "
+            f"`{meta['weights_sha256'][:12]}` |"
+        )
+    return out + [""]
+
+
+def int8_lines(folder: Path) -> list[str]:
+    out = []
+    for task in TASKS:
+        manifest = load(folder, f"{task}-teacher-int8", ".manifest.json")
+        if manifest is None:
+            continue
+        validation = manifest.get("validation") or manifest.get("parity") or {}
+        out.append(f"- {TASKS[task]} teacher, fused dynamic int8: `{json.dumps(validation)[:400]}`")
+    return ["## The teachers' int8 exports", "", *out, ""] if out else []
+
+
+def bench_lines(folder: Path) -> list[str]:
+    out = []
+    for task in TASKS:
+        path = folder / f"bench-{task}" / "report.json"
+        if not path.is_file():
+            continue
+        rows = json.loads(path.read_text())["rows"]
+        out += [
+            f"## {TASKS[task]}: one alternating bench run (`bench-{task}/`)",
+            "",
+            *header(
+                "Method",
+                "Model",
+                "Requests",
+                "Total ms",
+                "Avg ms",
+                "F1",
+                "vs Teacher",
+                "Speed-up (median)",
+                "Speed-up per round",
+            ),
+        ]
+        for row in rows:
+            rounds = ", ".join(f"{r:.1f}" for r in row.get("speedup_rounds") or [])
+            speedup = f"{row['speedup']:.1f}×" if row.get("speedup") else "—"
+            out.append(
+                f"| {row['method']} | {row['model']} ({row['runtime']}) | {row['requests']} | "
+                f"{row['total_ms']:.0f} | {row['avg_ms']:.2f} | {row['f1']:.2f} | "
+                f"{row['vs_teacher']:+.2f} | {speedup} | {rounds} |"
+            )
+        out.append("")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/base-teacher"))
+    args = parser.parse_args()
+    lines = [
+        "<!-- written by benchmarks/summarize_base_teacher.py from cells/; do not edit -->",
+        "",
+        *general_table(args.results),
+    ]
+    for task in TASKS:
+        lines += task_table(args.results, task)
+    lines += int8_lines(args.results) + bench_lines(args.results)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "TABLES.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
