@@ -19,8 +19,15 @@
 #                 layers, taught by the base teacher's soft labels (kd --student-base)
 #   narrow        6 × 384 and 4 × 312 students: kd from the general step, and minilm (a task
 #                 relation stage, then kd) from the general step and from random weights
+#   export        every finished student of TASKS whose name matches EXPORT (a regex, default
+#                 all) as fused dynamic int8, validated on the whole dev file (a refused export
+#                 keeps its log; the manifest of one that passed goes to cells/)
+#   bench         the teacher (PyTorch eager and ONNX, and its int8 export when it passed) beside
+#                 every int8 student of the task, batch 1, every dev example, 5 alternating
+#                 rounds (each row's speed-up over the teacher per round), on a quiet machine
 #
-# The tasks' students (pretrained, narrow, cuts) run for TASKS (default "sst2 mrpc").
+# The tasks' students (pretrained, narrow, cuts, export, bench) run for TASKS (default
+# "sst2 mrpc").
 #
 # Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting).
 # Models live outside the checkout ($RUNS, default ~/slimbert-runs/base-teacher); each finished
@@ -174,6 +181,37 @@ for stage in $STAGES; do
         if [ -f "$out/manifest.json" ]; then
           mkdir -p "$RESULTS/cells" && cp "$out/manifest.json" "$RESULTS/cells/$task-teacher-int8.manifest.json"
         fi
+      done ;;
+    export)
+      for task in $TASKS; do
+        [ "$task" = sst2 ] && dev=$GLUE/SST-2/dev.tsv max=64 || { dev=$GLUE/MRPC/dev.tsv; max=128; }
+        for model in "$RUNS/$task"-*-seed*; do
+          name=$(basename "$model")
+          case $name in *-int8) continue ;; esac
+          [ -f "$model/slimbert.json" ] && [[ $name =~ ^(${EXPORT:-.*})$ ]] || continue
+          out=$model-int8
+          if [ -f "$out/manifest.json" ]; then echo "[$TAG] export: $name done, skipped"; continue; fi
+          echo "[$TAG] export: $name $(date -u +%H:%M:%S)"
+          slimbert export --model "$model" --eval "$dev" --max-length "$max" --optimize \
+            --quantize dynamic --out "$out" > "$RUNS/$name-int8.log" 2>&1 \
+            || echo "[$TAG] export: $name refused by the gate, see $RUNS/$name-int8.log"
+          if [ -f "$out/manifest.json" ]; then
+            cp "$out/manifest.json" "$RESULTS/cells/$name-int8.manifest.json"
+          fi
+        done
+      done ;;
+    bench)
+      for task in $TASKS; do
+        [ "$task" = sst2 ] && dev=$GLUE/SST-2/dev.tsv max=64 || { dev=$GLUE/MRPC/dev.tsv; max=128; }
+        models=(--model "$RUNS/$task-teacher")
+        if [ -f "$RUNS/$task-teacher-int8/manifest.json" ]; then
+          models+=(--model "$RUNS/$task-teacher-int8")
+        fi
+        for export in "$RUNS/$task"-*-seed*-int8; do
+          [ -f "$export/manifest.json" ] && models+=(--model "$export")
+        done
+        slimbert bench "${models[@]}" --eval "$dev" --max-length "$max" --batch-sizes 1 \
+          --repeats 5 --out "$RESULTS/bench-$task"
       done ;;
     *) echo "[$TAG] unknown stage $stage"; exit 1 ;;
   esac
