@@ -212,6 +212,30 @@ class _Texts(torch.utils.data.Dataset):
         return {**self.features[index], "idx": index}
 
 
+@dataclass
+class _Corpus:
+    """The texts as read (one Examples per source) and encoded for training and held out."""
+
+    sources: list
+    train_set: _Texts
+    held_set: _Texts
+
+    @property
+    def tokens(self) -> int:
+        """Tokens of the training texts, padding excluded."""
+        return sum(len(f["input_ids"]) for f in self.train_set.features)
+
+
+def _corpus(texts, columns, limit, sample_seed, tokenizer, general, seed) -> _Corpus:
+    sources = unlabelled_texts(texts, columns, limit, sample_seed)
+    train_parts, held_parts = _split(sources, seed, general.holdout)
+
+    def encoded(parts):
+        return _Texts([EncodedDataset(tokenizer, p, general.max_length) for p in parts if len(p)])
+
+    return _Corpus(sources, encoded(train_parts), encoded(held_parts))
+
+
 def distill_general(
     teacher: str | Path,
     texts: list[Path],
@@ -227,25 +251,16 @@ def distill_general(
     if not texts:
         raise SlimbertError("give at least one --text file of unlabelled text")
     source, tokenizer, fingerprint = source_model(teacher)
-    family = family_of(source.config)
-    depth = family.size(source.config, "depth")
+    depth = family_of(source.config).size(source.config, "depth")
     seed_everything(config.seed)
     student, init = build_student(
         source, general.shape(), map_layers(depth, general.layers, "uniform"), seed=config.seed
     )
     terms, projections, described = objective_terms(general, source, student)
     hidden_states = general.objective == "tinybert"
-    sources = unlabelled_texts(texts, columns, limit, sample_seed)
-    train_parts, held_parts = _split(sources, config.seed, general.holdout)
-
-    def encoded(parts):
-        kept = [EncodedDataset(tokenizer, p, general.max_length) for p in parts if len(p)]
-        return _Texts(kept)
-
-    train_set, held_set = encoded(train_parts), encoded(held_parts)
-    tokens = sum(len(f["input_ids"]) for f in train_set.features)
+    corpus = _corpus(texts, columns, limit, sample_seed, tokenizer, general, config.seed)
     evaluate = loss_evaluator(
-        source, terms, make_loader(held_set, 64, shuffle=False), hidden_states
+        source, terms, make_loader(corpus.held_set, 64, shuffle=False), hidden_states
     )
     source.to(device(config.device))
     source.requires_grad_(False)
@@ -261,7 +276,7 @@ def distill_general(
     started = time.perf_counter()
     result = train(
         student,
-        train_loader(train_set, config),
+        train_loader(corpus.train_set, config),
         step,
         evaluate,
         config,
@@ -270,29 +285,36 @@ def distill_general(
         run=RunFiles(out, config.resume),
     )
     seconds = time.perf_counter() - started
-    epochs_run = result.steps * config.batch_size * config.grad_accum / max(len(train_set), 1)
-    seen = tokens * epochs_run
-    shape = {
-        which: family.size(student.config, which) for which in ("depth", "width", "heads", "ffn")
-    }
     metadata = {
         "role": ROLE,
         "method": f"general-{general.objective}",
         "source": str(teacher),
         "source_fingerprint": fingerprint,
-        "shape": shape,
         "objective": described,
         "init": init.describe(),
+        "distill_loss_before": before.values["distill_loss"],
+        **_record(student, texts, corpus, result, seconds, general, config),
+    }
+    save_model(student.to("cpu"), tokenizer, out, metadata)
+    return result, metadata
+
+
+def _record(student, texts, corpus, result, seconds, general, config) -> dict:
+    """The shape, texts, tokens, cost and training figures slimbert.json keeps."""
+    family = family_of(student.config)
+    train_rows = max(len(corpus.train_set), 1)
+    seen = corpus.tokens * result.steps * config.batch_size * config.grad_accum / train_rows
+    return {
+        "shape": {w: family.size(student.config, w) for w in ("depth", "width", "heads", "ffn")},
         "texts": [
             {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
-            for p, s in zip(texts, sources, strict=True)
+            for p, s in zip(texts, corpus.sources, strict=True)
         ],
         "examples": {
-            "train": len(train_set),
-            "holdout": len(held_set),
-            "train_tokens": tokens,
+            "train": len(corpus.train_set),
+            "holdout": len(corpus.held_set),
+            "train_tokens": corpus.tokens,
         },
-        "distill_loss_before": before.values["distill_loss"],
         "metric": result.best.values if result.best else {},
         "metric_name": "distill_loss",
         "best_step": result.best_step,
@@ -308,5 +330,3 @@ def distill_general(
         "first_losses": result.losses[:5],
         "data": {"max_length": general.max_length},
     }
-    save_model(student.to("cpu"), tokenizer, out, metadata)
-    return result, metadata
