@@ -62,8 +62,11 @@ test5: install5
 test-portable: install
 	ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 
+# ruff, then the layout: module and function sizes, import cycles, imports across the floors
+# docs/architecture.md lists (benchmarks/architecture_check.py; its allow-lists only shrink)
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python benchmarks/architecture_check.py
 
 clean:
 	rm -rf $(VENV) $(VENV5) demo-out

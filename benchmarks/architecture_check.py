@@ -1,11 +1,19 @@
-"""The layout's rules, checked on the source: module sizes, import cycles, imports inside
-functions, and private names imported across modules (benchmarks/results/architecture.md).
+"""The layout's rules, checked on the source (`make lint` runs it; benchmarks/results/
+architecture.md is its report):
 
-    python benchmarks/architecture_check.py [--src src] [--max-lines 400] [--out FILE]
+- no module over --max-lines (400) lines and no function over --max-function-lines (80);
+- no import cycle, counting imports inside functions and under TYPE_CHECKING (a cycle hidden
+  in a function is still a cycle in the design);
+- no upward import across the floors docs/architecture.md lists (a module imports its own floor
+  and the floors above it only);
+- no `_private` name imported from another module.
 
-Reads the files only (nothing is imported). Exit status 1 when a module is over --max-lines,
-a cycle exists among module-level imports, or a `_private` name is imported from another
-module; imports inside functions are listed with the reason written beside them, for review.
+    python benchmarks/architecture_check.py [--src src] [--out FILE]
+
+Reads the files only (nothing is imported). Exit status 1 on any breach not on the allow-lists
+below. The allow-lists are a ratchet: each entry names the reason and the size it may not grow
+past; an entry that is no longer needed (the module split, the function shortened, the import
+gone) is itself reported, so the lists only shrink.
 """
 
 from __future__ import annotations
@@ -14,6 +22,79 @@ import argparse
 import ast
 import sys
 from pathlib import Path
+
+# docs/architecture.md's floors, top first: a module may import its own floor and those above
+FLOORS = [
+    ("slimbert.errors", "slimbert.files", "slimbert.settings", "slimbert.provenance"),
+    ("slimbert.hub", "slimbert.cards"),
+    ("slimbert.data", "slimbert.texts"),
+    ("slimbert.families",),
+    ("slimbert.batches", "slimbert.metrics"),
+    ("slimbert.models",),
+    ("slimbert.training",),
+    ("slimbert.teachers",),
+    ("slimbert.compress",),
+    ("slimbert.export",),
+    ("slimbert.bench",),
+    ("slimbert.serve",),
+    ("slimbert.api",),
+    ("slimbert.experiment",),
+    ("slimbert.demo",),
+    ("slimbert.cli", "slimbert.__main__"),
+]
+# the package itself (`import slimbert`: its version and a lazy `load`) sits on the top floor
+PACKAGE = "slimbert"
+
+# module: (lines it may not grow past, why it is still over the limit)
+LONG_MODULES = {
+    "slimbert.training.loop": (668, "the one loop; to split into step, evaluation, checkpoint"),
+    "slimbert.data": (524, "every reader in one place; to split by format"),
+    "slimbert.serve.app": (444, "the app factory; to split into routes per protocol"),
+    "slimbert.teachers.boost": (432, "PS-Boosting; to split member training from weighting"),
+    "slimbert.compress.teaching": (426, "the non-transformer students' teaching schemes"),
+    "slimbert.teachers.word_augment": (414, "replacement by masked LM and by neighbours"),
+    "slimbert.batches": (409, "datasets, samplers, collation and evaluation"),
+    "slimbert.compress.networks": (405, "TextCNN, BiLSTM and the soft tree"),
+    "slimbert.cards": (402, "the model card; to read slimbert.json through one record"),
+}
+
+# "module:function": (lines it may not grow past, why)
+LONG_FUNCTIONS = {
+    "slimbert.training.loop:train": (267, "to split into step / evaluate / checkpoint / stop"),
+    "slimbert.teachers.boost:boost": (214, "to split member training from weighting"),
+    "slimbert.serve.app:create_app": (211, "to split into routes per protocol"),
+    "slimbert.experiment.cells:plan": (172, "one branch per professor kind"),
+    "slimbert.export.onnx:export": (137, "the export pipeline's stages in order"),
+    "slimbert.compress.teaching:teach": (129, "the joint schemes in one loop"),
+    "slimbert.data:read_examples": (121, "every format's column rules"),
+    "slimbert.compress.tinybert:run": (120, "three stages"),
+    "slimbert.cli.export:export_cmd": (109, "every export flag"),
+    "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
+    "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
+    "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
+    "slimbert.bench.decide:recommend": (95, "the SLO rules"),
+    "slimbert.compress.minilm:run": (95, "two stages"),
+    "slimbert.cli.bench:bench_cmd": (94, "every bench flag"),
+    "slimbert.serve.app:add_v2_routes": (90, "the v2 protocol's routes"),
+    "slimbert.compress.theseus:run": (89, "replacement, then fine-tuning"),
+    "slimbert.compress.pretrain:pretrain_student": (87, "masking, holdout, training"),
+    "slimbert.export.triton:write_repository": (86, "the repository's files"),
+    "slimbert.bench.timing:measure": (85, "one timed pass"),
+    "slimbert.bench.run:bench": (82, "the sweep"),
+}
+
+# "importer -> imported": why it still reaches up
+UPWARD = {
+    "slimbert.models -> slimbert.compress.network_files": "non-transformer students load here",
+    "slimbert.training.route -> slimbert.teachers": "a route's checkpoints load as teachers",
+    "slimbert.training.route -> slimbert.teachers.logits": "and their logits are cached so",
+    "slimbert -> slimbert.api": "the package's lazy load() brings in api on first use",
+}
+
+# import cycles, each as its sorted modules joined by " <-> ": why
+CYCLES = {
+    "slimbert.training.loop <-> slimbert.training.tracking": "TrainConfig typed in tracking",
+}
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -25,35 +106,39 @@ def read_modules(root: Path) -> dict[str, Path]:
     return {module_name(root, p): p for p in sorted(root.rglob("*.py"))}
 
 
+def floor_of(module: str) -> int | None:
+    """The floor index of `module` (the longest matching prefix), None if none matches."""
+    if module == PACKAGE:
+        return 0
+    best = None
+    for index, names in enumerate(FLOORS):
+        for name in names:
+            if module == name or module.startswith(name + "."):
+                if best is None or len(name) > best[1]:
+                    best = (index, len(name))
+    return best[0] if best else None
+
+
 def imports(modules: dict[str, Path]):
-    """(module-level graph, function-level imports [(module, target, line, comment)],
-    private imports [(module, target, name)])."""
+    """(graph of every slimbert import, module level or not; private imports
+    [(module, target, name)])."""
     graph: dict[str, set[str]] = {m: set() for m in modules}
-    inner, private = [], []
+    private = []
     for module, path in modules.items():
-        source = path.read_text()
-        lines = source.splitlines()
-        tree = ast.parse(source)
-        top = set(map(id, tree.body))
+        tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if not (isinstance(node, ast.ImportFrom) and node.module):
                 continue
             if not node.module.startswith("slimbert"):
                 continue
             targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            for target in (t for t in targets if t in modules and t != module):
-                if id(node) in top:
-                    graph[module].add(target)
-                else:
-                    # the nearest comment above the import, within three lines
-                    above = lines[max(0, node.lineno - 4) : node.lineno - 1]
-                    comments = [line.strip() for line in above if line.strip().startswith("#")]
-                    before = comments[-1] if comments else ""
-                    inner.append((module, target, node.lineno, before))
+            # `from slimbert import settings` imports the module slimbert.settings
+            targets = [t for t in targets if t != PACKAGE or node.module != PACKAGE]
+            graph[module] |= {t for t in targets if t in modules and t != module}
             for alias in node.names:
                 if alias.name.startswith("_") and not alias.name.startswith("__"):
                     private.append((module, node.module, alias.name))
-    return graph, inner, private
+    return graph, private
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -76,42 +161,106 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def long_functions(modules: dict[str, Path], limit: int) -> dict[str, int]:
+    """ "module:function" → lines from `def` to the end (decorators not counted), over `limit`."""
+    found = {}
+    for module, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found[f"{module}:{node.name}"] = lines
+    return found
+
+
+def upward_imports(graph: dict[str, set[str]]) -> tuple[list[str], list[str]]:
+    """("importer -> imported" for every import that reaches up to a lower floor; the modules
+    on no floor). The package `slimbert` itself sits at the bottom and may import anything."""
+    upward, unplaced = [], []
+    for module, targets in sorted(graph.items()):
+        here = floor_of(module)
+        if here is None:
+            unplaced.append(module)
+            continue
+        for target in sorted(targets):
+            there = floor_of(target)
+            if there is not None and there > here:
+                upward.append(f"{module} -> {target}")
+    return upward, unplaced
+
+
+def check(src: Path, max_lines: int, max_function_lines: int) -> tuple[list[str], list[str]]:
+    """(breaches, report lines)."""
+    modules = read_modules(src)
+    sizes = {m: len(p.read_text().splitlines()) for m, p in modules.items()}
+    graph, private = imports(modules)
+    breaches, stale = [], []
+
+    for module, lines in sorted(sizes.items(), key=lambda kv: -kv[1]):
+        allowed = LONG_MODULES.get(module)
+        if lines > max_lines and (allowed is None or lines > allowed[0]):
+            ceiling = f" (allowed {allowed[0]})" if allowed else ""
+            breaches.append(f"module {module}: {lines} lines, over {max_lines}{ceiling}")
+    stale += [f"LONG_MODULES[{m!r}]" for m in LONG_MODULES if sizes.get(m, 0) <= max_lines]
+
+    functions = long_functions(modules, max_function_lines)
+    for name, lines in sorted(functions.items(), key=lambda kv: -kv[1]):
+        allowed = LONG_FUNCTIONS.get(name)
+        if allowed is None or lines > allowed[0]:
+            ceiling = f" (allowed {allowed[0]})" if allowed else ""
+            breaches.append(
+                f"function {name}: {lines} lines, over {max_function_lines}{ceiling}; "
+                "split it along its seams"
+            )
+    stale += [f"LONG_FUNCTIONS[{f!r}]" for f in LONG_FUNCTIONS if f not in functions]
+
+    found_cycles = {" <-> ".join(sorted(set(c))) for c in cycles(graph)}
+    breaches += [f"import cycle {c}" for c in sorted(found_cycles - set(CYCLES))]
+    stale += [f"CYCLES[{c!r}]" for c in CYCLES if c not in found_cycles]
+
+    upward, unplaced = upward_imports(graph)
+    breaches += [f"upward import {u}" for u in upward if u not in UPWARD]
+    breaches += [f"module {m} is on no floor: place it in FLOORS" for m in unplaced]
+    stale += [f"UPWARD[{u!r}]" for u in UPWARD if u not in upward]
+    breaches += [f"{m} imports the private {n} from {t}" for m, t, n in private]
+    breaches += [f"allow-list entry no longer needed: {s}" for s in stale]
+
+    biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+    report = [
+        "# Layout check",
+        "",
+        "Command: `python benchmarks/architecture_check.py "
+        "--out benchmarks/results/architecture.md` (run by `make lint`)",
+        "",
+        f"- Modules: {len(modules)}; largest: " + ", ".join(f"{m} ({n})" for m, n in biggest),
+        f"- Over {max_lines} lines: {sum(n > max_lines for n in sizes.values())} "
+        f"(allow-listed {len(LONG_MODULES)})",
+        f"- Functions over {max_function_lines} lines: {len(functions)} "
+        f"(allow-listed {len(LONG_FUNCTIONS)})",
+        f"- Import cycles, imports inside functions counted: {len(found_cycles)} "
+        f"(allow-listed {len(CYCLES)})",
+        f"- Upward imports across floors: {len(upward)} (allow-listed {len(UPWARD)})",
+        f"- Private names imported across modules: {len(private)}",
+        f"- Breaches: {len(breaches)}",
+        *(f"  - {b}" for b in breaches),
+    ]
+    return breaches, report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--src", type=Path, default=Path("src"))
     parser.add_argument("--max-lines", type=int, default=400)
+    parser.add_argument("--max-function-lines", type=int, default=80)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    modules = read_modules(args.src)
-    sizes = sorted(((len(p.read_text().splitlines()), m) for m, p in modules.items()), reverse=True)
-    graph, inner, private = imports(modules)
-    loops = cycles(graph)
-    over = [(n, m) for n, m in sizes if n > args.max_lines]
-    out = [
-        "# Layout check",
-        "",
-        "Command: `python benchmarks/architecture_check.py "
-        "--out benchmarks/results/architecture.md`",
-        "",
-        f"- Modules: {len(modules)}; largest: "
-        + ", ".join(f"{m} ({n})" for n, m in sizes[:5])
-        + f"; over {args.max_lines} lines: {len(over)}",
-        f"- Import cycles among module-level imports: {len(loops)}"
-        + "".join(f"\n  - {' → '.join(c)}" for c in loops),
-        f"- Private names imported across modules: {len(private)}"
-        + "".join(f"\n  - {m} imports {n} from {t}" for m, t, n in private),
-        f"- Imports inside functions (slimbert modules): {len(inner)}",
-        "",
-        "| Module | Imports | Line | Comment above |",
-        "|---|---|---|---|",
-    ]
-    out += [f"| {m} | {t} | {line} | {note or '–'} |" for m, t, line, note in inner]
-    text = "\n".join(out) + "\n"
+    breaches, report = check(args.src, args.max_lines, args.max_function_lines)
+    text = "\n".join(report) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
     print(text)
-    return 1 if over or loops or private else 0
+    return 1 if breaches else 0
 
 
 if __name__ == "__main__":
