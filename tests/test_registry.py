@@ -1,14 +1,20 @@
-"""The method registry drives the CLI, recipes and experiments: every registered method has a
-subcommand made from its settings, an example recipe that parses into that command's flags
-with the exact command in its header, and a test file that imports its module. A toy method
-registered here (its module is this file, its registry line a monkeypatch) is usable from
-`slimbert compress`, a recipe and `slimbert experiment` without touching any other file."""
+"""The method registry drives the CLI, recipes and experiments: every module of
+slimbert.compress that defines a `METHOD` is registered (a module dropped into the package is
+found with no other file touched), and every registered method has a subcommand made from its
+settings, an example recipe that parses into that command's flags with the exact command in
+its header, and a test that trains it through `slimbert compress NAME` and reads its first
+losses. A toy method put into the registry here (a monkeypatch) is usable from `slimbert
+compress`, a recipe and `slimbert experiment`."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import json
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +22,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import slimbert.compress
 from slimbert.batches import evaluator
 from slimbert.cli import cli
 from slimbert.cli.compress import compress
 from slimbert.compress.method import Job, Method, open_job, student_record
-from slimbert.compress.registry import METHODS, get_method
+from slimbert.compress.registry import FIRST, METHODS, discover, get_method
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.errors import SlimbertError
 from slimbert.models import save_model
@@ -53,6 +60,97 @@ def test_unknown_method_is_one_line():
         get_method("nope")
 
 
+# ---------------------------------------------------------------------------------------------
+# Discovery: a method is a module of slimbert.compress with a module-level METHOD.
+
+DROPPED = """
+from dataclasses import dataclass
+
+from slimbert.compress.method import Method
+from slimbert.settings import setting
+
+
+@dataclass
+class DroppedConfig:
+    depth: int = setting(1, "Student depth of the dropped method.", min=1)
+
+
+def run(job, config):
+    raise NotImplementedError
+
+
+METHOD = Method(name={name!r}, config=DroppedConfig, run=run, summary="Dropped in: {name}.")
+"""
+
+
+@pytest.fixture
+def dropped(tmp_path, monkeypatch):
+    """A folder added to slimbert.compress's package path, as a file saved into
+    src/slimbert/compress/ would be; `drop(file, method)` writes a method module into it."""
+    folder = tmp_path / "more-methods"
+    folder.mkdir()
+    monkeypatch.setattr(slimbert.compress, "__path__", [*slimbert.compress.__path__, str(folder)])
+    written: list[str] = []
+
+    def drop(stem: str, method: str | None) -> None:
+        source = DROPPED.format(name=method) if method else '"""A helper, no METHOD."""\n'
+        (folder / f"{stem}.py").write_text(source)
+        written.append(f"slimbert.compress.{stem}")
+
+    yield drop
+    for module in written:
+        sys.modules.pop(module, None)
+
+
+def test_the_shipped_methods_are_found_in_their_order_and_nothing_else():
+    assert list(METHODS)[: len(FIRST)] == list(FIRST)
+    assert discover(slimbert.compress) == METHODS
+    # modules of the package that define no METHOD are not methods
+    assert not {"general", "pretrain", "students", "teaching", "method"} & set(METHODS)
+
+
+def test_a_module_dropped_into_the_package_is_found(dropped):
+    dropped("zz_second", "beta")
+    dropped("aa_first", "alpha")
+    dropped("helper_module", None)
+    found = discover(slimbert.compress)
+    assert list(found) == [*FIRST, "alpha", "beta"]  # the shipped ones first, then by name
+    assert found["alpha"].summary == "Dropped in: alpha." and found["alpha"].name == "alpha"
+    assert found["alpha"].run.__module__ == "slimbert.compress.aa_first"
+
+
+def test_two_modules_claiming_one_name_are_refused(dropped):
+    dropped("kd_again", "kd")
+    with pytest.raises(SlimbertError, match="slimbert.compress.kd and slimbert.compress.kd_again"):
+        discover(slimbert.compress)
+
+
+def test_a_dropped_method_is_a_subcommand_in_a_fresh_process(tmp_path):
+    """End to end, with nothing patched in the registry: a new interpreter whose
+    slimbert.compress path holds one more module lists it under `slimbert compress`."""
+    folder = tmp_path / "more-methods"
+    folder.mkdir()
+    (folder / "dropped.py").write_text(DROPPED.format(name="dropped"))
+    script = textwrap.dedent(
+        f"""
+        import slimbert.compress
+        slimbert.compress.__path__.append({str(folder)!r})
+        from click.testing import CliRunner
+        from slimbert.cli import cli
+        listing = CliRunner().invoke(cli, ["compress", "--help"]).output
+        own = CliRunner().invoke(cli, ["compress", "dropped", "--help"]).output
+        print(listing, own, sep="\\n---\\n")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    listing, own = done.stdout.split("\n---\n")
+    assert "dropped" in listing and "Dropped in: dropped." in listing
+    assert "--depth INTEGER RANGE" in own and "Student depth of the dropped method." in own
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_method_has_an_example_recipe_that_parses(name):
     recipe = ROOT / "recipes" / f"{name}.yaml"
@@ -72,21 +170,147 @@ def test_method_has_an_example_recipe_that_parses(name):
     assert context.params["teacher"] and context.params["out"] is not None
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
-def test_method_module_is_imported_by_a_test(name):
-    module = METHODS[name].run.__module__  # e.g. slimbert.compress.tinybert
-    short = module.rsplit(".", 1)[-1]
-    patterns = (
-        f"from {module} import",
-        f"import {module}",
-        f"from slimbert.compress import {short}",
+def literal_values(node: ast.expr | None, module: ast.Module) -> set[str]:
+    """The strings an expression of a test module stands for: a literal, a module-level name
+    bound to one, a dict's keys, and list(), sorted(), .items() and .keys() of those."""
+    if node is None:
+        return set()
+    if isinstance(node, ast.Constant):
+        return {node.value} if isinstance(node.value, str) else set()
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return set().union(*(literal_values(e, module) for e in node.elts))
+    if isinstance(node, ast.Dict):
+        return set().union(*(literal_values(k, module) for k in node.keys))
+    if isinstance(node, ast.Name):
+        bound = [
+            a.value
+            for a in module.body
+            if isinstance(a, ast.Assign)
+            and any(getattr(t, "id", None) == node.id for t in a.targets)
+        ]
+        return set().union(*(literal_values(v, module) for v in bound))
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Name) and node.func.id in ("list", "sorted", "tuple"):
+            return literal_values(node.args[0], module) if node.args else set()
+        if isinstance(node.func, ast.Attribute) and node.func.attr in ("items", "keys"):
+            return literal_values(node.func.value, module)
+    return set()
+
+
+def name_values(name: str, function: ast.FunctionDef, module: ast.Module) -> set[str]:
+    """What a variable of a test function stands for: its pytest.mark.parametrize values, or
+    the iterable of a `for` loop that binds it (the first name of a tuple target)."""
+    values: set[str] = set()
+    for decorator in function.decorator_list:
+        if not (
+            isinstance(decorator, ast.Call)
+            and getattr(decorator.func, "attr", None) == "parametrize"
+            and len(decorator.args) >= 2
+        ):
+            continue
+        names, cases = decorator.args[:2]
+        if isinstance(names, ast.Constant):
+            names = [n.strip() for n in str(names.value).split(",")]
+        else:
+            names = [getattr(n, "value", None) for n in getattr(names, "elts", [])]
+        if name not in names:
+            continue
+        if len(names) == 1:
+            values |= literal_values(cases, module)
+        else:  # one tuple per case: the item at the name's position
+            position = names.index(name)
+            for case in getattr(cases, "elts", []):
+                if isinstance(case, ast.Tuple | ast.List) and len(case.elts) > position:
+                    values |= literal_values(case.elts[position], module)
+    for loop in ast.walk(function):
+        if isinstance(loop, ast.For):
+            target = loop.target.elts[0] if isinstance(loop.target, ast.Tuple) else loop.target
+            if getattr(target, "id", None) == name:
+                values |= literal_values(loop.iter, module)
+    return values
+
+
+def compress_runs(function: ast.FunctionDef, module: ast.Module) -> set[str]:
+    """The methods a test or fixture runs as `compress NAME` through the CLI: the item after
+    "compress" in an argument list or a list of arguments."""
+    found: set[str] = set()
+    for node in ast.walk(function):
+        items = node.args if isinstance(node, ast.Call) else getattr(node, "elts", None)
+        if not isinstance(node, ast.Call | ast.List | ast.Tuple):
+            continue
+        for first, second in zip(items, items[1:], strict=False):
+            if not (isinstance(first, ast.Constant) and first.value == "compress"):
+                continue
+            if isinstance(second, ast.Name):
+                found |= name_values(second.id, function, module)
+            else:
+                found |= literal_values(second, module)
+    return found
+
+
+def reads_first_losses(function: ast.FunctionDef) -> bool:
+    return any(
+        isinstance(n, ast.Constant) and n.value == "first_losses" for n in ast.walk(function)
     )
-    tested = [
-        p.name
-        for p in TESTS.glob("test_*.py")
-        if p.name != Path(__file__).name and any(s in p.read_text() for s in patterns)
-    ]
-    assert tested, f"no test imports {module}; add tests/test_{name}.py"
+
+
+def trained_and_pinned() -> dict[str, list[str]]:
+    """method → the tests that train it through `slimbert compress NAME` and read its
+    first_losses: in the same function, or in a test that takes the training function as a
+    fixture."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(TESTS.glob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        module = ast.parse(path.read_text())
+        functions = [f for f in module.body if isinstance(f, ast.FunctionDef)]
+        for function in functions:
+            readers = [
+                f.name
+                for f in functions
+                if reads_first_losses(f)
+                and (f is function or function.name in [a.arg for a in f.args.args])
+            ]
+            for method in compress_runs(function, module):
+                found.setdefault(method, []).extend(f"{path.name}::{r}" for r in readers)
+    return {method: sorted(set(tests)) for method, tests in found.items()}
+
+
+def test_the_training_finder_reads_literals_parameters_and_loops():
+    source = textwrap.dedent(
+        """
+        SIZES = {"alpha": 1, "beta": 2}
+
+        def test_literal():
+            invoke("compress", "gamma", "--out", "o")
+            meta["first_losses"]
+
+        @pytest.mark.parametrize("method", list(SIZES))
+        def test_parametrized(method):
+            args = ["compress", method, "--out", "o"]
+
+        def test_looped():
+            for name, size in SIZES.items():
+                invoke("compress", name)
+        """
+    )
+    module = ast.parse(source)
+    literal, parametrized, looped = module.body[1:]
+    assert compress_runs(literal, module) == {"gamma"} and reads_first_losses(literal)
+    assert compress_runs(parametrized, module) == {"alpha", "beta"}
+    assert compress_runs(looped, module) == {"alpha", "beta"}
+    assert not reads_first_losses(looped)
+
+
+def test_every_method_is_trained_by_a_test_that_reads_its_first_losses():
+    """Importing a method's module proves nothing; training it through its subcommand and
+    reading the losses it starts with is what each method's test must do."""
+    found = trained_and_pinned()
+    missing = [name for name in METHODS if not found.get(name)]
+    assert not missing, (
+        f"no test trains {missing} with `slimbert compress NAME` and reads its first_losses; "
+        "add one that pins them (tests/test_NAME.py)"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -115,7 +339,7 @@ def test_training_flags_keep_method_defaults():
 
 
 # ---------------------------------------------------------------------------------------------
-# A toy method: one module (this one) and one registry line (the monkeypatch).
+# A toy method put into the registry (a monkeypatch): usable everywhere a method is.
 
 
 @dataclass

@@ -6,9 +6,9 @@ A method is one module that ends with
 
 where `KDConfig` is a dataclass whose fields are declared with `slimbert.settings.setting`
 (help text and range in the field) and `run(job, config)` trains and saves the student. The
-registry (compress/registry.py) lists the modules; from it the CLI makes `slimbert compress
-NAME`, the recipe loader checks `--recipe` files and `slimbert experiment` runs a method's
-students, so a new method is its module plus one registry line.
+registry (compress/registry.py) finds every module of this package that defines a `METHOD`;
+from it the CLI makes `slimbert compress NAME`, the recipe loader checks `--recipe` files and
+`slimbert experiment` runs a method's students, so a new method is its module and nothing else.
 
 Every method opens the same way (`open_job`: load the teacher, read the data with the
 teacher's tokenizer and labels, score the teacher on the eval set) and records the same
