@@ -6,7 +6,9 @@ stratified and seeded, into train and eval CSV files under the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import importlib.util
 import random
 import time
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from slimbert.batches import DataSpec, make_loader, prepare
+from slimbert.batches import DataSpec, evaluator, prepare
 from slimbert.bench.config import BenchConfig
 from slimbert.bench.render import write_report
 from slimbert.bench.run import bench
@@ -25,10 +27,10 @@ from slimbert.compress.method import Job
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.files import write_text_atomic
-from slimbert.models import device, load_classifier, load_tokenizer, resolve_base
+from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.teachers.train import train_teacher
-from slimbert.training.loop import TrainConfig
-from slimbert.training.losses import hard_loss
+from slimbert.training.loop import TrainConfig, train, train_loader
+from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 
 
@@ -140,24 +142,53 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> None:
     write_text_atomic(path, buffer.getvalue())
 
 
-def measure_step_seconds(spec, batch_size: int, repeats: int = 2) -> float:
-    """Seconds per teacher training step on this machine, timed on real batches of the corpus."""
-    import torch
+class _Timed(Exception):
+    """Raised from the loop's step callback once the timed steps are in: nothing more to run."""
 
-    base = resolve_base("minilm-l6")
-    data = prepare(spec, load_tokenizer(base))
-    model = load_classifier(base, data.label_map, data.task).to(device())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    batches = iter(make_loader(data.train_set, batch_size, shuffle=True))
-    timings = []
-    for _ in range(repeats + 1):
-        batch = {k: v.to(device()) for k, v in next(batches).items()}
-        began = time.perf_counter()
-        hard_loss(forward(model, batch), None, batch).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        timings.append(time.perf_counter() - began)
-    return float(sorted(timings[1:])[len(timings[1:]) // 2])  # the first step warms up
+
+def measure_step_seconds(
+    spec: DataSpec, config: TrainConfig, base: str = "minilm-l6", warm_up: int = 2, timed: int = 4
+) -> float:
+    """Seconds per teacher training step on this machine, as the teacher will train: `timed`
+    steps of the training loop itself (its precision, length-grouped batches and fused AdamW,
+    from `config`) on the corpus's batches, after `warm_up` steps that pay the one-off costs of
+    a run (kernels chosen for each new batch shape, the optimiser's state allocated). Timed
+    outside the loop (fp32, random batches, per-tensor AdamW) and on the first steps, the
+    estimate once announced 29 minutes for a quick demo that took 6."""
+    base_dir = resolve_base(base)
+    data = prepare(spec, load_tokenizer(base_dir))
+    model = load_classifier(base_dir, data.label_map, data.task)
+    terms = [LossTerm("hard", 1.0, hard_loss)]
+    steps = warm_up + timed
+    trial = dataclasses.replace(config, max_steps=steps + 1, progress=False, save_state=False)
+    ended: list[float] = []
+
+    def on_step(step: int, total: int, trained) -> None:
+        ended.append(time.perf_counter())
+        if step == steps:
+            raise _Timed  # before the loop evaluates or keeps anything
+
+    with contextlib.suppress(_Timed):
+        train(
+            model,
+            train_loader(data.train_set, trial),
+            lambda model, batch: combine(terms, forward(model, batch), None, batch),
+            evaluator(data),
+            trial,
+            description="timing",
+            on_step=on_step,
+        )
+    return warm_step_seconds(ended, warm_up)
+
+
+def warm_step_seconds(ended: list[float], warm_up: int) -> float:
+    """The median length of the steps after the first `warm_up` (≥ 1), from the moment each
+    step ended: step k lasts from the end of step k − 1 to its own (its batch included)."""
+    lengths = [b - a for a, b in zip(ended, ended[1:], strict=False)]  # steps 2, 3, ...
+    warm = sorted(lengths[warm_up - 1 :])
+    if not warm:
+        raise ValueError(f"{len(ended)} steps timed: none after the {warm_up} warm-up steps")
+    return warm[len(warm) // 2]
 
 
 def estimate_seconds(plan: DemoPlan, steps: int, seconds_per_step: float) -> float:
@@ -186,19 +217,6 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
     spec = DataSpec(
         train_file, eval_file, Columns("text", None, "label"), "classification", plan.max_length
     )
-    seconds_per_step = measure_step_seconds(spec, plan.batch_size)
-    estimate = estimate_seconds(plan, steps, seconds_per_step)
-    click.echo(
-        f"demo ({'quick' if quick else 'full'}): "
-        f"{len(train_rows)} train / {len(eval_rows)} eval tweets, "
-        f"teacher {plan.teacher_epochs:g} epochs of {steps} steps, "
-        f"students with {', '.join(map(str, plan.layers))} layers; "
-        f"a teacher step takes {seconds_per_step:.2f} s here, "
-        f"so the run takes about {estimate / 60:.0f} minutes "
-        "(less if early stopping ends training sooner)",
-        err=True,
-    )
-    teacher_dir = out / "models" / "teacher"
     teacher_config = TrainConfig(
         epochs=plan.teacher_epochs,
         batch_size=plan.batch_size,
@@ -206,6 +224,19 @@ def run_demo(out: Path, quick: bool = False, seed: int = 42) -> Path:
         seed=seed,
         patience=2,
     )
+    seconds_per_step = measure_step_seconds(spec, teacher_config)
+    estimate = estimate_seconds(plan, steps, seconds_per_step)
+    click.echo(
+        f"demo ({'quick' if quick else 'full'}): "
+        f"{len(train_rows)} train / {len(eval_rows)} eval tweets, "
+        f"teacher {plan.teacher_epochs:g} epochs of {steps} steps, "
+        f"students with {', '.join(map(str, plan.layers))} layers; "
+        f"a warm teacher step takes {seconds_per_step:.2f} s here, "
+        f"so the run takes about {estimate / 60:.0f} minutes "
+        "(less if early stopping ends training sooner)",
+        err=True,
+    )
+    teacher_dir = out / "models" / "teacher"
     train_teacher("minilm-l6", spec, teacher_dir, teacher_config)
     model_dirs = [teacher_dir]
     for layers in plan.layers:
