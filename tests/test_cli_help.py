@@ -103,6 +103,17 @@ def test_every_help_has_an_example_its_parser_accepts(path):
             pytest.fail(f"example {line!r} does not parse: {exc.format_message()}")
 
 
+@pytest.mark.parametrize("path", [path for path, _ in ALL], ids=lambda p: " ".join(p) or "root")
+def test_every_option_says_what_it_does(path):
+    command = dict(ALL)[path]
+    bare = [
+        "/".join(p.opts)
+        for p in command.params
+        if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()
+    ]
+    assert not bare, f"`slimbert {' '.join(path)}`: options without help text: {bare}"
+
+
 def test_examples_reads_continued_lines():
     text = "Example:\n  slimbert bench --model a \\\n    --eval b --out c\n  curl -s x\n"
     assert examples(text) == ["slimbert bench --model a --eval b --out c"]

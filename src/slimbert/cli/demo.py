@@ -22,7 +22,14 @@ from slimbert.experiment.cells import run_experiment
     show_default=True,
     help="Where the data split, models, exports and report go.",
 )
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=42,
+    show_default=True,
+    help="Seed of the tweets' train/eval split, the training shuffles and the students' "
+    "initialisation: the same seed on the same machine repeats the run.",
+)
 @user_errors
 def demo_cmd(quick, out, seed):
     """Offline end to end on the bundled MiniLM and tweet corpus: teacher, 3/2/1-layer kd

@@ -91,8 +91,20 @@ from slimbert.errors import SlimbertError
     type=click.Choice(["minmax", "percentile", "entropy"]),
     default="minmax",
     show_default=True,
+    help="--quantize static: how each activation's int8 range is set from the calibration "
+    "examples: minmax spans every value seen, entropy the range that keeps the values' "
+    "distribution (least KL divergence), percentile clips the outer 0.001%. On the SST-2 MiniLM "
+    "teacher they kept 97.9, 98.1 and 95.6% label agreement: clipping BERT's activation "
+    "outliers flips labels.",
 )
-@click.option("--calibration-examples", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--calibration-examples",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="--quantize static: rows drawn from --calibration-data (a seeded shuffle) to measure "
+    "the activation ranges on; more rows give ranges closer to the data's and a slower export.",
+)
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "fp16"]),
@@ -114,7 +126,14 @@ from slimbert.errors import SlimbertError
     help="Also write a Triton model repository here: ONNX model, tokenizer, raw-text ensemble, "
     "client.py.",
 )
-@click.option("--triton-max-batch-size", type=click.IntRange(0), default=32, show_default=True)
+@click.option(
+    "--triton-max-batch-size",
+    type=click.IntRange(0),
+    default=32,
+    show_default=True,
+    help="--triton: the largest batch Triton's dynamic batcher forms from requests waiting "
+    "together (config.pbtxt max_batch_size); 0 turns batching off, each request runs alone.",
+)
 @user_errors
 def export_cmd(
     model_dir,

@@ -27,7 +27,13 @@ from slimbert.errors import SlimbertError
     show_default=True,
     help="Address to bind; 0.0.0.0 to accept connections from other machines.",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="TCP port to listen on; 0 takes any free port (uvicorn's start-up line names it).",
+)
 @click.option("--name", help="Model name in responses (default: the folder's name).")
 @provider_option()
 @click.option(
@@ -90,6 +96,8 @@ from slimbert.errors import SlimbertError
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
     show_default=True,
+    help="The server's console log (uvicorn's start-up, shutdown and errors, and the request "
+    "lines of --access-log): warning shows problems only, debug every connection event.",
 )
 @click.option(
     "--access-log/--no-access-log", default=False, help="Log every request (costs throughput)."
