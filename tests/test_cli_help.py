@@ -63,6 +63,19 @@ def parses(line: str) -> None:
 
 ALL = list(commands())
 
+# Commands that train on unlabelled text (masked-LM pre-training, task-agnostic distillation):
+# with no labels there is no metric to choose, and a transfer set's texts come in by --text.
+UNLABELLED = {"pretrain-student", "distill-general"}
+
+
+def flags(command: click.Command) -> set[str]:
+    return {opt for param in command.params for opt in param.opts}
+
+
+def training_commands() -> dict[str, click.Command]:
+    """Every command of the tree that trains a model (it takes --epochs), by its path."""
+    return {" ".join(path): c for path, c in ALL if "--epochs" in flags(c)}
+
 
 def test_the_walk_reaches_every_command():
     names = {" ".join(path) for path, _ in ALL}

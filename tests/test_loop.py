@@ -8,10 +8,12 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from test_cli_help import UNLABELLED, flags, training_commands
 from torch import nn
 from torch.utils.data import DataLoader
 
 from slimbert.cli import cli
+from slimbert.compress.registry import METHODS
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
 from slimbert.training.loop import TrainConfig, better, train, training_record
@@ -141,16 +143,20 @@ def test_training_record_says_whether_the_kept_checkpoint_is_degenerate():
     assert record["degenerate"] == "predicts only 1" and record["metric"] == {"f1": 81.2}
 
 
-@pytest.mark.parametrize("flag", ["--metric", "--positive-label", "--tie-margin"])
-def test_every_training_command_takes_the_scoring_flags(flag):
-    for command in (
-        ["train-teacher"],
-        ["compress", "kd"],
-        ["compress", "textcnn"],
-        ["professor", "boost"],
-    ):
-        result = CliRunner().invoke(cli, [*command, "--help"])
-        assert flag in result.output, (command, flag)
+def test_every_command_that_trains_on_labels_takes_the_scoring_flags():
+    """Walks the whole click tree: a new training command without the flags fails here."""
+    trained = training_commands()
+    # train-teacher, professor boost and every compress method, beside the unlabelled two
+    assert {"train-teacher", "professor boost", "compress kd"} | UNLABELLED <= set(trained)
+    assert len(trained) >= 2 + len(METHODS) + len(UNLABELLED)
+    scoring = {"--metric", "--positive-label", "--tie-margin"}
+    for name, command in trained.items():
+        if name in UNLABELLED:  # they keep the checkpoint with the lowest held-out loss
+            assert not {"--metric", "--positive-label"} & flags(command), name
+        else:
+            assert scoring <= flags(command), (name, scoring - flags(command))
+        result = CliRunner().invoke(cli, [*name.split(), "--help"])
+        assert ("--metric" in result.output) == (name not in UNLABELLED), name
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):

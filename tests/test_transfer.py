@@ -14,9 +14,11 @@ import torch
 from click.testing import CliRunner
 from conftest import WORDS
 from safetensors.torch import load_file
+from test_cli_help import UNLABELLED, flags, training_commands
 
 from slimbert.batches import DataSpec, prepare
 from slimbert.cli import cli
+from slimbert.compress.registry import METHODS
 from slimbert.data import Columns, LabelMap, read_examples, text_key
 from slimbert.errors import SlimbertError
 from slimbert.files import sha256_file
@@ -457,7 +459,16 @@ def test_prepare_checks_the_transfer_rows(tmp_path, tiny_teacher, sst2_files, re
     assert str(path) in str(caught.value)
 
 
-def test_every_method_takes_the_transfer_flag():
-    for method in SIZES:
-        result = CliRunner().invoke(cli, ["compress", method, "--help"])
-        assert "--transfer PATH" in result.output, method
+def test_every_command_that_trains_on_labels_takes_the_transfer_flag():
+    """Walks the whole click tree: train-teacher, professor boost and every compress method take
+    --transfer; the commands that train on unlabelled text read a transfer set by --text."""
+    trained = training_commands()
+    assert {f"compress {name}" for name in METHODS} | {"train-teacher", "professor boost"} <= set(
+        trained
+    )
+    for name, command in trained.items():
+        output = CliRunner().invoke(cli, [*name.split(), "--help"]).output
+        if name in UNLABELLED:
+            assert "--transfer" not in flags(command) and "--text " in output, name
+        else:
+            assert "--transfer PATH" in output, name
