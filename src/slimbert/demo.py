@@ -27,7 +27,7 @@ from slimbert.errors import SlimbertError
 from slimbert.files import write_text_atomic
 from slimbert.models import device, load_classifier, load_tokenizer, resolve_base
 from slimbert.teachers.train import train_teacher
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 from slimbert.training.losses import hard_loss
 from slimbert.training.outputs import forward
 
