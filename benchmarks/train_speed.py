@@ -41,7 +41,8 @@ from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.models import load_classifier, load_tokenizer, resolve_base
-from slimbert.training.loop import TrainConfig, resolve_precision, train, train_loader
+from slimbert.training.config import TrainConfig, train_loader
+from slimbert.training.loop import resolve_precision, train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 

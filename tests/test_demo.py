@@ -12,7 +12,7 @@ from slimbert import demo
 from slimbert.batches import DataSpec
 from slimbert.demo import DemoPlan, estimate_seconds, stratified_split, warm_step_seconds
 from slimbert.files import atomic_dir
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 
 def test_stratified_split_keeps_label_shares_and_drops_duplicates():

@@ -15,7 +15,7 @@ from slimbert.cli import cli
 from slimbert.compress.general import GeneralConfig, distill_general
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 NARROW = {"layers": 2, "hidden_size": 16, "heads": 2, "ffn_size": 32}
 

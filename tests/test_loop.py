@@ -16,7 +16,8 @@ from slimbert.cli import cli
 from slimbert.compress.registry import METHODS
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
-from slimbert.training.loop import TrainConfig, better, train, training_record
+from slimbert.training.config import TrainConfig, better, training_record
+from slimbert.training.loop import train
 
 
 def score(main: float, degenerate: str | None = None) -> Metrics:
@@ -132,7 +133,7 @@ def test_a_metric_of_the_wrong_kind_is_one_line(tiny_base, sst2_files, tmp_path)
 
 
 def test_training_record_says_whether_the_kept_checkpoint_is_degenerate():
-    from slimbert.training.loop import TrainResult
+    from slimbert.training.config import TrainResult
 
     class Data:
         def describe(self):

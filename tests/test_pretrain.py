@@ -23,7 +23,7 @@ from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
 from slimbert.texts import unlabelled_texts
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 
 def test_mlm_student_copies_picked_layers_and_ties_the_decoder(tiny_teacher):

@@ -19,7 +19,7 @@ from slimbert.errors import SlimbertError
 from slimbert.teachers.boost import BoostConfig, boost
 from slimbert.teachers.ensemble import EnsembleClassifier, combine_logits
 from slimbert.teachers.samme import draw_bag, samme_step, weighted_hard_loss, weighted_loader
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 # ---------------------------------------------------------------------------------------------
 # SAMME

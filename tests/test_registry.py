@@ -32,7 +32,8 @@ from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.errors import SlimbertError
 from slimbert.models import save_model
 from slimbert.settings import setting
-from slimbert.training.loop import TrainResult, train, train_loader
+from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
-from slimbert.training.loop import TrainConfig, train
+from slimbert.training.config import TrainConfig
+from slimbert.training.loop import train
 from slimbert.training.state import STATE_DIR, RunFiles
 
 

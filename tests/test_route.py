@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
-from slimbert.training.loop import TrainConfig, planned_steps, train
+from slimbert.training.config import TrainConfig, planned_steps
+from slimbert.training.loop import train
 from slimbert.training.route import plan, route_checkpoints, route_steps, split_budget
 
 FLAGS = [

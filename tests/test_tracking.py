@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from slimbert.cli import cli
 from slimbert.metrics import Metrics
-from slimbert.training.loop import TrainConfig, planned_steps, train
+from slimbert.training.config import TrainConfig, planned_steps
+from slimbert.training.loop import train
 
 
 def kd_args(teacher, train_file, dev_file, out, *extra) -> list[str]:

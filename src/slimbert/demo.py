@@ -29,7 +29,8 @@ from slimbert.errors import SlimbertError
 from slimbert.files import write_text_atomic
 from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.teachers.train import train_teacher
-from slimbert.training.loop import TrainConfig, train, train_loader
+from slimbert.training.config import TrainConfig, train_loader
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 

@@ -20,7 +20,7 @@ from slimbert.batches import DataSpec
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import PROVIDERS
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

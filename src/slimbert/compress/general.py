@@ -55,7 +55,8 @@ from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.texts import unlabelled_texts
 from slimbert.training.capture import check_attention_scores, forward_internals
-from slimbert.training.loop import TrainConfig, TrainResult, train, train_loader
+from slimbert.training.config import TrainConfig, TrainResult, train_loader
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine
 from slimbert.training.state import RunFiles
 

@@ -34,7 +34,7 @@ from slimbert.models import (
 )
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.loop import TrainResult, train_loader
+from slimbert.training.config import TrainResult, train_loader
 from slimbert.training.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
 from slimbert.training.route import describe as describe_route
 from slimbert.training.route import soft_targets, train_stages

@@ -25,7 +25,7 @@ from typing import Any
 from slimbert.batches import DataSpec, TaskData, evaluator, prepare
 from slimbert.errors import SlimbertError
 from slimbert.teachers.load import Teacher, load_teacher
-from slimbert.training.loop import TrainConfig, TrainResult, training_record
+from slimbert.training.config import TrainConfig, TrainResult, training_record
 
 
 @dataclass(frozen=True)

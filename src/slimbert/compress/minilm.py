@@ -46,7 +46,8 @@ from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.capture import TransformerOutputs, forward_internals, split_heads
-from slimbert.training.loop import TrainResult, train, train_loader
+from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.loop import train
 from slimbert.training.losses import (
     LossTerm,
     TermFn,

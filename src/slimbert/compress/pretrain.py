@@ -54,7 +54,8 @@ from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import model_fingerprint
 from slimbert.texts import unlabelled_texts
-from slimbert.training.loop import TrainConfig, TrainResult, train
+from slimbert.training.config import TrainConfig, TrainResult
+from slimbert.training.loop import train
 from slimbert.training.state import RunFiles
 
 ROLE = "pretrained-student"

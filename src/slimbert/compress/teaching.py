@@ -39,7 +39,8 @@ from slimbert.models import device, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.loop import TrainResult, train, train_loader, training_record
+from slimbert.training.config import TrainResult, train_loader, training_record
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
 from slimbert.training.outputs import Outputs
 from slimbert.training.route import Stage, describe, plan, route_logits

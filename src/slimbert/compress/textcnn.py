@@ -24,7 +24,7 @@ from slimbert.compress.method import Job, Method
 from slimbert.compress.network_configs import PAIR_ENCODINGS, TextCNNConfig
 from slimbert.compress.teaching import EmbeddingStudentMethod, teach
 from slimbert.settings import setting
-from slimbert.training.loop import TrainResult
+from slimbert.training.config import TrainResult
 
 
 @dataclass

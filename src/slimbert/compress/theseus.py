@@ -49,7 +49,8 @@ from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
-from slimbert.training.loop import TrainResult, planned_steps, train, train_loader
+from slimbert.training.config import TrainResult, planned_steps, train_loader
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 from slimbert.training.state import RunFiles

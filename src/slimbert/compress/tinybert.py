@@ -53,7 +53,8 @@ from slimbert.training.capture import (
     check_attention_scores,
     forward_internals,
 )
-from slimbert.training.loop import TrainResult, train, train_loader
+from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.loop import train
 from slimbert.training.losses import (
     LossTerm,
     TermFn,

@@ -33,7 +33,7 @@ from slimbert.compress.teaching import (
 )
 from slimbert.errors import SlimbertError
 from slimbert.settings import setting
-from slimbert.training.loop import TrainResult
+from slimbert.training.config import TrainResult
 
 
 @dataclass

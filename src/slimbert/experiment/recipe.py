@@ -23,7 +23,7 @@ from slimbert.metrics import METRICS
 from slimbert.settings import from_mapping
 from slimbert.teachers.boost import BoostConfig
 from slimbert.teachers.pair_augment import PairAugmentConfig
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 TEACHING_PATHS = ("TS", "PS-Boosting", "PS-DA", "PS-DA*")
 SLUGS = {"TS": "ts", "PS-Boosting": "ps-boosting", "PS-DA": "ps-da", "PS-DA*": "ps-da-star"}

@@ -19,7 +19,7 @@ from slimbert.experiment.recipe import BenchSettings
 from slimbert.teachers.boost import BoostConfig, boost
 from slimbert.teachers.pair_augment import PairAugmentConfig, augment_pairs
 from slimbert.teachers.train import train_teacher
-from slimbert.training.loop import TrainConfig
+from slimbert.training.config import TrainConfig
 
 
 def teacher_stage(

@@ -88,7 +88,8 @@ from slimbert.provenance import METADATA_FILE, library_versions
 from slimbert.settings import setting
 from slimbert.teachers.ensemble import COMBINES, ENSEMBLE_FILE, ENSEMBLE_FORMAT, combine_logits
 from slimbert.teachers.samme import draw_bag, samme_step, weighted_hard_loss, weighted_loader
-from slimbert.training.loop import TrainConfig, train
+from slimbert.training.config import TrainConfig
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 from slimbert.training.state import RunFiles

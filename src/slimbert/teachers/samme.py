@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, SubsetRandomSampler, WeightedRandomSampler
 
 from slimbert.batches import EncodedDataset, LengthGroupedBatches, collate
-from slimbert.training.loop import TrainConfig, train_loader
+from slimbert.training.config import TrainConfig, train_loader
 from slimbert.training.losses import TermFn
 from slimbert.training.outputs import Outputs
 

@@ -15,14 +15,14 @@ from slimbert.models import (
     save_model,
     seed_everything,
 )
-from slimbert.training.loop import (
+from slimbert.training.config import (
     TrainConfig,
     TrainResult,
     planned_steps,
-    train,
     train_loader,
     training_record,
 )
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 from slimbert.training.route import ROUTE_DIR, route_steps, step_dir_name

@@ -27,7 +27,8 @@ import torch
 from slimbert.errors import SlimbertError
 from slimbert.models import device, load_model_dir
 from slimbert.teachers import logits
-from slimbert.training.loop import TrainConfig, planned_steps, train
+from slimbert.training.config import TrainConfig, planned_steps
+from slimbert.training.loop import train
 from slimbert.training.state import RunFiles
 
 ROUTE_DIR = "route"

@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 from accelerate import Accelerator
 
 from slimbert.errors import SlimbertError
 from slimbert.models import device
+from slimbert.training.config import TRACKERS, TrainConfig
 from slimbert.training.state import RunFiles
-
-if TYPE_CHECKING:
-    from slimbert.training.loop import TrainConfig
-
-# --report-to NAME: the package Accelerate's tracker needs; the slimbert extra is named the same
-TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def tracker_figures(figures: dict) -> dict[str, float]:
