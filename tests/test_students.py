@@ -517,13 +517,12 @@ def test_hard_labels_only_joint_and_several_teachers(students, tiny_teacher, sst
         for flag in ("--isolated", "--not-isolated")
     ]
     assert [m["teaching"]["mode"] for m in joint] == ["joint-isolated", "joint-not-isolated"]
-    # same first step (same weights, same batch); the teacher's updates then differ
-    assert joint[0]["first_losses"][0]["teacher_hard"] == pytest.approx(
-        joint[1]["first_losses"][0]["teacher_hard"]
-    )
-    assert joint[0]["first_losses"][2]["teacher_hard"] != pytest.approx(
-        joint[1]["first_losses"][2]["teacher_hard"], abs=1e-7
-    )
+    # same first step (same weights, same batch); the teacher's updates then differ: by step 3
+    # the soft loss's pull on the not-isolated teacher has moved its loss by ~6e-4, thousands of
+    # times float32 rounding at 0.7 (6e-8), which is all a run-to-run difference could be
+    isolated_run, coupled_run = ([r["teacher_hard"] for r in m["first_losses"]] for m in joint)
+    assert isolated_run[0] == pytest.approx(coupled_run[0], abs=1e-6)
+    assert abs(isolated_run[2] - coupled_run[2]) > 1e-4
 
     # the previous production model (here: the offline TextCNN) as a second, lighter teacher
     result = invoke(
@@ -548,9 +547,9 @@ def test_hard_labels_only_joint_and_several_teachers(students, tiny_teacher, sst
     ]
     assert set(several["teacher_metrics"]) == {str(tiny_teacher), str(students["textcnn"])}
     assert several["first_losses"][0]["hard"] == pytest.approx(offline["first_losses"][0]["hard"])
-    assert several["first_losses"][0]["soft"] != pytest.approx(
-        offline["first_losses"][0]["soft"], abs=1e-6
-    )
+    # same student, same batch: the soft targets alone differ (the 3:1 mix moves the first soft
+    # loss by ~0.012, far past any rounding)
+    assert abs(several["first_losses"][0]["soft"] - offline["first_losses"][0]["soft"]) > 1e-3
 
 
 def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(
