@@ -399,9 +399,11 @@ def test_professor_boost_members_of_every_family(family, tmp_path, files):
         + ["--max-steps", "24", "--lr", "3e-3", "--patience", "0", "--eval-every", "24"]
         + ["--batch-size", "16", "--max-length", "32", "--seed", "0", "--no-progress"]
     )
-    if result.exit_code != 0:  # a tiny random member that learns nothing ends boosting in one line
-        assert "Error: professor boost: the first member is " in result.output
-        return
+    # every family's member learns the tiny task (a refusal is a failure here: a member stuck at
+    # chance would end boosting in one line, and that would not be "works")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "p" / "slimbert.json").read_text())
+    assert meta["members"] >= 1 and meta["metric"]["accuracy"] >= 75.0, meta["stopped"]
     teacher = load_teacher(tmp_path / "p")
     tokenizer = teacher.tokenizer
     batch = dict(tokenizer(["good movie", "bad plot"], padding=True, return_tensors="pt"))
