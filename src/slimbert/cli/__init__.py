@@ -1,7 +1,9 @@
 """slimbert's command line: train a teacher, distil students, export, bench, serve, demo.
 
-Every command exits 0 on success and, on a problem the user can fix, prints one line on stderr
-naming the thing and the fix, exits non-zero and leaves no half-written output behind.
+Every command exits 0 on success. A problem with what the flags name (a SlimbertError) prints one
+`Error:` line on stderr naming the thing and the fix and exits 1; a command line click cannot parse
+gets click's usage message (Usage, Try --help, a blank line, Error) and exits 2. Neither leaves a
+half-written output behind.
 """
 
 from __future__ import annotations
