@@ -127,6 +127,21 @@ def test_every_option_says_what_it_does(path):
     assert not bare, f"`slimbert {' '.join(path)}`: options without help text: {bare}"
 
 
+def test_a_user_error_is_one_line_and_a_usage_error_is_click_s_four():
+    """What the README promises about stderr and exit statuses, as a user meets them."""
+    runner = CliRunner()
+    usage = runner.invoke(cli, ["export", "--nope"])
+    assert usage.exit_code == 2
+    lines = usage.output.splitlines()  # all of it on stderr (nothing is printed to stdout)
+    assert len(lines) == 4 and lines[0].startswith("Usage: ") and lines[2] == ""
+    assert lines[1].startswith("Try '") and lines[3].startswith("Error: No such option '--nope'")
+    user = runner.invoke(
+        cli, ["export", "--model", "/absent", "--eval", "/absent.tsv", "--out", "/absent-out"]
+    )
+    assert user.exit_code == 1
+    assert user.output == "Error: --model /absent: no such directory\n"
+
+
 def test_examples_reads_continued_lines():
     text = "Example:\n  slimbert bench --model a \\\n    --eval b --out c\n  curl -s x\n"
     assert examples(text) == ["slimbert bench --model a --eval b --out c"]
