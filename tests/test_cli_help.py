@@ -182,3 +182,31 @@ def test_compare_exit_status_tells_regressions_from_errors(reports, tmp_path):
     assert status(old, str(tmp_path / "absent.json")) == 1  # a SlimbertError
     help_text = CliRunner().invoke(cli, ["bench", "compare", "--help"]).output
     assert "3  a regression was found" in help_text and "2  usage error" in help_text
+
+
+def test_top_level_help_loads_no_command_and_lists_each_commands_own_summary():
+    """`slimbert --help` reads the command summaries from their docstrings without importing
+    the command modules (which bring in torch and transformers), and shows what each command's
+    own help would."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from slimbert.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'onnxruntime') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    from slimbert.cli import COMMANDS, docstring_of
+
+    context = click.Context(cli)
+    assert cli.list_commands(context) == sorted(COMMANDS)
+    for name in COMMANDS:
+        summary = click.Command(name, help=docstring_of(*COMMANDS[name])).get_short_help_str(999)
+        assert summary == cli.get_command(context, name).get_short_help_str(999), name

@@ -8,19 +8,64 @@ half-written output behind.
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
+import inspect
+
 import click
 
-from slimbert.cli.bench import bench_cmd
-from slimbert.cli.compress import compress
-from slimbert.cli.demo import demo_cmd, experiment_cmd
-from slimbert.cli.export import export_cmd
-from slimbert.cli.general import distill_general_cmd
-from slimbert.cli.options import CONTEXT
-from slimbert.cli.serve import serve_cmd
-from slimbert.cli.teachers import augment_cmd, pretrain_student_cmd, professor, train_teacher_cmd
+# every command's click settings (cli/options.py hands them on to the command modules)
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# every command: the module that defines it and its name there. A module is imported only when
+# its command runs (or its --help is asked for): `slimbert --help` loads no torch.
+COMMANDS = {
+    "train-teacher": ("slimbert.cli.teachers", "train_teacher_cmd"),
+    "compress": ("slimbert.cli.compress", "compress"),
+    "professor": ("slimbert.cli.teachers", "professor"),
+    "pretrain-student": ("slimbert.cli.teachers", "pretrain_student_cmd"),
+    "distill-general": ("slimbert.cli.general", "distill_general_cmd"),
+    "augment": ("slimbert.cli.teachers", "augment_cmd"),
+    "export": ("slimbert.cli.export", "export_cmd"),
+    "bench": ("slimbert.cli.bench", "bench_cmd"),
+    "serve": ("slimbert.cli.serve", "serve_cmd"),
+    "demo": ("slimbert.cli.demo", "demo_cmd"),
+    "experiment": ("slimbert.cli.demo", "experiment_cmd"),
+}
 
 
-@click.group(context_settings=CONTEXT)
+def docstring_of(module: str, name: str) -> str:
+    """The docstring of function `name` in `module`, read from its source without importing it."""
+    tree = ast.parse(open(importlib.util.find_spec(module).origin, encoding="utf-8").read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return inspect.cleandoc(ast.get_docstring(node, clean=False) or "")
+    raise LookupError(f"{module} defines no command function {name}")
+
+
+class LazyGroup(click.Group):
+    """The top-level group: commands load on use; their help lines come from their docstrings."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = [
+            click.Command(n, help=docstring_of(*COMMANDS[n])) for n in self.list_commands(ctx)
+        ]
+        width = formatter.width - 6 - max(len(command.name) for command in listed)
+        with formatter.section("Commands"):
+            formatter.write_dl([(c.name, c.get_short_help_str(width)) for c in listed])
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(package_name="slimbert")
 def cli():
     """Distil a fine-tuned BERT-family classifier into smaller students, export them to ONNX,
@@ -53,22 +98,6 @@ def _quiet_weight_bars() -> None:
 
     if hasattr(transformers_logging, "set_tqdm_hook"):  # transformers 5; 4.x draws no such bars
         transformers_logging.set_tqdm_hook(_drop_weight_bars)
-
-
-for command in (
-    train_teacher_cmd,
-    compress,
-    professor,
-    pretrain_student_cmd,
-    distill_general_cmd,
-    augment_cmd,
-    export_cmd,
-    bench_cmd,
-    serve_cmd,
-    demo_cmd,
-    experiment_cmd,
-):
-    cli.add_command(command)
 
 
 def main() -> None:

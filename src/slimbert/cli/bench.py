@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from slimbert.cli import CONTEXT
 from slimbert.cli.options import (
-    CONTEXT,
     column_flags,
     int_list,
     length_list,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
+from slimbert.cli import CONTEXT
 from slimbert.cli.options import (
-    CONTEXT,
     cli_fields,
     data_options,
     data_spec,

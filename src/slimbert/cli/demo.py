@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import CONTEXT, user_errors
+from slimbert.cli import CONTEXT
+from slimbert.cli.options import user_errors
 from slimbert.demo import run_demo
 from slimbert.experiment.cells import run_experiment
 

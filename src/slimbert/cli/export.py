@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from slimbert.cli.options import CONTEXT, column_flags, provider_option, recipe_option, user_errors
+from slimbert.cli import CONTEXT
+from slimbert.cli.options import column_flags, provider_option, recipe_option, user_errors
 from slimbert.errors import SlimbertError
 
 

@@ -24,8 +24,6 @@ from slimbert.errors import SlimbertError
 from slimbert.export.runtime import PROVIDERS
 from slimbert.training.config import TrainConfig
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
 
 def user_errors(command):
     """Turn SlimbertError (and Ctrl-C) into one clear line instead of a traceback."""

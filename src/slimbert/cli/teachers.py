@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from slimbert.batches import DataSpec
+from slimbert.cli import CONTEXT
 from slimbert.cli.options import (
-    CONTEXT,
     cli_fields,
     column_flags,
     column_options,
