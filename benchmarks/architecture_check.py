@@ -68,7 +68,6 @@ LONG_FUNCTIONS = {
     "slimbert.compress.teaching:teach": (129, "the joint schemes in one loop"),
     "slimbert.data:read_examples": (121, "every format's column rules"),
     "slimbert.compress.tinybert:run": (120, "three stages"),
-    "slimbert.cli.export:export_cmd": (109, "every export flag"),
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
     "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
     "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
