@@ -125,6 +125,23 @@ def sharp_teacher(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def loud_teacher(sharp_teacher, tmp_path_factory) -> Path:
+    """The sharp teacher with its classifier ×300: logits of a few units that differ from row
+    to row, not hundredths, so a soft loss computed by hand is far from rounding."""
+    import shutil
+
+    from slimbert.models import load_classifier
+
+    folder = tmp_path_factory.mktemp("loud") / "teacher"
+    shutil.copytree(sharp_teacher, folder)
+    model = load_classifier(folder)
+    with torch.no_grad():
+        model.classifier.weight.mul_(300.0)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
 # Tiny models run fastest on one thread, and a shared 2-core machine stops thrashing.
 torch.set_num_threads(1)
 
