@@ -243,3 +243,22 @@ def test_only_kd_takes_a_student_base_and_not_with_an_init(tmp_path):
         + ["--student-base", "minilm-l6", "--student-init", str(tmp_path)],
     )
     assert both.exit_code == 1 and "give one" in both.output, both.output
+
+
+def test_the_shipped_recipe_is_read_and_its_flags_override(sharp_teacher, sst2_files, tmp_path):
+    """recipes/distill-general.yaml parses as the command's flags; the command line wins."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "distill-general.yaml"
+    out = tmp_path / "from-recipe"
+    argv = ["distill-general", "--recipe", str(recipe), "--teacher", str(sharp_teacher)]
+    argv += ["--text", str(sst2_files[0]), "--hidden-size", "16", "--heads", "2"]
+    argv += ["--ffn-size", "32", "--relation-heads", "4", "--layers", "1", "--max-steps", "1"]
+    argv += ["--mixed-precision", "no", "--no-progress", "--out", str(out)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["general_config"]["objective"] == "minilm"  # from the recipe
+    assert meta["general_config"]["max_length"] == 128  # from the recipe
+    assert meta["train_config"]["lr"] == 5e-4 and meta["train_config"]["batch_size"] == 64
+    assert [t["path"] for t in meta["texts"]] == [str(sst2_files[0])]  # the command line's
