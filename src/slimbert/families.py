@@ -251,7 +251,9 @@ def family_of(config) -> Family:
 
 def forward_inputs(model) -> tuple[str, ...]:
     """The tokenizer outputs `model.forward` takes, less token_type_ids where its config has no
-    token types (type_vocab_size 0)."""
+    token types (type_vocab_size 0). A model wrapped for data-parallel training (DDP's
+    `forward(*inputs, **kwargs)` names nothing) is read through the model it wraps."""
+    model = getattr(model, "module", model)
     parameters = inspect.signature(model.forward).parameters
     names = [name for name in TOKENIZER_INPUTS if name in parameters]
     config = getattr(model, "config", None)

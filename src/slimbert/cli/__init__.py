@@ -12,6 +12,8 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import os
+import sys
 
 import click
 
@@ -80,6 +82,10 @@ def cli():
       slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench
     """
     _quiet_weight_bars()
+    if int(os.environ.get("RANK", "0")) != 0:
+        # under a launcher (torchrun, accelerate launch) the first process reports for all: the
+        # others train and stay quiet on stdout (errors still reach stderr)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
 
 
 # transformers 5 draws a progress bar each time it loads or saves a model's weights: on the

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -136,6 +137,13 @@ def mean_terms(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in names}
 
 
+def world_size() -> int:
+    """How many processes train together, as the launcher (torchrun, accelerate launch) says,
+    read before the Accelerator exists: creating Accelerate's state here would fix it before
+    the loop's Accelerator chooses its device."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
 def train(
     model: nn.Module,
     loader: DataLoader,
@@ -166,7 +174,10 @@ def train(
     if run is not None:
         run.start()
         saved = read_state(run.state_dir(stage)) if run.resume else None
-    batches_per_epoch = max(1, len(loader))
+    # this process's batches in an epoch: Accelerate deals the loader's batches out over the
+    # processes (`torchrun --nproc_per_node N`, `accelerate launch --num_processes N`), each
+    # getting ceil(n / N); an optimiser step takes one (or --grad-accum) from every process
+    batches_per_epoch = max(1, math.ceil(len(loader) / world_size()))
     per_epoch = steps_per_epoch(config, batches_per_epoch)
     total_steps = planned_steps(config, batches_per_epoch)
     identity = {
@@ -201,9 +212,11 @@ def train(
         optimizer, int(config.warmup_ratio * total_steps), total_steps
     )
     original_loader = loader
-    prepared = accelerator.prepare(model, optimizer, loader, scheduler, *extra_modules)
-    model, optimizer, loader, scheduler = prepared[:4]
-    extras = list(prepared[4:])
+    # The scheduler is not handed to Accelerate: its schedule counts optimiser steps, which
+    # Accelerate's wrapper would step once per process.
+    prepared = accelerator.prepare(model, optimizer, loader, *extra_modules)
+    model, optimizer, loader = prepared[:3]
+    extras = list(prepared[3:])
     generators = [*loader_generators(original_loader, loader), *(rngs or [])]
     eval_every = config.eval_every or per_epoch
     epoch_batches = max(1, len(loader))  # this process's share of an epoch
@@ -271,6 +284,10 @@ def train(
             {**epoch_tensors, **fetch_tensors, **now_tensors},
         )
 
+    def say(line: str) -> None:  # one process speaks for all of them
+        if accelerator.is_main_process:
+            bar.write(line)
+
     bar = tqdm(
         total=total_steps,
         initial=result.steps,
@@ -331,6 +348,12 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 result.steps += 1
                 logged = mean_terms(rows)
+                if accelerator.num_processes > 1:  # the step's loss over every process's batches
+                    names = list(logged)
+                    values = torch.tensor([logged[n] for n in names], device=accelerator.device)
+                    logged = dict(
+                        zip(names, accelerator.reduce(values, "mean").tolist(), strict=True)
+                    )
                 result.losses.append({"step": result.steps, **logged})
                 if on_step is not None:
                     on_step(result.steps, total_steps, accelerator.unwrap_model(model))
@@ -370,16 +393,14 @@ def train(
                         stale += 1
                     figures.update({f"eval/{k}": v for k, v in metrics.values.items()})
                     figures["eval/improved"] = improved
-                    bar.write(
+                    say(
                         f"[{description}] step {result.steps}: "
                         + ", ".join(f"{k} {v:.2f}" for k, v in metrics.values.items())
                         + (f" (degenerate: {metrics.degenerate})" if metrics.degenerate else "")
                         + (" *" if improved else "")
                     )
                     if config.patience and stale >= config.patience:
-                        bar.write(
-                            f"[{description}] early stop: no improvement in {stale} evaluations"
-                        )
+                        say(f"[{description}] early stop: no improvement in {stale} evaluations")
                         done = True
                 if run is not None and accelerator.is_main_process:
                     epoch = round(result.steps / epoch_steps, 4)
