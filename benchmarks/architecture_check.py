@@ -47,7 +47,7 @@ PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
-    "slimbert.training.loop": (499, "the one loop; to split into step, evaluation, checkpoint"),
+    "slimbert.training.loop": (480, "the one loop; to split into step, evaluation, checkpoint"),
     "slimbert.data": (524, "every reader in one place; to split by format"),
     "slimbert.serve.app": (444, "the app factory; to split into routes per protocol"),
     "slimbert.teachers.boost": (433, "PS-Boosting; to split member training from weighting"),
@@ -73,7 +73,6 @@ LONG_FUNCTIONS = {
     "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
     "slimbert.bench.decide:recommend": (95, "the SLO rules"),
     "slimbert.compress.minilm:run": (95, "two stages"),
-    "slimbert.cli.bench:bench_cmd": (94, "every bench flag"),
     "slimbert.serve.app:add_v2_routes": (90, "the v2 protocol's routes"),
     "slimbert.compress.theseus:run": (89, "replacement, then fine-tuning"),
     "slimbert.compress.pretrain:pretrain_student": (87, "masking, holdout, training"),

@@ -210,3 +210,33 @@ def test_top_level_help_loads_no_command_and_lists_each_commands_own_summary():
     for name in COMMANDS:
         summary = click.Command(name, help=docstring_of(*COMMANDS[name])).get_short_help_str(999)
         assert summary == cli.get_command(context, name).get_short_help_str(999), name
+
+
+@pytest.mark.parametrize(
+    "command, settings_class",
+    [(("bench",), "slimbert.bench.config:BenchConfig"),
+     (("export",), "slimbert.export.settings:ExportSettings")],
+)  # fmt: skip
+def test_bench_and_export_flags_come_from_their_settings_dataclass(command, settings_class):
+    """Every setting field of the dataclass is an option of the command, with the field's help
+    and default: defaults are written once, in the field."""
+    import importlib
+    from dataclasses import fields
+
+    from slimbert import settings
+    from slimbert.cli.options import cli_fields
+
+    module, name = settings_class.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    context = click.Context(cli)
+    group = cli.get_command(context, command[0])
+    options = {p.name: p for p in group.params}
+    wanted = cli_fields(cls)
+    assert len(wanted) >= 15 and set(wanted) <= set(options)
+    for field in (f for f in fields(cls) if f.name in wanted):
+        option, default = options[field.name], settings.default_of(field)
+        assert option.help == settings.describe(field).help, field.name
+        if isinstance(default, list | tuple) and not option.multiple:
+            word = settings.describe(field).none_word
+            default = ",".join(word if v is None else str(v) for v in default) or None
+        assert option.default == default, (field.name, option.default, default)

@@ -39,6 +39,8 @@ class Setting:
     flag:      the option's name when it is not --field-name (e.g. "--eval" for `eval_file`)
     cli:       False keeps the field out of the command line (set by the code, not the user)
     secondary: the off-switch of a boolean pair (--augment/--no-augment); None for is_flag
+    multiple:  a tuple of choices given by repeating the flag (--runtime onnx --runtime pytorch)
+    none_word: in a comma-separated list of numbers, the word that stands for None (e.g. "own")
     """
 
     help: str = ""
@@ -50,6 +52,8 @@ class Setting:
     flag: str | None = None
     cli: bool = True
     secondary: bool = True
+    multiple: bool = False
+    none_word: str | None = None
 
 
 def setting(

@@ -4,10 +4,12 @@ anything is timed. bench/run.py runs it."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from slimbert.bench.decide import Slo
 from slimbert.errors import SlimbertError
+from slimbert.metrics import METRICS
+from slimbert.settings import setting
 
 RUNTIMES = ("pytorch", "onnx")
 TORCH_PRECISIONS = ("fp32", "fp16")  # PyTorch eager rows; fp16 on CUDA only
@@ -41,25 +43,87 @@ class BenchConfig:
                    model's weights cast to half, as a team serving eager PyTorch on a GPU would)
     """
 
-    provider: str = "cpu"
-    batch_sizes: list[int] = field(default_factory=lambda: [1])
-    threads: int | None = None
-    warmup: int = 20
-    limit: int | None = None
-    max_length: int | None = None
-    isolate: bool = True
-    runtimes: tuple[str, ...] = RUNTIMES
-    lengths: list[int | None] = field(default_factory=lambda: [None])
-    thread_counts: list[int] = field(default_factory=list)
-    repeats: int = 3
-    io_binding: bool = True
-    peak: bool = True
-    slo: str | None = None
-    max_f1_drop: float | None = None
-    metric: str | None = None
-    positive_label: str | None = None
-    torch_precisions: tuple[str, ...] = ("fp32",)
-    alternate: bool = True
+    provider: str = setting("cpu", "cpu or cuda (the command's --provider).", cli=False)
+    batch_sizes: list[int] = setting(
+        factory=lambda: [1], help="Comma-separated request sizes.", flag="--batch-sizes"
+    )
+    threads: int | None = setting(None, "One intra-op thread count (None: all cores).", cli=False)
+    warmup: int = setting(20, "Uncounted requests before timing.", min=0)
+    limit: int | None = setting(None, "Only the first N eval examples.", min=1)
+    max_length: int | None = setting(
+        None,
+        "Truncation of own-length requests (default: each model's training max length).",
+        min=8,
+        max=4096,
+    )
+    isolate: bool = setting(
+        True,
+        "Time each model in a fresh process (peak memory its own), or every model in this "
+        "process (faster, but peak memory is shared).",
+        flag="--isolate/--in-process",
+    )
+    runtimes: tuple[str, ...] = setting(
+        RUNTIMES,
+        "Runtimes to time; repeat for both.",
+        flag="--runtime",
+        choices=RUNTIMES,
+        multiple=True,
+    )
+    lengths: list[int | None] = setting(
+        factory=lambda: [None],
+        help="Comma-separated: 'own' pads each request to its own longest example; a number L "
+        "pads (and truncates) every request to L.",
+        none_word="own",
+    )
+    thread_counts: list[int] = setting(
+        factory=list,
+        help="Comma-separated intra-op thread counts to sweep (default: all cores).",
+        flag="--threads",
+    )
+    repeats: int = setting(
+        3, "Timed passes over all requests; figures are medians ± half the range.", min=1
+    )
+    io_binding: bool = setting(
+        True,
+        "On CUDA, also time the ONNX rows fed through IO binding (pre-allocated buffers).",
+        flag="--io-binding/--no-io-binding",
+    )
+    peak: bool = setting(
+        True,
+        "Measure the matmul peak (--no-peak: the physical-limit column keeps FLOPs only).",
+        flag="--peak/--no-peak",
+    )
+    slo: str | None = setting(
+        None,
+        'Latency objective, e.g. "p99<=10ms"; with --max-f1-drop marks the recommended model.',
+    )
+    max_f1_drop: float | None = setting(
+        None, "Metric points a recommended model may lose against the teacher.", min=0
+    )
+    metric: str | None = setting(
+        None,
+        "The figure vs Teacher and the recommendation use (default: f1; regression: pearson); "
+        "the F1 column stays.",
+        choices=METRICS,
+    )
+    positive_label: str | None = setting(
+        None, "The class binary F1 is computed for (default: '1', 'positive', or the second label)."
+    )
+    torch_precisions: tuple[str, ...] = setting(
+        ("fp32",),
+        "Precisions of the PyTorch eager rows; fp16 casts the weights to half and needs "
+        "--provider cuda. Repeat for both.",
+        flag="--torch-precision",
+        choices=TORCH_PRECISIONS,
+        multiple=True,
+    )
+    alternate: bool = setting(
+        True,
+        "Time the passes in rounds, one pass of every row a round, so that a ratio between rows "
+        "is measured alternating (the benchmark protocol); --in-order times each row's passes "
+        "back to back.",
+        flag="--alternate/--in-order",
+    )
 
     def threads_to_sweep(self) -> list[int]:
         return list(self.thread_counts) or [self.threads or os.cpu_count() or 1]

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import click
 
+from slimbert.bench.config import BenchConfig
 from slimbert.cli import CONTEXT
 from slimbert.cli.options import (
     column_flags,
-    int_list,
-    length_list,
+    dataclass_options,
+    from_cli,
     provider_option,
     recipe_option,
     user_errors,
 )
-from slimbert.metrics import METRICS
 
 
 @click.group("bench", context_settings=CONTEXT, invoke_without_command=True)
@@ -41,132 +41,14 @@ from slimbert.metrics import METRICS
     help="[required] Report folder: report.md, report.html, report.json, report.csv and the plots.",
 )
 @provider_option()
-@click.option(
-    "--batch-sizes",
-    callback=int_list,
-    default="1",
-    show_default=True,
-    help="Comma-separated request sizes.",
-)
-@click.option(
-    "--lengths",
-    callback=length_list,
-    default="own",
-    show_default=True,
-    help="Comma-separated: 'own' pads each request to its own longest example; "
-    "a number L pads (and truncates) every request to L.",
-)
-@click.option(
-    "--threads",
-    callback=int_list,
-    help="Comma-separated intra-op thread counts to sweep (default: all cores).",
-)
-@click.option(
-    "--warmup",
-    type=click.IntRange(0),
-    default=20,
-    show_default=True,
-    help="Uncounted requests before timing.",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Timed passes over all requests; figures are medians ± half the range.",
-)
-@click.option(
-    "--alternate/--in-order",
-    default=True,
-    show_default=True,
-    help="Time the passes in rounds, one pass of every row a round, so that a ratio between "
-    "rows is measured alternating (the benchmark protocol); --in-order times each row's passes "
-    "back to back.",
-)
-@click.option("--limit", type=click.IntRange(1), help="Only the first N eval examples.")
-@click.option(
-    "--max-length",
-    type=click.IntRange(8, 4096),
-    help="Truncation of own-length requests (default: each model's training max length).",
-)
-@click.option(
-    "--runtime",
-    "runtimes",
-    type=click.Choice(["pytorch", "onnx"]),
-    multiple=True,
-    help="Runtimes to time (default: both).",
-)
-@click.option(
-    "--slo",
-    help='Latency objective, e.g. "p99<=10ms"; with --max-f1-drop marks the recommended model.',
-)
-@click.option(
-    "--max-f1-drop",
-    type=click.FloatRange(0),
-    help="Metric points a recommended model may lose against the teacher.",
-)
-@click.option(
-    "--metric",
-    type=click.Choice(list(METRICS)),
-    help="The figure vs Teacher and the recommendation use (default: f1; regression: pearson); "
-    "the F1 column stays.",
-)
-@click.option(
-    "--positive-label",
-    help="The class binary F1 is computed for (default: '1', 'positive', or the second label).",
-)
-@click.option(
-    "--torch-precision",
-    "torch_precisions",
-    type=click.Choice(["fp32", "fp16"]),
-    multiple=True,
-    help="Precisions of the PyTorch eager rows (default: fp32); fp16 casts the weights to half "
-    "and needs --provider cuda. Repeat for both.",
-)
-@click.option(
-    "--no-io-binding", is_flag=True, help="On CUDA, skip the ONNX rows fed through IO binding."
-)
-@click.option(
-    "--no-peak",
-    is_flag=True,
-    help="Skip measuring the matmul peak (the physical-limit column keeps FLOPs only).",
-)
+@dataclass_options(BenchConfig)
 @column_flags()
-@click.option(
-    "--in-process",
-    is_flag=True,
-    help="Time every model in this process (faster, but peak memory is shared).",
-)
 @click.pass_context
 @user_errors
 def bench_cmd(
-    ctx,
-    models,
-    eval_file,
-    out,
-    provider,
-    batch_sizes,
-    lengths,
-    threads,
-    warmup,
-    repeats,
-    alternate,
-    limit,
-    max_length,
-    runtimes,
-    slo,
-    max_f1_drop,
-    metric,
-    positive_label,
-    torch_precisions,
-    no_io_binding,
-    no_peak,
-    text_column,
-    text_pair_column,
-    label_column,
-    no_header,
-    in_process,
-):
+    ctx, models, eval_file, out, provider, text_column, text_pair_column, label_column,
+    no_header, **kwargs,
+):  # fmt: skip
     """Time each model over a sweep and report latency against F1; `bench compare` gates releases.
 
     \b
@@ -191,33 +73,11 @@ def bench_cmd(
     if missing:
         raise click.UsageError(f"Missing option {', '.join(missing)}.")
     # the bench stack (onnxruntime, matplotlib) loads only when a bench runs
-    from slimbert.bench.config import BenchConfig
     from slimbert.bench.render import request_table, write_report
     from slimbert.bench.run import bench
     from slimbert.data import Columns
 
-    threads = threads or []
-    config = BenchConfig(
-        provider=provider,
-        batch_sizes=batch_sizes,
-        threads=threads[0] if len(threads) == 1 else None,
-        warmup=warmup,
-        limit=limit,
-        max_length=max_length,
-        isolate=not in_process,
-        runtimes=tuple(runtimes) or ("pytorch", "onnx"),
-        lengths=lengths,
-        thread_counts=threads if len(threads) > 1 else [],
-        repeats=repeats,
-        alternate=alternate,
-        io_binding=not no_io_binding,
-        peak=not no_peak,
-        slo=slo,
-        max_f1_drop=max_f1_drop,
-        metric=metric,
-        positive_label=positive_label,
-        torch_precisions=tuple(torch_precisions) or ("fp32",),
-    )
+    config = from_cli(BenchConfig, kwargs, provider=provider)
     report = bench(
         [Path(m) for m in models],
         eval_file,

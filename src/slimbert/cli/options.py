@@ -98,16 +98,21 @@ class NumberList(click.ParamType):
 
     name = "LIST"
 
-    def __init__(self, item: type, as_tuple: bool = False):
-        self.item, self.as_tuple = item, as_tuple
+    def __init__(self, item: type, as_tuple: bool = False, none_word: str | None = None):
+        self.item, self.as_tuple, self.none_word = item, as_tuple, none_word
 
     def convert(self, value, param, ctx):
         if value is None or isinstance(value, list | tuple):
             return value if value is None or not self.as_tuple else tuple(value)
+        words = [v.strip() for v in str(value).split(",") if v.strip()]
         try:
-            items = [self.item(v) for v in str(value).split(",") if v.strip()]
+            items = [
+                None if self.none_word and w.lower() == self.none_word else self.item(w)
+                for w in words
+            ]
         except ValueError:
-            self.fail(f"{value!r}: give comma-separated numbers, e.g. 3,4,5", param, ctx)
+            also = f" or {self.none_word!r}" if self.none_word else ""
+            self.fail(f"{value!r}: give comma-separated numbers{also}, e.g. 3,4,5", param, ctx)
         return tuple(items) if self.as_tuple else items
 
 
@@ -117,7 +122,8 @@ def _click_type(hint, meta: settings.Setting):
         return click.Choice(list(meta.choices))
     origin = typing.get_origin(hint)
     if origin in (list, tuple):
-        return NumberList(typing.get_args(hint)[0], as_tuple=origin is tuple)
+        item = _optional_inner(typing.get_args(hint)[0])
+        return NumberList(item, as_tuple=origin is tuple, none_word=meta.none_word)
     if hint in (int, float) and (meta.min is not None or meta.max is not None):
         kind = click.IntRange if hint is int else click.FloatRange
         return kind(meta.min, meta.max, min_open=meta.min_open, max_open=meta.max_open)
@@ -150,8 +156,15 @@ def dataclass_options(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ..
             return click.option(
                 *decls, f.name, default=default, show_default=True, help=meta.help, **extra
             )
+        if meta.multiple:  # a tuple of choices, one per repeated flag
+            choices = click.Choice(list(meta.choices)) if meta.choices else str
+            return click.option(
+                flag, f.name, type=choices, multiple=True, default=default, show_default=True,
+                help=meta.help,
+            )  # fmt: skip
         if isinstance(default, list | tuple):
-            default = ",".join(str(v) for v in default)
+            words = [meta.none_word if v is None else str(v) for v in default]
+            default = ",".join(words) or None  # an empty list: no default shown
         return click.option(
             flag,
             f.name,
@@ -271,6 +284,14 @@ def data_spec(kwargs: dict) -> DataSpec:
 def train_config(kwargs: dict, **overrides) -> TrainConfig:
     """Pop the training flags from a command's keyword arguments into a TrainConfig."""
     return TrainConfig(**{**take(kwargs, TRAIN_KEYS), **overrides})
+
+
+def from_cli(cls: type, kwargs: dict, **given):
+    """Pop `cls`'s flags from a command's keyword arguments into an instance of it. A list flag
+    whose default is empty arrives as None when not given: the field keeps its default."""
+    values = take(kwargs, cli_fields(cls))
+    empty = {f.name for f in fields(cls) if settings.default_of(f) in ([], ())}
+    return cls(**{k: v for k, v in values.items() if not (k in empty and v is None)}, **given)
 
 
 def take(kwargs: dict, names: tuple[str, ...]) -> dict:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -35,6 +33,16 @@ from slimbert.training.config import (
     better,
     planned_steps,
     steps_per_epoch,
+)
+from slimbert.training.records import (
+    batch_rows,
+    evaluation_row,
+    figures_line,
+    mean_terms,
+    metrics_from,
+    metrics_record,
+    over_processes,
+    world_size,
 )
 from slimbert.training.state import (
     RngState,
@@ -112,36 +120,6 @@ def _param_groups(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return [{**g, "lr": lr} for g in groups] if lr is not None else groups
-
-
-def batch_rows(batch) -> int:
-    """How many examples a collated batch holds."""
-    values = batch.values() if isinstance(batch, dict) else batch
-    first = next((v for v in values if isinstance(v, torch.Tensor)), None)
-    return int(first.shape[0]) if first is not None else 0
-
-
-def metrics_record(metrics: Metrics | None) -> dict | None:
-    return None if metrics is None else asdict(metrics)
-
-
-def metrics_from(record: dict | None) -> Metrics | None:
-    return None if record is None else Metrics(**record)
-
-
-def mean_terms(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Each term's mean over the batches of one optimiser step (the row itself for one)."""
-    if len(rows) == 1:
-        return rows[0]
-    names = dict.fromkeys(k for row in rows for k in row)  # in order, a term some batches lack
-    return {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in names}
-
-
-def world_size() -> int:
-    """How many processes train together, as the launcher (torchrun, accelerate launch) says,
-    read before the Accelerator exists: creating Accelerate's state here would fix it before
-    the loop's Accelerator chooses its device."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
 def train(
@@ -347,13 +325,7 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 result.steps += 1
-                logged = mean_terms(rows)
-                if accelerator.num_processes > 1:  # the step's loss over every process's batches
-                    names = list(logged)
-                    values = torch.tensor([logged[n] for n in names], device=accelerator.device)
-                    logged = dict(
-                        zip(names, accelerator.reduce(values, "mean").tolist(), strict=True)
-                    )
+                logged = over_processes(accelerator, mean_terms(rows))
                 result.losses.append({"step": result.steps, **logged})
                 if on_step is not None:
                     on_step(result.steps, total_steps, accelerator.unwrap_model(model))
@@ -375,14 +347,7 @@ def train(
                     unwrapped = accelerator.unwrap_model(model)
                     metrics = evaluate(unwrapped)
                     improved = better(metrics, result.best, config.tie_margin)
-                    result.history.append(
-                        {
-                            "step": result.steps,
-                            **metrics.values,
-                            "improved": improved,
-                            **({"degenerate": metrics.degenerate} if metrics.degenerate else {}),
-                        }
-                    )
+                    result.history.append(evaluation_row(result.steps, metrics, improved))
                     if improved:
                         result.best, result.best_step, stale = metrics, result.steps, 0
                         best_state = {
@@ -393,12 +358,7 @@ def train(
                         stale += 1
                     figures.update({f"eval/{k}": v for k, v in metrics.values.items()})
                     figures["eval/improved"] = improved
-                    say(
-                        f"[{description}] step {result.steps}: "
-                        + ", ".join(f"{k} {v:.2f}" for k, v in metrics.values.items())
-                        + (f" (degenerate: {metrics.degenerate})" if metrics.degenerate else "")
-                        + (" *" if improved else "")
-                    )
+                    say(f"[{description}] step {result.steps}: {figures_line(metrics, improved)}")
                     if config.patience and stale >= config.patience:
                         say(f"[{description}] early stop: no improvement in {stale} evaluations")
                         done = True
