@@ -3,7 +3,6 @@ estimate (warm steps of the real training loop, not the cold first ones)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -49,16 +48,15 @@ def test_warm_step_seconds_skips_the_warm_up_steps():
 
 
 def test_measured_step_excludes_slow_first_steps(tiny_base, sst2_files, monkeypatch):
-    """The first two steps are made 0.5 s slower, as a cold start is: the measured step is a
-    warm one (the tiny model's steps take milliseconds), timed through the training loop with
-    the teacher's settings."""
-    calls, seen = [], []
+    """The first two steps take 0.5 s each, as a cold start does, the others 0.01 s (on a clock
+    the steps advance, so the figure does not depend on how busy the machine is): the measured
+    step is a warm one, timed through the training loop with the teacher's settings."""
+    calls, seen, now = [], [], [0.0]
     forward = demo.forward
 
     def cold_then_warm(model, batch):
         calls.append(1)
-        if len(calls) <= 2:
-            time.sleep(0.5)
+        now[0] += 0.5 if len(calls) <= 2 else 0.01
         return forward(model, batch)
 
     train = demo.train
@@ -72,8 +70,8 @@ def test_measured_step_excludes_slow_first_steps(tiny_base, sst2_files, monkeypa
     train_file, dev_file = sst2_files
     spec = DataSpec(train_file, dev_file, max_length=32)
     config = TrainConfig(batch_size=8, lr=1e-4, seed=0, group_by_length=True)
-    seconds = demo.measure_step_seconds(spec, config, base=str(tiny_base))
-    assert 0 < seconds < 0.25
+    seconds = demo.measure_step_seconds(spec, config, base=str(tiny_base), clock=lambda: now[0])
+    assert seconds == pytest.approx(0.01)
     assert len(calls) == 6  # 2 warm-up steps + 4 timed, then the loop stops: no evaluation
     assert seen[0].batch_size == 8 and seen[0].group_by_length and seen[0].lr == 1e-4
     assert not seen[0].save_state and not seen[0].progress
