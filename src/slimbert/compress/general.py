@@ -50,11 +50,14 @@ from slimbert.compress.tinybert import Projections, intermediate_terms
 from slimbert.data import Columns, concat
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
-from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.texts import unlabelled_texts
-from slimbert.training.capture import check_attention_scores, forward_internals
+from slimbert.training.capture import (
+    check_attention_scores,
+    distill_loss_evaluator,
+    forward_internals,
+)
 from slimbert.training.config import TrainConfig, TrainResult, train_loader
 from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine
@@ -141,30 +144,6 @@ def objective_terms(
         projections,
         {"layer_map": layer_map, "projection": projections.hidden is not None},
     )
-
-
-def loss_evaluator(teacher, terms: list[LossTerm], loader, hidden_states: bool):
-    """The weighted distillation loss on held-out batches, per text (lower is better)."""
-
-    @torch.no_grad()
-    def evaluate(model) -> Metrics:
-        model.eval()
-        dev = next(model.parameters()).device
-        total, count = 0.0, 0
-        for batch in loader:
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            loss, _ = combine(
-                terms,
-                forward_internals(model, batch, hidden_states=hidden_states),
-                forward_internals(teacher, batch, hidden_states=hidden_states),
-                batch,
-            )
-            total += float(loss) * len(batch["input_ids"])
-            count += len(batch["input_ids"])
-        value = total / max(count, 1)
-        return Metrics(-value, {"distill_loss": value}, "distill_loss")
-
-    return evaluate
 
 
 def _split(sources, seed: int, holdout: float):
@@ -260,8 +239,11 @@ def distill_general(
     terms, projections, described = objective_terms(general, source, student)
     hidden_states = general.objective == "tinybert"
     corpus = _corpus(texts, columns, limit, sample_seed, tokenizer, general, config.seed)
-    evaluate = loss_evaluator(
-        source, terms, make_loader(corpus.held_set, 64, shuffle=False), hidden_states
+    evaluate = distill_loss_evaluator(
+        source,
+        terms,
+        make_loader(corpus.held_set, 64, shuffle=False),
+        hidden_states=hidden_states,
     )
     source.to(device(config.device))
     source.requires_grad_(False)

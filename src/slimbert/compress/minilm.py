@@ -41,11 +41,15 @@ from slimbert.compress.pretrain import start_student
 from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
-from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.capture import TransformerOutputs, forward_internals, split_heads
+from slimbert.training.capture import (
+    TransformerOutputs,
+    distill_loss_evaluator,
+    forward_internals,
+    split_heads,
+)
 from slimbert.training.config import TrainResult, train_loader
 from slimbert.training.loop import train
 from slimbert.training.losses import (
@@ -172,29 +176,10 @@ def prediction_terms(config: MiniLMConfig) -> list[LossTerm]:
     ]
 
 
-def _relation_evaluator(teacher, terms: list[LossTerm], data: TaskData, batch_size: int = 64):
+def relation_evaluator(teacher, terms: list[LossTerm], data: TaskData):
     """Stage 1 scores the relation loss on the eval set (lower is better)."""
-    loader = make_loader(data.eval_set, batch_size, shuffle=False)
-
-    @torch.no_grad()
-    def evaluate(model) -> Metrics:
-        model.eval()
-        dev = next(model.parameters()).device
-        total, count = 0.0, 0
-        for batch in loader:
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            loss, _ = combine(
-                terms,
-                forward_internals(model, batch, hidden_states=False),
-                forward_internals(teacher, batch, hidden_states=False),
-                batch,
-            )
-            total += float(loss) * len(batch["input_ids"])
-            count += len(batch["input_ids"])
-        value = total / max(count, 1)
-        return Metrics(-value, {"relation_loss": value}, "relation_loss")
-
-    return evaluate
+    loader = make_loader(data.eval_set, 64, shuffle=False)
+    return distill_loss_evaluator(teacher, terms, loader, "relation_loss", hidden_states=False)
 
 
 def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
@@ -260,7 +245,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
         student,
         loader,
         relation_step,
-        _relation_evaluator(teacher, terms, data),
+        relation_evaluator(teacher, terms, data),
         relation_config,
         description=f"minilm-{minilm.layers}L-relation",
         run=run,

@@ -42,7 +42,6 @@ from slimbert.compress.pretrain import start_student
 from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.data import Examples, concat
 from slimbert.families import family_of
-from slimbert.metrics import Metrics
 from slimbert.models import device, save_model, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
@@ -51,6 +50,7 @@ from slimbert.texts import read_text_file
 from slimbert.training.capture import (
     TransformerOutputs,
     check_attention_scores,
+    distill_loss_evaluator,
     forward_internals,
 )
 from slimbert.training.config import TrainResult, train_loader
@@ -205,30 +205,6 @@ def with_training_examples(data: TaskData, examples: Examples, tokenizer) -> Tas
     )
 
 
-def _distill_evaluator(
-    teacher: nn.Module, terms: list[LossTerm], data: TaskData, batch_size: int = 64
-):
-    """Stages 0 and 1 score the weighted distillation loss on the eval set (lower is better)."""
-    loader = make_loader(data.eval_set, batch_size, shuffle=False)
-
-    @torch.no_grad()
-    def evaluate(model) -> Metrics:
-        model.eval()
-        dev = next(model.parameters()).device
-        total, count = 0.0, 0
-        for batch in loader:
-            batch = {k: v.to(dev) for k, v in batch.items()}
-            loss, _ = combine(
-                terms, forward_internals(model, batch), forward_internals(teacher, batch), batch
-            )
-            total += float(loss) * len(batch["input_ids"])
-            count += len(batch["input_ids"])
-        value = total / max(count, 1)
-        return Metrics(-value, {"distill_loss": value}, "distill_loss")
-
-    return evaluate
-
-
 def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
     """Stages 0 (optional), 1 and 2 on one student; the teacher may be an ensemble, whose best
     member gives the layers the student matches."""
@@ -289,7 +265,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
             student,
             loader,
             distill_step,
-            _distill_evaluator(teacher, terms, data),
+            distill_loss_evaluator(teacher, terms, make_loader(data.eval_set, 64, shuffle=False)),
             dataclasses.replace(distill_config, epochs=tiny.general_epochs),
             projections.modules(),
             description="tinybert-general",
@@ -305,7 +281,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         student,
         loader,
         distill_step,
-        _distill_evaluator(teacher, terms, data),
+        distill_loss_evaluator(teacher, terms, make_loader(data.eval_set, 64, shuffle=False)),
         dataclasses.replace(distill_config, epochs=tiny.intermediate_epochs),
         projections.modules(),
         description="tinybert-intermediate",

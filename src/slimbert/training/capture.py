@@ -27,6 +27,8 @@ from torch import nn
 from slimbert.batches import model_inputs
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
+from slimbert.metrics import Metrics
+from slimbert.training.losses import LossTerm, combine
 from slimbert.training.outputs import Outputs
 
 RELATIONS = ("query", "key", "value")
@@ -147,3 +149,34 @@ def forward_internals(
         attentions=result.attentions if attentions else None,
         attention_parts=tuple(parts),
     )
+
+
+def distill_loss_evaluator(
+    teacher: nn.Module,
+    terms: list[LossTerm],
+    loader,
+    name: str = "distill_loss",
+    hidden_states: bool = True,
+):
+    """The weighted distillation loss of `terms` on held-out batches, per example, as the
+    layer-distillation stages pick their checkpoint (lower is better: Metrics.main is −loss)."""
+
+    @torch.no_grad()
+    def evaluate(model) -> Metrics:
+        model.eval()
+        dev = next(model.parameters()).device
+        total, count = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            loss, _ = combine(
+                terms,
+                forward_internals(model, batch, hidden_states=hidden_states),
+                forward_internals(teacher, batch, hidden_states=hidden_states),
+                batch,
+            )
+            total += float(loss) * len(batch["input_ids"])
+            count += len(batch["input_ids"])
+        value = total / max(count, 1)
+        return Metrics(-value, {name: value}, name)
+
+    return evaluate
