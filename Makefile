@@ -5,6 +5,8 @@
 #   make test5  - create .venv5 with transformers 5.x (no optimum-onnx, which caps transformers
 #                 below 4.58: export goes through torch.onnx), run the same test suite
 #   make test-portable - the suite on AVX2 kernels and one thread (what CPUs without AMX compute)
+#   make triton-env - .venv-triton: a real tritonserver (the nvidia-pytriton wheel) for the
+#                 tests that serve an export on it; `make test` makes it first
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +16,9 @@ DEMO_ARGS ?= --quick
 # The extras both lines install (every test's optional package); the 4.x line adds optimum.
 EXTRAS := demo,serve,dev,datasets,tensorboard
 
-.PHONY: install install5 demo test test5 test-portable lint clean
+TRITON_ENV ?= .venv-triton
+
+.PHONY: install install5 triton-env demo test test5 test-portable lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,14 +47,28 @@ $(VENV5)/.installed: pyproject.toml | $(BIN5)/python
 	$(BIN5)/pip check
 	touch $@
 
+# Triton's pip build (nvidia-pytriton: tritonserver 2.51 with the Python backend, no onnxruntime
+# backend) requires numpy<2, and the server's Python models import from the environment it is
+# installed in: so it gets a venv of its own, apart from slimbert's (numpy 2), holding what the
+# models of `export --triton-backend python` import. tests/test_triton_server.py starts it.
+$(TRITON_ENV)/.installed:
+	$(PYTHON) -m venv $(TRITON_ENV)
+	$(TRITON_ENV)/bin/pip install -q --upgrade pip
+	$(TRITON_ENV)/bin/pip install -q "nvidia-pytriton==0.7.0" "numpy>=1.26,<2" \
+		"onnxruntime>=1.20" "tokenizers>=0.20"
+	$(TRITON_ENV)/bin/pip check
+	touch $@
+
 install: $(VENV)/.installed
+
+triton-env: $(TRITON_ENV)/.installed
 
 install5: $(VENV5)/.installed
 
 demo: install
 	$(BIN)/slimbert demo $(DEMO_ARGS)
 
-test: install
+test: install triton-env
 	$(BIN)/python -m pytest
 
 test5: install5
@@ -69,4 +87,4 @@ lint: install
 	$(BIN)/python benchmarks/architecture_check.py
 
 clean:
-	rm -rf $(VENV) $(VENV5) demo-out
+	rm -rf $(VENV) $(VENV5) $(TRITON_ENV) demo-out

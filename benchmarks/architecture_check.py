@@ -76,7 +76,6 @@ LONG_FUNCTIONS = {
     "slimbert.serve.app:add_v2_routes": (90, "the v2 protocol's routes"),
     "slimbert.compress.theseus:run": (89, "replacement, then fine-tuning"),
     "slimbert.compress.pretrain:pretrain_student": (87, "masking, holdout, training"),
-    "slimbert.export.triton:write_repository": (86, "the repository's files"),
     "slimbert.bench.timing:measure": (85, "one timed pass"),
     "slimbert.bench.run:bench": (82, "the sweep"),
 }

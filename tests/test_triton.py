@@ -79,6 +79,10 @@ def test_triton_config_refusals_name_the_fix(tmp_path):
         TritonConfig(tmp_path, name="a b")
     with pytest.raises(SlimbertError, match="choose cpu or gpu"):
         TritonConfig(tmp_path, kind="tpu")
+    with pytest.raises(SlimbertError, match="--triton-backend 'tensorrt': choose one of onnx"):
+        TritonConfig(tmp_path, backend="tensorrt")
+    with pytest.raises(SlimbertError, match="--triton-queue-delay-us must be ≥ 0"):
+        TritonConfig(tmp_path, max_queue_delay_us=-1)
     with pytest.raises(SlimbertError, match="graph tensor type float64 has no Triton type"):
         tensor_specs([{"name": "x", "dtype": "float64", "shape": [1]}], batched=False)
 

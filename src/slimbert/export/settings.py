@@ -10,7 +10,7 @@ from pathlib import Path
 from slimbert.export.onnx import PRECISIONS, ExportOptions
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import CALIBRATION_METHODS, DynamicQuantConfig, StaticQuantConfig
-from slimbert.export.triton_config import TritonConfig
+from slimbert.export.triton_config import BACKENDS, TritonConfig
 from slimbert.settings import setting
 
 QUANTIZERS = ("dynamic", "static")
@@ -111,6 +111,24 @@ class ExportSettings:
         "together (config.pbtxt max_batch_size); 0 turns batching off, each request runs alone.",
         min=0,
     )
+    triton_backend: str = setting(
+        TritonConfig.backend,
+        "--triton: what runs the ONNX graph: Triton's onnxruntime backend (the NGC containers), "
+        "or the Python backend with onnxruntime inside (any tritonserver build, the pip one "
+        "included; its Python environment needs onnxruntime, tokenizers and numpy).",
+        choices=BACKENDS,
+    )
+    triton_instances: int = setting(
+        TritonConfig.instances,
+        "--triton: model instances of the tokenizer and of the ONNX model (config.pbtxt "
+        "instance_group count): requests in flight at once, each instance its own session.",
+        min=1,
+    )
+    triton_queue_delay_us: int = setting(
+        TritonConfig.max_queue_delay_us,
+        "--triton: how long (µs) the dynamic batcher waits for more requests to fill a batch.",
+        min=0,
+    )
 
     def quantizer(self) -> DynamicQuantConfig | StaticQuantConfig | None:
         ops = (
@@ -137,6 +155,9 @@ class ExportSettings:
                 self.triton,
                 kind="gpu" if provider == "cuda" else "cpu",
                 max_batch_size=self.triton_max_batch_size,
+                backend=self.triton_backend,
+                instances=self.triton_instances,
+                max_queue_delay_us=self.triton_queue_delay_us,
             )
             if self.triton
             else None

@@ -12,9 +12,13 @@
         config.pbtxt
         1/model.py
         1/tokenizer.json
-      <name>_onnx/               onnxruntime backend
-        config.pbtxt             generated from the graph's own inputs and outputs
-        1/model.onnx
+      <name>_onnx/               onnxruntime backend, or (--triton-backend python) the Python
+        config.pbtxt             backend running the graph with ONNX Runtime; the config is
+        1/model.onnx             generated from the graph's own inputs and outputs
+        1/model.py               (python only)
+
+The ensemble's output carries the labels (labels.txt, Triton's classification extension): ask
+for `"parameters": {"classification": 1}` on it to get "score:index:label" strings.
 
 Each client request is tokenised on its own and padded to its longest text (`padding: longest`
 in the tokenizer's parameters); Triton's dynamic batcher only merges requests of the same
@@ -24,14 +28,16 @@ compute.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from slimbert.data import Examples
+from slimbert.data import REGRESSION, Examples
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.export.triton_config import (
+    LABELS_FILE,
     TEXT_INPUT,
     TEXT_PAIR_INPUT,
     TritonConfig,
@@ -41,7 +47,14 @@ from slimbert.export.triton_config import (
     read_config,
     tokenizer_config,
 )
-from slimbert.export.triton_templates import CLIENT_PY, MIN_ORT_FOR_OPSET, MODEL_PY, README
+from slimbert.export.triton_templates import (
+    CLIENT_PY,
+    LOCAL_SERVER,
+    MIN_ORT_FOR_OPSET,
+    MODEL_PY,
+    ONNX_MODEL_PY,
+    README,
+)
 from slimbert.families import TOKENIZER_INPUTS
 from slimbert.files import atomic_dir, write_json_atomic, write_text_atomic
 
@@ -105,6 +118,61 @@ def _hint_note(manifest: dict) -> str:
     )
 
 
+def _python_backend_parameters(tokenizer_file: Path, manifest: dict, config: TritonConfig) -> dict:
+    """What the Python backend's model.py needs to run the graph as slimbert validated it: the
+    pad id requests are padded with, and the session hints of the manifest."""
+    padding = json.loads(tokenizer_file.read_text()).get("padding") or {}
+    provider = "cuda" if config.kind == "gpu" else "cpu"
+    hints = (manifest.get("runtime") or {}).get(provider) or {}
+    return {
+        "pad_token_id": str(padding.get("pad_id", 0)),
+        "disabled_optimizers": ",".join(hints.get("disabled_optimizers", [])),
+    }
+
+
+def _readme(config: TritonConfig, manifest: dict, batched: bool, smoke_count: int) -> str:
+    """The repository's README.md: what each model is, how the graph was validated, how to serve."""
+    validation = manifest["validation"]
+    output = manifest["outputs"][0]
+    contrib = sorted(set(manifest.get("contrib_ops", [])))
+    python = config.backend == "python"
+    return README.format(
+        source=manifest["source"],
+        name=config.name,
+        graph_inputs=", ".join(r["name"] for r in manifest["inputs"]),
+        backend=(
+            "Python backend running the graph with ONNX Runtime"
+            if python
+            else "ONNX Runtime backend"
+        ),
+        kind="GPU" if config.kind == "gpu" else "CPU",
+        output=output["name"],
+        width=output["shape"][-1],
+        opset=manifest["opset"],
+        precision=manifest["precision"],
+        contrib=f", contrib ops {', '.join(contrib)}" if contrib else "",
+        ort_version=manifest["versions"].get("onnxruntime")
+        or manifest["versions"].get("onnxruntime-gpu"),
+        provider=validation["provider"],
+        validation=(
+            f"label agreement {validation['label_agreement']:.2f}%, "
+            f"Δ{validation['metric_name']} {validation['delta_metric']:+.2f} "
+            f"on {validation['examples']} examples"
+        ),
+        max_batch_size=config.max_batch_size if batched else 0,
+        delay=config.max_queue_delay_us,
+        instances=config.instances,
+        max_length=manifest["max_length"],
+        gpus="--gpus all " if config.kind == "gpu" else "",
+        packages="tokenizers numpy onnxruntime" if python else "tokenizers numpy",
+        min_ort=MIN_ORT_FOR_OPSET.get(manifest["opset"], "a release supporting it"),
+        hint="" if python else _hint_note(manifest),
+        local=LOCAL_SERVER.format(repo_name=config.repo.name) if python else "",
+        repo_name=config.repo.name,
+        smoke=smoke_count,
+    )
+
+
 def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smoke: dict) -> Path:
     """Write the repository for the export in `export_dir` (model.onnx, tokenizer.json, manifest).
 
@@ -129,16 +197,27 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
     )
     onnx_name, tokenizer_name = f"{config.name}_onnx", f"{config.name}_tokenizer"
     output = signature["outputs"][0]
-    contrib = sorted(set(manifest.get("contrib_ops", [])))
     with atomic_dir(config.repo) as repo:
         (repo / config.name / "1").mkdir(parents=True)
         (repo / onnx_name / "1").mkdir(parents=True)
         (repo / tokenizer_name / "1").mkdir(parents=True)
         shutil.copy2(export_dir / "model.onnx", repo / onnx_name / "1" / "model.onnx")
         shutil.copy2(tokenizer_file, repo / tokenizer_name / "1" / "tokenizer.json")
+        parameters = None
+        if config.backend == "python":
+            parameters = _python_backend_parameters(tokenizer_file, manifest, config)
+            write_text_atomic(repo / onnx_name / "1" / "model.py", ONNX_MODEL_PY)
         write_text_atomic(
-            repo / onnx_name / "config.pbtxt", onnx_config(onnx_name, signature, config)
+            repo / onnx_name / "config.pbtxt",
+            onnx_config(onnx_name, signature, config, parameters),
         )
+        labelled = manifest["task"] != REGRESSION
+        if labelled:
+            labels = manifest["id2label"]
+            write_text_atomic(
+                repo / config.name / LABELS_FILE,
+                "".join(f"{labels[str(i)]}\n" for i in range(len(labels))),
+            )
         write_text_atomic(
             repo / tokenizer_name / "config.pbtxt",
             tokenizer_config(
@@ -149,7 +228,14 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
         write_text_atomic(
             repo / config.name / "config.pbtxt",
             ensemble_config(
-                config.name, tokenizer_name, onnx_name, text_inputs, signature, config, batched
+                config.name,
+                tokenizer_name,
+                onnx_name,
+                text_inputs,
+                signature,
+                config,
+                batched,
+                labelled,
             ),
         )
         write_text_atomic(repo / "client.py", CLIENT_PY)
@@ -159,36 +245,8 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
             {"model": config.name, "output": output["name"], "id2label": manifest["id2label"]},
         )
         write_json_atomic(repo / "smoke.json", smoke)
-        validation = manifest["validation"]
         write_text_atomic(
-            repo / "README.md",
-            README.format(
-                source=manifest["source"],
-                name=config.name,
-                graph_inputs=", ".join(graph_inputs),
-                kind="GPU" if config.kind == "gpu" else "CPU",
-                output=output["name"],
-                width=output["shape"][-1],
-                opset=manifest["opset"],
-                precision=manifest["precision"],
-                contrib=f", contrib ops {', '.join(contrib)}" if contrib else "",
-                ort_version=manifest["versions"].get("onnxruntime")
-                or manifest["versions"].get("onnxruntime-gpu"),
-                provider=validation["provider"],
-                validation=(
-                    f"label agreement {validation['label_agreement']:.2f}%, "
-                    f"Δ{validation['metric_name']} {validation['delta_metric']:+.2f} "
-                    f"on {validation['examples']} examples"
-                ),
-                max_batch_size=config.max_batch_size if batched else 0,
-                delay=config.max_queue_delay_us,
-                max_length=manifest["max_length"],
-                gpus="--gpus all " if config.kind == "gpu" else "",
-                min_ort=MIN_ORT_FOR_OPSET.get(manifest["opset"], "a release supporting it"),
-                hint=_hint_note(manifest),
-                repo_name=config.repo.name,
-                smoke=len(smoke["texts"]),
-            ),
+            repo / "README.md", _readme(config, manifest, batched, len(smoke["texts"]))
         )
     return config.repo
 

@@ -1,8 +1,10 @@
 """config.pbtxt for the three models of a Triton repository, written from the ONNX graph's own
 signature, and a reader for what is written here.
 
-    <name>_onnx        backend onnxruntime: the graph's inputs and outputs, the instance group
-                       and, when every tensor has a named batch axis, dynamic batching
+    <name>_onnx        backend onnxruntime (or python: model.py runs the graph with ONNX Runtime,
+                       for servers without the onnxruntime backend): the graph's inputs and
+                       outputs, the instance group and, when every tensor has a named batch axis,
+                       dynamic batching
     <name>_tokenizer   backend python: TEXT [, TEXT_PAIR] (BYTES) in, the graph's inputs out
     <name>             platform ensemble: text → tokenizer → ONNX model → logits
 
@@ -29,6 +31,10 @@ TRITON_TYPES = {
 TEXT_INPUT = "TEXT"
 TEXT_PAIR_INPUT = "TEXT_PAIR"
 PADDINGS = ("longest", "max_length")
+# What runs the ONNX graph: Triton's onnxruntime backend (what the NGC containers ship), or the
+# Python backend with onnxruntime inside it (every tritonserver build has it, the pip one too)
+BACKENDS = ("onnxruntime", "python")
+LABELS_FILE = "labels.txt"
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class TritonConfig:
     repo:           folder to write (replaced only when complete)
     name:           ensemble name clients call; the parts are <name>_tokenizer and <name>_onnx
     kind:           "cpu" or "gpu": instance_group kind of the ONNX model
+    backend:        "onnxruntime" or "python": what runs the graph (see BACKENDS)
     instances:      model instances (each its own ONNX Runtime session)
     max_batch_size: largest batch Triton forms (0 turns batching off)
     max_queue_delay_us: how long the dynamic batcher waits to fill a batch
@@ -48,6 +55,7 @@ class TritonConfig:
     repo: Path
     name: str = "slimbert"
     kind: str = "cpu"
+    backend: str = "onnxruntime"
     instances: int = 1
     max_batch_size: int = 32
     max_queue_delay_us: int = 500
@@ -59,12 +67,18 @@ class TritonConfig:
             raise SlimbertError(f"--triton-name {self.name!r}: use letters, digits, _ and - only")
         if self.kind not in ("cpu", "gpu"):
             raise SlimbertError(f"Triton instance kind {self.kind!r}: choose cpu or gpu")
+        if self.backend not in BACKENDS:
+            raise SlimbertError(
+                f"--triton-backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
+            )
         if self.padding not in PADDINGS:
             raise SlimbertError(
                 f"Triton padding {self.padding!r}: choose one of {', '.join(PADDINGS)}"
             )
         if self.max_batch_size < 0 or self.instances < 1:
-            raise SlimbertError("--triton-max-batch-size must be ≥ 0 and instances ≥ 1")
+            raise SlimbertError("--triton-max-batch-size must be ≥ 0 and --triton-instances ≥ 1")
+        if self.max_queue_delay_us < 0:
+            raise SlimbertError("--triton-queue-delay-us must be ≥ 0")
 
 
 def _quote(value: str) -> str:
@@ -72,6 +86,7 @@ def _quote(value: str) -> str:
 
 
 def _tensor_block(rows: list[dict]) -> str:
+    """Rows of {"name", "data_type", "dims"} and optional "extra" fields, as a pbtxt list."""
     parts = []
     for row in rows:
         extra = "".join(f"\n    {k}: {v}" for k, v in row.get("extra", {}).items())
@@ -110,13 +125,16 @@ def batchable(signature: dict) -> bool:
     )
 
 
-def onnx_config(name: str, signature: dict, config: TritonConfig) -> str:
-    """config.pbtxt of the ONNX model, from the graph's actual signature."""
+def onnx_config(
+    name: str, signature: dict, config: TritonConfig, parameters: dict[str, str] | None = None
+) -> str:
+    """config.pbtxt of the ONNX model, from the graph's actual signature; `parameters` reach the
+    Python backend's model.py (the onnxruntime backend takes none from here)."""
     batched = config.max_batch_size > 0 and batchable(signature)
     kind = "KIND_GPU" if config.kind == "gpu" else "KIND_CPU"
     lines = [
         f"name: {_quote(name)}",
-        'backend: "onnxruntime"',
+        f"backend: {_quote(config.backend)}",
         f"max_batch_size: {config.max_batch_size if batched else 0}",
         f"input {_tensor_block(tensor_specs(signature['inputs'], batched))}",
         f"output {_tensor_block(tensor_specs(signature['outputs'], batched))}",
@@ -126,6 +144,8 @@ def onnx_config(name: str, signature: dict, config: TritonConfig) -> str:
         lines.append(
             f"dynamic_batching {{\n  max_queue_delay_microseconds: {config.max_queue_delay_us}\n}}"
         )
+    if config.backend == "python" and parameters:
+        lines.append(_parameters(parameters))
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +176,7 @@ def tokenizer_config(
         f"max_batch_size: {config.max_batch_size if batched else 0}",
         f"input {_tensor_block(inputs)}",
         f"output {_tensor_block(outputs)}",
-        "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]",
+        f"instance_group [\n  {{\n    count: {config.instances}\n    kind: KIND_CPU\n  }}\n]",
         _parameters({"max_length": str(max_length), "padding": config.padding}),
     ]
     return "\n".join(lines) + "\n"
@@ -170,13 +190,20 @@ def ensemble_config(
     signature: dict,
     config: TritonConfig,
     batched: bool,
+    labelled: bool = True,
 ) -> str:
-    """config.pbtxt of the ensemble: raw text → tokenizer → ONNX model → logits."""
+    """config.pbtxt of the ensemble: raw text → tokenizer → ONNX model → logits; `labelled`
+    (a classifier) names LABELS_FILE on the output."""
     inputs = [
         {"name": t, "data_type": "TYPE_STRING", "dims": [1] if batched else [-1]}
         for t in text_inputs
     ]
-    outputs = tensor_specs(signature["outputs"], batched)
+    # Triton's classification extension: a request that asks an output for its top k classes
+    # gets "score:index:label" strings, the labels read from this file beside the config
+    outputs = [
+        {**spec, "extra": {"label_filename": _quote(LABELS_FILE)}} if labelled else spec
+        for spec in tensor_specs(signature["outputs"], batched)
+    ]
 
     def maps(kind: str, names: list[str]) -> str:
         return "\n".join(
