@@ -219,8 +219,10 @@ async def _drive(
     count: int,
     time_limit: float,
     keep: bool,
+    path: str = "/v1/predict",
 ) -> dict:
-    """`clients` closed-loop clients send bodies[i % len] for i < count or until time_limit."""
+    """`clients` closed-loop clients POST bodies[i % len] to `path` for i < count or until
+    time_limit."""
     next_index = ok = 0
     latencies: list[float] = []
     errors: Counter = Counter()
@@ -238,7 +240,7 @@ async def _drive(
                 try:
                     async with asyncio.timeout(60):
                         status, payload = await connection.request(
-                            "POST", "/v1/predict", bodies[index % len(bodies)]
+                            "POST", path, bodies[index % len(bodies)]
                         )
                 except (OSError, HttpError, TimeoutError, asyncio.IncompleteReadError) as exc:
                     errors[type(exc).__name__] += 1
