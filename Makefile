@@ -50,12 +50,14 @@ $(VENV5)/.installed: pyproject.toml | $(BIN5)/python
 # Triton's pip build (nvidia-pytriton: tritonserver 2.51 with the Python backend, no onnxruntime
 # backend) requires numpy<2, and the server's Python models import from the environment it is
 # installed in: so it gets a venv of its own, apart from slimbert's (numpy 2), holding what the
-# models of `export --triton-backend python` import. tests/test_triton_server.py starts it.
+# models of `export --triton-backend python` import. tests/test_triton_server.py starts it, and
+# checks `--triton-deploy`'s manifests against the typed models of the KServe and Kubernetes SDKs
+# (kserve pulls kubernetes; both need protobuf < 7, which slimbert's environment is past).
 $(TRITON_ENV)/.installed:
 	$(PYTHON) -m venv $(TRITON_ENV)
 	$(TRITON_ENV)/bin/pip install -q --upgrade pip
 	$(TRITON_ENV)/bin/pip install -q "nvidia-pytriton==0.7.0" "numpy>=1.26,<2" \
-		"onnxruntime>=1.20" "tokenizers>=0.20"
+		"onnxruntime>=1.20" "tokenizers>=0.20" "kserve==0.21.0"
 	$(TRITON_ENV)/bin/pip check
 	touch $@
 

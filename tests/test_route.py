@@ -220,16 +220,19 @@ def test_save_route_keeps_k_loadable_checkpoints(routed_teacher):
 def test_kd_walks_the_route_in_order_before_the_teacher(
     routed_teacher, sst2_files, tmp_path, monkeypatch
 ):
-    from slimbert.teachers import logits as task
+    from slimbert.training import route
 
     seen = []
-    original = task.teacher_logits
+    original = route.route_logits
 
-    def spy(model, teacher_dir, *args, **kwargs):
-        seen.append(str(teacher_dir))
-        return original(model, teacher_dir, *args, **kwargs)
+    def spy(stage, *args, **kwargs):
+        seen.append(str(stage.teacher_dir))
+        return original(stage, *args, **kwargs)
 
-    monkeypatch.setattr(task, "teacher_logits", spy)  # route stages read it at call time
+    # soft_targets reads route_logits at call time; the teacher's own logits are kd's cached
+    # pass, not a route stage's (spying on teacher_logits itself would also catch that pass
+    # whenever kd is first imported after the patch, as the lazy CLI does in a fresh process)
+    monkeypatch.setattr(route, "route_logits", spy)
     train_file, dev = sst2_files
     result = invoke(
         "compress",

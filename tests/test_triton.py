@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import yaml
 from conftest import build_bert
 
 from slimbert.errors import SlimbertError
@@ -22,6 +23,7 @@ from slimbert.export.onnx import ExportOptions, export
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.triton import TritonConfig, read_config
 from slimbert.export.triton_config import onnx_config, tensor_specs
+from slimbert.export.triton_deploy import DeployConfig, deploy_files, kubernetes_name
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +229,33 @@ def test_triton_ensemble_answers_the_client_smoke_test(fused, tiny):
     finally:
         server.shutdown()
         sys.modules.pop("triton_python_backend_utils", None)
+
+
+def test_deploy_manifests_name_the_repository_and_refuse_what_cannot_run(tmp_path):
+    """--triton-deploy's files from the configs alone (the SDK check is in test_triton_server)."""
+    config = DeployConfig("slimbert-sst2", "registry/slimbert:1", "pvc://models/sst2/triton")
+    files = deploy_files(config, ["tokenizers==0.22.2", "numpy<2"])
+    assert sorted(files) == ["Dockerfile", "kserve.yaml", "kubernetes.yaml"]
+    service = yaml.safe_load(files["kserve.yaml"])
+    model = service["spec"]["predictor"]["model"]
+    assert model["modelFormat"] == {"name": "triton"} and model["protocolVersion"] == "v2"
+    assert (
+        model["storageUri"] == "pvc://models/sst2/triton"
+        and model["image"] == "registry/slimbert:1"
+    )
+    deployment, front = yaml.safe_load_all(files["kubernetes.yaml"])
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "models"
+    assert pod["containers"][0]["volumeMounts"][0]["subPath"] == "sst2/triton"
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert [p["port"] for p in front["spec"]["ports"]] == [8000, 8001, 8002]
+    assert "&id" not in files["kubernetes.yaml"]  # no YAML anchors: plain for kubectl and diffs
+    assert "'numpy<2'" in files["Dockerfile"]
+    # another store: KServe reads it, a plain Deployment cannot mount it
+    s3 = DeployConfig("slimbert-sst2", "registry/slimbert:1", "s3://bucket/triton")
+    assert sorted(deploy_files(s3, [])) == ["Dockerfile", "kserve.yaml"]
+    assert kubernetes_name("Slimbert_SST2") == "slimbert-sst2"
+    with pytest.raises(SlimbertError, match="Kubernetes name 'Bad_Name'"):
+        DeployConfig("Bad_Name", "i", "pvc://c/p")
+    with pytest.raises(SlimbertError, match="--triton-storage-uri 'models/sst2'"):
+        DeployConfig("ok", "i", "models/sst2")

@@ -69,7 +69,9 @@ def _exported(root: Path, pair: bool) -> dict:
     (model_dir / "slimbert.json").write_text(
         json.dumps({"method": "kd", "data": {"pair": pair, "max_length": MAX_LENGTH}})
     )
-    config = TritonConfig(root / "triton", backend="python", max_batch_size=BATCH, instances=2)
+    config = TritonConfig(
+        root / "triton", backend="python", max_batch_size=BATCH, instances=2, deploy=True
+    )
     export(
         model_dir, dev, root / "export", max_length=MAX_LENGTH, options=ExportOptions(triton=config)
     )
@@ -206,3 +208,38 @@ def test_a_missing_environment_is_one_line(tmp_path):
     with pytest.raises(SlimbertError, match=r"no tritonserver in .*make triton-env") as caught:
         find_server(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def _validate(files: list[Path]) -> dict:
+    done = subprocess.run(
+        [str(ENV.resolve() / "bin" / "python"), str(Path(__file__).parent / "k8s_validate.py")]
+        + [str(f) for f in files],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_deploy_manifests_hold_to_the_kubernetes_and_kserve_schemas(exported, tmp_path):
+    """Every field of deploy/'s manifests is one the SDKs' models (generated from the published
+    OpenAPI schemas) know, and every required one is set; the check itself catches a misspelt
+    field and a missing required one."""
+    deploy = exported["repo"].parent / "triton-deploy"
+    files = [deploy / "kserve.yaml", deploy / "kubernetes.yaml"]
+    assert _validate(files) == {str(f): [] for f in files}
+    broken = tmp_path / "broken.yaml"
+    text = files[1].read_text()
+    broken.write_text(
+        text.replace("replicas: 1", "replica: 1").replace(
+            "- name: tritonserver", "- nam: tritonserver"
+        )
+    )
+    errors = _validate([broken])[str(broken)]
+    assert any("spec.replica: not a field of V1DeploymentSpec" in e for e in errors), errors
+    assert any("Field required" in e and "name" in e for e in errors), errors
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(files[0].read_text().replace("modelFormat:", "modelFormats:"))
+    errors = _validate([wrong])[str(wrong)]
+    assert any("model_format" in e for e in errors), errors

@@ -130,6 +130,23 @@ class ExportSettings:
         min=0,
     )
 
+    triton_deploy: bool = setting(
+        False,
+        "--triton: also write REPO-deploy/ beside it: a Dockerfile (tritonserver plus what the "
+        "Python models import), a KServe InferenceService (Triton predictor) and a plain "
+        "Deployment + Service, for a cluster to apply.",
+    )
+    triton_image: str | None = setting(
+        None,
+        "--triton-deploy: the image the manifests run, as your cluster pulls it (build it from "
+        "REPO-deploy/Dockerfile; default slimbert-triton-NAME:latest).",
+    )
+    triton_storage_uri: str | None = setting(
+        None,
+        "--triton-deploy: where the cluster reads the repository: pvc://CLAIM/PATH (KServe and "
+        "the Deployment), or s3://, gs://, ... (KServe only). Default pvc://slimbert-models/REPO.",
+    )
+
     def quantizer(self) -> DynamicQuantConfig | StaticQuantConfig | None:
         ops = (
             {"op_types": tuple(o.strip() for o in self.quantize_ops.split(",") if o.strip())}
@@ -158,6 +175,9 @@ class ExportSettings:
                 backend=self.triton_backend,
                 instances=self.triton_instances,
                 max_queue_delay_us=self.triton_queue_delay_us,
+                deploy=self.triton_deploy,
+                image=self.triton_image,
+                storage_uri=self.triton_storage_uri,
             )
             if self.triton
             else None

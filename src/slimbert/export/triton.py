@@ -17,6 +17,9 @@
         1/model.onnx             generated from the graph's own inputs and outputs
         1/model.py               (python only)
 
+With --triton-deploy, REPO-deploy/ beside it holds a Dockerfile and Kubernetes manifests
+(export/triton_deploy.py).
+
 The ensemble's output carries the labels (labels.txt, Triton's classification extension): ask
 for `"parameters": {"classification": 1}` on it to get "score:index:label" strings.
 
@@ -47,6 +50,7 @@ from slimbert.export.triton_config import (
     read_config,
     tokenizer_config,
 )
+from slimbert.export.triton_deploy import DeployConfig, deploy_files, kubernetes_name
 from slimbert.export.triton_templates import (
     CLIENT_PY,
     LOCAL_SERVER,
@@ -173,6 +177,24 @@ def _readme(config: TritonConfig, manifest: dict, batched: bool, smoke_count: in
     )
 
 
+def _deploy(config: TritonConfig, manifest: dict) -> dict[str, str]:
+    """REPO-deploy/'s files: the image adds the versions slimbert validated the graph with."""
+    name = kubernetes_name(config.name)
+    deploy = DeployConfig(
+        name=name,
+        image=config.image or f"slimbert-triton-{name}:latest",
+        storage_uri=config.storage_uri or f"pvc://slimbert-models/{config.repo.name}",
+        gpu=config.kind == "gpu",
+    )
+    versions = manifest["versions"]
+    packages = [f"tokenizers=={versions['tokenizers']}", "numpy<2"]
+    if config.backend == "python":
+        runtime = "onnxruntime-gpu" if config.kind == "gpu" else "onnxruntime"
+        ort = versions.get("onnxruntime") or versions.get("onnxruntime-gpu")
+        packages.append(f"{runtime}=={ort}")
+    return deploy_files(deploy, packages)
+
+
 def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smoke: dict) -> Path:
     """Write the repository for the export in `export_dir` (model.onnx, tokenizer.json, manifest).
 
@@ -197,6 +219,8 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
     )
     onnx_name, tokenizer_name = f"{config.name}_onnx", f"{config.name}_tokenizer"
     output = signature["outputs"][0]
+    # made before anything is written: a bad --triton-storage-uri leaves no repository behind
+    deploy = _deploy(config, manifest) if config.deploy else None
     with atomic_dir(config.repo) as repo:
         (repo / config.name / "1").mkdir(parents=True)
         (repo / onnx_name / "1").mkdir(parents=True)
@@ -248,7 +272,17 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
         write_text_atomic(
             repo / "README.md", _readme(config, manifest, batched, len(smoke["texts"]))
         )
+    if deploy is not None:
+        # beside the repository, not in it: Triton takes every folder in it for a model
+        with atomic_dir(deploy_dir(config)) as folder:
+            for file, text in deploy.items():
+                write_text_atomic(folder / file, text)
     return config.repo
+
+
+def deploy_dir(config: TritonConfig) -> Path:
+    """Where --triton-deploy's files go: REPO-deploy/, beside REPO."""
+    return config.repo.parent / f"{config.repo.name}-deploy"
 
 
 def describe(config: TritonConfig) -> dict:

@@ -50,6 +50,9 @@ class TritonConfig:
     max_queue_delay_us: how long the dynamic batcher waits to fill a batch
     padding:        "longest" (per request) or "max_length" (every request the same shape)
     smoke_examples: eval texts written to smoke.json with their expected logits
+    deploy:         also write REPO-deploy/ (Dockerfile, InferenceService, Deployment + Service)
+    image:          the image REPO-deploy/'s manifests run (default slimbert-triton-<name>:latest)
+    storage_uri:    where the cluster reads the repository (default pvc://slimbert-models/<repo>)
     """
 
     repo: Path
@@ -61,6 +64,9 @@ class TritonConfig:
     max_queue_delay_us: int = 500
     padding: str = "longest"
     smoke_examples: int = 8
+    deploy: bool = False
+    image: str | None = None
+    storage_uri: str | None = None
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_\-]+", self.name):
