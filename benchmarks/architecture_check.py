@@ -47,7 +47,6 @@ PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
-    "slimbert.training.loop": (480, "the one loop; to split into step, evaluation, checkpoint"),
     "slimbert.data": (524, "every reader in one place; to split by format"),
     "slimbert.serve.app": (444, "the app factory; to split into routes per protocol"),
     "slimbert.teachers.boost": (433, "PS-Boosting; to split member training from weighting"),
@@ -60,7 +59,6 @@ LONG_MODULES = {
 
 # "module:function": (lines it may not grow past, why)
 LONG_FUNCTIONS = {
-    "slimbert.training.loop:train": (267, "to split into step / evaluate / checkpoint / stop"),
     "slimbert.teachers.boost:boost": (214, "to split member training from weighting"),
     "slimbert.serve.app:create_app": (211, "to split into routes per protocol"),
     "slimbert.experiment.cells:plan": (172, "one branch per professor kind"),
