@@ -27,7 +27,7 @@ from pathlib import Path
 FLOORS = [
     ("slimbert.errors", "slimbert.files", "slimbert.settings", "slimbert.provenance"),
     ("slimbert.hub", "slimbert.cards"),
-    ("slimbert.data", "slimbert.texts"),
+    ("slimbert.data", "slimbert.data_sources", "slimbert.texts"),
     ("slimbert.families",),
     ("slimbert.batches", "slimbert.metrics"),
     ("slimbert.models",),
@@ -47,7 +47,6 @@ PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
-    "slimbert.data": (524, "every reader in one place; to split by format"),
     "slimbert.compress.teaching": (427, "the non-transformer students' teaching schemes"),
     "slimbert.teachers.word_augment": (414, "replacement by masked LM and by neighbours"),
     "slimbert.batches": (409, "datasets, samplers, collation and evaluation"),
@@ -60,7 +59,6 @@ LONG_FUNCTIONS = {
     "slimbert.experiment.cells:plan": (172, "one branch per professor kind"),
     "slimbert.export.onnx:export": (137, "the export pipeline's stages in order"),
     "slimbert.compress.teaching:teach": (129, "the joint schemes in one loop"),
-    "slimbert.data:read_examples": (121, "every format's column rules"),
     "slimbert.compress.tinybert:run": (120, "three stages"),
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
     "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
