@@ -49,7 +49,6 @@ PACKAGE = "slimbert"
 LONG_MODULES = {
     "slimbert.compress.teaching": (427, "the non-transformer students' teaching schemes"),
     "slimbert.teachers.word_augment": (414, "replacement by masked LM and by neighbours"),
-    "slimbert.batches": (409, "datasets, samplers, collation and evaluation"),
     "slimbert.compress.networks": (405, "TextCNN, BiLSTM and the soft tree"),
     "slimbert.cards": (402, "the model card; to read slimbert.json through one record"),
 }
