@@ -27,7 +27,7 @@ from pathlib import Path
 FLOORS = [
     ("slimbert.errors", "slimbert.files", "slimbert.settings", "slimbert.provenance"),
     ("slimbert.hub", "slimbert.cards"),
-    ("slimbert.data", "slimbert.texts"),
+    ("slimbert.data", "slimbert.data_sources", "slimbert.texts"),
     ("slimbert.families",),
     ("slimbert.batches", "slimbert.metrics"),
     ("slimbert.models",),
@@ -47,33 +47,22 @@ PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
-    "slimbert.training.loop": (480, "the one loop; to split into step, evaluation, checkpoint"),
-    "slimbert.data": (524, "every reader in one place; to split by format"),
-    "slimbert.serve.app": (444, "the app factory; to split into routes per protocol"),
-    "slimbert.teachers.boost": (433, "PS-Boosting; to split member training from weighting"),
     "slimbert.compress.teaching": (427, "the non-transformer students' teaching schemes"),
-    "slimbert.teachers.word_augment": (414, "replacement by masked LM and by neighbours"),
-    "slimbert.batches": (409, "datasets, samplers, collation and evaluation"),
     "slimbert.compress.networks": (405, "TextCNN, BiLSTM and the soft tree"),
     "slimbert.cards": (402, "the model card; to read slimbert.json through one record"),
 }
 
 # "module:function": (lines it may not grow past, why)
 LONG_FUNCTIONS = {
-    "slimbert.training.loop:train": (267, "to split into step / evaluate / checkpoint / stop"),
-    "slimbert.teachers.boost:boost": (214, "to split member training from weighting"),
-    "slimbert.serve.app:create_app": (211, "to split into routes per protocol"),
     "slimbert.experiment.cells:plan": (172, "one branch per professor kind"),
     "slimbert.export.onnx:export": (137, "the export pipeline's stages in order"),
     "slimbert.compress.teaching:teach": (129, "the joint schemes in one loop"),
-    "slimbert.data:read_examples": (121, "every format's column rules"),
     "slimbert.compress.tinybert:run": (120, "three stages"),
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
     "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
     "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
     "slimbert.bench.decide:recommend": (95, "the SLO rules"),
     "slimbert.compress.minilm:run": (95, "two stages"),
-    "slimbert.serve.app:add_v2_routes": (90, "the v2 protocol's routes"),
     "slimbert.compress.theseus:run": (89, "replacement, then fine-tuning"),
     "slimbert.compress.pretrain:pretrain_student": (87, "masking, holdout, training"),
     "slimbert.bench.timing:measure": (85, "one timed pass"),

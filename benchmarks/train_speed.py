@@ -42,9 +42,10 @@ from slimbert.data import Columns
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.training.config import TrainConfig, train_loader
-from slimbert.training.loop import resolve_precision, train
+from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
+from slimbert.training.precision import resolve_precision
 
 SETTINGS = {  # name: (mixed_precision, group_by_length, fused AdamW)
     "fp32": ("no", False, False),

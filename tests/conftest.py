@@ -158,8 +158,8 @@ def _fp32_training():
     """--mixed-precision auto means bf16 on a CPU with AVX-512 BF16 or AMX: tests train in fp32
     on every machine, so their figures do not depend on the processor (a test of auto patches
     this back). Session-wide, so that fixtures shared by several tests train in fp32 too."""
-    from slimbert.training import loop
+    from slimbert.training import precision
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
+        patch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
         yield

@@ -161,16 +161,16 @@ def test_every_command_that_trains_on_labels_takes_the_scoring_flags():
 
 
 def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
-    from slimbert.training import loop
+    from slimbert.training import precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: True)
-    assert loop.resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(loop, "cpu_has_fast_bf16", lambda: False)
-    assert loop.resolve_precision("auto", cpu) == "no"
-    assert loop.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is kept
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    assert precision.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    assert precision.resolve_precision("auto", cpu) == "no"
+    assert precision.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is kept
     with pytest.raises(SlimbertError, match="fp16 needs a GPU"):
-        loop.autocast_for("fp16", cpu)
+        precision.autocast_for("fp16", cpu)
 
 
 # ---------------------------------------------------------------------------------------------

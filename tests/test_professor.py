@@ -374,12 +374,12 @@ def test_boost_retries_then_drops_a_member_answering_one_class(
     """A member answering one class on every training row carries no information whatever its
     weighted error (under skewed weights it can be under 1 − 1/K): it is fine-tuned again with
     the next seed, and with no retries left the boosting stops without it."""
-    import slimbert.teachers.boost as boost_module
+    import slimbert.teachers.boost_members as members_module
     from slimbert.teachers.load import load_teacher
 
     path, spec, _ = ensemble
     calls: list[str] = []
-    monkeypatch.setattr(boost_module, "_train_member", _members_from(path, calls))
+    monkeypatch.setattr(members_module, "train_member", _members_from(path, calls))
     meta = boost(
         str(path.parent / "base"),
         spec,
@@ -410,17 +410,17 @@ def test_boost_retries_then_drops_a_member_answering_one_class(
 def test_bag_boosting_scores_each_member_on_the_rows_left_out(ensemble, tmp_path, monkeypatch):
     """weighting "bag": each member trains on one weighted bag (draw_bag with its seed) and its
     weighted error — so its vote — comes from the training rows it never saw."""
-    import slimbert.teachers.boost as boost_module
+    import slimbert.teachers.boost_members as members_module
 
     path, spec, _ = ensemble
     bags: list[np.ndarray] = []
-    train_member = boost_module._train_member
+    train_member = members_module.train_member
 
     def spy(*args, bag=None, **kwargs):
         bags.append(bag)
         return train_member(*args, bag=bag, **kwargs)
 
-    monkeypatch.setattr(boost_module, "_train_member", spy)
+    monkeypatch.setattr(members_module, "train_member", spy)
     config = TrainConfig(
         max_steps=48, batch_size=16, lr=3e-3, patience=0, eval_every=48, progress=False, seed=42
     )

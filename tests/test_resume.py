@@ -117,11 +117,13 @@ def test_the_state_is_safetensors_and_json_and_a_finished_stage_is_not_trained_a
 
 
 def test_no_save_state_writes_no_state_and_leaves_nothing_to_resume(tmp_path, monkeypatch):
-    import slimbert.training.loop as loop
+    import slimbert.training.checkpoint as checkpoint
 
     writes = []
-    real = loop.write_state
-    monkeypatch.setattr(loop, "write_state", lambda *a, **k: writes.append(1) or real(*a, **k))
+    real = checkpoint.write_state
+    monkeypatch.setattr(
+        checkpoint, "write_state", lambda *a, **k: writes.append(1) or real(*a, **k)
+    )
     config = TrainConfig(max_steps=4, eval_every=2, patience=0, progress=False, lr=1e-2)
     train(toy_model(), toy_loader(), toy_step, toy_eval, config, run=RunFiles(tmp_path / "on"))
     assert writes  # the default keeps a state at every improving evaluation and at the end

@@ -3,7 +3,6 @@ length-grouped samplers, collation, and running a model over the batches."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from slimbert.data import (
     concat,
     read_examples,
     read_subset,
-    text_key,
+    read_transfer,
 )
 from slimbert.errors import SlimbertError
 from slimbert.families import forward_inputs
@@ -294,59 +293,6 @@ class TaskData:
                 "rows": len(self.transfer),
             },
         }
-
-
-def _first_record(path: Path) -> dict:
-    """The first JSON object of a JSONL file ({} when there is none; the reader says why)."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return {}
-                return record if isinstance(record, dict) else {}
-    return {}
-
-
-def read_transfer(path: Path, evaluation: Examples, task: str) -> Examples:
-    """The rows of a transfer set (`slimbert augment`'s JSONL: text, text_pair for pairs, the
-    teacher's label), refused in one line when they are not the task's kind (pairs or single
-    texts) or when any text is in the eval file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlimbertError(f"--transfer {path}: no such file; make one with `slimbert augment`")
-    if path.suffix.lower() != ".jsonl":
-        raise SlimbertError(
-            f"--transfer {path}: not a .jsonl file; give the file `slimbert augment` wrote"
-        )
-    pair, first = evaluation.is_pair, _first_record(path)
-    missing = [name for name in ("text", "label") if first and name not in first]
-    if missing:
-        raise SlimbertError(
-            f"--transfer {path}: its rows have no {' or '.join(missing)} field; give the file "
-            "`slimbert augment` wrote"
-        )
-    if ("text_pair" in first) != pair:
-        kinds = {True: "sentence pairs", False: "single texts"}
-        raise SlimbertError(
-            f"--transfer {path}: holds {kinds[not pair]} but the task has {kinds[pair]}; "
-            "build it from this task's training file with `slimbert augment`"
-        )
-    columns = Columns("text", "text_pair" if pair else None, "label")
-    transfer = read_examples(path, columns, task=task)
-    eval_texts = {text_key(t) for t in evaluation.texts + (evaluation.text_pairs or [])}
-    for i, text in enumerate(transfer.texts):
-        sides = [text, transfer.text_pairs[i]] if pair else [text]
-        leaked = next((side for side in sides if text_key(side) in eval_texts), None)
-        if leaked is not None:
-            shown = leaked if len(leaked) <= 60 else leaked[:57] + "..."
-            raise SlimbertError(
-                f"--transfer {path}, line {transfer.rows[i]}: {shown!r} is in the eval file "
-                f"{evaluation.path}; rebuild the transfer set with `slimbert augment --eval "
-                f"{evaluation.path}`"
-            )
-    return transfer
 
 
 def prepare(

@@ -13,21 +13,23 @@ Quirks of real files that this reader survives:
 - MRPC starts with a UTF-8 byte-order mark and has unbalanced `"` inside sentences, so TSV is
   read with quoting disabled (otherwise rows silently merge).
 - STS-B puts free-text metadata columns before the sentences, so columns are picked by name.
+
+Each kind of source is opened in data_sources.py; this module picks the columns and checks the
+rows.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from slimbert.data_sources import HF_PREFIX, files_sha256, open_source
 from slimbert.errors import SlimbertError
 from slimbert.files import sha256_file
 
@@ -109,54 +111,6 @@ def concat(first: Examples, second: Examples) -> Examples:
     )
 
 
-def _read_table(
-    path: Path, delimiter: str, quoting: int, header: bool
-) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-            records = [(reader.line_num, record) for record in reader]
-    except UnicodeDecodeError as exc:
-        raise SlimbertError(
-            f"{path}: not valid UTF-8 near byte {exc.start}; re-save the file as UTF-8"
-        ) from None
-    except csv.Error as exc:
-        raise SlimbertError(
-            f"{path}: unreadable table ({exc}); check the delimiter and quoting"
-        ) from None
-    records = [(line, rec) for line, rec in records if any(cell.strip() for cell in rec)]
-    if not records:
-        raise SlimbertError(f"{path}: the file is empty; give a file with at least one example")
-    if header:
-        names = [name.strip() for name in records[0][1]]
-        return names, records[1:]
-    width = max(len(rec) for _, rec in records)
-    return [str(i) for i in range(width)], records
-
-
-def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
-    rows: list[tuple[int, dict]] = []
-    names: dict[str, None] = {}
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SlimbertError(
-                    f"{path}, line {line_no}: not valid JSON ({exc.msg}); "
-                    "each line must be one JSON object"
-                ) from None
-            if not isinstance(record, dict):
-                raise SlimbertError(f"{path}, line {line_no}: expected a JSON object per line")
-            names.update(dict.fromkeys(record))
-            rows.append((line_no, record))
-    if not rows:
-        raise SlimbertError(f"{path}: the file is empty; give a file with at least one example")
-    return list(names), rows
-
-
 def _pick(
     names: list[str],
     wanted: str | None,
@@ -193,114 +147,6 @@ def _infer_task(raw_labels: list[str]) -> str:
     return REGRESSION if any("." in label for label in raw_labels) else CLASSIFICATION
 
 
-HF_PREFIX = "hf:"
-DATASETS_EXTRA = "run `pip install -e .[datasets]`"
-
-
-def _datasets(path: Path | str, what: str):
-    """The `datasets` library, or one line naming the extra that installs it."""
-    try:
-        import datasets
-    except ImportError:
-        raise SlimbertError(
-            f"{path}: reading {what} needs the datasets extra; {DATASETS_EXTRA}"
-        ) from None
-    return datasets
-
-
-def _files_sha256(files: Sequence[str | Path]) -> str:
-    """sha256 of one file; of several, sha256 over each one's name and sha256 in order."""
-    if len(files) == 1:
-        return sha256_file(files[0])
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{Path(file).name}:{sha256_file(file)}\n".encode())
-    return digest.hexdigest()
-
-
-def _dataset_sha256(dataset) -> str:
-    """sha256 of the Arrow files behind a `datasets.Dataset` (load_from_disk and load_dataset
-    both memory-map files, so there always are some)."""
-    files = [entry["filename"] for entry in dataset.cache_files]
-    return _files_sha256(files) if files else ""
-
-
-def _open_parquet(path: Path):
-    """A parquet file as an Arrow table, read with pyarrow (installed by the datasets extra) so
-    that no copy lands in the datasets cache."""
-    _datasets(path, "parquet")
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(str(path))
-    except Exception as exc:  # pyarrow raises several types for one broken file
-        raise SlimbertError(f"{path}: unreadable parquet ({exc}); re-write the file") from None
-    return list(table.column_names), table, sha256_file(path)
-
-
-def _open_saved_dataset(path: Path):
-    """A folder written by `Dataset.save_to_disk` (a DatasetDict's split folder included)."""
-    datasets = _datasets(path, "a save_to_disk folder")
-    try:
-        dataset = datasets.load_from_disk(str(path))
-    except FileNotFoundError:
-        raise SlimbertError(
-            f"{path}: a folder but not one written by datasets' save_to_disk; give a data file "
-            "or such a folder"
-        ) from None
-    if isinstance(dataset, datasets.DatasetDict):
-        raise SlimbertError(
-            f"{path}: holds the splits {', '.join(dataset)}; give one of them, "
-            f"e.g. {path / next(iter(dataset))}"
-        )
-    return list(dataset.column_names), dataset, _dataset_sha256(dataset)
-
-
-def _open_hub_dataset(source: str):
-    """`hf:NAME[:CONFIG]:SPLIT`, loaded with `datasets.load_dataset` from the Hugging Face
-    datasets cache (HF_DATASETS_CACHE); fetched first unless HF_HUB_OFFLINE is set."""
-    parts = source[len(HF_PREFIX) :].split(":")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise SlimbertError(
-            f"{source}: give a Hub dataset as hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT, "
-            "e.g. hf:nyu-mll/glue:sst2:validation"
-        )
-    name, config, split = parts[0], (parts[1] if len(parts) == 3 else None), parts[-1]
-    datasets = _datasets(source, "a Hub dataset")
-    try:
-        dataset = datasets.load_dataset(
-            name, config, split=split, cache_dir=os.environ.get("HF_DATASETS_CACHE") or None
-        )
-    except (ConnectionError, FileNotFoundError, datasets.exceptions.DatasetNotFoundError):
-        raise SlimbertError(
-            f"{source}: dataset {name!r} is not in the datasets cache and the Hub was not "
-            f"reached; load it once online (datasets.load_dataset({name!r}"
-            + (f", {config!r}" if config else "")
-            + ")) with HF_DATASETS_CACHE pointing at this cache"
-        ) from None
-    except ValueError as exc:  # an unknown split or config
-        first = str(exc).strip().splitlines()[0]
-        raise SlimbertError(f"{source}: {first}; fix the split or config") from None
-    return list(dataset.column_names), dataset, _dataset_sha256(dataset)
-
-
-def _table_rows(table, wanted: list[str], limit: int | None) -> list[tuple[int, dict]]:
-    """(1-based row, {column: value}) for the `wanted` columns of an Arrow table or a
-    `datasets.Dataset`, the first `limit` rows only when given."""
-    if hasattr(table, "select_columns"):  # datasets.Dataset
-        table = table.select_columns(wanted)
-        if limit is not None:
-            table = table.select(range(min(limit, len(table))))
-        values = table.to_dict()
-    else:  # pyarrow.Table
-        table = table.select(wanted)
-        if limit is not None:
-            table = table.slice(0, limit)
-        values = table.to_pydict()
-    count = len(values[wanted[0]]) if wanted else 0
-    return [(i + 1, {c: values[c][i] for c in wanted}) for i in range(count)]
-
-
 def data_exists(path: str | Path) -> bool:
     """Whether `path` names a data source `read_examples` may read (a file, a folder, or a Hub
     dataset, which is looked up only when read)."""
@@ -317,7 +163,7 @@ def data_sha256(path: str | Path) -> str:
     if folder.is_dir():
         files = sorted(p for p in folder.glob("*.arrow"))
         if files:
-            return _files_sha256(files)
+            return files_sha256(files)
     return sha256_file(path)
 
 
@@ -332,43 +178,8 @@ def read_examples(
     """Read examples from a TSV, CSV, JSONL or parquet file, a `datasets` folder written by
     `save_to_disk`, or a cached Hub dataset (`hf:NAME[:CONFIG]:SPLIT`). `task` is inferred from
     the labels when None."""
-    source = str(path)
-    path = Path(path)
-    unit = "row"  # what an error's number counts: a file's lines, a dataset's rows (1-based)
-    if source.startswith(HF_PREFIX):
-        names, table, sha256 = _open_hub_dataset(source)
-    elif path.is_dir():
-        names, table, sha256 = _open_saved_dataset(path)
-    elif not path.is_file():
-        raise SlimbertError(f"{path}: no such file; check the path")
-    elif path.suffix.lower() == ".parquet":
-        names, table, sha256 = _open_parquet(path)
-    else:
-        table, sha256, unit = None, sha256_file(path), "line"
-    suffix = path.suffix.lower()
-    if table is not None:
-        rows = []  # filled once the columns are known: only those are read
-    elif suffix in (".jsonl", ".json", ".ndjson"):
-        names, records = _read_jsonl(path)
-        rows = [(line, {k: v for k, v in rec.items()}) for line, rec in records]
-    elif suffix in (".tsv", ".csv", ".txt"):
-        delimiter = "," if suffix == ".csv" else "\t"
-        quoting = csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE
-        names, table_rows = _read_table(path, delimiter, quoting, columns.header)
-        rows = []
-        for line, record in table_rows:
-            if len(record) > len(names):
-                raise SlimbertError(
-                    f"{path}, line {line}: {len(record)} fields but the header has {len(names)}; "
-                    "fix the row (a stray delimiter?)"
-                )
-            rows.append((line, dict(zip(names, record, strict=False))))
-    else:
-        raise SlimbertError(
-            f"{path}: unknown file type {suffix!r}; use .tsv, .csv, .jsonl or .parquet, a "
-            "save_to_disk folder, or hf:NAME[:CONFIG]:SPLIT"
-        )
-
+    source = open_source(path, columns.header)
+    path, names = Path(path), source.names
     text_col = _pick(names, columns.text, TEXT_COLUMNS, "text", "--text-column", path, True)
     pair_col = _pick(
         names, columns.text_pair, PAIR_COLUMNS, "second text", "--text-pair-column", path, False
@@ -377,11 +188,8 @@ def read_examples(
         names, columns.label, LABEL_COLUMNS, "label", "--label-column", path, require_labels
     )
 
-    if table is not None:
-        wanted = [c for c in dict.fromkeys((text_col, pair_col, label_col)) if c is not None]
-        rows = _table_rows(table, wanted, limit)
-    if limit is not None:
-        rows = rows[:limit]
+    wanted = [c for c in dict.fromkeys((text_col, pair_col, label_col)) if c is not None]
+    rows, unit = source.read(wanted, limit), source.unit
     texts: list[str] = []
     pairs: list[str] = []
     raw_labels: list[str] = []
@@ -418,19 +226,7 @@ def read_examples(
     labels: list[str] | list[float] | None = None
     if label_col is not None:
         if resolved_task == REGRESSION:
-            values = []
-            for line, label in zip(lines, raw_labels, strict=True):
-                try:
-                    value = float(label)
-                except ValueError:
-                    raise SlimbertError(
-                        f"{path}, {unit} {line}: label {label!r} is not a number; "
-                        "this is a regression task"
-                    ) from None
-                if not math.isfinite(value):
-                    raise SlimbertError(f"{path}, {unit} {line}: label {label!r} is not finite")
-                values.append(value)
-            labels = values
+            labels = _regression_labels(raw_labels, lines, path, unit)
         else:
             labels = raw_labels
     return Examples(
@@ -440,8 +236,26 @@ def read_examples(
         task=resolved_task,
         path=path,
         rows=lines,
-        sha256=sha256,
+        sha256=source.sha256,
     )
+
+
+def _regression_labels(
+    raw_labels: list[str], lines: list[int], path: Path, unit: str
+) -> list[float]:
+    """The labels as finite numbers; one that is not stops with its line (or row)."""
+    values = []
+    for line, label in zip(lines, raw_labels, strict=True):
+        try:
+            value = float(label)
+        except ValueError:
+            raise SlimbertError(
+                f"{path}, {unit} {line}: label {label!r} is not a number; this is a regression task"
+            ) from None
+        if not math.isfinite(value):
+            raise SlimbertError(f"{path}, {unit} {line}: label {label!r} is not finite")
+        values.append(value)
+    return values
 
 
 def read_subset(
@@ -459,6 +273,59 @@ def read_subset(
     examples = read_examples(path, columns, **kwargs)
     order = np.random.default_rng(sample_seed).permutation(len(examples))
     return examples.subset(order[:limit] if limit else order)
+
+
+def _first_record(path: Path) -> dict:
+    """The first JSON object of a JSONL file ({} when there is none; the reader says why)."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    return {}
+                return record if isinstance(record, dict) else {}
+    return {}
+
+
+def read_transfer(path: Path, evaluation: Examples, task: str) -> Examples:
+    """The rows of a transfer set (`slimbert augment`'s JSONL: text, text_pair for pairs, the
+    teacher's label), refused in one line when they are not the task's kind (pairs or single
+    texts) or when any text is in the eval file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlimbertError(f"--transfer {path}: no such file; make one with `slimbert augment`")
+    if path.suffix.lower() != ".jsonl":
+        raise SlimbertError(
+            f"--transfer {path}: not a .jsonl file; give the file `slimbert augment` wrote"
+        )
+    pair, first = evaluation.is_pair, _first_record(path)
+    missing = [name for name in ("text", "label") if first and name not in first]
+    if missing:
+        raise SlimbertError(
+            f"--transfer {path}: its rows have no {' or '.join(missing)} field; give the file "
+            "`slimbert augment` wrote"
+        )
+    if ("text_pair" in first) != pair:
+        kinds = {True: "sentence pairs", False: "single texts"}
+        raise SlimbertError(
+            f"--transfer {path}: holds {kinds[not pair]} but the task has {kinds[pair]}; "
+            "build it from this task's training file with `slimbert augment`"
+        )
+    columns = Columns("text", "text_pair" if pair else None, "label")
+    transfer = read_examples(path, columns, task=task)
+    eval_texts = {text_key(t) for t in evaluation.texts + (evaluation.text_pairs or [])}
+    for i, text in enumerate(transfer.texts):
+        sides = [text, transfer.text_pairs[i]] if pair else [text]
+        leaked = next((side for side in sides if text_key(side) in eval_texts), None)
+        if leaked is not None:
+            shown = leaked if len(leaked) <= 60 else leaked[:57] + "..."
+            raise SlimbertError(
+                f"--transfer {path}, line {transfer.rows[i]}: {shown!r} is in the eval file "
+                f"{evaluation.path}; rebuild the transfer set with `slimbert augment --eval "
+                f"{evaluation.path}`"
+            )
+    return transfer
 
 
 def _label_sort_key(label: str) -> tuple[int, float | str]:

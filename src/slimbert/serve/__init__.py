@@ -8,7 +8,9 @@ batching.py  MicroBatcher: concurrent requests -> batches, run in one worker thr
 metrics.py   ServeMetrics: a Prometheus registry per app
 requests.py  what /v1/predict accepts and answers; bad input as one ApiError (kind, message)
 oip.py       the Open Inference Protocol (v2) requests and responses: JSON and binary tensors
-app.py       create_app: the FastAPI routes, the metrics middleware, errors as JSON
+service.py   ServeConfig (batching and input limits) and the Service every route answers from
+routes.py    the routes, one function per protocol: /v1, health and metrics, /v2 (OIP)
+app.py       create_app: the app's lifespan, the metrics middleware, errors as JSON
 
 The names below load on first use: `slimbert.load` needs model.py only, and must not pay for
 FastAPI (the serve extra) or require it.
@@ -23,7 +25,7 @@ _EXPORTS = {
     "MicroBatcher": "slimbert.serve.batching",
     "Item": "slimbert.serve.model",
     "ServedModel": "slimbert.serve.model",
-    "ServeConfig": "slimbert.serve.app",
+    "ServeConfig": "slimbert.serve.service",
     "create_app": "slimbert.serve.app",
 }
 

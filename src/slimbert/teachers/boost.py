@@ -53,6 +53,10 @@ is meant to weigh. Every row's weight is still updated from the member's answer 
 out-of-bag misses are the ones raised most. A `first_member` trained on every row has no
 out-of-bag rows, so "bag" trains round 1 too.
 
+A round's member is fine-tuned, scored and retried in teachers/boost_members.py; SAMME's
+arithmetic and the weighted loaders are teachers/samme.py; this module weighs the members into
+the professor and writes it.
+
 References: Huang et al., "BoostingBERT: Integrating Multi-Class Boosting into BERT for NLP
 Tasks" (2020); Zhu, Zou, Rosset & Hastie, "Multi-class AdaBoost" (2009).
 """
@@ -60,38 +64,30 @@ Tasks" (2020); Zhu, Zou, Rosset & Hastie, "Multi-class AdaBoost" (2009).
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from slimbert.batches import DataSpec, TaskData, evaluator, make_loader, predict_logits, prepare
+from slimbert.batches import DataSpec, TaskData, prepare
 from slimbert.cards import write_card
-from slimbert.data import REGRESSION, LabelMap
+from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
 from slimbert.files import atomic_dir, write_json_atomic
 from slimbert.metrics import compute_metrics
 from slimbert.models import (
-    device,
-    load_classifier,
     load_model_dir,
     load_tokenizer,
     model_label_map,
     model_task,
     resolve_base,
     save_model,
-    seed_everything,
 )
 from slimbert.provenance import METADATA_FILE, library_versions
 from slimbert.settings import setting
+from slimbert.teachers.boost_members import Member, MemberTraining
 from slimbert.teachers.ensemble import COMBINES, ENSEMBLE_FILE, ENSEMBLE_FORMAT, combine_logits
-from slimbert.teachers.samme import draw_bag, samme_step, weighted_hard_loss, weighted_loader
 from slimbert.training.config import TrainConfig
-from slimbert.training.loop import train
-from slimbert.training.losses import LossTerm, combine, hard_loss
-from slimbert.training.outputs import forward
 from slimbert.training.state import RunFiles
 
 WEIGHTINGS = ("loss", "resample", "bag")
@@ -164,38 +160,6 @@ class BoostConfig:
             )
 
 
-def _train_member(
-    base_dir: Path,
-    data: TaskData,
-    weights: np.ndarray,
-    boost: BoostConfig,
-    config: TrainConfig,
-    description: str,
-    run: RunFiles,
-    bag: np.ndarray | None = None,
-) -> nn.Module:
-    seed_everything(config.seed)
-    member = load_classifier(base_dir, data.label_map, data.task)
-    if boost.weighting == "loss":
-        terms = [LossTerm("weighted_hard", 1.0, weighted_hard_loss(torch.as_tensor(weights)))]
-    else:
-        terms = [LossTerm("hard", 1.0, hard_loss)]
-
-    def step(model, batch):
-        return combine(terms, forward(model, batch), None, batch)
-
-    train(
-        member,
-        weighted_loader(data.train_set, weights, boost.weighting, config, bag),
-        step,
-        evaluator(data),
-        config,
-        description=description,
-        run=run,
-    )
-    return member
-
-
 def round_error(record: dict) -> str:
     """A round's weighted error as the logs and reports print it, naming the rows it was
     measured on when those were the ones left out of the member's bag."""
@@ -205,16 +169,25 @@ def round_error(record: dict) -> str:
     return text
 
 
-def _degenerate(
-    train_pred: np.ndarray, eval_degenerate: str | None, label_map: LabelMap
-) -> str | None:
-    """ "predicts only X on the training set" (or on the eval set) for a member that answers
-    one class everywhere there, else None."""
-    if len(train_pred) > 1 and np.all(train_pred == train_pred[0]):
-        return f"predicts only {label_map.id2label[int(train_pred[0])]} on the training set"
-    if eval_degenerate:
-        return f"{eval_degenerate} on the eval set"
-    return None
+@dataclass
+class Boosted:
+    """What the rounds leave: each kept member's vote α and eval logits (N_eval, C), every
+    round's record (kept, dropped or retried) and why the boosting ended."""
+
+    stopped: str
+    alphas: list[float] = field(default_factory=list)
+    eval_logits: list[np.ndarray] = field(default_factory=list)
+    rounds: list[dict] = field(default_factory=list)
+
+    def ensemble_metrics(self, data: TaskData, combine: str):
+        """The eval metrics of the members kept so far, combined by their votes."""
+        return compute_metrics(
+            combine_logits(self.eval_logits, self.alphas, combine),
+            data.eval_targets,
+            data.task,
+            data.label_map,
+            data.scoring,
+        )
 
 
 def boost(
@@ -228,8 +201,7 @@ def boost(
     base_dir = resolve_base(base)
     tokenizer = load_tokenizer(base_dir)
     first = None
-    label_map: LabelMap | None = None
-    task = None
+    label_map, task = None, None
     if boost_config.first_member is not None:
         first, first_tokenizer, _ = load_model_dir(boost_config.first_member, "--first-member")
         if first_tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -244,190 +216,130 @@ def boost(
             f"{spec.train}: professor boost needs a classification task (SAMME counts wrong "
             "labels); this one is regression"
         )
-    num_classes = data.label_map.num_labels
-    targets = np.asarray(data.train_set.labels)
-    n = len(targets)
-    train_batches = make_loader(data.train_set, 64, shuffle=False)
-    eval_loader = make_loader(data.eval_set, 64, shuffle=False)
-    dev = device(config.device)
-    run = RunFiles(out, config.resume)  # each member's state, so --resume restores those done
-
+    members = MemberTraining(
+        base_dir,
+        data,
+        config,
+        boost_config.weighting,
+        boost_config.shrinkage,
+        boost_config.rounds,
+        RunFiles(out, config.resume),
+        first,
+        boost_config.first_member,
+    )
+    n = len(members.targets)
     weights = np.full(n, 1.0 / n)
-    alphas: list[float] = []
-    eval_logits: list[np.ndarray] = []
-    rounds: list[dict] = []
-    stopped = f"ran all {boost_config.rounds} rounds"
+    boosted = Boosted(stopped=f"ran all {boost_config.rounds} rounds")
     with atomic_dir(out) as staging:
         for m in range(boost_config.rounds):
             member_dir = staging / f"member-{m}"
-            for attempt in range(boost_config.retries + 1):
-                # a chance-level or degenerate fine-tune is tried again with the next seeds
-                # (100 apart per try)
-                member_config = replace(config, seed=config.seed + m + 100 * attempt)
-                reused = m == 0 and first is not None and attempt == 0
-                # "bag": the rows this member never sees score it (None: every row does)
-                bag = (
-                    draw_bag(weights, member_config.seed)
-                    if boost_config.weighting == "bag"
-                    else None
-                )
-                scored = None
-                if bag is not None:
-                    scored = np.ones(n, dtype=bool)
-                    scored[bag] = False
-                    if not scored.any():
-                        raise SlimbertError(
-                            f"professor boost round {m + 1}: its bag drew every one of the "
-                            f"{n} training rows, none is left out to score it; use --weighting "
-                            "resample on so small a training set"
-                        )
-                if reused:
-                    member = first
-                    shutil.copytree(boost_config.first_member, member_dir)
-                else:
-                    member = _train_member(
-                        base_dir,
-                        data,
-                        weights,
-                        boost_config,
-                        member_config,
-                        description=f"boost {m + 1}/{boost_config.rounds}"
-                        + (f" retry {attempt}" if attempt else ""),
-                        run=run,
-                        bag=bag,
-                    )
-                member.to(dev)
-                train_pred = predict_logits(member, train_batches, dev).argmax(axis=-1)  # (N,)
-                member_eval = predict_logits(member, eval_loader, dev)  # (N_eval, C)
-                miss = train_pred != targets
-                update = samme_step(weights, miss, num_classes, boost_config.shrinkage, scored)
-                member_metrics = compute_metrics(
-                    member_eval, data.eval_targets, data.task, data.label_map, data.scoring
-                )
-                degenerate = _degenerate(train_pred, member_metrics.degenerate, data.label_map)
-                failed = update.chance or degenerate is not None
-                record = {
-                    "round": m,
-                    "attempt": attempt,
-                    "member": member_dir.name,
-                    "trained": not reused,
-                    "seed": None if reused else member_config.seed,
-                    "weighted_error": update.error,
-                    "alpha": update.alpha,
-                    "train_errors": int(miss.sum()),
-                    **(
-                        {
-                            "out_of_bag_rows": int(scored.sum()),
-                            "out_of_bag_errors": int((miss & scored).sum()),
-                        }
-                        if scored is not None
-                        else {}
-                    ),
-                    "largest_weight_x_n": float(
-                        weights.max() * n
-                    ),  # the weights this member trained on
-                    "eval": member_metrics.values,
-                    "eval_main": member_metrics.main,
-                    **({"degenerate": degenerate} if degenerate else {}),
-                }
-                if not failed or reused or attempt == boost_config.retries:
-                    break
-                rounds.append({**record, "kept": False, "retried": True})
-            if failed:
+            member = members.fit_round(m, weights, member_dir, boost_config.retries, boosted.rounds)
+            if member.failed:
                 why = (
-                    f"degenerate, {degenerate}"
-                    if degenerate
-                    else f"weighted error {update.error:.3f} ≥ 1 − 1/K, no better than chance"
+                    f"degenerate, {member.degenerate}"
+                    if member.degenerate
+                    else f"weighted error {member.update.error:.3f} ≥ 1 − 1/K, no better than "
+                    "chance"
                 )
                 if m == 0:
                     raise SlimbertError(
                         f"professor boost: the first member is {why} on {spec.train}; "
                         "train it longer or with a higher --lr"
                     )
-                rounds.append({**record, "kept": False})
-                stopped = f"stopped at round {m + 1}: {why}"
+                boosted.rounds.append({**member.record, "kept": False})
+                boosted.stopped = f"stopped at round {m + 1}: {why}"
                 break
-            if not reused:
-                save_model(
-                    member,
-                    tokenizer,
-                    member_dir,
-                    {
-                        "role": "professor-member",
-                        "method": "boost-member",
-                        "base": str(base),
-                        "round": m,
-                        "data": data.describe(),
-                        "metric": member_metrics.values,
-                        "metric_name": member_metrics.name,
-                        "train_config": asdict(member_config),
-                    },
-                )
-            alphas.append(update.alpha)
-            eval_logits.append(member_eval)
-            ensemble_metrics = compute_metrics(
-                combine_logits(eval_logits, alphas, boost_config.combine),
-                data.eval_targets,
-                data.task,
-                data.label_map,
-                data.scoring,
+            if not member.reused:
+                _save_member(member, tokenizer, member_dir, base, m, data)
+            boosted.alphas.append(member.update.alpha)
+            boosted.eval_logits.append(member.eval_logits)
+            ensemble_metrics = boosted.ensemble_metrics(data, boost_config.combine)
+            boosted.rounds.append(
+                {**member.record, "kept": True, "ensemble_eval": ensemble_metrics.values}
             )
-            rounds.append({**record, "kept": True, "ensemble_eval": ensemble_metrics.values})
-            member.to("cpu")
+            member.model.to("cpu")
+            update = member.update
             del member
             weights = update.weights
             if update.perfect:
-                stopped = (
+                boosted.stopped = (
                     f"stopped at round {m + 1}: the member makes no training errors, "
                     "nothing left to reweight"
                 )
                 break
+        return _write_professor(staging, boosted, base, tokenizer, data, boost_config, config)
 
-        kept = [r for r in rounds if r["kept"]]
-        best = max(range(len(kept)), key=lambda i: (kept[i]["eval_main"], -i))  # earliest on ties
-        final = compute_metrics(
-            combine_logits(eval_logits, alphas, boost_config.combine),
-            data.eval_targets,
-            data.task,
-            data.label_map,
-            data.scoring,
-        )
-        total = float(sum(alphas))
-        ensemble = {
-            "format": ENSEMBLE_FORMAT,
-            "combine": boost_config.combine,
-            "members": [r["member"] for r in kept],
-            "alphas": alphas,
-            "weights": [a / total for a in alphas],
-            "best_member": best,
-            "id2label": {str(k): v for k, v in data.label_map.id2label.items()},
-            "task": data.task,
-        }
-        write_json_atomic(staging / ENSEMBLE_FILE, ensemble)
-        tokenizer.save_pretrained(str(staging))
-        # a dropped round's folder (a retried attempt shares its round's name with the retry)
-        for stale in {r["member"] for r in rounds} - set(ensemble["members"]):
-            shutil.rmtree(staging / stale, ignore_errors=True)
-        metadata = {
-            "role": "professor",
-            "method": "boost",
+
+def _save_member(
+    member: Member, tokenizer, member_dir: Path, base: str, m: int, data: TaskData
+) -> None:
+    """A kept member's folder: an ordinary classifier with its round's metadata."""
+    save_model(
+        member.model,
+        tokenizer,
+        member_dir,
+        {
+            "role": "professor-member",
+            "method": "boost-member",
             "base": str(base),
-            "members": len(kept),
-            "best_member": kept[best]["member"],
-            "stopped": stopped,
-            "rounds": rounds,
+            "round": m,
             "data": data.describe(),
-            "metric": final.values,
-            "metric_name": final.name,
-            "boost_config": {
-                **asdict(boost_config),
-                "first_member": str(boost_config.first_member)
-                if boost_config.first_member
-                else None,
-            },
-            "train_config": asdict(config),
-            "versions": library_versions(),
-        }
-        write_json_atomic(staging / METADATA_FILE, metadata)
-        write_card(staging, metadata, {"id2label": ensemble["id2label"]})
+            "metric": member.metrics.values,
+            "metric_name": member.metrics.name,
+            "train_config": asdict(member.config),
+        },
+    )
+
+
+def _write_professor(
+    staging: Path,
+    boosted: Boosted,
+    base: str,
+    tokenizer,
+    data: TaskData,
+    boost_config: BoostConfig,
+    config: TrainConfig,
+) -> dict:
+    """ensemble.json (the members' votes), the tokenizer, slimbert.json and the model card in
+    `staging`; the folders of dropped rounds removed. The professor's metadata."""
+    rounds, alphas = boosted.rounds, boosted.alphas
+    kept = [r for r in rounds if r["kept"]]
+    best = max(range(len(kept)), key=lambda i: (kept[i]["eval_main"], -i))  # earliest on ties
+    final = boosted.ensemble_metrics(data, boost_config.combine)
+    total = float(sum(alphas))
+    ensemble = {
+        "format": ENSEMBLE_FORMAT,
+        "combine": boost_config.combine,
+        "members": [r["member"] for r in kept],
+        "alphas": alphas,
+        "weights": [a / total for a in alphas],
+        "best_member": best,
+        "id2label": {str(k): v for k, v in data.label_map.id2label.items()},
+        "task": data.task,
+    }
+    write_json_atomic(staging / ENSEMBLE_FILE, ensemble)
+    tokenizer.save_pretrained(str(staging))
+    # a dropped round's folder (a retried attempt shares its round's name with the retry)
+    for stale in {r["member"] for r in rounds} - set(ensemble["members"]):
+        shutil.rmtree(staging / stale, ignore_errors=True)
+    metadata = {
+        "role": "professor",
+        "method": "boost",
+        "base": str(base),
+        "members": len(kept),
+        "best_member": kept[best]["member"],
+        "stopped": boosted.stopped,
+        "rounds": rounds,
+        "data": data.describe(),
+        "metric": final.values,
+        "metric_name": final.name,
+        "boost_config": {
+            **asdict(boost_config),
+            "first_member": str(boost_config.first_member) if boost_config.first_member else None,
+        },
+        "train_config": asdict(config),
+        "versions": library_versions(),
+    }
+    write_json_atomic(staging / METADATA_FILE, metadata)
+    write_card(staging, metadata, {"id2label": ensemble["id2label"]})
     return metadata
