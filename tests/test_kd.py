@@ -87,3 +87,56 @@ def test_a_student_deeper_than_its_teacher_is_one_clear_line(sharp_teacher, sst2
     )
     assert result.exit_code == 1 and "--layers 5" in result.output, result.output
     assert not (tmp_path / "deep").exists()
+
+
+def test_first_layers_baseline_is_the_teachers_bottom_layers_on_the_labels_alone(
+    loud_teacher, sst2_files, tmp_path
+):
+    """BERT-of-Theseus's baseline: teacher layers 0..k−1 under the teacher's embeddings and
+    classifier, trained on CE to the gold labels; the soft term is logged but weighs nothing."""
+    train, dev = sst2_files
+    out = tmp_path / "first2"
+    meta = kd_once(loud_teacher, train, dev, out, "--layers", "2", "--layer-map", "bottom",
+                   "--alpha", "0")  # fmt: skip
+    assert meta["layer_map"] == [0, 1] and meta["method_config"]["layer_map"] == "bottom"
+    teacher, tokenizer, _ = load_model_dir(loud_teacher)
+    student = load_model_dir(out)[0]
+    key = "bert.encoder.layer.{}.attention.self.query.weight"
+    for s in (0, 1):
+        torch.testing.assert_close(
+            student.state_dict()[key.format(s)],
+            teacher.state_dict()[key.format(s)],
+            rtol=0,
+            atol=1e-6,
+        )
+    examples = read_examples(train)
+    tokens = tokenizer(examples.texts, padding=True, truncation=True, max_length=32,
+                       return_tensors="pt")  # fmt: skip
+    gold = torch.tensor([int(label) for label in examples.labels])
+    with torch.no_grad():
+        hard = float(F.cross_entropy(student.eval()(**tokens).logits, gold))
+    first = meta["first_losses"][0]
+    assert first["hard"] == pytest.approx(hard, rel=1e-4)
+    assert first["loss"] == pytest.approx(first["hard"], rel=1e-6)
+    assert first["soft"] > 1e-2  # the teacher's logits are there, and the loss ignores them
+    preset = KDConfig.first_layers(2)
+    assert (preset.layers, preset.layer_map) == (2, "bottom")
+    assert [term.weight for term in loss_terms(preset)] == [0.0, 1.0]
+
+
+def test_first_layers_recipe_parses_as_kd_flags():
+    from pathlib import Path
+
+    from slimbert.cli.compress import method_command
+    from slimbert.compress.registry import get_method
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "kd-first-layers.yaml"
+    assert "slimbert compress kd --recipe recipes/kd-first-layers.yaml" in recipe.read_text()
+    context = method_command(get_method("kd")).make_context("kd", ["--recipe", str(recipe)])
+    assert (context.params["layer_map"], context.params["alpha"]) == ("bottom", 0.0)
+    assert context.params["layers"] == 3
+
+
+def test_a_layer_map_with_a_pretrained_student_is_one_line(tmp_path):
+    with pytest.raises(SlimbertError, match="--layer-map bottom picks teacher layers, but "):
+        KDConfig(layer_map="bottom", student_init=tmp_path)

@@ -4,8 +4,15 @@
            + (1 − alpha) · CE(student, gold)
 
 (regression: MSE to the teacher's output in place of the soft term, MSE to the gold score in
-place of CE). The student keeps `layers` of the teacher's layers chosen by `pick_layers`, plus
-the teacher's embeddings and classifier. Teacher logits on the training set come from the cache.
+place of CE). The student keeps `layers` of the teacher's layers chosen by `--layer-map`
+(`compress.students.map_layers`: evenly with the top one kept, by default), plus the teacher's
+embeddings and classifier. Teacher logits on the training set come from the cache.
+
+BERT-of-Theseus's baseline, the teacher's first k layers fine-tuned on the labels alone, is this
+method with `--layers k --layer-map bottom --alpha 0` (`KDConfig.first_layers(k)`,
+recipes/kd-first-layers.yaml): the student is teacher layers 0..k−1 under the teacher's
+embeddings and classifier, as Theseus's `--init first` starts its successor, and no soft term
+reaches it.
 
 References: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network" (2015);
 Sanh et al., "DistilBERT" (2019), for initialising the student from the teacher's layers.
@@ -20,7 +27,7 @@ from pathlib import Path
 from slimbert.batches import EncodedDataset, TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.pretrain import start_student
-from slimbert.compress.students import StudentShape, build_student, pick_layers
+from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.hub import weights_sha256
@@ -53,9 +60,15 @@ class KDConfig:
 
     layers: int = setting(
         3,
-        "Student depth; layers are picked evenly from the teacher, top layer kept "
-        "(6→3 keeps 1, 3, 5).",
+        "Student depth; which of the teacher's layers it keeps is --layer-map's choice.",
         min=1,
+    )
+    layer_map: str = setting(
+        "uniform",
+        "The teacher layers the student keeps: uniform (evenly, top kept: 6→3 keeps 1, 3, 5), "
+        "bottom (the first --layers: with --alpha 0 this is BERT-of-Theseus's baseline, the "
+        "teacher's first k layers fine-tuned on the labels), top, or teacher layers like 0,2,5. "
+        "With --student-base the layers are that model's.",
     )
     temperature: float = setting(
         2.0, "Softmax temperature T of the soft loss (scaled by T²).", min=0, min_open=True
@@ -82,6 +95,17 @@ class KDConfig:
             raise SlimbertError(
                 "--student-base and --student-init both name the student's start; give one"
             )
+        if self.student_init is not None and self.layer_map != "uniform":
+            raise SlimbertError(
+                f"--layer-map {self.layer_map} picks teacher layers, but --student-init replaces "
+                "the student's encoder with its own; drop one"
+            )
+
+    @classmethod
+    def first_layers(cls, layers: int = 3) -> KDConfig:
+        """BERT-of-Theseus's baseline: the teacher's first `layers` layers, fine-tuned on the
+        gold labels alone."""
+        return cls(layers=layers, layer_map="bottom", alpha=0.0)
 
 
 def retokenized(data: TaskData, tokenizer) -> TaskData:
@@ -94,12 +118,12 @@ def retokenized(data: TaskData, tokenizer) -> TaskData:
     )
 
 
-def base_student(base: str, layers: int, data: TaskData, seed: int):
-    """A `layers`-layer classifier cut from the pre-trained `base` (its layers picked evenly),
-    with a fresh head for the task's labels, and its tokenizer."""
+def base_student(base: str, layers: int, data: TaskData, seed: int, layer_map: str = "uniform"):
+    """A `layers`-layer classifier cut from the pre-trained `base` (its layers chosen by
+    `layer_map`), with a fresh head for the task's labels, and its tokenizer."""
     source = load_classifier(base, data.label_map, data.task, flag="--student-base")
     family = family_of(source.config)
-    picked = pick_layers(family.size(source.config, "depth"), layers)
+    picked = map_layers(family.size(source.config, "depth"), layers, layer_map)
     student, _ = build_student(source, StudentShape(layers), picked, seed=seed)
     return student, load_tokenizer(base, "--student-base"), picked
 
@@ -136,11 +160,15 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
     seed_everything(config.seed)
     student_data = data
     if kd.student_base is not None:
-        student, tokenizer, layers = base_student(kd.student_base, kd.layers, data, config.seed)
+        student, tokenizer, layers = base_student(
+            kd.student_base, kd.layers, data, config.seed, kd.layer_map
+        )
         student_data = retokenized(data, tokenizer)
         init = None
     else:
-        layers = pick_layers(teacher.config.num_hidden_layers, kd.layers)
+        layers = map_layers(
+            family_of(teacher.config).size(teacher.config, "depth"), kd.layers, kd.layer_map
+        )
         student, _, init = start_student(
             teacher, StudentShape(kd.layers), layers, config.seed, kd.student_init
         )
@@ -181,4 +209,8 @@ METHOD = Method(
     run=run,
     summary="Hinton logit distillation into a student built from the teacher's own layers.",
     stages=("distil",),
+    notes=(
+        "--alpha 0 trains on the labels alone; with --layer-map bottom that is BERT-of-Theseus's "
+        "baseline, the teacher's first --layers layers fine-tuned (recipes/kd-first-layers.yaml)."
+    ),
 )
