@@ -16,11 +16,10 @@ from slimbert.cli import cli
 from slimbert.compress.network_configs import BiLSTMConfig, TextCNNConfig, TreeConfig
 from slimbert.compress.network_files import build_network
 from slimbert.compress.networks import SoftTree, principal_directions
-from slimbert.compress.teaching import (
+from slimbert.compress.teaching import TeachingConfig, loss_terms
+from slimbert.compress.teaching_step import (
     SoftTargets,
-    TeachingConfig,
     ensemble_logits,
-    loss_terms,
     normalised_weights,
     student_losses,
 )

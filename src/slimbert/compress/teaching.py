@@ -4,6 +4,9 @@
               (`slimbert.task.teacher_logits`); only the student trains
     joint     the first teacher trains alongside the student on the gold labels (its own
               learning rate); the student's soft loss reads its live logits
+                summed:       one step on the student's loss plus the teacher's CE
+                alternating:  the teacher steps on its CE, then the student on its fresh
+                              logits (compress/teaching_step.py draws both)
                 isolated:     the soft loss sees teacher logits .detach(): only the labels
                               move the teacher
                 not isolated: the soft loss's gradient reaches the teacher as well, pulling it
@@ -22,7 +25,7 @@ compress/route.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,19 +33,32 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimbert.batches import DataSpec, evaluator, model_inputs, prepare
+from slimbert.batches import DataSpec, evaluator, prepare
 from slimbert.compress.method import Job
 from slimbert.compress.network_configs import PROJECTIONS, StudentConfig
 from slimbert.compress.network_files import build_network, save_student
+from slimbert.compress.teaching_step import (
+    JOINT_UPDATES,
+    SoftTargets,
+    TeacherStep,
+    batch_step,
+    check_alternating,
+    normalised_weights,
+)
 from slimbert.errors import SlimbertError
 from slimbert.models import device, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.config import TrainResult, train_loader, training_record
+from slimbert.training.config import (
+    TrainConfig,
+    TrainResult,
+    planned_steps,
+    train_loader,
+    training_record,
+)
 from slimbert.training.loop import train
-from slimbert.training.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
-from slimbert.training.outputs import Outputs
+from slimbert.training.losses import LossTerm, hard_loss, kd_loss, logit_mse
 from slimbert.training.route import Stage, describe, plan, route_logits
 from slimbert.training.state import RunFiles
 
@@ -56,6 +72,7 @@ class TeachingConfig:
 
     teacher_weights: one weight per --teacher, in order; None = plain mean of their logits
     joint:           train the first teacher with the student (else: its cached logits)
+    joint_update:    joint only: "summed" (one step) or "alternating" (teacher, then student)
     isolated:        joint only: the student's soft loss does not reach the teacher
     teacher_lr:      joint only: the first teacher's peak learning rate
     temperature:     softmax temperature T of the soft loss (scaled by T²)
@@ -79,6 +96,15 @@ class TeachingConfig:
         "With --joint: keep the student's soft loss from reaching the teacher (its logits are "
         "detached).",
         flag="--isolated/--not-isolated",
+    )
+    joint_update: str = setting(
+        "summed",
+        "With --joint, how teacher and student step on a batch. summed: one step on the "
+        "student's loss plus the teacher's CE, both read from one forward. alternating: the "
+        "teacher first steps on its own CE, then the student steps on the updated teacher's "
+        "logits; --isolated keeps the student's loss off the teacher, --not-isolated lets it "
+        "move the teacher a second time.",
+        choices=JOINT_UPDATES,
     )
     teacher_lr: float = setting(
         2e-5, "With --joint: the teacher's peak learning rate.", min=0, min_open=True
@@ -112,7 +138,9 @@ class TeachingConfig:
         """The teaching fields alone (a method's config carries its sizes too)."""
         return {f.name: getattr(self, f.name) for f in fields(TeachingConfig)}
 
-    def check(self, teachers: int) -> None:
+    def check(self, teachers: int, train: TrainConfig | None = None) -> None:
+        """Refuse, in one line, flags that would do nothing or cannot run together (`train`:
+        the run's training settings, which the alternating update restricts)."""
         if not self.distils and (
             self.joint or self.teacher_route is not None or teachers > 1 or self.teacher_weights
         ):
@@ -140,6 +168,17 @@ class TeachingConfig:
                     f"--teacher-weights {','.join(map(str, self.teacher_weights))}: "
                     "weights must be ≥ 0 and not all 0"
                 )
+        if self.joint_update not in JOINT_UPDATES:
+            raise SlimbertError(
+                f"--joint-update {self.joint_update!r}: choose one of {', '.join(JOINT_UPDATES)}"
+            )
+        if self.joint_update != "summed" and not self.joint:
+            raise SlimbertError(
+                f"--joint-update {self.joint_update} says how a teacher trained alongside steps, "
+                "but the teacher is not trained (its logits are cached); add --joint or drop it"
+            )
+        if self.joint and self.joint_update == "alternating" and train is not None:
+            check_alternating(train)
         if self.soft_loss not in SOFT_LOSSES:
             raise SlimbertError(
                 f"--soft-loss {self.soft_loss!r}: choose one of {', '.join(SOFT_LOSSES)}"
@@ -186,39 +225,6 @@ class EmbeddingStudentMethod(TeachingConfig):
         }
 
 
-def normalised_weights(weights: Sequence[float] | None, teachers: int) -> list[float]:
-    """Weights summing to 1: equal for None (the plain mean), else w_k / Σ w."""
-    if weights is None:
-        return [1.0 / teachers] * teachers
-    total = float(sum(weights))
-    return [float(w) / total for w in weights]
-
-
-def ensemble_logits(logits: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """Σ_k w_k · z_k over teachers' logits z_k (B, C), for weights already summing to 1."""
-    assert len(logits) == len(weights), (len(logits), len(weights))
-    combined = logits[0] * weights[0]
-    for z, w in zip(logits[1:], weights[1:], strict=True):
-        combined = combined + z * w
-    return combined  # (B, C)
-
-
-@dataclass
-class SoftTargets:
-    """Per-batch teacher logits. cached: (N, C) per teacher, None marking the live joint
-    teacher; weights: one per teacher, summing to 1."""
-
-    cached: list[torch.Tensor | None]
-    weights: list[float]
-
-    def for_batch(
-        self, batch: dict[str, torch.Tensor], live: torch.Tensor | None, device: torch.device
-    ) -> torch.Tensor:
-        index = batch["idx"].cpu()
-        logits = [live if c is None else c[index].to(device) for c in self.cached]
-        return ensemble_logits(logits, self.weights)  # (B, C)
-
-
 def loss_terms(teaching: TeachingConfig) -> list[LossTerm]:
     if not teaching.distils:
         return [LossTerm("hard", 1.0, hard_loss)]
@@ -227,44 +233,6 @@ def loss_terms(teaching: TeachingConfig) -> list[LossTerm]:
         LossTerm("soft", teaching.alpha, soft),
         LossTerm("hard", 1.0 - teaching.alpha, hard_loss),
     ]
-
-
-def student_losses(
-    student: nn.Module,
-    batch: dict[str, torch.Tensor],
-    terms: list[LossTerm],
-    targets: SoftTargets | None,
-    joint_teacher: nn.Module | None = None,
-    isolated: bool = True,
-    penalty_weight: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
-    """One batch: the student's weighted loss, the joint teacher's own CE (None when offline)
-    and every unweighted term for the log. With isolated=True the student's loss has no path
-    to the joint teacher's parameters."""
-    result = student(**model_inputs(batch, student))
-    mask = batch["attention_mask"]
-    student_out = Outputs(logits=result.logits, attention_mask=mask)
-    teacher_loss = live = None
-    if joint_teacher is not None:
-        joint_teacher.train()
-        live = joint_teacher(**model_inputs(batch, joint_teacher)).logits  # (B, C)
-        teacher_loss = hard_loss(Outputs(logits=live, attention_mask=mask), None, batch)
-        if isolated:
-            live = live.detach()
-    teacher_out = None
-    if targets is not None:
-        teacher_out = Outputs(
-            logits=targets.for_batch(batch, live, result.logits.device), attention_mask=mask
-        )
-    loss, logged = combine(terms, student_out, teacher_out, batch)
-    penalty = getattr(result, "penalty", None)
-    if penalty is not None:
-        logged["balance"] = float(penalty.detach())
-        if penalty_weight:
-            loss = loss + penalty_weight * penalty
-    if teacher_loss is not None:
-        logged["teacher_hard"] = float(teacher_loss.detach())
-    return loss, teacher_loss, logged
 
 
 def teach(
@@ -283,7 +251,7 @@ def teach(
     architecture's name."""
     teachers, spec, out, config = [Path(d) for d in job.teachers], job.data, job.out, job.train
     teacher_dir, *also_teachers = teachers
-    teaching.check(len(teachers))
+    teaching.check(len(teachers), config)
     if not teaching.distils and spec.transfer is not None:
         raise SlimbertError(
             "--alpha 0 is the gold-labels baseline, but --transfer adds rows labelled by the "
@@ -341,16 +309,15 @@ def teach(
     terms = loss_terms(teaching)
 
     def step_for(stage: Stage):
-        targets = final_targets if stage.final else route_targets[stage.name]
-        live = joint_teacher if stage.final else None
-
-        def step(model, batch):
-            loss, teacher_loss, logged = student_losses(
-                model, batch, terms, targets, live, teaching.isolated, penalty_weight
-            )
-            return (loss if teacher_loss is None else loss + teacher_loss), logged
-
-        return step
+        if not stage.final:
+            return batch_step(terms, route_targets[stage.name], None, True, penalty_weight)
+        alternate = None
+        if joint_teacher is not None and teaching.joint_update == "alternating":
+            steps = planned_steps(stage.config, len(loader))
+            alternate = TeacherStep(joint_teacher, teaching.teacher_lr, stage.config, steps)
+        return batch_step(
+            terms, final_targets, joint_teacher, teaching.isolated, penalty_weight, alternate
+        )
 
     results = []
     run = RunFiles(out, config.resume)
@@ -402,7 +369,8 @@ def _mode(teaching: TeachingConfig, teachers: int) -> str:
     if not teaching.distils:
         return "hard-labels"
     if teaching.joint:
-        return "joint-isolated" if teaching.isolated else "joint-not-isolated"
+        scheme = "joint" if teaching.joint_update == "summed" else "alternating"
+        return f"{scheme}-isolated" if teaching.isolated else f"{scheme}-not-isolated"
     return "offline" if teachers == 1 else "several"
 
 
