@@ -140,3 +140,67 @@ def test_first_layers_recipe_parses_as_kd_flags():
 def test_a_layer_map_with_a_pretrained_student_is_one_line(tmp_path):
     with pytest.raises(SlimbertError, match="--layer-map bottom picks teacher layers, but "):
         KDConfig(layer_map="bottom", student_init=tmp_path)
+
+
+def _last_states(model, tokens):
+    with torch.no_grad():
+        return model.eval()(**tokens, output_hidden_states=True).hidden_states[-1]  # (N, T, H)
+
+
+# 1 − cos(student, teacher) of the last hidden states over the real tokens of the 64 training
+# rows: the sharp teacher's layer 3 alone against its four layers (pinned to catch a change in
+# which states or which tokens the term reads; the mean over padding too would be 0.008456)
+PINNED_COSINE = 0.0082216
+
+
+def test_the_cosine_term_is_distilberts_computed_by_hand(sharp_teacher, sst2_files, tmp_path):
+    """loss = alpha · soft + (1 − alpha) · hard + w · mean over real tokens of
+    1 − cos(student's last hidden state, teacher's); rows of 1 to 5 words, so padding is there
+    to be left out."""
+    from conftest import sentiment_rows, write_sst2
+
+    rows = [(" ".join(text.split()[: 1 + i % 5]), label)
+            for i, (text, label) in enumerate(sentiment_rows(64, 1))]  # fmt: skip
+    train, dev = write_sst2(tmp_path / "train.tsv", rows), sst2_files[1]
+    out = tmp_path / "kd-cos"
+    meta = kd_once(sharp_teacher, train, dev, out, "--layers", "1", "--cosine-weight", "2.0")
+    examples = read_examples(train)
+    teacher, tokenizer, _ = load_model_dir(sharp_teacher)
+    student = load_model_dir(out)[0]
+    tokens = tokenizer(examples.texts, padding=True, truncation=True, max_length=32,
+                       return_tensors="pt")  # fmt: skip
+    cosine = F.cosine_similarity(
+        _last_states(student, tokens), _last_states(teacher, tokens), dim=-1
+    )  # (N, T)
+    mask = tokens["attention_mask"].float()
+    by_hand = float(((1 - cosine) * mask).sum() / mask.sum())
+    first = meta["first_losses"][0]
+    assert first["cosine"] == pytest.approx(by_hand, rel=1e-4)
+    assert first["cosine"] == pytest.approx(PINNED_COSINE, rel=1e-3)
+    # padding never counts: the unmasked mean over every position differs
+    assert abs(float((1 - cosine).mean()) - by_hand) > 1e-2 * by_hand
+    assert first["loss"] == pytest.approx(
+        0.5 * first["soft"] + 0.5 * first["hard"] + 2.0 * first["cosine"], rel=1e-5
+    )
+    assert [t.name for t in loss_terms(KDConfig(cosine_weight=2.0))] == ["soft", "hard", "cosine"]
+
+
+def test_the_full_depth_student_has_no_cosine_to_close(sharp_teacher, sst2_files, tmp_path):
+    meta = kd_once(sharp_teacher, *sst2_files, tmp_path / "kd4", "--layers", "4",
+                   "--cosine-weight", "1")  # fmt: skip
+    assert meta["first_losses"][0]["cosine"] == pytest.approx(0.0, abs=1e-6)  # the teacher itself
+
+
+def test_the_cosine_term_refusals_are_one_line(sharp_teacher):
+    from slimbert.compress.kd import cosine_teacher
+    from slimbert.compress.students import StudentShape, build_student
+
+    with pytest.raises(SlimbertError, match="^--cosine-weight .* --student-base reads other"):
+        KDConfig(cosine_weight=1.0, student_base="minilm-l6")
+    with pytest.raises(SlimbertError, match="^--cosine-weight .* --teacher-route"):
+        KDConfig(cosine_weight=1.0, teacher_route="runs/route")
+    teacher = load_model_dir(sharp_teacher)[0]
+    narrow = build_student(teacher, StudentShape(2, hidden=16, heads=2, ffn=32), [1, 3], seed=0)[0]
+    with pytest.raises(SlimbertError, match="the student is 16 wide .* the teacher 32"):
+        cosine_teacher(teacher, narrow, KDConfig(cosine_weight=1.0), torch.device("cpu"))
+    assert cosine_teacher(teacher, narrow, KDConfig(), torch.device("cpu")) is None

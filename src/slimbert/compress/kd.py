@@ -8,6 +8,11 @@ place of CE). The student keeps `layers` of the teacher's layers chosen by `--la
 (`compress.students.map_layers`: evenly with the top one kept, by default), plus the teacher's
 embeddings and classifier. Teacher logits on the training set come from the cache.
 
+`--cosine-weight w` adds DistilBERT's third term, w · mean over real tokens of
+1 − cos(student's last hidden state, teacher's), the teacher run live (no gradient) beside the
+cached logits; it needs the two to share tokens and width, so it refuses --student-base and a
+narrower --student-init.
+
 BERT-of-Theseus's baseline, the teacher's first k layers fine-tuned on the labels alone, is this
 method with `--layers k --layer-map bottom --alpha 0` (`KDConfig.first_layers(k)`,
 recipes/kd-first-layers.yaml): the student is teacher layers 0..k−1 under the teacher's
@@ -23,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+
+from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
@@ -42,7 +49,13 @@ from slimbert.models import (
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.config import TrainResult, train_loader
-from slimbert.training.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
+from slimbert.training.losses import (
+    LossTerm,
+    cached_logits_step,
+    hard_loss,
+    hidden_cosine_loss,
+    kd_loss,
+)
 from slimbert.training.route import describe as describe_route
 from slimbert.training.route import soft_targets, train_stages
 from slimbert.training.state import RunFiles
@@ -76,6 +89,15 @@ class KDConfig:
     alpha: float = setting(
         0.5, "Weight of the soft loss; 1 − alpha goes to the hard labels.", min=0, max=1
     )
+    cosine_weight: float = setting(
+        0.0,
+        "Weight of DistilBERT's cosine term: 1 − cos(student's last hidden states, the "
+        "teacher's), token by token over real tokens, pulling the student's representation "
+        "toward the teacher's direction, not only its logits. The teacher runs beside the "
+        "student on every batch (about one more forward per step); it needs the same tokens "
+        "and width (not with --student-base or a narrower --student-init). 0 = off.",
+        min=0,
+    )
     student_init: Path | None = setting(
         None,
         "Start from a pre-trained student (distill-general or pretrain-student of this "
@@ -94,6 +116,16 @@ class KDConfig:
         if self.student_base is not None and self.student_init is not None:
             raise SlimbertError(
                 "--student-base and --student-init both name the student's start; give one"
+            )
+        if self.cosine_weight > 0 and self.student_base is not None:
+            raise SlimbertError(
+                "--cosine-weight compares the student's hidden states with the teacher's token "
+                "by token, but --student-base reads other tokens; drop one"
+            )
+        if self.cosine_weight > 0 and self.teacher_route is not None:
+            raise SlimbertError(
+                "--cosine-weight reads the teacher's hidden states, which a --teacher-route "
+                "checkpoint's cached logits do not carry; drop one"
             )
         if self.student_init is not None and self.layer_map != "uniform":
             raise SlimbertError(
@@ -134,10 +166,28 @@ def student_base_record(base: str) -> dict:
 
 
 def loss_terms(config: KDConfig) -> list[LossTerm]:
-    return [
+    terms = [
         LossTerm("soft", config.alpha, kd_loss(config.temperature)),
         LossTerm("hard", 1.0 - config.alpha, hard_loss),
     ]
+    if config.cosine_weight > 0:
+        terms.append(LossTerm("cosine", config.cosine_weight, hidden_cosine_loss()))
+    return terms
+
+
+def cosine_teacher(teacher: nn.Module, student: nn.Module, kd: KDConfig, on) -> nn.Module | None:
+    """The teacher whose hidden states the cosine term reads, frozen on the student's device;
+    None without the term. Refuses a student of another width in one line."""
+    if kd.cosine_weight == 0:
+        return None
+    widths = [family_of(m.config).size(m.config, "width") for m in (student, teacher)]
+    if widths[0] != widths[1]:
+        raise SlimbertError(
+            f"--cosine-weight compares hidden states of one width, but the student is "
+            f"{widths[0]} wide (--student-init) and the teacher {widths[1]}; drop --cosine-weight "
+            "or start from a student of the teacher's width"
+        )
+    return teacher.eval().requires_grad_(False).to(on)
 
 
 def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
@@ -172,6 +222,7 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         student, _, init = start_student(
             teacher, StudentShape(kd.layers), layers, config.seed, kd.student_init
         )
+    live = cosine_teacher(teacher, student, kd, device(config.device))
     loader = train_loader(student_data.train_set, config)
     # (stage, (N, C) logits) for every checkpoint of the route, then the teacher's own: each
     # read on the teacher's tokens, looked up by row index
@@ -182,7 +233,7 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         student,
         loader,
         stages,
-        cached_logits_step(loss_terms(kd)),
+        cached_logits_step(loss_terms(kd), live),
         evaluator(student_data),
         f"kd-{kd.layers}L",
         run=RunFiles(job.out, config.resume),
