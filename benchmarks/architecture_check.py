@@ -64,7 +64,7 @@ LONG_FUNCTIONS = {
     "slimbert.serve.app:create_app": (211, "to split into routes per protocol"),
     "slimbert.experiment.cells:plan": (172, "one branch per professor kind"),
     "slimbert.export.onnx:export": (137, "the export pipeline's stages in order"),
-    "slimbert.compress.teaching:teach": (128, "the joint schemes in one loop"),
+    "slimbert.compress.teaching:teach": (126, "the joint schemes in one loop"),
     "slimbert.data:read_examples": (121, "every format's column rules"),
     "slimbert.compress.tinybert:run": (120, "three stages"),
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),

@@ -204,3 +204,92 @@ def test_the_cosine_term_refusals_are_one_line(sharp_teacher):
     with pytest.raises(SlimbertError, match="the student is 16 wide .* the teacher 32"):
         cosine_teacher(teacher, narrow, KDConfig(cosine_weight=1.0), torch.device("cpu"))
     assert cosine_teacher(teacher, narrow, KDConfig(), torch.device("cpu")) is None
+
+
+def test_several_teachers_teach_their_weighted_mean(loud_teacher, sharp_teacher, sst2_files,
+                                                    tmp_path):  # fmt: skip
+    """Soft labels Σ w_k z_k / Σ w from every --teacher; the first gives the student's layers."""
+    train, dev = sst2_files
+    out = tmp_path / "kd-two"
+    meta = kd_once(loud_teacher, train, dev, out, "--teacher", str(sharp_teacher),
+                   "--teacher-weights", "3,1", "--layers", "2", "--temperature", "2")  # fmt: skip
+    assert meta["teachers"] == [str(loud_teacher), str(sharp_teacher)]
+    assert meta["weights_used"] == [0.75, 0.25]
+    assert set(meta["teacher_metrics"]) == {str(sharp_teacher)}
+    examples = read_examples(train)
+    loud, tokenizer, _ = load_model_dir(loud_teacher)
+    sharp = load_model_dir(sharp_teacher)[0]
+    student = load_model_dir(out)[0]
+    tokens = tokenizer(examples.texts, padding=True, truncation=True, max_length=32,
+                       return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        mean = 0.75 * loud.eval()(**tokens).logits + 0.25 * sharp.eval()(**tokens).logits
+        loud_only = loud(**tokens).logits
+        logits = student.eval()(**tokens).logits
+    s = F.log_softmax(logits / 2, -1)
+
+    def soft(target):
+        t = F.log_softmax(target / 2, -1)
+        return float((t.exp() * (t - s)).sum(-1).mean() * 4)
+
+    assert meta["first_losses"][0]["soft"] == pytest.approx(soft(mean), rel=1e-4)
+    assert abs(soft(mean) - soft(loud_only)) > 1e-2  # the second teacher moved the target
+
+
+def test_the_student_is_compared_with_the_previous_model(loud_teacher, sharp_teacher, sst2_files,
+                                                         tmp_path):  # fmt: skip
+    train, dev = sst2_files
+    out = tmp_path / "kd-prev"
+    meta = kd_once(loud_teacher, train, dev, out, "--layers", "1",
+                   "--previous-model", str(sharp_teacher))  # fmt: skip
+    examples = read_examples(dev)
+    previous, tokenizer, _ = load_model_dir(sharp_teacher)
+    student = load_model_dir(out)[0]
+    tokens = tokenizer(examples.texts, padding=True, truncation=True, max_length=32,
+                       return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        before = previous.eval()(**tokens).logits.argmax(-1)
+        now = student.eval()(**tokens).logits.argmax(-1)
+    gold = torch.tensor([int(label) for label in examples.labels])
+    record = meta["previous_model"]
+    assert record["path"] == str(sharp_teacher) and record["rows"] == 24
+    assert record["agreement"] == pytest.approx(float((now == before).float().mean()) * 100)
+    right = before == gold
+    kept = float((now[right] == gold[right]).float().mean()) * 100
+    assert record["kept_correct"] == pytest.approx(kept)
+    assert record["new_errors"] == int((right & (now != gold)).sum())
+    assert record["metric"]["accuracy"] == pytest.approx(float(right.float().mean()) * 100)
+
+
+def test_agreement_figures_by_hand():
+    import numpy as np
+
+    from slimbert.teachers.others import agreement
+
+    got = agreement(
+        np.array([1, 0, 1, 1, 0]), np.array([1, 1, 1, 0, 0]), np.array([1, 1, 0, 0, 0]), positive=1
+    )
+    # previous predicts 1 on rows 0-2, the student keeps 2; previous is right on rows 0, 1, 3, 4
+    # and the student on 0 and 4 of them
+    assert got == {"agreement": 60.0, "recall": pytest.approx(200 / 3), "kept_correct": 50.0,
+                   "new_errors": 2, "rows": 5}  # fmt: skip
+    assert agreement(np.array([0, 2]), np.array([0, 1]), np.array([0, 1]), None)["recall"] is None
+
+
+def test_several_teacher_and_previous_model_refusals(sharp_teacher, sst2_files, tmp_path):
+    from types import SimpleNamespace
+
+    from slimbert.teachers.others import open_previous
+
+    train, dev = sst2_files
+    base = ["compress", "kd", "--teacher", str(sharp_teacher), "--teacher", str(sharp_teacher)]
+    base += ["--train", str(train), "--eval", str(dev), "--out", str(tmp_path / "x")]
+    for flags, line in [
+        (["--alpha", "0"], "--alpha 0 trains on the gold labels alone, so a second --teacher"),
+        (["--teacher-weights", "1,2,3"], "--teacher-weights gives 3 weights for 2 --teacher"),
+    ]:
+        result = CliRunner().invoke(cli, [*base, *flags])
+        assert result.exit_code == 1 and line in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    with pytest.raises(SlimbertError, match="this task is regression; drop --previous-model"):
+        open_previous(tmp_path, SimpleNamespace(task="regression"))

@@ -193,3 +193,22 @@ def test_cli_schemes_are_distinct(tiny_teacher, sst2_files, tmp_path):
     for row, pinned in zip(alternating, PINNED_ALTERNATING_ISOLATED, strict=True):
         for term, value in pinned.items():
             assert row[term] == pytest.approx(value, rel=1e-4), (row["step"], term)
+
+
+def test_textcnn_is_compared_with_the_previous_model(tiny_teacher, sst2_files, tmp_path):
+    """Scheme 5's check: the previous model here is the teacher itself, so its figures must be
+    the teacher's, and the counts must add up on the 24 dev rows."""
+    train, dev = sst2_files
+    out = tmp_path / "textcnn"
+    argv = ["compress", "textcnn", "--teacher", str(tiny_teacher), "--train", str(train)]
+    argv += ["--eval", str(dev), "--embedding-dim", "16", "--filters", "4", "--max-length", "32"]
+    argv += ["--batch-size", "8", "--no-progress", "--seed", "0", "--max-steps", "2"]
+    argv += ["--previous-model", str(tiny_teacher), "--out", str(out)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    record = meta["previous_model"]
+    assert record["metric"] == pytest.approx(meta["teacher_metric"])
+    assert record["rows"] == 24 and 0 <= record["agreement"] <= 100
+    right = round(record["metric"]["accuracy"] * 24 / 100)
+    assert record["new_errors"] == round(right * (1 - record["kept_correct"] / 100))

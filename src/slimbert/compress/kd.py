@@ -29,12 +29,18 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.pretrain import start_student
 from slimbert.compress.students import StudentShape, build_student, map_layers
+from slimbert.compress.teaching_step import (
+    check_teacher_weights,
+    ensemble_logits,
+    normalised_weights,
+)
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.hub import weights_sha256
@@ -48,6 +54,12 @@ from slimbert.models import (
 )
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
+from slimbert.teachers.others import (
+    PREVIOUS_MODEL_HELP,
+    compare_with_previous,
+    open_previous,
+    other_teacher_logits,
+)
 from slimbert.training.config import TrainResult, train_loader
 from slimbert.training.losses import (
     LossTerm,
@@ -104,6 +116,13 @@ class KDConfig:
         "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
     )
     teacher_route: Path | None = setting(None, ROUTE_HELP)
+    teacher_weights: tuple[float, ...] | None = setting(
+        None,
+        "One weight per --teacher, in order: the soft labels are Σ w_k z_k / Σ w (default: the "
+        "plain mean of every teacher's logits). The first teacher gives the layers and tokens; "
+        "the others may read their own.",
+    )
+    previous_model: Path | None = setting(None, PREVIOUS_MODEL_HELP)
     student_base: str | None = setting(
         None,
         "Cut the student from this pre-trained model instead of the teacher (a directory, a Hub "
@@ -175,6 +194,29 @@ def loss_terms(config: KDConfig) -> list[LossTerm]:
     return terms
 
 
+def soft_labels(job: Job, kd: KDConfig, loaded, data: TaskData) -> tuple[torch.Tensor, dict]:
+    """The soft labels (N, C) on the training rows: the first teacher's cached logits, or the
+    weighted mean over every --teacher (each read with its own tokenizer); and the eval figures
+    of the teachers after the first."""
+    if kd.alpha == 0 and (len(job.teachers) > 1 or kd.teacher_weights):
+        raise SlimbertError(
+            "--alpha 0 trains on the gold labels alone, so a second --teacher or "
+            "--teacher-weights would do nothing; drop it or give --alpha > 0"
+        )
+    check_teacher_weights(kd.teacher_weights, len(job.teachers))
+    on = device(job.train.device)
+    logits = [teacher_logits(loaded.model, job.teacher, data, fingerprint=loaded.fingerprint,
+                             device=on)]  # fmt: skip
+    metrics = {}
+    for path in job.teachers[1:]:
+        other, metrics[str(path)] = other_teacher_logits(
+            Path(path), job.data, data, loaded.tokenizer, on
+        )
+        logits.append(other)
+    weights = normalised_weights(kd.teacher_weights, len(logits))
+    return ensemble_logits(logits, weights), {"weights_used": weights, "teacher_metrics": metrics}
+
+
 def cosine_teacher(teacher: nn.Module, student: nn.Module, kd: KDConfig, on) -> nn.Module | None:
     """The teacher whose hidden states the cosine term reads, frozen on the student's device;
     None without the term. Refuses a student of another width in one line."""
@@ -200,13 +242,9 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
     opening = open_job(job)
     loaded, data = opening.teacher, opening.data
     teacher, tokenizer = loaded.layers, loaded.tokenizer
-    cached = teacher_logits(
-        loaded.model,
-        job.teacher,
-        data,
-        fingerprint=loaded.fingerprint,
-        device=device(job.train.device),
-    )
+    loaded_tokenizer = tokenizer  # the first teacher's: --student-base replaces `tokenizer`
+    previous = open_previous(kd.previous_model, data) if kd.previous_model else None
+    cached, teachers = soft_labels(job, kd, loaded, data)
     seed_everything(config.seed)
     student_data = data
     if kd.student_base is not None:
@@ -239,6 +277,10 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         run=RunFiles(job.out, config.resume),
     )
     result = results[-1]
+    if previous is not None:
+        teachers["previous_model"] = compare_with_previous(
+            previous, job.data, data, loaded_tokenizer, student, student_data
+        )
     metadata = {
         **student_record("kd", job, opening, kd, result),
         "layer_map": layers,
@@ -249,6 +291,8 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         else None,
         "student_init": init,
         "student_base": student_base_record(kd.student_base) if kd.student_base else None,
+        "teachers": [str(t) for t in job.teachers],
+        **teachers,
     }
     save_model(student, tokenizer, job.out, metadata)
     return result, metadata
@@ -260,6 +304,7 @@ METHOD = Method(
     run=run,
     summary="Hinton logit distillation into a student built from the teacher's own layers.",
     stages=("distil",),
+    several_teachers=True,
     notes=(
         "--alpha 0 trains on the labels alone; with --layer-map bottom that is BERT-of-Theseus's "
         "baseline, the teacher's first --layers layers fine-tuned (recipes/kd-first-layers.yaml)."

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimbert.batches import DataSpec, evaluator, prepare
+from slimbert.batches import evaluator, prepare
 from slimbert.compress.method import Job
 from slimbert.compress.network_configs import PROJECTIONS, StudentConfig
 from slimbert.compress.network_files import build_network, save_student
@@ -43,6 +43,7 @@ from slimbert.compress.teaching_step import (
     TeacherStep,
     batch_step,
     check_alternating,
+    check_teacher_weights,
     normalised_weights,
 )
 from slimbert.errors import SlimbertError
@@ -50,6 +51,12 @@ from slimbert.models import device, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
+from slimbert.teachers.others import (
+    PREVIOUS_MODEL_HELP,
+    compare_with_previous,
+    open_previous,
+    other_teacher_logits,
+)
 from slimbert.training.config import (
     TrainConfig,
     TrainResult,
@@ -79,6 +86,7 @@ class TeachingConfig:
     alpha:           weight of the soft loss; 1 − alpha on the gold labels; 0 = labels only
     soft_loss:       "kl" (Hinton's T² · KL) or "mse" between logits (Tang et al.'s choice)
     teacher_route:   the first teacher's route (train-teacher --save-route) to distil from first
+    previous_model:  the model the student would replace: compared with it after training
     """
 
     teacher_weights: tuple[float, ...] | None = setting(
@@ -124,6 +132,7 @@ class TeachingConfig:
         "kl: Hinton's soft cross-entropy; mse: MSE between logits (Tang et al.).",
         choices=SOFT_LOSSES,
     )
+    previous_model: Path | None = setting(None, PREVIOUS_MODEL_HELP)
     teacher_route: Path | None = setting(
         None,
         "The first teacher's route (train-teacher --save-route): distil from its checkpoints "
@@ -157,17 +166,7 @@ class TeachingConfig:
                 f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; "
                 "drop it or give --alpha > 0"
             )
-        if self.teacher_weights is not None:
-            if len(self.teacher_weights) != teachers:
-                raise SlimbertError(
-                    f"--teacher-weights gives {len(self.teacher_weights)} weights for "
-                    f"{teachers} --teacher; give one per --teacher, in the same order"
-                )
-            if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
-                raise SlimbertError(
-                    f"--teacher-weights {','.join(map(str, self.teacher_weights))}: "
-                    "weights must be ≥ 0 and not all 0"
-                )
+        check_teacher_weights(self.teacher_weights, teachers)
         if self.joint_update not in JOINT_UPDATES:
             raise SlimbertError(
                 f"--joint-update {self.joint_update!r}: choose one of {', '.join(JOINT_UPDATES)}"
@@ -267,6 +266,7 @@ def teach(
         )
     tokenizer, task, label_map = primary.tokenizer, primary.task, primary.label_map
     data = prepare(spec, tokenizer, label_map=label_map, task=task)
+    previous = open_previous(teaching.previous_model, data) if teaching.previous_model else None
     evaluate = evaluator(data)
     teacher_metrics = {str(teacher_dir): evaluate(primary.model).values}
     seed_everything(config.seed)
@@ -289,17 +289,11 @@ def teach(
             None
             if teaching.joint
             else teacher_logits(
-                primary.model,
-                teacher_dir,
-                data,
-                fingerprint=primary.fingerprint,
-                device=on,
+                primary.model, teacher_dir, data, fingerprint=primary.fingerprint, device=on
             )
         ]
         for other_dir in also_teachers:
-            logits, metrics = _other_teacher_logits(
-                Path(other_dir), spec, data, tokenizer, task, label_map, on
-            )
+            logits, metrics = other_teacher_logits(Path(other_dir), spec, data, tokenizer, on)
             cached.append(logits)
             teacher_metrics[str(other_dir)] = metrics
         final_targets = SoftTargets(
@@ -359,6 +353,9 @@ def teach(
     if joint_teacher is not None:
         joint_teacher.eval()
         metadata["joint_teacher_metric"] = evaluate(joint_teacher).values
+    if previous is not None:
+        metadata["previous_model"] = compare_with_previous(previous, spec, data, tokenizer,
+                                                           student, data)  # fmt: skip
     if inspect is not None:
         metadata[method] = inspect(student.to("cpu").eval(), tokenizer)
     save_student(student, tokenizer, out, metadata)
@@ -372,24 +369,3 @@ def _mode(teaching: TeachingConfig, teachers: int) -> str:
         scheme = "joint" if teaching.joint_update == "summed" else "alternating"
         return f"{scheme}-isolated" if teaching.isolated else f"{scheme}-not-isolated"
     return "offline" if teachers == 1 else "several"
-
-
-def _other_teacher_logits(
-    path: Path, spec: DataSpec, data, tokenizer, task: str, label_map, on: torch.device
-) -> tuple[torch.Tensor, dict]:
-    """Cached logits (N, C) of another teacher on the same training rows, tokenised its own way,
-    and its eval figures."""
-    other = load_teacher(path)
-    if other.task != task or other.label_map.id2label != label_map.id2label:
-        raise SlimbertError(
-            f"--teacher {path}: predicts {other.task} labels {other.label_map.id2label}, "
-            f"the first teacher {task} labels {label_map.id2label}; "
-            "every teacher must share the label set"
-        )
-    same_tokens = (
-        type(other.tokenizer) is type(tokenizer)
-        and other.tokenizer.get_vocab() == tokenizer.get_vocab()
-    )
-    own = data if same_tokens else prepare(spec, other.tokenizer, label_map=label_map, task=task)
-    logits = teacher_logits(other.model, path, own, fingerprint=other.fingerprint, device=on)
-    return logits, evaluator(own)(other.model).values

@@ -46,6 +46,21 @@ def normalised_weights(weights: Sequence[float] | None, teachers: int) -> list[f
     return [float(w) / total for w in weights]
 
 
+def check_teacher_weights(weights: Sequence[float] | None, teachers: int) -> None:
+    """One weight per --teacher, none negative, not all 0; else one line."""
+    if weights is None:
+        return
+    if len(weights) != teachers:
+        raise SlimbertError(
+            f"--teacher-weights gives {len(weights)} weights for {teachers} --teacher; "
+            "give one per --teacher, in the same order"
+        )
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise SlimbertError(
+            f"--teacher-weights {','.join(map(str, weights))}: weights must be ≥ 0 and not all 0"
+        )
+
+
 def ensemble_logits(logits: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
     """Σ_k w_k · z_k over teachers' logits z_k (B, C), for weights already summing to 1."""
     assert len(logits) == len(weights), (len(logits), len(weights))
