@@ -47,7 +47,6 @@ PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
-    "slimbert.compress.teaching": (427, "the non-transformer students' teaching schemes"),
     "slimbert.compress.networks": (405, "TextCNN, BiLSTM and the soft tree"),
     "slimbert.cards": (402, "the model card; to read slimbert.json through one record"),
 }
@@ -56,7 +55,7 @@ LONG_MODULES = {
 LONG_FUNCTIONS = {
     "slimbert.experiment.cells:plan": (172, "one branch per professor kind"),
     "slimbert.export.onnx:export": (137, "the export pipeline's stages in order"),
-    "slimbert.compress.teaching:teach": (129, "the joint schemes in one loop"),
+    "slimbert.compress.teaching:teach": (126, "the joint schemes in one loop"),
     "slimbert.compress.tinybert:run": (120, "three stages"),
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
     "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),

@@ -16,11 +16,10 @@ from slimbert.cli import cli
 from slimbert.compress.network_configs import BiLSTMConfig, TextCNNConfig, TreeConfig
 from slimbert.compress.network_files import build_network
 from slimbert.compress.networks import SoftTree, principal_directions
-from slimbert.compress.teaching import (
+from slimbert.compress.teaching import TeachingConfig, loss_terms
+from slimbert.compress.teaching_step import (
     SoftTargets,
-    TeachingConfig,
     ensemble_logits,
-    loss_terms,
     normalised_weights,
     student_losses,
 )
@@ -562,6 +561,7 @@ def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(
     from transformers import BertTokenizerFast
 
     from slimbert.compress import teaching
+    from slimbert.teachers import others
 
     other = tmp_path / "other-vocab"
     shutil.copytree(tiny_teacher, other)
@@ -579,7 +579,8 @@ def test_a_teacher_with_its_own_tokenizer_reads_its_own_token_ids(
         seen[str(teacher_dir)] = data.train_set.features[0]["input_ids"]
         return original(model, teacher_dir, data, **kwargs)
 
-    monkeypatch.setattr(teaching, "teacher_logits", spy)
+    monkeypatch.setattr(teaching, "teacher_logits", spy)  # the first teacher's
+    monkeypatch.setattr(others, "teacher_logits", spy)  # every other --teacher's
     train, dev = sst2_files
     result = invoke(
         "compress",

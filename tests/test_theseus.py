@@ -224,4 +224,12 @@ def test_cli_survives_steps_where_only_the_teacher_ran(tmp_path, tiny_teacher, s
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "slimbert.json").read_text())["first_losses"]["replace"]
     assert [row["replaced"] for row in rows] == [0.0, 0.0]
+    assert [row["p"] for row in rows] == [0.01, 0.01]  # --schedule constant: p at every step
     assert all(math.isfinite(row["loss"]) for row in rows)
+
+
+def test_help_names_the_schedules_and_the_first_layers_baseline():
+    output = CliRunner().invoke(cli, ["compress", "theseus", "--help"]).output
+    flat = " ".join(output.split())
+    assert "compress kd --layers k --layer-map bottom --alpha 0" in flat
+    assert "linear: the curriculum p(t) = min(1, k·t + b)" in flat

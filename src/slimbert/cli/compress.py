@@ -105,7 +105,8 @@ def method_command(method: Method) -> click.Command:
         f"slimbert compress {method.name} --teacher runs/teacher --train train.tsv "
         f"--eval dev.tsv --out runs/{method.name}-student"
     )
-    help_text = f"{method.summary}\n\nStages: {stages}.\n\n\b\nExample:\n  {example}"
+    notes = f"{method.notes}\n\n" if method.notes else ""
+    help_text = f"{method.summary}\n\nStages: {stages}.\n\n{notes}\b\nExample:\n  {example}"
     context = {**CONTEXT, "default_map": dict(method.train_defaults)}
     return click.command(method.name, context_settings=context, help=help_text)(command)
 

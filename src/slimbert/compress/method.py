@@ -59,6 +59,8 @@ class Method:
     run:              run(job, config) -> (final stage's TrainResult, the saved metadata)
     summary:          one line for `slimbert compress --help`
     stages:           the training stages in order, for the help text and reports
+    notes:            a paragraph more for `slimbert compress NAME --help` (e.g. how to run
+                      the method's baseline)
     several_teachers: --teacher may be repeated (the first is the primary)
     train_defaults:   optimisation defaults that differ from TrainConfig's (e.g. a higher lr
                       for students trained from scratch)
@@ -69,6 +71,7 @@ class Method:
     run: RunFn
     summary: str
     stages: tuple[str, ...] = ("distil",)
+    notes: str = ""
     several_teachers: bool = False
     train_defaults: dict[str, Any] = field(default_factory=dict)
 

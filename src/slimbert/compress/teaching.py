@@ -4,6 +4,9 @@
               (`slimbert.task.teacher_logits`); only the student trains
     joint     the first teacher trains alongside the student on the gold labels (its own
               learning rate); the student's soft loss reads its live logits
+                summed:       one step on the student's loss plus the teacher's CE
+                alternating:  the teacher steps on its CE, then the student on its fresh
+                              logits (compress/teaching_step.py draws both)
                 isolated:     the soft loss sees teacher logits .detach(): only the labels
                               move the teacher
                 not isolated: the soft loss's gradient reaches the teacher as well, pulling it
@@ -22,7 +25,7 @@ compress/route.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,19 +33,39 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimbert.batches import DataSpec, evaluator, model_inputs, prepare
+from slimbert.batches import evaluator, prepare
 from slimbert.compress.method import Job
 from slimbert.compress.network_configs import PROJECTIONS, StudentConfig
 from slimbert.compress.network_files import build_network, save_student
+from slimbert.compress.teaching_step import (
+    JOINT_UPDATES,
+    SoftTargets,
+    TeacherStep,
+    batch_step,
+    check_alternating,
+    check_teacher_weights,
+    normalised_weights,
+)
 from slimbert.errors import SlimbertError
 from slimbert.models import device, seed_everything
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
-from slimbert.training.config import TrainResult, train_loader, training_record
+from slimbert.teachers.others import (
+    PREVIOUS_MODEL_HELP,
+    compare_with_previous,
+    open_previous,
+    other_teacher_logits,
+)
+from slimbert.training.config import (
+    TrainConfig,
+    TrainResult,
+    planned_steps,
+    train_loader,
+    training_record,
+)
 from slimbert.training.loop import train
-from slimbert.training.losses import LossTerm, combine, hard_loss, kd_loss, logit_mse
-from slimbert.training.outputs import Outputs
+from slimbert.training.losses import LossTerm, hard_loss, kd_loss, logit_mse
 from slimbert.training.route import Stage, describe, plan, route_logits
 from slimbert.training.state import RunFiles
 
@@ -56,12 +79,14 @@ class TeachingConfig:
 
     teacher_weights: one weight per --teacher, in order; None = plain mean of their logits
     joint:           train the first teacher with the student (else: its cached logits)
+    joint_update:    joint only: "summed" (one step) or "alternating" (teacher, then student)
     isolated:        joint only: the student's soft loss does not reach the teacher
     teacher_lr:      joint only: the first teacher's peak learning rate
     temperature:     softmax temperature T of the soft loss (scaled by T²)
     alpha:           weight of the soft loss; 1 − alpha on the gold labels; 0 = labels only
     soft_loss:       "kl" (Hinton's T² · KL) or "mse" between logits (Tang et al.'s choice)
     teacher_route:   the first teacher's route (train-teacher --save-route) to distil from first
+    previous_model:  the model the student would replace: compared with it after training
     """
 
     teacher_weights: tuple[float, ...] | None = setting(
@@ -79,6 +104,15 @@ class TeachingConfig:
         "With --joint: keep the student's soft loss from reaching the teacher (its logits are "
         "detached).",
         flag="--isolated/--not-isolated",
+    )
+    joint_update: str = setting(
+        "summed",
+        "With --joint, how teacher and student step on a batch. summed: one step on the "
+        "student's loss plus the teacher's CE, both read from one forward. alternating: the "
+        "teacher first steps on its own CE, then the student steps on the updated teacher's "
+        "logits; --isolated keeps the student's loss off the teacher, --not-isolated lets it "
+        "move the teacher a second time.",
+        choices=JOINT_UPDATES,
     )
     teacher_lr: float = setting(
         2e-5, "With --joint: the teacher's peak learning rate.", min=0, min_open=True
@@ -98,6 +132,7 @@ class TeachingConfig:
         "kl: Hinton's soft cross-entropy; mse: MSE between logits (Tang et al.).",
         choices=SOFT_LOSSES,
     )
+    previous_model: Path | None = setting(None, PREVIOUS_MODEL_HELP)
     teacher_route: Path | None = setting(
         None,
         "The first teacher's route (train-teacher --save-route): distil from its checkpoints "
@@ -112,7 +147,9 @@ class TeachingConfig:
         """The teaching fields alone (a method's config carries its sizes too)."""
         return {f.name: getattr(self, f.name) for f in fields(TeachingConfig)}
 
-    def check(self, teachers: int) -> None:
+    def check(self, teachers: int, train: TrainConfig | None = None) -> None:
+        """Refuse, in one line, flags that would do nothing or cannot run together (`train`:
+        the run's training settings, which the alternating update restricts)."""
         if not self.distils and (
             self.joint or self.teacher_route is not None or teachers > 1 or self.teacher_weights
         ):
@@ -129,17 +166,18 @@ class TeachingConfig:
                 f"--alpha 0 trains on the gold labels alone, so {used} would do nothing; "
                 "drop it or give --alpha > 0"
             )
-        if self.teacher_weights is not None:
-            if len(self.teacher_weights) != teachers:
-                raise SlimbertError(
-                    f"--teacher-weights gives {len(self.teacher_weights)} weights for "
-                    f"{teachers} --teacher; give one per --teacher, in the same order"
-                )
-            if any(w < 0 for w in self.teacher_weights) or sum(self.teacher_weights) <= 0:
-                raise SlimbertError(
-                    f"--teacher-weights {','.join(map(str, self.teacher_weights))}: "
-                    "weights must be ≥ 0 and not all 0"
-                )
+        check_teacher_weights(self.teacher_weights, teachers)
+        if self.joint_update not in JOINT_UPDATES:
+            raise SlimbertError(
+                f"--joint-update {self.joint_update!r}: choose one of {', '.join(JOINT_UPDATES)}"
+            )
+        if self.joint_update != "summed" and not self.joint:
+            raise SlimbertError(
+                f"--joint-update {self.joint_update} says how a teacher trained alongside steps, "
+                "but the teacher is not trained (its logits are cached); add --joint or drop it"
+            )
+        if self.joint and self.joint_update == "alternating" and train is not None:
+            check_alternating(train)
         if self.soft_loss not in SOFT_LOSSES:
             raise SlimbertError(
                 f"--soft-loss {self.soft_loss!r}: choose one of {', '.join(SOFT_LOSSES)}"
@@ -186,39 +224,6 @@ class EmbeddingStudentMethod(TeachingConfig):
         }
 
 
-def normalised_weights(weights: Sequence[float] | None, teachers: int) -> list[float]:
-    """Weights summing to 1: equal for None (the plain mean), else w_k / Σ w."""
-    if weights is None:
-        return [1.0 / teachers] * teachers
-    total = float(sum(weights))
-    return [float(w) / total for w in weights]
-
-
-def ensemble_logits(logits: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """Σ_k w_k · z_k over teachers' logits z_k (B, C), for weights already summing to 1."""
-    assert len(logits) == len(weights), (len(logits), len(weights))
-    combined = logits[0] * weights[0]
-    for z, w in zip(logits[1:], weights[1:], strict=True):
-        combined = combined + z * w
-    return combined  # (B, C)
-
-
-@dataclass
-class SoftTargets:
-    """Per-batch teacher logits. cached: (N, C) per teacher, None marking the live joint
-    teacher; weights: one per teacher, summing to 1."""
-
-    cached: list[torch.Tensor | None]
-    weights: list[float]
-
-    def for_batch(
-        self, batch: dict[str, torch.Tensor], live: torch.Tensor | None, device: torch.device
-    ) -> torch.Tensor:
-        index = batch["idx"].cpu()
-        logits = [live if c is None else c[index].to(device) for c in self.cached]
-        return ensemble_logits(logits, self.weights)  # (B, C)
-
-
 def loss_terms(teaching: TeachingConfig) -> list[LossTerm]:
     if not teaching.distils:
         return [LossTerm("hard", 1.0, hard_loss)]
@@ -227,44 +232,6 @@ def loss_terms(teaching: TeachingConfig) -> list[LossTerm]:
         LossTerm("soft", teaching.alpha, soft),
         LossTerm("hard", 1.0 - teaching.alpha, hard_loss),
     ]
-
-
-def student_losses(
-    student: nn.Module,
-    batch: dict[str, torch.Tensor],
-    terms: list[LossTerm],
-    targets: SoftTargets | None,
-    joint_teacher: nn.Module | None = None,
-    isolated: bool = True,
-    penalty_weight: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
-    """One batch: the student's weighted loss, the joint teacher's own CE (None when offline)
-    and every unweighted term for the log. With isolated=True the student's loss has no path
-    to the joint teacher's parameters."""
-    result = student(**model_inputs(batch, student))
-    mask = batch["attention_mask"]
-    student_out = Outputs(logits=result.logits, attention_mask=mask)
-    teacher_loss = live = None
-    if joint_teacher is not None:
-        joint_teacher.train()
-        live = joint_teacher(**model_inputs(batch, joint_teacher)).logits  # (B, C)
-        teacher_loss = hard_loss(Outputs(logits=live, attention_mask=mask), None, batch)
-        if isolated:
-            live = live.detach()
-    teacher_out = None
-    if targets is not None:
-        teacher_out = Outputs(
-            logits=targets.for_batch(batch, live, result.logits.device), attention_mask=mask
-        )
-    loss, logged = combine(terms, student_out, teacher_out, batch)
-    penalty = getattr(result, "penalty", None)
-    if penalty is not None:
-        logged["balance"] = float(penalty.detach())
-        if penalty_weight:
-            loss = loss + penalty_weight * penalty
-    if teacher_loss is not None:
-        logged["teacher_hard"] = float(teacher_loss.detach())
-    return loss, teacher_loss, logged
 
 
 def teach(
@@ -283,7 +250,7 @@ def teach(
     architecture's name."""
     teachers, spec, out, config = [Path(d) for d in job.teachers], job.data, job.out, job.train
     teacher_dir, *also_teachers = teachers
-    teaching.check(len(teachers))
+    teaching.check(len(teachers), config)
     if not teaching.distils and spec.transfer is not None:
         raise SlimbertError(
             "--alpha 0 is the gold-labels baseline, but --transfer adds rows labelled by the "
@@ -299,6 +266,7 @@ def teach(
         )
     tokenizer, task, label_map = primary.tokenizer, primary.task, primary.label_map
     data = prepare(spec, tokenizer, label_map=label_map, task=task)
+    previous = open_previous(teaching.previous_model, data) if teaching.previous_model else None
     evaluate = evaluator(data)
     teacher_metrics = {str(teacher_dir): evaluate(primary.model).values}
     seed_everything(config.seed)
@@ -321,17 +289,11 @@ def teach(
             None
             if teaching.joint
             else teacher_logits(
-                primary.model,
-                teacher_dir,
-                data,
-                fingerprint=primary.fingerprint,
-                device=on,
+                primary.model, teacher_dir, data, fingerprint=primary.fingerprint, device=on
             )
         ]
         for other_dir in also_teachers:
-            logits, metrics = _other_teacher_logits(
-                Path(other_dir), spec, data, tokenizer, task, label_map, on
-            )
+            logits, metrics = other_teacher_logits(Path(other_dir), spec, data, tokenizer, on)
             cached.append(logits)
             teacher_metrics[str(other_dir)] = metrics
         final_targets = SoftTargets(
@@ -341,16 +303,15 @@ def teach(
     terms = loss_terms(teaching)
 
     def step_for(stage: Stage):
-        targets = final_targets if stage.final else route_targets[stage.name]
-        live = joint_teacher if stage.final else None
-
-        def step(model, batch):
-            loss, teacher_loss, logged = student_losses(
-                model, batch, terms, targets, live, teaching.isolated, penalty_weight
-            )
-            return (loss if teacher_loss is None else loss + teacher_loss), logged
-
-        return step
+        if not stage.final:
+            return batch_step(terms, route_targets[stage.name], None, True, penalty_weight)
+        alternate = None
+        if joint_teacher is not None and teaching.joint_update == "alternating":
+            steps = planned_steps(stage.config, len(loader))
+            alternate = TeacherStep(joint_teacher, teaching.teacher_lr, stage.config, steps)
+        return batch_step(
+            terms, final_targets, joint_teacher, teaching.isolated, penalty_weight, alternate
+        )
 
     results = []
     run = RunFiles(out, config.resume)
@@ -392,6 +353,9 @@ def teach(
     if joint_teacher is not None:
         joint_teacher.eval()
         metadata["joint_teacher_metric"] = evaluate(joint_teacher).values
+    if previous is not None:
+        metadata["previous_model"] = compare_with_previous(previous, spec, data, tokenizer,
+                                                           student, data)  # fmt: skip
     if inspect is not None:
         metadata[method] = inspect(student.to("cpu").eval(), tokenizer)
     save_student(student, tokenizer, out, metadata)
@@ -402,26 +366,6 @@ def _mode(teaching: TeachingConfig, teachers: int) -> str:
     if not teaching.distils:
         return "hard-labels"
     if teaching.joint:
-        return "joint-isolated" if teaching.isolated else "joint-not-isolated"
+        scheme = "joint" if teaching.joint_update == "summed" else "alternating"
+        return f"{scheme}-isolated" if teaching.isolated else f"{scheme}-not-isolated"
     return "offline" if teachers == 1 else "several"
-
-
-def _other_teacher_logits(
-    path: Path, spec: DataSpec, data, tokenizer, task: str, label_map, on: torch.device
-) -> tuple[torch.Tensor, dict]:
-    """Cached logits (N, C) of another teacher on the same training rows, tokenised its own way,
-    and its eval figures."""
-    other = load_teacher(path)
-    if other.task != task or other.label_map.id2label != label_map.id2label:
-        raise SlimbertError(
-            f"--teacher {path}: predicts {other.task} labels {other.label_map.id2label}, "
-            f"the first teacher {task} labels {label_map.id2label}; "
-            "every teacher must share the label set"
-        )
-    same_tokens = (
-        type(other.tokenizer) is type(tokenizer)
-        and other.tokenizer.get_vocab() == tokenizer.get_vocab()
-    )
-    own = data if same_tokens else prepare(spec, other.tokenizer, label_map=label_map, task=task)
-    logits = teacher_logits(other.model, path, own, fingerprint=other.fingerprint, device=on)
-    return logits, evaluator(own)(other.model).values

@@ -30,6 +30,10 @@ teacher layers keep their own attention kind (global or sliding window) inside t
 successor layer i has the kind of layer i. ALBERT shares one layer across its depth and is
 refused.
 
+The paper's main comparison, the teacher's first k layers fine-tuned on the labels without a
+teacher, is `compress kd --layers k --layer-map bottom --alpha 0` (recipes/kd-first-layers.yaml):
+the same start as `--init first`, the same task loss, no replacing stage.
+
 Reference: Xu et al., "BERT-of-Theseus: Compressing BERT by Progressive Module Replacing",
 EMNLP 2020.
 """
@@ -73,7 +77,9 @@ class TheseusConfig:
     )
     schedule: str = setting(
         "constant",
-        "constant p, or the curriculum p(t) = min(1, k·t + b).",
+        "constant: p = --replace-rate at every step (the paper's main runs, p = 0.5); linear: "
+        "the curriculum p(t) = min(1, k·t + b), b = --replace-rate, few modules replaced early "
+        "and all of them by the end of the stage.",
         choices=("constant", "linear"),
     )
     linear_k: float | None = setting(
@@ -314,4 +320,10 @@ METHOD = Method(
     run=run,
     summary="BERT-of-Theseus: progressive module replacement, then successor-only fine-tuning.",
     stages=("replace", "finetune"),
+    notes=(
+        "Constant p or the curriculum p(t): --schedule. The paper's baseline, the teacher's first "
+        "k layers fine-tuned on the labels alone, is `slimbert compress kd --layers k "
+        "--layer-map bottom --alpha 0` (recipes/kd-first-layers.yaml); compare it with "
+        "`--init first`, which starts the successor from those same layers."
+    ),
 )

@@ -195,6 +195,20 @@ def _deploy(config: TritonConfig, manifest: dict) -> dict[str, str]:
     return deploy_files(deploy, packages)
 
 
+def _write_onnx_model(folder: Path, export_dir: Path, config: TritonConfig, manifest: dict) -> None:
+    """<name>_onnx/: the graph, its config.pbtxt and, for the Python backend, its model.py."""
+    (folder / "1").mkdir(parents=True)
+    shutil.copy2(export_dir / "model.onnx", folder / "1" / "model.onnx")
+    parameters = None
+    if config.backend == "python":
+        parameters = _python_backend_parameters(export_dir / "tokenizer.json", manifest, config)
+        write_text_atomic(folder / "1" / "model.py", ONNX_MODEL_PY)
+    signature = {"inputs": manifest["inputs"], "outputs": manifest["outputs"]}
+    write_text_atomic(
+        folder / "config.pbtxt", onnx_config(folder.name, signature, config, parameters)
+    )
+
+
 def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smoke: dict) -> Path:
     """Write the repository for the export in `export_dir` (model.onnx, tokenizer.json, manifest).
 
@@ -223,18 +237,9 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
     deploy = _deploy(config, manifest) if config.deploy else None
     with atomic_dir(config.repo) as repo:
         (repo / config.name / "1").mkdir(parents=True)
-        (repo / onnx_name / "1").mkdir(parents=True)
         (repo / tokenizer_name / "1").mkdir(parents=True)
-        shutil.copy2(export_dir / "model.onnx", repo / onnx_name / "1" / "model.onnx")
+        _write_onnx_model(repo / onnx_name, export_dir, config, manifest)
         shutil.copy2(tokenizer_file, repo / tokenizer_name / "1" / "tokenizer.json")
-        parameters = None
-        if config.backend == "python":
-            parameters = _python_backend_parameters(tokenizer_file, manifest, config)
-            write_text_atomic(repo / onnx_name / "1" / "model.py", ONNX_MODEL_PY)
-        write_text_atomic(
-            repo / onnx_name / "config.pbtxt",
-            onnx_config(onnx_name, signature, config, parameters),
-        )
         labelled = manifest["task"] != REGRESSION
         if labelled:
             labels = manifest["id2label"]

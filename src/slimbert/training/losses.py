@@ -185,16 +185,26 @@ def attention_kl(pairs: list[tuple[int, int]]) -> TermFn:
     return term
 
 
-def cached_logits_step(terms: list[LossTerm]) -> Callable:
+def cached_logits_step(terms: list[LossTerm], teacher: torch.nn.Module | None = None) -> Callable:
     """`step_for(targets)`: the training step that distils from fixed soft targets (N, C), looked
-    up by each batch's row indices — the teacher's cached logits, or a route checkpoint's."""
+    up by each batch's row indices — the teacher's cached logits, or a route checkpoint's.
+
+    With `teacher` (frozen, in eval mode, on the student's device) each batch also runs it, with
+    no gradient, for the hidden states a feature term reads (`hidden_cosine_loss`); the student
+    then returns its hidden states too."""
 
     def step_for(targets: torch.Tensor):
         def step(model, batch):
-            student_out = forward(model, batch)
+            states = teacher is not None
+            student_out = forward(model, batch, hidden_states=states)
+            teacher_states = None
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_states = forward(teacher, batch, hidden_states=True).hidden_states
             teacher_out = Outputs(
                 logits=targets[batch["idx"].cpu()].to(student_out.logits.device),
                 attention_mask=batch["attention_mask"],
+                hidden_states=teacher_states,
             )
             return combine(terms, student_out, teacher_out, batch)
 
