@@ -270,3 +270,38 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     # trial numbers may differ (the resumed sampler is reseeded); the choice and precision not
     assert summary["row"]["model"].split()[1] == expected["row"]["model"].split()[1]
     assert summary["row"]["precision"] == expected["row"]["precision"] == "int8"
+
+
+def test_a_slo_no_shape_meets_trains_nothing_and_names_the_fastest(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(probing, "probe_shape", fake_probe([]))
+    monkeypatch.setattr(Timing, "time", fixed_latency)
+    out = tmp_path / "auto"
+    result = invoke(*base_args(tiny_teacher, sst2_files, out, "--slo", "p99<=0.5ms"))
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    # 1x32 int8 and 2x16 int8 are both 0.6 ms; 2x16 is probed first (cheaper)
+    assert last == (
+        "No candidate can meet p99 ≤ 0.5 ms: the fastest shape, 2x16 (int8), takes 0.60 ms; "
+        "relax the SLO or give smaller --depths/--widths."
+    )
+    assert not (out / "study.db").exists() and not (out / "trials").exists()
+
+
+def test_closest_names_the_student_nearest_to_the_slo():
+    from slimbert.auto.report import closest
+    from slimbert.bench.decide import Slo
+
+    def student(name, ms, vs_teacher):
+        return Row("kd", name, "onnx", "cpu", 1, 10, ms * 10, ms, ms, ms, ms, 1.0, "f1",
+                   90.0 + vs_teacher, vs_teacher=vs_teacher)  # fmt: skip
+
+    rows = [student("#0 kd/3x384", 2.4, -0.3), student("#1 kd/2x384", 1.5, -1.2)]
+    line = closest(rows, Slo("p99", 2.0), 0.5)
+    assert line == (
+        "No candidate met p99 ≤ 2 ms with at most 0.5 points lost; closest: #0 kd/3x384 (onnx), "
+        "p99 2.40 ms, 0.40 ms over, at -0.30 points."
+    )
+    line = closest(rows, Slo("p99", 2.0), 0.1)
+    assert "closest: #1 kd/2x384 (onnx), meets the SLO but loses 1.20 points (0.1 allowed)" in line
