@@ -3,8 +3,10 @@ with its latency per precision and whether the SLO kept it, the choices the sear
 the number of trials and their estimated time.
 
 The estimate adds, per trial, the training steps of each of its method's stages at the
-probe's measured step time, its evaluations, its exports and its timing; it is a floor (the
-teacher's soft labels, the optimiser and the process start are not in it), printed as such.
+probe's measured step time (one forward and backward of a random-weight student), its
+evaluations, its exports and its timing: a rough figure, not a bound (the teacher's soft labels,
+the optimiser and the process start are not in it; on tiny models the step time dominates and
+overshoots).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def trial_seconds(
     timed_rows: int,
     repeats: int,
 ) -> float:
-    """A floor on one trial's wall-clock, from its shape's probe."""
+    """A rough figure for one trial's wall-clock, from its shape's probe."""
     stages = training_stages(choice.method)
     fp32_s = probe.avg_ms.get("fp32", 0.0) / 1000
     training = stages * steps * (probe.step_s or 0.0)
@@ -100,7 +102,7 @@ class Plan:
             f"{len(self.kept())} of {len(self.probes)} shapes kept; {len(self.choices)} choices "
             f"({', '.join(methods)}{', transfer set on and off' if transfer else ''}); "
             f"{self.trials} trial{'s' if self.trials != 1 else ''} of {self.steps} steps a "
-            f"stage; estimated at least {duration(self.estimate_s)} "
+            f"stage; estimated {duration(self.estimate_s)} "
             f"(budget {duration(self.budget_s)})",
         ]
         return lines
