@@ -36,6 +36,7 @@ FLOORS = [
     ("slimbert.compress",),
     ("slimbert.export",),
     ("slimbert.bench",),
+    ("slimbert.auto",),
     ("slimbert.serve",),
     ("slimbert.api",),
     ("slimbert.experiment",),

@@ -96,6 +96,7 @@ def test_the_walk_reaches_every_command():
         "serve",
         "demo",
         "experiment",
+        "auto",
     }
     assert expected <= names, expected - names
     assert len(names) >= len(expected) + 4  # the other registered compress methods
@@ -215,7 +216,8 @@ def test_top_level_help_loads_no_command_and_lists_each_commands_own_summary():
 @pytest.mark.parametrize(
     "command, settings_class",
     [(("bench",), "slimbert.bench.config:BenchConfig"),
-     (("export",), "slimbert.export.settings:ExportSettings")],
+     (("export",), "slimbert.export.settings:ExportSettings"),
+     (("auto",), "slimbert.auto.settings:AutoSettings")],
 )  # fmt: skip
 def test_bench_and_export_flags_come_from_their_settings_dataclass(command, settings_class):
     """Every setting field of the dataclass is an option of the command, with the field's help

@@ -34,6 +34,7 @@ COMMANDS = {
     "serve": ("slimbert.cli.serve", "serve_cmd"),
     "demo": ("slimbert.cli.demo", "demo_cmd"),
     "experiment": ("slimbert.cli.demo", "experiment_cmd"),
+    "auto": ("slimbert.cli.auto", "auto_cmd"),
 }
 
 

@@ -1,0 +1,136 @@
+"""The plan `auto` prints before anything trains (and all `--dry-run` does): each probed shape
+with its latency per precision and whether the SLO kept it, the choices the search draws from,
+the number of trials and their estimated time.
+
+The estimate adds, per trial, the training steps of each of its method's stages at the
+probe's measured step time (one forward and backward of a random-weight student), its
+evaluations, its exports and its timing: a rough figure, not a bound (the teacher's soft labels,
+the optimiser and the process start are not in it; on tiny models the step time dominates and
+overshoots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slimbert.auto.probe import Probe, precisions
+from slimbert.auto.space import Choice
+from slimbert.bench.decide import Slo
+from slimbert.bench.report import Row
+from slimbert.compress.registry import get_method
+
+
+def training_stages(method: str) -> int:
+    """Stages a trial of `method` trains (tinybert's general stage needs a text file `auto`
+    does not give it)."""
+    return len([s for s in get_method(method).stages if s != "general"])
+
+
+def trial_seconds(
+    choice: Choice,
+    probe: Probe,
+    steps: int,
+    evaluations: int,
+    eval_rows: int,
+    timed_rows: int,
+    repeats: int,
+) -> float:
+    """A rough figure for one trial's wall-clock, from its shape's probe."""
+    stages = training_stages(choice.method)
+    fp32_s = probe.avg_ms.get("fp32", 0.0) / 1000
+    training = stages * steps * (probe.step_s or 0.0)
+    evaluating = stages * evaluations * eval_rows * fp32_s * 3  # PyTorch, about 3x ONNX
+    exporting = len(probe.latency_ms) * (probe.export_s or 0.0)
+    timing = sum(probe.avg_ms.values()) / 1000 * timed_rows * (repeats + 1)
+    return training + evaluating + exporting + timing
+
+
+def duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f}s"
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+@dataclass
+class Plan:
+    """What the search will do, before it does it."""
+
+    slo: Slo
+    batch: int
+    provider: str
+    teacher: Row
+    probes: list[Probe]
+    choices: list[Choice]
+    trials: int
+    steps: int
+    estimate_s: float
+    budget_s: float
+
+    def kept(self) -> list[Probe]:
+        return [p for p in self.probes if p.meets(self.slo)]
+
+    def verdict(self, probe: Probe) -> str:
+        if probe.skipped_because:
+            return f"dropped: {probe.skipped_because}"
+        if probe.meets(self.slo):
+            fastest = probe.fastest()
+            return f"kept ({fastest[0]} {fastest[1]:.2f} ms)"
+        return f"dropped: over {self.slo.limit_ms:g} ms at every precision"
+
+    def lines(self) -> list[str]:
+        """The plan as a person reads it."""
+        statistic = self.slo.statistic
+        shown = precisions(self.provider)
+        lines = [
+            f"SLO {self.slo} at batch {self.batch} on {self.provider}; teacher (PyTorch fp32): "
+            f"{statistic} {self.teacher.latency(statistic):.2f} ms, "
+            f"{self.teacher.metric_name} {self.teacher.metric:.2f}",
+            "",
+            f"{'shape':<10}" + "".join(f"{p + ' ' + statistic:>13}" for p in shown) + "  verdict",
+        ]
+        for probe in self.probes:
+            cells = "".join(
+                f"{probe.latency_ms[p]:>10.2f} ms" if p in probe.latency_ms else f"{'–':>13}"
+                for p in shown
+            )
+            lines.append(f"{probe.shape.name:<10}{cells}  {self.verdict(probe)}")
+        methods = sorted({c.method for c in self.choices})
+        transfer = any(c.transfer for c in self.choices)
+        lines += [
+            "",
+            f"{len(self.kept())} of {len(self.probes)} shapes kept; {len(self.choices)} choices "
+            f"({', '.join(methods)}{', transfer set on and off' if transfer else ''}); "
+            f"{self.trials} trial{'s' if self.trials != 1 else ''} of {self.steps} steps a "
+            f"stage; estimated {duration(self.estimate_s)} "
+            f"(budget {duration(self.budget_s)})",
+        ]
+        return lines
+
+
+def make_plan(
+    slo: Slo,
+    batch: int,
+    provider: str,
+    teacher: Row,
+    probes: list[Probe],
+    choices: list[Choice],
+    trials: int | None,
+    steps: int,
+    evaluations: int,
+    eval_rows: int,
+    timed_rows: int,
+    repeats: int,
+    budget_s: float,
+) -> Plan:
+    """The plan: `trials` (default every choice) at most, priced from each shape's probe."""
+    count = min(trials or len(choices), len(choices))
+    by_shape = {p.shape.name: p for p in probes}
+    costs = [
+        trial_seconds(c, by_shape[c.shape.name], steps, evaluations, eval_rows, timed_rows, repeats)
+        for c in choices
+    ]
+    mean = sum(costs) / len(costs) if costs else 0.0
+    return Plan(
+        slo, batch, provider, teacher, probes, choices, count, steps, mean * count, budget_s
+    )

@@ -1,0 +1,288 @@
+"""Latency first: every candidate shape is timed on this machine before anything trains.
+
+For each shape, cheapest first, a student of that shape is built from the teacher (the one
+builder, compress/students.py; its weights do not matter to latency), exported the way a trial's
+student will be (export/onnx.py, at each precision of the provider: fp32 and dynamic int8 on the
+CPU, fp32 and fp16 on CUDA) and timed by bench's own `measure` on the first eval rows at the
+SLO's batch size. One PyTorch training step of the shape is timed too, for the plan's estimate.
+
+A shape whose every precision misses the SLO makes every shape at least as deep and as wide
+miss it too: those are dropped without a probe. The results are cached in OUT/probe.json,
+keyed by what they depend on (provider, batch, threads, max length, the teacher's weights, the
+eval rows), so a resumed or repeated `auto` probes nothing twice.
+
+    OUT/probe.json   {"context": {...}, "teacher": Row, "shapes": {"4x384": Probe, ...}}
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from slimbert.auto.space import Shape
+from slimbert.bench.config import BenchConfig
+from slimbert.bench.decide import Slo
+from slimbert.bench.report import Row
+from slimbert.bench.targets import Target
+from slimbert.bench.timing import Job, measure
+from slimbert.compress.students import StudentShape, build_student, pick_layers
+from slimbert.data import Columns, read_examples
+from slimbert.export.onnx import ExportOptions, export
+from slimbert.export.optimize import OptimizeConfig
+from slimbert.export.quantize import DynamicQuantConfig
+from slimbert.export.validate import Tolerances
+from slimbert.families import family_of
+from slimbert.files import write_json_atomic
+from slimbert.hub import weights_sha256
+from slimbert.models import load_classifier, load_tokenizer, save_model
+from slimbert.provenance import read_metadata
+
+PROBE_FILE = "probe.json"
+# a random-weight student's logits mean nothing: its exports are not gated
+UNGATED = Tolerances(None, 0.0, 100.0)
+
+
+def precisions(provider: str) -> tuple[str, ...]:
+    """What each trained student is exported at: int8 runs on the CPU, fp16 on CUDA."""
+    return ("fp32", "fp16") if provider == "cuda" else ("fp32", "int8")
+
+
+def export_options(precision: str, provider: str, optimize: bool) -> ExportOptions:
+    fusion = OptimizeConfig.for_provider(provider) if optimize else None
+    if precision == "int8":
+        return ExportOptions(optimize=fusion, quantize=DynamicQuantConfig())
+    return ExportOptions(optimize=fusion, precision=precision)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How one shape or student is timed: where, at which batch, over how many requests."""
+
+    eval_path: Path
+    columns: Columns
+    provider: str
+    batch: int
+    requests: int | None
+    repeats: int
+    warmup: int
+    max_length: int
+    statistic: str  # the SLO's: avg, p50, p90 or p99
+    metric: str | None = None  # what vs Teacher compares (None: f1, regression pearson)
+    positive_label: str | None = None
+
+    def config(self) -> BenchConfig:
+        return BenchConfig(
+            metric=self.metric,
+            positive_label=self.positive_label,
+            provider=self.provider,
+            batch_sizes=[self.batch],
+            warmup=self.warmup,
+            limit=self.requests,
+            max_length=self.max_length,
+            isolate=False,
+            repeats=self.repeats,
+            peak=False,
+        )
+
+    def time(self, target: Target) -> Row:
+        config = self.config()
+        threads = config.threads_to_sweep()[0]
+        job = Job(target, self.batch, None, threads)
+        return Row(**measure(job, self.eval_path, self.columns, config, None))
+
+
+def onnx_target(name: str, folder: Path, method: str, precision: str) -> Target:
+    config = json.loads((folder / "config.json").read_text())
+    return Target(name, folder, "onnx", method, "student", precision, config)
+
+
+@dataclass
+class Probe:
+    """One shape's measured latency per precision (ms, the SLO's statistic and the average),
+    a training step's seconds, and an export's; or the larger shape that made it unneeded."""
+
+    shape: Shape
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    avg_ms: dict[str, float] = field(default_factory=dict)
+    step_s: float | None = None
+    export_s: float | None = None
+    skipped_because: str | None = None
+
+    def fastest(self) -> tuple[str, float] | None:
+        if not self.latency_ms:
+            return None
+        return min(self.latency_ms.items(), key=lambda item: item[1])
+
+    def meets(self, slo: Slo) -> bool:
+        best = self.fastest()
+        return best is not None and best[1] <= slo.limit_ms
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> Probe:
+        return cls(**{**payload, "shape": Shape(**payload["shape"])})
+
+
+def teacher_target(teacher: Path) -> Target:
+    meta = read_metadata(teacher)
+    config = json.loads((teacher / "config.json").read_text())
+    return Target(
+        "teacher", teacher, "pytorch", meta.get("method", "teacher"), "teacher", "fp32", config
+    )
+
+
+def step_seconds(
+    student, tokenizer, train_path: Path, columns: Columns, timing: Timing, batch_size: int
+) -> float:
+    """Seconds of one training step (forward, backward, no optimiser) of `student` on the
+    first `batch_size` training rows: the plan's estimate of a trial's time."""
+    examples = read_examples(train_path, columns)
+    rows = range(min(batch_size, len(examples)))
+    texts = [examples.texts[i] for i in rows]
+    pairs = [examples.text_pairs[i] for i in rows] if examples.is_pair else None
+    batch = tokenizer(
+        texts,
+        pairs,
+        truncation=True,
+        max_length=timing.max_length,
+        padding=True,
+        return_tensors="pt",
+    )
+    labels = torch.zeros(len(texts), dtype=torch.long)
+    student.train()
+    seconds = []
+    for _ in range(3):  # the first pays for allocation
+        began = time.perf_counter()
+        student(**batch, labels=labels).loss.backward()
+        seconds.append(time.perf_counter() - began)
+        student.zero_grad(set_to_none=True)
+    return min(seconds[1:])
+
+
+def probe_shape(
+    teacher_model,
+    tokenizer,
+    shape: Shape,
+    timing: Timing,
+    train_path: Path,
+    batch_size: int,
+    optimize: bool,
+) -> Probe:
+    """Build, export and time one shape at every precision of the provider."""
+    depth = family_of(teacher_model.config).size(teacher_model.config, "depth")
+    layers = pick_layers(depth, shape.layers)
+    size = StudentShape(
+        shape.layers,
+        *((shape.hidden, shape.heads, shape.ffn) if shape.narrow else (None, None, None)),
+    )
+    student, _ = build_student(teacher_model, size, layers, seed=0)
+    probe = Probe(shape)
+    probe.step_s = step_seconds(student, tokenizer, train_path, timing.columns, timing, batch_size)
+    with tempfile.TemporaryDirectory(prefix="slimbert-probe-") as scratch:
+        folder = Path(scratch) / "student"
+        meta = {"role": "probe", "method": "probe", "data": {"max_length": timing.max_length}}
+        save_model(student.eval(), tokenizer, folder, meta)
+        for precision in precisions(timing.provider):
+            began = time.perf_counter()
+            exported = Path(scratch) / precision
+            export(
+                folder,
+                timing.eval_path,
+                exported,
+                timing.columns,
+                timing.max_length,
+                UNGATED,
+                None,
+                timing.provider,
+                export_options(precision, timing.provider, optimize),
+            )
+            if precision == "fp32":
+                probe.export_s = time.perf_counter() - began
+            row = timing.time(onnx_target(shape.name, exported, "probe", precision))
+            probe.latency_ms[precision] = row.latency(timing.statistic)
+            probe.avg_ms[precision] = row.avg_ms
+    return probe
+
+
+def probe_context(teacher: Path, timing: Timing, optimize: bool) -> dict:
+    """What a cached probe depends on: a change in any of it probes again."""
+    return {
+        "teacher_sha256": weights_sha256(teacher),
+        "provider": timing.provider,
+        "batch": timing.batch,
+        "requests": timing.requests,
+        "max_length": timing.max_length,
+        "statistic": timing.statistic,
+        "eval": str(timing.eval_path),
+        "optimize": optimize,
+        "threads": timing.config().threads_to_sweep()[0],
+    }
+
+
+def read_cache(out: Path, context: dict) -> tuple[dict[str, Probe], dict | None]:
+    path = out / PROBE_FILE
+    if not path.is_file():
+        return {}, None
+    payload = json.loads(path.read_text())
+    if payload.get("context") != context:
+        return {}, None
+    shapes = {name: Probe.from_dict(p) for name, p in payload.get("shapes", {}).items()}
+    return shapes, payload.get("teacher")
+
+
+def write_cache(out: Path, context: dict, probes: dict[str, Probe], teacher: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "context": context,
+        "teacher": teacher,
+        "shapes": {name: asdict(p) for name, p in probes.items()},
+    }
+    write_json_atomic(out / PROBE_FILE, payload)
+
+
+def dominated_by(shape: Shape, missing: list[Shape]) -> Shape | None:
+    """A shape no deeper and no wider than `shape` that already misses the SLO."""
+    return next((m for m in missing if m.layers <= shape.layers and m.hidden <= shape.hidden), None)
+
+
+def probe_all(
+    teacher: Path,
+    shapes: list[Shape],
+    slo: Slo,
+    timing: Timing,
+    train_path: Path,
+    batch_size: int,
+    out: Path,
+    optimize: bool,
+    say=print,
+) -> tuple[list[Probe], Row]:
+    """Every shape's probe (from the cache where it holds one) and the teacher's PyTorch row,
+    timed over the same requests."""
+    context = probe_context(teacher, timing, optimize)
+    cached, teacher_row = read_cache(out, context)
+    if teacher_row is None:
+        say("timing the teacher (PyTorch, fp32)")
+        teacher_row = asdict(timing.time(teacher_target(teacher)))
+        write_cache(out, context, cached, teacher_row)
+    model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher, "--teacher")
+    results, missing = [], []
+    for shape in shapes:
+        probe = cached.get(shape.name)
+        larger_than = dominated_by(shape, missing)
+        if probe is None and larger_than is not None:
+            probe = Probe(
+                shape, skipped_because=f"no smaller than {larger_than.name}, which misses the SLO"
+            )
+        elif probe is None:
+            say(f"probing {shape.name} ({', '.join(precisions(timing.provider))})")
+            probe = probe_shape(model, tokenizer, shape, timing, train_path, batch_size, optimize)
+            cached[shape.name] = probe
+            write_cache(out, context, cached, teacher_row)
+        if probe.skipped_because is None and not probe.meets(slo):
+            missing.append(shape)
+        results.append(probe)
+    return results, Row(**teacher_row)

@@ -1,0 +1,193 @@
+"""The end of a search: every trial in one table, bench's report of the timed students (the
+seed-format request table, the latency-vs-metric plot with its Pareto front), the winner copied
+to OUT/winner, and one line saying what to ship and why, or that nothing met the SLO and what
+came closest.
+
+    OUT/trials.md        every trial: Method | Model | Requests | Total ms | Avg ms | F1 |
+                         vs Teacher | Accuracy | <SLO statistic> ms | State
+    OUT/report/          report.md/.html/.json/.csv, pareto.png (bench/render.py)
+    OUT/winner/          the winning export folder as the trial wrote it: model.onnx, tokenizer,
+                         slimbert.json, manifest.json with its parity figures; ready for
+                         `slimbert serve --model OUT/winner`
+    OUT/summary.json     the verdict, the winner's row, the wall-clock used
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from slimbert.auto.trial import read_choice, read_outcome
+from slimbert.bench.decide import Slo, recommend, relate_to_teacher
+from slimbert.bench.environment import environment
+from slimbert.bench.render import Table, write_report
+from slimbert.bench.report import Report, Row
+from slimbert.files import atomic_dir, write_json_atomic, write_text_atomic
+
+WINNER_DIR = "winner"
+
+
+@dataclass
+class Finished:
+    """A trial as the report reads it from its folder."""
+
+    number: int
+    name: str
+    state: str
+    rows: list[Row]  # one per precision that exported and was timed
+    best: float | None  # best evaluation while it trained (pruned trials have only that)
+
+
+def read_trials(out: Path) -> list[Finished]:
+    found = []
+    folders = (out / "trials").iterdir() if (out / "trials").is_dir() else []
+    for folder in sorted(folders, key=lambda f: int(f.name) if f.name.isdigit() else -1):
+        outcome = read_outcome(folder)
+        if outcome is None or not folder.name.isdigit():
+            continue
+        choice = read_choice(folder)
+        rows = []
+        for row in outcome.rows.values():
+            rows.append(Row(**row))
+        best = max(outcome.evaluations) if outcome.evaluations else None
+        found.append(
+            Finished(int(folder.name), f"#{folder.name} {choice.key}", outcome.state, rows, best)
+        )
+    return found
+
+
+def trial_table(trials: list[Finished], teacher: Row, slo: Slo) -> Table:
+    """Every trial, one line per timed precision (a pruned or failed trial gets one line)."""
+    stat = slo.statistic
+    cells = [
+        [
+            teacher.method,
+            "teacher (pytorch)",
+            str(teacher.requests),
+            f"{teacher.total_ms:.1f}",
+            f"{teacher.avg_ms:.2f}",
+            _fmt(teacher.f1),
+            "–",
+            _fmt(teacher.accuracy),
+            f"{teacher.latency(stat):.2f}",
+            "teacher",
+        ]
+    ]
+    for trial in trials:
+        for row in trial.rows:
+            meets = "meets SLO" if slo.met(row) else "over SLO"
+            cells.append(
+                [
+                    row.method,
+                    row.label(),
+                    str(row.requests),
+                    f"{row.total_ms:.1f}",
+                    f"{row.avg_ms:.2f}",
+                    _fmt(row.f1),
+                    _signed(row.vs_teacher),
+                    _fmt(row.accuracy),
+                    f"{row.latency(stat):.2f}",
+                    f"{trial.state}, {meets}",
+                ]
+            )
+        if not trial.rows:
+            method = trial.name.split()[1].split("/")[0]
+            best = f"best eval {trial.best:.2f}" if trial.best is not None else "no evaluation"
+            cells.append(
+                [method, trial.name, "–", "–", "–", "–", "–", "–", "–", f"{trial.state} ({best})"]
+            )
+    headers = [
+        "Method",
+        "Model",
+        "Requests",
+        "Total ms",
+        "Avg ms",
+        "F1",
+        "vs Teacher",
+        "Accuracy",
+        f"{stat} ms",
+        "State",
+    ]
+    return Table("Every trial", headers, cells)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
+def closest(rows: list[Row], slo: Slo, max_drop: float) -> str:
+    """One line when no student meets both: the one nearest to doing so, and by how much."""
+    stat = slo.statistic
+    students = [r for r in rows if r.role != "teacher"]
+    if not students:
+        return "no trial produced a timed student; nothing to ship"
+    within = [r for r in students if -(r.vs_teacher or 0.0) <= max_drop + 1e-9]
+    fast = [r for r in students if slo.met(r)]
+    if within:
+        near = min(within, key=lambda r: r.latency(stat))
+        why = (
+            f"{stat} {near.latency(stat):.2f} ms, {near.latency(stat) - slo.limit_ms:.2f} ms "
+            f"over, at {near.vs_teacher:+.2f} points"
+        )
+    elif fast:
+        near = max(fast, key=lambda r: r.metric)
+        why = f"meets the SLO but loses {-near.vs_teacher:.2f} points ({max_drop:g} allowed)"
+    else:
+        near = min(students, key=lambda r: r.latency(stat))
+        why = f"the fastest: {stat} {near.latency(stat):.2f} ms, {near.vs_teacher:+.2f} points"
+    return (
+        f"No candidate met {slo} with at most {max_drop:g} points lost; closest: "
+        f"{near.label(full=False)}, {why}."
+    )
+
+
+def copy_winner(out: Path, row: Row) -> Path:
+    """The winning export folder, copied whole to OUT/winner."""
+    number = row.model.split()[0].lstrip("#")
+    source = out / "trials" / number / row.precision
+    with atomic_dir(out / WINNER_DIR) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    return out / WINNER_DIR
+
+
+def finish(out: Path, teacher: Row, slo: Slo, max_drop: float, seconds: float) -> str:
+    """Write trials.md, the bench report and OUT/winner; return the one-line verdict."""
+    trials = read_trials(out)
+    rows = [teacher, *(row for trial in trials for row in trial.rows)]
+    relate_to_teacher(rows)
+    students = rows[1:]
+    # the teacher is the yardstick, not a candidate
+    recommendation = recommend(students, slo, max_drop) if students else None
+    chosen = recommendation.chosen if recommendation else None
+    winner = None
+    if chosen is not None:
+        winner = copy_winner(out, chosen)
+        line = (
+            f"Ship {winner} ({chosen.label()}): {slo.statistic} "
+            f"{chosen.latency(slo.statistic):.2f} ms ≤ {slo.limit_ms:g} ms, "
+            f"{chosen.metric_name} {chosen.vs_teacher:+.2f} points against the teacher; the "
+            f"fastest of the trained students within {max_drop:g} points."
+        )
+    else:
+        line = closest(rows, slo, max_drop)
+    extra = {"recommendation": recommendation.to_dict()} if recommendation else {}
+    report = Report(f"slimbert auto: {slo}", rows, environment(), [line], extra)
+    write_report(report, out / "report")
+    table = trial_table(trials, teacher, slo)
+    write_text_atomic(out / "trials.md", f"# slimbert auto\n\n{line}\n\n{table.markdown()}")
+    write_json_atomic(
+        out / "summary.json",
+        {
+            "verdict": line,
+            "winner": str(winner) if winner else None,
+            "row": asdict(chosen) if chosen else None,
+            "seconds": seconds,
+            "trials": {t.name: t.state for t in trials},
+        },
+    )
+    return line

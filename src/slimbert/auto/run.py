@@ -1,0 +1,239 @@
+"""`slimbert auto` from start to end: check the inputs, probe the shapes against the SLO,
+print the plan, search, report.
+
+    teacher ─► candidate shapes (space.py) ─► probes (probe.py, cached) ─► plan (plan.py)
+                                                                             │ --dry-run stops
+           study.db ◄─► trials (study.py, trial.py: `slimbert compress` + export + timing)
+                                                                             │
+                                 trials.md, report/, winner/, one line (report.py)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from slimbert import settings as settings_module
+from slimbert.auto.live import Board
+from slimbert.auto.plan import Plan, make_plan
+from slimbert.auto.probe import Timing, probe_all
+from slimbert.auto.report import finish
+from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
+from slimbert.auto.space import candidate_shapes, check_methods, choices, reach, teacher_shape
+from slimbert.auto.study import Runner, Search, open_study
+from slimbert.auto.trial import TrialSetup
+from slimbert.batches import DataSpec
+from slimbert.data import data_exists, read_examples
+from slimbert.errors import SlimbertError
+from slimbert.hub import weights_sha256
+from slimbert.models import load_classifier
+from slimbert.training.config import TrainConfig
+
+
+def setting_flags(instance, names: tuple[str, ...] | None = None) -> list[str]:
+    """The command-line flags that give `instance`'s settings fields their values (those that
+    differ from the default), as `slimbert compress` reads them."""
+    flags = []
+    for f in fields(instance):
+        meta = settings_module.describe(f)
+        if settings_module.KEY not in f.metadata or not meta.cli:
+            continue
+        if names is not None and f.name not in names:
+            continue
+        value, default = getattr(instance, f.name), settings_module.default_of(f)
+        if value == default or value is None:
+            continue
+        flag = settings_module.flag_name(f).split("/")[0]
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def data_flags(spec: DataSpec) -> list[str]:
+    """--train, --eval, the columns and DataSpec's settings, the transfer set left out (each
+    trial's choice says whether it joins)."""
+    columns = spec.columns
+    named = [
+        ("--text-column", columns.text),
+        ("--text-pair-column", columns.text_pair),
+        ("--label-column", columns.label),
+    ]
+    flags = ["--train", str(spec.train), "--eval", str(spec.eval)]
+    flags += [item for flag, value in named if value is not None for item in (flag, str(value))]
+    flags += [] if columns.header else ["--no-header"]
+    names = tuple(f.name for f in fields(spec) if f.name != "transfer")
+    return flags + setting_flags(spec, names)
+
+
+@dataclass
+class Inputs:
+    """What `auto` is given."""
+
+    teacher: Path
+    data: DataSpec
+    train: TrainConfig
+    settings: AutoSettings
+    provider: str
+    out: Path
+
+
+def check(inputs: Inputs) -> None:
+    """One line for each input a user can get wrong, before anything runs."""
+    if not (inputs.teacher / "config.json").is_file():
+        raise SlimbertError(f"--teacher {inputs.teacher}: no model directory (no config.json)")
+    for flag, path in (("--train", inputs.data.train), ("--eval", inputs.data.eval)):
+        if not data_exists(path):
+            raise SlimbertError(f"{flag} {path}: no such file")
+    if inputs.data.transfer is not None and not Path(inputs.data.transfer).is_file():
+        raise SlimbertError(f"--transfer {inputs.data.transfer}: no such file")
+    inputs.settings.objective()
+    inputs.settings.seconds()
+    check_methods(list(inputs.settings.methods))
+    if not inputs.settings.methods:
+        raise SlimbertError("--method: give at least one method to search")
+
+
+def trial_steps(inputs: Inputs) -> int:
+    """--trial-steps, or one pass over the training rows (and the transfer set's)."""
+    if inputs.settings.trial_steps:
+        return inputs.settings.trial_steps
+    rows = len(read_examples(inputs.data.train, inputs.data.columns))
+    rows = min(rows, inputs.data.limit or rows)
+    return max(1, math.ceil(rows / inputs.train.batch_size))
+
+
+def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
+    """Probe every candidate shape (cached in OUT) and price the search."""
+    check(inputs)
+    s = inputs.settings
+    slo, batch = s.objective()
+    teacher = teacher_shape(load_classifier(inputs.teacher).config)
+    shapes = candidate_shapes(teacher, list(s.depths) or None, list(s.widths) or None)
+    if not any(reach(m) == "any" for m in s.methods):
+        shapes = [shape for shape in shapes if not shape.narrow]  # no method can train them
+    if not shapes:
+        raise SlimbertError(
+            f"--method {', '.join(s.methods)} keep the teacher's width, and no depth below "
+            "the teacher's was asked for; add --method minilm or give --depths"
+        )
+    eval_rows = len(read_examples(inputs.data.eval, inputs.data.columns))
+    timing = Timing(
+        inputs.data.eval,
+        inputs.data.columns,
+        inputs.provider,
+        batch,
+        None,
+        s.repeats,
+        s.warmup,
+        inputs.data.max_length,
+        slo.statistic,
+        inputs.data.metric,
+        inputs.data.positive_label,
+    )
+    probe_timing = replace(timing, requests=s.probe_requests)
+    probes, teacher_row = probe_all(
+        inputs.teacher,
+        shapes,
+        slo,
+        probe_timing,
+        inputs.data.train,
+        inputs.train.batch_size,
+        inputs.out,
+        s.optimize,
+        say,
+    )
+    kept = [p.shape for p in probes if p.meets(slo)]
+    found = choices(list(s.methods), kept, inputs.data.transfer is not None)
+    timed_rows = min(eval_rows, s.timing_requests or eval_rows)
+    plan = make_plan(
+        slo,
+        batch,
+        inputs.provider,
+        teacher_row,
+        probes,
+        found,
+        s.trials,
+        trial_steps(inputs),
+        s.evaluations,
+        eval_rows,
+        timed_rows,
+        s.repeats,
+        s.seconds(),
+    )
+    return plan, replace(timing, requests=s.timing_requests)
+
+
+def fingerprint(inputs: Inputs, plan: Plan, setup: TrialSetup) -> dict:
+    """What the trials of a study depend on: resuming with any of it changed is refused."""
+    s = inputs.settings
+    return {
+        "teacher": weights_sha256(inputs.teacher),
+        "choices": [c.key for c in plan.choices],
+        "command": [*setup.data_flags, *setup.train_flags, str(setup.transfer)],
+        "steps": setup.steps,
+        "evaluations": setup.evaluations,
+        "slo": s.slo,
+        "provider": inputs.provider,
+        "search": [s.sampler, s.pruner, s.optimize, s.timing_requests, s.repeats],
+    }
+
+
+def search(inputs: Inputs, say=print) -> str:
+    """The whole command: the plan, then (unless --dry-run) the search and its report; returns
+    the last line printed."""
+    out = inputs.out
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".auto.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SlimbertError(f"--out {out}: another `slimbert auto` is running there") from None
+        return _search_locked(inputs, say)
+
+
+def _search_locked(inputs: Inputs, say) -> str:
+    s, out = inputs.settings, inputs.out
+    plan, timing = plan_search(inputs, say)
+    for line in plan.lines():
+        say(line)
+    if s.dry_run:
+        return "dry run: nothing trained"
+    if not plan.choices:
+        fastest = min((p for p in plan.probes if p.latency_ms), key=lambda p: p.fastest()[1])
+        precision, ms = fastest.fastest()
+        return (
+            f"No candidate can meet {plan.slo}: the fastest shape, {fastest.shape.name} "
+            f"({precision}), takes {ms:.2f} ms; relax the SLO or give smaller --depths/"
+            "--widths."
+        )
+    setup = TrialSetup(
+        inputs.teacher,
+        tuple(data_flags(inputs.data)),
+        inputs.data.transfer,
+        tuple(setting_flags(inputs.train, TRIAL_TRAIN_FLAGS)),
+        plan.steps,
+        s.evaluations,
+        timing,
+        s.optimize,
+        plan.teacher.metric_name,
+    )
+    study = open_study(
+        out, fingerprint(inputs, plan, setup), s.sampler, s.pruner, inputs.train.seed
+    )
+    found = Search(
+        study,
+        plan.choices,
+        plan.slo.statistic,
+        plan.slo.limit_ms,
+        inputs.train.seed,
+        exhaustive=s.sampler == "exhaustive",
+    )
+    board = Board(plan.teacher.metric_name, plan.slo.statistic)
+    say("")
+    Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
+    say("")
+    return finish(out, plan.teacher, plan.slo, s.max_drop, study.user_attrs.get("seconds", 0.0))

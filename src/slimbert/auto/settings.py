@@ -1,0 +1,142 @@
+"""`slimbert auto`'s own flags as one settings dataclass (the data flags are DataSpec's and the
+optimisation flags a few of TrainConfig's), the SLO with its batch size, and the budget."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from slimbert.auto.space import searchable_methods
+from slimbert.bench.decide import Slo
+from slimbert.errors import SlimbertError
+from slimbert.settings import setting
+
+PRUNERS = ("halving", "median", "none")
+SAMPLERS = ("tpe", "exhaustive")
+# the TrainConfig fields `auto` passes on to every trial (the rest keep their defaults; the
+# steps, evaluations and patience are the search's)
+TRIAL_TRAIN_FLAGS = ("batch_size", "lr", "seed", "device", "mixed_precision")
+
+
+@dataclass
+class AutoSettings:
+    """What the search may try, how long it may take and how each trial is measured."""
+
+    slo: str | None = setting(
+        None,
+        'Latency objective of one request, e.g. "p99<=2ms@batch1" (statistic avg, p50, p90 '
+        "or p99; @batchN: requests of N examples, default 1). Shapes that cannot meet it are "
+        "never trained.",
+    )
+    max_drop: float = setting(
+        0.5, "Metric points the shipped model may lose against the teacher.", min=0
+    )
+    budget: str = setting(
+        "4h",
+        "Wall-clock the search may spend, over every resumed run (e.g. 4h, 90m, 1h30m); no "
+        "trial starts past it, the one running finishes.",
+    )
+    methods: tuple[str, ...] = setting(
+        ("kd", "minilm"),
+        "Methods to search; repeat the flag. Methods that keep the teacher's width (kd, "
+        "theseus) train the depth cuts, tinybert and minilm every shape.",
+        flag="--method",
+        choices=tuple(searchable_methods()),
+        multiple=True,
+    )
+    depths: list[int] = setting(
+        factory=list,
+        help="Comma-separated student depths to probe (default: 8,6,4,3,2,1 below the "
+        "teacher's depth; narrower widths from 2 up to it).",
+    )
+    widths: list[int] = setting(
+        factory=list,
+        help="Comma-separated student widths to probe (default: the teacher's and the "
+        "narrower of 768,512,384,312,256,128).",
+    )
+    trials: int | None = setting(
+        None, "Most trials to train (default: every kept choice once, within --budget).", min=1
+    )
+    trial_steps: int | None = setting(
+        None,
+        "Optimiser steps of each training stage of a trial (default: one pass over the "
+        "training rows).",
+        min=1,
+    )
+    evaluations: int = setting(
+        4,
+        "Evaluations per training stage: the rungs at which the pruner stops a trial whose "
+        "metric trails the others.",
+        min=1,
+    )
+    pruner: str = setting(
+        "halving",
+        "halving: successive halving, a trial goes on past an evaluation only if it is in the "
+        "best third there; median: stop below the median of earlier trials; none: train "
+        "every trial to its end.",
+        choices=PRUNERS,
+    )
+    sampler: str = setting(
+        "tpe",
+        "tpe: Optuna's TPE, guided by the trials so far (constrained to the SLO); exhaustive: "
+        "every choice once in a seeded order.",
+        choices=SAMPLERS,
+    )
+    probe_requests: int = setting(
+        100,
+        "Eval rows each latency probe times (random weights: the labels do not count).",
+        min=1,
+    )
+    timing_requests: int | None = setting(
+        None, "Eval rows each trained student is timed on (default: all).", min=1
+    )
+    repeats: int = setting(3, "Timed passes over the requests; figures are medians.", min=1)
+    warmup: int = setting(10, "Uncounted requests before timing.", min=0)
+    optimize: bool = setting(
+        True,
+        "Fuse every export with ONNX Runtime's transformer optimizer, as a shipped model "
+        "would be (--no-optimize: the plain graph).",
+    )
+    dry_run: bool = setting(
+        False,
+        "Probe the latencies and print the plan (shapes kept and dropped, trials, estimated "
+        "time); train nothing.",
+        secondary=False,
+    )
+
+    def objective(self) -> tuple[Slo, int]:
+        return parse_slo(self.slo)
+
+    def seconds(self) -> float:
+        return parse_budget(self.budget)
+
+
+def parse_slo(text: str | None) -> tuple[Slo, int]:
+    """'p99<=2ms@batch1' -> (Slo p99 ≤ 2 ms, batch 1)."""
+    if not text:
+        raise SlimbertError('--slo is required: the latency to meet, e.g. "p99<=2ms@batch1"')
+    head, _, batch = text.partition("@")
+    slo = Slo.parse(head)
+    if not batch:
+        return slo, 1
+    match = re.fullmatch(r"\s*batch\s*([0-9]+)\s*", batch, re.IGNORECASE)
+    if not match or int(match[1]) < 1:
+        raise SlimbertError(
+            f'--slo {text!r}: after @ give the request size, e.g. "p99<=2ms@batch1"'
+        )
+    return slo, int(match[1])
+
+
+UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_budget(text: str) -> float:
+    """'4h', '90m', '1h30m', '45s' -> seconds."""
+    parts = re.findall(r"([0-9]*\.?[0-9]+)\s*([hms])", text.lower())
+    rebuilt = "".join(f"{n}{u}" for n, u in parts)
+    if not parts or rebuilt != re.sub(r"\s+", "", text.lower()):
+        raise SlimbertError(f"--budget {text!r}: give a time such as 4h, 90m or 1h30m")
+    seconds = sum(float(n) * UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise SlimbertError(f"--budget {text!r}: give a time above zero")
+    return seconds

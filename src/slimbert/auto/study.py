@@ -1,0 +1,225 @@
+"""The search: an Optuna study over the choices the SLO kept, stored in OUT/study.db.
+
+    sampler   TPE (constrained: a trial whose every export misses the SLO is infeasible), or
+              every choice once in a seeded order ("exhaustive")
+    pruner    successive halving over a stage's evaluations (a trial goes on past an evaluation
+              only in the best third of those that reached it), the median rule, or none
+    storage   sqlite:///OUT/study.db: trials, their choices, their evaluations and values
+
+Resuming: `auto` run again on the same OUT finds the study. A trial it left RUNNING (the
+process was killed) is finished first, in its own folder, from its training state; finished
+trials are read, never rerun. A choice already tried is never trained again: the sampler's
+repeat is told as failed and costs no training. The wall-clock spent is kept in the study, so
+--budget counts every run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from slimbert.auto.space import Choice
+from slimbert.auto.trial import Outcome, TrialSetup, read_outcome, run_trial, trial_dir
+from slimbert.errors import SlimbertError
+
+STUDY_NAME = "slimbert-auto"
+# repeats of tried choices in a row after which the sampler is taken to have no new one
+MAX_REPEATS = 50
+
+
+@dataclass
+class Search:
+    """The study and what it searches: the kept choices, the statistic and limit of the SLO."""
+
+    study: optuna.Study
+    choices: list[Choice]
+    statistic: str
+    limit_ms: float
+    seed: int
+    exhaustive: bool = False
+
+    def params(self, choice: Choice) -> dict:
+        """The Optuna parameters `suggest` draws for `choice`."""
+        narrow = choice.shape.narrow
+        params = {
+            "shape": choice.shape.name,
+            ("method_narrow" if narrow else "method"): choice.method,
+        }
+        if len({c.transfer for c in self.choices if c.shape == choice.shape}) > 1:
+            params["transfer"] = choice.transfer
+        return params
+
+    def queue(self, tried: set[str]) -> None:
+        """Exhaustive search: the first untried choice in an order fixed by the seed (the same
+        after a resume), enqueued for the next `ask`."""
+        order = sorted(self.choices, key=lambda c: c.key)
+        random.Random(self.seed).shuffle(order)
+        untried = [c for c in order if c.key not in tried]
+        if untried:
+            self.study.enqueue_trial(self.params(untried[0]))
+
+    def suggest(self, trial: optuna.Trial) -> Choice:
+        """The trial's choice, as Optuna parameters: the shape, then a method able to train it
+        (its own parameter for narrow shapes, whose methods differ), then the transfer set."""
+        shapes = list(dict.fromkeys(c.shape.name for c in self.choices))
+        name = trial.suggest_categorical("shape", shapes)
+        fitting = [c for c in self.choices if c.shape.name == name]
+        narrow = fitting[0].shape.narrow
+        methods = list(dict.fromkeys(c.method for c in fitting))
+        method = trial.suggest_categorical("method_narrow" if narrow else "method", methods)
+        transfers = sorted({c.transfer for c in fitting})
+        transfer = (
+            trial.suggest_categorical("transfer", transfers)
+            if len(transfers) > 1
+            else (transfers[0])
+        )
+        return next(c for c in fitting if c.method == method and c.transfer == transfer)
+
+
+def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "exhaustive":
+        # every choice is enqueued in a seeded order (Search.params): nothing left to sample
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constrained: a trial's `slo_excess_ms` (its fastest export's latency over the limit) > 0
+    # marks it infeasible, and TPE draws towards the feasible ones
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
+
+
+def make_pruner(kind: str) -> optuna.pruners.BasePruner:
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(out: Path, fingerprint: dict, sampler: str, pruner: str, seed: int):
+    """The study in OUT/study.db, new or as an earlier run left it; one with other settings is
+    an error (its trials answer another question)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{out / 'study.db'}"
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
+        pruner=make_pruner(pruner),
+    )
+    saved = study.user_attrs.get("fingerprint")
+    if saved is None:
+        study.set_user_attr("fingerprint", fingerprint)
+    elif saved != fingerprint:
+        changed = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+        raise SlimbertError(
+            f"--out {out} holds a search with other settings ({', '.join(changed)}); give the "
+            "same flags to resume it, or a new --out"
+        )
+    # seeded by how far the study has come: a resumed run does not draw the same choices again
+    study.sampler = make_sampler(sampler, seed + len(study.trials))
+    return study
+
+
+def choice_of(trial: optuna.trial.FrozenTrial, choices: list[Choice]) -> Choice:
+    params = trial.params
+    method = params.get("method_narrow", params.get("method"))
+    for c in choices:
+        if c.shape.name == params.get("shape") and c.method == method:
+            if c.transfer == params.get("transfer", c.transfer):
+                return c
+    raise SlimbertError(f"trial {trial.number} of the study names a choice not in the plan")
+
+
+Events = Callable[..., None]  # (number, choice, state, outcome|None, evaluation|None)
+
+
+class Runner:
+    """Runs the trials of a search and tells the study how each ended."""
+
+    def __init__(self, search: Search, setup: TrialSetup, out: Path, events: Events):
+        self.search, self.setup, self.out, self.events = search, setup, out, events
+
+    def judge(self, trial: optuna.Trial, number: int, choice: Choice):
+        # a resumed trial has its evaluations before the kill in the study already
+        reported = set(self.search.study.trials[number].intermediate_values)
+
+        def decide(index: int, value: float) -> bool:
+            if index not in reported:
+                trial.report(value, index)
+                reported.add(index)
+            self.events(number, choice, "running", None, value)
+            return trial.should_prune()
+
+        return decide
+
+    def finish(self, trial: optuna.Trial, number: int, choice: Choice) -> Outcome:
+        """Run the trial (or take its result.json) and tell the study."""
+        folder = trial_dir(self.out, number)
+        outcome = read_outcome(folder)
+        if outcome is None:
+            self.events(number, choice, "running", None, None)
+            name = f"#{number} {choice.key}"
+            outcome = run_trial(self.setup, choice, folder, name, self.judge(trial, number, choice))
+        latency = outcome.best_latency(self.search.statistic)
+        if latency is not None:
+            trial.set_constraint("slo_excess_ms", latency - self.search.limit_ms)
+        if outcome.state == "complete":
+            self.search.study.tell(trial, outcome.value())
+        elif outcome.state == "pruned":
+            self.search.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            trial.set_user_attr("message", outcome.message)
+            self.search.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.events(number, choice, outcome.state, outcome, None)
+        return outcome
+
+    def resume_running(self) -> int:
+        """Finish every trial an earlier run left RUNNING; how many there were."""
+        study = self.search.study
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for frozen in running:
+            # Optuna's ask/tell makes a Trial by its storage id, which FrozenTrial keeps under
+            # a private name; there is no public way to take up a RUNNING trial again
+            trial = optuna.Trial(study, frozen._trial_id)
+            self.finish(trial, frozen.number, choice_of(frozen, self.search.choices))
+        return len(running)
+
+    def tried(self) -> set[str]:
+        done = self.search.study.get_trials(deepcopy=False)
+        return {
+            choice_of(t, self.search.choices).key
+            for t in done
+            if t.params and t.user_attrs.get("repeat_of") is None
+        }
+
+    def run(self, trials: int, budget_s: float) -> None:
+        """Trials until `trials` have been trained, the choices run out or the budget is spent."""
+        study = self.search.study
+        started, used = time.monotonic(), study.user_attrs.get("seconds", 0.0)
+
+        def spent() -> float:
+            return used + time.monotonic() - started
+
+        self.resume_running()
+        repeats = 0
+        while spent() < budget_s and repeats < MAX_REPEATS:
+            tried = self.tried()
+            if len(tried) >= min(trials, len(self.search.choices)):
+                break
+            if self.search.exhaustive:
+                self.search.queue(tried)
+            trial = study.ask()
+            choice = self.search.suggest(trial)
+            if choice.key in tried:
+                repeats += 1
+                trial.set_user_attr("repeat_of", choice.key)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            repeats = 0
+            self.finish(trial, trial.number, choice)
+            study.set_user_attr("seconds", spent())
+        study.set_user_attr("seconds", spent())
