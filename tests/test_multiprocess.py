@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -79,3 +80,90 @@ def test_the_first_process_alone_writes_and_reports(two_processes):
     assert json.loads((ddp / "slimbert.json").read_text())["steps"] == 4
     # one model folder, no staging folder left by a second writer
     assert (ddp / "model.safetensors").is_file() and not list(ddp.parent.glob(".*"))
+
+
+def _score_shard(rank: int, world: int, model_dir: str, dev: str, port: int, out: str) -> None:
+    """One of `world` gloo processes: its shard's rows and the gathered logits, to `out`."""
+    import numpy as np
+    import torch.distributed as dist
+
+    from slimbert.batches import EncodedDataset, gathered_logits, shard_loader
+    from slimbert.data import read_examples
+    from slimbert.models import load_classifier, load_tokenizer
+
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        dataset = EncodedDataset(load_tokenizer(model_dir), read_examples(dev), 32)
+        model = load_classifier(model_dir).eval()
+        rows = sorted(i for b in shard_loader(dataset, 4, rank, world).batch_sampler for i in b)
+        logits = gathered_logits(model, dataset, 4, "cpu")
+        np.save(f"{out}-{rank}.npy", logits)
+        with open(f"{out}-{rank}.json", "w") as handle:
+            json.dump(rows, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_evaluation_is_shared_out_and_gathered(tiny_base, sst2_files, tmp_path):
+    """Under two processes each scores half the dev rows (its share of every length) and both
+    end with every row's logits, in dataset order, as one process alone computes them."""
+    import socket
+
+    import numpy as np
+    import torch.multiprocessing as mp
+
+    from slimbert.batches import EncodedDataset, make_loader, predict_logits
+    from slimbert.data import read_examples
+    from slimbert.models import load_classifier, load_tokenizer
+
+    model_dir = one_process(tiny_base, sst2_files, tmp_path / "teacher", "--batch-size", "8")
+    dev = sst2_files[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "shard")
+    mp.spawn(_score_shard, args=(2, str(model_dir), str(dev), port, out), nprocs=2, join=True)
+    dataset = EncodedDataset(load_tokenizer(model_dir), read_examples(dev), 32)
+    alone = predict_logits(load_classifier(model_dir).eval(), make_loader(dataset, 4, False))
+    shares = [json.load(open(f"{out}-{rank}.json")) for rank in (0, 1)]
+    assert sorted(shares[0] + shares[1]) == list(range(len(dataset)))  # each row once
+    assert [len(s) for s in shares] == [len(dataset) // 2] * 2
+    for rank in (0, 1):
+        # rows scored in other batches (other padding) by another process: float32 rounding
+        np.testing.assert_allclose(np.load(f"{out}-{rank}.npy"), alone, rtol=1e-5, atol=1e-6)
+
+
+def _launch(script_or_module: list[str], args: list[str], env_extra: dict | None = None):
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    argv = [*launch, "2", *script_or_module, *[str(a) for a in args]]
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_two_process_run_stopped_midway_resumes_to_the_same_weights(
+    tiny_base, sst2_files, tmp_path
+):
+    """Stopped after step 5 of 6 (its state saved at the step-4 evaluation by the first process)
+    and resumed on two processes, it ends where the run that was never stopped ends."""
+    from slimbert.training.state import STATE_DIR
+
+    def args(out):
+        return [*teacher_args(tiny_base, sst2_files, out), "--batch-size", "8"]
+
+    six = ["--max-steps", "6", "--eval-every", "2"]  # later flags win: 6 steps, evaluated at 2/4/6
+    whole = _launch(["-m", "slimbert"], [*args(tmp_path / "whole"), *six])
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "resumed"
+    stopper = [str(Path(__file__).parent / "ddp_stop.py")]
+    stopped = _launch(stopper, [*args(out), *six], {"SLIMBERT_STOP_AFTER": "5"})
+    assert stopped.returncode != 0
+    assert (out / STATE_DIR).is_dir() and not (out / "slimbert.json").exists()
+    resumed = _launch(["-m", "slimbert"], [*args(out), *six, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at step 4" in resumed.stdout, resumed.stdout
+    weights = [load_file(str(d / "model.safetensors")) for d in (tmp_path / "whole", out)]
+    assert max(float((weights[0][k] - weights[1][k]).abs().max()) for k in weights[0]) <= 1e-6
+    steps = [json.loads(line)["step"] for line in open(out / "train_log.jsonl")]
+    assert steps == [1, 2, 3, 4, 5, 6]  # each once: 1-4 kept, 5 done again, then 6
+    assert not (out / STATE_DIR).exists()

@@ -343,13 +343,56 @@ def prepare(
     )
 
 
+def processes() -> tuple[int, int]:
+    """(rank, world size) of the process group a run trains in (torchrun, accelerate launch);
+    (0, 1) for a process alone."""
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        return distributed.get_rank(), distributed.get_world_size()
+    return 0, 1
+
+
+def shard_loader(dataset: EncodedDataset, batch_size: int, rank: int, world: int) -> DataLoader:
+    """This process's share of an in-order pass: every `world`-th row of the length-sorted order
+    from `rank` on, so each process gets rows of every length (and about the same work)."""
+    lengths = [len(f["input_ids"]) for f in dataset.features]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)[rank::world]
+    return DataLoader(
+        dataset,
+        batch_sampler=[order[i : i + batch_size] for i in range(0, len(order), batch_size)],
+        collate_fn=lambda items: collate(items, dataset.pad_id),
+    )
+
+
+def gathered_logits(model, dataset: EncodedDataset, batch_size: int, device) -> np.ndarray:
+    """Logits (N, C) in dataset order, each process scoring its shard and every process
+    receiving all of them (the same array everywhere, so every process takes the same
+    best-checkpoint and early-stop decisions)."""
+    rank, world = processes()
+    shard = shard_loader(dataset, batch_size, rank, world)
+    ours = predict_logits(model, shard, device)  # in ascending dataset index
+    indices = sorted(i for batch in shard.batch_sampler for i in batch)
+    everyone: list = [None] * world
+    # objects, not tensors: the shards differ in length by a row; over NCCL the pickles travel
+    # on the current CUDA device, which Accelerate has set
+    torch.distributed.all_gather_object(everyone, (indices, ours))
+    logits = np.empty((len(dataset), ours.shape[1]), dtype=ours.dtype)
+    for their_indices, theirs in everyone:
+        logits[their_indices] = theirs
+    return logits
+
+
 def evaluator(data: TaskData, batch_size: int = 64) -> Callable[[Any], Metrics]:
-    """Scores a model on the eval set, as the task's scoring says (batches sorted by length)."""
+    """Scores a model on the eval set, as the task's scoring says (batches sorted by length).
+    Under several processes each scores its share and the logits are gathered."""
     loader = make_loader(data.eval_set, batch_size, shuffle=False, group_by_length=True)
 
     def evaluate(model) -> Metrics:
         dev = next(model.parameters()).device
-        logits = predict_logits(model, loader, dev)
+        if processes()[1] > 1:
+            logits = gathered_logits(model, data.eval_set, batch_size, dev)
+        else:
+            logits = predict_logits(model, loader, dev)
         return compute_metrics(logits, data.eval_targets, data.task, data.label_map, data.scoring)
 
     return evaluate

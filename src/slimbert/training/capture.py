@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slimbert.batches import model_inputs
+from slimbert.batches import model_inputs, processes
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.metrics import Metrics
@@ -159,14 +159,18 @@ def distill_loss_evaluator(
     hidden_states: bool = True,
 ):
     """The weighted distillation loss of `terms` on held-out batches, per example, as the
-    layer-distillation stages pick their checkpoint (lower is better: Metrics.main is −loss)."""
+    layer-distillation stages pick their checkpoint (lower is better: Metrics.main is −loss).
+    Under several processes each takes every world-th batch and the sums are all-reduced."""
 
     @torch.no_grad()
     def evaluate(model) -> Metrics:
         model.eval()
         dev = next(model.parameters()).device
+        rank, world = processes()
         total, count = 0.0, 0
-        for batch in loader:
+        for number, batch in enumerate(loader):
+            if number % world != rank:
+                continue
             batch = {k: v.to(dev) for k, v in batch.items()}
             loss, _ = combine(
                 terms,
@@ -176,6 +180,10 @@ def distill_loss_evaluator(
             )
             total += float(loss) * len(batch["input_ids"])
             count += len(batch["input_ids"])
+        if world > 1:
+            sums = torch.tensor([total, float(count)], dtype=torch.float64, device=dev)
+            torch.distributed.all_reduce(sums)
+            total, count = float(sums[0]), int(sums[1])
         value = total / max(count, 1)
         return Metrics(-value, {name: value}, name)
 
