@@ -168,6 +168,31 @@ def test_distill_general_cli_reads_a_text_file(sharp_teacher, tmp_path):
     assert meta["texts"][0]["distinct"] == 3
 
 
+def test_labelled_files_text_files_and_pairs_train_together(sharp_teacher, sst2_files, tmp_path):
+    """What base_teacher.sh gives the general step: a labelled TSV of single texts, a text file
+    and a labelled TSV of pairs (before, the labelled and the unlabelled single texts refused to
+    merge). The singles are one group, the pairs another; every distinct text is trained on or
+    held out once."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(["the movie was good", "the plot was awful", "a fine film"]))
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text(
+        "sentence1\tsentence2\tlabel\n"
+        + "".join(f"a good film {i}\tthe plot {i}\t{i % 2}\n" for i in range(5))
+    )
+    out = tmp_path / "general"
+    argv = ["distill-general", "--teacher", str(sharp_teacher), "--text", str(sst2_files[0])]
+    argv += ["--text", str(texts), "--text", str(pairs), "--layers", "1", "--hidden-size", "16"]
+    argv += ["--heads", "2", "--ffn-size", "32", "--max-steps", "2", "--batch-size", "4"]
+    argv += ["--no-progress", "--out", str(out)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    distinct = [source["distinct"] for source in meta["texts"]]
+    assert distinct[1:] == [3, 5] and distinct[0] > 0
+    assert meta["examples"]["train"] + meta["examples"]["holdout"] == sum(distinct)
+
+
 def same_model_other_tokenizer(teacher_dir, folder):
     """The teacher's own weights behind a tokenizer that numbers the words the other way round
     (the same words, other ids), its word-embedding rows moved to match: on every text it

@@ -8,6 +8,7 @@ column flags and whose labels, if any, are ignored; sentence pairs stay pairs.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from slimbert.data import Columns, Examples, read_examples, read_subset
@@ -60,5 +61,6 @@ def unlabelled_texts(
             if key not in seen:
                 seen.add(key)
                 keep.append(i)
-        sources.append(examples.subset(keep))
+        # texts only: a labelled training file and an unlabelled text file merge as one kind
+        sources.append(dataclasses.replace(examples.subset(keep), labels=None))
     return sources
