@@ -21,8 +21,9 @@ to *be an encoder like the teacher's* on plain text, with no task in sight:
   projections' outputs, so they hold for relative positions (MPNet, DeBERTa) too.
 - `--objective tinybert` (TinyBERT's general distillation, Jiao et al. 2020): MSE of the
   embedding outputs and of each mapped layer's hidden states through learned projections
-  W_e, W_h (H_s → H_t, thrown away afterwards), plus MSE of pre-softmax attention scores where
-  the teacher's positions are absolute (elsewhere --attention-weight must be 0).
+  W_e, W_h (H_s → H_t, thrown away afterwards), plus MSE of pre-softmax attention scores (with
+  DeBERTa's and MPNet's relative-position terms caught as the model computes them; rotary
+  positions, ModernBERT, need --attention-weight 0).
 
 The student starts from the mapped teacher layers where a tensor's shape matches and from random
 weights elsewhere (a narrow student: everywhere). A held-out share of the texts, drawn once with
@@ -75,7 +76,7 @@ class GeneralConfig(ShapeSettings):
         "minilm",
         "minilm: Q-Q, K-K, V-V attention relations of one teacher layer in the student's last "
         "(no projection, any width); tinybert: embedding and hidden-state MSE through learned "
-        "projections, plus attention scores where positions are absolute.",
+        "projections, plus pre-softmax attention scores (not for rotary positions).",
         choices=OBJECTIVES,
     )
     teacher_layer: int = setting(
@@ -92,7 +93,9 @@ class GeneralConfig(ShapeSettings):
     )
     embedding_weight: float = setting(1.0, "tinybert: weight of the embedding MSE.", min=0)
     attention_weight: float = setting(
-        1.0, "tinybert: weight of the attention-score MSE (0 for relative positions).", min=0
+        1.0,
+        "tinybert: weight of the attention-score MSE (0 for rotary positions: ModernBERT).",
+        min=0,
     )
     hidden_weight: float = setting(1.0, "tinybert: weight of the hidden-state MSE.", min=0)
     max_length: int = setting(128, "Tokens per text (or pair) after truncation.", min=8, max=4096)
@@ -134,7 +137,7 @@ def objective_terms(
         family.size(student.config, "depth"),
         general.layer_map,
     )
-    scores = family.position_kind(teacher.config) == "absolute"
+    scores = family.scores_readable(teacher.config)
     if general.attention_weight > 0:
         check_attention_scores(teacher)
     projections = Projections.between(student_width, teacher_width)
