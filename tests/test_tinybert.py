@@ -348,3 +348,175 @@ def test_cli_narrow_student_pins_first_losses_and_exports(tmp_path, sharp_teache
         manifest["validation"]["max_abs_diff"] < 1e-4
         and manifest["validation"]["label_agreement"] == 100.0
     )
+
+
+# --- relative positions: DeBERTa-v2/v3's disentangled scores, caught where the model makes them
+
+
+def _deberta(folder, style: str, seed: int = 0, dropout: float = 0.0, layers: int = 4):
+    """A tiny random DeBERTa classifier saved in `folder`: "v2" (separate position projections,
+    no buckets) or "v3" (shared keys, log buckets, normed relative embeddings)."""
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    from tests.conftest import WORDS
+    from tests.family_models import build_tokenizer as family_tokenizer
+
+    texts = [" ".join(WORDS[i : i + 6]) for i in range(len(WORDS) - 5)]
+    tokenizer = family_tokenizer("deberta-v3", folder, texts, vocab_size=120)
+    style_config = {
+        "v2": dict(share_att_key=False, position_buckets=-1, norm_rel_ebd="none"),
+        "v3": dict(share_att_key=True, position_buckets=16, norm_rel_ebd="layer_norm"),
+    }[style]
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=0.0,
+        max_position_embeddings=66,
+        type_vocab_size=0,
+        relative_attention=True,
+        max_relative_positions=-1,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        num_labels=2,
+        id2label={0: "0", 1: "1"},
+        label2id={"0": 0, "1": 1},
+        initializer_range=0.2,  # scores of a few units, as a trained model's (0.02 gives ~0)
+        **style_config,
+    )
+    torch.manual_seed(seed)
+    DebertaV2ForSequenceClassification(config).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def _real_rows(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, T) True where query and key are both real tokens."""
+    return (mask[:, None, :, None] * mask[:, None, None, :]).bool()
+
+
+@pytest.mark.parametrize("style", ["v2", "v3"])
+def test_deberta_scores_with_caught_position_terms_softmax_to_its_attention(tmp_path, style):
+    # dropout on the relative embeddings (train mode, seeded): only terms caught as the model
+    # computed them, not recomputed ones, can rebuild its attention
+    folder = _deberta(tmp_path / style, style, dropout=0.5)
+    model, tokenizer = load_classifier(folder).train(), load_tokenizer(folder)
+    batch = _batch(tokenizer, ["the movie was very good", "bad"])  # second row padded
+    torch.manual_seed(1)
+    with torch.no_grad():
+        out = forward_internals(model, batch, attentions=True)
+    real = _real_rows(batch["attention_mask"])
+    without_terms = 0.0
+    for parts, probabilities in zip(out.attention_parts, out.attentions, strict=True):
+        assert parts.scale == 3.0 and parts.terms is not None  # 1 + c2p + p2c
+        scores = parts.scores()  # (B, nh, T, T)
+        assert scores.shape == probabilities.shape
+        rebuilt = scores.masked_fill(~real, torch.finfo(scores.dtype).min).softmax(-1)
+        # DeBERTa masks padded query rows too (uniform there); real rows are what TinyBERT reads
+        torch.testing.assert_close(
+            rebuilt.masked_fill(~real, 0), probabilities.masked_fill(~real, 0), atol=1e-6, rtol=0
+        )
+        plain = AttentionParts(parts.query, parts.key, parts.value, heads=parts.heads)
+        bare = plain.scores().masked_fill(~real, torch.finfo(scores.dtype).min).softmax(-1)
+        without_terms = max(
+            without_terms, float((bare - probabilities).masked_fill(~real, 0).abs().max())
+        )
+    assert without_terms > 0.3  # Q·Kᵀ/√d alone, the old recomputation, is not its attention
+    # the wrapper is gone afterwards: the class's own method again
+    attention = model.deberta.encoder.layer[0].attention.self
+    assert "disentangled_attention_bias" not in attention.__dict__
+    assert not attention.query_proj._forward_hooks and not attention._forward_pre_hooks
+
+
+def _hand_deberta_scores(layer, hidden, rel_embeddings, heads: int) -> torch.Tensor:
+    """DeBERTa-v2 disentangled scores written out (He et al. 2021, eq. 4, no buckets):
+    A_ij = (Q_i·K_j + Q_i·Kr_{δ(i,j)} + K_j·Qr_{δ(i,j)}) / √(3d), δ(i,j) = i − j + k, k the
+    span (rows of the relative embeddings / 2). hidden (B, T, H) → (B, nh, T, T)."""
+    attention = layer.attention.self
+
+    def heads_of(x):  # (..., H) → (..., nh, d)
+        return x.view(*x.shape[:-1], heads, -1)
+
+    query = heads_of(attention.query_proj(hidden))  # (B, T, nh, d)
+    key = heads_of(attention.key_proj(hidden))
+    position_key = heads_of(attention.pos_key_proj(rel_embeddings))  # (2k, nh, d)
+    position_query = heads_of(attention.pos_query_proj(rel_embeddings))
+    length, span = hidden.shape[1], rel_embeddings.shape[0] // 2
+    delta = torch.arange(length)[:, None] - torch.arange(length)[None, :] + span  # (T, T)
+    content = torch.einsum("bind,bjnd->bnij", query, key)
+    c2p = torch.einsum("bind,ijnd->bnij", query, position_key[delta])
+    p2c = torch.einsum("bjnd,ijnd->bnij", key, position_query[delta])
+    return (content + c2p + p2c) / math.sqrt(3 * query.shape[-1])
+
+
+def test_cli_tinybert_on_deberta_v2_pins_the_attention_loss_by_hand(tmp_path, sst2_files):
+    """The CLI's first attention loss on a DeBERTa-v2 teacher (4 layers) and its 2-layer student
+    (teacher layers 1 and 3, copied) equals Σ_m MSE over real query/key pairs of the hand-written
+    disentangled scores: one batch holds all 64 training rows, so the step-1 loss is over them."""
+    teacher_dir = _deberta(tmp_path / "teacher", "v2", seed=3)
+    train, dev = sst2_files
+    out = tmp_path / "student"
+    args = ["compress", "tinybert", "--teacher", str(teacher_dir), "--out", str(out)]
+    args += ["--train", str(train), "--eval", str(dev), "--layers", "2", "--max-steps", "1"]
+    args += ["--batch-size", "64", "--max-length", "32", "--seed", "0", "--no-progress"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["layer_map"] == [1, 3] and meta["attention_heads"] == "per-head"
+    logged = meta["first_losses"]["intermediate"][0]["attention"]
+
+    teacher = load_classifier(teacher_dir).eval()
+    student, init = build_student(teacher, StudentShape(layers=2), [1, 3])
+    assert init.random == []
+    texts = read_examples(train).texts
+    batch = load_tokenizer(teacher_dir)(
+        texts, padding=True, truncation=True, max_length=32, return_tensors="pt"
+    )
+    real = _real_rows(batch["attention_mask"])  # (B, 1, T, T)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    total = 0.0
+    with torch.no_grad():
+        states = {
+            "teacher": teacher(**inputs, output_hidden_states=True).hidden_states,
+            "student": student.eval()(**inputs, output_hidden_states=True).hidden_states,
+        }
+        scores = {}
+        for name, model in (("teacher", teacher), ("student", student)):
+            rel = model.deberta.encoder.rel_embeddings.weight  # norm_rel_ebd "none": as stored
+            scores[name] = [
+                _hand_deberta_scores(layer, states[name][index], rel, heads=4)
+                for index, layer in enumerate(model.deberta.encoder.layer)
+            ]
+        for s, t in enumerate([1, 3]):
+            squared = (scores["student"][s] - scores["teacher"][t]).pow(2) * real
+            total += float(squared.sum() / (real.sum() * 4))
+    # the student's layer 0 reads the embeddings where teacher layer 1 read layer 0's output
+    assert total > 1.0
+    assert math.isclose(logged, total, rel_tol=1e-4), (logged, total)
+    assert math.isclose(total, 1.688, rel_tol=1e-3)  # 1.68849 on transformers 4.57, 1.68813 on 5
+    # the hand scores are the model's: their softmax is its attention map on real rows
+    with torch.no_grad():
+        maps = teacher(**inputs, output_attentions=True).attentions
+    hand = scores["teacher"][2].masked_fill(~real, torch.finfo(torch.float32).min).softmax(-1)
+    torch.testing.assert_close(
+        hand.masked_fill(~real, 0), maps[2].masked_fill(~real, 0), atol=1e-6, rtol=0
+    )
+
+
+def test_deberta_without_relative_attention_is_refused_in_one_line():
+    from transformers import DebertaV2Config
+
+    from slimbert.families import family_of
+
+    config = DebertaV2Config(relative_attention=False, pos_att_type=["c2p"])
+    family = family_of(config)
+    assert not family.scores_readable(config)
+    with pytest.raises(SlimbertError, match="with relative_attention off never computes") as info:
+        family.check_attention_scores(config)
+    assert "\n" not in str(info.value) and "--attention-weight 0" in str(info.value)
+    relative = DebertaV2Config(relative_attention=True, pos_att_type=["c2p", "p2c"])
+    assert family.scores_readable(relative)
+    family.check_attention_scores(relative)  # no refusal

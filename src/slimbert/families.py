@@ -9,7 +9,9 @@ else in slimbert asks which family a model is. Paths are attribute paths from th
     BERT                     encoder.layer                 attention.self: query key value
     RoBERTa, XLM-R, ELECTRA  encoder.layer                 attention.self: query key value
     DeBERTa-v2/v3            encoder.layer                 attention.self: query_proj key_proj ...
+                             (+ disentangled_attention_bias: the relative-position scores)
     MPNet                    encoder.layer                 attention.attn: q k v
+                             (+ its position_bias argument: the relative-position scores)
     ModernBERT               layers                        attn: Wqkv (one fused Linear)
     ALBERT                   encoder.albert_layer_groups   attention: query key value
                              (one layer, run at every depth)
@@ -37,6 +39,26 @@ TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 @dataclass(frozen=True)
+class PositionTerms:
+    """Where an attention module with relative positions gets the position terms it adds to
+    Q·Kᵀ, so `training.capture` can catch them as the model computes them and the scores it
+    rebuilds are the model's own: scores = Q·Kᵀ / √(f·hs) + terms, per head.
+
+    argument: the attention forward's argument that carries the terms, (B, nh, T, T), with
+              f = 1 (MPNet's position_bias, computed once by the encoder)
+    method:   the attention module's method that returns them, (B·nh, T, T) (DeBERTa's
+              disentangled_attention_bias: content→position and position→content scores)
+    scale:    the method's argument holding f (DeBERTa divides by √(hs·(1 + one per c2p, p2c)))
+    needs:    a config flag without which the method never runs (its scale is then unseen)
+    """
+
+    argument: str | None = None
+    method: str | None = None
+    scale: str | None = None
+    needs: str | None = None
+
+
+@dataclass(frozen=True)
 class Family:
     """One encoder family's layout.
 
@@ -51,6 +73,8 @@ class Family:
     positions:    "absolute", "relative" (relative-position terms join Q·Kᵀ) or "rotary" (Q and
                   K are rotated after the projections); only absolute positions leave the
                   pre-softmax scores equal to Q·Kᵀ/√d recomputed from the projections
+    position_terms: where the relative-position terms are caught (`PositionTerms`); with them
+                  the scores are rebuilt exactly for relative positions too (DeBERTa, MPNet)
     shared_layers: one layer's weights run at every depth (ALBERT): there are no layers to pick
                   or replace, a shallower student runs the shared layer fewer times
     mlm_head:     the masked-LM model's module from final hidden states to vocabulary logits
@@ -75,6 +99,7 @@ class Family:
     ffn: str = "intermediate_size"
     depth: str = "num_hidden_layers"
     positions: str = "absolute"
+    position_terms: PositionTerms | None = None
     shared_layers: bool = False
     mlm_head: str | None = None
     follows_width: tuple[str, ...] = ()
@@ -114,19 +139,39 @@ class Family:
         kind = getattr(config, "position_embedding_type", "absolute") or "absolute"
         return self.positions if kind == "absolute" else "relative"
 
-    def check_attention_scores(self, config) -> None:
-        """Refuse methods that match pre-softmax scores on a family where Q·Kᵀ/√d is not them."""
+    def scores_readable(self, config) -> bool:
+        """Whether the scores `training.capture` rebuilds are the model's own pre-softmax
+        scores: absolute positions, or relative-position terms caught where they are made."""
         kind = self.position_kind(config)
-        if kind != "absolute":
+        if kind == "absolute":
+            return True
+        terms = self.position_terms
+        return (
+            kind == "relative"
+            and terms is not None
+            and getattr(config, "position_embedding_type", "absolute") in ("absolute", None)
+            and (terms.needs is None or bool(getattr(config, terms.needs, False)))
+        )
+
+    def check_attention_scores(self, config) -> None:
+        """Refuse methods that match pre-softmax scores on a family where the rebuilt scores are
+        not the model's own (rotary positions, relative terms slimbert does not catch)."""
+        if self.scores_readable(config):
+            return
+        kind = self.position_kind(config)
+        terms = self.position_terms
+        if kind == "relative" and terms is not None and terms.needs is not None:
+            why = f"with {terms.needs} off never computes its position scores"
+        else:
             why = {
-                "relative": "adds relative-position terms to Q·Kᵀ",
+                "relative": "adds relative-position terms to Q·Kᵀ that slimbert does not catch",
                 "rotary": "rotates Q and K by position after the projections",
             }[kind]
-            raise SlimbertError(
-                f"{self.name} attention {why}, so the recomputed scores Q·Kᵀ/√d are not its "
-                "attention scores; pass --attention-weight 0 to distil embeddings and hidden "
-                "states only, or use compress minilm (relations need no positions)"
-            )
+        raise SlimbertError(
+            f"{self.name} attention {why}, so the recomputed scores Q·Kᵀ/√d are not its "
+            "attention scores; pass --attention-weight 0 to distil embeddings and hidden "
+            "states only, or use compress minilm (relations need no positions)"
+        )
 
 
 def _walk(module: nn.Module, path: str) -> nn.Module:
@@ -192,6 +237,9 @@ FAMILIES = (
         "disentangled attention adds content-to-position and position-to-content scores, "
         "which no ONNX Runtime attention fusion matches",
         positions="relative",
+        position_terms=PositionTerms(
+            method="disentangled_attention_bias", scale="scale_factor", needs="relative_attention"
+        ),
         follows_width=("pooler_hidden_size",),
     ),
     Family(
@@ -204,6 +252,7 @@ FAMILIES = (
         "a relative-position bias is added to the scores before the softmax, which the bert "
         "Attention fusion does not match",
         positions="relative",
+        position_terms=PositionTerms(argument="position_bias"),
         mlm_head="lm_head",
     ),
     Family(

@@ -65,7 +65,8 @@ def distill_general_cmd(
 
     A student narrower than its teacher copies none of its weights; trained on one task's rows
     from random weights it learns little. This step (MiniLMv2's relation distillation by
-    default, or TinyBERT's general distillation) runs once per teacher and student shape; every
+    default, TinyBERT's general distillation, or DistilBERT's triple loss from a teacher saved
+    with its masked-LM head) runs once per teacher and student shape; every
     method then starts from its output with --student-init, for every task. --limit and
     --sample-seed cut the first --text file only. The held-out distillation loss picks the
     checkpoint; slimbert.json records the texts' hashes, the tokens seen and the wall-clock per

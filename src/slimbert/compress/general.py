@@ -21,8 +21,18 @@ to *be an encoder like the teacher's* on plain text, with no task in sight:
   projections' outputs, so they hold for relative positions (MPNet, DeBERTa) too.
 - `--objective tinybert` (TinyBERT's general distillation, Jiao et al. 2020): MSE of the
   embedding outputs and of each mapped layer's hidden states through learned projections
-  W_e, W_h (H_s → H_t, thrown away afterwards), plus MSE of pre-softmax attention scores where
-  the teacher's positions are absolute (elsewhere --attention-weight must be 0).
+  W_e, W_h (H_s → H_t, thrown away afterwards), plus MSE of pre-softmax attention scores (with
+  DeBERTa's and MPNet's relative-position terms caught as the model computes them; rotary
+  positions, ModernBERT, need --attention-weight 0).
+- `--objective distilbert` (DistilBERT's triple loss, Sanh et al. 2019; `compress.triple`): the
+  teacher must be a masked-LM model with its head (a base checkpoint, not a fine-tuned
+  classifier: refused in one line naming the missing head weights). Text is masked as BERT
+  masks it, and the student, the teacher's masked-LM model cut to its shape (the MLM head
+  copied where the width matches), learns T²·KL of the teacher's MLM distributions at every
+  real token + its own masked-LM loss + 1 − cos of the last hidden states (through a learned
+  W_h for a narrower student). It is saved with its MLM head, so it also serves as
+  --augment-mlm; --student-init reads its encoder. Held-out texts are masked once, with the
+  seed, so the checkpoint's loss is comparable across evaluations.
 
 The student starts from the mapped teacher layers where a tensor's shape matches and from random
 weights elsewhere (a narrow student: everywhere). A held-out share of the texts, drawn once with
@@ -47,6 +57,7 @@ from slimbert.compress.minilm import relation_terms, resolve_teacher_layer
 from slimbert.compress.pretrain import source_model
 from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.compress.tinybert import Projections, intermediate_terms
+from slimbert.compress.triple import mask_tokens, mlm_teacher, triple_terms
 from slimbert.data import Columns, concat
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
@@ -64,7 +75,7 @@ from slimbert.training.losses import LossTerm, combine
 from slimbert.training.state import RunFiles
 
 ROLE = "general-student"
-OBJECTIVES = ("minilm", "tinybert")
+OBJECTIVES = ("minilm", "tinybert", "distilbert")
 
 
 @dataclass
@@ -75,7 +86,10 @@ class GeneralConfig(ShapeSettings):
         "minilm",
         "minilm: Q-Q, K-K, V-V attention relations of one teacher layer in the student's last "
         "(no projection, any width); tinybert: embedding and hidden-state MSE through learned "
-        "projections, plus attention scores where positions are absolute.",
+        "projections, plus pre-softmax attention scores (not for rotary positions); "
+        "distilbert: DistilBERT's triple loss on masked text (soft MLM targets at "
+        "--temperature, the student's own MLM loss, hidden-state cosine) from a teacher "
+        "saved with its masked-LM head.",
         choices=OBJECTIVES,
     )
     teacher_layer: int = setting(
@@ -92,9 +106,39 @@ class GeneralConfig(ShapeSettings):
     )
     embedding_weight: float = setting(1.0, "tinybert: weight of the embedding MSE.", min=0)
     attention_weight: float = setting(
-        1.0, "tinybert: weight of the attention-score MSE (0 for relative positions).", min=0
+        1.0,
+        "tinybert: weight of the attention-score MSE (0 for rotary positions: ModernBERT).",
+        min=0,
     )
     hidden_weight: float = setting(1.0, "tinybert: weight of the hidden-state MSE.", min=0)
+    temperature: float = setting(
+        2.0,
+        "distilbert: temperature T of the soft MLM targets (the term is scaled by T²); "
+        "higher spreads the teacher's probability over more candidate words.",
+        min=0,
+        min_open=True,
+    )
+    soft_weight: float = setting(
+        5.0, "distilbert: weight of the soft-target term (DistilBERT's alpha_ce).", min=0
+    )
+    mlm_weight: float = setting(
+        2.0,
+        "distilbert: weight of the student's own masked-LM loss (alpha_mlm); 0 leaves it out.",
+        min=0,
+    )
+    cosine_weight: float = setting(
+        1.0,
+        "distilbert: weight of 1 − cos between the last hidden states (alpha_cos).",
+        min=0,
+    )
+    mlm_probability: float = setting(
+        0.15,
+        "distilbert: share of real tokens masked (of those 80% [MASK], 10% random, 10% kept).",
+        min=0,
+        max=1,
+        min_open=True,
+        max_open=True,
+    )
     max_length: int = setting(128, "Tokens per text (or pair) after truncation.", min=8, max=4096)
     holdout: float = setting(
         0.02,
@@ -129,12 +173,33 @@ def objective_terms(
             Projections(None, None),
             {**record, "relation_heads": heads},
         )
+    if general.objective == "distilbert":
+        projections = Projections.between(student_width, teacher_width)
+        terms = triple_terms(
+            general.temperature,
+            general.soft_weight,
+            general.mlm_weight,
+            general.cosine_weight,
+            projections.hidden,
+        )
+        record = {
+            "layer_map": student.config.slimbert_layer_map,
+            "projection": projections.hidden is not None,
+            "temperature": general.temperature,
+            "weights": {
+                "soft": general.soft_weight,
+                "mlm": general.mlm_weight,
+                "cosine": general.cosine_weight,
+            },
+            "mlm_probability": general.mlm_probability,
+        }
+        return terms, Projections(None, projections.hidden), record
     layer_map = map_layers(
         family.size(teacher.config, "depth"),
         family.size(student.config, "depth"),
         general.layer_map,
     )
-    scores = family.position_kind(teacher.config) == "absolute"
+    scores = family.scores_readable(teacher.config)
     if general.attention_weight > 0:
         check_attention_scores(teacher)
     projections = Projections.between(student_width, teacher_width)
@@ -230,26 +295,28 @@ def distill_general(
     a classifier folder (head untrained) at `out`."""
     if not texts:
         raise SlimbertError("give at least one --text file of unlabelled text")
-    source, tokenizer, fingerprint = source_model(teacher)
+    triple = general.objective == "distilbert"
+    source, tokenizer, fingerprint = (mlm_teacher if triple else source_model)(teacher)
     depth = family_of(source.config).size(source.config, "depth")
     seed_everything(config.seed)
     student, init = build_student(
         source, general.shape(), map_layers(depth, general.layers, "uniform"), seed=config.seed
     )
     terms, projections, described = objective_terms(general, source, student)
-    hidden_states = general.objective == "tinybert"
+    hidden_states = general.objective in ("tinybert", "distilbert")
     corpus = _corpus(texts, columns, limit, sample_seed, tokenizer, general, config.seed)
-    evaluate = distill_loss_evaluator(
-        source,
-        terms,
-        make_loader(corpus.held_set, 64, shuffle=False),
-        hidden_states=hidden_states,
-    )
+    held = make_loader(corpus.held_set, 64, shuffle=False)
+    if triple:  # masked once, with the seed: every evaluation reads the same masks
+        masks = torch.Generator().manual_seed(config.seed + 1)
+        held = [mask_tokens(batch, tokenizer, general.mlm_probability, masks) for batch in held]
+    evaluate = distill_loss_evaluator(source, terms, held, hidden_states=hidden_states)
     source.to(device(config.device))
     source.requires_grad_(False)
     before = evaluate(student)
 
     def step(model, batch):
+        if triple:  # fresh masks every step, from torch's generator as the trainer seeded it
+            batch = mask_tokens(batch, tokenizer, general.mlm_probability)
         with torch.no_grad():
             teacher_out = forward_internals(source, batch, hidden_states=hidden_states)
         return combine(

@@ -11,7 +11,10 @@ Stages 0 and 1 minimise, for the layer map g (see `layermap`),
   + w_hid · Σ_m MSE(H_s^m·W_h, H_t^g(m))                         hidden states
 
 where A = Q·Kᵀ/√d per head, recomputed from the layers' projections (`capture`) because
-Hugging Face only returns the softmaxed maps; positions involving padding are zeroed on both
+Hugging Face only returns the softmaxed maps. With relative positions the model's own terms are
+added back, caught where it computes them: DeBERTa-v2/v3's disentangled content→position and
+position→content scores (A = Q·Kᵀ/√(3d) + c2p + p2c) and MPNet's relative-position bias, so A is
+the score the model softmaxes there too. Positions involving padding are zeroed on both
 sides and left out of the mean. W_e and W_h are learned linear maps (H_s → H_t) used only when the
 student is narrower; they are thrown away afterwards. When student and teacher head counts
 differ, the attention term compares head-averaged scores. Stages 0 and 1 keep the checkpoint
@@ -20,8 +23,8 @@ with the lowest distillation loss on the eval set; stage 2 keeps the best eval m
 The student may be shallower and narrower (hidden size, heads, FFN size); it is initialised from
 the mapped teacher layers wherever a tensor's shape matches and randomly otherwise, and stays a
 plain classifier of the teacher's family, so it exports and benches like a kd student. The
-attention term needs absolute positions (DeBERTa, MPNet and ModernBERT are refused in one line
-unless --attention-weight is 0; see `slimbert.families`).
+attention term is refused in one line for rotary positions (ModernBERT: its Q and K are rotated
+after the projections) unless --attention-weight is 0; see `slimbert.families`.
 
 Reference: Jiao et al., "TinyBERT: Distilling BERT for Natural Language Understanding",
 Findings of EMNLP 2020.
@@ -179,8 +182,8 @@ class Projections:
 def intermediate_terms(
     config: TinyBERTConfig, layer_map: list[int], projections: Projections, scores: bool = True
 ) -> list[LossTerm]:
-    """The stage 0/1 terms; `scores` False (a family whose attention scores are not Q·Kᵀ/√d,
-    with --attention-weight 0) leaves the attention term out."""
+    """The stage 0/1 terms; `scores` False (a family whose scores capture cannot rebuild, with
+    --attention-weight 0) leaves the attention term out."""
     hidden_pairs = [
         (s + 1, t + 1) for s, t in enumerate(layer_map)
     ]  # hidden_states[0] is the embedding output
@@ -214,7 +217,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
     teacher, tokenizer, fingerprint = loaded.layers, loaded.tokenizer, loaded.fingerprint
     family = family_of(teacher.config)
     layer_map = map_layers(family.size(teacher.config, "depth"), tiny.layers, tiny.layer_map)
-    scores = family.position_kind(teacher.config) == "absolute"
+    scores = family.scores_readable(teacher.config)
     if tiny.attention_weight > 0:
         check_attention_scores(teacher)
     general = read_text_file(tiny.general_text, "--general-text") if tiny.general_text else None

@@ -8,15 +8,27 @@ the outputs of each layer's `query`, `key` and `value` projections, caught with 
                      ├─► key   ──► K (B, T, A) ─┼─► scores = Q·Kᵀ / √hs ──► (+mask) ──► softmax
                      └─► value ──► V (B, T, A) ─┘        ▲ recomputed here, mask left out
 
+Relative positions add terms to Q·Kᵀ that the projections do not show. Where a family says
+where they are made (`families.PositionTerms`), they are caught there too, as the model computes
+them (same values, same dropout, same autograd graph), and added back:
+
+    MPNet    position_bias (B, nh, T, T), an argument of every layer's attention
+             scores = Q·Kᵀ/√hs + position_bias
+    DeBERTa  disentangled_attention_bias(...) → content→position + position→content (B·nh, T, T)
+             scores = Q·Kᵀ/√(f·hs) + terms, f = 1 + one per c2p, p2c (the method's scale_factor)
+
 Hooks work the same under eager and SDPA attention and leave the model untouched: they are
-registered for one forward pass and removed after it. Where each family keeps its projections
-is `slimbert.families`' business. The recomputed scores are the model's own only with absolute
-positions (`check_attention_scores`); relations between Q, K and V (MiniLM) need no positions.
+registered for one forward pass and removed after it (DeBERTa's method is wrapped on the module
+instance for that pass and unwrapped after it). Where each family keeps its projections is
+`slimbert.families`' business. The rebuilt scores are the model's own with absolute positions
+and with caught relative terms, not with rotary positions (`check_attention_scores`); relations
+between Q, K and V (MiniLM) need no positions.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,19 +52,27 @@ class AttentionParts:
 
     query, key, value: (B, T, A)  A = heads · head size (the layer's all_head_size)
     heads:             the layer's attention-head count
+    terms:             (B, nh, T, T) relative-position terms the model adds to Q·Kᵀ, caught where
+                       it computes them (`families.PositionTerms`); None with absolute positions
+    scale:             f in the scores' divisor √(f·hs) (DeBERTa: 1 + one per c2p, p2c)
     """
 
     query: torch.Tensor
     key: torch.Tensor
     value: torch.Tensor
     heads: int
+    terms: torch.Tensor | None = None
+    scale: float = 1.0
 
     def scores(self) -> torch.Tensor:
-        """Pre-softmax attention scores Q·Kᵀ/√hs per head, without the padding mask:
-        (B, nh, T, T)."""
+        """Pre-softmax attention scores Q·Kᵀ/√(f·hs) (+ the caught position terms) per head,
+        without the padding mask: (B, nh, T, T)."""
         query = split_heads(self.query, self.heads)  # (B, nh, T, hs)
         key = split_heads(self.key, self.heads)  # (B, nh, T, hs)
-        return query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
+        scores = query @ key.transpose(-1, -2) / math.sqrt(self.scale * query.shape[-1])
+        if self.terms is not None:
+            scores = scores + self.terms.view(-1, self.heads, *self.terms.shape[-2:])
+        return scores
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -73,8 +93,8 @@ class TransformerOutputs(Outputs):
 
 
 def check_attention_scores(model: nn.Module) -> None:
-    """Refuse to match attention scores where Q·Kᵀ/√d is not the model's score (relative or
-    rotary positions): one line naming the family and what to use instead."""
+    """Refuse to match attention scores where the rebuilt scores are not the model's own (rotary
+    positions, relative terms not caught): one line naming the family and what to use instead."""
     family_of(model.config).check_attention_scores(model.config)
 
 
@@ -85,18 +105,24 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionParts]]:
     Hooks sit on the family's projections (`families.Family.projections`); a fused QKV Linear
     (ModernBERT) is split into thirds. A shared layer (ALBERT) runs once per depth, so each
     hooked module keeps a list of its calls, and the calls in order are the layers in order.
+    Relative-position terms are caught where the family makes them (`PositionTerms`).
     """
     family = family_of(model.config)
     heads = family.size(model.config, "heads")
     sites = family.attention_modules(model)
-    calls: list[list[dict[str, torch.Tensor]]] = [[] for _ in sites]
+    terms = family.position_terms
+    calls: list[list[dict]] = [[] for _ in sites]
     inputs: list[torch.Tensor | None] = [None] * len(sites)
     handles = []
 
-    def opened(index: int):
+    def opened(index: int, signature: inspect.Signature | None):
         def hook(module, args, kwargs):
             inputs[index] = args[0] if args else kwargs.get("hidden_states", kwargs.get("query"))
             calls[index].append({})
+            if signature is not None:  # the terms are an argument of the attention's forward
+                bias = signature.bind(*args, **kwargs).arguments.get(terms.argument)
+                if bias is not None:
+                    calls[index][-1]["terms"] = bias  # (B, nh, T, T)
 
         return hook
 
@@ -115,7 +141,12 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionParts]]:
         return hook
 
     for index, attention in enumerate(sites):
-        handles.append(attention.register_forward_pre_hook(opened(index), with_kwargs=True))
+        signature = None
+        if terms is not None and terms.argument is not None:
+            signature = inspect.signature(attention.forward)
+        handles.append(
+            attention.register_forward_pre_hook(opened(index, signature), with_kwargs=True)
+        )
         if isinstance(family.projections, str):
             projection = getattr(attention, family.projections)
             handles.append(projection.register_forward_hook(caught(index, None)))
@@ -124,11 +155,48 @@ def record_attention(model: nn.Module) -> Iterator[list[AttentionParts]]:
             handles.append(getattr(attention, attribute).register_forward_hook(caught(index, name)))
     parts: list[AttentionParts] = []
     try:
-        yield parts
+        if terms is not None and terms.method is not None:
+            with caught_method(sites, terms.method, terms.scale, calls):
+                yield parts
+        else:
+            yield parts
     finally:
         for handle in handles:
             handle.remove()
     parts.extend(AttentionParts(heads=heads, **found) for site in calls for found in site)
+
+
+@contextlib.contextmanager
+def caught_method(sites: list[nn.Module], method: str, scale: str, calls: list[list[dict]]):
+    """Inside the block, each attention module's `method` (DeBERTa's disentangled_attention_bias)
+    runs as before and its result, the position terms (B·nh, T, T), joins the module's current
+    call record with the scale factor f passed as its `scale` argument. The wrapper sits on the
+    module instance and is taken off afterwards, leaving the class's method."""
+
+    def wrapped(index: int, bound):
+        signature = inspect.signature(bound)
+
+        def catch(*args, **kwargs):
+            made = bound(*args, **kwargs)  # (B·nh, T, T), or 0 with no position terms
+            factor = signature.bind(*args, **kwargs).arguments[scale]
+            calls[index][-1]["scale"] = float(factor)
+            if torch.is_tensor(made):
+                calls[index][-1]["terms"] = made
+            return made
+
+        return catch
+
+    before = [attention.__dict__.get(method) for attention in sites]
+    for index, attention in enumerate(sites):
+        setattr(attention, method, wrapped(index, getattr(attention, method)))
+    try:
+        yield
+    finally:
+        for attention, previous in zip(sites, before, strict=True):
+            if previous is None:
+                delattr(attention, method)
+            else:
+                setattr(attention, method, previous)
 
 
 def forward_internals(
