@@ -62,3 +62,12 @@ def unlabelled_texts(
                 keep.append(i)
         sources.append(examples.subset(keep))
     return sources
+
+
+def describe_texts(paths: list[Path], sources: list[Examples]) -> list[dict]:
+    """What a model's record keeps of the texts it learnt from: each file's path, sha256 and
+    distinct texts."""
+    return [
+        {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
+        for p, s in zip(paths, sources, strict=True)
+    ]
