@@ -25,7 +25,13 @@ from pathlib import Path
 
 # docs/architecture.md's floors, top first: a module may import its own floor and those above
 FLOORS = [
-    ("slimbert.errors", "slimbert.files", "slimbert.settings", "slimbert.provenance"),
+    (
+        "slimbert.errors",
+        "slimbert.files",
+        "slimbert.settings",
+        "slimbert.provenance",
+        "slimbert.record",
+    ),
     ("slimbert.hub", "slimbert.cards"),
     ("slimbert.data", "slimbert.data_sources", "slimbert.texts"),
     ("slimbert.families",),
@@ -49,7 +55,6 @@ PACKAGE = "slimbert"
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
     "slimbert.compress.networks": (405, "TextCNN, BiLSTM and the soft tree"),
-    "slimbert.cards": (402, "the model card; to read slimbert.json through one record"),
 }
 
 # "module:function": (lines it may not grow past, why)

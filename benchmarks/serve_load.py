@@ -62,9 +62,8 @@ from slimbert.bench.environment import environment, machine_lines
 from slimbert.bench.render import Table
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.export.manifest import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.files import write_json_atomic, write_text_atomic
+from slimbert.files import ONNX_FILE, write_json_atomic, write_text_atomic
 from slimbert.serve.model import Item, ServedModel, softmax
 
 THRESHOLDS = {"min_throughput_ratio": 0.70, "max_p99_over_p50": 3.0, "min_requests": 10_000}

@@ -21,9 +21,9 @@ from slimbert.bench.run import bench
 from slimbert.bench.timing import BoundSession
 from slimbert.cli import cli
 from slimbert.errors import SlimbertError
-from slimbert.export.manifest import ONNX_FILE
 from slimbert.export.onnx import export
 from slimbert.export.runtime import OnnxClassifier
+from slimbert.files import ONNX_FILE
 
 # Every dev row of the fixture is 5 in-vocabulary words: [CLS] + 5 + [SEP] = 7 tokens.
 OWN_LENGTH = 7

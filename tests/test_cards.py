@@ -16,6 +16,7 @@ from slimbert.bench.config import BenchConfig
 from slimbert.bench.run import bench
 from slimbert.cards import CARD_FILE, add_bench, render_card, write_card
 from slimbert.cli import cli
+from slimbert.record import ModelRecord
 
 FLAGS = ["--max-length", "32", "--batch-size", "8", "--no-progress", "--seed", "0"]
 
@@ -110,7 +111,7 @@ def test_the_export_card_carries_the_parity_figures(folders):
     assert "ORTModelForSequenceClassification" in card.text
 
 
-def student_record(**changes) -> dict:
+def student_record(**changes) -> ModelRecord:
     record = {
         "role": "student",
         "method": "tinybert",
@@ -130,7 +131,7 @@ def student_record(**changes) -> dict:
         "layers": 4,
     }
     record.update(changes)
-    return record
+    return ModelRecord.from_json(record)
 
 
 def test_card_data_from_a_record(tmp_path, monkeypatch):
@@ -155,13 +156,16 @@ def test_card_data_from_a_record(tmp_path, monkeypatch):
     assert orphan.data.base_model is None
     snapshot = tmp_path / "hub" / "models--tiny-org--base" / "snapshots" / ("0" * 40)
     recorded = {"role": "teacher", "method": "teacher", "base": "b", "base_dir": str(snapshot)}
-    assert render_card(recorded).data.base_model == "tiny-org/base"
-    bundled = render_card({"role": "teacher", "method": "teacher", "base": "minilm-l6"})
+    assert render_card(ModelRecord.from_json(recorded)).data.base_model == "tiny-org/base"
+    bundled = render_card(ModelRecord(role="teacher", method="teacher", base="minilm-l6"))
     assert bundled.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
-    mlm = render_card({"role": "pretrained-student", "method": "mlm", "source": "runs/teacher"})
+    mlm = render_card(ModelRecord(role="pretrained-student", method="mlm", source="runs/teacher"))
     assert mlm.data.pipeline_tag == "fill-mask"
     professor = render_card(
-        {"role": "professor", "method": "boost", "members": 3, "boost_config": {"rounds": 4}},
+        # a version-0 record: its boost_config is the method's settings
+        ModelRecord.from_json(
+            {"role": "professor", "method": "boost", "members": 3, "boost_config": {"rounds": 4}}
+        ),
         {"id2label": {"0": "0", "1": "1"}},
     )
     assert professor.data.model_name == "Boosted professor ensemble of 3 members"

@@ -85,6 +85,7 @@ def pipeline(tmp_path_factory, tiny_base, sst2_files):
 
 def test_teacher_learns_and_records_metadata(pipeline):
     meta = json.loads((pipeline["teacher"] / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     config = json.loads((pipeline["teacher"] / "config.json").read_text())
     assert config["id2label"] == {"0": "0", "1": "1"}
     assert meta["data"]["train"]["rows"] == 64 and len(meta["data"]["train"]["sha256"]) == 64

@@ -31,7 +31,8 @@ def general_run(teacher, texts, out, objective="minilm", steps=24, **shape):
         progress=False,
     )
     general = GeneralConfig(**{**NARROW, **shape}, objective=objective, max_length=32, holdout=0.1)
-    return distill_general(teacher, texts, out, general, config)
+    result, record = distill_general(teacher, texts, out, general, config)
+    return result, record.to_json()  # slimbert.json as written
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,7 @@ def test_distill_general_cli_reads_a_text_file(sharp_teacher, tmp_path):
     assert result.exit_code == 0, result.output
     assert "held-out distillation loss" in result.output and "s per million" in result.output
     meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     # three distinct lines (the repeats are dropped); one is held out
     assert meta["examples"]["train"] == 2 and meta["examples"]["holdout"] == 1
     assert meta["texts"][0]["distinct"] == 3
@@ -283,7 +285,7 @@ def test_the_shipped_recipe_is_read_and_its_flags_override(sharp_teacher, sst2_f
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
-    assert meta["general_config"]["objective"] == "minilm"  # from the recipe
-    assert meta["general_config"]["max_length"] == 128  # from the recipe
+    assert meta["method_config"]["objective"] == "minilm"  # from the recipe
+    assert meta["method_config"]["max_length"] == 128  # from the recipe
     assert meta["train_config"]["lr"] == 5e-4 and meta["train_config"]["batch_size"] == 64
     assert [t["path"] for t in meta["texts"]] == [str(sst2_files[0])]  # the command line's

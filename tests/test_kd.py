@@ -26,7 +26,9 @@ def kd_once(teacher, train, dev, out, *extra):
     argv += ["--lr", "1e-9", "--mixed-precision", "no", "--no-progress", "--out", str(out)]
     result = CliRunner().invoke(cli, [*argv, *extra])
     assert result.exit_code == 0, result.output
-    return json.loads((out / "slimbert.json").read_text())
+    meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
+    return meta
 
 
 def test_the_student_is_the_teachers_picked_layers(sharp_teacher, sst2_files, tmp_path):

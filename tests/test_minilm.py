@@ -153,6 +153,7 @@ def test_cli_narrow_student_pins_first_losses(tmp_path, sharp_teacher, sst2_file
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     assert meta["method"] == "minilm" and meta["relation"] == {
         "teacher_layer": 2,
         "student_layer": 1,

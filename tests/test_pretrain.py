@@ -94,7 +94,7 @@ def pretrained(tmp_path_factory, tiny_teacher, sst2_files):
         )
     finally:
         torch.set_num_threads(threads)
-    return out, result, meta
+    return out, result, meta.to_json()  # slimbert.json as written
 
 
 def test_pretraining_pins_first_losses_and_saves_an_mlm_dir(pretrained):
@@ -158,6 +158,7 @@ def test_kd_student_init_takes_encoder_from_the_pretrained_student(
     for key in ("bert.pooler.dense.weight", "classifier.weight"):
         torch.testing.assert_close(student[key], teacher[key], rtol=0, atol=1e-6)
     meta = json.loads((student_dir / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     assert meta["student_init"]["copied_tensors"] == 5 + 2 * 16 and meta["student_init"][
         "layer_map"
     ] == [1, 3]

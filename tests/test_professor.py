@@ -197,7 +197,7 @@ def ensemble(tmp_path_factory) -> tuple[Path, DataSpec, dict]:
             folder / "professor",
             BoostConfig(rounds=2, weighting="resample", shrinkage=SHRINKAGE),
             config,
-        )
+        ).to_json()
     finally:
         torch.set_num_threads(threads)
     return folder / "professor", spec, meta
@@ -228,6 +228,10 @@ def test_boost_writes_an_ensemble_whose_rounds_follow_samme(ensemble):
     assert second["largest_weight_x_n"] == pytest.approx(r / (1 - err + err * r))
     assert record["alphas"] == pytest.approx([first["alpha"], second["alpha"]])
     assert meta["best_member"] == f"member-{record['best_member']}"
+    # the professor's and its members' slimbert.json go through slimbert.record
+    assert json.loads((path / "slimbert.json").read_text()) == meta
+    member = json.loads((path / "member-0" / "slimbert.json").read_text())
+    assert meta["schema_version"] == member["schema_version"] == 1 and member["round"] == 0
 
 
 def test_ensemble_is_a_kd_teacher(ensemble, tmp_path):
@@ -336,7 +340,7 @@ def test_boost_reuses_a_trained_teacher_as_round_one(ensemble, tmp_path):
         tmp_path / "one",
         BoostConfig(rounds=1, first_member=path / "member-0"),
         config,
-    )
+    ).to_json()
     assert (
         meta["members"] == 1
         and meta["rounds"][0]["trained"] is False
@@ -386,7 +390,7 @@ def test_boost_retries_then_drops_a_member_answering_one_class(
         tmp_path / "professor",
         BoostConfig(rounds=2, retries=retries, first_member=path / "member-0"),
         TrainConfig(max_steps=1, progress=False, seed=42),
-    )
+    ).to_json()
     first, constant, *rest = meta["rounds"]
     label = json.loads((tmp_path / "professor" / "ensemble.json").read_text())["id2label"]["1"]
     assert first["kept"] and "degenerate" not in first
@@ -433,7 +437,7 @@ def test_bag_boosting_scores_each_member_on_the_rows_left_out(ensemble, tmp_path
             tmp_path / "bagged",
             BoostConfig(rounds=1, weighting="bag"),
             config,
-        )
+        ).to_json()
     finally:
         torch.set_num_threads(threads)
     (first,) = meta["rounds"]

@@ -31,6 +31,7 @@ from slimbert.compress.registry import FIRST, METHODS, discover, get_method
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.errors import SlimbertError
 from slimbert.models import save_model
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult, train_loader
 from slimbert.training.loop import train
@@ -349,7 +350,7 @@ class ToyConfig:
     weight: float = setting(1.0, "Weight of the hard loss.", min=0, min_open=True)
 
 
-def toy_run(job: Job, toy: ToyConfig) -> tuple[TrainResult, dict]:
+def toy_run(job: Job, toy: ToyConfig) -> tuple[TrainResult, ModelRecord]:
     opening = open_job(job)
     teacher = opening.teacher.layers
     picked = pick_layers(teacher.config.num_hidden_layers, toy.layers)
@@ -363,9 +364,8 @@ def toy_run(job: Job, toy: ToyConfig) -> tuple[TrainResult, dict]:
         job.train,
         description="toy",
     )
-    metadata = {**student_record("toy", job, opening, toy, result), "layer_map": picked}
-    save_model(student, opening.teacher.tokenizer, job.out, metadata)
-    return result, metadata
+    record = student_record("toy", job, opening, toy, result, layer_map=picked)
+    return result, save_model(student, opening.teacher.tokenizer, job.out, record)
 
 
 TOY = Method(name="toy", config=ToyConfig, run=toy_run, summary="A toy: hard labels only.")

@@ -199,6 +199,7 @@ def test_save_route_keeps_k_loadable_checkpoints(routed_teacher):
     route = routed_teacher / "route"
     assert sorted(p.name for p in route.iterdir()) == ["step-2", "step-4"]
     meta = json.loads((routed_teacher / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     assert meta["route"] == ["route/step-2", "route/step-4"] and meta["steps"] == 6
     weights = [
         load_file(str(d / "model.safetensors"))["classifier.weight"]
@@ -208,9 +209,9 @@ def test_save_route_keeps_k_loadable_checkpoints(routed_teacher):
     for step in (2, 4):
         model, _, checkpoint_meta = load_model_dir(route / f"step-{step}")
         assert (
-            checkpoint_meta["role"] == "route"
-            and checkpoint_meta["step"] == step
-            and checkpoint_meta["total_steps"] == 6
+            checkpoint_meta.role == "route"
+            and checkpoint_meta.step == step
+            and checkpoint_meta.total_steps == 6
         )
         assert model.config.id2label == {0: "0", 1: "1"}
     leftovers = [p.name for p in routed_teacher.parent.iterdir() if p.name.startswith(".")]

@@ -89,18 +89,6 @@ def test_tokenization_matches_transformers(single, paired):
         )
 
 
-def test_file_names_agree_with_the_exporter():
-    from slimbert.export import onnx as exporter
-    from slimbert.provenance import METADATA_FILE
-    from slimbert.serve import folder
-
-    assert (folder.ONNX_FILE, folder.MANIFEST_FILE, folder.METADATA_FILE) == (
-        exporter.ONNX_FILE,
-        exporter.MANIFEST_FILE,
-        METADATA_FILE,
-    )
-
-
 def test_each_batch_is_padded_to_its_own_longest_item(single_model, monkeypatch):
     shapes = []
     original = single_model.classifier.__class__.__call__

@@ -364,6 +364,7 @@ PINNED = {
 @pytest.mark.parametrize("method", list(SIZES))
 def test_first_losses_are_pinned(students, method):
     meta = json.loads((students[method] / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     first = meta["first_losses"]
     assert meta["teaching"]["mode"] == "offline" and meta["method"] == method and meta["steps"] == 3
     expected = (
@@ -391,7 +392,7 @@ def test_saved_student_loads_back_with_the_same_logits(students, method, teacher
         and config["id2label"] == {"0": "0", "1": "1"}
         and config["vocab_size"] == 41
     )
-    assert meta["parameters"] == sum(p.numel() for p in model.parameters())
+    assert meta.parameters == sum(p.numel() for p in model.parameters())
     again, _, _ = load_model_dir(students[method])
     batch = tokenizer(["good movie", "the plot was awful"], padding=True, return_tensors="pt")
     # saved and reloaded weights are the same data; two instances' logits agree to float32

@@ -167,6 +167,7 @@ def test_cli_uneven_split_pins_first_losses(tmp_path, tiny_teacher, sst2_files):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     assert (
         meta["method"] == "theseus"
         and meta["modules"] == [[0], [1], [2, 3]]

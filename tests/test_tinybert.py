@@ -316,6 +316,7 @@ def test_cli_narrow_student_pins_first_losses_and_exports(tmp_path, sharp_teache
     assert result.exit_code == 0, result.output
     assert "student saved to" in result.output
     meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through slimbert.record
     assert (
         meta["method"] == "tinybert" and meta["layer_map"] == [1, 3] and meta["projection"] is True
     )
@@ -337,7 +338,7 @@ def test_cli_narrow_student_pins_first_losses_and_exports(tmp_path, sharp_teache
     assert (
         type(model).__name__ == "BertForSequenceClassification" and model.config.hidden_size == 16
     )
-    assert saved["parameters"] == sum(p.numel() for p in model.parameters())
+    assert saved.parameters == sum(p.numel() for p in model.parameters())
 
     exported = CliRunner().invoke(
         cli, ["export", "--model", str(out), "--eval", str(dev), "--out", str(tmp_path / "onnx")]

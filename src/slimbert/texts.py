@@ -64,3 +64,12 @@ def unlabelled_texts(
         # texts only: a labelled training file and an unlabelled text file merge as one kind
         sources.append(dataclasses.replace(examples.subset(keep), labels=None))
     return sources
+
+
+def describe_texts(paths: list[Path], sources: list[Examples]) -> list[dict]:
+    """What a model's record keeps of the texts it learnt from: each file's path, sha256 and
+    distinct texts."""
+    return [
+        {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
+        for p, s in zip(paths, sources, strict=True)
+    ]

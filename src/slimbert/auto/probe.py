@@ -37,10 +37,10 @@ from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig
 from slimbert.export.validate import Tolerances
 from slimbert.families import family_of
-from slimbert.files import write_json_atomic
+from slimbert.files import CONFIG_FILE, write_json_atomic
 from slimbert.hub import weights_sha256
 from slimbert.models import load_classifier, load_tokenizer, save_model
-from slimbert.provenance import read_metadata
+from slimbert.record import ModelRecord, read_record
 
 PROBE_FILE = "probe.json"
 # a random-weight student's logits mean nothing: its exports are not gated
@@ -97,7 +97,7 @@ class Timing:
 
 
 def onnx_target(name: str, folder: Path, method: str, precision: str) -> Target:
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / CONFIG_FILE).read_text())
     return Target(name, folder, "onnx", method, "student", precision, config)
 
 
@@ -128,11 +128,9 @@ class Probe:
 
 
 def teacher_target(teacher: Path) -> Target:
-    meta = read_metadata(teacher)
-    config = json.loads((teacher / "config.json").read_text())
-    return Target(
-        "teacher", teacher, "pytorch", meta.get("method", "teacher"), "teacher", "fp32", config
-    )
+    method = read_record(teacher).method or "teacher"
+    config = json.loads((teacher / CONFIG_FILE).read_text())
+    return Target("teacher", teacher, "pytorch", method, "teacher", "fp32", config)
 
 
 def step_seconds(
@@ -184,8 +182,8 @@ def probe_shape(
     probe.step_s = step_seconds(student, tokenizer, train_path, timing.columns, timing, batch_size)
     with tempfile.TemporaryDirectory(prefix="slimbert-probe-") as scratch:
         folder = Path(scratch) / "student"
-        meta = {"role": "probe", "method": "probe", "data": {"max_length": timing.max_length}}
-        save_model(student.eval(), tokenizer, folder, meta)
+        record = ModelRecord(role="probe", method="probe", data={"max_length": timing.max_length})
+        save_model(student.eval(), tokenizer, folder, record)
         for precision in precisions(timing.provider):
             began = time.perf_counter()
             exported = Path(scratch) / precision

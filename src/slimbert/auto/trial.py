@@ -31,10 +31,8 @@ from pathlib import Path
 from slimbert.auto.probe import Timing, export_options, onnx_target, precisions
 from slimbert.auto.space import Choice, Shape
 from slimbert.errors import SlimbertError
-from slimbert.export.manifest import MANIFEST_FILE
 from slimbert.export.onnx import export
-from slimbert.files import write_json_atomic
-from slimbert.provenance import METADATA_FILE
+from slimbert.files import MANIFEST_FILE, RECORD_FILE, STATE_DIR, write_json_atomic
 
 RESULT_FILE = "result.json"
 POLL_S = 0.5
@@ -167,9 +165,9 @@ Judge = Callable[[int, float], bool]
 def train(setup: TrialSetup, choice: Choice, folder: Path, judge: Judge, on_eval=None) -> str:
     """Run (or continue) the trial's training command; "trained", "pruned" or "failed: ..."."""
     model_dir = folder / "model"
-    if (model_dir / METADATA_FILE).is_file():
+    if (model_dir / RECORD_FILE).is_file():
         return "trained"  # saved by an earlier run: never trained twice
-    resume = (model_dir / "training-state").is_dir()
+    resume = (model_dir / STATE_DIR).is_dir()
     with open(folder / "launches.jsonl", "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"resume": resume, "time": time.time()}) + "\n")
     command = setup.command(choice, model_dir, resume)

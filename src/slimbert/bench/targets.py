@@ -18,11 +18,11 @@ from slimbert.bench.config import BenchConfig
 from slimbert.bench.flops import precision_of
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError
-from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE
 from slimbert.export.onnx import export
 from slimbert.export.validate import Tolerances
+from slimbert.files import CONFIG_FILE, MANIFEST_FILE, ONNX_FILE, RECORD_FILE
 from slimbert.hub import resolve_model, weight_files
-from slimbert.provenance import METADATA_FILE, read_metadata
+from slimbert.record import read_record
 
 
 @dataclass
@@ -50,13 +50,13 @@ def _targets_for(
     given = model_dir
     if not model_dir.is_dir():  # a Hub name, read from the local cache (one line if absent)
         model_dir = resolve_model(str(model_dir), "--model")
-    meta = read_metadata(model_dir)
-    name = meta.get("name") or given.name
-    method = meta.get("method", "model")
-    role = meta.get("role", "student")
+    record = read_record(model_dir)
+    name = record.details.get("name") or given.name  # a hand-written record may name it
+    method = record.method or "model"
+    role = record.role or "student"
     if (model_dir / ONNX_FILE).is_file():
         manifest = _read_json(model_dir / MANIFEST_FILE)
-        config_json = _read_json(model_dir / "config.json")
+        config_json = _read_json(model_dir / CONFIG_FILE)
         return [Target(name, model_dir, "onnx", method, role, precision_of(manifest), config_json)]
     if not weight_files(model_dir):
         raise SlimbertError(
@@ -65,7 +65,7 @@ def _targets_for(
         )
     targets = []
     if "pytorch" in config.runtimes:
-        config_json = _read_json(model_dir / "config.json")
+        config_json = _read_json(model_dir / CONFIG_FILE)
         targets += [
             Target(name, model_dir, "pytorch", method, role, precision, config_json)
             for precision in config.torch_precisions
@@ -74,8 +74,8 @@ def _targets_for(
         export_dir = out / "exports" / name
         if (
             not (export_dir / MANIFEST_FILE).is_file()
-            or not (export_dir / METADATA_FILE).is_file()
-            or read_metadata(export_dir).get("weights_sha256") != meta.get("weights_sha256")
+            or not (export_dir / RECORD_FILE).is_file()
+            or read_record(export_dir).weights_sha256 != record.weights_sha256
         ):
             export(
                 model_dir,
@@ -87,7 +87,7 @@ def _targets_for(
                 provider="cpu",
             )
         manifest = json.loads((export_dir / MANIFEST_FILE).read_text())
-        config_json = _read_json(export_dir / "config.json")
+        config_json = _read_json(export_dir / CONFIG_FILE)
         targets.append(
             Target(name, export_dir, "onnx", method, role, precision_of(manifest), config_json)
         )

@@ -30,13 +30,14 @@ from slimbert.bench.report import Row
 from slimbert.bench.targets import Target
 from slimbert.data import Columns, LabelMap, read_examples
 from slimbert.errors import SlimbertError
-from slimbert.export.manifest import ONNX_FILE
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.families import forward_inputs
+from slimbert.files import ONNX_FILE
 from slimbert.hub import weights_bytes
 from slimbert.metrics import Scoring, compute_metrics
 from slimbert.models import load_classifier, load_tokenizer, model_label_map, model_task
-from slimbert.provenance import count_parameters, read_metadata
+from slimbert.provenance import count_parameters
+from slimbert.record import read_record
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def _load(target: Target, provider: str, threads: int, io_binding: bool) -> _Loa
         BoundSession(session.session, "cuda", len(label_map.id2label)) if io_binding else session
     )
     file_mb = (target.path / ONNX_FILE).stat().st_size / 2**20
-    return _Loaded(infer, task, label_map, read_metadata(target.path).get("parameters"), file_mb)
+    return _Loaded(infer, task, label_map, read_record(target.path).parameters, file_mb)
 
 
 def measure(
@@ -218,9 +219,7 @@ def measure(
     target = job.target
     loaded = _load(target, config.provider, job.threads, job.io_binding)
     tokenizer = load_tokenizer(target.path)
-    max_length = (
-        config.max_length or read_metadata(target.path).get("data", {}).get("max_length") or 128
-    )
+    max_length = config.max_length or read_record(target.path).max_length or 128
     examples = read_examples(eval_path, columns, task=loaded.task)
     if config.limit:
         examples = examples.subset(range(min(config.limit, len(examples))))

@@ -25,15 +25,16 @@ from slimbert.cli.options import (
 )
 from slimbert.compress.method import Job, Method
 from slimbert.compress.registry import METHODS
+from slimbert.record import ModelRecord
 
 
 def figures(values: dict) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
 
 
-def student_line(out: Path, metadata: dict) -> str:
-    teacher = figures(metadata["teacher_metric"])
-    return f"student saved to {out}: {figures(metadata['metric'])} (teacher: {teacher})"
+def student_line(out: Path, record: ModelRecord) -> str:
+    teacher = figures(record.teacher_metric)
+    return f"student saved to {out}: {figures(record.metric)} (teacher: {teacher})"
 
 
 def refuse_student_base(method: Method):
@@ -62,8 +63,8 @@ def method_command(method: Method) -> click.Command:
         job = Job(
             tuple(Path(t) for t in teacher), data_spec(kwargs), Path(out), train_config(kwargs)
         )
-        _, metadata = method.run(job, config)
-        click.echo(student_line(out, metadata))
+        _, record = method.run(job, config)
+        click.echo(student_line(out, record))
 
     teacher_help = (
         "Teacher directory (from train-teacher), a professor (professor boost's ensemble, "

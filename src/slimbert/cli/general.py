@@ -92,11 +92,11 @@ def distill_general_cmd(
         limit,
         sample_seed,
     )
-    cost = metadata["cost"]
+    cost = metadata.details["cost"]
     click.echo(
         f"general student saved to {out}: held-out distillation loss "
-        f"{metadata['distill_loss_before']:.4f} → "
-        f"{metadata['metric'].get('distill_loss', float('nan')):.4f} "
+        f"{metadata.details['distill_loss_before']:.4f} → "
+        f"{metadata.metric.get('distill_loss', float('nan')):.4f} "
         f"(best at step {result.best_step} of {result.steps}; "
         f"{cost['tokens_seen'] / 1e6:.2f}M tokens, "
         f"{cost['seconds_per_million_tokens'] or 0:.0f} s per million)"

@@ -74,7 +74,7 @@ def train_teacher_cmd(base, out, save_route, **kwargs):
     result, metadata = train_teacher(base, spec, out, config, save_route=save_route)
     click.echo(
         f"teacher saved to {out}: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items())
+        + ", ".join(f"{k} {v:.2f}" for k, v in metadata.metric.items())
         + f" (best at step {result.best_step} of {result.steps})"
     )
 
@@ -122,15 +122,15 @@ def professor_boost_cmd(base, out, **kwargs):
     config = train_config(kwargs)
     settings = BoostConfig(**take(kwargs, cli_fields(BoostConfig)))
     metadata = boost(base, spec, out, settings, config)
-    for r in metadata["rounds"]:
+    for r in metadata.details["rounds"]:
         click.echo(
             f"round {r['round'] + 1}: {round_error(r)}, "
             f"alpha {r['alpha']:.3f}, member {r['eval_main']:.2f}"
             + ("" if r["kept"] else " (tried again)" if r.get("retried") else " (dropped)")
         )
     click.echo(
-        f"professor saved to {out}: {metadata['members']} members ({metadata['stopped']}); "
-        + ", ".join(f"{k} {v:.2f}" for k, v in metadata["metric"].items())
+        f"professor saved to {out}: {metadata.members} members ({metadata.details['stopped']}); "
+        + ", ".join(f"{k} {v:.2f}" for k, v in metadata.metric.items())
     )
 
 
@@ -288,8 +288,8 @@ def pretrain_student_cmd(
     )
     click.echo(
         f"pre-trained student saved to {out}: held-out masked-LM loss "
-        f"{metadata['mlm_loss_before']:.3f} → "
-        f"{metadata['metric'].get('mlm_loss', float('nan')):.3f} "
+        f"{metadata.details['mlm_loss_before']:.3f} → "
+        f"{metadata.metric.get('mlm_loss', float('nan')):.3f} "
         f"(best at step {result.best_step} of {result.steps})"
     )
 

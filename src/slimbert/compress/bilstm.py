@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from slimbert.compress.method import Job, Method
 from slimbert.compress.network_configs import BiLSTMConfig
 from slimbert.compress.teaching import EmbeddingStudentMethod, teach
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult
 
@@ -42,7 +43,7 @@ class BiLSTMMethod(EmbeddingStudentMethod):
         )
 
 
-def run(job: Job, method: BiLSTMMethod) -> tuple[TrainResult, dict]:
+def run(job: Job, method: BiLSTMMethod) -> tuple[TrainResult, ModelRecord]:
     """The first --teacher gives the tokenizer and embeddings; more teachers add their logits."""
     return teach(job, method.student(), method)
 

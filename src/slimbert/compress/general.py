@@ -62,8 +62,9 @@ from slimbert.data import Columns, concat
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.texts import unlabelled_texts
+from slimbert.texts import describe_texts, unlabelled_texts
 from slimbert.training.capture import (
     check_attention_scores,
     distill_loss_evaluator,
@@ -290,7 +291,7 @@ def distill_general(
     columns: Columns = Columns(),
     limit: int | None = None,
     sample_seed: int | None = None,
-) -> tuple[TrainResult, dict]:
+) -> tuple[TrainResult, ModelRecord]:
     """Distil `teacher`'s encoder into a student of `general`'s shape on `texts` and save it as
     a classifier folder (head untrained) at `out`."""
     if not texts:
@@ -335,48 +336,46 @@ def distill_general(
         run=RunFiles(out, config.resume),
     )
     seconds = time.perf_counter() - started
-    metadata = {
-        "role": ROLE,
-        "method": f"general-{general.objective}",
-        "source": str(teacher),
-        "source_fingerprint": fingerprint,
-        "objective": described,
-        "init": init.describe(),
-        "distill_loss_before": before.values["distill_loss"],
-        **_record(student, texts, corpus, result, seconds, general, config),
-    }
-    save_model(student.to("cpu"), tokenizer, out, metadata)
-    return result, metadata
+    record = ModelRecord(
+        role=ROLE,
+        method=f"general-{general.objective}",
+        source=str(teacher),
+        texts=describe_texts(texts, corpus.sources),
+        metric=result.best.values if result.best else {},
+        metric_name="distill_loss",
+        best_step=result.best_step,
+        steps=result.steps,
+        method_config=asdict(general),
+        train_config=plain(asdict(config)),
+        history=result.history,
+        first_losses=result.losses[:5],
+        data={"max_length": general.max_length},
+        details={
+            "source_fingerprint": fingerprint,
+            "objective": described,
+            "init": init.describe(),
+            "distill_loss_before": before.values["distill_loss"],
+            **_details(student, corpus, result, seconds, config),
+        },
+    )
+    return result, save_model(student.to("cpu"), tokenizer, out, record)
 
 
-def _record(student, texts, corpus, result, seconds, general, config) -> dict:
-    """The shape, texts, tokens, cost and training figures slimbert.json keeps."""
+def _details(student, corpus, result, seconds, config) -> dict:
+    """The shape, examples, tokens and cost the record keeps of a general student."""
     family = family_of(student.config)
     train_rows = max(len(corpus.train_set), 1)
     seen = corpus.tokens * result.steps * config.batch_size * config.grad_accum / train_rows
     return {
         "shape": {w: family.size(student.config, w) for w in ("depth", "width", "heads", "ffn")},
-        "texts": [
-            {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
-            for p, s in zip(texts, corpus.sources, strict=True)
-        ],
         "examples": {
             "train": len(corpus.train_set),
             "holdout": len(corpus.held_set),
             "train_tokens": corpus.tokens,
         },
-        "metric": result.best.values if result.best else {},
-        "metric_name": "distill_loss",
-        "best_step": result.best_step,
-        "steps": result.steps,
         "cost": {
             "wall_seconds": round(seconds, 1),
             "tokens_seen": round(seen),
             "seconds_per_million_tokens": round(seconds / seen * 1e6, 1) if seen else None,
         },
-        "general_config": asdict(general),
-        "train_config": plain(asdict(config)),
-        "history": result.history,
-        "first_losses": result.losses[:5],
-        "data": {"max_length": general.max_length},
     }

@@ -52,6 +52,7 @@ from slimbert.models import (
     save_model,
     seed_everything,
 )
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.others import (
@@ -232,7 +233,7 @@ def cosine_teacher(teacher: nn.Module, student: nn.Module, kd: KDConfig, on) -> 
     return teacher.eval().requires_grad_(False).to(on)
 
 
-def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
+def run(job: Job, kd: KDConfig) -> tuple[TrainResult, ModelRecord]:
     """The teacher may be a professor ensemble: its logits teach, its best member gives the
     student's layers. `student_init` (from pretrain-student) replaces the student's embeddings
     and encoder before training. `teacher_route` (train-teacher --save-route) splits the step
@@ -281,21 +282,26 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, dict]:
         teachers["previous_model"] = compare_with_previous(
             previous, job.data, data, loaded_tokenizer, student, student_data
         )
-    metadata = {
-        **student_record("kd", job, opening, kd, result),
-        "layer_map": layers,
-        "steps": sum(r.steps for r in results),
-        "first_losses": results[0].losses[:5],
-        "route": describe_route([stage for stage, _ in stages], results)
-        if kd.teacher_route is not None
-        else None,
-        "student_init": init,
-        "student_base": student_base_record(kd.student_base) if kd.student_base else None,
-        "teachers": [str(t) for t in job.teachers],
-        **teachers,
-    }
-    save_model(student, tokenizer, job.out, metadata)
-    return result, metadata
+    record = student_record(
+        "kd",
+        job,
+        opening,
+        kd,
+        result,
+        layer_map=layers,
+        steps=sum(r.steps for r in results),
+        first_losses=results[0].losses[:5],
+        teachers=[str(t) for t in job.teachers],
+        details={
+            "route": describe_route([stage for stage, _ in stages], results)
+            if kd.teacher_route is not None
+            else None,
+            "student_init": init,
+            "student_base": student_base_record(kd.student_base) if kd.student_base else None,
+            **teachers,
+        },
+    )
+    return result, save_model(student, tokenizer, job.out, record)
 
 
 METHOD = Method(

@@ -12,7 +12,7 @@ from it the CLI makes `slimbert compress NAME`, the recipe loader checks `--reci
 
 Every method opens the same way (`open_job`: load the teacher, read the data with the
 teacher's tokenizer and labels, score the teacher on the eval set) and records the same
-provenance (`student_record`).
+provenance (`student_record`, the students' slimbert.json).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from slimbert.batches import DataSpec, TaskData, evaluator, prepare
 from slimbert.errors import SlimbertError
+from slimbert.record import ModelRecord
 from slimbert.teachers.load import Teacher, load_teacher
 from slimbert.training.config import TrainConfig, TrainResult, training_record
 
@@ -47,7 +48,7 @@ class Job:
         return Path(self.teachers[0])
 
 
-RunFn = Callable[[Job, Any], tuple[TrainResult, dict]]
+RunFn = Callable[[Job, Any], tuple[TrainResult, ModelRecord]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Method:
 
     name:             the subcommand, `slimbert compress NAME`
     config:           the method's settings dataclass (fields declared with `setting`)
-    run:              run(job, config) -> (final stage's TrainResult, the saved metadata)
+    run:              run(job, config) -> (final stage's TrainResult, the saved record)
     summary:          one line for `slimbert compress --help`
     stages:           the training stages in order, for the help text and reports
     notes:            a paragraph more for `slimbert compress NAME --help` (e.g. how to run
@@ -83,7 +84,7 @@ class Opening:
     teacher: Teacher
     data: TaskData
     teacher_metric: dict[str, float]
-    teacher_meta: dict
+    teacher_record: ModelRecord
 
 
 def open_job(job: Job) -> Opening:
@@ -91,7 +92,7 @@ def open_job(job: Job) -> Opening:
     and label map, and score it on the eval set."""
     teacher = load_teacher(job.teacher)
     data = prepare(job.data, teacher.tokenizer, label_map=teacher.label_map, task=teacher.task)
-    return Opening(teacher, data, evaluator(data)(teacher.model).values, teacher.metadata)
+    return Opening(teacher, data, evaluator(data)(teacher.model).values, teacher.record)
 
 
 def plain(value: Any) -> Any:
@@ -106,20 +107,41 @@ def plain(value: Any) -> Any:
 
 
 def student_record(
-    method: str, job: Job, opening: Opening, config: Any, result: TrainResult
-) -> dict:
-    """The slimbert.json fields every student carries: what taught it, with which settings, on
-    which data, and how training went."""
-    teacher_meta = opening.teacher_meta
-    return {
-        "role": "student",
-        "method": method,
-        "teacher": str(job.teacher),
+    method: str,
+    job: Job,
+    opening: Opening,
+    config: Any,
+    result: TrainResult,
+    details: dict | None = None,
+    stages: dict[str, dict] | None = None,
+    **changes: Any,
+) -> ModelRecord:
+    """The record (slimbert.json) every student carries: what taught it, with which settings,
+    on which data, and how training went (`result`, the final stage's). `details` is what the
+    method adds; `stages` its stages' `stage_record`s by name, kept in details with each one's
+    first losses as the record's; `changes` sets or overrides fields (a method that trains in
+    several passes counts all their steps)."""
+    teacher = opening.teacher_record
+    details = dict(details or {})
+    if stages is not None:
+        details["stages"] = stages
+        changes.setdefault(
+            "first_losses", {k: stage["first_losses"] for k, stage in stages.items()}
+        )
+    values = {
         "teacher_metric": opening.teacher_metric,
         "method_config": plain(asdict(config)),
         **training_record(result, job.train, opening.data),
-        "teacher_meta": {k: teacher_meta.get(k) for k in ("method", "base", "metric")},
+        "teacher_meta": {
+            "method": teacher.method,
+            "base": teacher.base,
+            "metric": teacher.metric or None,
+        },
+        **changes,
     }
+    return ModelRecord(
+        role="student", method=method, teacher=str(job.teacher), details=details, **values
+    )
 
 
 def stage_record(result: TrainResult) -> dict:

@@ -42,6 +42,7 @@ from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.capture import (
@@ -192,7 +193,7 @@ def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
     return resolved
 
 
-def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
+def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     """Relation distillation, then KD on the cached teacher logits; the teacher may be an
     ensemble, whose best member gives the layers."""
     config = job.train
@@ -268,9 +269,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
     )
     result = results[-1]
     stages = {"relation": stage_record(relation), "prediction": stage_record(result)}
-    metadata = {
-        **student_record("minilm", job, opening, minilm, result),
-        "layer_map": init_map,
+    details = {
         "relation": {
             "teacher_layer": teacher_layer,
             "student_layer": minilm.layers - 1,
@@ -281,11 +280,11 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, dict]:
         "route": describe_route([stage for stage, _ in route_stages], results)
         if minilm.teacher_route is not None
         else None,
-        "stages": stages,
-        "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
     }
-    save_model(student, tokenizer, job.out, metadata)
-    return result, metadata
+    record = student_record(
+        "minilm", job, opening, minilm, result, details, stages, layer_map=init_map
+    )
+    return result, save_model(student, tokenizer, job.out, record)
 
 
 METHOD = Method(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -23,8 +24,9 @@ from slimbert.compress.network_configs import (
 from slimbert.compress.networks import BiLSTM, SoftTree, TextCNN
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
-from slimbert.files import atomic_dir, sha256_file, write_json_atomic
-from slimbert.provenance import METADATA_FILE, SavedModel, count_parameters, library_versions
+from slimbert.files import CONFIG_FILE, WEIGHTS_FILE, atomic_dir, sha256_file, write_json_atomic
+from slimbert.provenance import count_parameters, library_versions
+from slimbert.record import ModelRecord, write_record
 
 ARCHITECTURES: dict[str, tuple[type[StudentConfig], type[nn.Module]]] = {
     TextCNNConfig.architecture: (TextCNNConfig, TextCNN),
@@ -73,7 +75,7 @@ def build_network(
 
 def student_config(path: str | Path) -> StudentConfig:
     """Read config.json back into its typed config; unknown architectures and keys are errors."""
-    file = Path(path) / "config.json"
+    file = Path(path) / CONFIG_FILE
     payload = json.loads(file.read_text())
     name = payload.pop(ARCHITECTURE_KEY)
     if name not in ARCHITECTURES:
@@ -103,31 +105,40 @@ def load_student(path: str | Path) -> nn.Module:
     config = student_config(path)
     _, module = ARCHITECTURES[config.architecture]
     student = module(config)
-    student.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    student.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=True)
     student.eval()
     return student
 
 
-def save_student(student: nn.Module, tokenizer, out: str | Path, metadata: dict):
-    """Write config.json, model.safetensors, the tokenizer and slimbert.json, atomically."""
+def save_student(
+    student: nn.Module, tokenizer, out: str | Path, record: ModelRecord
+) -> ModelRecord:
+    """Write config.json, model.safetensors, the tokenizer, slimbert.json and the card,
+    atomically; returns the record as written, with the student's architecture, config, size,
+    weights hash and library versions filled in."""
     from safetensors.torch import save_file
 
     student = student.to("cpu")
     with atomic_dir(out) as staging:
-        write_json_atomic(staging / "config.json", student.config.to_json())
+        write_json_atomic(staging / CONFIG_FILE, student.config.to_json())
         state = {k: v.detach().contiguous() for k, v in student.state_dict().items()}
-        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         tokenizer.save_pretrained(str(staging))
-        full = {
-            **metadata,
-            "architecture": student.config.architecture,
-            "parameters": count_parameters(student),
-            "trainable_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad),
-            "layers": None,
-            "hidden_size": student.config.embedding_dim,
-            "weights_sha256": sha256_file(staging / "model.safetensors"),
-            "versions": library_versions(),
-        }
-        write_json_atomic(staging / METADATA_FILE, full)
+        trainable = sum(p.numel() for p in student.parameters() if p.requires_grad)
+        full = replace(
+            record,
+            architecture=student.config.architecture,
+            parameters=count_parameters(student),
+            layers=None,
+            hidden_size=student.config.embedding_dim,
+            weights_sha256=sha256_file(staging / WEIGHTS_FILE),
+            versions=library_versions(),
+            details={
+                **record.details,
+                "student_config": student.config.to_json(),
+                "trainable_parameters": trainable,
+            },
+        )
+        write_record(staging, full)
         write_card(staging, full)
-    return SavedModel(Path(out), full)
+    return full

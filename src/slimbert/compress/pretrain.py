@@ -49,11 +49,11 @@ from slimbert.models import (
     save_model,
     seed_everything,
 )
-from slimbert.provenance import read_metadata
+from slimbert.record import ModelRecord, read_record
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import model_fingerprint
-from slimbert.texts import unlabelled_texts
+from slimbert.texts import describe_texts, unlabelled_texts
 from slimbert.training.config import TrainConfig, TrainResult
 from slimbert.training.loop import train
 from slimbert.training.state import RunFiles
@@ -234,17 +234,17 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
         assert saved[key].shape == state[key].shape, (key, saved[key].shape, state[key].shape)
         state[key] = saved[key].to(state[key].dtype)
     student.load_state_dict(state, strict=True)
-    meta = read_metadata(init_dir)
+    start = read_record(init_dir)
     return {
         "path": str(init_dir),
-        "role": meta.get("role"),
-        "method": meta.get("method"),
+        "role": start.role,
+        "method": start.method,
         "weights_sha256": weights_sha256(init_dir),
         "copied_tensors": len(wanted),
-        "layer_map": meta.get("layer_map"),
-        "source": meta.get("source"),
-        "mlm_loss": meta.get("metric", {}).get("mlm_loss"),
-        "distill_loss": meta.get("metric", {}).get("distill_loss"),
+        "layer_map": start.layer_map,
+        "source": start.source,
+        "mlm_loss": start.metric.get("mlm_loss"),
+        "distill_loss": start.metric.get("distill_loss"),
     }
 
 
@@ -317,7 +317,7 @@ def pretrain_student(
     columns: Columns = Columns(),
     limit: int | None = None,
     sample_seed: int | None = None,
-) -> tuple[TrainResult, dict]:
+) -> tuple[TrainResult, ModelRecord]:
     """Masked-LM pre-train a `pretrain.layers`-layer student of `teacher` on `texts` (the first
     is the task's training file) and save it as an HF masked-LM directory at `out`."""
     from transformers import DataCollatorForLanguageModeling
@@ -371,27 +371,25 @@ def pretrain_student(
         description=f"mlm-{pretrain.layers}L",
         run=RunFiles(out, config.resume),
     )
-    metadata = {
-        "role": ROLE,
-        "method": "mlm",
-        "source": str(teacher),
-        "source_fingerprint": fingerprint,
-        "layer_map": picked,
-        "texts": [
-            {"path": str(p), "sha256": s.sha256, "distinct": len(s)}
-            for p, s in zip(texts, sources, strict=True)
-        ],
-        "examples": {"train": len(training), "holdout": len(held)},
-        "mlm_loss_before": before.values["mlm_loss"],
-        "metric": result.best.values if result.best else {},
-        "metric_name": "mlm_loss",
-        "best_step": result.best_step,
-        "steps": result.steps,
-        "pretrain_config": asdict(pretrain),
-        "train_config": asdict(config),
-        "history": result.history,
-        "first_losses": result.losses[:5],
-        "data": {"max_length": pretrain.max_length},
-    }
-    save_model(mlm, tokenizer, out, metadata)
-    return result, metadata
+    record = ModelRecord(
+        role=ROLE,
+        method="mlm",
+        source=str(teacher),
+        layer_map=picked,
+        texts=describe_texts(texts, sources),
+        metric=result.best.values if result.best else {},
+        metric_name="mlm_loss",
+        best_step=result.best_step,
+        steps=result.steps,
+        method_config=asdict(pretrain),
+        train_config=asdict(config),
+        history=result.history,
+        first_losses=result.losses[:5],
+        data={"max_length": pretrain.max_length},
+        details={
+            "source_fingerprint": fingerprint,
+            "examples": {"train": len(training), "holdout": len(held)},
+            "mlm_loss_before": before.values["mlm_loss"],
+        },
+    )
+    return result, save_model(mlm, tokenizer, out, record)

@@ -48,6 +48,7 @@ from slimbert.compress.teaching_step import (
 )
 from slimbert.errors import SlimbertError
 from slimbert.models import device, seed_everything
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
 from slimbert.teachers.logits import teacher_logits
@@ -240,7 +241,7 @@ def teach(
     teaching: TeachingConfig,
     penalty_weight: float = 0.0,
     inspect: Callable[[nn.Module, Any], dict] | None = None,
-) -> tuple[TrainResult, dict]:
+) -> tuple[TrainResult, ModelRecord]:
     """Build a `student_config` student from the first of the job's teachers, train it as
     `teaching` says, save it to job.out and return the final stage's result and the metadata
     written.
@@ -331,41 +332,45 @@ def teach(
             )
         )
     result = results[-1]
-    metadata = {
-        "role": "student",
-        "method": method,
-        "teacher": str(teacher_dir),
-        "teachers": [str(teacher_dir), *map(str, also_teachers)],
-        "teacher_metric": teacher_metrics[str(teacher_dir)],
+    details = {
         "teacher_metrics": teacher_metrics,
-        "student_config": student.config.to_json(),
-        "method_config": asdict(teaching),
-        "teaching": {
-            **teaching.teaching(),
-            "mode": _mode(teaching, len(teachers)),
-            "weights_used": final_targets.weights if final_targets else None,
-        },
-        **training_record(result, config, data),
-        "steps": sum(r.steps for r in results),
-        "first_losses": results[0].losses[:5],
         "route": describe(stages, results) if teaching.teacher_route is not None else None,
     }
     if joint_teacher is not None:
         joint_teacher.eval()
-        metadata["joint_teacher_metric"] = evaluate(joint_teacher).values
+        details["joint_teacher_metric"] = evaluate(joint_teacher).values
     if previous is not None:
-        metadata["previous_model"] = compare_with_previous(previous, spec, data, tokenizer,
-                                                           student, data)  # fmt: skip
+        details["previous_model"] = compare_with_previous(previous, spec, data, tokenizer,
+                                                          student, data)  # fmt: skip
     if inspect is not None:
-        metadata[method] = inspect(student.to("cpu").eval(), tokenizer)
-    save_student(student, tokenizer, out, metadata)
-    return result, metadata
+        details[method] = inspect(student.to("cpu").eval(), tokenizer)
+    values = {
+        **training_record(result, config, data),
+        "steps": sum(r.steps for r in results),
+        "first_losses": results[0].losses[:5],
+    }
+    record = ModelRecord(
+        role="student",
+        method=method,
+        teacher=str(teacher_dir),
+        teachers=[str(teacher_dir), *map(str, also_teachers)],
+        teacher_metric=teacher_metrics[str(teacher_dir)],
+        method_config=asdict(teaching),
+        teaching=_teaching_record(teaching, len(teachers), final_targets),
+        details=details,
+        **values,
+    )
+    return result, save_student(student, tokenizer, out, record)
 
 
-def _mode(teaching: TeachingConfig, teachers: int) -> str:
+def _teaching_record(teaching: TeachingConfig, teachers: int, targets: SoftTargets | None) -> dict:
+    """The record's `teaching`: the loss weights, the mode and the teachers' weights used."""
+    weights = targets.weights if targets else None
     if not teaching.distils:
-        return "hard-labels"
-    if teaching.joint:
+        mode = "hard-labels"
+    elif teaching.joint:
         scheme = "joint" if teaching.joint_update == "summed" else "alternating"
-        return f"{scheme}-isolated" if teaching.isolated else f"{scheme}-not-isolated"
-    return "offline" if teachers == 1 else "several"
+        mode = f"{scheme}-isolated" if teaching.isolated else f"{scheme}-not-isolated"
+    else:
+        mode = "offline" if teachers == 1 else "several"
+    return {**teaching.teaching(), "mode": mode, "weights_used": weights}

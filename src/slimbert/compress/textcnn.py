@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from slimbert.compress.method import Job, Method
 from slimbert.compress.network_configs import PAIR_ENCODINGS, TextCNNConfig
 from slimbert.compress.teaching import EmbeddingStudentMethod, teach
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult
 
@@ -54,7 +55,7 @@ class TextCNNMethod(EmbeddingStudentMethod):
         )
 
 
-def run(job: Job, method: TextCNNMethod) -> tuple[TrainResult, dict]:
+def run(job: Job, method: TextCNNMethod) -> tuple[TrainResult, ModelRecord]:
     """The first --teacher gives the tokenizer and embeddings; more teachers add their logits."""
     return teach(job, method.student(), method)
 

@@ -52,6 +52,7 @@ from slimbert.compress.students import StudentShape, build_student, split_module
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult, planned_steps, train_loader
 from slimbert.training.loop import train
@@ -223,7 +224,7 @@ def task_terms() -> list[LossTerm]:
     return [LossTerm("task", 1.0, hard_loss)]
 
 
-def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
+def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, ModelRecord]:
     """Module replacing, then successor-only fine-tuning; the teacher may be an ensemble, whose
     best member is the predecessor."""
     config = job.train
@@ -302,16 +303,14 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, dict]:
         run=run,
     )
     stages = {"replace": stage_record(replacing), "finetune": stage_record(result)}
-    metadata = {
-        **student_record("theseus", job, opening, theseus, result),
-        "layer_map": init_layers,
+    details = {
         "modules": modules,
         "schedule": {"base": schedule.base, "k": schedule.k, "total_steps": total_steps},
-        "stages": stages,
-        "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
     }
-    save_model(student, tokenizer, job.out, metadata)
-    return result, metadata
+    record = student_record(
+        "theseus", job, opening, theseus, result, details, stages, layer_map=init_layers
+    )
+    return result, save_model(student, tokenizer, job.out, record)
 
 
 METHOD = Method(

@@ -46,6 +46,7 @@ from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.data import Examples, concat
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.word_augment import AugmentConfig, augment
@@ -208,7 +209,7 @@ def with_training_examples(data: TaskData, examples: Examples, tokenizer) -> Tas
     )
 
 
-def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
+def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
     """Stages 0 (optional), 1 and 2 on one student; the teacher may be an ensemble, whose best
     member gives the layers the student matches."""
     config, spec = job.train, job.data
@@ -309,9 +310,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
     )
     result = results[-1]
     stages["prediction"] = stage_record(result)
-    metadata = {
-        **student_record("tinybert", job, opening, tiny, result),
-        "layer_map": layer_map,
+    details = {
         "init": init.describe(),
         "student_init": started,
         "projection": projections.embedding is not None,
@@ -323,11 +322,11 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, dict]:
         if tiny.teacher_route is not None
         else None,
         "train_rows": len(train_data.train),
-        "stages": stages,
-        "first_losses": {name: stage["first_losses"] for name, stage in stages.items()},
     }
-    save_model(student, tokenizer, job.out, metadata)
-    return result, metadata
+    record = student_record(
+        "tinybert", job, opening, tiny, result, details, stages, layer_map=layer_map
+    )
+    return result, save_model(student, tokenizer, job.out, record)
 
 
 METHOD = Method(

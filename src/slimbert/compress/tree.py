@@ -32,6 +32,7 @@ from slimbert.compress.teaching import (
     teach,
 )
 from slimbert.errors import SlimbertError
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult
 
@@ -97,7 +98,7 @@ def inspect_tree(tree: SoftTree, tokenizer, top_k: int = 8) -> dict:
     return {"nodes": nodes, "leaves": leaves}
 
 
-def run(job: Job, method: TreeMethod) -> tuple[TrainResult, dict]:
+def run(job: Job, method: TreeMethod) -> tuple[TrainResult, ModelRecord]:
     """The first --teacher gives the tokenizer and embeddings; more teachers add their logits."""
     if method.balance < 0:
         raise SlimbertError(f"--balance {method.balance}: give a weight ≥ 0")

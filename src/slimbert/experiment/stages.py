@@ -25,11 +25,11 @@ from slimbert.training.config import TrainConfig
 def teacher_stage(
     base: str, spec: DataSpec, out: Path, config: TrainConfig, save_route: int = 0
 ) -> dict:
-    result, meta = train_teacher(base, spec, out, config, save_route=save_route)
+    result, record = train_teacher(base, spec, out, config, save_route=save_route)
     return {
         "dir": str(out),
-        "metric": meta["metric"],
-        "metric_name": meta["metric_name"],
+        "metric": record.metric,
+        "metric_name": record.metric_name,
         "best_step": result.best_step,
         "steps": result.steps,
     }
@@ -43,7 +43,7 @@ def boost_stage(
     first_member: Path | None,
     config: TrainConfig,
 ) -> dict:
-    meta = boost(
+    record = boost(
         base,
         spec,
         out,
@@ -59,14 +59,14 @@ def boost_stage(
             for k in ("degenerate", "retried", "out_of_bag_rows", "out_of_bag_errors")
             if k in r
         }
-        for r in meta["rounds"]
+        for r in record.details["rounds"]
     ]
     return {
         "dir": str(out),
-        "metric": meta["metric"],
-        "metric_name": meta["metric_name"],
-        "members": meta["members"],
-        "stopped": meta["stopped"],
+        "metric": record.metric,
+        "metric_name": record.metric_name,
+        "members": record.members,
+        "stopped": record.details["stopped"],
         "rounds": rounds,
     }
 
@@ -86,13 +86,13 @@ def pretrain_stage(
     config: TrainConfig,
     spec: DataSpec,
 ) -> dict:
-    result, meta = pretrain_student(
+    result, record = pretrain_student(
         teacher, texts, out, settings, config, spec.columns, spec.limit, spec.sample_seed
     )
     return {
         "dir": str(out),
-        "mlm_loss_before": meta["mlm_loss_before"],
-        "metric": meta["metric"],
+        "mlm_loss_before": record.details["mlm_loss_before"],
+        "metric": record.metric,
         "best_step": result.best_step,
         "steps": result.steps,
     }
@@ -102,12 +102,12 @@ def distil_stage(
     method: str, teacher: Path, spec: DataSpec, out: Path, settings: Any, config: TrainConfig
 ) -> dict:
     """One student by the registered `method`, with its settings (depth and init already set)."""
-    result, meta = get_method(method).run(Job((teacher,), spec, out, config), settings)
+    result, record = get_method(method).run(Job((teacher,), spec, out, config), settings)
     return {
         "dir": str(out),
-        "metric": meta["metric"],
-        "metric_name": meta["metric_name"],
-        "teacher_metric": meta["teacher_metric"],
+        "metric": record.metric,
+        "metric_name": record.metric_name,
+        "teacher_metric": record.teacher_metric,
         "best_step": result.best_step,
         "steps": result.steps,
     }

@@ -11,7 +11,7 @@ from slimbert.bench.environment import environment, machine_lines
 from slimbert.bench.render import Table, write_report
 from slimbert.bench.report import Report, Row
 from slimbert.experiment.recipe import TEACHING_PATHS, ExperimentConfig, key_payload, student_name
-from slimbert.files import write_json_atomic, write_text_atomic
+from slimbert.files import CONFIG_FILE, write_json_atomic, write_text_atomic
 from slimbert.teachers.boost import round_error
 
 
@@ -83,7 +83,7 @@ class Matrix:
         return rows
 
     def teacher_label(self) -> str:
-        config = self.model_dir("teacher") / "config.json"
+        config = self.model_dir("teacher") / CONFIG_FILE
         layers = (
             json.loads(config.read_text()).get("num_hidden_layers") if config.is_file() else None
         )

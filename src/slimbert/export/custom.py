@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from slimbert.errors import SlimbertError
+from slimbert.files import CONFIG_FILE, ONNX_FILE
 
 EXPORTER = "torch.onnx.export (TorchScript)"
 DEFAULT_OPSET = 17
@@ -81,7 +82,7 @@ def export_student(
         for name in names
     )
     axes = {name: dict(enumerate(DYNAMIC)) for name in names} | {"logits": {0: DYNAMIC[0]}}
-    onnx_path = out / "model.onnx"
+    onnx_path = out / ONNX_FILE
     with warnings.catch_warnings():
         # the TorchScript exporter warns that it is legacy; its LSTM warning is handled by
         # BiLSTM's explicit initial states
@@ -98,6 +99,6 @@ def export_student(
             dynamo=False,
         )
     _declare_inputs(onnx_path, names)
-    shutil.copy2(model_dir / "config.json", out / "config.json")
+    shutil.copy2(model_dir / CONFIG_FILE, out / CONFIG_FILE)
     tokenizer.save_pretrained(str(out))
     return EXPORTER

@@ -22,11 +22,8 @@ import onnx
 
 from slimbert.data import LabelMap
 from slimbert.export.validate import Stage
-from slimbert.files import sha256_file
+from slimbert.files import MANIFEST_FILE, ONNX_FILE, sha256_file
 from slimbert.provenance import library_versions
-
-MANIFEST_FILE = "manifest.json"
-ONNX_FILE = "model.onnx"
 
 
 def file_inventory(folder: Path) -> dict[str, dict]:

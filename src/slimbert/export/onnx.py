@@ -16,7 +16,7 @@ Only the last artifact is kept. The folder written loads as it is in ONNX Runtim
       model.onnx            dynamic axes: batch_size, sequence_length
       config.json           with id2label
       tokenizer files
-      slimbert.json         the model's own metadata (method, teacher, metric, ...)
+      slimbert.json         the model's own record (method, teacher, metric, ...)
       manifest.json         (export/manifest.py) inputs, outputs, opset, exporter, precision,
                             optimizations with fusion counts, runtime hints, the provider
                             validated on, validation figures of every step, file sizes and hashes
@@ -38,13 +38,13 @@ from slimbert.export import optimize as optimizing
 from slimbert.export import quantize as quantizing
 from slimbert.export import torch_onnx, triton
 from slimbert.export.custom import export_student
-from slimbert.export.manifest import MANIFEST_FILE, ONNX_FILE, build_manifest, graph_signature
+from slimbert.export.manifest import build_manifest, graph_signature
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig, StaticQuantConfig
 from slimbert.export.triton import TritonConfig
 from slimbert.export.validate import Tolerances, Validator
 from slimbert.families import model_input_names
-from slimbert.files import atomic_dir, write_json_atomic
+from slimbert.files import MANIFEST_FILE, ONNX_FILE, atomic_dir, write_json_atomic
 from slimbert.models import (
     load_classifier,
     load_model_dir,
@@ -52,7 +52,7 @@ from slimbert.models import (
     model_task,
     student_architecture,
 )
-from slimbert.provenance import METADATA_FILE
+from slimbert.record import write_record
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -193,10 +193,10 @@ def export(
     when a gate fails."""
     options = options or ExportOptions()
     options.check(provider)
-    model, tokenizer, metadata = load_model_dir(model_dir)
+    model, tokenizer, record = load_model_dir(model_dir)
     task = model_task(model)
     label_map = model_label_map(model)
-    max_length = max_length or metadata.get("data", {}).get("max_length") or 128
+    max_length = max_length or record.max_length or 128
     examples = read_examples(eval_path, columns, task=task)
     targets = label_targets(examples, label_map, task)
     dataset = EncodedDataset(tokenizer, examples, max_length, targets)
@@ -222,8 +222,8 @@ def export(
             raise SlimbertError(
                 f"the exporter wrote no {ONNX_FILE} for {model_dir}; see its log above"
             )
-        if (model_dir / METADATA_FILE).is_file():
-            shutil.copy2(model_dir / METADATA_FILE, staging / METADATA_FILE)
+        if not record.empty:
+            write_record(staging, record)  # at the current schema version
         signature = graph_signature(onnx_path)
         graph_inputs = {i["name"] for i in signature["inputs"]}
         expected = set(model_input_names(model, tokenizer))
@@ -311,5 +311,5 @@ def export(
                 **triton.describe(options.triton),
             }
         write_json_atomic(staging / MANIFEST_FILE, manifest)
-        write_card(staging, metadata, manifest=manifest)
+        write_card(staging, record, manifest=manifest)
     return manifest

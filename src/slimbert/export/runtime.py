@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from slimbert.errors import SlimbertError
+from slimbert.files import MANIFEST_FILE
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -37,7 +38,7 @@ def check_provider(provider: str) -> str:
 def runtime_hints(model_path: str | Path, provider: str) -> dict:
     """Session settings the export's manifest asks for on `provider` (its "runtime" entry), e.g.
     {"disabled_optimizers": ["SkipLayerNormFusion"]}: see export/optimize.py for why."""
-    manifest = Path(model_path).parent / "manifest.json"
+    manifest = Path(model_path).parent / MANIFEST_FILE
     if not manifest.is_file():
         return {}
     try:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from slimbert.errors import SlimbertError
+from slimbert.files import ONNX_FILE
 
 EXPORTER = "torch.onnx.export (TorchScript)"
 # optimum's default for encoder classifiers, so both exporters write the same opset
@@ -97,7 +98,7 @@ def export_classifier(
         torch.onnx.export(
             _Logits(model, names),
             example,
-            str(out / "model.onnx"),
+            str(out / ONNX_FILE),
             input_names=names,
             output_names=["logits"],
             dynamic_axes=axes,

@@ -60,7 +60,13 @@ from slimbert.export.triton_templates import (
     README,
 )
 from slimbert.families import TOKENIZER_INPUTS
-from slimbert.files import atomic_dir, write_json_atomic, write_text_atomic
+from slimbert.files import (
+    ONNX_FILE,
+    TOKENIZER_FILE,
+    atomic_dir,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = ["TritonConfig", "describe", "read_config", "smoke_logits", "write_repository"]
 
@@ -198,10 +204,10 @@ def _deploy(config: TritonConfig, manifest: dict) -> dict[str, str]:
 def _write_onnx_model(folder: Path, export_dir: Path, config: TritonConfig, manifest: dict) -> None:
     """<name>_onnx/: the graph, its config.pbtxt and, for the Python backend, its model.py."""
     (folder / "1").mkdir(parents=True)
-    shutil.copy2(export_dir / "model.onnx", folder / "1" / "model.onnx")
+    shutil.copy2(export_dir / ONNX_FILE, folder / "1" / ONNX_FILE)
     parameters = None
     if config.backend == "python":
-        parameters = _python_backend_parameters(export_dir / "tokenizer.json", manifest, config)
+        parameters = _python_backend_parameters(export_dir / TOKENIZER_FILE, manifest, config)
         write_text_atomic(folder / "1" / "model.py", ONNX_MODEL_PY)
     signature = {"inputs": manifest["inputs"], "outputs": manifest["outputs"]}
     write_text_atomic(
@@ -214,7 +220,7 @@ def write_repository(config: TritonConfig, export_dir: Path, manifest: dict, smo
 
     `smoke` holds {"texts", "text_pairs" (or None), "logits", "tolerance"} from the validated model.
     """
-    tokenizer_file = export_dir / "tokenizer.json"
+    tokenizer_file = export_dir / TOKENIZER_FILE
     if not tokenizer_file.is_file():
         raise SlimbertError(
             f"--triton needs a fast tokenizer (tokenizer.json) in {export_dir}; "

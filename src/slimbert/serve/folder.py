@@ -31,14 +31,18 @@ from tokenizers import Tokenizer
 
 from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
-from slimbert.files import sha256_file
+from slimbert.files import (
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    RECORD_FILE,
+    SPECIAL_TOKENS_FILE,
+    TOKENIZER_CONFIG_FILE,
+    TOKENIZER_FILE,
+    sha256_file,
+)
+from slimbert.record import read_record
 
-# The names slimbert.export.onnx and slimbert.models write; imported from there they would pull
-# torch into the server (tests check that they agree).
-ONNX_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
-METADATA_FILE = "slimbert.json"
-TOKENIZER_FILE = "tokenizer.json"
 # transformers' model_max_length when a tokenizer does not set one (int(1e30))
 UNSET_LENGTH = 1_000_000
 
@@ -81,7 +85,7 @@ def load_tokenizer(folder: Path, max_length: int):
             )
         tokenizer = wrapped.backend_tokenizer
     settings = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+    for name in (SPECIAL_TOKENS_FILE, TOKENIZER_CONFIG_FILE):
         if (folder / name).is_file():
             settings.update(_read_json(folder / name))
     pad_token = (
@@ -156,7 +160,7 @@ def slimbert_settings(folder: Path) -> FolderSettings:
         labels: tuple[str, ...] = ("score",)
     else:
         id2label = (
-            manifest.get("id2label") or _read_json(folder / "config.json").get("id2label") or {}
+            manifest.get("id2label") or _read_json(folder / CONFIG_FILE).get("id2label") or {}
         )
         labels = _class_labels(
             folder, id2label, "manifest.json or config.json", "re-run `slimbert export`"
@@ -164,8 +168,7 @@ def slimbert_settings(folder: Path) -> FolderSettings:
     max_length = manifest.get("max_length")
     if not isinstance(max_length, int) or max_length < 1:
         raise SlimbertError(f"{folder / MANIFEST_FILE}: no max_length; re-run `slimbert export`")
-    metadata = _read_json(folder / METADATA_FILE) if (folder / METADATA_FILE).is_file() else {}
-    pair = (metadata.get("data") or {}).get("pair")
+    pair = read_record(folder).pair
     inputs = ANY if pair is None else (PAIR if pair else SINGLE)
     return FolderSettings(actual, task, labels, max_length, inputs, validated=True)
 
@@ -174,7 +177,7 @@ def foreign_settings(folder: Path) -> FolderSettings:
     """An ONNX folder slimbert did not export (optimum's, or hand-made): task and labels from
     config.json, max_length the smallest of the tokenizer's model_max_length and the config's
     max_position_embeddings, single texts and pairs both accepted."""
-    config = _read_json(folder / "config.json")
+    config = _read_json(folder / CONFIG_FILE)
     num_labels = len(config.get("id2label") or {}) or config.get("num_labels")
     if config.get("problem_type") == REGRESSION or num_labels == 1:
         task, labels = REGRESSION, ("score",)
@@ -187,7 +190,7 @@ def foreign_settings(folder: Path) -> FolderSettings:
             'add the class names, e.g. "id2label": {"0": "negative", "1": "positive"}',
         )
     limits = []
-    tokenizer_config = folder / "tokenizer_config.json"
+    tokenizer_config = folder / TOKENIZER_CONFIG_FILE
     if tokenizer_config.is_file():
         limits.append(_read_json(tokenizer_config).get("model_max_length"))
     limits.append(config.get("max_position_embeddings"))
@@ -209,7 +212,7 @@ def read_folder(folder: Path) -> FolderSettings:
         raise SlimbertError(
             f"{folder}: no such directory; give a folder written by `slimbert export`"
         )
-    for required in (ONNX_FILE, "config.json"):
+    for required in (ONNX_FILE, CONFIG_FILE):
         if not (folder / required).is_file():
             raise SlimbertError(
                 f"{folder}: no {required}; give a folder written by `slimbert export` "
@@ -217,10 +220,10 @@ def read_folder(folder: Path) -> FolderSettings:
             )
     if (folder / MANIFEST_FILE).is_file():
         return slimbert_settings(folder)
-    if (folder / METADATA_FILE).is_file():
+    if (folder / RECORD_FILE).is_file():
         # slimbert wrote this folder and its manifest is gone: serving it would drop the hash check
         raise SlimbertError(
-            f"{folder}: no {MANIFEST_FILE} beside {METADATA_FILE}; re-run `slimbert export`"
+            f"{folder}: no {MANIFEST_FILE} beside {RECORD_FILE}; re-run `slimbert export`"
         )
     settings = foreign_settings(folder)
     log.warning(

@@ -17,7 +17,8 @@ import numpy as np
 from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import OnnxClassifier
-from slimbert.serve.folder import ONNX_FILE, PAIR, load_tokenizer, read_folder
+from slimbert.files import ONNX_FILE
+from slimbert.serve.folder import PAIR, load_tokenizer, read_folder
 
 # what the tokenizer gives; a graph asking for anything else cannot be fed
 TOKENIZER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -83,7 +83,8 @@ from slimbert.models import (
     resolve_base,
     save_model,
 )
-from slimbert.provenance import METADATA_FILE, library_versions
+from slimbert.provenance import library_versions
+from slimbert.record import ModelRecord, write_record
 from slimbert.settings import setting
 from slimbert.teachers.boost_members import Member, MemberTraining
 from slimbert.teachers.ensemble import COMBINES, ENSEMBLE_FILE, ENSEMBLE_FORMAT, combine_logits
@@ -192,11 +193,11 @@ class Boosted:
 
 def boost(
     base: str, spec: DataSpec, out: Path, boost_config: BoostConfig, config: TrainConfig
-) -> dict:
+) -> ModelRecord:
     """Fine-tune up to K members with SAMME reweighting and save the ensemble to `out`.
 
-    Returns the professor's metadata (its slimbert.json): eval figures of the ensemble and of
-    every member, and each round's weighted error, α and largest sample weight.
+    Returns the professor's record (its slimbert.json): eval figures of the ensemble, and in
+    `details` every round's member figures, weighted error, α and largest sample weight.
     """
     base_dir = resolve_base(base)
     tokenizer = load_tokenizer(base_dir)
@@ -278,16 +279,16 @@ def _save_member(
         member.model,
         tokenizer,
         member_dir,
-        {
-            "role": "professor-member",
-            "method": "boost-member",
-            "base": str(base),
-            "round": m,
-            "data": data.describe(),
-            "metric": member.metrics.values,
-            "metric_name": member.metrics.name,
-            "train_config": asdict(member.config),
-        },
+        ModelRecord(
+            role="professor-member",
+            method="boost-member",
+            base=str(base),
+            data=data.describe(),
+            metric=member.metrics.values,
+            metric_name=member.metrics.name,
+            train_config=asdict(member.config),
+            details={"round": m},
+        ),
     )
 
 
@@ -299,9 +300,9 @@ def _write_professor(
     data: TaskData,
     boost_config: BoostConfig,
     config: TrainConfig,
-) -> dict:
+) -> ModelRecord:
     """ensemble.json (the members' votes), the tokenizer, slimbert.json and the model card in
-    `staging`; the folders of dropped rounds removed. The professor's metadata."""
+    `staging`; the folders of dropped rounds removed. The professor's record."""
     rounds, alphas = boosted.rounds, boosted.alphas
     kept = [r for r in rounds if r["kept"]]
     best = max(range(len(kept)), key=lambda i: (kept[i]["eval_main"], -i))  # earliest on ties
@@ -322,24 +323,22 @@ def _write_professor(
     # a dropped round's folder (a retried attempt shares its round's name with the retry)
     for stale in {r["member"] for r in rounds} - set(ensemble["members"]):
         shutil.rmtree(staging / stale, ignore_errors=True)
-    metadata = {
-        "role": "professor",
-        "method": "boost",
-        "base": str(base),
-        "members": len(kept),
-        "best_member": kept[best]["member"],
-        "stopped": boosted.stopped,
-        "rounds": rounds,
-        "data": data.describe(),
-        "metric": final.values,
-        "metric_name": final.name,
-        "boost_config": {
+    record = ModelRecord(
+        role="professor",
+        method="boost",
+        base=str(base),
+        members=len(kept),
+        data=data.describe(),
+        metric=final.values,
+        metric_name=final.name,
+        method_config={
             **asdict(boost_config),
             "first_member": str(boost_config.first_member) if boost_config.first_member else None,
         },
-        "train_config": asdict(config),
-        "versions": library_versions(),
-    }
-    write_json_atomic(staging / METADATA_FILE, metadata)
-    write_card(staging, metadata, {"id2label": ensemble["id2label"]})
-    return metadata
+        train_config=asdict(config),
+        versions=library_versions(),
+        details={"best_member": kept[best]["member"], "stopped": boosted.stopped, "rounds": rounds},
+    )
+    write_record(staging, record)
+    write_card(staging, record, {"id2label": ensemble["id2label"]})
+    return record

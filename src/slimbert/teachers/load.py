@@ -33,7 +33,7 @@ from slimbert.models import (
     model_task,
     resolve_base,
 )
-from slimbert.provenance import read_metadata
+from slimbert.record import ModelRecord, read_record
 from slimbert.teachers.ensemble import (
     COMBINES,
     ENSEMBLE_FILE,
@@ -51,7 +51,7 @@ class Teacher:
     model:       callable as model(**inputs).logits -> (B, C); a classifier or an ensemble
     layers:      the HF classifier students are built from (== model for a single classifier)
     tokenizer:   the tokenizer every member shares
-    metadata:    the directory's slimbert.json
+    record:      the directory's slimbert.json (an empty record for a plain HF classifier)
     fingerprint: cache key of the weights (a single model's: teachers.logits.model_fingerprint)
     path:        the directory it came from
     members:     1 for a classifier, K for an ensemble
@@ -60,7 +60,7 @@ class Teacher:
     model: nn.Module
     layers: nn.Module
     tokenizer: Any
-    metadata: dict
+    record: ModelRecord
     fingerprint: str
     path: Path
     members: int = 1
@@ -89,12 +89,12 @@ def load_teacher(path: str | Path, flag: str = "--teacher") -> Teacher:
     if Path(path).is_dir() and is_ensemble(path):
         return load_ensemble(path)
     path = resolve_base(path, flag)
-    model, tokenizer, metadata = load_model_dir(path, flag)
+    model, tokenizer, record = load_model_dir(path, flag)
     return Teacher(
         model=model,
         layers=model,
         tokenizer=tokenizer,
-        metadata=metadata,
+        record=record,
         fingerprint=model_fingerprint(path),
         path=path,
     )
@@ -143,7 +143,7 @@ def load_ensemble(path: str | Path) -> Teacher:
         model=model,
         layers=members[ensemble["best_member"]],
         tokenizer=load_tokenizer(path, "--teacher"),
-        metadata=read_metadata(path),
+        record=read_record(path),
         fingerprint=ensemble_fingerprint(path, ensemble),
         path=path,
         members=len(members),

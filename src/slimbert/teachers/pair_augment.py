@@ -148,7 +148,7 @@ def teacher_contradicts(
             f"{', '.join(missing)} (it knows {', '.join(lookup)}); "
             "give a teacher trained on this task"
         )
-    length = max_length or teacher.metadata.get("data", {}).get("max_length") or 128
+    length = max_length or teacher.record.max_length or 128
     examples = Examples(
         texts=first,
         text_pairs=second,

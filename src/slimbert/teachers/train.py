@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from slimbert.batches import DataSpec, evaluator, prepare
@@ -15,6 +16,7 @@ from slimbert.models import (
     save_model,
     seed_everything,
 )
+from slimbert.record import ModelRecord
 from slimbert.training.config import (
     TrainConfig,
     TrainResult,
@@ -33,7 +35,7 @@ ROUTE_STATE = "teacher-route"
 
 def train_teacher(
     base: str, spec: DataSpec, out: Path, config: TrainConfig, save_route: int = 0
-) -> tuple[TrainResult, dict]:
+) -> tuple[TrainResult, ModelRecord]:
     """Fine-tune `base` (a directory or a bundled name) on spec.train; keep the best on spec.eval.
 
     save_route K > 0 also keeps K checkpoints at evenly spaced steps (`route_steps`) as HF
@@ -60,16 +62,16 @@ def train_teacher(
     def keep_checkpoint(done: int, total: int, trained) -> None:
         if route is not None and done in keep:
             # a CPU copy: save_model moves what it saves to the CPU, and training goes on
-            meta = {
-                "role": "route",
-                "method": "teacher",
-                "base": str(base),
-                "step": done,
-                "total_steps": total,
-                "data": data.describe(),
-            }
+            record = ModelRecord(
+                role="route",
+                method="teacher",
+                base=str(base),
+                step=done,
+                total_steps=total,
+                data=data.describe(),
+            )
             save_model(
-                copy.deepcopy(trained).to("cpu"), tokenizer, route / step_dir_name(done), meta
+                copy.deepcopy(trained).to("cpu"), tokenizer, route / step_dir_name(done), record
             )
 
     result = train(
@@ -95,22 +97,21 @@ def _save_teacher(
     result: TrainResult,
     config: TrainConfig,
     route: Path | None,
-) -> tuple[TrainResult, dict]:
-    metadata = {
-        "role": "teacher",
-        "method": "teacher",
-        "base": str(base),
-        "base_dir": str(base_dir),
+) -> tuple[TrainResult, ModelRecord]:
+    record = ModelRecord(
+        role="teacher",
+        method="teacher",
+        base=str(base),
+        base_dir=str(base_dir),
         **training_record(result, config, data),
-    }
+    )
     if route is None:
-        save_model(model, tokenizer, out, metadata)
-        return result, metadata
+        return result, save_model(model, tokenizer, out, record)
     # training may stop early, before every planned checkpoint was reached
     route.mkdir(parents=True, exist_ok=True)
     kept = sorted(route.iterdir(), key=lambda p: int(p.name.split("-")[1]))
-    metadata["route"] = [f"{ROUTE_DIR}/{p.name}" for p in kept]
+    record = replace(record, details={"route": [f"{ROUTE_DIR}/{p.name}" for p in kept]})
     with atomic_dir(out) as staging:
-        save_model(model, tokenizer, staging, metadata)
+        record = save_model(model, tokenizer, staging, record)
         os.replace(route, staging / ROUTE_DIR)
-    return result, metadata
+    return result, record

@@ -143,7 +143,8 @@ class TrainResult:
 
 
 def training_record(result: TrainResult, config: TrainConfig, data) -> dict:
-    """The fields every saved model's slimbert.json carries about the run that trained it."""
+    """The fields of a saved model's record (slimbert.record.ModelRecord, by name) about the run
+    that trained it."""
     return {
         "data": data.describe(),
         "metric": result.best.values if result.best else {},

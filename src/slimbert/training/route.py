@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from slimbert.errors import SlimbertError
+from slimbert.files import CONFIG_FILE
 from slimbert.models import device, load_model_dir
 from slimbert.teachers import logits
 from slimbert.training.config import TrainConfig, planned_steps
@@ -68,7 +69,7 @@ def route_checkpoints(path: str | Path) -> list[Path]:
     found = []
     for child in path.iterdir():
         match = _STEP_DIR.match(child.name)
-        if match and (child / "config.json").is_file():
+        if match and (child / CONFIG_FILE).is_file():
             found.append((int(match.group(1)), child))
     if not found:
         raise SlimbertError(

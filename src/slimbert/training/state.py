@@ -31,9 +31,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from slimbert.errors import SlimbertError
-from slimbert.files import RUN_LOG, RUN_TRACKING, atomic_dir, write_text_atomic
+from slimbert.files import (
+    RUN_LOG,
+    RUN_TRACKING,
+    STATE_DIR,
+    WEIGHTS_FILE,
+    atomic_dir,
+    write_text_atomic,
+)
 
-STATE_DIR = "training-state"
 STATE_FORMAT = 1
 
 
@@ -237,7 +243,7 @@ def write_state(
 ) -> None:
     """Write one stage's state whole, replacing the previous one only once complete."""
     with atomic_dir(folder) as staging:
-        save_file(cpu_copy(model), str(staging / "model.safetensors"))
+        save_file(cpu_copy(model), str(staging / WEIGHTS_FILE))
         if optimizer is not None:
             save_file(optimizer, str(staging / "optimizer.safetensors"))
         if best is not None:
@@ -273,7 +279,7 @@ def read_state(folder: Path) -> SavedState | None:
 
     return SavedState(
         record=record,
-        model=tensors("model.safetensors") or {},
+        model=tensors(WEIGHTS_FILE) or {},
         optimizer=tensors("optimizer.safetensors") or {},
         best=tensors("best.safetensors"),
         rng=tensors("rng.safetensors") or {},
