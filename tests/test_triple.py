@@ -214,7 +214,8 @@ def test_narrow_student_learns_through_a_projection(mlm_teacher, sst2_files, tmp
     config = TrainConfig(
         max_steps=24, batch_size=8, lr=3e-3, eval_every=12, patience=0, seed=3, progress=False
     )
-    result, meta = distill_general(mlm_teacher, [sst2_files[0]], tmp_path / "n", general, config)
+    result, record = distill_general(mlm_teacher, [sst2_files[0]], tmp_path / "n", general, config)
+    meta = record.to_json()  # the slimbert.json it wrote: the details beside the fields
     assert meta["objective"]["projection"] is True
     assert meta["shape"] == {"depth": 2, "width": 16, "heads": 2, "ffn": 32}
     before, best = meta["distill_loss_before"], meta["metric"]["distill_loss"]
