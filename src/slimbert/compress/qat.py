@@ -79,6 +79,12 @@ class QATConfig:
     reduce_range: bool = setting(
         False, "Train for the export's --reduce-range (7-bit weights).", secondary=False
     )
+    simulate_int8: bool = setting(
+        True,
+        "Train under simulated int8 (the method). --no-simulate-int8 runs the same tuning in "
+        "fp32: a control that shows how much of what qat recovers is the int8 awareness and "
+        "how much is more distillation from the teacher.",
+    )
 
     def target(self) -> Int8Target:
         return Int8Target(per_channel=self.per_channel, reduce_range=self.reduce_range)
@@ -133,8 +139,9 @@ def run(job: Job, qat: QATConfig) -> tuple[TrainResult, dict]:
     student_data = retokenized(data, tokenizer)
     evaluate = evaluator(student_data)
     before = {"fp32": evaluate(student).values}
-    linears = attach(student, qat.target())
-    before["int8"] = evaluate(student).values
+    linears = attach(student, qat.target()) if qat.simulate_int8 else {}
+    if linears:
+        before["int8"] = evaluate(student).values
     seed_everything(config.seed)
     terms = [
         LossTerm("soft", qat.alpha, kd_loss(qat.temperature)),
@@ -149,12 +156,13 @@ def run(job: Job, qat: QATConfig) -> tuple[TrainResult, dict]:
         description="qat",
         run=RunFiles(job.out, config.resume),
     )
-    detach(student)
+    detach(student)  # nothing to undo without --simulate-int8
     metadata = {
         **student_record("qat", job, opening, qat, result),
         "layers": parent.get("layers"),
         "parent": parent_record(qat, parent),
         "int8": {
+            "simulated": qat.simulate_int8,
             "target": asdict(qat.target()),
             "linears": len(linears),
             "before": before,
