@@ -183,8 +183,10 @@ METHOD = Method(
     stages=("int8 tune",),
     notes=(
         "Use it when export --quantize dynamic loses more than you accept: the int8 graph is "
-        "the same (same speed); its weights are trained for the rounding. Export the output "
-        "with the int8 flags it was tuned for (--per-channel, --reduce-range)."
+        "the same (same speed); its weights are trained for the rounding. --student names the "
+        "fp32 student; export the output with the int8 flags it was tuned for, e.g. "
+        "`slimbert export --model runs/kd6-qat --eval dev.tsv --out runs/kd6-qat-int8 "
+        "--optimize --quantize dynamic`."
     ),
     # fp32 steps: under bf16 autocast the simulated int8 products would round again
     train_defaults={"lr": 1e-5, "max_steps": 300, "eval_every": 100, "mixed_precision": "no"},
