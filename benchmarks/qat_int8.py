@@ -56,6 +56,8 @@ from slimbert.provenance import METADATA_FILE
 
 GRAPHS = ("fp32", "int8-dynamic", "int8-qat", "int8-control")
 QUALITY_BATCHES = (1, 32)
+# the fp32 model each graph was exported from, under --work (None: --student)
+SOURCES = {"int8-qat": "qat-model", "int8-control": "control-model"}
 
 
 def slimbert(*args) -> None:
@@ -114,26 +116,34 @@ def compare(logits, reference, targets, task, label_map, base) -> dict:
 
 
 def quality(args, graphs: dict[str, Path]) -> dict[str, dict]:
-    """Every graph against the fp32 student in PyTorch on the whole eval file, in requests of
-    one example (as served) and in the export gate's batches of 32 in file order: dynamic int8
-    takes each activation's range over the whole (B, L, H) tensor, so its figures depend on
-    which rows share a batch."""
+    """Every graph against the fp32 student in PyTorch, and against the fp32 model it was
+    exported from (the tuned ones for int8-qat and int8-control), on the whole eval file: in
+    requests of one example (as served) and in the export gate's batches of 32 in file order.
+    Dynamic int8 takes each activation's range over the whole (B, L, H) tensor, so its figures
+    depend on which rows share a batch."""
     model, tokenizer, _ = load_model_dir(args.student)
     task, label_map = model_task(model), model_label_map(model)
     examples = read_examples(Path(args.eval), Columns(), task=task)
     targets = label_targets(examples, label_map, task)
     dataset = EncodedDataset(tokenizer, examples, args.max_length, targets)
+    sources = {name: args.work / SOURCES[name] if SOURCES.get(name) else None for name in graphs}
+    own = {folder: load_model_dir(folder)[0] for folder in sources.values() if folder}
     figures: dict[str, dict] = {name: {} for name in ("pytorch-fp32", *graphs)}
     for batch in QUALITY_BATCHES:
+        key = f"batch{batch}"
         reference = torch_logits(model, dataset, batch)  # (N, C)
         base = compute_metrics(reference, targets, task, label_map)
-        figures["pytorch-fp32"][f"batch{batch}"] = {"f1": base.values.get("f1")}
+        figures["pytorch-fp32"][key] = {"f1": base.values.get("f1")}
         for name, folder in graphs.items():
-            session = OnnxClassifier(folder / "model.onnx", "cpu")
-            logits = onnx_logits(session, dataset, batch)
-            figures[name][f"batch{batch}"] = compare(
-                logits, reference, targets, task, label_map, base
-            )
+            logits = onnx_logits(OnnxClassifier(folder / "model.onnx", "cpu"), dataset, batch)
+            figures[name][key] = compare(logits, reference, targets, task, label_map, base)
+            source = sources[name]
+            own_logits = torch_logits(own[source], dataset, batch) if source else reference
+            own_base = compute_metrics(own_logits, targets, task, label_map)
+            figures[name][f"{key}-own"] = {
+                "own_f1": own_base.values.get("f1"),
+                **compare(logits, own_logits, targets, task, label_map, own_base),
+            }
     for name, folder in graphs.items():
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
         figures[name]["gate"] = manifest["validation"]
@@ -182,6 +192,21 @@ def render(result: dict) -> str:
                 f"| {name} | {batch} | {row['f1']:.2f} | {row['delta_f1']:+.2f} | "
                 f"{row['label_agreement']:.2f}% | {row['flipped']} | {ops} |"
             )
+    lines += [
+        "",
+        "Each int8 graph against the fp32 model it was exported from (the student, or the "
+        "tuned student for int8-qat and int8-control): what int8 alone costs that model.",
+        "",
+        "| graph | batch | fp32 F1 | int8 F1 | ΔF1 | label agreement | flipped |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for batch in QUALITY_BATCHES:
+        for name in [g for g in GRAPHS if g in q and g != "fp32"]:
+            row = q[name][f"batch{batch}-own"]
+            lines.append(
+                f"| {name} | {batch} | {row['own_f1']:.2f} | {row['f1']:.2f} | "
+                f"{row['delta_f1']:+.2f} | {row['label_agreement']:.2f}% | {row['flipped']} |"
+            )
     lines += ["", "| graph | batch | threads | p50 ms | p99 ms | avg ms | MB |",
               "|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in result["latency"]:
@@ -190,6 +215,12 @@ def render(result: dict) -> str:
             f"{row['p99_ms']:.2f} | {row['avg_ms']:.2f} | {row['file_mb'] or 0:.1f} |"
         )
     return "\n".join(lines + ["", *result.get("notes", [])]) + "\n"
+
+
+def machine(threads: int) -> dict:
+    """bench's environment, flat (its own command line is not this script's)."""
+    found = environment(threads).items()
+    return {k: v for k, v in found if not isinstance(v, dict) and k != "command"}
 
 
 def parse() -> argparse.Namespace:
@@ -223,9 +254,7 @@ def main() -> None:
     result = {
         "title": "Distillation-aware int8 (compress qat) against dynamic int8",
         "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
-        "machine": {
-            k: v for k, v in environment(int(args.threads)).items() if not isinstance(v, dict)
-        },
+        "machine": machine(int(args.threads)),
         "student": str(args.student),
         "qat": {
             "steps": tuned["steps"],
