@@ -18,6 +18,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from slimbert.auto.qat import export_folder
 from slimbert.auto.trial import read_choice, read_outcome
 from slimbert.bench.decide import Slo, recommend, relate_to_teacher
 from slimbert.bench.environment import environment
@@ -149,7 +150,7 @@ def closest(rows: list[Row], slo: Slo, max_drop: float) -> str:
 def copy_winner(out: Path, row: Row) -> Path:
     """The winning export folder, copied whole to OUT/winner."""
     number = row.model.split()[0].lstrip("#")
-    source = out / "trials" / number / row.precision
+    source = out / "trials" / number / export_folder(row.method, row.precision)
     with atomic_dir(out / WINNER_DIR) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
     return out / WINNER_DIR

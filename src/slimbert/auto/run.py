@@ -19,6 +19,7 @@ from slimbert import settings as settings_module
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
 from slimbert.auto.probe import Timing, probe_all
+from slimbert.auto.qat import QatRescue
 from slimbert.auto.report import finish
 from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
 from slimbert.auto.space import candidate_shapes, check_methods, choices, reach, teacher_shape
@@ -182,6 +183,24 @@ def fingerprint(inputs: Inputs, plan: Plan, setup: TrialSetup) -> dict:
     }
 
 
+def qat_rescue(inputs: Inputs, plan: Plan, timing: Timing) -> QatRescue | None:
+    """How a trial whose int8 export alone loses too much is tuned for int8 (CPU, where int8
+    is exported; --qat-steps 0: never)."""
+    s = inputs.settings
+    if s.qat_steps == 0 or inputs.provider != "cpu":
+        return None
+    return QatRescue(
+        inputs.teacher,
+        tuple(data_flags(inputs.data)),
+        tuple(setting_flags(inputs.train, TRIAL_TRAIN_FLAGS)),
+        timing,
+        s.optimize,
+        plan.teacher.metric,
+        s.max_drop,
+        s.qat_steps,
+    )
+
+
 def search(inputs: Inputs, say=print) -> str:
     """The whole command: the plan, then (unless --dry-run) the search and its report; returns
     the last line printed."""
@@ -220,6 +239,7 @@ def _search_locked(inputs: Inputs, say) -> str:
         timing,
         s.optimize,
         plan.teacher.metric_name,
+        qat_rescue(inputs, plan, timing),
     )
     study = open_study(
         out, fingerprint(inputs, plan, setup), s.sampler, s.pruner, inputs.train.seed

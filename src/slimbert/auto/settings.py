@@ -97,6 +97,14 @@ class AutoSettings:
         "Fuse every export with ONNX Runtime's transformer optimizer, as a shipped model "
         "would be (--no-optimize: the plain graph).",
     )
+    qat_steps: int = setting(
+        300,
+        "When a trial's int8 export loses more than --max-drop and its fp32 export does not, "
+        "tune the student for this many steps under simulated int8 (compress qat: the "
+        "teacher's soft labels, the same int8 graph after) and time that int8 export too; "
+        "0: never.",
+        min=0,
+    )
     dry_run: bool = setting(
         False,
         "Probe the latencies and print the plan (shapes kept and dropped, trials, estimated "

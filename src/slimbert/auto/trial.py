@@ -7,6 +7,8 @@
       model/           `slimbert compress METHOD --out` (slimbert.json, train_log.jsonl, and
                        while it trains the training-state a --resume continues from)
       fp32/ int8/      `slimbert export` of the student at each precision, with its parity gate
+      qat-model/ int8-qat/  when int8 loses more than --max-drop and fp32 does not: the student
+                       tuned under simulated int8 and its int8 export (auto/qat.py)
       result.json      each precision's timed bench Row, or why it has none
 
 The command runs in a child process (the same one a person would type), so a trial is exactly
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slimbert.auto.probe import Timing, export_options, onnx_target, precisions
+from slimbert.auto.qat import QatRescue
 from slimbert.auto.space import Choice, Shape
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import export
@@ -52,6 +55,7 @@ class TrialSetup:
     timing: Timing
     optimize: bool
     metric_name: str  # the eval/<name> figure of train_log.jsonl the pruner judges
+    qat: QatRescue | None = None  # tune the student for int8 when int8 alone loses too much
 
     def command(self, choice: Choice, out: Path, resume: bool) -> list[str]:
         """The `slimbert compress` command line of a trial."""
@@ -229,6 +233,11 @@ def export_and_time(setup: TrialSetup, choice: Choice, folder: Path, name: str) 
             outcome.errors[precision] = str(exc)
             continue
         outcome.rows[precision] = asdict(row)
+    if setup.qat is not None and setup.qat.wanted(outcome.rows):
+        try:
+            outcome.rows["int8-qat"] = setup.qat.row(choice.method, folder, name)
+        except SlimbertError as exc:
+            outcome.errors["int8-qat"] = str(exc)
     if not outcome.rows:
         outcome.state = "failed"
         outcome.message = "; ".join(f"{p}: {e}" for p, e in outcome.errors.items())

@@ -19,7 +19,7 @@ from slimbert.errors import SlimbertError
 
 # The order `slimbert compress --help` lists them in: the shipped methods as they were added,
 # then any other method by name.
-FIRST = ("kd", "tinybert", "theseus", "minilm", "textcnn", "bilstm", "tree")
+FIRST = ("kd", "tinybert", "theseus", "minilm", "textcnn", "bilstm", "tree", "qat")
 
 
 def discover(package: ModuleType) -> dict[str, Method]:
