@@ -47,11 +47,25 @@ def main(results: Path) -> None:
             f"{meta.get('steps', '')} | {'–' if speed is None else f'{speed:.0f}'} | "
             f"{budget.get('wall_seconds', 0) / 60:.0f} min | {budget.get('peak_rss_mib', 0)} MiB |"
         )
+    budgets = [row(cells, name) for name in CELLS]
+    for name, got in zip(CELLS, budgets, strict=True):
+        if got and got["budget"]:
+            budget = got["budget"]
+            lines += ["", f"- `{name}`: `{budget['command']}` on {budget['machine']}, "
+                      f"{budget['cores']} cores"]  # fmt: skip
     if len(found) == 2:
         gap = found["sst2-kd-minilm3L-2proc"] - found["sst2-kd-minilm3L-1proc"]
         verdict = "within" if abs(gap) <= THRESHOLD else "outside"
         lines += ["", f"Two processes against one: {gap:+.2f} accuracy points, {verdict} the "
                   f"±{THRESHOLD} the issue allows."]  # fmt: skip
+        speeds = [got["speed"] for got in budgets]
+        if all(speeds):
+            lines.append(
+                f"Examples/s: two processes make {speeds[1] / speeds[0]:.2f}× one process's on "
+                "the same cores (each of the pair on one thread, with every step's gradients "
+                "all-reduced over gloo): on one machine the pair buys nothing; the launcher is "
+                "for more machines or GPUs, where each process brings its own."
+            )
     lines.append("")
     results.mkdir(parents=True, exist_ok=True)
     (results / "README.md").write_text("\n".join(lines))
