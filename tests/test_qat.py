@@ -203,6 +203,7 @@ def test_qat_lowers_the_int8_models_distance_to_fp32(outlier_case):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     meta = json.loads((root / "qat" / "slimbert.json").read_text())
+    assert meta["schema_version"] == 1  # written through the record
     assert meta["method"] == "qat" and meta["parent"]["path"] == str(case["student"])
     assert meta["int8"]["linears"] == 14 and meta["train_config"]["lr"] == 1e-5
     assert meta["train_config"]["mixed_precision"] == "no"

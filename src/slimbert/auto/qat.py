@@ -25,7 +25,7 @@ from slimbert.auto.probe import Timing, export_options, onnx_target
 from slimbert.errors import SlimbertError
 from slimbert.export.manifest import MANIFEST_FILE
 from slimbert.export.onnx import export
-from slimbert.provenance import METADATA_FILE
+from slimbert.files import RECORD_FILE
 
 QAT_FOLDER = "int8-qat"
 QAT_SUFFIX = "+qat"
@@ -81,7 +81,7 @@ class QatRescue:
     def tune(self, folder: Path) -> None:
         """Train folder/qat-model unless it is there; SlimbertError with the command's last
         line if it fails."""
-        if (folder / "qat-model" / METADATA_FILE).is_file():
+        if (folder / "qat-model" / RECORD_FILE).is_file():
             return
         command = self.command(folder)
         with open(folder / "qat.log", "a", encoding="utf-8") as log:

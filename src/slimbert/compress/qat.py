@@ -42,6 +42,7 @@ from slimbert.models import (
     seed_everything,
     student_architecture,
 )
+from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.logits import teacher_logits
 from slimbert.training.config import TrainResult, train_loader
@@ -103,20 +104,20 @@ def open_student(config: QATConfig, label_map):
             f"--student {config.student} is a {architecture} student; qat tunes transformer "
             "classifiers (export a textcnn, bilstm or tree student with --quantize dynamic)"
         )
-    student, tokenizer, metadata = load_model_dir(config.student, flag="--student")
+    student, tokenizer, record = load_model_dir(config.student, flag="--student")
     if model_label_map(student).id2label != label_map.id2label:
         raise SlimbertError(
             f"--student {config.student} predicts labels {model_label_map(student).id2label}, "
             f"the teacher {label_map.id2label}; tune a student of this teacher's task"
         )
-    return student, tokenizer, metadata
+    return student, tokenizer, record
 
 
-def parent_record(config: QATConfig, metadata: dict) -> dict:
+def parent_record(config: QATConfig, record: ModelRecord) -> dict:
     return {
         "path": str(config.student),
-        "method": metadata.get("method"),
-        "metric": metadata.get("metric"),
+        "method": record.method,
+        "metric": record.metric or None,
         "weights_sha256": weights_sha256(Path(config.student)),
     }
 
@@ -157,21 +158,26 @@ def run(job: Job, qat: QATConfig) -> tuple[TrainResult, dict]:
         run=RunFiles(job.out, config.resume),
     )
     detach(student)  # nothing to undo without --simulate-int8
-    metadata = {
-        **student_record("qat", job, opening, qat, result),
-        "layers": parent.get("layers"),
-        "parent": parent_record(qat, parent),
-        "int8": {
-            "simulated": qat.simulate_int8,
-            "target": asdict(qat.target()),
-            "linears": len(linears),
-            "before": before,
-            "after": result.best.values if result.best else {},
+    record = student_record(
+        "qat",
+        job,
+        opening,
+        qat,
+        result,
+        details={
+            "parent": parent_record(qat, parent),
+            "int8": {
+                "simulated": qat.simulate_int8,
+                "target": asdict(qat.target()),
+                "linears": len(linears),
+                "before": before,
+                "after": result.best.values if result.best else {},
+            },
         },
-        "first_losses": result.losses[:5],
-    }
-    save_model(student, tokenizer, job.out, metadata)
-    return result, metadata
+        layers=parent.layers,
+        first_losses=result.losses[:5],
+    )
+    return result, save_model(student, tokenizer, job.out, record)
 
 
 METHOD = Method(
