@@ -21,9 +21,8 @@
 #   tinybert    3-layer students (TinyBERT's Tables 5–7): all four losses with the uniform map
 #               (the reference row); without the embedding / attention / hidden-state loss and
 #               without both Transformer-layer losses (weight 0); top and bottom maps; from the
-#               general step (--student-init); with the transfer set (--transfer). Without the
-#               prediction-layer loss is not run: compress tinybert has no flag that replaces
-#               its prediction stage (see the README)
+#               general step (--student-init); with the transfer set (--transfer); without the
+#               prediction-layer loss (--prediction-loss labels: the last stage on the labels)
 #   theseus     3-layer students (Xu et al.'s comparison): theseus with constant p = 0.5 and
 #               with the curriculum p(t) from b = 0.3 (both --init first, the paper's code), the
 #               teacher's first 3 layers fine-tuned on the labels (kd --layer-map bottom
@@ -152,12 +151,13 @@ declare -A TINYBERT=(
   [no-att]="--attention-weight 0"
   [no-hid]="--hidden-weight 0"
   [no-trm]="--attention-weight 0 --hidden-weight 0"
+  [no-pred]="--prediction-loss labels"
   [top]="--layer-map top"
   [bottom]="--layer-map bottom"
   [general]="--student-init $RUNS/general-3L"
   [transfer]="--transfer TRANSFER"
 )
-TINYBERT_ORDER=(full no-emb no-att no-hid no-trm top bottom general transfer)
+TINYBERT_ORDER=(full no-emb no-att no-hid no-trm no-pred top bottom general transfer)
 # The TextCNN schemes: name → flags (the teacher flags are added per task)
 declare -A SCHEMES=(
   [hard]="--alpha 0"

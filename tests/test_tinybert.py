@@ -521,3 +521,34 @@ def test_deberta_without_relative_attention_is_refused_in_one_line():
     relative = DebertaV2Config(relative_attention=True, pos_att_type=["c2p", "p2c"])
     assert family.scores_readable(relative)
     family.check_attention_scores(relative)  # no refusal
+
+
+def test_prediction_loss_labels_replaces_only_the_last_stage(tmp_path, sharp_teacher, sst2_files):
+    """--prediction-loss labels (TinyBERT's 'w/o Pred' ablation): the intermediate stage is the
+    same run to the bit, the last stage's one term is the cross-entropy on the gold labels (on a
+    fresh 2-class head, about ln 2), and a teacher route is refused with it in one line."""
+    train, dev = sst2_files
+
+    def run(name, *extra):
+        args = ["compress", "tinybert", "--teacher", str(sharp_teacher), "--out",
+                str(tmp_path / name), "--train", str(train), "--eval", str(dev), "--layers", "1",
+                "--max-steps", "2", "--batch-size", "8", "--seed", "0", "--no-progress",
+                *extra]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / name / "slimbert.json").read_text())
+
+    soft, labels = run("soft"), run("labels", "--prediction-loss", "labels")
+    assert labels["method_config"]["prediction_loss"] == "labels"
+    assert labels["first_losses"]["intermediate"] == soft["first_losses"]["intermediate"]
+    first_soft = soft["first_losses"]["prediction"][0]
+    first_hard = labels["first_losses"]["prediction"][0]
+    assert "soft" in first_soft and "hard" not in first_soft
+    assert "hard" in first_hard and "soft" not in first_hard
+    assert abs(first_hard["hard"] - math.log(2)) < 0.05, first_hard
+    refused = CliRunner().invoke(cli, ["compress", "tinybert", "--teacher", str(sharp_teacher),
+                                       "--out", str(tmp_path / "r"), "--train", str(train),
+                                       "--eval", str(dev), "--prediction-loss", "labels",
+                                       "--teacher-route", str(tmp_path)])  # fmt: skip
+    assert refused.exit_code != 0
+    assert "with --prediction-loss labels there are none to walk" in refused.output

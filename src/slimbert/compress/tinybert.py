@@ -44,6 +44,7 @@ from slimbert.compress.method import Job, Method, open_job, stage_record, studen
 from slimbert.compress.pretrain import start_student
 from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.data import Examples, concat
+from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
@@ -64,6 +65,7 @@ from slimbert.training.losses import (
     TermFn,
     cached_logits_step,
     combine,
+    hard_loss,
     hint_loss,
     kd_loss,
 )
@@ -85,6 +87,13 @@ class TinyBERTConfig(ShapeSettings):
     )
     temperature: float = setting(
         1.0, "Temperature of the prediction-layer soft loss.", min=0, min_open=True
+    )
+    prediction_loss: str = setting(
+        "soft",
+        "The last stage's loss: soft (prediction-layer distillation, the teacher's logits at "
+        "--temperature) or labels (cross-entropy on the gold labels: the paper's 'w/o Pred' "
+        "ablation, the intermediate stage's student fine-tuned as it is).",
+        choices=("soft", "labels"),
     )
     embedding_weight: float = setting(1.0, "Weight of the embedding-output MSE.", min=0)
     attention_weight: float = setting(1.0, "Weight of the pre-softmax attention-score MSE.", min=0)
@@ -124,6 +133,13 @@ class TinyBERTConfig(ShapeSettings):
         "The teacher's route (train-teacher --save-route): the prediction stage distils from "
         "its checkpoints in order, splitting its step budget, before the teacher.",
     )
+
+    def __post_init__(self) -> None:
+        if self.prediction_loss == "labels" and self.teacher_route is not None:
+            raise SlimbertError(
+                "--teacher-route splits the prediction stage over the teacher's checkpoints' "
+                "soft labels; with --prediction-loss labels there are none to walk: drop one"
+            )
 
     @classmethod
     def tinybert4(cls) -> TinyBERTConfig:
@@ -197,6 +213,8 @@ def intermediate_terms(
 
 
 def prediction_terms(config: TinyBERTConfig) -> list[LossTerm]:
+    if config.prediction_loss == "labels":
+        return [LossTerm("hard", 1.0, hard_loss)]
     return [LossTerm("soft", 1.0, kd_loss(config.temperature))]
 
 
