@@ -36,7 +36,7 @@ FLOORS = [
     ("slimbert.data", "slimbert.data_sources", "slimbert.texts"),
     ("slimbert.families",),
     ("slimbert.batches", "slimbert.metrics"),
-    ("slimbert.models",),
+    ("slimbert.models", "slimbert.networks"),
     ("slimbert.training",),
     ("slimbert.teachers",),
     ("slimbert.compress",),
@@ -54,7 +54,7 @@ PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
 LONG_MODULES = {
-    "slimbert.compress.networks": (405, "TextCNN, BiLSTM and the soft tree"),
+    "slimbert.networks.modules": (405, "TextCNN, BiLSTM and the soft tree"),
 }
 
 # "module:function": (lines it may not grow past, why)
@@ -76,7 +76,6 @@ LONG_FUNCTIONS = {
 
 # "importer -> imported": why it still reaches up
 UPWARD = {
-    "slimbert.models -> slimbert.compress.network_files": "non-transformer students load here",
     "slimbert.training.route -> slimbert.teachers": "a route's checkpoints load as teachers",
     "slimbert.training.route -> slimbert.teachers.logits": "and their logits are cached so",
     "slimbert -> slimbert.api": "the package's lazy load() brings in api on first use",

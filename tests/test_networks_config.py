@@ -13,12 +13,12 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.network_configs import (
+from slimbert.models import load_model_dir
+from slimbert.networks.configs import (
     BiLSTMPretrainedConfig,
     TextCNNPretrainedConfig,
     TreePretrainedConfig,
 )
-from slimbert.models import load_model_dir
 
 SIZES = {
     "textcnn": ["--embedding-dim", "16", "--filters", "4", "--kernel-sizes", "2,3"],

@@ -13,9 +13,6 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.network_configs import BiLSTMConfig, TextCNNConfig, TreeConfig
-from slimbert.compress.network_files import build_network
-from slimbert.compress.networks import SoftTree, principal_directions
 from slimbert.compress.teaching import TeachingConfig, loss_terms
 from slimbert.compress.teaching_step import (
     SoftTargets,
@@ -26,6 +23,9 @@ from slimbert.compress.teaching_step import (
 from slimbert.data import LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir, model_label_map, model_task
+from slimbert.networks.configs import BiLSTMConfig, TextCNNConfig, TreeConfig
+from slimbert.networks.files import build_network
+from slimbert.networks.modules import SoftTree, principal_directions
 
 FLAGS = [
     "--max-length",
@@ -378,7 +378,7 @@ def test_first_losses_are_pinned(students, method):
 
 @pytest.mark.parametrize("method", list(SIZES))
 def test_saved_student_loads_back_with_the_same_logits(students, method, teacher):
-    from slimbert.compress.network_files import ARCHITECTURES
+    from slimbert.networks.files import ARCHITECTURES
 
     model, tokenizer, meta = load_model_dir(students[method])
     assert type(model) is ARCHITECTURES[method][1] and not model.training
@@ -655,10 +655,10 @@ def test_method_defaults_match_the_student_config_defaults(name):
     import dataclasses
 
     from slimbert.compress.bilstm import BiLSTMMethod
-    from slimbert.compress.network_files import ARCHITECTURES
     from slimbert.compress.registry import METHODS
     from slimbert.compress.textcnn import TextCNNMethod
     from slimbert.compress.tree import TreeMethod
+    from slimbert.networks.files import ARCHITECTURES
 
     method_type = {"textcnn": TextCNNMethod, "bilstm": BiLSTMMethod, "tree": TreeMethod}[name]
     assert METHODS[name].run.__module__ == f"slimbert.compress.{name}"

@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.network_configs import TextCNNConfig
-from slimbert.compress.network_files import build_network
 from slimbert.compress.teaching import TeachingConfig, loss_terms
 from slimbert.compress.teaching_step import SoftTargets, TeacherStep, batch_step
 from slimbert.data import LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
+from slimbert.networks.configs import TextCNNConfig
+from slimbert.networks.files import build_network
 from slimbert.training.config import TrainConfig
 
 LR = 1e-2

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from slimbert.cards import write_card
-from slimbert.compress.network_files import load_student
 from slimbert.data import REGRESSION, LabelMap
 from slimbert.errors import SlimbertError
 from slimbert.files import CONFIG_FILE, atomic_dir
 from slimbert.hub import resolve_model, weights_sha256
+from slimbert.networks.files import load_student
 from slimbert.provenance import count_parameters, library_versions
 from slimbert.record import ModelRecord, read_record, write_record
 

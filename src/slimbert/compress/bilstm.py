@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import BiLSTMConfig
 from slimbert.compress.teaching import EmbeddingStudentMethod, teach
+from slimbert.networks.configs import BiLSTMConfig
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult

@@ -35,8 +35,6 @@ from torch import nn
 
 from slimbert.batches import evaluator, prepare
 from slimbert.compress.method import Job
-from slimbert.compress.network_configs import PROJECTIONS, StudentConfig
-from slimbert.compress.network_files import build_network, save_student
 from slimbert.compress.teaching_step import (
     JOINT_UPDATES,
     SoftTargets,
@@ -48,6 +46,8 @@ from slimbert.compress.teaching_step import (
 )
 from slimbert.errors import SlimbertError
 from slimbert.models import device, seed_everything
+from slimbert.networks.configs import PROJECTIONS, StudentConfig
+from slimbert.networks.files import build_network, save_student
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher

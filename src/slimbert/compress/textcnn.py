@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import PAIR_ENCODINGS, TextCNNConfig
 from slimbert.compress.teaching import EmbeddingStudentMethod, teach
+from slimbert.networks.configs import PAIR_ENCODINGS, TextCNNConfig
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult

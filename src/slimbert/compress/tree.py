@@ -23,8 +23,6 @@ from dataclasses import dataclass
 import torch
 
 from slimbert.compress.method import Job, Method
-from slimbert.compress.network_configs import TreeConfig
-from slimbert.compress.networks import SoftTree
 from slimbert.compress.teaching import (
     EmbeddingStudentMethod,
     dropout_setting,
@@ -32,6 +30,8 @@ from slimbert.compress.teaching import (
     teach,
 )
 from slimbert.errors import SlimbertError
+from slimbert.networks.configs import TreeConfig
+from slimbert.networks.modules import SoftTree
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult

@@ -1,5 +1,5 @@
 """ONNX export of models optimum does not know: the non-transformer students (textcnn, bilstm,
-tree from compress/networks.py).
+tree from networks/modules.py).
 
 The folder matches optimum's layout so everything downstream (parity check, manifest, bench,
 serve) treats it alike:

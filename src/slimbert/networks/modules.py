@@ -17,7 +17,7 @@ initialisation expects. With E = H, P is s · I (the teacher's table, rescaled).
 Padding never changes a prediction: every student masks it out, so one request gives the same
 logits alone or padded inside a batch (which is what ONNX parity and batched serving need).
 
-Their settings live in compress/network_configs.py; compress/network_files.py builds a student
+Their settings live in networks/configs.py; networks/files.py builds a student
 from a teacher, saves it and loads it back.
 
 References: Kim, "Convolutional Neural Networks for Sentence Classification" (2014); Tang et al.,
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimbert.compress.network_configs import BiLSTMConfig, StudentConfig, TextCNNConfig, TreeConfig
 from slimbert.errors import SlimbertError
+from slimbert.networks.configs import BiLSTMConfig, StudentConfig, TextCNNConfig, TreeConfig
 
 
 @dataclass

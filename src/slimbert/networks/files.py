@@ -14,17 +14,17 @@ from pathlib import Path
 from torch import nn
 
 from slimbert.cards import write_card
-from slimbert.compress.network_configs import (
+from slimbert.data import REGRESSION, LabelMap
+from slimbert.errors import SlimbertError
+from slimbert.files import CONFIG_FILE, WEIGHTS_FILE, atomic_dir, sha256_file, write_json_atomic
+from slimbert.networks.configs import (
     ARCHITECTURE_KEY,
     BiLSTMConfig,
     StudentConfig,
     TextCNNConfig,
     TreeConfig,
 )
-from slimbert.compress.networks import BiLSTM, SoftTree, TextCNN
-from slimbert.data import REGRESSION, LabelMap
-from slimbert.errors import SlimbertError
-from slimbert.files import CONFIG_FILE, WEIGHTS_FILE, atomic_dir, sha256_file, write_json_atomic
+from slimbert.networks.modules import BiLSTM, SoftTree, TextCNN
 from slimbert.provenance import count_parameters, library_versions
 from slimbert.record import ModelRecord, write_record
 

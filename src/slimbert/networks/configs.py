@@ -1,5 +1,5 @@
 """The settings of the students without attention (TextCNN, BiLSTM, soft tree), saved whole in
-their config.json; compress/networks.py holds the networks, network_files.py builds, saves and
+their config.json; modules.py holds the networks, files.py builds, saves and
 loads them.
 
 Their config.json also carries a `model_type` ("slimbert-textcnn", "slimbert-bilstm",
