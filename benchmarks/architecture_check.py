@@ -53,9 +53,7 @@ FLOORS = [
 PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
-LONG_MODULES = {
-    "slimbert.networks.modules": (405, "TextCNN, BiLSTM and the soft tree"),
-}
+LONG_MODULES: dict[str, tuple[int, str]] = {}
 
 # "module:function": (lines it may not grow past, why)
 LONG_FUNCTIONS = {

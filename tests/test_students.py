@@ -25,7 +25,8 @@ from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir, model_label_map, model_task
 from slimbert.networks.configs import BiLSTMConfig, TextCNNConfig, TreeConfig
 from slimbert.networks.files import build_network
-from slimbert.networks.modules import SoftTree, principal_directions
+from slimbert.networks.modules import principal_directions
+from slimbert.networks.tree import SoftTree
 
 FLAGS = [
     "--max-length",

@@ -31,7 +31,7 @@ from slimbert.compress.teaching import (
 )
 from slimbert.errors import SlimbertError
 from slimbert.networks.configs import TreeConfig
-from slimbert.networks.modules import SoftTree
+from slimbert.networks.tree import SoftTree
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.config import TrainResult

@@ -24,7 +24,8 @@ from slimbert.networks.configs import (
     TextCNNConfig,
     TreeConfig,
 )
-from slimbert.networks.modules import BiLSTM, SoftTree, TextCNN
+from slimbert.networks.modules import BiLSTM, TextCNN
+from slimbert.networks.tree import SoftTree
 from slimbert.provenance import count_parameters, library_versions
 from slimbert.record import ModelRecord, write_record
 
