@@ -50,7 +50,7 @@ $(VENV5)/.installed: pyproject.toml | $(BIN5)/python
 # Triton's pip build (nvidia-pytriton: tritonserver 2.51 with the Python backend, no onnxruntime
 # backend) requires numpy<2, and the server's Python models import from the environment it is
 # installed in: so it gets a venv of its own, apart from slimbert's (numpy 2), holding what the
-# models of `export --triton-backend python` import. tests/test_triton_server.py starts it, and
+# models of `export --triton-backend python` import. tests/serve/test_triton_server.py starts it, and
 # checks `--triton-deploy`'s manifests against the typed models of the KServe and Kubernetes SDKs
 # (kserve pulls kubernetes; both need protobuf < 7, which slimbert's environment is past).
 $(TRITON_ENV)/.installed:

@@ -3,7 +3,7 @@
 # first 3 layers, its own tokenizer, taught by the base-size MPNet teacher's soft labels:
 # benchmarks/base_teacher.sh's sst2-teacher), with the same 32 rows in every optimiser step — one
 # process taking two batches of 16 per step (--grad-accum 2), or two (torchrun, gloo) one each,
-# which tests/test_multiprocess.py shows to be the same training — and the same seed and budget.
+# which tests/training/test_multiprocess.py shows to be the same training — and the same seed and budget.
 # Each process of the pair runs one thread (OMP_NUM_THREADS=1); the single process runs two.
 #
 #   1proc   slimbert compress kd ... --batch-size 16 --grad-accum 2     (2 threads)

@@ -38,8 +38,8 @@ from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def command(name: str):
@@ -261,7 +261,7 @@ def trained_and_pinned() -> dict[str, list[str]]:
     first_losses: in the same function, or in a test that takes the training function as a
     fixture."""
     found: dict[str, list[str]] = {}
-    for path in sorted(TESTS.glob("test_*.py")):
+    for path in sorted(TESTS.rglob("test_*.py")):
         if path.name == Path(__file__).name:
             continue
         module = ast.parse(path.read_text())

@@ -356,7 +356,7 @@ def test_recipe_errors_name_the_key(recipe, change, message):
 
 
 def test_example_recipe_parses_and_covers_the_issue():
-    path = Path(__file__).parents[1] / "recipes" / "experiment-mrpc.yaml"
+    path = Path(__file__).parents[2] / "recipes" / "experiment-mrpc.yaml"
     assert "#   slimbert experiment recipes/experiment-mrpc.yaml" in path.read_text()
     config = read_recipe(path)
     assert (

@@ -132,7 +132,7 @@ def test_first_layers_recipe_parses_as_kd_flags():
     from slimbert.cli.compress import method_command
     from slimbert.compress.registry import get_method
 
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "kd-first-layers.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "kd-first-layers.yaml"
     assert "slimbert compress kd --recipe recipes/kd-first-layers.yaml" in recipe.read_text()
     context = method_command(get_method("kd")).make_context("kd", ["--recipe", str(recipe)])
     assert (context.params["layer_map"], context.params["alpha"]) == ("bottom", 0.0)

@@ -344,7 +344,7 @@ def test_v2_binary_request_by_hand(single):
 def test_the_benchmark_script_end_to_end(paired, tmp_path):
     """benchmarks/serve_oip.py: a real `slimbert serve --model` process, tritonclient against
     /v1 on every dev row, a README that starts with its command."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_oip.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_oip.py"
     out = tmp_path / "serve-oip"
     args = ["--export", str(paired["export"]), "--eval", str(paired["dev"]), "--out", str(out)]
     result = subprocess.run(

@@ -228,7 +228,7 @@ def test_the_tracker_extras_are_declared():
     import tomllib
     from pathlib import Path
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     extras = pyproject["project"]["optional-dependencies"]
     for tracker in ("tensorboard", "mlflow", "wandb"):
         assert any(req.startswith(tracker) for req in extras[tracker]), tracker

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "architecture_check.py"
+CHECK = Path(__file__).resolve().parents[2] / "benchmarks" / "architecture_check.py"
 
 
 @pytest.fixture(scope="module")

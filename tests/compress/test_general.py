@@ -276,7 +276,7 @@ def test_the_shipped_recipe_is_read_and_its_flags_override(sharp_teacher, sst2_f
     """recipes/distill-general.yaml parses as the command's flags; the command line wins."""
     from pathlib import Path
 
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "distill-general.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "distill-general.yaml"
     out = tmp_path / "from-recipe"
     argv = ["distill-general", "--recipe", str(recipe), "--teacher", str(sharp_teacher)]
     argv += ["--text", str(sst2_files[0]), "--hidden-size", "16", "--heads", "2"]

@@ -155,7 +155,7 @@ def test_a_two_process_run_stopped_midway_resumes_to_the_same_weights(
     whole = _launch(["-m", "slimbert"], [*args(tmp_path / "whole"), *six])
     assert whole.returncode == 0, whole.stderr[-3000:]
     out = tmp_path / "resumed"
-    stopper = [str(Path(__file__).parent / "ddp_stop.py")]
+    stopper = [str(Path(__file__).resolve().parents[1] / "ddp_stop.py")]
     stopped = _launch(stopper, [*args(out), *six], {"SLIMBERT_STOP_AFTER": "5"})
     assert stopped.returncode != 0
     assert (out / STATE_DIR).is_dir() and not (out / "slimbert.json").exists()

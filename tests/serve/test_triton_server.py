@@ -32,7 +32,8 @@ from slimbert.serve.triton_server import TritonServer, find_server
 
 pytestmark = pytest.mark.triton
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
 ENV = Path(os.environ.get("SLIMBERT_TRITON_ENV", ROOT / ".venv-triton"))
 MAX_LENGTH = 16
 BATCH = 8
@@ -156,7 +157,7 @@ def _grpc(server: TritonServer, texts, pairs) -> np.ndarray:
     done = subprocess.run(
         [
             str(server.files.env / "bin" / "python"),
-            str(Path(__file__).parent / "triton_grpc_client.py"),
+            str(TESTS / "triton_grpc_client.py"),
         ],
         input=json.dumps(job),
         capture_output=True,
@@ -212,7 +213,7 @@ def test_a_missing_environment_is_one_line(tmp_path):
 
 def _validate(files: list[Path]) -> dict:
     done = subprocess.run(
-        [str(ENV.resolve() / "bin" / "python"), str(Path(__file__).parent / "k8s_validate.py")]
+        [str(ENV.resolve() / "bin" / "python"), str(TESTS / "k8s_validate.py")]
         + [str(f) for f in files],
         capture_output=True,
         text=True,

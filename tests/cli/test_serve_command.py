@@ -23,7 +23,7 @@ from serving import single_export
 
 from slimbert.cli import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
