@@ -74,8 +74,6 @@ LONG_FUNCTIONS = {
 
 # "importer -> imported": why it still reaches up
 UPWARD = {
-    "slimbert.training.route -> slimbert.teachers": "a route's checkpoints load as teachers",
-    "slimbert.training.route -> slimbert.teachers.logits": "and their logits are cached so",
     "slimbert -> slimbert.api": "the package's lazy load() brings in api on first use",
 }
 

@@ -424,9 +424,9 @@ def test_professor_boost_members_of_every_family(family, tmp_path, files):
 @pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta"])  # WordPiece, BPE, Unigram
 def test_augmentation_swaps_whole_words_in_every_vocabulary_kind(family, tmp_path):
     from slimbert.data import read_examples
-    from slimbert.teachers.logits import model_fingerprint
     from slimbert.teachers.word_augment import AugmentConfig, augment
     from slimbert.teachers.word_candidates import whole_words
+    from slimbert.training.logits_cache import model_fingerprint
 
     texts = [t for t, _ in sentiment_rows(32, 1)]
     folder = build_family(family, tmp_path / "teacher", texts, layers=1)

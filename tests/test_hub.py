@@ -22,7 +22,7 @@ from slimbert.errors import SlimbertError
 from slimbert.hub import HUB_FILES, resolve_model, weight_files, weights_sha256
 from slimbert.models import load_classifier, load_model_dir
 from slimbert.teachers.load import load_teacher
-from slimbert.teachers.logits import model_fingerprint
+from slimbert.training.logits_cache import model_fingerprint
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TRAIN_FLAGS = ["--max-length", "32", "--batch-size", "8", "--no-progress", "--seed", "0"]

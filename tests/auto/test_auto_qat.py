@@ -8,7 +8,6 @@ import json
 import shutil
 
 import pytest
-from test_auto import fixed_latency, shape_ms
 
 from slimbert.auto import trial as trials
 from slimbert.auto.probe import Timing
@@ -17,6 +16,7 @@ from slimbert.auto.report import copy_winner
 from slimbert.auto.space import Choice, Shape
 from slimbert.bench.report import Row
 from slimbert.data import Columns
+from tests.auto.test_auto import fixed_latency, shape_ms
 
 
 def rescue(teacher, files, metric: float = 90.0, drop: float = 0.5) -> QatRescue:

@@ -115,7 +115,7 @@ PINNED_KD_LOSSES = [0.346, 0.343, 0.342]
 
 
 def test_teacher_logits_are_cached_and_reused(pipeline, tmp_path, monkeypatch):
-    from slimbert.teachers import logits as task
+    from slimbert.training import logits_cache as task
 
     cache = tmp_path / "logits-cache"
     monkeypatch.setenv("SLIMBERT_CACHE", str(cache))

@@ -10,11 +10,11 @@ import shlex
 import click
 import pytest
 from click.testing import CliRunner
-from test_report import row
 
 from slimbert.bench.compare import REGRESSION_EXIT
 from slimbert.bench.report import Report
 from slimbert.cli import cli
+from tests.bench.test_report import row
 
 
 def commands(command: click.Command = cli, path: tuple[str, ...] = ()):

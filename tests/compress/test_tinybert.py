@@ -21,9 +21,9 @@ from slimbert.compress.tinybert import (
 from slimbert.data import read_examples
 from slimbert.errors import SlimbertError
 from slimbert.models import load_classifier, load_model_dir, load_tokenizer
-from slimbert.teachers.logits import model_fingerprint
 from slimbert.teachers.word_augment import AugmentConfig, augment
 from slimbert.training.capture import AttentionParts, TransformerOutputs, forward_internals
+from slimbert.training.logits_cache import model_fingerprint
 from slimbert.training.losses import attention_kl, hidden_cosine_loss, hint_loss
 from tests.conftest import build_tokenizer
 

@@ -243,7 +243,7 @@ def test_ensemble_is_a_kd_teacher(ensemble, tmp_path):
     from slimbert.compress.students import StudentShape, build_student, pick_layers
     from slimbert.models import load_model_dir
     from slimbert.teachers.load import load_teacher
-    from slimbert.teachers.logits import cache_dir
+    from slimbert.training.logits_cache import cache_dir
 
     path, spec, meta = ensemble
     out = tmp_path / "student"

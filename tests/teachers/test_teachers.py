@@ -1,4 +1,5 @@
-"""Loading a teacher (teachers/load.py) and its cached training-set logits (teachers/logits.py).
+"""Loading a teacher (teachers/load.py) and its cached training-set logits
+(training/logits_cache.py).
 
 Ensembles, boosting and pair augmentation are tested in test_professor.py.
 """
@@ -14,9 +15,9 @@ import torch
 
 from slimbert.batches import DataSpec, make_loader, predict_logits, prepare
 from slimbert.errors import SlimbertError
-from slimbert.teachers import logits as teacher_cache
 from slimbert.teachers.load import is_ensemble, load_teacher
-from slimbert.teachers.logits import cache_dir, model_fingerprint, teacher_logits
+from slimbert.training import logits_cache as teacher_cache
+from slimbert.training.logits_cache import cache_dir, model_fingerprint, teacher_logits
 
 
 def one_line_error(excinfo) -> str:

@@ -14,7 +14,6 @@ import torch
 from click.testing import CliRunner
 from conftest import WORDS
 from safetensors.torch import load_file
-from test_cli_help import UNLABELLED, flags, training_commands
 
 from slimbert.batches import DataSpec, prepare
 from slimbert.cli import cli
@@ -23,8 +22,9 @@ from slimbert.data import Columns, LabelMap, read_examples, text_key
 from slimbert.errors import SlimbertError
 from slimbert.files import sha256_file
 from slimbert.models import load_classifier, load_tokenizer
-from slimbert.teachers.logits import model_fingerprint
 from slimbert.teachers.transfer import TransferConfig, build_transfer, manifest_path
+from slimbert.training.logits_cache import model_fingerprint
+from tests.cli.test_cli_help import UNLABELLED, flags, training_commands
 
 LABELS = LabelMap({0: "0", 1: "1"})
 TRAIN_FLAGS = [

@@ -8,7 +8,6 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from test_cli_help import UNLABELLED, flags, training_commands
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -18,6 +17,7 @@ from slimbert.errors import SlimbertError
 from slimbert.metrics import Metrics
 from slimbert.training.config import TrainConfig, better, training_record
 from slimbert.training.loop import train
+from tests.cli.test_cli_help import UNLABELLED, flags, training_commands
 
 
 def score(main: float, degenerate: str | None = None) -> Metrics:

@@ -54,7 +54,6 @@ from slimbert.models import (
 )
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.others import (
     PREVIOUS_MODEL_HELP,
     compare_with_previous,
@@ -62,6 +61,7 @@ from slimbert.teachers.others import (
     other_teacher_logits,
 )
 from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.losses import (
     LossTerm,
     cached_logits_step,

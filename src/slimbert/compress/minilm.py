@@ -44,7 +44,6 @@ from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.teachers.logits import teacher_logits
 from slimbert.training.capture import (
     TransformerOutputs,
     distill_loss_evaluator,
@@ -52,6 +51,7 @@ from slimbert.training.capture import (
     split_heads,
 )
 from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train
 from slimbert.training.losses import (
     LossTerm,

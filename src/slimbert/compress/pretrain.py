@@ -52,9 +52,9 @@ from slimbert.models import (
 from slimbert.record import ModelRecord, read_record
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
-from slimbert.teachers.logits import model_fingerprint
 from slimbert.texts import describe_texts, unlabelled_texts
 from slimbert.training.config import TrainConfig, TrainResult
+from slimbert.training.logits_cache import model_fingerprint
 from slimbert.training.loop import train
 from slimbert.training.state import RunFiles
 

@@ -44,8 +44,8 @@ from slimbert.models import (
 )
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.teachers.logits import teacher_logits
 from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, cached_logits_step, hard_loss, kd_loss
 from slimbert.training.state import RunFiles

@@ -51,7 +51,6 @@ from slimbert.networks.files import build_network, save_student
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.teachers.load import load_teacher
-from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.others import (
     PREVIOUS_MODEL_HELP,
     compare_with_previous,
@@ -65,6 +64,7 @@ from slimbert.training.config import (
     train_loader,
     training_record,
 )
+from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, hard_loss, kd_loss, logit_mse
 from slimbert.training.route import Stage, describe, plan, route_logits

@@ -49,7 +49,6 @@ from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.teachers.logits import teacher_logits
 from slimbert.teachers.word_augment import AugmentConfig, augment
 from slimbert.texts import read_text_file
 from slimbert.training.capture import (
@@ -59,6 +58,7 @@ from slimbert.training.capture import (
     forward_internals,
 )
 from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train
 from slimbert.training.losses import (
     LossTerm,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from slimbert.errors import SlimbertError
 from slimbert.models import load_tokenizer, resolve_base
-from slimbert.teachers.logits import model_fingerprint
+from slimbert.training.logits_cache import model_fingerprint
 from slimbert.training.losses import LossTerm, TermFn, hidden_cosine_loss, soft_cross_entropy
 from slimbert.training.outputs import Outputs
 

@@ -17,7 +17,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from slimbert.errors import SlimbertError
 from slimbert.families import forward_inputs
-from slimbert.teachers.logits import model_fingerprint
+from slimbert.training.logits_cache import model_fingerprint
 
 ENSEMBLE_FORMAT = "slimbert-ensemble/1"
 

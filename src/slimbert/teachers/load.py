@@ -12,7 +12,7 @@ module:
                      ─ an ensemble: its best member on the eval set (recorded in ensemble.json)
 
 A method calls `load_teacher(dir)` once, passes `teacher.model` and `teacher.fingerprint` to
-`teachers.logits.teacher_logits`, and builds its student from `teacher.layers`.
+`training.logits_cache.teacher_logits`, and builds its student from `teacher.layers`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from slimbert.teachers.ensemble import (
     EnsembleClassifier,
     ensemble_fingerprint,
 )
-from slimbert.teachers.logits import model_fingerprint
+from slimbert.training.logits_cache import model_fingerprint
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Teacher:
     layers:      the HF classifier students are built from (== model for a single classifier)
     tokenizer:   the tokenizer every member shares
     record:      the directory's slimbert.json (an empty record for a plain HF classifier)
-    fingerprint: cache key of the weights (a single model's: teachers.logits.model_fingerprint)
+    fingerprint: cache key of the weights (one model: training.logits_cache.model_fingerprint)
     path:        the directory it came from
     members:     1 for a classifier, K for an ensemble
     """

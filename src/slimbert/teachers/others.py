@@ -27,7 +27,7 @@ from slimbert.data import REGRESSION
 from slimbert.errors import SlimbertError
 from slimbert.metrics import compute_metrics
 from slimbert.teachers.load import Teacher, load_teacher
-from slimbert.teachers.logits import teacher_logits
+from slimbert.training.logits_cache import teacher_logits
 
 PREVIOUS_MODEL_HELP = (
     "The model this student would replace in production (any slimbert model directory): after "

@@ -39,7 +39,6 @@ from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.files import write_text_atomic
 from slimbert.models import resolve_base
-from slimbert.teachers.logits import cache_dir, model_fingerprint
 from slimbert.teachers.word_candidates import (
     EmbeddingNeighbours,
     Slot,
@@ -47,6 +46,7 @@ from slimbert.teachers.word_candidates import (
     load_mlm,
     mlm_candidates,
 )
+from slimbert.training.logits_cache import cache_dir, model_fingerprint
 
 WORD = re.compile(r"[^\W\d_]+")
 FORMAT = 4  # bump when the algorithm changes, so old caches are not reused

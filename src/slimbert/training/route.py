@@ -27,7 +27,7 @@ import torch
 from slimbert.errors import SlimbertError
 from slimbert.files import CONFIG_FILE
 from slimbert.models import device, load_model_dir
-from slimbert.teachers import logits
+from slimbert.training import logits_cache
 from slimbert.training.config import TrainConfig, planned_steps
 from slimbert.training.loop import train
 from slimbert.training.state import RunFiles
@@ -151,7 +151,7 @@ def route_logits(
     computed on `device` (default: where the checkpoint loads)."""
     checkpoint, _, _ = load_model_dir(stage.teacher_dir)
     check_compatible(checkpoint, teacher, stage.teacher_dir)
-    return logits.teacher_logits(checkpoint, stage.teacher_dir, data, device=device)
+    return logits_cache.teacher_logits(checkpoint, stage.teacher_dir, data, device=device)
 
 
 def soft_targets(
