@@ -120,6 +120,123 @@ class Recommendation:
         }
 
 
+@dataclass(frozen=True)
+class _Criteria:
+    """The SLO and the metric budget that rows at one batch size are held to, and the words
+    a recommendation names them with."""
+
+    slo: Slo | None
+    max_f1_drop: float | None
+    batch: int
+    metric_name: str
+    reference: str  # what a drop is counted from: "the teacher" or "the best model here"
+    best_metric: float  # the drop's reference for rows not related to a teacher
+
+    @classmethod
+    def among(cls, candidates: list[Row], slo: Slo | None, max_f1_drop: float | None) -> _Criteria:
+        reference = (
+            "the teacher"
+            if any(r.vs_teacher is not None for r in candidates)
+            else "the best model here"
+        )
+        return cls(
+            slo,
+            max_f1_drop,
+            candidates[0].batch_size,
+            candidates[0].metric_name,
+            reference,
+            max(r.metric for r in candidates),
+        )
+
+    def __str__(self) -> str:
+        return " and ".join(
+            part
+            for part in (
+                f"{self.slo} at batch {self.batch}" if self.slo else None,
+                f"{self.metric_name} at most {self.max_f1_drop:.2f} points under {self.reference}"
+                if self.max_f1_drop is not None
+                else None,
+            )
+            if part
+        )
+
+    @property
+    def statistic(self) -> str:
+        return self.slo.statistic if self.slo else "avg"
+
+    def drop(self, row: Row) -> float:
+        return -row.vs_teacher if row.vs_teacher is not None else self.best_metric - row.metric
+
+    def fits_f1(self, row: Row) -> bool:
+        return self.max_f1_drop is None or self.drop(row) <= self.max_f1_drop + 1e-9
+
+    def fits_slo(self, row: Row) -> bool:
+        return self.slo is None or self.slo.met(row)
+
+    def met(self, row: Row) -> bool:
+        return self.fits_f1(row) and self.fits_slo(row)
+
+    def speed(self, row: Row) -> tuple[float, float]:
+        return (row.latency(self.statistic), row.avg_ms)
+
+    def ms(self, row: Row) -> str:
+        return f"{self.statistic} {row.latency(self.statistic):.2f} ms"
+
+
+def _summary(chosen: Row | None, qualifying: int, criteria: _Criteria) -> str:
+    """The recommendation's first sentence: the chosen row and how it meets the criteria."""
+    if chosen is None:
+        return f"No configuration meets {criteria}; the reasons per model follow."
+    gained = 0.0 - criteria.drop(chosen) + 0.0  # not -drop: a drop of 0 prints +0.00, not -0.00
+    return (
+        f"{chosen.label(full=True)} is recommended: {criteria.ms(chosen)}, "
+        f"{criteria.metric_name} {gained:+.2f} points against {criteria.reference}; "
+        f"the fastest of {qualifying} configuration{'s' if qualifying != 1 else ''} "
+        f"that meet {criteria}."
+    )
+
+
+def _why_passed_over(
+    model: str, own: list[Row], chosen: Row | None, criteria: _Criteria, threads: bool
+) -> str:
+    """One sentence on why `model` (its rows `own`) was not chosen."""
+    metric, budget = criteria.metric_name, criteria.max_f1_drop
+    fits = sorted((r for r in own if criteria.met(r)), key=criteria.speed)
+    fastest = min(own, key=criteria.speed)
+    least_drop = min(own, key=criteria.drop)
+    if fits:
+        return (
+            f"{model} meets {criteria}, but its fastest such configuration "
+            f"({fits[0].label(threads=threads)}) has {criteria.ms(fits[0])} "
+            f"against {chosen.model}'s {chosen.latency(criteria.statistic):.2f} ms."
+        )
+    fits_f1 = any(criteria.fits_f1(r) for r in own)
+    fits_slo = any(criteria.fits_slo(r) for r in own)
+    if not fits_f1 and not fits_slo:
+        return (
+            f"{model} misses both: it loses {criteria.drop(least_drop):.2f} {metric} points "
+            f"(more than {budget:.2f}) and even its fastest configuration "
+            f"({fastest.label(threads=threads)}) has {criteria.ms(fastest)} "
+            f"> {criteria.slo.limit_ms:g} ms."
+        )
+    if not fits_f1:
+        return (
+            f"{model} loses {criteria.drop(least_drop):.2f} {metric} points against "
+            f"{criteria.reference}, more than the {budget:.2f} allowed."
+        )
+    if not fits_slo:
+        return (
+            f"{model} misses the SLO: even its fastest configuration "
+            f"({fastest.label(threads=threads)}) has {criteria.ms(fastest)} "
+            f"> {criteria.slo.limit_ms:g} ms."
+        )
+    quick = min((r for r in own if criteria.fits_slo(r)), key=criteria.speed)
+    return (
+        f"{model} meets the SLO only where it loses {criteria.drop(quick):.2f} {metric} "
+        f"points ({quick.label(threads=threads)}), more than the {budget:.2f} allowed."
+    )
+
+
 def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Recommendation | None:
     """Among rows at the smallest batch size (an SLO is on one request), the fastest by the
     SLO's own statistic (Avg ms without an SLO) whose latency meets `slo` and whose metric is at
@@ -128,90 +245,16 @@ def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Re
         return None
     batch = min(r.batch_size for r in rows)
     candidates = [r for r in rows if r.batch_size == batch]
-    statistic = slo.statistic if slo else "avg"
-    best_metric = max(r.metric for r in candidates)
-
-    def drop(row: Row) -> float:
-        return -row.vs_teacher if row.vs_teacher is not None else best_metric - row.metric
-
-    def fits_f1(row: Row) -> bool:
-        return max_f1_drop is None or drop(row) <= max_f1_drop + 1e-9
-
-    def fits_slo(row: Row) -> bool:
-        return slo is None or slo.met(row)
-
-    def speed(row: Row) -> tuple[float, float]:
-        return (row.latency(statistic), row.avg_ms)
-
-    def ms(row: Row) -> str:
-        return f"{statistic} {row.latency(statistic):.2f} ms"
-
-    metric_name = candidates[0].metric_name
-    reference = (
-        "the teacher"
-        if any(r.vs_teacher is not None for r in candidates)
-        else "the best model here"
-    )
-    criteria = " and ".join(
-        part
-        for part in (
-            f"{slo} at batch {batch}" if slo else None,
-            f"{metric_name} at most {max_f1_drop:.2f} points under {reference}"
-            if max_f1_drop is not None
-            else None,
-        )
-        if part
-    )
-    qualifying = sorted((r for r in candidates if fits_f1(r) and fits_slo(r)), key=speed)
+    criteria = _Criteria.among(candidates, slo, max_f1_drop)
+    qualifying = sorted((r for r in candidates if criteria.met(r)), key=criteria.speed)
     chosen = qualifying[0] if qualifying else None
     threads = threads_vary(candidates)
-
-    if chosen is not None:
-        count = len(qualifying)
-        gained = 0.0 - drop(chosen) + 0.0  # not -drop: a drop of 0 prints +0.00, not -0.00
-        summary = (
-            f"{chosen.label(full=True)} is recommended: {ms(chosen)}, "
-            f"{metric_name} {gained:+.2f} points against {reference}; "
-            f"the fastest of {count} configuration{'s' if count != 1 else ''} "
-            f"that meet {criteria}."
+    summary = _summary(chosen, len(qualifying), criteria)
+    passed_over = {
+        model: _why_passed_over(
+            model, [r for r in candidates if r.model == model], chosen, criteria, threads
         )
-    else:
-        summary = f"No configuration meets {criteria}; the reasons per model follow."
-    passed_over: dict[str, str] = {}
-    for model in dict.fromkeys(r.model for r in candidates):
-        if chosen is not None and model == chosen.model:
-            continue
-        own = [r for r in candidates if r.model == model]
-        fits = sorted((r for r in own if fits_f1(r) and fits_slo(r)), key=speed)
-        fastest = min(own, key=speed)
-        least_drop = min(own, key=drop)
-        if fits:
-            passed_over[model] = (
-                f"{model} meets {criteria}, but its fastest such configuration "
-                f"({fits[0].label(threads=threads)}) has {ms(fits[0])} "
-                f"against {chosen.model}'s {chosen.latency(statistic):.2f} ms."
-            )
-        elif not any(fits_f1(r) for r in own) and not any(fits_slo(r) for r in own):
-            passed_over[model] = (
-                f"{model} misses both: it loses {drop(least_drop):.2f} {metric_name} points "
-                f"(more than {max_f1_drop:.2f}) and even its fastest configuration "
-                f"({fastest.label(threads=threads)}) has {ms(fastest)} > {slo.limit_ms:g} ms."
-            )
-        elif not any(fits_f1(r) for r in own):
-            passed_over[model] = (
-                f"{model} loses {drop(least_drop):.2f} {metric_name} points against "
-                f"{reference}, more than the {max_f1_drop:.2f} allowed."
-            )
-        elif not any(fits_slo(r) for r in own):
-            passed_over[model] = (
-                f"{model} misses the SLO: even its fastest configuration "
-                f"({fastest.label(threads=threads)}) has {ms(fastest)} > {slo.limit_ms:g} ms."
-            )
-        else:
-            quick = min((r for r in own if fits_slo(r)), key=speed)
-            passed_over[model] = (
-                f"{model} meets the SLO only where it loses {drop(quick):.2f} {metric_name} "
-                f"points ({quick.label(threads=threads)}), "
-                f"more than the {max_f1_drop:.2f} allowed."
-            )
-    return Recommendation(criteria, chosen, summary, passed_over)
+        for model in dict.fromkeys(r.model for r in candidates)
+        if chosen is None or model != chosen.model
+    }
+    return Recommendation(str(criteria), chosen, summary, passed_over)

@@ -32,7 +32,7 @@ from slimbert.bench.decide import Slo, recommend, relate_to_teacher
 from slimbert.bench.environment import environment
 from slimbert.bench.flops import Peak, measure_peak, transformer_shape
 from slimbert.bench.report import Report, Row
-from slimbert.bench.targets import find_targets
+from slimbert.bench.targets import Target, find_targets
 from slimbert.bench.timing import Job, measure, merge_passes
 from slimbert.cards import add_bench
 from slimbert.data import Columns, data_exists
@@ -106,23 +106,11 @@ def _notes(rows: list[Row], teacher: Row | None, config: BenchConfig, peaks: dic
     return notes
 
 
-def bench(
-    model_dirs: list[Path],
-    eval_path: Path,
-    out: Path,
-    columns: Columns = Columns(),
-    config: BenchConfig | None = None,
-    title: str | None = None,
-) -> Report:
-    """Time every model over the sweep; return the report (written by bench/render.py)."""
-    config = config or BenchConfig()
-    check_provider(config.provider)
-    config.check()
-    if not data_exists(eval_path):
-        raise SlimbertError(f"--eval {eval_path}: no such file")
-    targets = find_targets(model_dirs, out, eval_path, columns, config)
+def _sweep_jobs(targets: list[Target], config: BenchConfig) -> list[Job]:
+    """One job per row of the sweep, in the order they are timed; on CUDA with `io_binding`,
+    each ONNX target runs twice: fed from host arrays and through IO binding."""
     bindings = (False, True) if config.provider == "cuda" and config.io_binding else (False,)
-    jobs = [
+    return [
         Job(t, b, n, threads, bound)
         for t in targets
         for bound in (bindings if t.runtime == "onnx" else (False,))
@@ -130,7 +118,16 @@ def bench(
         for n in config.lengths
         for threads in config.threads_to_sweep()
     ]
-    peaks = _measure_peaks(jobs, config) if config.peak else {}
+
+
+def _time_rows(
+    jobs: list[Job],
+    eval_path: Path,
+    columns: Columns,
+    config: BenchConfig,
+    peaks: dict[tuple[str, int], Peak],
+) -> list[Row]:
+    """Time every job for `config.repeats` passes; one row per job, in the jobs' order."""
     # Alternating (the protocol): round r times one pass of every row, so drift within the run
     # reaches every row alike; merge_passes makes each row's medians from its rounds.
     rounds = config.repeats if config.alternate else 1
@@ -156,7 +153,27 @@ def bench(
                 done.append(measure(*arguments))
             progress.update()
     progress.close()
-    rows = [Row(**merge_passes(done)) for done in passes]
+    return [Row(**merge_passes(done)) for done in passes]
+
+
+def bench(
+    model_dirs: list[Path],
+    eval_path: Path,
+    out: Path,
+    columns: Columns = Columns(),
+    config: BenchConfig | None = None,
+    title: str | None = None,
+) -> Report:
+    """Time every model over the sweep; return the report (written by bench/render.py)."""
+    config = config or BenchConfig()
+    check_provider(config.provider)
+    config.check()
+    if not data_exists(eval_path):
+        raise SlimbertError(f"--eval {eval_path}: no such file")
+    targets = find_targets(model_dirs, out, eval_path, columns, config)
+    jobs = _sweep_jobs(targets, config)
+    peaks = _measure_peaks(jobs, config) if config.peak else {}
+    rows = _time_rows(jobs, eval_path, columns, config, peaks)
 
     teacher = relate_to_teacher(rows)
     extra: dict = {

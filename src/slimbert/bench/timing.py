@@ -211,6 +211,43 @@ def _load(target: Target, provider: str, threads: int, io_binding: bool) -> _Loa
     return _Loaded(infer, task, label_map, read_record(target.path).parameters, file_mb)
 
 
+def _time_passes(
+    infer: Callable[[dict], np.ndarray], requests: list[dict], warmup: int, repeats: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """`warmup` requests untimed, then `repeats` passes over every request: each pass's
+    latencies in ms, one per request, and the first pass's logits, each (B, C)."""
+    for i in range(warmup):
+        infer(requests[i % len(requests)])
+    passes, outputs = [], []
+    for repeat in range(repeats):
+        latencies = []
+        for features in requests:
+            began = time.perf_counter()
+            logits = infer(features)
+            latencies.append((time.perf_counter() - began) * 1000)
+            if repeat == 0:
+                outputs.append(logits)
+        passes.append(np.asarray(latencies))
+    return passes, outputs
+
+
+def _summarize(passes: list[np.ndarray]) -> dict[str, float]:
+    """Each of FIGURES over the passes' latencies: its median, and half its range as
+    `<name>_spread`."""
+    figures = {
+        "total_ms": [float(p.sum()) for p in passes],
+        "avg_ms": [float(p.mean()) for p in passes],
+        "p50_ms": [_percentile(p, 50) for p in passes],
+        "p90_ms": [_percentile(p, 90) for p in passes],
+        "p99_ms": [_percentile(p, 99) for p in passes],
+    }
+    assert tuple(figures) == FIGURES
+    summary = {}
+    for name, values in figures.items():
+        summary[name], summary[f"{name}_spread"] = _median_and_spread(values)
+    return summary
+
+
 def measure(
     job: Job, eval_path: Path, columns: Columns, config: BenchConfig, peak_gflops: float | None
 ) -> dict:
@@ -228,34 +265,12 @@ def measure(
         tokenizer, examples, job.batch_size, max_length, job.length
     )
 
-    for i in range(config.warmup):
-        loaded.infer(requests[i % len(requests)])
-    passes, outputs = [], []
-    for repeat in range(config.repeats):
-        latencies = []
-        for features in requests:
-            began = time.perf_counter()
-            logits = loaded.infer(features)
-            latencies.append((time.perf_counter() - began) * 1000)
-            if repeat == 0:
-                outputs.append(logits)
-        passes.append(np.asarray(latencies))
+    passes, outputs = _time_passes(loaded.infer, requests, config.warmup, config.repeats)
     scoring = Scoring(config.metric, config.positive_label)
     metrics = compute_metrics(
         np.concatenate(outputs), targets, loaded.task, loaded.label_map, scoring
     )
-
-    figures = {
-        "total_ms": [float(p.sum()) for p in passes],
-        "avg_ms": [float(p.mean()) for p in passes],
-        "p50_ms": [_percentile(p, 50) for p in passes],
-        "p90_ms": [_percentile(p, 90) for p in passes],
-        "p99_ms": [_percentile(p, 99) for p in passes],
-    }
-    assert tuple(figures) == FIGURES
-    summary = {}
-    for name, values in figures.items():
-        summary[name], summary[f"{name}_spread"] = _median_and_spread(values)
+    summary = _summarize(passes)
 
     shape = transformer_shape(target.config)
     flops = (
