@@ -65,9 +65,6 @@ LONG_FUNCTIONS = {
     "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
     "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
     "slimbert.bench.decide:recommend": (95, "the SLO rules"),
-    "slimbert.compress.minilm:run": (92, "two stages"),
-    "slimbert.compress.theseus:run": (87, "replacement, then fine-tuning"),
-    "slimbert.compress.pretrain:pretrain_student": (85, "masking, holdout, training"),
     "slimbert.bench.timing:measure": (83, "one timed pass"),
     "slimbert.bench.run:bench": (82, "the sweep"),
 }
