@@ -64,9 +64,6 @@ LONG_FUNCTIONS = {
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
     "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
     "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
-    "slimbert.compress.minilm:run": (92, "two stages"),
-    "slimbert.compress.theseus:run": (87, "replacement, then fine-tuning"),
-    "slimbert.compress.pretrain:pretrain_student": (85, "masking, holdout, training"),
 }
 
 # "importer -> imported": why it still reaches up

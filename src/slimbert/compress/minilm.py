@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from slimbert.batches import TaskData, evaluator, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
@@ -50,7 +51,7 @@ from slimbert.training.capture import (
     forward_internals,
     split_heads,
 )
-from slimbert.training.config import TrainResult, train_loader
+from slimbert.training.config import TrainConfig, TrainResult, train_loader
 from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train
 from slimbert.training.losses import (
@@ -193,6 +194,58 @@ def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
     return resolved
 
 
+def _check_relation_heads(relation_heads: int, teacher: nn.Module, student: nn.Module) -> None:
+    """Refuse a relation-head count R that does not divide both hidden sizes."""
+    family = family_of(teacher.config)
+    for name, width in (
+        ("teacher", family.size(teacher.config, "width")),
+        ("student", family.size(student.config, "width")),
+    ):
+        if width % relation_heads:
+            raise SlimbertError(
+                f"--relation-heads {relation_heads} does not divide the {name}'s hidden size "
+                f"{width}; pick a common divisor"
+            )
+
+
+def _distil_relations(
+    student: nn.Module,
+    teacher: nn.Module,
+    terms: list[LossTerm],
+    data: TaskData,
+    loader,
+    minilm: MiniLMConfig,
+    config: TrainConfig,
+    run: RunFiles,
+) -> TrainResult:
+    """Stage 1: the student's last-layer relations against the teacher's, the teacher run on
+    every batch; the teacher is back on the CPU when it returns."""
+    teacher.to(device(config.device))
+    teacher.requires_grad_(False)
+
+    def relation_step(model, batch):
+        with torch.no_grad():
+            teacher_out = forward_internals(teacher, batch, hidden_states=False)
+        return combine(
+            terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch
+        )
+
+    relation_config = dataclasses.replace(
+        config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr
+    )
+    relation = train(
+        student,
+        loader,
+        relation_step,
+        relation_evaluator(teacher, terms, data),
+        relation_config,
+        description=f"minilm-{minilm.layers}L-relation",
+        run=run,
+    )
+    teacher.to("cpu")  # stage 2 reads cached logits
+    return relation
+
+
 def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     """Relation distillation, then KD on the cached teacher logits; the teacher may be an
     ensemble, whose best member gives the layers."""
@@ -217,43 +270,11 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     student, init, started = start_student(
         teacher, minilm.shape(), init_map, config.seed, minilm.student_init
     )
-    for name, width in (
-        ("teacher", family.size(teacher.config, "width")),
-        ("student", family.size(student.config, "width")),
-    ):
-        if width % relation_heads:
-            raise SlimbertError(
-                f"--relation-heads {relation_heads} does not divide the {name}'s hidden size "
-                f"{width}; pick a common divisor"
-            )
-    teacher.to(device(config.device))
-    teacher.requires_grad_(False)
+    _check_relation_heads(relation_heads, teacher, student)
     terms = relation_terms(teacher_layer, relation_heads)
-
-    def relation_step(model, batch):
-        with torch.no_grad():
-            teacher_out = forward_internals(teacher, batch, hidden_states=False)
-        return combine(
-            terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch
-        )
-
     loader = train_loader(data.train_set, config)
-    relation_config = dataclasses.replace(
-        config, epochs=minilm.relation_epochs, lr=minilm.relation_lr or config.lr
-    )
     run = RunFiles(job.out, config.resume)
-    relation = train(
-        student,
-        loader,
-        relation_step,
-        relation_evaluator(teacher, terms, data),
-        relation_config,
-        description=f"minilm-{minilm.layers}L-relation",
-        run=run,
-    )
-    teacher.to("cpu")  # stage 2 reads cached logits
-
-    prediction = prediction_terms(minilm)
+    relation = _distil_relations(student, teacher, terms, data, loader, minilm, config, run)
 
     route_stages = soft_targets(
         minilm.teacher_route, job.teacher, teacher, data, cached, config, len(loader)
@@ -262,7 +283,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
         student,
         loader,
         route_stages,
-        cached_logits_step(prediction),
+        cached_logits_step(prediction_terms(minilm)),
         evaluator(data),
         f"minilm-{minilm.layers}L-prediction",
         run=run,

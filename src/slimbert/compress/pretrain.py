@@ -248,7 +248,11 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
     }
 
 
-def _features(tokenizer, sources: list[Examples], max_length: int) -> list[dict]:
+def _held_out_and_training(
+    tokenizer, sources: list[Examples], pretrain: PretrainConfig, seed: int, first: Path
+) -> tuple[list[dict], list[dict]]:
+    """The texts tokenised and shuffled: a `pretrain.holdout` share (at least one) held out to
+    pick the best checkpoint, and the rest to train on. `first` is the task's training file."""
     features = []
     for examples in sources:
         if not len(examples):
@@ -258,11 +262,19 @@ def _features(tokenizer, sources: list[Examples], max_length: int) -> list[dict]
             examples.texts,
             *pairs,
             truncation=True,
-            max_length=max_length,
+            max_length=pretrain.max_length,
             return_special_tokens_mask=True,
         )
         features += [{k: encoded[k][i] for k in encoded} for i in range(len(examples))]
-    return features
+    if len(features) < 2:
+        raise SlimbertError(
+            f"{first}: {len(features)} distinct text(s); "
+            "masked-LM pre-training needs at least two (one is held out)"
+        )
+    order = list(range(len(features)))
+    random.Random(seed).shuffle(order)
+    held_count = max(1, round(pretrain.holdout * len(features)))
+    return [features[i] for i in order[:held_count]], [features[i] for i in order[held_count:]]
 
 
 def masked_lm_loss(model, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
@@ -329,17 +341,7 @@ def pretrain_student(
     mlm, picked = mlm_student(source, pretrain.layers)
     del source
     sources = unlabelled_texts(texts, columns, limit, sample_seed)
-    features = _features(tokenizer, sources, pretrain.max_length)
-    if len(features) < 2:
-        raise SlimbertError(
-            f"{texts[0]}: {len(features)} distinct text(s); "
-            "masked-LM pre-training needs at least two (one is held out)"
-        )
-    order = list(range(len(features)))
-    random.Random(config.seed).shuffle(order)
-    held_count = max(1, round(pretrain.holdout * len(features)))
-    held = [features[i] for i in order[:held_count]]
-    training = [features[i] for i in order[held_count:]]
+    held, training = _held_out_and_training(tokenizer, sources, pretrain, config.seed, texts[0])
 
     # The collator draws masks from torch's global generator (its own `seed` refuses to run in
     # a child process); held-out masks are drawn once under a forked, fixed seed.

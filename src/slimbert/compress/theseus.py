@@ -54,7 +54,7 @@ from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.training.config import TrainResult, planned_steps, train_loader
+from slimbert.training.config import TrainConfig, TrainResult, planned_steps, train_loader
 from slimbert.training.loop import train
 from slimbert.training.losses import LossTerm, combine, hard_loss
 from slimbert.training.outputs import forward
@@ -224,14 +224,11 @@ def task_terms() -> list[LossTerm]:
     return [LossTerm("task", 1.0, hard_loss)]
 
 
-def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, ModelRecord]:
-    """Module replacing, then successor-only fine-tuning; the teacher may be an ensemble, whose
-    best member is the predecessor."""
-    config = job.train
-    opening = open_job(job)
-    teacher, tokenizer, data = opening.teacher.layers, opening.teacher.tokenizer, opening.data
-    evaluate = evaluator(data)
-    del opening.teacher
+def _build_successor(
+    teacher: nn.Module, theseus: TheseusConfig, seed: int
+) -> tuple[nn.Module, list[list[int]], list[int]]:
+    """The successor, layer i copied from the top of teacher module i or from teacher layer i
+    (`theseus.init`). Returns it, the teacher's modules and the teacher layers it copied."""
     check_replaceable(teacher)
     teacher_layers = family_of(teacher.config).size(teacher.config, "depth")
     modules = split_modules(teacher_layers, theseus.layers)
@@ -240,18 +237,28 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, ModelRecord]:
         if theseus.init == "module-top"
         else list(range(theseus.layers))
     )
-    seed_everything(config.seed)
+    seed_everything(seed)
     student, _ = build_student(teacher, StudentShape(theseus.layers), init_layers, seed=None)
+    return student, modules, init_layers
 
-    # Stage 1: the student's embeddings, pooler and classifier are the teacher's (copied) and
-    # frozen.
+
+def _replace_modules(
+    student: nn.Module,
+    teacher: nn.Module,
+    modules: list[list[int]],
+    schedule: ReplacementSchedule,
+    loader,
+    evaluate,
+    config: TrainConfig,
+    run: RunFiles,
+) -> TrainResult:
+    """Stage 1: the successor layers train inside the hybrid, each module replaced with
+    probability p(t); the encoder is the student's own again when it returns."""
+    # The student's embeddings, pooler and classifier are the teacher's (copied) and frozen.
     student.requires_grad_(False)
     successors = hybrid_encoder(student, teacher, modules)
     successors.requires_grad_(True)
     hybrid = family_of(student.config).layer_list(student)
-    loader = train_loader(data.train_set, config)
-    total_steps = planned_steps(config, len(loader))
-    schedule = ReplacementSchedule.from_config(theseus, total_steps)
     generator = torch.Generator().manual_seed(config.seed)
     terms = task_terms()
     counter = {"step": 0}
@@ -270,7 +277,6 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, ModelRecord]:
     def count(done: int, total: int, model) -> None:
         counter["step"] = done  # optimiser steps, whatever --grad-accum; set again on --resume
 
-    run = RunFiles(job.out, config.resume)
     teacher.to(device(config.device))  # the predecessor layers run inside the hybrid
     replacing = train(
         student,
@@ -278,30 +284,58 @@ def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, ModelRecord]:
         replacing_step,
         evaluate,
         config,
-        description=f"theseus-{theseus.layers}L-replace",
+        description=f"theseus-{len(modules)}L-replace",
         on_step=count,
         run=run,
         rngs=[generator],
     )
     restore_encoder(student, successors)
     teacher.to("cpu")
+    return replacing
 
-    # Stage 2: the successor alone, every weight trainable.
+
+def _finetune_successor(
+    student: nn.Module,
+    loader,
+    evaluate,
+    theseus: TheseusConfig,
+    config: TrainConfig,
+    run: RunFiles,
+) -> TrainResult:
+    """Stage 2: the successor alone, every weight trainable, on the task loss for at most
+    `theseus.finetune_epochs`."""
     student.requires_grad_(True)
+    terms = task_terms()
 
     def finetune_step(model, batch):
         return combine(terms, forward(model, batch), None, batch)
 
-    finetune_config = dataclasses.replace(config, epochs=theseus.finetune_epochs)
-    result = train(
+    return train(
         student,
         loader,
         finetune_step,
         evaluate,
-        finetune_config,
+        dataclasses.replace(config, epochs=theseus.finetune_epochs),
         description=f"theseus-{theseus.layers}L-finetune",
         run=run,
     )
+
+
+def run(job: Job, theseus: TheseusConfig) -> tuple[TrainResult, ModelRecord]:
+    """Module replacing, then successor-only fine-tuning; the teacher may be an ensemble, whose
+    best member is the predecessor."""
+    config = job.train
+    opening = open_job(job)
+    teacher, tokenizer, data = opening.teacher.layers, opening.teacher.tokenizer, opening.data
+    evaluate = evaluator(data)
+    del opening.teacher
+    student, modules, init_layers = _build_successor(teacher, theseus, config.seed)
+    loader = train_loader(data.train_set, config)
+    total_steps = planned_steps(config, len(loader))
+    schedule = ReplacementSchedule.from_config(theseus, total_steps)
+    run = RunFiles(job.out, config.resume)
+    replacing = _replace_modules(student, teacher, modules, schedule, loader, evaluate, config, run)
+    result = _finetune_successor(student, loader, evaluate, theseus, config, run)
     stages = {"replace": stage_record(replacing), "finetune": stage_record(result)}
     details = {
         "modules": modules,
