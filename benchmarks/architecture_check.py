@@ -62,8 +62,6 @@ LONG_FUNCTIONS = {
     "slimbert.compress.teaching:teach": (126, "the joint schemes in one loop"),
     "slimbert.compress.tinybert:run": (118, "three stages"),
     "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
-    "slimbert.teachers.transfer:build_transfer": (99, "every source of the set"),
-    "slimbert.teachers.pair_augment:augment_pairs": (98, "symmetry, transitivity, caps"),
 }
 
 # "importer -> imported": why it still reaches up

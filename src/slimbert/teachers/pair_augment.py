@@ -36,7 +36,13 @@ from slimbert.errors import SlimbertError
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.models import device
 from slimbert.teachers.load import load_teacher
-from slimbert.teachers.pair_graph import PairAugmentConfig, RuleCount, derive
+from slimbert.teachers.pair_graph import (
+    Derivation,
+    NewPair,
+    PairAugmentConfig,
+    RuleCount,
+    derive,
+)
 
 __all__ = [
     "AugmentReport",
@@ -170,6 +176,84 @@ def teacher_contradicts(
     return probabilities[np.arange(len(first)), opposite] >= confidence
 
 
+def _similar_and_dissimilar(
+    examples: Examples, config: PairAugmentConfig, train: Path
+) -> tuple[str, str]:
+    """The label meaning similar (config's, else the positive class) and the other one."""
+    present = sorted(set(examples.labels))
+    if len(present) != 2:
+        raise SlimbertError(
+            f"{train}: pair augmentation needs exactly two labels (similar / dissimilar), "
+            f"found {len(present)}: {', '.join(present[:5])}"
+        )
+    label_map = LabelMap.from_labels(examples.labels)
+    similar_label = config.similar_label or label_map.id2label[label_map.positive_id()]
+    if similar_label not in present:
+        raise SlimbertError(
+            f"--similar-label {similar_label!r}: not a label of {train} ({', '.join(present)})"
+        )
+    return similar_label, next(label for label in present if label != similar_label)
+
+
+def _unvetoed_pairs(
+    derivation: Derivation,
+    teacher: Path | None,
+    similar_label: str,
+    dissimilar_label: str,
+    confidence: float | None,
+    max_length: int | None,
+) -> list[NewPair]:
+    """The derived pairs the teacher (if any) does not contradict, in order; each rule's
+    `filtered` and `added` counted."""
+    pairs = derivation.pairs
+    if teacher is not None and pairs:
+        dropped = teacher_contradicts(
+            teacher,
+            [derivation.sentences[p.first] for p in pairs],
+            [derivation.sentences[p.second] for p in pairs],
+            [p.similar for p in pairs],
+            similar_label,
+            dissimilar_label,
+            confidence,
+            max_length,
+        )
+        for pair, drop in zip(pairs, dropped, strict=True):
+            if drop:
+                derivation.counts[pair.rule].filtered += 1
+        pairs = [p for p, drop in zip(pairs, dropped, strict=True) if not drop]
+    for pair in pairs:
+        derivation.counts[pair.rule].added += 1
+    return pairs
+
+
+def _output_rows(
+    examples: Examples,
+    derivation: Derivation,
+    pairs: list[NewPair],
+    similar_label: str,
+    dissimilar_label: str,
+) -> list[tuple[str, str, str, str, int]]:
+    """(first, second, label, rule, source line): the training pairs, then the new ones."""
+    line = examples.rows or list(range(2, len(examples) + 2))
+    rows = [
+        (a, b, label, "original", line[i])
+        for i, (a, b, label) in enumerate(
+            zip(examples.texts, examples.text_pairs, examples.labels, strict=True)
+        )
+    ]
+    rows += [
+        (
+            derivation.sentences[p.first],
+            derivation.sentences[p.second],
+            similar_label if p.similar else dissimilar_label,
+            p.rule,
+            line[p.source],
+        )
+        for p in pairs
+    ]
+    return rows
+
+
 def augment_pairs(
     spec: DataSpec, out: Path, config: PairAugmentConfig, teacher: Path | None = None
 ) -> AugmentReport:
@@ -191,19 +275,7 @@ def augment_pairs(
             "augmentation (`slimbert compress tinybert --augment`), or name the second column "
             "with --text-pair-column"
         )
-    present = sorted(set(examples.labels))
-    if len(present) != 2:
-        raise SlimbertError(
-            f"{train}: pair augmentation needs exactly two labels (similar / dissimilar), "
-            f"found {len(present)}: {', '.join(present[:5])}"
-        )
-    label_map = LabelMap.from_labels(examples.labels)
-    similar_label = config.similar_label or label_map.id2label[label_map.positive_id()]
-    if similar_label not in present:
-        raise SlimbertError(
-            f"--similar-label {similar_label!r}: not a label of {train} ({', '.join(present)})"
-        )
-    dissimilar_label = next(label for label in present if label != similar_label)
+    similar_label, dissimilar_label = _similar_and_dissimilar(examples, config, train)
     evaluation = read_examples(eval_path, columns, require_labels=False)
     eval_keys = {text_key(t) for t in evaluation.texts} | {
         text_key(t) for t in (evaluation.text_pairs or [])
@@ -214,42 +286,15 @@ def augment_pairs(
         for a, b, label in zip(examples.texts, examples.text_pairs, examples.labels, strict=True)
     ]
     derivation = derive(labelled, eval_keys, config)
-    pairs = derivation.pairs
-    if teacher is not None and pairs:
-        dropped = teacher_contradicts(
-            teacher,
-            [derivation.sentences[p.first] for p in pairs],
-            [derivation.sentences[p.second] for p in pairs],
-            [p.similar for p in pairs],
-            similar_label,
-            dissimilar_label,
-            config.filter_confidence,
-            spec.max_length,
-        )
-        for pair, drop in zip(pairs, dropped, strict=True):
-            if drop:
-                derivation.counts[pair.rule].filtered += 1
-        pairs = [p for p, drop in zip(pairs, dropped, strict=True) if not drop]
-    for pair in pairs:
-        derivation.counts[pair.rule].added += 1
-
-    line = examples.rows or list(range(2, len(examples) + 2))
-    rows = [
-        (a, b, label, "original", line[i])
-        for i, (a, b, label) in enumerate(
-            zip(examples.texts, examples.text_pairs, examples.labels, strict=True)
-        )
-    ]
-    rows += [
-        (
-            derivation.sentences[p.first],
-            derivation.sentences[p.second],
-            similar_label if p.similar else dissimilar_label,
-            p.rule,
-            line[p.source],
-        )
-        for p in pairs
-    ]
+    pairs = _unvetoed_pairs(
+        derivation,
+        teacher,
+        similar_label,
+        dissimilar_label,
+        config.filter_confidence,
+        spec.max_length,
+    )
+    rows = _output_rows(examples, derivation, pairs, similar_label, dissimilar_label)
     report = AugmentReport(
         train=str(train),
         eval=str(eval_path),

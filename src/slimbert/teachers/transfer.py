@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from slimbert.batches import DataSpec, EncodedDataset, make_loader, predict_logits
-from slimbert.data import REGRESSION, Examples, read_examples, read_subset, text_key
+from slimbert.data import REGRESSION, Examples, text_key
 from slimbert.errors import SlimbertError
 from slimbert.files import write_json_atomic, write_text_atomic
 from slimbert.models import device
@@ -47,6 +47,7 @@ from slimbert.provenance import library_versions
 from slimbert.settings import check_ranges, setting
 from slimbert.teachers.load import Teacher, load_teacher
 from slimbert.teachers.pair_graph import RULES, PairAugmentConfig, derive
+from slimbert.teachers.transfer_files import TransferFiles, read_transfer_files
 from slimbert.teachers.word_augment import AugmentConfig, augment
 
 FORMAT = 1
@@ -128,15 +129,6 @@ def _keys(examples: Examples) -> set[tuple[str, ...]]:
     return {
         tuple(text_key(s) for s in _sides(t, p)) for t, p in zip(examples.texts, pairs, strict=True)
     }
-
-
-def _same_kind(examples: Examples, train: Examples) -> None:
-    if examples.is_pair != train.is_pair:
-        kinds = {True: "sentence pairs", False: "single texts"}
-        raise SlimbertError(
-            f"{examples.path}: has {kinds[examples.is_pair]} but {train.path} has "
-            f"{kinds[train.is_pair]}; name the same columns for both"
-        )
 
 
 def _word_copies(
@@ -280,6 +272,37 @@ def _render(rows: list[_Row], logits: np.ndarray, labels: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _guarded_rows(
+    files: TransferFiles,
+    teacher: Teacher,
+    config: TransferConfig,
+    max_length: int,
+) -> tuple[list[_Row], dict[str, SourceCount], dict | None]:
+    """(the rows of every source that pass the guard: words, then the pair rules, then the
+    texts; what happened to each source's rows; the word replacement's description)."""
+    train, eval_keys = files.train, files.eval_keys()
+    counts: dict[str, SourceCount] = {}
+    # the pair rules run first, so that their label errors stop before any word copy is made
+    pairs = _pair_rule_rows(train, teacher, eval_keys, config, counts) if config.pair_rules else []
+    candidates, words = _word_copies(train, teacher, config, max_length)
+    candidates += pairs + _text_rows(files.extra)
+    rows = _guard(candidates, eval_keys, _keys(files.whole), counts)
+    if not rows:
+        raise SlimbertError(
+            "no row is left for the transfer set: each was an eval text, a training row or a "
+            "duplicate; give more --copies, --pair-rules or --text"
+        )
+    return rows, counts, words
+
+
+def _teacher_labels(teacher: Teacher, logits: np.ndarray) -> list:
+    """The teacher's label of each row: its value (regression) or its top class's name."""
+    if teacher.task == REGRESSION:
+        return [float(row[0]) for row in logits]
+    id2label = teacher.label_map.id2label
+    return [id2label[int(i)] for i in logits.argmax(axis=-1)]
+
+
 def build_transfer(
     teacher_dir: Path,
     spec: DataSpec,
@@ -299,47 +322,19 @@ def build_transfer(
             "nothing to make a transfer set from; give --copies N, --pair-rules or --text FILE"
         )
     teacher = load_teacher(teacher_dir)
-    columns = spec.columns
-    labels_needed = config.pair_rules
-    whole = read_examples(spec.train, columns, task=teacher.task, require_labels=labels_needed)
-    train = read_subset(
-        spec.train,
-        columns,
-        spec.limit,
-        spec.sample_seed,
-        task=teacher.task,
-        require_labels=labels_needed,
-    )
-    evaluation = read_examples(spec.eval, columns, require_labels=False)
-    extra = [read_examples(path, columns, require_labels=False) for path in texts]
-    for examples in (evaluation, *extra):
-        _same_kind(examples, train)
-    eval_keys = {text_key(t) for t in evaluation.texts + (evaluation.text_pairs or [])}
+    files = read_transfer_files(spec, texts, teacher.task, require_labels=config.pair_rules)
+    rows, counts, words = _guarded_rows(files, teacher, config, spec.max_length)
 
-    counts: dict[str, SourceCount] = {}
-    pairs = _pair_rule_rows(train, teacher, eval_keys, config, counts) if config.pair_rules else []
-    candidates, words = _word_copies(train, teacher, config, spec.max_length)
-    candidates += pairs + _text_rows(extra)
-    rows = _guard(candidates, eval_keys, _keys(whole), counts)
-    if not rows:
-        raise SlimbertError(
-            "no row is left for the transfer set: each was an eval text, a training row or a "
-            "duplicate; give more --copies, --pair-rules or --text"
-        )
-
-    logits = _teacher_logits(teacher, rows, train.is_pair, spec.max_length, config.batch_size)
-    if teacher.task == REGRESSION:
-        labels: list = [float(row[0]) for row in logits]
-    else:
-        id2label = teacher.label_map.id2label
-        labels = [id2label[int(i)] for i in logits.argmax(axis=-1)]
+    pair = files.train.is_pair
+    logits = _teacher_logits(teacher, rows, pair, spec.max_length, config.batch_size)
+    labels = _teacher_labels(teacher, logits)
     text = _render(rows, logits, labels)
     manifest = {
         "format": FORMAT,
         "file": out.name,
         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "rows": len(rows),
-        "pair": train.is_pair,
+        "pair": pair,
         "teacher": {
             "path": str(teacher_dir),
             "fingerprint": teacher.fingerprint,
@@ -347,23 +342,13 @@ def build_transfer(
             "task": teacher.task,
             "labels": {str(i): label for i, label in teacher.label_map.id2label.items()},
         },
-        "train": {
-            "path": str(spec.train),
-            "sha256": train.sha256,
-            "rows": len(train),
-            "subset_sha256": train.fingerprint(),
-        },
-        "eval": {"path": str(spec.eval), "sha256": evaluation.sha256, "rows": len(evaluation)},
-        "texts": [
-            {"path": str(path), "sha256": examples.sha256, "rows": len(examples)}
-            for path, examples in zip(texts, extra, strict=True)
-        ],
+        **files.describe(),
         "settings": {
             **asdict(config),
             "max_length": spec.max_length,
             "limit": spec.limit,
             "sample_seed": spec.sample_seed,
-            "columns": asdict(columns),
+            "columns": asdict(spec.columns),
         },
         "word_replacement": words,
         "counts": {source: asdict(counts[source]) for source in SOURCES if source in counts},
