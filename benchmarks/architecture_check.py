@@ -31,6 +31,7 @@ FLOORS = [
         "slimbert.settings",
         "slimbert.provenance",
         "slimbert.record",
+        "slimbert.version",
     ),
     ("slimbert.hub", "slimbert.cards"),
     ("slimbert.data", "slimbert.data_sources", "slimbert.texts"),
@@ -49,7 +50,8 @@ FLOORS = [
     ("slimbert.demo",),
     ("slimbert.cli", "slimbert.__main__"),
 ]
-# the package itself (`import slimbert`: its version and a lazy `load`) sits on the top floor
+# the package itself (`import slimbert`: the public face, its lazy `load` bringing in api.py)
+# sits above every floor; its version lives on the lowest (slimbert.version)
 PACKAGE = "slimbert"
 
 # module: (lines it may not grow past, why it is still over the limit)
@@ -65,9 +67,7 @@ LONG_FUNCTIONS = {
 }
 
 # "importer -> imported": why it still reaches up
-UPWARD = {
-    "slimbert -> slimbert.api": "the package's lazy load() brings in api on first use",
-}
+UPWARD: dict[str, str] = {}
 
 # import cycles, each as its sorted modules joined by " <-> ": why
 CYCLES: dict[str, str] = {}
@@ -85,7 +85,7 @@ def read_modules(root: Path) -> dict[str, Path]:
 def floor_of(module: str) -> int | None:
     """The floor index of `module` (the longest matching prefix), None if none matches."""
     if module == PACKAGE:
-        return 0
+        return len(FLOORS)
     best = None
     for index, names in enumerate(FLOORS):
         for name in names:

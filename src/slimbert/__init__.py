@@ -8,7 +8,7 @@
 first use) only when first touched, and never torch or transformers.
 """
 
-__version__ = "0.1.0"
+from slimbert.version import __version__
 
 __all__ = ["__version__", "load"]
 

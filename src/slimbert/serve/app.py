@@ -31,12 +31,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from slimbert import __version__
 from slimbert.serve.metrics import ServeMetrics
 from slimbert.serve.model import ServedModel
 from slimbert.serve.requests import ApiError, ErrorBody
 from slimbert.serve.routes import ROUTES, add_health_routes, add_v1_routes, add_v2_routes
 from slimbert.serve.service import ServeConfig, Service
+from slimbert.version import __version__
 
 __all__ = ["ServeConfig", "create_app"]
 

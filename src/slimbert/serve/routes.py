@@ -8,7 +8,6 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from slimbert import __version__
 from slimbert.serve import oip
 from slimbert.serve.requests import (
     ApiError,
@@ -19,6 +18,7 @@ from slimbert.serve.requests import (
     read_body,
 )
 from slimbert.serve.service import Service
+from slimbert.version import __version__
 
 V2_MODEL = "/v2/models/{name}"
 V2_VERSION = "/v2/models/{name}/versions/{version}"

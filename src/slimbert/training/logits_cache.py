@@ -38,25 +38,58 @@ def teacher_logits(
 ) -> torch.Tensor:
     """The teacher's logits on the training set, (N, C), computed once and cached on disk.
 
-    The key covers the teacher's weights and config, the exact training texts used and the max
-    length, so a rerun or a later method on the same data reads them back. `device`: where to
-    compute them (the training device, so a GPU run does not make this pass on the CPU); the
-    teacher goes back where it was afterwards.
+    The key covers the teacher's weights and config, the exact texts and the max length, so a
+    rerun or a later method on the same data reads them back. A transfer set's rows (the last
+    rows of `data.train`) are cached apart from the training rows: a student trained on the
+    training file alone has already paid for the larger part of a later run with `--transfer`.
+    `device`: where to compute them (the training device, so a GPU run does not make this pass
+    on the CPU); the teacher goes back where it was afterwards.
     """
-    key_source = "|".join(
+    fingerprint = fingerprint or model_fingerprint(Path(teacher_dir))
+    total = len(data.train)
+    first = total - (len(data.transfer) if data.transfer is not None else 0)
+    parts = [(0, first), (first, total)] if 0 < first < total else [(0, total)]
+    return torch.cat(
         [
-            fingerprint or model_fingerprint(Path(teacher_dir)),
-            data.train.fingerprint(),
-            str(data.max_length),
+            _cached_part(teacher, fingerprint, data, start, stop, batch_size, device)
+            for start, stop in parts
         ]
     )
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows start..stop of an encoded training set, numbered from 0 (what make_loader and
+    predict_logits read: `features`, `pad_id`, each item's `idx`)."""
+
+    def __init__(self, dataset, start: int, stop: int):
+        self.features = dataset.features[start:stop]
+        self.pad_id = dataset.pad_id
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.features[index], "idx": index}
+
+
+def _cached_part(
+    teacher, fingerprint: str, data: TaskData, start: int, stop: int, batch_size: int, device
+) -> torch.Tensor:
+    """The logits of rows start..stop, (stop - start, C), from the cache or computed into it."""
+    rows = (
+        data.train
+        if (start, stop) == (0, len(data.train))
+        else data.train.subset(range(start, stop))
+    )
+    key_source = "|".join([fingerprint, rows.fingerprint(), str(data.max_length)])
     key = hashlib.sha256(key_source.encode()).hexdigest()[:32]
     path = cache_dir() / "logits" / f"{key}.safetensors"
     if path.is_file():
         logits = load_file(str(path))["logits"]
-        if logits.shape[0] == len(data.train):
+        if logits.shape[0] == stop - start:
             return logits
-    loader = make_loader(data.train_set, batch_size, shuffle=False, group_by_length=True)
+    dataset = _Rows(data.train_set, start, stop)
+    loader = make_loader(dataset, batch_size, shuffle=False, group_by_length=True)
     home = next(teacher.parameters()).device
     on = home if device is None else torch.device(device)
     teacher.to(on)
