@@ -156,8 +156,11 @@ def copy_winner(out: Path, row: Row) -> Path:
     return out / WINNER_DIR
 
 
-def finish(out: Path, teacher: Row, slo: Slo, max_drop: float, seconds: float) -> str:
-    """Write trials.md, the bench report and OUT/winner; return the one-line verdict."""
+def finish(
+    out: Path, teacher: Row, slo: Slo, max_drop: float, seconds: float, stopped: str | None = None
+) -> str:
+    """Write trials.md, the bench report and OUT/winner; return the one-line verdict.
+    `stopped`: why the search ended before its trials ran out (the budget), if it did."""
     trials = read_trials(out)
     rows = [teacher, *(row for trial in trials for row in trial.rows)]
     relate_to_teacher(rows)
@@ -180,7 +183,8 @@ def finish(out: Path, teacher: Row, slo: Slo, max_drop: float, seconds: float) -
     report = Report(f"slimbert auto: {slo}", rows, environment(), [line], extra)
     write_report(report, out / "report")
     table = trial_table(trials, teacher, slo)
-    write_text_atomic(out / "trials.md", f"# slimbert auto\n\n{line}\n\n{table.markdown()}")
+    note = f"Search {stopped}.\n\n" if stopped else ""
+    write_text_atomic(out / "trials.md", f"# slimbert auto\n\n{line}\n\n{note}{table.markdown()}")
     write_json_atomic(
         out / "summary.json",
         {
@@ -188,6 +192,7 @@ def finish(out: Path, teacher: Row, slo: Slo, max_drop: float, seconds: float) -
             "winner": str(winner) if winner else None,
             "row": asdict(chosen) if chosen else None,
             "seconds": seconds,
+            "stopped": stopped,
             "trials": {t.name: t.state for t in trials},
         },
     )

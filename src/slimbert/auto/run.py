@@ -256,4 +256,8 @@ def _search_locked(inputs: Inputs, say) -> str:
     say("")
     Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
     say("")
-    return finish(out, plan.teacher, plan.slo, s.max_drop, study.user_attrs.get("seconds", 0.0))
+    stopped = study.user_attrs.get("stopped")
+    if stopped:
+        say(f"Search {stopped}.")
+    seconds = study.user_attrs.get("seconds", 0.0)
+    return finish(out, plan.teacher, plan.slo, s.max_drop, seconds, stopped)

@@ -34,7 +34,8 @@ class AutoSettings:
     budget: str = setting(
         "4h",
         "Wall-clock the search may spend, over every resumed run (e.g. 4h, 90m, 1h30m); no "
-        "trial starts past it, the one running finishes.",
+        "trial starts when the mean trial so far would not fit in what is left, the one "
+        "running finishes.",
     )
     methods: tuple[str, ...] = setting(
         ("kd", "minilm"),

@@ -197,9 +197,14 @@ class Runner:
         }
 
     def run(self, trials: int, budget_s: float) -> None:
-        """Trials until `trials` have been trained, the choices run out or the budget is spent."""
+        """Trials until `trials` have been trained, the choices run out or the budget is spent.
+        A trial is not started when the mean of the trials so far would overrun the budget (a
+        trial is not stopped half-way for it: its model would be lost); why the search stopped
+        early is kept in the study's `stopped`."""
         study = self.search.study
         started, used = time.monotonic(), study.user_attrs.get("seconds", 0.0)
+        lengths = list(study.user_attrs.get("trial_seconds", []))
+        study.set_user_attr("stopped", None)  # a resumed search says its own reason
 
         def spent() -> float:
             return used + time.monotonic() - started
@@ -209,6 +214,10 @@ class Runner:
         while spent() < budget_s and repeats < MAX_REPEATS:
             tried = self.tried()
             if len(tried) >= min(trials, len(self.search.choices)):
+                break
+            overrun = budget_overrun(lengths, budget_s - spent())
+            if overrun:
+                study.set_user_attr("stopped", overrun)
                 break
             if self.search.exhaustive:
                 self.search.queue(tried)
@@ -220,6 +229,23 @@ class Runner:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             repeats = 0
+            began = time.monotonic()
             self.finish(trial, trial.number, choice)
+            lengths.append(time.monotonic() - began)
+            study.set_user_attr("trial_seconds", lengths)
             study.set_user_attr("seconds", spent())
         study.set_user_attr("seconds", spent())
+
+
+def budget_overrun(lengths: list[float], left_s: float) -> str | None:
+    """Why the next trial is not started (None: it is): the mean of the trials so far is more
+    than the budget has left."""
+    if not lengths:
+        return None
+    mean = sum(lengths) / len(lengths)
+    if mean <= left_s:
+        return None
+    return (
+        f"stopped before trial {len(lengths) + 1}: a trial has taken {mean / 60:.1f} min on "
+        f"average and --budget has {max(left_s, 0) / 60:.1f} min left"
+    )

@@ -1,0 +1,88 @@
+"""The search loop (auto/study.py) with trials stood in for: the pruner stops a trial at an
+evaluation below the others', a pruned choice is not trained again, and --budget is not overrun
+by a trial the time left cannot hold. Training itself is tested in test_auto.py."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from slimbert.auto import study as studying
+from slimbert.auto.space import Choice, Shape
+from slimbert.auto.study import Runner, Search, budget_overrun, open_study
+from slimbert.auto.trial import Outcome
+
+SHAPES = [Shape(layers, 64, 4, 256) for layers in (1, 2, 3, 4, 5)]
+CHOICES = [Choice("kd", shape, False) for shape in SHAPES]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def runner(tmp_path, pruner: str, curves: list[list[float]], clock: Clock, minutes=10):
+    """A Runner over CHOICES whose n-th trial reports `curves[n]` one evaluation at a time and
+    takes `minutes` on `clock`; the trials it ran are listed in `ran` (shape, state)."""
+    study = open_study(tmp_path, {"test": 1}, "exhaustive", pruner, seed=0)
+    search = Search(study, CHOICES, "p99", 10.0, seed=0, exhaustive=True)
+    ran: list[tuple[int, str]] = []
+
+    def fake_trial(setup, choice, folder, name, judge, on_eval=None):
+        clock.now += minutes * 60
+        curve = curves[len(ran)]
+        for index, value in enumerate(curve):
+            if judge(index, value):
+                ran.append((choice.shape.name, "pruned"))
+                return Outcome("pruned", message="pruned", evaluations=[value])
+        ran.append((choice.shape.name, "complete"))
+        row = {"metric": curve[-1], "p99_ms": 1.0}
+        return Outcome("complete", rows={"int8": row})
+
+    return Runner(search, None, tmp_path, lambda *a: None), fake_trial, ran
+
+
+def test_the_median_pruner_stops_a_trial_below_the_others_and_never_retries_it(
+    tmp_path, monkeypatch
+):
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    # every curve rises; the third trial's first evaluation (0.5) is under the median of the two
+    # trials before it at that evaluation (0.8, 0.9), so it stops there; the others go on
+    curves = [[0.8, 0.85], [0.9, 0.95], [0.5, 0.99], [0.92, 0.93], [0.95, 0.96]]
+    run, fake_trial, ran = runner(tmp_path, "median", curves, clock)
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    run.run(trials=5, budget_s=10**6)
+    assert [state for _, state in ran] == ["complete", "complete", "pruned", "complete", "complete"]
+    pruned = ran[2][0]
+    states = {t.params["shape"]: t.state for t in run.search.study.trials if t.params}
+    assert states[pruned] == optuna.trial.TrialState.PRUNED
+    assert sorted(name for name, _ in ran) == sorted(s.name for s in SHAPES)  # each choice once
+
+
+def test_no_trial_starts_that_the_budget_left_cannot_hold(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    curves = [[0.9]] * 5
+    run, fake_trial, ran = runner(tmp_path, "none", curves, clock, minutes=10)
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    run.run(trials=5, budget_s=25 * 60)  # two 10-minute trials fit, a third would end at 30
+    study = run.search.study
+    assert len(ran) == 2 and clock.now == 20 * 60
+    assert study.user_attrs["trial_seconds"] == [600.0, 600.0]
+    assert (
+        "a trial has taken 10.0 min on average and --budget has 5.0 min left"
+        in (study.user_attrs["stopped"])
+    )
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
+@pytest.mark.parametrize(
+    ("lengths", "left", "stops"),
+    [([], 1.0, False), ([600.0], 600.0, False), ([300.0, 900.0], 599.0, True)],
+)
+def test_budget_overrun_compares_the_mean_trial_with_the_time_left(lengths, left, stops):
+    assert (budget_overrun(lengths, left) is not None) is stops
