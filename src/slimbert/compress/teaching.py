@@ -1,7 +1,7 @@
 """How the students without attention (textcnn, bilstm, tree) are taught: one loop, three ways.
 
     offline   every teacher's logits on the training set come from the on-disk cache
-              (`slimbert.task.teacher_logits`); only the student trains
+              (`slimbert.training.logits_cache`); only the student trains
     joint     the first teacher trains alongside the student on the gold labels (its own
               learning rate); the student's soft loss reads its live logits
                 summed:       one step on the student's loss plus the teacher's CE

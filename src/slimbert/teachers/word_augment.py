@@ -21,7 +21,7 @@ WordPiece's ##pieces nor BPE/SentencePiece mid-word pieces), inserted as the wor
 a word with an unknown piece stays.
 Sentence pairs: each sentence on its own. The source used is recorded in the student's metadata.
 
-The copies are labelled by the teacher where they are used (`slimbert.task.teacher_logits`,
+The copies are labelled by the teacher where they are used (`slimbert.training.logits_cache`,
 which caches the logits); this module caches the texts, keyed by the training texts, the
 source model's weights and every setting, so a rerun reads them back.
 """
