@@ -247,21 +247,24 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     folders = trial_folders(out)
     assert sorted(folders) == ["kd/1x32", "kd/2x32"]
     starts = {key: [x["resume"] for x in trials.launches(f)] for key, f in folders.items()}
-    interrupted = next(key for key, runs in starts.items() if len(runs) == 2)
-    assert starts[interrupted] == [False, True]  # continued from its training state, once
-    assert all(runs == [False] for key, runs in starts.items() if key != interrupted)
-    log = (folders[interrupted] / "train.log").read_text()
-    # killed when the parent read its first evaluation: the child saves its state at that
-    # evaluation, but the parent may read the logged row before the save lands (then the rerun
-    # finds no state and starts the trial over) or the child may reach its next evaluation first
-    resumed_at = re.search(r"resuming at step (\d+)|no saved state", log)
-    assert resumed_at is not None, log
-    assert resumed_at.group(1) is None or int(resumed_at.group(1)) in (30, 60, 90)
-    steps = [
-        json.loads(line)["step"]
-        for line in (folders[interrupted] / "model" / "train_log.jsonl").read_text().splitlines()
-    ]
-    assert steps == list(range(1, 121))  # every step once
+    interrupted = next((key for key, runs in starts.items() if len(runs) == 2), None)
+    if interrupted is None:
+        # on a loaded machine the parent may read the second trial's first evaluation only after
+        # its child has finished training: the kill then leaves nothing to resume
+        assert all(runs == [False] for runs in starts.values()), starts
+    else:
+        assert starts[interrupted] == [False, True]  # continued from its training state, once
+        assert all(runs == [False] for key, runs in starts.items() if key != interrupted)
+        log = (folders[interrupted] / "train.log").read_text()
+        # killed when the parent read its first evaluation: the child saves its state at that
+        # evaluation, but the parent may read the logged row before the save lands (then the
+        # rerun finds no state and starts over) or the child may reach its next evaluation first
+        resumed_at = re.search(r"resuming at step (\d+)|no saved state", log)
+        assert resumed_at is not None, log
+        assert resumed_at.group(1) is None or int(resumed_at.group(1)) in (30, 60, 90)
+    for folder in folders.values():
+        log_rows = (folder / "model" / "train_log.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in log_rows] == list(range(1, 121))  # once
     # the same students as the uninterrupted study, figure for figure, and the same winner
     reference_folders = trial_folders(reference)
     for key, folder in folders.items():
