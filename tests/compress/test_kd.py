@@ -45,6 +45,34 @@ def test_the_student_is_the_teachers_picked_layers(sharp_teacher, sst2_files, tm
         torch.testing.assert_close(state[key], teacher[key], rtol=0, atol=1e-6)
 
 
+def test_a_narrower_student_has_fresh_weights_of_its_shape(sharp_teacher, sst2_files, tmp_path):
+    flags = ["--layers", "2", "--hidden-size", "16", "--heads", "2", "--ffn-size", "24"]
+    kd_once(sharp_teacher, *sst2_files, tmp_path / "narrow", *flags)
+    student = load_model_dir(tmp_path / "narrow")[0]
+    config = student.config
+    assert (config.num_hidden_layers, config.hidden_size) == (2, 16)
+    assert (config.num_attention_heads, config.intermediate_size) == (2, 24)
+    # the same seed and shape again: the same fresh weights, drawn from the seed
+    kd_once(sharp_teacher, *sst2_files, tmp_path / "again", *flags)
+    again = load_model_dir(tmp_path / "again")[0].state_dict()
+    for key, value in student.state_dict().items():
+        torch.testing.assert_close(value, again[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "extra, start",
+    [
+        (["--student-base", "minilm-l6"], "--student-base"),
+        (["--student-init", "x"], "--student-init"),
+    ],
+)
+def test_a_shape_with_a_pre_trained_start_is_one_line(extra, start):
+    flags = dict(zip(extra[::2], extra[1::2], strict=True))
+    key = "student_base" if start == "--student-base" else "student_init"
+    with pytest.raises(SlimbertError, match=f"--hidden-size shape a fresh student, but {start}"):
+        KDConfig(hidden_size=16, **{key: flags[start]})
+
+
 @pytest.mark.parametrize("temperature, alpha", [(2.0, 0.5), (1.0, 0.8)])
 def test_the_first_loss_is_the_hinton_mix_computed_by_hand(
     loud_teacher, sst2_files, tmp_path, temperature, alpha

@@ -111,6 +111,21 @@ class KDConfig:
         "and width (not with --student-base or a narrower --student-init). 0 = off.",
         min=0,
     )
+    hidden_size: int | None = setting(
+        None,
+        "Student hidden size (default: the teacher's). A narrower student has fresh random "
+        "weights throughout (no tensor of the teacher fits): distillation without pre-training, "
+        "the baseline a general step (--student-init) is measured against.",
+        min=1,
+    )
+    heads: int | None = setting(
+        None,
+        "Student attention heads (default: the teacher's); must divide the hidden size.",
+        min=1,
+    )
+    ffn_size: int | None = setting(
+        None, "Student feed-forward size (default: the teacher's).", min=1
+    )
     student_init: Path | None = setting(
         None,
         "Start from a pre-trained student (distill-general or pretrain-student of this "
@@ -136,6 +151,21 @@ class KDConfig:
         if self.student_base is not None and self.student_init is not None:
             raise SlimbertError(
                 "--student-base and --student-init both name the student's start; give one"
+            )
+        sized = [
+            flag
+            for flag, value in (
+                ("--hidden-size", self.hidden_size),
+                ("--heads", self.heads),
+                ("--ffn-size", self.ffn_size),
+            )
+            if value is not None
+        ]
+        start = "--student-base" if self.student_base else "--student-init"
+        if sized and (self.student_base is not None or self.student_init is not None):
+            raise SlimbertError(
+                f"{' and '.join(sized)} shape a fresh student, but {start} brings its own "
+                "shape; drop one"
             )
         if self.cosine_weight > 0 and self.student_base is not None:
             raise SlimbertError(
@@ -227,8 +257,8 @@ def cosine_teacher(teacher: nn.Module, student: nn.Module, kd: KDConfig, on) -> 
     if widths[0] != widths[1]:
         raise SlimbertError(
             f"--cosine-weight compares hidden states of one width, but the student is "
-            f"{widths[0]} wide (--student-init) and the teacher {widths[1]}; drop --cosine-weight "
-            "or start from a student of the teacher's width"
+            f"{widths[0]} wide and the teacher {widths[1]}; drop --cosine-weight or give a "
+            "student of the teacher's width"
         )
     return teacher.eval().requires_grad_(False).to(on)
 
@@ -258,9 +288,8 @@ def run(job: Job, kd: KDConfig) -> tuple[TrainResult, ModelRecord]:
         layers = map_layers(
             family_of(teacher.config).size(teacher.config, "depth"), kd.layers, kd.layer_map
         )
-        student, _, init = start_student(
-            teacher, StudentShape(kd.layers), layers, config.seed, kd.student_init
-        )
+        shape = StudentShape(kd.layers, kd.hidden_size, kd.heads, kd.ffn_size)
+        student, _, init = start_student(teacher, shape, layers, config.seed, kd.student_init)
     live = cosine_teacher(teacher, student, kd, device(config.device))
     loader = train_loader(student_data.train_set, config)
     # (stage, (N, C) logits) for every checkpoint of the route, then the teacher's own: each
@@ -308,7 +337,8 @@ METHOD = Method(
     name="kd",
     config=KDConfig,
     run=run,
-    summary="Hinton logit distillation into a student built from the teacher's own layers.",
+    summary="Hinton logit distillation into a student built from the teacher's own layers (or "
+    "a pre-trained model, or fresh weights of a narrower shape).",
     stages=("distil",),
     several_teachers=True,
     notes=(
