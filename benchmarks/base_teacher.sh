@@ -21,8 +21,9 @@
 #                 teacher's embedding neighbours): SST-2 one word-replaced copy per row at p 0.3,
 #                 MRPC eight at p 0.4 with the pairs symmetry and transitivity imply, as the
 #                 MiniLM studies found best; then the MiniLM-initialised 6-layer student with it
-#   narrow        6 × 384 and 4 × 312 students: kd from the general step, and minilm (a task
-#                 relation stage, then kd) from the general step and from random weights
+#   narrow        6 × 384 and 4 × 312 students: kd from the general step and from fresh
+#                 weights, and minilm (a task relation stage, then kd) from the general step and
+#                 from random weights
 #   export        every finished student of TASKS whose name matches EXPORT (a regex, default
 #                 all) as fused dynamic int8, validated on the whole dev file (a refused export
 #                 keeps its log; the manifest of one that passed goes to cells/)
@@ -170,6 +171,9 @@ for stage in $STAGES; do
             cell "$task-kd-$shape-general-seed$seed" "$RUNS/$task-kd-$shape-general-seed$seed" \
               slimbert compress kd "${common[@]}" --student-init "$general" "${flags[0]}" \
               "${flags[1]}" --temperature 2 --alpha 0.5
+            # the same kd from fresh weights of the shape: what the general step alone is worth
+            cell "$task-kd-$shape-random-seed$seed" "$RUNS/$task-kd-$shape-random-seed$seed" \
+              slimbert compress kd "${common[@]}" "${flags[@]}" --temperature 2 --alpha 0.5
             cell "$task-minilm-$shape-general-seed$seed" \
               "$RUNS/$task-minilm-$shape-general-seed$seed" slimbert compress minilm \
               "${common[@]}" --student-init "$general" "${flags[0]}" "${flags[1]}" \

@@ -31,7 +31,12 @@ def planned(task: str) -> list[str]:
     narrow = [
         f"{task}-{kind}-{shape}-{start}-seed1"
         for shape in SHAPES
-        for kind, start in (("kd", "general"), ("minilm", "general"), ("minilm", "random"))
+        for kind, start in (
+            ("kd", "general"),
+            ("kd", "random"),
+            ("minilm", "general"),
+            ("minilm", "random"),
+        )
     ]
     return (
         [f"{task}-teacher"]
