@@ -86,3 +86,25 @@ def test_no_trial_starts_that_the_budget_left_cannot_hold(tmp_path, monkeypatch)
 )
 def test_budget_overrun_compares_the_mean_trial_with_the_time_left(lengths, left, stops):
     assert (budget_overrun(lengths, left) is not None) is stops
+
+
+def test_a_kill_mid_trial_keeps_the_time_up_to_its_last_evaluation_in_the_budget(
+    tmp_path, monkeypatch
+):
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    run, _, _ = runner(tmp_path, "none", [], clock)
+
+    def killed(setup, choice, folder, name, judge, on_eval=None):
+        clock.now += 300
+        judge(0, 0.9)  # evaluated after 5 minutes ...
+        clock.now += 200
+        raise KeyboardInterrupt  # ... and killed 200 s later, before the trial could end
+
+    monkeypatch.setattr(studying, "run_trial", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run.run(trials=5, budget_s=10**6)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.load_study(study_name=studying.STUDY_NAME, storage=storage)
+    assert study.user_attrs["seconds"] == 300.0
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]

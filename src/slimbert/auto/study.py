@@ -9,8 +9,9 @@
 Resuming: `auto` run again on the same OUT finds the study. A trial it left RUNNING (the
 process was killed) is finished first, in its own folder, from its training state; finished
 trials are read, never rerun. A choice already tried is never trained again: the sampler's
-repeat is told as failed and costs no training. The wall-clock spent is kept in the study, so
---budget counts every run.
+repeat is told as failed and costs no training. The wall-clock spent is kept in the study at
+every evaluation and after every trial, so --budget counts every run (a kill loses at most the
+time since the last evaluation from the count).
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ class Runner:
 
     def __init__(self, search: Search, setup: TrialSetup, out: Path, events: Events):
         self.search, self.setup, self.out, self.events = search, setup, out, events
+        self.spent: Callable[[], float] = lambda: 0.0  # the budget's count; run() sets it
+
+    def keep_spent(self) -> None:
+        self.search.study.set_user_attr("seconds", self.spent())
 
     def judge(self, trial: optuna.Trial, number: int, choice: Choice):
         # a resumed trial has its evaluations before the kill in the study already
@@ -151,6 +156,7 @@ class Runner:
             if index not in reported:
                 trial.report(value, index)
                 reported.add(index)
+            self.keep_spent()  # a kill from here on loses only the time since this evaluation
             self.events(number, choice, "running", None, value)
             return trial.should_prune()
 
@@ -209,6 +215,7 @@ class Runner:
         def spent() -> float:
             return used + time.monotonic() - started
 
+        self.spent = spent
         self.resume_running()
         repeats = 0
         while spent() < budget_s and repeats < MAX_REPEATS:
@@ -233,8 +240,8 @@ class Runner:
             self.finish(trial, trial.number, choice)
             lengths.append(time.monotonic() - began)
             study.set_user_attr("trial_seconds", lengths)
-            study.set_user_attr("seconds", spent())
-        study.set_user_attr("seconds", spent())
+            self.keep_spent()
+        self.keep_spent()
 
 
 def budget_overrun(lengths: list[float], left_s: float) -> str | None:
