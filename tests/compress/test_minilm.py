@@ -11,10 +11,16 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.minilm import relation_kl, relation_terms, resolve_teacher_layer
+from slimbert.compress.minilm import (
+    attention_term,
+    relation_kl,
+    relation_terms,
+    resolve_teacher_layer,
+)
 from slimbert.errors import SlimbertError
-from slimbert.models import load_model_dir
-from slimbert.training.capture import AttentionParts, TransformerOutputs
+from slimbert.models import load_classifier, load_model_dir, load_tokenizer
+from slimbert.training.capture import AttentionParts, TransformerOutputs, forward_internals
+from slimbert.training.losses import attention_kl
 
 
 def _softmax(values):
@@ -101,6 +107,24 @@ def test_terms_read_the_students_last_layer_and_the_chosen_teacher_layer():
         resolve_teacher_layer(6, 6)
 
 
+def test_v1_attention_term_is_the_kl_of_the_models_own_attention_maps(tiny_teacher, sharp_teacher):
+    """MiniLM's attention transfer, read from the rebuilt scores, equals the KL between the
+    attention probabilities the models themselves return (padding in the batch)."""
+    student, teacher = (load_classifier(folder).eval() for folder in (tiny_teacher, sharp_teacher))
+    encoded = load_tokenizer(sharp_teacher)(
+        ["the movie was very good", "bad"], padding=True, return_tensors="pt"
+    )
+    batch = {key: encoded[key] for key in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        s, t = (forward_internals(m, batch, attentions=True) for m in (student, teacher))
+    got = attention_term(teacher_layer=2)(s, t, batch)
+    expected = attention_kl([(3, 2)])(s, t, batch)  # student's last layer (3) against layer 2
+    assert float(expected) > 0.05  # the sharp teacher's maps are far from the random student's
+    assert math.isclose(float(got), float(expected), rel_tol=1e-4)
+    terms = relation_terms(teacher_layer=2, relation_heads=4, relations="v1")
+    assert [term.name for term in terms] == ["attention", "vv"]
+
+
 # First losses of the real CLI: teacher layer 2 of the sharp 4-layer, hidden-32, 4-head teacher into
 # the last layer of a 2-layer, hidden-16, 2-head student through 4 relation heads; seed 0.
 PINNED = {
@@ -155,6 +179,7 @@ def test_cli_narrow_student_pins_first_losses(tmp_path, sharp_teacher, sst2_file
     meta = json.loads((out / "slimbert.json").read_text())
     assert meta["schema_version"] == 1  # written through slimbert.record
     assert meta["method"] == "minilm" and meta["relation"] == {
+        "relations": "v2",
         "teacher_layer": 2,
         "student_layer": 1,
         "relation_heads": 4,
@@ -178,3 +203,32 @@ def test_cli_narrow_student_pins_first_losses(tmp_path, sharp_teacher, sst2_file
         model.config.num_attention_heads,
         model.config.num_hidden_layers,
     ) == (16, 2, 2)
+
+
+def _minilm_cli(teacher, files, out, *extra):
+    train, dev = files
+    argv = ["compress", "minilm", "--teacher", str(teacher), "--out", str(out)]
+    argv += ["--train", str(train), "--eval", str(dev), "--layers", "2", "--max-steps", "2"]
+    argv += ["--batch-size", "8", "--seed", "0", "--no-progress", *extra]
+    return CliRunner().invoke(cli, argv)
+
+
+def test_cli_v1_distils_attention_and_values_then_refuses_other_head_counts(
+    tmp_path, sharp_teacher, sst2_files
+):
+    result = _minilm_cli(sharp_teacher, sst2_files, tmp_path / "v1", "--relations", "v1")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "v1" / "slimbert.json").read_text())
+    assert meta["relation"]["relations"] == "v1"
+    first = meta["first_losses"]["relation"][0]
+    assert set(first) >= {"attention", "vv"} and "qq" not in first
+    assert first["attention"] > 0 and first["vv"] > 0
+    assert math.isclose(first["loss"], first["attention"] + first["vv"], rel_tol=1e-5)
+    narrow = _minilm_cli(
+        sharp_teacher, sst2_files, tmp_path / "narrow", "--relations", "v1", "--heads", "2"
+    )
+    assert narrow.exit_code != 0
+    message = narrow.output.strip().splitlines()[-1]
+    assert "--relations v1 matches each attention head's distribution" in message
+    assert "teacher's 4 heads (it has 2)" in message
+    assert not (tmp_path / "narrow").exists()

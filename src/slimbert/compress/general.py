@@ -19,6 +19,8 @@ to *be an encoder like the teacher's* on plain text, with no task in sight:
   student's last layer, each split into R relation heads. Relations are T × T, so no projection
   is learned and any width works as long as R divides both widths; they are read from the
   projections' outputs, so they hold for relative positions (MPNet, DeBERTa) too.
+  `--relations v1` takes MiniLM's (Wang et al. 2020) attention distributions and V-V relation
+  instead (`compress.minilm`): the student then needs the teacher's head count.
 - `--objective tinybert` (TinyBERT's general distillation, Jiao et al. 2020): MSE of the
   embedding outputs and of each mapped layer's hidden states through learned projections
   W_e, W_h (H_s → H_t, thrown away afterwards), plus MSE of pre-softmax attention scores (with
@@ -53,7 +55,7 @@ import torch
 
 from slimbert.batches import EncodedDataset, make_loader
 from slimbert.compress.method import plain
-from slimbert.compress.minilm import relation_terms, resolve_teacher_layer
+from slimbert.compress.minilm import RELATION_SETS, RELATIONS_HELP, minilm_terms
 from slimbert.compress.pretrain import source_model
 from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.compress.tinybert import Projections, intermediate_terms
@@ -96,6 +98,7 @@ class GeneralConfig(ShapeSettings):
     teacher_layer: int = setting(
         -1, "minilm: 0-based teacher layer whose relations are distilled; -1 = the last."
     )
+    relations: str = setting("v2", "minilm: " + RELATIONS_HELP, choices=RELATION_SETS)
     relation_heads: int | None = setting(
         None,
         "minilm: relation heads R (default: the teacher's head count); must divide both widths.",
@@ -160,20 +163,10 @@ def objective_terms(
     teacher_width = family.size(teacher.config, "width")
     student_width = family.size(student.config, "width")
     if general.objective == "minilm":
-        layer = resolve_teacher_layer(general.teacher_layer, family.size(teacher.config, "depth"))
-        heads = general.relation_heads or family.size(teacher.config, "heads")
-        for name, width in (("teacher", teacher_width), ("student", student_width)):
-            if width % heads:
-                raise SlimbertError(
-                    f"--relation-heads {heads} does not divide the {name}'s hidden size {width}; "
-                    "pick a common divisor"
-                )
-        record = {"teacher_layer": layer, "student_layer": student.config.num_hidden_layers - 1}
-        return (
-            relation_terms(layer, heads),
-            Projections(None, None),
-            {**record, "relation_heads": heads},
+        terms, record = minilm_terms(
+            general.relations, general.teacher_layer, general.relation_heads, teacher, student
         )
+        return terms, Projections(None, None), record
     if general.objective == "distilbert":
         projections = Projections.between(student_width, teacher_width)
         terms = triple_terms(

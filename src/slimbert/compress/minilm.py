@@ -21,8 +21,16 @@ projections as they leave their Linear layers, so they apply to every family in
 `slimbert.families`, relative and rotary positions included (ModernBERT's Q and K are read
 before their rotation).
 
-Reference: Wang et al., "MiniLMv2: Multi-Head Self-Attention Relation Distillation for
-Compressing Pretrained Transformers", Findings of ACL 2021.
+`--relations v1` is the first paper's pair of terms instead: each attention head's distribution
+softmax(scores) — the model's own pre-softmax scores (`AttentionParts.scores`, relative-position
+terms included), so the student needs the teacher's head count and rotary positions are refused
+— and the V-V relation:
+
+    loss = KL(softmax(scores_teacher) ‖ softmax(scores_student)) + KL(relation_t(V) ‖ relation_s(V))
+
+References: Wang et al., "MiniLM: Deep Self-Attention Distillation for Task-Agnostic Compression
+of Pre-Trained Transformers", NeurIPS 2020; Wang et al., "MiniLMv2: Multi-Head Self-Attention
+Relation Distillation for Compressing Pretrained Transformers", Findings of ACL 2021.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from slimbert.record import ModelRecord
 from slimbert.settings import setting
 from slimbert.training.capture import (
     TransformerOutputs,
+    check_attention_scores,
     distill_loss_evaluator,
     forward_internals,
     split_heads,
@@ -68,6 +77,12 @@ from slimbert.training.route import soft_targets, train_stages
 from slimbert.training.state import RunFiles
 
 RELATIONS = ("query", "key", "value")
+RELATION_SETS = ("v2", "v1")
+RELATIONS_HELP = (
+    "v2: Q-Q, K-K and V-V relations split into R relation heads (MiniLMv2; any head count). "
+    "v1: each attention head's distribution softmax(Q·Kᵀ/√d), the model's own scores, and the "
+    "V-V relation (MiniLM; the student needs the teacher's head count; not for rotary positions)."
+)
 
 
 @dataclass
@@ -78,6 +93,7 @@ class MiniLMConfig(ShapeSettings):
     teacher_layer: int = setting(
         -1, "0-based teacher layer whose Q/K/V relations are distilled; -1 = the last."
     )
+    relations: str = setting("v2", RELATIONS_HELP, choices=RELATION_SETS)
     relation_heads: int | None = setting(
         None,
         "Relation heads R (default: the teacher's head count); must divide both hidden sizes.",
@@ -108,6 +124,24 @@ class MiniLMConfig(ShapeSettings):
     )
 
 
+def masked_kl(
+    student_scores: torch.Tensor, teacher_scores: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """KL(softmax(teacher) ‖ softmax(student)) over keys, for scores (B, n, T, T) of n heads and
+    attention_mask (B, T) → scalar: padded keys masked, the mean over the n heads and the real
+    query tokens."""
+    keys_padded = attention_mask[:, None, None, :] == 0  # (B, 1, 1, T)
+    log_student, log_teacher = (
+        F.log_softmax(x.masked_fill(keys_padded, torch.finfo(x.dtype).min).float(), dim=-1)
+        for x in (student_scores, teacher_scores)
+    )
+    kl = (
+        (log_teacher.exp() * (log_teacher - log_student)).masked_fill(keys_padded, 0.0).sum(-1)
+    )  # (B, n, T)
+    rows = attention_mask[:, None, :].to(kl.dtype)  # (B, 1, T)
+    return (kl * rows).sum() / (rows.sum() * kl.shape[1]).clamp_min(1.0)
+
+
 def relation_kl(
     student_x: torch.Tensor,
     teacher_x: torch.Tensor,
@@ -125,19 +159,30 @@ def relation_kl(
                 f"--relation-heads {relation_heads} does not divide the {name}'s attention width "
                 f"{x.shape[-1]}; pick a common divisor"
             )
-    keys_padded = attention_mask[:, None, None, :] == 0  # (B, 1, 1, T)
-    logs = []
+    relations = []
     for x in (student_x, teacher_x):
         heads = split_heads(x, relation_heads)  # (B, R, T, d)
-        relation = heads @ heads.transpose(-1, -2) / math.sqrt(heads.shape[-1])  # (B, R, T, T)
-        relation = relation.masked_fill(keys_padded, torch.finfo(relation.dtype).min)
-        logs.append(F.log_softmax(relation.float(), dim=-1))
-    log_student, log_teacher = logs
-    kl = (
-        (log_teacher.exp() * (log_teacher - log_student)).masked_fill(keys_padded, 0.0).sum(-1)
-    )  # (B, R, T)
-    rows = attention_mask[:, None, :].to(kl.dtype)  # (B, 1, T)
-    return (kl * rows).sum() / (rows.sum() * relation_heads).clamp_min(1.0)
+        relations.append(heads @ heads.transpose(-1, -2) / math.sqrt(heads.shape[-1]))
+    return masked_kl(*relations, attention_mask)  # relations: (B, R, T, T)
+
+
+def attention_term(teacher_layer: int) -> TermFn:
+    """MiniLM's attention transfer: KL between each head's attention distribution in the
+    student's last layer and in `teacher_layer`, from the scores as the model computes them."""
+
+    def term(
+        student: Outputs, teacher: Outputs | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        assert isinstance(student, TransformerOutputs) and isinstance(
+            teacher, TransformerOutputs
+        ), "the attention term needs forward_internals outputs"
+        return masked_kl(
+            student.attention_parts[-1].scores(),
+            teacher.attention_parts[teacher_layer].scores(),
+            student.attention_mask,
+        )
+
+    return term
 
 
 def relation_term(kind: str, teacher_layer: int, relation_heads: int) -> TermFn:
@@ -164,11 +209,50 @@ def relation_term(kind: str, teacher_layer: int, relation_heads: int) -> TermFn:
     return term
 
 
-def relation_terms(teacher_layer: int, relation_heads: int) -> list[LossTerm]:
+def relation_terms(
+    teacher_layer: int, relation_heads: int, relations: str = "v2"
+) -> list[LossTerm]:
+    """v2: the Q-Q, K-K and V-V relations; v1: the attention distributions and V-V."""
+    if relations == "v1":
+        return [
+            LossTerm("attention", 1.0, attention_term(teacher_layer)),
+            LossTerm("vv", 1.0, relation_term("value", teacher_layer, relation_heads)),
+        ]
     return [
         LossTerm(f"{kind[0]}{kind[0]}", 1.0, relation_term(kind, teacher_layer, relation_heads))
         for kind in RELATIONS
     ]
+
+
+def minilm_terms(
+    relations: str,
+    teacher_layer: int,
+    relation_heads: int | None,
+    teacher: nn.Module,
+    student: nn.Module,
+) -> tuple[list[LossTerm], dict]:
+    """The relation terms between `teacher` and `student`, checked (R divides both widths; v1:
+    the same head count, scores the model's own), and what the metadata records of them."""
+    family = family_of(teacher.config)
+    layer = resolve_teacher_layer(teacher_layer, family.size(teacher.config, "depth"))
+    heads = relation_heads or family.size(teacher.config, "heads")
+    _check_relation_heads(heads, teacher, student)
+    if relations == "v1":
+        check_attention_scores(teacher)
+        own, theirs = (family.size(m.config, "heads") for m in (student, teacher))
+        if own != theirs:
+            raise SlimbertError(
+                f"--relations v1 matches each attention head's distribution, so the student "
+                f"needs the teacher's {theirs} heads (it has {own}); use --relations v2, whose "
+                "relation heads need no match"
+            )
+    record = {
+        "relations": relations,
+        "teacher_layer": layer,
+        "student_layer": family.size(student.config, "depth") - 1,
+        "relation_heads": heads,
+    }
+    return relation_terms(layer, heads, relations), record
 
 
 def prediction_terms(config: MiniLMConfig) -> list[LossTerm]:
@@ -261,17 +345,15 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
         device=device(job.train.device),
     )
     del loaded, opening.teacher  # (N, C) logits above
-    family = family_of(teacher.config)
-    depth = family.size(teacher.config, "depth")
-    teacher_layer = resolve_teacher_layer(minilm.teacher_layer, depth)
-    relation_heads = minilm.relation_heads or family.size(teacher.config, "heads")
+    depth = family_of(teacher.config).size(teacher.config, "depth")
     init_map = map_layers(depth, minilm.layers, "uniform")
     seed_everything(config.seed)
     student, init, started = start_student(
         teacher, minilm.shape(), init_map, config.seed, minilm.student_init
     )
-    _check_relation_heads(relation_heads, teacher, student)
-    terms = relation_terms(teacher_layer, relation_heads)
+    terms, relation_record = minilm_terms(
+        minilm.relations, minilm.teacher_layer, minilm.relation_heads, teacher, student
+    )
     loader = train_loader(data.train_set, config)
     run = RunFiles(job.out, config.resume)
     relation = _distil_relations(student, teacher, terms, data, loader, minilm, config, run)
@@ -291,11 +373,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     result = results[-1]
     stages = {"relation": stage_record(relation), "prediction": stage_record(result)}
     details = {
-        "relation": {
-            "teacher_layer": teacher_layer,
-            "student_layer": minilm.layers - 1,
-            "relation_heads": relation_heads,
-        },
+        "relation": relation_record,
         "init": init.describe(),
         "student_init": started,
         "route": describe_route([stage for stage, _ in route_stages], results)
@@ -312,6 +390,6 @@ METHOD = Method(
     name="minilm",
     config=MiniLMConfig,
     run=run,
-    summary="MiniLMv2: Q-Q, K-K and V-V relation distillation, then soft-logit KD.",
+    summary="MiniLMv2 Q-Q, K-K, V-V relations (or MiniLM's attention and V-V), then soft-logit KD.",
     stages=("relation", "prediction"),
 )
