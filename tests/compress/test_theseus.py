@@ -194,6 +194,39 @@ def test_cli_uneven_split_pins_first_losses(tmp_path, tiny_teacher, sst2_files):
     assert not any("successor" in key or "predecessor" in key for key in model.state_dict())
 
 
+def test_cli_init_first_starts_the_successor_from_the_teachers_bottom_layers(
+    tmp_path, tiny_teacher, sst2_files
+):
+    """--init first: successor layer i is teacher layer i (0, 1, 2 of 4), not the top of module
+    i (0, 1, 3). One replacing and one fine-tuning step at lr 1e-9 leave the copies where they
+    were, to rounding."""
+    train, dev = sst2_files
+    out = tmp_path / "student"
+    args = ["compress", "theseus", "--teacher", tiny_teacher, "--out", out, "--train", train]
+    args += ["--eval", dev, "--layers", "3", "--init", "first", "--max-steps", "1"]
+    args += ["--lr", "1e-9", "--batch-size", "8", "--seed", "0", "--no-progress"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    assert meta["modules"] == [[0], [1], [2, 3]] and meta["layer_map"] == [0, 1, 2]
+    teacher = load_classifier(tiny_teacher).state_dict()
+    student = load_model_dir(out)[0].state_dict()
+    layer = "bert.encoder.layer.{}."
+    copied = [key[len(layer.format(0)) :] for key in student if key.startswith(layer.format(0))]
+    assert len(copied) == 16  # every tensor of a BERT layer
+    for successor in range(3):
+        for name in copied:
+            torch.testing.assert_close(
+                student[layer.format(successor) + name],
+                teacher[layer.format(successor) + name],
+                rtol=0,
+                atol=1e-6,
+            )
+    # module 2's top, which the default start would have copied, is another layer
+    query = "attention.self.query.weight"
+    assert (student[layer.format(2) + query] - teacher[layer.format(3) + query]).abs().max() > 1e-2
+
+
 def test_cli_survives_steps_where_only_the_teacher_ran(tmp_path, tiny_teacher, sst2_files):
     train, dev = sst2_files
     out = tmp_path / "student"

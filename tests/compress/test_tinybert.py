@@ -3,6 +3,7 @@ augmentation (embedding neighbours and masked LM, cached), and the real CLI's fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -145,6 +146,19 @@ def test_narrow_student_copies_only_matching_shapes(tiny_teacher):
     )  # 3 FFN tensors × 2 layers; output.dense.bias and LayerNorms keep H
     with pytest.raises(SlimbertError, match="not a multiple of --heads 3"):
         build_student(teacher, StudentShape(layers=2, hidden=16, heads=3), [1, 3])
+
+
+def test_tinybert4_preset_is_the_papers_tinybert4_shape():
+    """TinyBERT-4 (Jiao et al., section 4.1): M = 4 layers, d' = 312, d'_i = 1200, h = 12 heads;
+    every setting besides the shape keeps its default."""
+    preset, default = TinyBERTConfig.tinybert4(), TinyBERTConfig()
+    assert preset.shape() == StudentShape(layers=4, hidden=312, heads=12, ffn=1200)
+    changed = {
+        f.name
+        for f in dataclasses.fields(preset)
+        if getattr(preset, f.name) != getattr(default, f.name)
+    }
+    assert changed == {"layers", "hidden_size", "heads", "ffn_size"}
 
 
 def test_projections_only_for_a_narrower_student():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import build_bert, build_tokenizer
 
 from slimbert.cli import cli
 from slimbert.compress.teaching import TeachingConfig, loss_terms
@@ -20,13 +21,14 @@ from slimbert.compress.teaching_step import (
     normalised_weights,
     student_losses,
 )
-from slimbert.data import LabelMap
+from slimbert.data import LabelMap, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir, model_label_map, model_task
 from slimbert.networks.configs import BiLSTMConfig, TextCNNConfig, TreeConfig
 from slimbert.networks.files import build_network
 from slimbert.networks.modules import principal_directions
 from slimbert.networks.tree import SoftTree
+from slimbert.teachers.ensemble import ENSEMBLE_FORMAT
 
 FLAGS = [
     "--max-length",
@@ -378,6 +380,44 @@ def test_first_losses_are_pinned(students, method):
 
 
 @pytest.mark.parametrize("method", list(SIZES))
+def test_soft_loss_mse_is_the_squared_logit_gap_computed_by_hand(
+    method, loud_teacher, sst2_files, tmp_path
+):
+    """--soft-loss mse (Tang et al.): the soft term is the mean over rows and classes of
+    (z_student − z_teacher)², no temperature. One step at lr 1e-9, dropout 0, over the whole
+    64-row training file in one batch: the saved student is the one that stepped, to rounding,
+    and the step's loss covers every row."""
+    train, dev = sst2_files
+    out = tmp_path / method
+    result = invoke(
+        "compress", method, "--teacher", loud_teacher, "--train", train, "--eval", dev,
+        "--out", out, *SIZES[method], "--soft-loss", "mse", "--dropout", "0",
+        "--max-length", "32", "--batch-size", "64", "--max-steps", "1", "--lr", "1e-9",
+        "--mixed-precision", "no", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first = json.loads((out / "slimbert.json").read_text())["first_losses"][0]
+    examples = read_examples(train)
+    teacher, tokenizer, _ = load_model_dir(loud_teacher)
+    student = load_model_dir(out)[0]
+    tokens = tokenizer(examples.texts, padding=True, truncation=True, max_length=32,
+                       return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        z_teacher = teacher.eval()(**tokens).logits  # (N, 2)
+        z_student = student.eval()(**tokens).logits  # (N, 2)
+    mse = float(((z_student - z_teacher) ** 2).mean())
+    # what the default, --soft-loss kl at T 2, would log instead: T² · KL(teacher ‖ student)
+    log_t, log_s = torch.log_softmax(z_teacher / 2, -1), torch.log_softmax(z_student / 2, -1)
+    kl = float((log_t.exp() * (log_t - log_s)).sum(-1).mean()) * 4
+    assert first["soft"] == pytest.approx(mse, rel=1e-4)
+    assert abs(kl - mse) > 0.1 * mse
+    # the student's logits count: the teacher's alone would be off by more than the tolerance
+    assert abs(float((z_teacher**2).mean()) - mse) > 1e-2 * mse
+    balance = 0.1 * first["balance"] if method == "tree" else 0.0
+    assert first["loss"] == pytest.approx(0.5 * mse + 0.5 * first["hard"] + balance, rel=1e-4)
+
+
+@pytest.mark.parametrize("method", list(SIZES))
 def test_saved_student_loads_back_with_the_same_logits(students, method, teacher):
     from slimbert.networks.files import ARCHITECTURES
 
@@ -637,6 +677,39 @@ def test_user_errors_are_one_line_and_leave_nothing(
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_joint_with_an_ensemble_teacher_is_refused_in_one_line(sst2_files, tmp_path):
+    """--joint trains the first teacher alongside the student; a professor ensemble has no one
+    classifier to train, so it is refused before any data is read or anything written."""
+    ensemble = tmp_path / "professor"
+    build_bert(ensemble / "member-0", layers=1)
+    build_tokenizer(ensemble)
+    (ensemble / "ensemble.json").write_text(
+        json.dumps(
+            {
+                "format": ENSEMBLE_FORMAT,
+                "combine": "logits",
+                "members": ["member-0"],
+                "weights": [1.0],
+                "best_member": 0,
+            }
+        )
+    )
+    out = tmp_path / "out"
+    train, dev = sst2_files
+    argv = ["compress", "textcnn", "--teacher", ensemble, "--train", train, "--eval", dev]
+    argv += ["--out", out, "--joint", *SIZES["textcnn"], *FLAGS]
+    result = CliRunner().invoke(cli, [str(a) for a in argv])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.strip() == (
+        f"Error: --joint: {ensemble} is an ensemble; joint training needs one classifier "
+        "directory as the first --teacher"
+    )
+    assert not out.exists()
+    # the same ensemble teaches offline: the refusal is --joint's alone
+    offline = CliRunner().invoke(cli, [str(a) for a in argv if a != "--joint"])
+    assert offline.exit_code == 0, offline.output
 
 
 def test_tree_metadata_lists_what_each_node_tests(students):

@@ -294,3 +294,25 @@ def test_professor_augment_cli(tmp_path):
         and "--similar-label 'yes'" in bad.output
         and "Traceback" not in bad.output
     )
+
+
+def test_professor_augment_refuses_a_transfer_set_in_one_line(tmp_path):
+    """The shared data flags include --transfer, but the pair graph follows from the gold labels
+    alone: a teacher-labelled transfer set is refused, not silently dropped."""
+    train = _write_mrpc(tmp_path / "train.tsv", GRAPH)
+    dev = _write_mrpc(tmp_path / "dev.tsv", [("sentence f", "sentence z", "1")])
+    transfer = tmp_path / "transfer.jsonl"
+    transfer.write_text(
+        json.dumps({"text": "sentence x", "text_pair": "sentence y", "label": "1"}) + "\n"
+    )
+    out = tmp_path / "aug.tsv"
+    args = ["professor", "augment", "--train", train, "--eval", dev, "--out", out]
+    result = CliRunner().invoke(cli, [str(a) for a in [*args, "--transfer", transfer]])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert f"--transfer {transfer}: professor augment derives pairs from the training file's" in (
+        result.output
+    )
+    assert "give it to the command that trains" in result.output
+    assert not out.exists() and not report_path(out).exists()
+    with pytest.raises(SlimbertError, match="reads no transfer set"):
+        augment_pairs(DataSpec(train, dev, transfer=transfer), out, PairAugmentConfig())

@@ -24,7 +24,7 @@ from slimbert.files import sha256_file
 from slimbert.models import load_classifier, load_tokenizer
 from slimbert.teachers.transfer import TransferConfig, build_transfer, manifest_path
 from slimbert.training.logits_cache import model_fingerprint
-from tests.cli.test_cli_help import UNLABELLED, flags, training_commands
+from tests.cli.test_cli_help import ALL, UNLABELLED, flags, training_commands
 
 LABELS = LabelMap({0: "0", 1: "1"})
 TRAIN_FLAGS = [
@@ -461,9 +461,16 @@ def test_prepare_checks_the_transfer_rows(tmp_path, tiny_teacher, sst2_files, re
     assert str(path) in str(caught.value)
 
 
+# Commands that take the shared data flags, --transfer among them, without training a model on
+# them: auto searches over the transfer set (with it and without); professor augment derives
+# pairs from the gold labels alone and refuses it in one line (test_pair_augment.py).
+NOT_TRAINED_ON = {"auto", "professor augment"}
+
+
 def test_every_command_that_trains_on_labels_takes_the_transfer_flag():
     """Walks the whole click tree: train-teacher, professor boost and every compress method take
-    --transfer; the commands that train on unlabelled text read a transfer set by --text."""
+    --transfer; the commands that train on unlabelled text read a transfer set by --text; no
+    other command offers --transfer but those of NOT_TRAINED_ON."""
     trained = training_commands()
     assert {f"compress {name}" for name in METHODS} | {"train-teacher", "professor boost"} <= set(
         trained
@@ -474,3 +481,5 @@ def test_every_command_that_trains_on_labels_takes_the_transfer_flag():
             assert "--transfer" not in flags(command) and "--text " in output, name
         else:
             assert "--transfer PATH" in output, name
+    offered = {" ".join(path) for path, command in ALL if "--transfer" in flags(command)}
+    assert offered - set(trained) == NOT_TRAINED_ON

@@ -1,8 +1,8 @@
 """BiLSTM student (Tang et al. 2019) distilled from a BERT-family teacher.
 
     student = BiLSTM over the teacher's token ids, embeddings from the teacher's table
-              (projected to --embedding-dim, see compress/students.py); sentence pairs are
-              encoded side by side and joined as [a, b, a ⊙ b, |a − b|]
+              (projected to --embedding-dim, see networks/modules.py: TeacherEmbedding);
+              sentence pairs are encoded side by side and joined as [a, b, a ⊙ b, |a − b|]
     loss    = alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE(student, gold)
 
 Tang et al. distil with the MSE between logits: --soft-loss mse; the default is the Hinton

@@ -20,7 +20,7 @@ The loss is the kd recipe, alpha · T² · KL(softmax(z_teacher / T) ‖ softmax
 the teacher's own CE in joint mode and the architecture's own penalty (the tree's balance term)
 when it has one. alpha = 0 trains on the gold labels alone: the baseline rows. `--teacher-route`
 distils from the first teacher's route checkpoints (offline) before the final stage (see
-compress/route.py).
+training/route.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """TextCNN student (Kim 2014) distilled from a BERT-family teacher.
 
     student = TextCNN over the teacher's token ids, embeddings from the teacher's table
-              (projected to --embedding-dim, see compress/students.py); a sentence pair goes
-              through the convolutions one text at a time (siamese, as Tang et al. encode
-              pairs) unless --pair-encoding packed
+              (projected to --embedding-dim, see networks/modules.py: TeacherEmbedding); a
+              sentence pair goes through the convolutions one text at a time (siamese, as
+              Tang et al. encode pairs) unless --pair-encoding packed
     loss    = alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE(student, gold)
 
 The teacher signal is offline (cached logits), joint (the first teacher trains alongside,

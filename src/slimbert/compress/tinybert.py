@@ -4,7 +4,7 @@
     stage 1             intermediate-layer distillation on the (augmented) training set
     stage 2             prediction-layer distillation: T² · KL(teacher/T ‖ student/T)
 
-Stages 0 and 1 minimise, for the layer map g (see `layermap`),
+Stages 0 and 1 minimise, for the layer map g (see `compress.students.map_layers`),
 
     w_emb · MSE(E_s·W_e, E_t)                                    embedding outputs
   + w_att · Σ_m MSE(A_s^m, A_t^g(m))                             pre-softmax attention scores

@@ -2,7 +2,8 @@
 
     student = a depth-d soft tree over the mean of the text's token vectors, the vectors from
               the teacher's embedding table (projected to --embedding-dim, see
-              compress/students.py); its output is the mixture of leaf distributions
+              networks/modules.py: TeacherEmbedding); its output is the mixture of leaf
+              distributions
     loss    = alpha · T² · KL(teacher ‖ student at T) + (1 − alpha) · CE(student, gold)
               + balance · C,  C the paper's penalty that keeps each inner node using both
               branches (decayed by 2^−depth)

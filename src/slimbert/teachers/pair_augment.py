@@ -259,9 +259,16 @@ def augment_pairs(
 ) -> AugmentReport:
     """Write spec's training pairs (cut by its limit / sample_seed) plus the pairs they imply
     to `out` (.tsv), and the report beside it (`<stem>.report.json`); returns the report. The
-    teacher filter tokenises at spec.max_length."""
+    teacher filter tokenises at spec.max_length. A transfer set (spec.transfer) is refused: its
+    rows carry a teacher's labels, and the pairs here follow from the gold labels alone."""
     out = Path(out)
     train, eval_path, columns = spec.train, spec.eval, spec.columns
+    if spec.transfer is not None:
+        raise SlimbertError(
+            f"--transfer {spec.transfer}: professor augment derives pairs from the training "
+            "file's gold labels alone and reads no transfer set; drop it here and give it to "
+            "the command that trains (train-teacher, compress ...)"
+        )
     if out.suffix.lower() != ".tsv":
         raise SlimbertError(
             f"--out {out}: the augmented pairs are written as TSV; give a path ending in .tsv"
