@@ -41,9 +41,10 @@ cell() {
   peak_kb=$(tail -1 "$RUNS/$name.maxrss")
   cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
   cp "$out/config.json" "$RESULTS/cells/$name.config.json"
-  printf '{"name": "%s", "wall_seconds": %d, "peak_rss_mib": %d, "resumed": %s, "command": "%s", "machine": "%s", "cores": %d}\n' \
+  # cores: the machine's; threads: what the command ran on (nproc honours OMP_NUM_THREADS)
+  printf '{"name": "%s", "wall_seconds": %d, "peak_rss_mib": %d, "resumed": %s, "command": "%s", "machine": "%s", "cores": %d, "threads": %d}\n' \
     "$name" "$seconds" "$(( peak_kb / 1024 ))" "$resumed" "$*" \
-    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc)" \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" "$(nproc --all)" "$(nproc)" \
     > "$RUNS/$name.budget.json"
   cp "$RUNS/$name.budget.json" "$RESULTS/cells/$name.budget.json"
   echo "[$TAG] $name: $(date -u +%H:%M:%S) done in ${seconds}s"

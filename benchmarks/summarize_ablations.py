@@ -397,9 +397,17 @@ def transfer_lines(folder: Path) -> list[str]:
     return [*lines, ""]
 
 
+def machine_line(budget: dict) -> str:
+    """The machine a cell ran on: its cores, and the threads the command had when recorded."""
+    line = f"{budget['machine']}, {budget['cores']} cores"
+    if "threads" in budget and budget["threads"] != budget["cores"]:
+        line += f" ({budget['threads']} thread{'s' * (budget['threads'] > 1)} per cell)"
+    return line
+
+
 def provenance(folder: Path) -> list[str]:
     budgets = [json.loads(p.read_text()) for p in sorted((folder / "cells").glob("*.budget.json"))]
-    machines = sorted({f"{b['machine']}, {b['cores']} cores" for b in budgets}) or ["none yet"]
+    machines = sorted({machine_line(b) for b in budgets}) or ["none yet"]
     versions = next(
         (
             meta["versions"]
