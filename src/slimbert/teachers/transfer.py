@@ -3,7 +3,8 @@ the teacher's soft labels on (Hinton's transfer set; Tang et al. for TextCNN/BiL
 TinyBERT's augmentation).
 
     training file ─┬─► words   word-replaced copies (teachers/word_augment: masked-LM or the
-                   │           teacher's embedding neighbours, whole words)
+                   │           teacher's embedding neighbours, whole words; optionally Tang et
+                   │           al.'s masking and n-gram sampling on top)
                    └─► symmetry, transitivity-similar, transitivity-dissimilar
                                the pairs the training labels imply (teachers/pair_graph;
                                sentence pairs only)
@@ -88,6 +89,20 @@ class TransferConfig:
     similar_label: str | None = setting(
         None, "Pair rules: the label meaning similar (default: the positive class, '1' in GLUE)."
     )
+    mask_prob: float = setting(
+        0.0,
+        "Tang et al.'s masking: chance that a word a copy did not replace becomes the teacher's "
+        "mask token (the paper's 0.1).",
+        min=0,
+        max=1,
+    )
+    ngram_prob: float = setting(
+        0.0,
+        "Tang et al.'s n-gram sampling: chance that a copy keeps only n consecutive words of "
+        "each text, n drawn from 1..5 (the paper's 0.25).",
+        min=0,
+        max=1,
+    )
     seed: int = setting(42, "Seed of the word choices.")
     batch_size: int = setting(64, "Rows per teacher (and masked-LM) forward pass.", min=1)
 
@@ -144,6 +159,8 @@ def _word_copies(
         batch_size=config.batch_size,
         max_length=max_length,
         seed=config.seed,
+        mask_prob=config.mask_prob,
+        ngram_prob=config.ngram_prob,
     )
     made = augment(train, teacher.layers, teacher.tokenizer, teacher.fingerprint, settings)
     copies = made.examples

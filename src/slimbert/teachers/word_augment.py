@@ -21,6 +21,17 @@ WordPiece's ##pieces nor BPE/SentencePiece mid-word pieces), inserted as the wor
 a word with an unknown piece stays.
 Sentence pairs: each sentence on its own. The source used is recorded in the student's metadata.
 
+Two rules of Tang et al. 2019 (BERT → BiLSTM) may follow, each off by default and drawn from a
+stream of its own, so that with both off the copies are the same as without them:
+
+    masking      every word the copy did not replace becomes the teacher's mask token
+                 ("[MASK]") with probability p_mask (--mask-prob; the paper's 0.1)
+    n-gram       with probability p_ng (--ngram-prob; the paper's 0.25) the copy keeps only
+                 n consecutive words of each text, n drawn from 1..5, and what lies between them
+
+The paper's third rule, POS-guided replacement, needs a part-of-speech tagger, which no
+dependency of slimbert carries: the word replacement above takes its place.
+
 The copies are labelled by the teacher where they are used (`slimbert.training.logits_cache`,
 which caches the logits); this module caches the texts, keyed by the training texts, the
 source model's weights and every setting, so a rerun reads them back.
@@ -49,6 +60,7 @@ from slimbert.teachers.word_candidates import (
 from slimbert.training.logits_cache import cache_dir, model_fingerprint
 
 WORD = re.compile(r"[^\W\d_]+")
+NGRAM_WORD = re.compile(r"\S+")  # a word of an n-gram: what lies between spaces
 FORMAT = 4  # bump when the algorithm changes, so old caches are not reused
 
 
@@ -61,7 +73,9 @@ class AugmentConfig:
                 None = teacher embeddings
     batch_size: sequences per masked-LM forward pass
     max_length: tokens per masked sentence
-    seed:       word choice seed"""
+    seed:       word choice seed
+    mask_prob:  p_mask, the chance that a word not replaced becomes the mask token (Tang et al.)
+    ngram_prob: p_ng, the chance that a copy keeps only an n-gram of each text (n in 1..5)"""
 
     copies: int = 20
     prob: float = 0.4
@@ -70,6 +84,8 @@ class AugmentConfig:
     batch_size: int = 64
     max_length: int = 128
     seed: int = 42
+    mask_prob: float = 0.0
+    ngram_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.copies < 1:
@@ -80,6 +96,9 @@ class AugmentConfig:
             )
         if self.top_k < 1:
             raise SlimbertError(f"--augment-top-k {self.top_k}: give at least 1 candidate")
+        for flag, value in (("--mask-prob", self.mask_prob), ("--ngram-prob", self.ngram_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise SlimbertError(f"{flag} {value}: give a probability in [0, 1]")
 
 
 @dataclass
@@ -127,6 +146,9 @@ def _styled(candidate: str, original: str) -> str:
 
 def cache_key(examples: Examples, source_id: str, config: AugmentConfig) -> str:
     settings = {k: v for k, v in asdict(config).items() if k not in ("batch_size", "mlm")}
+    for rule in ("mask_prob", "ngram_prob"):  # off: the key copies made before the rules had
+        if not settings[rule]:
+            del settings[rule]
     payload = json.dumps(
         {"format": FORMAT, "source": source_id, "texts": examples.fingerprint(), **settings},
         sort_keys=True,
@@ -158,12 +180,14 @@ def augment(
             copies, sources, replaced = cached
             return Augmented(copies, sources, mode, source_model, path, True, replaced)
 
+    mask = _mask_token(teacher_tokenizer, config)
     tokenizer = teacher_tokenizer
     mlm = None
     if mode == "mlm":
         mlm, tokenizer, _ = load_mlm(config.mlm)
     vocabulary = _Vocabulary(tokenizer)
     rng = random.Random(config.seed)
+    tang = random.Random(f"tang:{config.seed}")  # masking and n-grams: a stream of their own
 
     # Pass 1: which words each copy replaces. Only those words need candidates.
     spans: dict[tuple[int, int], list[re.Match]] = {}
@@ -211,15 +235,23 @@ def augment(
                     by_field.setdefault(slot[1], {})[slot[2]] = rng.choice(options)
                     replaced += 1
             new_fields = []
+            cut = config.ngram_prob > 0 and tang.random() < config.ngram_prob
             for field, text in enumerate(fields(examples, i)):
                 swaps = by_field.get(field, {})
+                matches = spans[(i, field)]
+                if config.mask_prob > 0:
+                    for w in range(len(matches)):
+                        if w not in swaps and tang.random() < config.mask_prob:
+                            swaps[w] = mask
                 pieces, last = [], 0
-                for w, match in enumerate(spans[(i, field)]):
+                for w, match in enumerate(matches):
                     if w in swaps:
-                        pieces += [text[last : match.start()], _styled(swaps[w], match.group())]
+                        word = swaps[w] if swaps[w] == mask else _styled(swaps[w], match.group())
+                        pieces += [text[last : match.start()], word]
                         last = match.end()
                 pieces.append(text[last:])
-                new_fields.append("".join(pieces))
+                new = "".join(pieces)
+                new_fields.append(_ngram(new, tang) if cut else new)
             texts.append(new_fields[0])
             if pairs is not None:
                 pairs.append(new_fields[1])
@@ -237,6 +269,26 @@ def augment(
         },
     )
     return Augmented(copies, sources, mode, source_model, path, False, replaced)
+
+
+def _mask_token(tokenizer, config: AugmentConfig) -> str | None:
+    if config.mask_prob > 0 and not tokenizer.mask_token:
+        raise SlimbertError(
+            f"--mask-prob {config.mask_prob}: the teacher's tokenizer has no mask token to put "
+            "in place of a word; give --mask-prob 0"
+        )
+    return tokenizer.mask_token if config.mask_prob > 0 else None
+
+
+def _ngram(text: str, rng: random.Random) -> str:
+    """n consecutive words of `text` (n drawn from 1..5: words as spaces part them, the mask
+    token one of them) and what lies between them. A text of n words or fewer is kept whole."""
+    words = list(NGRAM_WORD.finditer(text))
+    n = rng.randint(1, 5)
+    if len(words) <= n:
+        return text
+    start = rng.randrange(len(words) - n + 1)
+    return text[words[start].start() : words[start + n - 1].end()]
 
 
 def _examples(
