@@ -27,6 +27,11 @@
 #               with the curriculum p(t) from b = 0.3 (both --init first, the paper's code), the
 #               teacher's first 3 layers fine-tuned on the labels (kd --layer-map bottom
 #               --alpha 0), and kd (uniform map, T 2, alpha 0.5)
+#   minilm      3-layer students (MiniLMv2's comparisons): the Q-Q, K-K, V-V relations of the
+#               teacher's last layer (the reference); MiniLM's attention distributions and V-V
+#               relation (--relations v1); the relations of the teacher's second-to-last layer
+#               (--teacher-layer -2, v2's "upper-middle layer"); 24 relation heads instead of the
+#               teacher's 12 (--relation-heads 24); each relation stage then kd, T 2, alpha 0.5
 #   textcnn     TextCNN students (E 300, widths 3,4,5 × 100), every one compared after training
 #               with a previous production model (--previous-model: agreement, recall of its
 #               positives, kept correct): the labels alone (alpha 0); scheme 1 the teacher's
@@ -49,7 +54,7 @@
 # its steps unless early stopping fires first), batch 32, lr 1e-4, bf16 autocast,
 # length-grouped batches:
 #   MRPC     two-stage methods (tinybert: intermediate + prediction; theseus: replacing +
-#            successor fine-tuning) 230 + 230 steps (2 + 2 epochs), kd and first-3 460 steps;
+#            successor fine-tuning; minilm: relations + prediction) 230 + 230 steps (2 + 2 epochs), kd and first-3 460 steps;
 #            evaluated every 115 steps (one epoch)
 #   SST-2    313 + 313 steps (1 + 1 epochs of 10k), kd and first-3 626; evaluated every 157
 #   TextCNN  batch 64, lr 1e-3: MRPC 290 steps (5 epochs), SST-2 470 steps (3 epochs),
@@ -59,8 +64,10 @@
 # cores, one intra-op thread, other jobs running; estimates, not measurements): MRPC tinybert
 # 5–10 min, theseus ~5, kd and first-3 3–4, TextCNN offline ~2, joint 9–10; SST-2 10k
 # tinybert, theseus and kd 3–4, TextCNN offline ~2, joint ~7; each teacher 10–20, the general
-# step ~8, each transfer set 2–5. At SEEDS="1 2 3": 54 tinybert, 24 theseus/kd and 38 TextCNN
-# cells, about 10–12 hours in all.
+# step ~8, each transfer set 2–5; minilm as tinybert. At SEEDS="1 2 3": 60 tinybert, 24
+# theseus/kd, 24 minilm and 38 TextCNN cells, about 13–15 hours in all. Two cells at a time,
+# one thread each, make more of two cores than one cell on both (train-speed: 122 examples/s
+# on one thread, 154 on two).
 #
 # Models live outside the checkout ($RUNS, default ~/slimbert-runs/ablations); each finished
 # cell's slimbert.json, config.json and budget (wall-clock, peak memory, command, machine) go
@@ -94,7 +101,7 @@ else
   RESULTS=${RESULTS:-benchmarks/results/ablations}
   SEEDS=${SEEDS:-1 2 3}
 fi
-STAGES=${STAGES:-teachers general transfer tinybert theseus textcnn distilbert}
+STAGES=${STAGES:-teachers general transfer tinybert theseus minilm textcnn distilbert}
 TASKS=${TASKS:-mrpc sst2}
 ONLY=${ONLY:-.*}
 DISTILBERT_LAYERS=${DISTILBERT_LAYERS:-6}
@@ -158,6 +165,11 @@ declare -A TINYBERT=(
   [transfer]="--transfer TRANSFER"
 )
 TINYBERT_ORDER=(full no-emb no-att no-hid no-trm no-pred top bottom general transfer)
+# MiniLM's rows: name → flags beside the reference row's
+declare -A MINILM=(
+  [v2]="" [v1]="--relations v1" [layer-2]="--teacher-layer -2" [heads24]="--relation-heads 24"
+)
+MINILM_ORDER=(v2 v1 layer-2 heads24)
 # The TextCNN schemes: name → flags (the teacher flags are added per task)
 declare -A SCHEMES=(
   [hard]="--alpha 0"
@@ -278,6 +290,21 @@ for stage in $STAGES; do
           cell "$task-kd-seed$seed" "$RUNS/$task-kd-seed$seed" slimbert compress kd \
             "${common[@]}" --layer-map uniform --temperature 2 --alpha 0.5 \
             --max-steps "$ONE_STAGE_STEPS" "${SMOKE_FLAGS[@]}"
+        done
+      done ;;
+    minilm)
+      for task in $TASKS; do
+        task_flags "$task"
+        need "$TEACHER" teachers || continue
+        for seed in $SEEDS; do
+          for row in "${MINILM_ORDER[@]}"; do
+            read -r -a flags <<< "${MINILM[$row]}"
+            cell "$task-minilm-$row-seed$seed" "$RUNS/$task-minilm-$row-seed$seed" \
+              slimbert compress minilm --teacher "$TEACHER" --layers 3 "${DATA[@]}" \
+              "${FAST[@]}" --batch-size 32 --lr 1e-4 --relation-lr 1e-4 --temperature 2 \
+              --alpha 0.5 --max-steps "$STAGE_STEPS" --eval-every "$EVAL_EVERY" --patience 3 \
+              --seed "$seed" "${flags[@]}" "${SMOKE_FLAGS[@]}"
+          done
         done
       done ;;
     textcnn)

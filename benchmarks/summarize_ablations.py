@@ -115,6 +115,20 @@ TABLES = (
         "theseus-constant",
     ),
     Table(
+        "MiniLM: which relations, which teacher layer, how many relation heads (3-layer students)",
+        "Wang et al. 2021, MiniLMv2: its Q-Q, K-K, V-V relations above MiniLM's (Wang et al. "
+        "2020) attention and value transfer; it also studies which teacher layer to distil (an "
+        "upper-middle one for large teachers) and how many relation heads. Paper figures: see "
+        "its ablation tables.",
+        (
+            Row("minilm-v2", "Q-Q, K-K, V-V of the teacher's last layer, 12 heads (reference)"),
+            Row("minilm-v1", "MiniLM's attention distributions and V-V (--relations v1)"),
+            Row("minilm-layer-2", "the teacher's second-to-last layer (--teacher-layer -2)"),
+            Row("minilm-heads24", "24 relation heads (--relation-heads 24)"),
+        ),
+        "minilm-v2",
+    ),
+    Table(
         "BERT→TextCNN: the training schemes",
         "Paper figure: see the BERT→TextCNN paper's comparison of schemes 1–5 (issue 28 "
         "describes the schemes but does not name the paper; its finding is not restated here).",
