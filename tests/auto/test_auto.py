@@ -314,3 +314,32 @@ def test_closest_names_the_student_nearest_to_the_slo():
     )
     line = closest(rows, Slo("p99", 2.0), 0.1)
     assert "closest: #1 kd/2x384 (onnx), meets the SLO but loses 1.20 points (0.1 allowed)" in line
+
+
+def test_a_pre_trained_compact_model_is_a_starting_point_the_search_trains(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    """--student-base: its depth cuts join the plan and a trial trains one by kd, reading the
+    compact model's own tokenizer; the winner is that student, exported and gated."""
+    from conftest import build_bert
+
+    compact = build_bert(tmp_path / "compact", layers=2, hidden=16, heads=2, num_labels=None)
+    calls: list[str] = []
+    monkeypatch.setattr(probing, "probe_shape", fake_probe(calls))
+    monkeypatch.setattr(Timing, "time", fixed_latency)
+    out = tmp_path / "auto"
+    extra = ["--slo", "p99<=0.5ms", "--widths", "32", "--depths", "1", "--method", "kd"]
+    extra += ["--student-base", compact, "--trial-steps", "40", "--evaluations", "2"]
+    result = invoke(*base_args(tiny_teacher, sst2_files, out, *extra))
+    assert result.exit_code == 0, result.output
+    # the teacher's 1x32 cut (int8 0.6 ms) misses 0.5 ms; the base's 1-layer cut (0.3) meets it
+    assert calls == ["1x16@compact", "1x32"]
+    assert "1 of 2 shapes kept; 1 choice (kd); 1 trial of 40 steps a stage" in result.output
+    folder = trial_folders(out)["kd/1x16@compact"]
+    command = (folder / "train.log").read_text().splitlines()[0]
+    assert f"--layers 1 --student-base {compact}" in command
+    record = json.loads((folder / "model" / "slimbert.json").read_text())
+    assert record["student_base"]["path"] == str(compact)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["row"]["model"].endswith("kd/1x16@compact")
+    assert summary["verdict"].startswith(f"Ship {out / 'winner'}")

@@ -108,3 +108,37 @@ def test_a_transfer_set_reuses_the_training_rows_logits(
     again = teacher_logits(teacher.model, teacher.path, data)
     assert passes == [12] and torch.equal(again, logits)
     assert len(cached_files()) == 2
+
+
+def test_augment_leaves_its_logits_where_a_transfer_run_reads_them(
+    task_data, sst2_files, tmp_path, monkeypatch
+):
+    """`slimbert augment` labels its rows with the teacher; a later run with them as its
+    transfer set (same teacher, same max length) reads those logits instead of a second pass."""
+    from slimbert.teachers.transfer import TransferConfig, build_transfer
+
+    teacher, at = task_data
+    train, dev = sst2_files
+    transfer = tmp_path / "transfer.jsonl"
+    build_transfer(
+        teacher.path, DataSpec(train, dev, max_length=16), [], transfer, TransferConfig(copies=1)
+    )
+    stored = np.array([json.loads(line)["logits"] for line in transfer.read_text().splitlines()])
+    teacher_logits(teacher.model, teacher.path, at(16))  # the training rows, as a kd run would
+
+    passes = []
+    real = teacher_cache.predict_logits
+
+    def counted(model, loader, *args, **kwargs):
+        passes.append(len(loader.dataset))
+        return real(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(teacher_cache, "predict_logits", counted)
+    data = prepare(DataSpec(train, dev, max_length=16, transfer=transfer), teacher.tokenizer)
+    logits = teacher_logits(teacher.model, teacher.path, data)
+    assert passes == []  # neither part went through the teacher again
+    np.testing.assert_allclose(logits[64:].numpy(), stored, rtol=1e-6)
+    # at another max length the key differs: those rows pass through the teacher
+    longer = prepare(DataSpec(train, dev, max_length=24, transfer=transfer), teacher.tokenizer)
+    teacher_logits(teacher.model, teacher.path, longer)
+    assert passes == [64, len(stored)]

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from slimbert.auto.space import Choice
 from slimbert.auto.trial import Outcome
 
-HEADER = f"{'trial':>5}  {'method':<9}{'shape':<9}{'transfer':<9}{'state':<10}{'evals':>5}"
+
+def header(shape_width: int) -> str:
+    return (
+        f"{'trial':>5}  {'method':<9}{'shape':<{shape_width}}{'transfer':<9}{'state':<10}"
+        f"{'evals':>5}"
+    )
 
 
 @dataclass
@@ -23,22 +28,25 @@ class Line:
     evaluations: list[float] = field(default_factory=list)
     latency: str = "–"
 
-    def text(self, number: int) -> str:
+    def text(self, number: int, shape_width: int = 9) -> str:
         best = f"{max(self.evaluations):.2f}" if self.evaluations else "–"
         transfer = "yes" if self.choice.transfer else "no"
+        shape = self.choice.shape.name
         return (
-            f"{number:>5}  {self.choice.method:<9}{self.choice.shape.name:<9}{transfer:<9}"
+            f"{number:>5}  {self.choice.method:<9}{shape:<{shape_width}}{transfer:<9}"
             f"{self.state:<10}{len(self.evaluations):>5}{best:>9}  {self.latency}"
         )
 
 
 class Board:
-    """The trials so far; `event` is the study runner's callback."""
+    """The trials so far; `event` is the study runner's callback. `shape_width`: the shape
+    column's, wide enough for the longest name ("6x384@minilm-l6")."""
 
-    def __init__(self, metric_name: str, statistic: str, stream=None):
+    def __init__(self, metric_name: str, statistic: str, stream=None, shape_width: int = 9):
         self.stream = stream or sys.stdout
         self.lines: dict[int, Line] = {}
-        self.header = f"{HEADER}{metric_name:>9}  {statistic} ms"
+        self.width = shape_width
+        self.header = f"{header(shape_width)}{metric_name:>9}  {statistic} ms"
         self.drawn = 0  # lines on the terminal from the last redraw
         self.statistic = statistic
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -68,11 +76,12 @@ class Board:
             if not self.drawn:
                 self.stream.write(self.header + "\n")
                 self.drawn = 1
-            self.stream.write(self.lines[changed].text(changed) + "\n")
+            self.stream.write(self.lines[changed].text(changed, self.width) + "\n")
         else:
             if self.drawn:
                 self.stream.write(f"\x1b[{self.drawn}F\x1b[J")  # up to the table, clear below
-            text = [self.header, *(line.text(n) for n, line in sorted(self.lines.items()))]
+            lines = sorted(self.lines.items())
+            text = [self.header, *(line.text(n, self.width) for n, line in lines)]
             self.stream.write("\n".join(text) + "\n")
             self.drawn = len(text)
         self.stream.flush()

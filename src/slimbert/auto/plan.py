@@ -82,24 +82,28 @@ class Plan:
         """The plan as a person reads it."""
         statistic = self.slo.statistic
         shown = precisions(self.provider)
+        width = max(10, *(len(p.shape.name) + 1 for p in self.probes))
         lines = [
             f"SLO {self.slo} at batch {self.batch} on {self.provider}; teacher (PyTorch fp32): "
             f"{statistic} {self.teacher.latency(statistic):.2f} ms, "
             f"{self.teacher.metric_name} {self.teacher.metric:.2f}",
             "",
-            f"{'shape':<10}" + "".join(f"{p + ' ' + statistic:>13}" for p in shown) + "  verdict",
+            f"{'shape':<{width}}"
+            + "".join(f"{p + ' ' + statistic:>13}" for p in shown)
+            + "  verdict",
         ]
         for probe in self.probes:
             cells = "".join(
                 f"{probe.latency_ms[p]:>10.2f} ms" if p in probe.latency_ms else f"{'–':>13}"
                 for p in shown
             )
-            lines.append(f"{probe.shape.name:<10}{cells}  {self.verdict(probe)}")
+            lines.append(f"{probe.shape.name:<{width}}{cells}  {self.verdict(probe)}")
         methods = sorted({c.method for c in self.choices})
         transfer = any(c.transfer for c in self.choices)
         lines += [
             "",
-            f"{len(self.kept())} of {len(self.probes)} shapes kept; {len(self.choices)} choices "
+            f"{len(self.kept())} of {len(self.probes)} shapes kept; {len(self.choices)} "
+            f"choice{'s' if len(self.choices) != 1 else ''} "
             f"({', '.join(methods)}{', transfer set on and off' if transfer else ''}); "
             f"{self.trials} trial{'s' if self.trials != 1 else ''} of {self.steps} steps a "
             f"stage; estimated {duration(self.estimate_s)} "

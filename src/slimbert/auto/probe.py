@@ -1,7 +1,8 @@
 """Latency first: every candidate shape is timed on this machine before anything trains.
 
-For each shape, cheapest first, a student of that shape is built from the teacher (the one
-builder, compress/students.py; its weights do not matter to latency), exported the way a trial's
+For each shape, cheapest first, a student of that shape is built from the teacher, or from its
+starting point (--student-base, --student-init) with that model's tokenizer (the one builder,
+compress/students.py; its weights do not matter to latency), exported the way a trial's
 student will be (export/onnx.py, at each precision of the provider: fp32 and dynamic int8 on the
 CPU, fp32 and fp16 on CUDA) and timed by bench's own `measure` on the first eval rows at the
 SLO's batch size. One PyTorch training step of the shape is timed too, for the plan's estimate.
@@ -161,6 +162,18 @@ def step_seconds(
     return min(seconds[1:])
 
 
+def source_of(shape: Shape, loaded: dict[str, tuple]) -> tuple:
+    """The model a shape's student is cut from and its tokenizer: the teacher (under "") or
+    the shape's starting point, loaded on first use."""
+    if shape.start not in loaded:
+        flag = f"--student-{shape.kind}"
+        loaded[shape.start] = (
+            load_classifier(shape.source, flag=flag).eval(),
+            load_tokenizer(shape.source, flag),
+        )
+    return loaded[shape.start]
+
+
 def probe_shape(
     teacher_model,
     tokenizer,
@@ -170,7 +183,8 @@ def probe_shape(
     batch_size: int,
     optimize: bool,
 ) -> Probe:
-    """Build, export and time one shape at every precision of the provider."""
+    """Build, export and time one shape at every precision of the provider; `teacher_model`
+    is the model the shape is cut from (the teacher, or its starting point)."""
     depth = family_of(teacher_model.config).size(teacher_model.config, "depth")
     layers = pick_layers(depth, shape.layers)
     size = StudentShape(
@@ -267,6 +281,7 @@ def probe_all(
         teacher_row = asdict(timing.time(teacher_target(teacher)))
         write_cache(out, context, cached, teacher_row)
     model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher, "--teacher")
+    sources: dict[str, tuple] = {"": (model, tokenizer)}  # each start's model, loaded once
     results, missing = [], []
     for shape in shapes:
         probe = cached.get(shape.name)
@@ -277,7 +292,8 @@ def probe_all(
             )
         elif probe is None:
             say(f"probing {shape.name} ({', '.join(precisions(timing.provider))})")
-            probe = probe_shape(model, tokenizer, shape, timing, train_path, batch_size, optimize)
+            source, reader = source_of(shape, sources)
+            probe = probe_shape(source, reader, shape, timing, train_path, batch_size, optimize)
             cached[shape.name] = probe
             write_cache(out, context, cached, teacher_row)
         if probe.skipped_because is None and not probe.meets(slo):

@@ -22,7 +22,16 @@ from slimbert.auto.probe import Timing, probe_all
 from slimbert.auto.qat import QatRescue
 from slimbert.auto.report import finish
 from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
-from slimbert.auto.space import candidate_shapes, check_methods, choices, reach, teacher_shape
+from slimbert.auto.space import (
+    Shape,
+    candidate_shapes,
+    check_methods,
+    choices,
+    model_shape,
+    start_shapes,
+    teacher_shape,
+    trains,
+)
 from slimbert.auto.study import Runner, Search, open_study
 from slimbert.auto.trial import TrialSetup
 from slimbert.batches import DataSpec
@@ -98,6 +107,25 @@ def check(inputs: Inputs) -> None:
         raise SlimbertError("--method: give at least one method to search")
 
 
+def student_bases(values: tuple[str, ...], teacher: Shape) -> list[str]:
+    """--student-base as given, with `auto` resolved: the bundled minilm-l6 when it is
+    installed and narrower than the teacher (a base-size teacher's best small students start
+    from it: benchmarks/results/base-teacher/), nothing otherwise; `none`: no start."""
+    if "none" in values:
+        if len(values) > 1:
+            raise SlimbertError("--student-base none turns the starting points off; give it alone")
+        return []
+    bases = [value for value in values if value != "auto"]
+    if "auto" in values and "minilm-l6" not in bases:
+        try:
+            bundled = model_shape("minilm-l6", "--student-base")
+        except SlimbertError:  # the demo extra is not installed
+            bundled = None
+        if bundled is not None and bundled.hidden < teacher.hidden:
+            bases.append("minilm-l6")
+    return bases
+
+
 def trial_steps(inputs: Inputs) -> int:
     """--trial-steps, or one pass over the training rows (and the transfer set's)."""
     if inputs.settings.trial_steps:
@@ -114,8 +142,15 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
     slo, batch = s.objective()
     teacher = teacher_shape(load_classifier(inputs.teacher).config)
     shapes = candidate_shapes(teacher, list(s.depths) or None, list(s.widths) or None)
-    if not any(reach(m) == "any" for m in s.methods):
-        shapes = [shape for shape in shapes if not shape.narrow]  # no method can train them
+    starts = start_shapes(
+        student_bases(s.student_bases, teacher), list(s.student_inits), list(s.depths) or None
+    )
+    # only shapes some searched method can train (narrow ones need tinybert or minilm, a
+    # --student-base kd, a --student-init a method that takes it)
+    shapes = sorted(
+        (shape for shape in shapes + starts if any(trains(m, shape) for m in s.methods)),
+        key=Shape.cost,
+    )
     if not shapes:
         raise SlimbertError(
             f"--method {', '.join(s.methods)} keep the teacher's width, and no depth below "
@@ -252,7 +287,8 @@ def _search_locked(inputs: Inputs, say) -> str:
         inputs.train.seed,
         exhaustive=s.sampler == "exhaustive",
     )
-    board = Board(plan.teacher.metric_name, plan.slo.statistic)
+    width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
+    board = Board(plan.teacher.metric_name, plan.slo.statistic, shape_width=width)
     say("")
     Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
     say("")

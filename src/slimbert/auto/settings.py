@@ -45,6 +45,22 @@ class AutoSettings:
         choices=tuple(searchable_methods()),
         multiple=True,
     )
+    student_bases: tuple[str, ...] = setting(
+        ("auto",),
+        "Pre-trained compact models to start students from (a directory, a Hub name or "
+        "minilm-l6), cut to every depth up to theirs and taught by kd reading their own "
+        "tokenizer; repeat the flag. auto: the bundled minilm-l6 (6 × 384) when the teacher is "
+        "wider and the demo extra is installed; none: no such start.",
+        flag="--student-base",
+        multiple=True,
+    )
+    student_inits: tuple[str, ...] = setting(
+        (),
+        "General students of this teacher (distill-general) to start students from, at their "
+        "shape, with every searched method that takes --student-init; repeat the flag.",
+        flag="--student-init",
+        multiple=True,
+    )
     depths: list[int] = setting(
         factory=list,
         help="Comma-separated student depths to probe (default: 8,6,4,3,2,1 below the "

@@ -1,5 +1,5 @@
-"""What `slimbert auto` may train: student shapes cut from the teacher, the methods that can
-teach each shape, and the transfer set on or off.
+"""What `slimbert auto` may train: student shapes cut from the teacher or started from a
+pre-trained compact model, the methods that can teach each shape, and the transfer set on or off.
 
     teacher 6 × 384 (12 heads, FFN 1536)
       depth cuts at its width     4 × 384   3 × 384   2 × 384   1 × 384    kd, theseus, tinybert,
@@ -8,21 +8,30 @@ teach each shape, and the transfer set on or off.
                                   (heads: the most ≤ the teacher's that divide the width;
                                    FFN: the teacher's FFN / width ratio)
 
+    starting points (`auto --student-base`, `--student-init`)
+      a pre-trained compact model   6 × 384@minilm-l6  4 × 384@minilm-l6 ...   kd (its own
+                                    (its depth cuts, its tokenizer)              tokenizer)
+      a general student             6 × 384@general-6x384 (its shape)         kd, tinybert, minilm
+
 Which method teaches which shape is read from its settings dataclass, not from a list of
 names: a method whose settings are compress/students.ShapeSettings builds a student of any
-width; another with `layers` keeps the teacher's width; the TextCNN, BiLSTM and tree students
-have no transformer shape to search and are refused.
+width; another with `layers` keeps the teacher's width; one with `student_base` or
+`student_init` starts from a pre-trained model; the TextCNN, BiLSTM and tree students have no
+transformer shape to search and are refused.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from slimbert.compress.registry import METHODS, get_method
 from slimbert.compress.students import ShapeSettings
 from slimbert.compress.teaching import EmbeddingStudentMethod
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
+from slimbert.models import resolve_base
 
 # Widths that published compact encoders use (BERT-base, -medium, MiniLM, TinyBERT, -small,
 # -mini); a teacher's narrower students are the ones below its own width.
@@ -35,21 +44,39 @@ DEPTHS = (12, 8, 6, 4, 3, 2, 1)
 class Shape:
     """A student's size: depth, hidden size, attention heads, FFN size. `narrow`: narrower than
     the teacher, so the student gets fresh embeddings and layers (at the teacher's width the
-    method copies the teacher's layers and only --layers is passed)."""
+    method copies the teacher's layers and only --layers is passed). `start`: "base:NAME" (cut
+    from that pre-trained model, --student-base) or "init:DIR" (that general student,
+    --student-init); empty for a student built from the teacher."""
 
     layers: int
     hidden: int
     heads: int
     ffn: int
     narrow: bool = False
+    start: str = ""
+
+    @property
+    def kind(self) -> str:
+        """ "base" or "init" (a starting point), "narrow", or "" (the teacher's depth cuts)."""
+        if self.start:
+            return self.start.split(":", 1)[0]
+        return "narrow" if self.narrow else ""
+
+    @property
+    def source(self) -> str:
+        """The starting point's model: a bundled name, a Hub name or a directory."""
+        return self.start.split(":", 1)[1] if self.start else ""
 
     @property
     def name(self) -> str:
-        return f"{self.layers}x{self.hidden}"
+        size = f"{self.layers}x{self.hidden}"
+        return f"{size}@{Path(self.source).name}" if self.start else size
 
     def flags(self) -> list[str]:
         """The `slimbert compress` flags that build this shape."""
         size = ["--layers", str(self.layers)]
+        if self.start:
+            return size + [f"--student-{self.kind}", self.source]
         if not self.narrow:
             return size
         return size + [
@@ -87,6 +114,47 @@ def teacher_shape(config) -> Shape:
         family.size(config, "heads"),
         family.size(config, "ffn"),
     )
+
+
+def model_shape(source: str, flag: str) -> Shape:
+    """The shape of a pre-trained model (a bundled name, a Hub name or a directory)."""
+    from transformers import AutoConfig
+
+    folder = resolve_base(source, flag)
+    return teacher_shape(AutoConfig.from_pretrained(str(folder), trust_remote_code=False))
+
+
+def start_shapes(
+    bases: list[str], inits: list[Path], depths: list[int] | None = None
+) -> list[Shape]:
+    """The starting points' shapes: each --student-base cut to every depth of the ladder (or
+    `depths`) up to its own, at its own width; each --student-init as it is."""
+    shapes = []
+    for base in bases:
+        own = model_shape(base, "--student-base")
+        ladder = depths or list(DEPTHS)
+        for layers in sorted({d for d in ladder if 1 <= d <= own.layers}):
+            shapes.append(Shape(layers, own.hidden, own.heads, own.ffn, start=f"base:{base}"))
+    for init in inits:
+        folder = Path(init).resolve()
+        if not (folder / "config.json").is_file():
+            raise SlimbertError(f"--student-init {init}: no model directory (no config.json)")
+        config = json.loads((folder / "config.json").read_text())
+        if config.get("slimbert_architecture"):
+            raise SlimbertError(
+                f"--student-init {init}: a {config['slimbert_architecture']} student has no "
+                "encoder to start from; give a distill-general or pretrain-student folder"
+            )
+        own = model_shape(str(folder), "--student-init")
+        shapes.append(Shape(own.layers, own.hidden, own.heads, own.ffn, start=f"init:{folder}"))
+    names = [shape.name for shape in shapes]
+    clash = next((name for name in names if names.count(name) > 1), None)
+    if clash:
+        raise SlimbertError(
+            f"two starting points are both named {clash.split('@')[1]!r}; give folders of "
+            "different names"
+        )
+    return shapes
 
 
 def heads_for(width: int, teacher_heads: int) -> int:
@@ -157,12 +225,21 @@ def check_methods(methods: list[str]) -> None:
             )
 
 
+def trains(method: str, shape: Shape) -> bool:
+    """Whether `method` can train `shape`: a narrow shape needs a method of any width, a
+    starting point one that takes it (--student-base: kd alone, whose soft labels need no
+    aligned tokens; --student-init: every method with that setting)."""
+    if shape.start:
+        return f"student_{shape.kind}" in {f.name for f in fields(get_method(method).config)}
+    return reach(method) == "any" if shape.narrow else reach(method) is not None
+
+
 def choices(methods: list[str], shapes: list[Shape], transfer: bool) -> list[Choice]:
     """Every (method, shape, transfer) the search may train, for the shapes the SLO kept."""
     found = []
     for shape in shapes:
         for method in methods:
-            if shape.narrow and reach(method) != "any":
+            if not trains(method, shape):
                 continue
             for with_transfer in (False, True) if transfer else (False,):
                 found.append(Choice(method, shape, with_transfer))

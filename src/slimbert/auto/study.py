@@ -24,7 +24,7 @@ from pathlib import Path
 
 import optuna
 
-from slimbert.auto.space import Choice
+from slimbert.auto.space import Choice, Shape
 from slimbert.auto.trial import Outcome, TrialSetup, read_outcome, run_trial, trial_dir
 from slimbert.errors import SlimbertError
 
@@ -46,11 +46,7 @@ class Search:
 
     def params(self, choice: Choice) -> dict:
         """The Optuna parameters `suggest` draws for `choice`."""
-        narrow = choice.shape.narrow
-        params = {
-            "shape": choice.shape.name,
-            ("method_narrow" if narrow else "method"): choice.method,
-        }
+        params = {"shape": choice.shape.name, method_param(choice.shape): choice.method}
         if len({c.transfer for c in self.choices if c.shape == choice.shape}) > 1:
             params["transfer"] = choice.transfer
         return params
@@ -66,13 +62,13 @@ class Search:
 
     def suggest(self, trial: optuna.Trial) -> Choice:
         """The trial's choice, as Optuna parameters: the shape, then a method able to train it
-        (its own parameter for narrow shapes, whose methods differ), then the transfer set."""
+        (a parameter of its own for each kind of shape, whose methods differ: Optuna keeps one
+        set of values per parameter), then the transfer set."""
         shapes = list(dict.fromkeys(c.shape.name for c in self.choices))
         name = trial.suggest_categorical("shape", shapes)
         fitting = [c for c in self.choices if c.shape.name == name]
-        narrow = fitting[0].shape.narrow
         methods = list(dict.fromkeys(c.method for c in fitting))
-        method = trial.suggest_categorical("method_narrow" if narrow else "method", methods)
+        method = trial.suggest_categorical(method_param(fitting[0].shape), methods)
         transfers = sorted({c.transfer for c in fitting})
         transfer = (
             trial.suggest_categorical("transfer", transfers)
@@ -80,6 +76,15 @@ class Search:
             else (transfers[0])
         )
         return next(c for c in fitting if c.method == method and c.transfer == transfer)
+
+
+def method_param(shape: Shape) -> str:
+    """The Optuna parameter of a shape's method: "method" for the teacher's depth cuts,
+    "method_narrow", "method_base" or "method_init" for the other kinds."""
+    return f"method_{shape.kind}" if shape.kind else "method"
+
+
+METHOD_PARAMS = ("method", "method_narrow", "method_base", "method_init")
 
 
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -127,7 +132,7 @@ def open_study(out: Path, fingerprint: dict, sampler: str, pruner: str, seed: in
 
 def choice_of(trial: optuna.trial.FrozenTrial, choices: list[Choice]) -> Choice:
     params = trial.params
-    method = params.get("method_narrow", params.get("method"))
+    method = next((params[key] for key in METHOD_PARAMS if key in params), None)
     for c in choices:
         if c.shape.name == params.get("shape") and c.method == method:
             if c.transfer == params.get("transfer", c.transfer):

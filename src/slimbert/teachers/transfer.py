@@ -23,8 +23,11 @@ TinyBERT's augmentation).
 
 `--transfer OUT.jsonl` on any training command appends the rows to the training rows
 (batches.prepare); the methods then read the teacher's logits on all of them from the logit
-cache, so the stored logits are a record, not an input. The pair rules also count `conflict`
-and `cap` (see teachers/pair_graph.py); the label a rule implies is not used, the teacher's is.
+cache, so the stored logits are a record, not an input. The logits computed here are put in
+that cache (training/logits_cache.seed) under the key a run on the same teacher and max length
+looks the transfer rows up by, so the teacher passes over them once. The pair rules also count
+`conflict` and `cap` (see teachers/pair_graph.py); the label a rule implies is not used, the
+teacher's is.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from slimbert.teachers.load import Teacher, load_teacher
 from slimbert.teachers.pair_graph import RULES, PairAugmentConfig, derive
 from slimbert.teachers.transfer_files import TransferFiles, read_transfer_files
 from slimbert.teachers.word_augment import AugmentConfig, augment
+from slimbert.training.logits_cache import seed as seed_logits
 
 FORMAT = 1
 WORDS, TEXT = "words", "text"
@@ -260,17 +264,20 @@ def _guard(
     return kept
 
 
-def _teacher_logits(
-    teacher: Teacher, rows: list[_Row], pair: bool, max_length: int, batch_size: int
-) -> np.ndarray:
-    """The teacher's logits on every row, (N, C), in row order."""
-    examples = Examples(
+def _examples(teacher: Teacher, rows: list[_Row], pair: bool) -> Examples:
+    return Examples(
         texts=[row.text for row in rows],
         text_pairs=[row.text_pair for row in rows] if pair else None,
         labels=None,
         task=teacher.task,
         path=Path("<transfer set>"),
     )
+
+
+def _teacher_logits(
+    teacher: Teacher, examples: Examples, max_length: int, batch_size: int
+) -> np.ndarray:
+    """The teacher's logits on every row, (N, C), in row order."""
     dataset = EncodedDataset(teacher.tokenizer, examples, max_length)
     loader = make_loader(dataset, batch_size, shuffle=False, group_by_length=True)
     dev = device()
@@ -343,7 +350,8 @@ def build_transfer(
     rows, counts, words = _guarded_rows(files, teacher, config, spec.max_length)
 
     pair = files.train.is_pair
-    logits = _teacher_logits(teacher, rows, pair, spec.max_length, config.batch_size)
+    examples = _examples(teacher, rows, pair)
+    logits = _teacher_logits(teacher, examples, spec.max_length, config.batch_size)
     labels = _teacher_labels(teacher, logits)
     text = _render(rows, logits, labels)
     manifest = {
@@ -380,6 +388,8 @@ def build_transfer(
     except BaseException:
         out.unlink(missing_ok=True)  # a set without its manifest is not reusable
         raise
+    # the rows' logits where a `--transfer` run on this teacher and max length reads them
+    seed_logits(teacher.fingerprint, examples, spec.max_length, logits)
     return manifest
 
 

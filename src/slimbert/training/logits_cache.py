@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from slimbert.batches import TaskData, make_loader, predict_logits
+from slimbert.data import Examples
 from slimbert.files import sha256_file
 from slimbert.hub import weights_sha256
 
@@ -81,9 +82,7 @@ def _cached_part(
         if (start, stop) == (0, len(data.train))
         else data.train.subset(range(start, stop))
     )
-    key_source = "|".join([fingerprint, rows.fingerprint(), str(data.max_length)])
-    key = hashlib.sha256(key_source.encode()).hexdigest()[:32]
-    path = cache_dir() / "logits" / f"{key}.safetensors"
+    path = cache_path(fingerprint, rows, data.max_length)
     if path.is_file():
         logits = load_file(str(path))["logits"]
         if logits.shape[0] == stop - start:
@@ -99,8 +98,28 @@ def _cached_part(
         )
     finally:
         teacher.to(home)
+    _store(path, logits)
+    return logits
+
+
+def cache_path(fingerprint: str, rows: Examples, max_length: int) -> Path:
+    """Where the logits of the teacher `fingerprint` names on `rows` at `max_length` are kept."""
+    key_source = "|".join([fingerprint, rows.fingerprint(), str(max_length)])
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:32]
+    return cache_dir() / "logits" / f"{key}.safetensors"
+
+
+def seed(fingerprint: str, rows: Examples, max_length: int, logits: np.ndarray) -> Path:
+    """Keep logits the teacher has just computed on `rows` (`slimbert augment` labelling a
+    transfer set) where a later run with those rows as its transfer set looks them up, so the
+    teacher does not pass over them twice."""
+    path = cache_path(fingerprint, rows, max_length)
+    _store(path, torch.from_numpy(np.ascontiguousarray(logits)))
+    return path
+
+
+def _store(path: Path, logits: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({"logits": logits.contiguous()}, str(tmp))
     os.replace(tmp, path)
-    return logits
