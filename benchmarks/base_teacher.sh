@@ -21,6 +21,9 @@
 #                 teacher's embedding neighbours): SST-2 one word-replaced copy per row at p 0.3,
 #                 MRPC eight at p 0.4 with the pairs symmetry and transitivity imply, as the
 #                 MiniLM studies found best; then the MiniLM-initialised 6-layer student with it
+#   transfer4     SST-2's larger set: four word-replaced copies per row at p 0.3
+#                 (sst2-transfer4.jsonl; augment leaves its logits in the teacher-logit cache, so
+#                 the student's run does not label them again), then the same MiniLM student
 #   narrow        6 × 384 and 4 × 312 students: kd from the general step and from fresh
 #                 weights, and minilm (a task relation stage, then kd) from the general step and
 #                 from random weights
@@ -158,6 +161,24 @@ for stage in $STAGES; do
             --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 --temperature 2 \
             --alpha 0.5 --seed "$seed" --transfer "$set_"
         done
+      done ;;
+    transfer4)
+      task_flags sst2
+      set_=$RUNS/sst2-transfer4.jsonl
+      if [ ! -f "$set_" ]; then
+        echo "[$TAG] sst2 transfer4 set: $(date -u +%H:%M:%S) start"
+        /usr/bin/time -f "%e %M" -o "$RUNS/sst2-transfer4.time" slimbert augment \
+          --teacher "$RUNS/sst2-teacher" "${DATA[@]:0:4}" --max-length "${DATA[5]}" \
+          --copies 4 --prob 0.3 --out "$set_" > "$RUNS/sst2-transfer4.log" 2>&1
+        mkdir -p "$RESULTS/cells"
+        cp "${set_%.jsonl}.manifest.json" "$RESULTS/cells/sst2-transfer4.manifest.json"
+        echo "[$TAG] sst2 transfer4 set: $(date -u +%H:%M:%S) done"
+      fi
+      for seed in $SEEDS; do
+        cell "sst2-kd-minilm6L-transfer4-seed$seed" "$RUNS/sst2-kd-minilm6L-transfer4-seed$seed" \
+          slimbert compress kd --teacher "$RUNS/sst2-teacher" --student-base minilm-l6 \
+          --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 --temperature 2 \
+          --alpha 0.5 --seed "$seed" --transfer "$set_"
       done ;;
     narrow)
       for task in $TASKS; do

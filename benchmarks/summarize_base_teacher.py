@@ -93,7 +93,10 @@ def budget_text(meta: dict, budget: dict | None) -> str:
         minutes = budget["wall_seconds"] / 60
         resumed = ", resumed" if budget.get("resumed") else ""
         peak = budget.get("peak_rss_mib", 0) / 1024
-        text += f", {minutes:.0f} min wall{resumed}, peak {peak:.1f} GiB"
+        # one thread: the cell shared the two cores with another job (OMP_NUM_THREADS=1)
+        threads = budget.get("threads", budget.get("cores"))
+        alone = f", {threads} thread" if threads == 1 else ""
+        text += f", {minutes:.0f} min wall{resumed}{alone}, peak {peak:.1f} GiB"
     return text
 
 
