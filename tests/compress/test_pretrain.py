@@ -215,3 +215,40 @@ def test_pretrain_student_cli(tiny_teacher, sst2_files, tmp_path):
         ],
     )
     assert missing.exit_code == 1 and "Traceback" not in missing.output and "nope" in missing.output
+
+
+def test_a_narrow_student_learns_the_masked_lm_from_fresh_weights_then_starts_kd(
+    tiny_teacher, sst2_files, tmp_path
+):
+    """Turc et al.'s pre-trained compact model: a 2 × 16 masked LM from fresh weights (nothing
+    of the 32-wide teacher fits), whose loss falls, then the start of a kd student."""
+    train, dev = sst2_files
+    # a corpus with something to learn: four fixed phrases, so a masked word follows from its
+    # neighbours (the sentiment rows are shuffled words, whose best guess is their frequency)
+    phrases = ["the movie was very good", "this plot is really bad", "a fine actor and story"]
+    phrases.append("that film was not boring")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(f"{p} {i}" for i in range(60) for p in phrases) + "\n")
+    out = tmp_path / "mlm-2x16"
+    argv = ["pretrain-student", "--teacher", str(tiny_teacher), "--train", str(texts)]
+    argv += ["--layers", "2", "--hidden-size", "16", "--heads", "2", "--ffn-size", "32"]
+    argv += ["--max-length", "32", "--max-steps", "120", "--batch-size", "16", "--lr", "3e-3"]
+    argv += ["--eval-every", "40", "--patience", "0", "--seed", "3", "--no-progress"]
+    result = CliRunner().invoke(cli, [*argv, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]) == (
+        2,
+        16,
+        32,
+    )
+    meta = json.loads((out / "slimbert.json").read_text())
+    # fresh weights start near ln(vocabulary); 120 steps at 3e-3 learn the phrases
+    assert meta["metric"]["mlm_loss"] < 0.9 * meta["mlm_loss_before"], meta["metric"]
+    student = tmp_path / "kd"
+    kd = ["compress", "kd", "--teacher", str(tiny_teacher), "--student-init", str(out)]
+    kd += ["--layers", "2", "--train", str(train), "--eval", str(dev), "--max-length", "32"]
+    kd += ["--max-steps", "2", "--batch-size", "8", "--no-progress", "--out", str(student)]
+    result = CliRunner().invoke(cli, kd)
+    assert result.exit_code == 0, result.output
+    assert json.loads((student / "config.json").read_text())["hidden_size"] == 16

@@ -64,12 +64,29 @@ ROLE = "pretrained-student"
 @dataclass
 class PretrainConfig:
     """layers:         student depth (teacher layers kept by pick_layers)
+    hidden_size, heads, ffn_size: a narrower student from fresh weights (Turc et al.'s
+                     pre-trained compact model: masked-LM pre-training of the small shape
+                     itself); None keeps the teacher's
     mlm_probability: share of tokens masked
     holdout:         share of the texts held out to pick the best checkpoint (at least one)
     max_length:      tokens per text (or pair) after truncation"""
 
     layers: int = setting(
         3, "Student depth (teacher layers picked as compress kd picks them).", min=1
+    )
+    hidden_size: int | None = setting(
+        None,
+        "Student hidden size (default: the teacher's): narrower, the student starts from "
+        "fresh weights and learns the masked LM at its own size.",
+        min=1,
+    )
+    heads: int | None = setting(
+        None,
+        "Student attention heads (default: the teacher's); must divide the hidden size.",
+        min=1,
+    )
+    ffn_size: int | None = setting(
+        None, "Student feed-forward size (default: the teacher's).", min=1
     )
     mlm_probability: float = setting(
         0.15, "Share of tokens masked.", min=0, max=1, min_open=True, max_open=True
@@ -111,15 +128,17 @@ def encoder_keys(model: nn.Module, keys) -> list[str]:
     return [k for k in keys if k.startswith(prefix) and not k.startswith(f"{prefix}pooler")]
 
 
-def mlm_student(source: nn.Module, layers: int) -> tuple[nn.Module, list[int]]:
+def mlm_student(
+    source: nn.Module, layers: int, shape: StudentShape | None = None
+) -> tuple[nn.Module, list[int]]:
     """A masked-LM model of `layers` layers whose embeddings and encoder are `source`'s picked
-    layers, key by key with shape asserts; the MLM head is fresh, its decoder tied to the
-    word embeddings."""
+    layers, key by key with shape asserts (a narrower `shape`: fresh weights of that size, from
+    torch's seeded state); the MLM head is fresh, its decoder tied to the word embeddings."""
     from transformers import AutoModelForMaskedLM
 
     family = family_of(source.config)
     picked = pick_layers(family.size(source.config, "depth"), layers)
-    student, _ = build_student(source, StudentShape(layers), picked, seed=None)
+    student, _ = build_student(source, shape or StudentShape(layers), picked, seed=None)
     config = copy.deepcopy(student.config)
     config.architectures = None
     config.is_decoder = False
@@ -338,7 +357,8 @@ def pretrain_student(
         raise SlimbertError("give at least one text file (--train, the task's training file)")
     source, tokenizer, fingerprint = source_model(teacher)
     seed_everything(config.seed)
-    mlm, picked = mlm_student(source, pretrain.layers)
+    shape = StudentShape(pretrain.layers, pretrain.hidden_size, pretrain.heads, pretrain.ffn_size)
+    mlm, picked = mlm_student(source, pretrain.layers, shape)
     del source
     sources = unlabelled_texts(texts, columns, limit, sample_seed)
     held, training = _held_out_and_training(tokenizer, sources, pretrain, config.seed, texts[0])
