@@ -63,7 +63,6 @@ LONG_FUNCTIONS = {
     "slimbert.export.onnx:export": (137, "the export pipeline's stages in order"),
     "slimbert.compress.teaching:teach": (126, "the joint schemes in one loop"),
     "slimbert.compress.tinybert:run": (118, "three stages"),
-    "slimbert.teachers.word_augment:augment": (103, "candidates, replacement, dedup"),
 }
 
 # "importer -> imported": why it still reaches up

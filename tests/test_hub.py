@@ -16,7 +16,8 @@ from conftest import build_bert
 from huggingface_hub import ModelCard
 
 from slimbert.cli import cli
-from slimbert.compress.pretrain import init_student, mlm_student
+from slimbert.compress.pretrain import mlm_student
+from slimbert.compress.start import init_student
 from slimbert.compress.students import StudentShape, build_student
 from slimbert.errors import SlimbertError
 from slimbert.hub import HUB_FILES, resolve_model, weight_files, weights_sha256

@@ -12,12 +12,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from slimbert.cli import cli
-from slimbert.compress.pretrain import (
-    PretrainConfig,
-    init_student,
-    mlm_student,
-    pretrain_student,
-)
+from slimbert.compress.pretrain import PretrainConfig, mlm_student, pretrain_student
+from slimbert.compress.start import init_student
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns
 from slimbert.errors import SlimbertError

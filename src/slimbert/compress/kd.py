@@ -34,7 +34,7 @@ from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
-from slimbert.compress.pretrain import start_student
+from slimbert.compress.start import start_student
 from slimbert.compress.students import StudentShape, build_student, map_layers
 from slimbert.compress.teaching_step import (
     check_teacher_weights,

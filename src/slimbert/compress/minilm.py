@@ -46,7 +46,7 @@ from torch import nn
 
 from slimbert.batches import TaskData, evaluator, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.pretrain import start_student
+from slimbert.compress.start import start_student
 from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of

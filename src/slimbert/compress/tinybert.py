@@ -41,7 +41,7 @@ from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator, label_targets, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.pretrain import start_student
+from slimbert.compress.start import start_student
 from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.data import Examples, concat
 from slimbert.errors import SlimbertError

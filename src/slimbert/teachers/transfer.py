@@ -22,12 +22,10 @@ TinyBERT's augmentation).
     OUT.manifest.json    the teacher's fingerprint, the files' sha256, settings, counts
 
 `--transfer OUT.jsonl` on any training command appends the rows to the training rows
-(batches.prepare); the methods then read the teacher's logits on all of them from the logit
-cache, so the stored logits are a record, not an input. The logits computed here are put in
-that cache (training/logits_cache.seed) under the key a run on the same teacher and max length
-looks the transfer rows up by, so the teacher passes over them once. The pair rules also count
-`conflict` and `cap` (see teachers/pair_graph.py); the label a rule implies is not used, the
-teacher's is.
+(batches.prepare); the methods read the teacher's logits on them from the logit cache, where
+this module leaves them (training/logits_cache.seed), so the stored logits are a record, not
+an input. The pair rules also count `conflict` and `cap` (teachers/pair_graph.py); the label a
+rule implies is not used, the teacher's is.
 """
 
 from __future__ import annotations
@@ -94,19 +92,13 @@ class TransferConfig:
         None, "Pair rules: the label meaning similar (default: the positive class, '1' in GLUE)."
     )
     mask_prob: float = setting(
-        0.0,
-        "Tang et al.'s masking: chance that a word a copy did not replace becomes the teacher's "
-        "mask token (the paper's 0.1).",
-        min=0,
-        max=1,
-    )
+        0.0, "Tang et al.'s masking: chance that a word a copy did not replace becomes the "
+        "teacher's mask token (the paper's 0.1).", min=0, max=1,
+    )  # fmt: skip
     ngram_prob: float = setting(
-        0.0,
-        "Tang et al.'s n-gram sampling: chance that a copy keeps only n consecutive words of "
-        "each text, n drawn from 1..5 (the paper's 0.25).",
-        min=0,
-        max=1,
-    )
+        0.0, "Tang et al.'s n-gram sampling: chance that a copy keeps only n consecutive words "
+        "of each text, n drawn from 1..5 (the paper's 0.25).", min=0, max=1,
+    )  # fmt: skip
     seed: int = setting(42, "Seed of the word choices.")
     batch_size: int = setting(64, "Rows per teacher (and masked-LM) forward pass.", min=1)
 

@@ -164,15 +164,7 @@ def augment(
 
     teacher: the classifier whose input embeddings give neighbours when `config.mlm` is None.
     """
-    if config.mlm:
-        mlm_path = resolve_base(config.mlm, "--augment-mlm")
-        mode, source_model, source_id = "mlm", str(config.mlm), "mlm:" + model_fingerprint(mlm_path)
-    else:
-        mode, source_model, source_id = (
-            "embedding",
-            "teacher input embeddings",
-            "embedding:" + teacher_fingerprint,
-        )
+    mode, source_model, source_id = _source(config, teacher_fingerprint)
     path = cache_dir() / "augment" / f"{cache_key(examples, source_id, config)}.jsonl"
     if path.is_file():
         cached = _read_cache(path, examples)
@@ -190,36 +182,13 @@ def augment(
     tang = random.Random(f"tang:{config.seed}")  # masking and n-grams: a stream of their own
 
     # Pass 1: which words each copy replaces. Only those words need candidates.
-    spans: dict[tuple[int, int], list[re.Match]] = {}
-    plans: list[list[list[Slot]]] = []  # example → copy → slots replaced
-    needed: dict[Slot, None] = {}
-    for i in range(len(examples)):
-        replaceable: list[Slot] = []
-        for field, text in enumerate(fields(examples, i)):
-            matches = list(WORD.finditer(text))
-            spans[(i, field)] = matches
-            replaceable += [
-                (i, field, w)
-                for w, m in enumerate(matches)
-                if vocabulary.pieces(m.group()) is not None
-            ]
-        example_plan = []
-        for _ in range(config.copies):
-            chosen = [slot for slot in replaceable if rng.random() < config.prob]
-            needed.update(dict.fromkeys(chosen))
-            example_plan.append(chosen)
-        plans.append(example_plan)
+    spans, plans, slots = _plan(examples, vocabulary, config, rng)
 
     # Candidates for every needed slot, in batches.
-    slots = list(needed)
     if mode == "mlm":
         candidates = mlm_candidates(mlm, tokenizer, examples, spans, slots, config)
     else:
-        embeddings = teacher.get_input_embeddings().weight.detach().cpu()  # (V, H)
-        neighbours = EmbeddingNeighbours(embeddings, tokenizer, config.top_k)
-        pieces_of = {slot: vocabulary.pieces(spans[slot[:2]][slot[2]].group()) for slot in slots}
-        neighbours.candidates([w for w in pieces_of.values() if w is not None])
-        candidates = {slot: neighbours.cache[pieces_of[slot]] for slot in slots}
+        candidates = _neighbours(teacher, tokenizer, vocabulary, spans, slots, config.top_k)
 
     # Pass 2: draw each replacement and rebuild the texts around the word spans.
     texts: list[str] = []
@@ -240,17 +209,8 @@ def augment(
                 swaps = by_field.get(field, {})
                 matches = spans[(i, field)]
                 if config.mask_prob > 0:
-                    for w in range(len(matches)):
-                        if w not in swaps and tang.random() < config.mask_prob:
-                            swaps[w] = mask
-                pieces, last = [], 0
-                for w, match in enumerate(matches):
-                    if w in swaps:
-                        word = swaps[w] if swaps[w] == mask else _styled(swaps[w], match.group())
-                        pieces += [text[last : match.start()], word]
-                        last = match.end()
-                pieces.append(text[last:])
-                new = "".join(pieces)
+                    _mask_words(swaps, len(matches), mask, config.mask_prob, tang)
+                new = _rebuilt(text, matches, swaps, mask)
                 new_fields.append(_ngram(new, tang) if cut else new)
             texts.append(new_fields[0])
             if pairs is not None:
@@ -269,6 +229,73 @@ def augment(
         },
     )
     return Augmented(copies, sources, mode, source_model, path, False, replaced)
+
+
+def _source(config: AugmentConfig, teacher_fingerprint: str) -> tuple[str, str, str]:
+    """Where the candidates come from: the mode, the model as recorded, and its cache key."""
+    if config.mlm:
+        mlm_path = resolve_base(config.mlm, "--augment-mlm")
+        return "mlm", str(config.mlm), "mlm:" + model_fingerprint(mlm_path)
+    return "embedding", "teacher input embeddings", "embedding:" + teacher_fingerprint
+
+
+def _neighbours(teacher, tokenizer, vocabulary: _Vocabulary, spans, slots: list[Slot], top_k: int):
+    """Each slot's candidates: the top-k whole-word neighbours of its word among the teacher's
+    input embeddings (the mean of its pieces')."""
+    embeddings = teacher.get_input_embeddings().weight.detach().cpu()  # (V, H)
+    neighbours = EmbeddingNeighbours(embeddings, tokenizer, top_k)
+    pieces_of = {slot: vocabulary.pieces(spans[slot[:2]][slot[2]].group()) for slot in slots}
+    neighbours.candidates([w for w in pieces_of.values() if w is not None])
+    return {slot: neighbours.cache[pieces_of[slot]] for slot in slots}
+
+
+def _plan(
+    examples: Examples, vocabulary: _Vocabulary, config: AugmentConfig, rng: random.Random
+) -> tuple[dict[tuple[int, int], list[re.Match]], list[list[list[Slot]]], list[Slot]]:
+    """Each field's word spans, the words each copy replaces (example → copy → slots), and
+    every slot some copy replaces (the ones that need candidates)."""
+    spans: dict[tuple[int, int], list[re.Match]] = {}
+    plans: list[list[list[Slot]]] = []
+    needed: dict[Slot, None] = {}
+    for i in range(len(examples)):
+        replaceable: list[Slot] = []
+        for field, text in enumerate(fields(examples, i)):
+            matches = list(WORD.finditer(text))
+            spans[(i, field)] = matches
+            replaceable += [
+                (i, field, w)
+                for w, m in enumerate(matches)
+                if vocabulary.pieces(m.group()) is not None
+            ]
+        example_plan = []
+        for _ in range(config.copies):
+            chosen = [slot for slot in replaceable if rng.random() < config.prob]
+            needed.update(dict.fromkeys(chosen))
+            example_plan.append(chosen)
+        plans.append(example_plan)
+    return spans, plans, list(needed)
+
+
+def _mask_words(
+    swaps: dict[int, str], words: int, mask: str, prob: float, rng: random.Random
+) -> None:
+    """Tang et al.'s masking: each word a copy does not replace becomes `mask` with `prob`."""
+    for w in range(words):
+        if w not in swaps and rng.random() < prob:
+            swaps[w] = mask
+
+
+def _rebuilt(text: str, matches: list[re.Match], swaps: dict[int, str], mask: str | None) -> str:
+    """`text` with the words at `swaps`' indices replaced (styled as the word they replace;
+    the mask token as it is) and everything between them kept."""
+    pieces, last = [], 0
+    for w, match in enumerate(matches):
+        if w in swaps:
+            word = swaps[w] if swaps[w] == mask else _styled(swaps[w], match.group())
+            pieces += [text[last : match.start()], word]
+            last = match.end()
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def _mask_token(tokenizer, config: AugmentConfig) -> str | None:

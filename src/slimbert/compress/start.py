@@ -1,0 +1,119 @@
+"""Where a student starts: the teacher's mapped layers, or a pre-trained student's encoder
+(`--student-init`: a distill-general or pretrain-student folder of the teacher's family), which
+then also gives the student its shape.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from slimbert.compress.pretrain import encoder_keys
+from slimbert.compress.students import InitReport, StudentShape, build_student
+from slimbert.errors import SlimbertError
+from slimbert.families import family_of
+from slimbert.hub import load_weights, weights_sha256
+from slimbert.models import resolve_base
+from slimbert.record import read_record
+
+
+def init_shape(init_dir: str | Path, teacher: nn.Module, asked: StudentShape) -> StudentShape:
+    """The shape of the pre-trained student at `init_dir` (distill-general, pretrain-student),
+    which a student started from it takes. `asked.layers` must be its depth, and a width, head
+    count or FFN size given on the command line must be its own: one line names the fix."""
+    init_dir = resolve_base(init_dir, "--student-init")
+    config = json.loads((init_dir / "config.json").read_text())
+    family = family_of(teacher.config)
+    if config.get("model_type") != teacher.config.model_type:
+        raise SlimbertError(
+            f"--student-init {init_dir}: a {config.get('model_type')!r} model but the teacher is "
+            f"{teacher.config.model_type!r}; distil or pre-train a student from this teacher's "
+            "family (or use compress kd --student-base for another family)"
+        )
+    found = StudentShape(
+        int(config[family.depth]),
+        int(config[family.width]),
+        int(config[family.heads]),
+        int(config[family.ffn]),
+    )
+    if asked.layers != found.layers:
+        raise SlimbertError(
+            f"--student-init {init_dir} has {found.layers} layers; give --layers {found.layers}"
+        )
+    for flag, given, value in (
+        ("--hidden-size", asked.hidden, found.hidden),
+        ("--heads", asked.heads, found.heads),
+        ("--ffn-size", asked.ffn, found.ffn),
+    ):
+        if given is not None and given != value:
+            raise SlimbertError(
+                f"{flag} {given}: --student-init {init_dir} has {value}; drop {flag} "
+                "(the student takes the pre-trained student's shape)"
+            )
+    return found
+
+
+def start_student(
+    teacher: nn.Module,
+    shape: StudentShape,
+    layer_map: list[int],
+    seed: int | None,
+    student_init: str | Path | None = None,
+) -> tuple[nn.Module, InitReport, dict | None]:
+    """The student every transformer method trains: built from the teacher's mapped layers
+    (`build_student`), or, with `student_init`, of that pre-trained student's shape with its
+    embeddings and encoder. Returns the student, what was copied from the teacher, and the
+    record of the pre-trained start (None without one)."""
+    if student_init is not None:
+        shape = init_shape(student_init, teacher, shape)
+    student, report = build_student(teacher, shape, layer_map, seed=seed)
+    started = init_student(student, student_init) if student_init is not None else None
+    return student, report, started
+
+
+def init_student(student: nn.Module, init_dir: str | Path) -> dict:
+    """Overwrite `student`'s embeddings and encoder with a pre-trained student's (from
+    pretrain-student), key by key with shape asserts; its pooler and classifier stay as they
+    are (the teacher's). Returns what was copied, for the student's metadata."""
+    init_dir = resolve_base(init_dir, "--student-init")
+    config = json.loads((init_dir / "config.json").read_text())
+    family = family_of(student.config)
+    if config.get("model_type") != student.config.model_type:
+        raise SlimbertError(
+            f"--student-init {init_dir}: a {config.get('model_type')!r} model but this student "
+            f"is {student.config.model_type!r}; pre-train a student from the same teacher"
+        )
+    for name in (family.depth, family.width, "vocab_size"):
+        if config.get(name) != getattr(student.config, name):
+            raise SlimbertError(
+                f"--student-init {init_dir}: {name} {config.get(name)} "
+                f"but this student has {getattr(student.config, name)}; "
+                "pre-train a student of the same depth from the same teacher"
+            )
+    saved = load_weights(init_dir)
+    state = student.state_dict()
+    wanted = encoder_keys(student, state)
+    missing = [k for k in wanted if k not in saved]
+    if missing:
+        raise SlimbertError(
+            f"--student-init {init_dir}: no weight {missing[0]!r} ({len(missing)} missing); "
+            "give a directory written by `slimbert distill-general` or `slimbert pretrain-student`"
+        )
+    for key in wanted:
+        assert saved[key].shape == state[key].shape, (key, saved[key].shape, state[key].shape)
+        state[key] = saved[key].to(state[key].dtype)
+    student.load_state_dict(state, strict=True)
+    start = read_record(init_dir)
+    return {
+        "path": str(init_dir),
+        "role": start.role,
+        "method": start.method,
+        "weights_sha256": weights_sha256(init_dir),
+        "copied_tensors": len(wanted),
+        "layer_map": start.layer_map,
+        "source": start.source,
+        "mlm_loss": start.metric.get("mlm_loss"),
+        "distill_loss": start.metric.get("distill_loss"),
+    }
