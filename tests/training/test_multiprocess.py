@@ -101,6 +101,9 @@ def _score_shard(rank: int, world: int, model_dir: str, dev: str, port: int, out
         np.save(f"{out}-{rank}.npy", logits)
         with open(f"{out}-{rank}.json", "w") as handle:
             json.dump(rows, handle)
+        # Neither tears its pair down while the other may still be sending on it: gloo aborts
+        # a process ("terminate called without an active exception") that does.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
