@@ -43,12 +43,16 @@
 #               once per task with seed 100 (cell TASK-textcnn-previous). The joint teachers
 #               start from the fine-tuned teacher, teacher lr 2e-5
 #   distilbert  DistilBERT's triple loss against each term left out and each term alone, in
-#               the general step on the SST-2 and MRPC texts (DISTILBERT_LAYERS, default 6;
-#               1,500 steps of 32), then kd on each task from it. It needs a teacher saved with
-#               its masked-LM head: each of MLM_TEACHERS (default minilm-l6, and the assembled
-#               MPNet-base when present) is asked first and its answer goes to
-#               cells/distilbert-teachers.txt; neither bundled checkpoint has the head (both
-#               are sentence-transformers exports), so the stage prints its skip line
+#               the general step on the SST-2 and MRPC texts (DISTILBERT_LAYERS, default 3:
+#               half the teacher's depth, as DistilBERT halves BERT; 1,500 steps of 32), then
+#               kd on each task from it. It needs a teacher saved with its masked-LM head: each
+#               of MLM_TEACHERS (default minilm-l6, and the assembled MPNet-base when present)
+#               is asked first and its answer goes to cells/distilbert-teachers.txt. Neither
+#               bundled checkpoint has the head (both are sentence-transformers exports), so
+#               when none answers the stage makes one (cell mlm-teacher): the bundled MiniLM,
+#               all 6 layers, given a masked-LM head by continued masked-LM pre-training
+#               (pretrain-student, the head learned from scratch) on the same texts, 3,000
+#               steps of 32, lr 1e-4
 #
 # Budget per cell (the same for every row of a table; patience 3 on dev, so a cell is cut by
 # its steps unless early stopping fires first), batch 32, lr 1e-4, bf16 autocast,
@@ -78,8 +82,8 @@
 # SMOKE=1 runs every cell of every stage on 64 training rows, 2 steps per stage and the first
 # 32 dev rows (copied into $RUNS/data: the only data this script copies), one seed, 32 tokens,
 # into /tmp/ablations-smoke; it checks the commands, not the figures. Smoke mode also gives the
-# distilbert stage a minilm-l6 with a random masked-LM head, so its cells run too (two of its
-# rows, DISTILBERT_ROWS="triple soft": the full triple loss and one with two weights at 0).
+# distilbert stage two of its rows, DISTILBERT_ROWS="triple soft": the full triple loss and
+# one with two weights at 0 (its masked-LM teacher made in 2 steps).
 #
 # Usage, from the repository root with the venv active:
 #   bash benchmarks/ablations.sh                                  # every stage not yet done
@@ -104,7 +108,7 @@ fi
 STAGES=${STAGES:-teachers general transfer tinybert theseus minilm textcnn distilbert}
 TASKS=${TASKS:-mrpc sst2}
 ONLY=${ONLY:-.*}
-DISTILBERT_LAYERS=${DISTILBERT_LAYERS:-6}
+DISTILBERT_LAYERS=${DISTILBERT_LAYERS:-3}
 MPNET=${MPNET:-$HOME/slimbert-runs/base-teacher/all-mpnet-base-v2}
 MLM_TEACHERS=${MLM_TEACHERS:-minilm-l6${MPNET:+ $MPNET}}
 TAG=ablations
@@ -199,19 +203,6 @@ mlm_probe() {  # mlm_probe TEACHER: 0 when distill-general takes it as a masked-
   fi
   echo "$teacher: $(grep -v '^\s*$' "$RUNS/mlm-probe.log" | tail -1)"
   return 1
-}
-
-random_mlm_head() {  # smoke only: minilm-l6 with an untrained masked-LM head, to run the cells
-  local out=$RUNS/minilm-l6-random-mlm-head
-  [ -f "$out/config.json" ] || python - "$out" 2> "$RUNS/random-mlm-head.log" <<'PY'
-import sys
-from transformers import AutoModelForMaskedLM, AutoTokenizer
-from slimbert.models import resolve_base
-path = resolve_base("minilm-l6", "--teacher")
-AutoModelForMaskedLM.from_pretrained(str(path)).save_pretrained(sys.argv[1])
-AutoTokenizer.from_pretrained(str(path)).save_pretrained(sys.argv[1])
-PY
-  echo "$out"
 }
 
 for stage in $STAGES; do
@@ -329,7 +320,6 @@ for stage in $STAGES; do
       done ;;
     distilbert)
       read -r -a candidates <<< "$MLM_TEACHERS"
-      [ "$SMOKE" = 1 ] && candidates+=("$(random_mlm_head)")
       mlm=""
       : > "$RESULTS/cells/distilbert-teachers.txt"
       for teacher in "${candidates[@]}"; do
@@ -337,14 +327,20 @@ for stage in $STAGES; do
         if answer=$(mlm_probe "$teacher"); then mlm=${mlm:-$teacher}; fi
         echo "$answer" | tee -a "$RESULTS/cells/distilbert-teachers.txt"
       done
+      read -r -a text <<< "$(texts)"
       if [ -z "$mlm" ]; then
-        echo "[$TAG] distilbert: skipped, no teacher with a masked-LM head is available offline" \
-          "(cells/distilbert-teachers.txt has each one's answer); set MLM_TEACHERS to one"
-        continue
+        # none has the head: the bundled MiniLM learns one (and adapts to the texts) first
+        cell mlm-teacher "$RUNS/mlm-teacher" slimbert pretrain-student --teacher minilm-l6 \
+          --layers 6 --train "$GLUE/SST-2/train.tsv" --text "$GLUE/MRPC/train.tsv" \
+          --max-length 128 "${FAST[@]}" --batch-size 32 --lr 1e-4 --max-steps 3000 \
+          --eval-every 500 --patience 0 --seed 1 "${SMOKE_FLAGS[@]}" || continue
+        mlm=$RUNS/mlm-teacher
+        need "$mlm" distilbert || continue
+        echo "[$TAG] distilbert: minilm-l6 given its masked-LM head by pretrain-student" \
+          "(cell mlm-teacher)" | tee -a "$RESULTS/cells/distilbert-teachers.txt"
       fi
       echo "[$TAG] distilbert: masked-LM teacher $mlm" \
         | tee -a "$RESULTS/cells/distilbert-teachers.txt"
-      read -r -a text <<< "$(texts)"
       for row in "${TRIPLE_ORDER[@]}"; do
         read -r soft mlm_weight cosine <<< "${TRIPLE[$row]}"
         cell "distilbert-$row" "$RUNS/distilbert-$row" slimbert distill-general \

@@ -21,6 +21,8 @@
 #                 teacher's embedding neighbours): SST-2 one word-replaced copy per row at p 0.3,
 #                 MRPC eight at p 0.4 with the pairs symmetry and transitivity imply, as the
 #                 MiniLM studies found best; then the MiniLM-initialised 6-layer student with it
+#   transfer-slow the transfer student at half the learning rate (5e-5), 3 epochs, evaluated
+#                 every 500 steps (the set of the transfer stage)
 #   transfer4     SST-2's larger set: four word-replaced copies per row at p 0.3
 #                 (sst2-transfer4.jsonl; augment leaves its logits in the teacher-logit cache, so
 #                 the student's run does not label them again), then the same MiniLM student
@@ -160,6 +162,20 @@ for stage in $STAGES; do
             slimbert compress kd --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
             --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 --temperature 2 \
             --alpha 0.5 --seed "$seed" --transfer "$set_"
+        done
+      done ;;
+    transfer-slow)
+      # the transfer student again, gentler: half the learning rate, 3 epochs, evaluated every
+      # 500 steps (MRPC's first run peaked after its first epoch and fell after)
+      for task in $TASKS; do
+        task_flags "$task"
+        for seed in $SEEDS; do
+          cell "$task-kd-minilm6L-transfer-slow-seed$seed" \
+            "$RUNS/$task-kd-minilm6L-transfer-slow-seed$seed" \
+            slimbert compress kd --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 5e-5 --temperature 2 \
+            --alpha 0.5 --seed "$seed" --transfer "$RUNS/$task-transfer.jsonl" \
+            --epochs 3 --eval-every 500 --patience 4
         done
       done ;;
     transfer4)

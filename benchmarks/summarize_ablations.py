@@ -375,6 +375,16 @@ def distilbert_note(folder: Path) -> tuple[list[str], str]:
         for meta in [json.loads(path.read_text())]
     ]
     lines = [head, "", *(f"- {line}" for line in answers), ""]
+    teacher = load(folder, "mlm-teacher")
+    if teacher:
+        lines += [
+            f"The masked-LM teacher (`mlm-teacher`, {teacher['method']} from "
+            f"{teacher.get('source')}): held-out masked-LM loss "
+            f"{teacher['mlm_loss_before']:.3f} → {teacher['metric']['mlm_loss']:.3f} "
+            f"(perplexity {teacher['metric']['perplexity']:.1f}), {teacher['steps']} steps, "
+            f"{wall(budget_seconds(folder, ['mlm-teacher']))}.",
+            "",
+        ]
     if general:
         lines += ["The general-step students the task rows start from:", "", *general, ""]
     return lines, "" if ran else "not run: no masked-LM teacher"
