@@ -57,17 +57,22 @@ class EncodedDataset(Dataset):
         return item
 
 
-def collate(items: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad a list of encoded items to the batch's own longest sequence."""
-    longest = max(len(item["input_ids"]) for item in items)
+def collate(
+    items: list[dict], pad_id: int = 0, pads: dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
+    """Pad a list of encoded items to the batch's own longest sequence, each key to its own
+    longest (a teacher's reading of the rows, compress/aligned.py, may be longer); `pads` gives
+    the fill of keys other than input_ids that hold token ids."""
     batch: dict[str, torch.Tensor] = {}
+    fills = {"input_ids": pad_id, **(pads or {})}
     for key in items[0]:
         if key in ("idx", "labels"):
             values = [item[key] for item in items]
             dtype = torch.float32 if isinstance(values[0], float) else torch.long
             batch[key] = torch.tensor(values, dtype=dtype)
             continue
-        fill = pad_id if key == "input_ids" else 0
+        longest = max(len(item[key]) for item in items)
+        fill = fills.get(key, 0)
         batch[key] = torch.tensor(
             [item[key] + [fill] * (longest - len(item[key])) for item in items], dtype=torch.long
         )
@@ -151,7 +156,8 @@ def make_loader(
     length together: shuffled, LengthGroupedBatches; in order, sorted by length (for inference:
     predict_logits returns rows in dataset order whatever the batch order)."""
     generator = torch.Generator().manual_seed(seed)
-    collate_fn = lambda items: collate(items, dataset.pad_id)  # noqa: E731
+    pads = getattr(dataset, "pads", None)
+    collate_fn = lambda items: collate(items, dataset.pad_id, pads)  # noqa: E731
     if group_by_length:
         lengths = [len(f["input_ids"]) for f in dataset.features]
         if shuffle:
@@ -182,6 +188,18 @@ def model_inputs(batch: dict[str, torch.Tensor], model=None) -> dict[str, torch.
         for k, v in batch.items()
         if k not in ("idx", "labels") and (taken is None or k in taken)
     }
+
+
+TEACHER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The teacher's inputs of a batch: its own reading of the rows when the batch carries one
+    (`teacher_input_ids`, ...: a student that reads another tokenizer, compress/aligned.py),
+    else the batch itself (teacher and student read the same tokens)."""
+    if "teacher_input_ids" not in batch:
+        return batch
+    return {k: batch[f"teacher_{k}"] for k in TEACHER_KEYS if f"teacher_{k}" in batch}
 
 
 @torch.inference_mode()

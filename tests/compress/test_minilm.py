@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from slimbert.cli import cli
-from slimbert.compress.minilm import (
+from slimbert.compress.relations import (
     attention_term,
     relation_kl,
     relation_terms,

@@ -43,10 +43,11 @@ def refuse_student_base(method: Method):
     def refuse(ctx, param, value):
         if value is not None:
             raise click.ClickException(
-                f"compress {method.name} cannot take --student-base: only kd teaches a student "
-                "that reads another tokenizer (its soft labels are per example, where "
-                f"{method.name} matches the teacher token by token or builds its own student); "
-                "use compress kd --student-base"
+                f"compress {method.name} cannot take --student-base: kd teaches a student that "
+                "reads another tokenizer (its soft labels are per example), minilm one whose "
+                f"word pieces align with the teacher's; {method.name} matches the teacher "
+                "through projections of its own width or builds its own student; use compress "
+                "kd --student-base"
             )
         return value
 

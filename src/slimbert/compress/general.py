@@ -55,8 +55,8 @@ import torch
 
 from slimbert.batches import EncodedDataset, make_loader
 from slimbert.compress.method import plain
-from slimbert.compress.minilm import RELATION_SETS, RELATIONS_HELP, minilm_terms
 from slimbert.compress.pretrain import source_model
+from slimbert.compress.relations import RELATION_SETS, RELATIONS_HELP, minilm_terms
 from slimbert.compress.students import ShapeSettings, build_student, map_layers
 from slimbert.compress.tinybert import Projections, intermediate_terms
 from slimbert.compress.triple import mask_tokens, mlm_teacher, triple_terms

@@ -25,17 +25,16 @@ Sanh et al., "DistilBERT" (2019), for initialising the student from the teacher'
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from slimbert.batches import EncodedDataset, TaskData, evaluator
+from slimbert.batches import TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
-from slimbert.compress.start import start_student
-from slimbert.compress.students import StudentShape, build_student, map_layers
+from slimbert.compress.start import base_student, retokenized, start_student, student_base_record
+from slimbert.compress.students import StudentShape, map_layers
 from slimbert.compress.teaching_step import (
     check_teacher_weights,
     ensemble_logits,
@@ -43,12 +42,8 @@ from slimbert.compress.teaching_step import (
 )
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
-from slimbert.hub import weights_sha256
 from slimbert.models import (
     device,
-    load_classifier,
-    load_tokenizer,
-    resolve_base,
     save_model,
     seed_everything,
 )
@@ -188,31 +183,6 @@ class KDConfig:
         """BERT-of-Theseus's baseline: the teacher's first `layers` layers, fine-tuned on the
         gold labels alone."""
         return cls(layers=layers, layer_map="bottom", alpha=0.0)
-
-
-def retokenized(data: TaskData, tokenizer) -> TaskData:
-    """The same rows, targets and order as `data`, encoded by another tokenizer: the cached
-    teacher logits, looked up by row index, still belong to each row."""
-    return dataclasses.replace(
-        data,
-        train_set=EncodedDataset(tokenizer, data.train, data.max_length, data.train_set.labels),
-        eval_set=EncodedDataset(tokenizer, data.eval, data.max_length, data.eval_targets),
-    )
-
-
-def base_student(base: str, layers: int, data: TaskData, seed: int, layer_map: str = "uniform"):
-    """A `layers`-layer classifier cut from the pre-trained `base` (its layers chosen by
-    `layer_map`), with a fresh head for the task's labels, and its tokenizer."""
-    source = load_classifier(base, data.label_map, data.task, flag="--student-base")
-    family = family_of(source.config)
-    picked = map_layers(family.size(source.config, "depth"), layers, layer_map)
-    student, _ = build_student(source, StudentShape(layers), picked, seed=seed)
-    return student, load_tokenizer(base, "--student-base"), picked
-
-
-def student_base_record(base: str) -> dict:
-    folder = resolve_base(base, "--student-base")
-    return {"name": base, "path": str(folder), "weights_sha256": weights_sha256(folder)}
 
 
 def loss_terms(config: KDConfig) -> list[LossTerm]:

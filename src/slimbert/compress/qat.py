@@ -30,8 +30,8 @@ from pathlib import Path
 
 from slimbert.batches import evaluator
 from slimbert.compress.fake_quant import Int8Target, attach, detach
-from slimbert.compress.kd import retokenized
 from slimbert.compress.method import Job, Method, open_job, student_record
+from slimbert.compress.start import retokenized
 from slimbert.errors import SlimbertError
 from slimbert.hub import weights_sha256
 from slimbert.models import (

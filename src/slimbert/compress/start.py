@@ -1,21 +1,24 @@
 """Where a student starts: the teacher's mapped layers, or a pre-trained student's encoder
 (`--student-init`: a distill-general or pretrain-student folder of the teacher's family), which
-then also gives the student its shape.
+then also gives the student its shape, or another pre-trained model cut to depth
+(`--student-base`: any family, reading its own tokenizer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from torch import nn
 
+from slimbert.batches import EncodedDataset, TaskData
 from slimbert.compress.pretrain import encoder_keys
-from slimbert.compress.students import InitReport, StudentShape, build_student
+from slimbert.compress.students import InitReport, StudentShape, build_student, map_layers
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.hub import load_weights, weights_sha256
-from slimbert.models import resolve_base
+from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.record import read_record
 
 
@@ -117,3 +120,28 @@ def init_student(student: nn.Module, init_dir: str | Path) -> dict:
         "mlm_loss": start.metric.get("mlm_loss"),
         "distill_loss": start.metric.get("distill_loss"),
     }
+
+
+def retokenized(data: TaskData, tokenizer) -> TaskData:
+    """The same rows, targets and order as `data`, encoded by another tokenizer: the cached
+    teacher logits, looked up by row index, still belong to each row."""
+    return dataclasses.replace(
+        data,
+        train_set=EncodedDataset(tokenizer, data.train, data.max_length, data.train_set.labels),
+        eval_set=EncodedDataset(tokenizer, data.eval, data.max_length, data.eval_targets),
+    )
+
+
+def base_student(base: str, layers: int, data: TaskData, seed: int, layer_map: str = "uniform"):
+    """A `layers`-layer classifier cut from the pre-trained `base` (its layers chosen by
+    `layer_map`), with a fresh head for the task's labels, and its tokenizer."""
+    source = load_classifier(base, data.label_map, data.task, flag="--student-base")
+    family = family_of(source.config)
+    picked = map_layers(family.size(source.config, "depth"), layers, layer_map)
+    student, _ = build_student(source, StudentShape(layers), picked, seed=seed)
+    return student, load_tokenizer(base, "--student-base"), picked
+
+
+def student_base_record(base: str) -> dict:
+    folder = resolve_base(base, "--student-base")
+    return {"name": base, "path": str(folder), "weights_sha256": weights_sha256(folder)}

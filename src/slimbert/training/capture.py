@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slimbert.batches import model_inputs, processes
+from slimbert.batches import model_inputs, processes, teacher_view
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.metrics import Metrics
@@ -243,7 +243,7 @@ def distill_loss_evaluator(
             loss, _ = combine(
                 terms,
                 forward_internals(model, batch, hidden_states=hidden_states),
-                forward_internals(teacher, batch, hidden_states=hidden_states),
+                forward_internals(teacher, teacher_view(batch), hidden_states=hidden_states),
                 batch,
             )
             total += float(loss) * len(batch["input_ids"])
