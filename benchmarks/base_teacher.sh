@@ -23,6 +23,9 @@
 #                 MiniLM studies found best; then the MiniLM-initialised 6-layer student with it
 #   transfer-slow the transfer student at half the learning rate (5e-5), 3 epochs, evaluated
 #                 every 500 steps (the set of the transfer stage)
+#   minilm-base   the MiniLM-initialised 6-layer student taught MPNet's self-attention
+#                 relations first (compress minilm --student-base: the tokenizers cut every row
+#                 into the same word pieces), then kd
 #   transfer4     SST-2's larger set: four word-replaced copies per row at p 0.3
 #                 (sst2-transfer4.jsonl; augment leaves its logits in the teacher-logit cache, so
 #                 the student's run does not label them again), then the same MiniLM student
@@ -176,6 +179,21 @@ for stage in $STAGES; do
             --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 5e-5 --temperature 2 \
             --alpha 0.5 --seed "$seed" --transfer "$RUNS/$task-transfer.jsonl" \
             --epochs 3 --eval-every 500 --patience 4
+        done
+      done ;;
+    minilm-base)
+      # the bundled MiniLM's 6 layers taught the teacher's self-attention relations first (its
+      # last layer, 24 relation heads; the two tokenizers cut every row into the same pieces),
+      # then kd: relation epochs 3 on MRPC, 1 on SST-2
+      for task in $TASKS; do
+        task_flags "$task"
+        relation_epochs=3
+        [ "$task" = sst2 ] && relation_epochs=1
+        for seed in $SEEDS; do
+          cell "$task-minilm-minilm6L-seed$seed" "$RUNS/$task-minilm-minilm6L-seed$seed" \
+            slimbert compress minilm --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 --relation-heads 24 \
+            --relation-epochs "$relation_epochs" --temperature 2 --alpha 0.5 --seed "$seed"
         done
       done ;;
     transfer4)
