@@ -304,11 +304,7 @@ def previous_figure(records: list[dict], key: str) -> str:
 
 def paired_delta(done: dict[int, dict], reference: dict[int, dict]) -> float | None:
     """Mean over the seeds both rows finished of (row − reference) dev accuracy."""
-    deltas = [
-        meta["metric"]["accuracy"] - reference[seed]["metric"]["accuracy"]
-        for seed, meta in done.items()
-        if seed in reference
-    ]
+    deltas = paired_deltas(done, reference)
     return statistics.fmean(deltas) if deltas else None
 
 
@@ -329,6 +325,54 @@ def here_line(
         return []
     ordered = "; ".join(text for _, text in sorted(found))
     return [f"*Here:* Δ accuracy against the reference, lowest first: {ordered}.", ""]
+
+
+def paired_deltas(done: dict[int, dict], reference: dict[int, dict]) -> list[float]:
+    return [
+        meta["metric"]["accuracy"] - reference[seed]["metric"]["accuracy"]
+        for seed, meta in done.items()
+        if seed in reference
+    ]
+
+
+def digest_lines(folder: Path, seeds: list[int]) -> list[str]:
+    """One line per choice the tables make: its Δ accuracy against its table's reference on
+    each task (mean ± std over the seeds both finished: a Δ inside its std is noise) and its
+    wall-clock per cell as a multiple of the reference's, so a reader can pick at a glance."""
+    lines = [
+        "## At a glance: what each choice buys, and what it costs",
+        "",
+        "Δ accuracy against the table's reference row (mean ± std over paired seeds, n seeds); "
+        "wall = the row's mean wall-clock per cell ÷ the reference's, over both tasks.",
+        "",
+        *header("Table", "Choice", *(TASKS[t].split(" (")[0] for t in TASKS), "Wall"),
+    ]
+    for table in TABLES:
+        for row in table.rows:
+            if row.blocked or row.stem == table.reference:
+                continue
+            cells, walls = [], []
+            for task in TASKS:
+                reference = seeds_of(folder, task, table.reference, seeds)
+                done = seeds_of(folder, task, row.stem, seeds)
+                deltas = paired_deltas(done, reference)
+                cells.append(f"{mean_std(deltas)} (n={len(deltas)})" if deltas else "pending")
+                ours = budget_seconds(folder, [f"{task}-{row.stem}-seed{s}" for s in done])
+                theirs = budget_seconds(
+                    folder, [f"{task}-{table.reference}-seed{s}" for s in reference]
+                )
+                if ours and theirs:
+                    walls.append(statistics.fmean(ours) / statistics.fmean(theirs))
+            if all(c == "pending" for c in cells):
+                continue
+            wall_text = f"{statistics.fmean(walls):.1f}×" if walls else "—"
+            title = table.title.split(" (")[0]
+            lines.append(f"| {title} | {row.label} | {' | '.join(cells)} | {wall_text} |")
+    return [*lines, ""]
+
+
+def header(*names: str) -> list[str]:
+    return ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
 
 
 def previous_line(folder: Path, task: str) -> str:
@@ -475,6 +519,7 @@ def main() -> None:
         "Transfer sets (TinyBERT's augmentation rows):",
         "",
         *transfer_lines(args.results),
+        *digest_lines(args.results, seeds),
     ]
     for table in TABLES:
         lines += table_lines(args.results, table, seeds)
