@@ -356,7 +356,7 @@ def digest_lines(folder: Path, seeds: list[int]) -> list[str]:
                 reference = seeds_of(folder, task, table.reference, seeds)
                 done = seeds_of(folder, task, row.stem, seeds)
                 deltas = paired_deltas(done, reference)
-                cells.append(f"{mean_std(deltas)} (n={len(deltas)})" if deltas else "pending")
+                cells.append(signed(deltas) if deltas else "pending")
                 ours = budget_seconds(folder, [f"{task}-{row.stem}-seed{s}" for s in done])
                 theirs = budget_seconds(
                     folder, [f"{task}-{table.reference}-seed{s}" for s in reference]
@@ -369,6 +369,11 @@ def digest_lines(folder: Path, seeds: list[int]) -> list[str]:
             title = table.title.split(" (")[0]
             lines.append(f"| {title} | {row.label} | {' | '.join(cells)} | {wall_text} |")
     return [*lines, ""]
+
+
+def signed(deltas: list[float]) -> str:
+    spread = f" ± {statistics.stdev(deltas):.2f}" if len(deltas) > 1 else ""
+    return f"{statistics.fmean(deltas):+.2f}{spread} (n={len(deltas)})"
 
 
 def header(*names: str) -> list[str]:
