@@ -57,14 +57,10 @@ class EncodedDataset(Dataset):
         return item
 
 
-def collate(
-    items: list[dict], pad_id: int = 0, pads: dict[str, int] | None = None
-) -> dict[str, torch.Tensor]:
-    """Pad a list of encoded items to the batch's own longest sequence, each key to its own
-    longest (a teacher's reading of the rows, compress/aligned.py, may be longer); `pads` gives
-    the fill of keys other than input_ids that hold token ids."""
-    batch: dict[str, torch.Tensor] = {}
-    fills = {"input_ids": pad_id, **(pads or {})}
+def collate(items: list[dict], pad_id: int = 0, pads: dict | None = None) -> dict:
+    """Pad each key of the encoded items to its own longest in the batch (a teacher's reading,
+    compress/aligned.py, may be longer); `pads`: the fill of other keys that hold token ids."""
+    batch, fills = {}, {"input_ids": pad_id, **(pads or {})}
     for key in items[0]:
         if key in ("idx", "labels"):
             values = [item[key] for item in items]
@@ -156,7 +152,7 @@ def make_loader(
     length together: shuffled, LengthGroupedBatches; in order, sorted by length (for inference:
     predict_logits returns rows in dataset order whatever the batch order)."""
     generator = torch.Generator().manual_seed(seed)
-    pads = getattr(dataset, "pads", None)
+    pads = getattr(dataset, "pads", None)  # a teacher's reading's pad id (compress/aligned.py)
     collate_fn = lambda items: collate(items, dataset.pad_id, pads)  # noqa: E731
     if group_by_length:
         lengths = [len(f["input_ids"]) for f in dataset.features]
@@ -188,18 +184,6 @@ def model_inputs(batch: dict[str, torch.Tensor], model=None) -> dict[str, torch.
         for k, v in batch.items()
         if k not in ("idx", "labels") and (taken is None or k in taken)
     }
-
-
-TEACHER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The teacher's inputs of a batch: its own reading of the rows when the batch carries one
-    (`teacher_input_ids`, ...: a student that reads another tokenizer, compress/aligned.py),
-    else the batch itself (teacher and student read the same tokens)."""
-    if "teacher_input_ids" not in batch:
-        return batch
-    return {k: batch[f"teacher_{k}"] for k in TEACHER_KEYS if f"teacher_{k}" in batch}
 
 
 @torch.inference_mode()

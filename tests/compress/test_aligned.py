@@ -11,12 +11,13 @@ import torch
 from click.testing import CliRunner
 from conftest import WORDS
 
-from slimbert.batches import EncodedDataset, make_loader, teacher_view
+from slimbert.batches import EncodedDataset, make_loader
 from slimbert.cli import cli
 from slimbert.compress.aligned import align_row, aligned_sets, at_student_tokens
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
+from slimbert.training.capture import teacher_view
 
 # BERT's and MPNet's readings of one pair: the same pieces, other special tokens
 STUDENT = ["[CLS]", "the", "cat", "[SEP]", "a", "dog", "[SEP]"]

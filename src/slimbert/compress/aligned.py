@@ -26,9 +26,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from slimbert.batches import TEACHER_KEYS, EncodedDataset, TaskData
+from slimbert.batches import EncodedDataset, TaskData
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
+from slimbert.training.capture import TEACHER_KEYS
 
 
 def align_row(

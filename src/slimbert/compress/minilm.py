@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slimbert.batches import EncodedDataset, evaluator, make_loader, teacher_view
+from slimbert.batches import EncodedDataset, evaluator, make_loader
 from slimbert.compress.aligned import aligned_sets
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.relations import RELATION_SETS, RELATIONS_HELP, minilm_terms
@@ -65,7 +65,7 @@ from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.training.capture import distill_loss_evaluator, forward_internals
+from slimbert.training.capture import distill_loss_evaluator, forward_internals, teacher_view
 from slimbert.training.config import TrainConfig, TrainResult, train_loader
 from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train

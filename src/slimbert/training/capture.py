@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from slimbert.batches import model_inputs, processes, teacher_view
+from slimbert.batches import model_inputs, processes
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.metrics import Metrics
@@ -197,6 +197,18 @@ def caught_method(sites: list[nn.Module], method: str, scale: str, calls: list[l
                 delattr(attention, method)
             else:
                 setattr(attention, method, previous)
+
+
+TEACHER_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The teacher's inputs of a batch: its own reading of the rows when the batch carries one
+    (`teacher_input_ids`, ...: a student that reads another tokenizer, compress/aligned.py),
+    else the batch itself (teacher and student read the same tokens)."""
+    if "teacher_input_ids" not in batch:
+        return batch
+    return {k: batch[f"teacher_{k}"] for k in TEACHER_KEYS if f"teacher_{k}" in batch}
 
 
 def forward_internals(
