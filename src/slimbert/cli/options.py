@@ -193,9 +193,10 @@ def cli_fields(cls: type, skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     )
 
 
-def data_options(command):
-    """--train/--eval, the column flags and DataSpec's own settings (max length, subset)."""
-    command = dataclass_options(DataSpec)(command)
+def data_options(command, skip: tuple[str, ...] = ()):
+    """--train/--eval, the column flags and DataSpec's own settings (max length, subset), less
+    the fields in `skip` (a command that scores nothing takes no --metric)."""
+    command = dataclass_options(DataSpec, skip=skip)(command)
     options = [
         click.option(
             "--train",
@@ -270,8 +271,9 @@ DATA_KEYS = (
 
 
 def data_spec(kwargs: dict) -> DataSpec:
-    """Pop the data flags from a command's keyword arguments into a DataSpec."""
-    values = take(kwargs, DATA_KEYS)
+    """Pop the data flags from a command's keyword arguments into a DataSpec (a flag the
+    command does not take keeps DataSpec's default)."""
+    values = take(kwargs, tuple(name for name in DATA_KEYS if name in kwargs))
     columns = Columns(
         values.pop("text_column"),
         values.pop("text_pair_column"),

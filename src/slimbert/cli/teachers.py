@@ -3,6 +3,7 @@ and what the teacher makes: augment, its transfer set."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -186,7 +187,7 @@ def professor_boost_cmd(base, out, **kwargs):
     type=click.FloatRange(0.5, 1.0),
     help="Drop a new pair the teacher labels the other way with at least this probability.",
 )
-@data_options
+@functools.partial(data_options, skip=("task", "metric", "positive_label"))  # nothing is scored
 @user_errors
 def professor_augment_cmd(
     out,
