@@ -242,3 +242,15 @@ def test_bench_and_export_flags_come_from_their_settings_dataclass(command, sett
             word = settings.describe(field).none_word
             default = ",".join(word if v is None else str(v) for v in default) or None
         assert option.default == default, (field.name, option.default, default)
+
+
+def test_a_command_that_scores_nothing_takes_no_metric_flags():
+    """professor augment writes pairs and scores none: --metric, --positive-label and --task
+    are not its options (they were accepted and ignored), while the data flags it reads are."""
+    context = click.Context(cli)
+    augment = cli.get_command(context, "professor").get_command(context, "augment")
+    names = {p.name for p in augment.params}
+    assert {"metric", "positive_label", "task"}.isdisjoint(names)
+    assert {"train", "eval_file", "max_length", "limit"} <= names
+    result = CliRunner().invoke(cli, ["professor", "augment", "--metric", "f1"])
+    assert result.exit_code == 2 and "No such option '--metric'" in result.output
