@@ -26,6 +26,8 @@
 #   minilm-base   the MiniLM-initialised 6-layer student taught MPNet's self-attention
 #                 relations first (compress minilm --student-base: the tokenizers cut every row
 #                 into the same word pieces), then kd
+#   minilm-transfer  minilm-base with the task's transfer set (one relation epoch over it,
+#                 then kd at lr 5e-5, 3 epochs, evaluated every 500 steps)
 #   transfer4     SST-2's larger set: four word-replaced copies per row at p 0.3
 #                 (sst2-transfer4.jsonl; augment leaves its logits in the teacher-logit cache, so
 #                 the student's run does not label them again), then the same MiniLM student
@@ -194,6 +196,21 @@ for stage in $STAGES; do
             slimbert compress minilm --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
             --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --lr 1e-4 --relation-heads 24 \
             --relation-epochs "$relation_epochs" --temperature 2 --alpha 0.5 --seed "$seed"
+        done
+      done ;;
+    minilm-transfer)
+      # minilm-base with the task's transfer set: one relation epoch over it, then kd at the
+      # transfer-slow settings (lr 5e-5, 3 epochs, evaluated every 500 steps)
+      for task in $TASKS; do
+        task_flags "$task"
+        for seed in $SEEDS; do
+          cell "$task-minilm-minilm6L-transfer-seed$seed" \
+            "$RUNS/$task-minilm-minilm6L-transfer-seed$seed" \
+            slimbert compress minilm --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --relation-heads 24 \
+            --relation-epochs 1 --relation-lr 1e-4 --lr 5e-5 --epochs 3 --eval-every 500 \
+            --patience 4 --temperature 2 --alpha 0.5 --seed "$seed" \
+            --transfer "$RUNS/$task-transfer.jsonl"
         done
       done ;;
     transfer4)
