@@ -293,12 +293,18 @@ for stage in $STAGES; do
           name=$(basename "$model")
           case $name in *-int8) continue ;; esac
           [ -f "$model/slimbert.json" ] && [[ $name =~ ^(${EXPORT:-.*})$ ]] || continue
-          out=$model-int8
-          if [ -f "$out/manifest.json" ]; then echo "[$TAG] export: $name done, skipped"; continue; fi
+          out=$model-int8 refused=$RESULTS/cells/$name-int8.refused.txt
+          if [ -f "$out/manifest.json" ] || [ -f "$refused" ]; then
+            echo "[$TAG] export: $name done, skipped"; continue
+          fi
           echo "[$TAG] export: $name $(date -u +%H:%M:%S)"
-          slimbert export --model "$model" --eval "$dev" --max-length "$max" --optimize \
-            --quantize dynamic --out "$out" > "$RUNS/$name-int8.log" 2>&1 \
-            || echo "[$TAG] export: $name refused by the gate, see $RUNS/$name-int8.log"
+          if ! slimbert export --model "$model" --eval "$dev" --max-length "$max" --optimize \
+              --quantize dynamic --out "$out" > "$RUNS/$name-int8.log" 2>&1; then
+            # the gate's verdict is a figure too: its one line goes beside the manifests
+            echo "[$TAG] export: $name refused by the gate, see $RUNS/$name-int8.log"
+            mkdir -p "$RESULTS/cells" && grep '^Error: ' "$RUNS/$name-int8.log" | tail -1 \
+              | sed "s#$RUNS/##; s#^Error: ##" > "$refused"
+          fi
           if [ -f "$out/manifest.json" ]; then
             cp "$out/manifest.json" "$RESULTS/cells/$name-int8.manifest.json"
           fi

@@ -50,9 +50,9 @@ from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.export.validate import onnx_logits, torch_logits
+from slimbert.files import RECORD_FILE
 from slimbert.metrics import compute_metrics
 from slimbert.models import load_model_dir, model_label_map, model_task
-from slimbert.provenance import METADATA_FILE
 
 GRAPHS = ("fp32", "int8-dynamic", "int8-qat", "int8-control")
 QUALITY_BATCHES = (1, 32)
@@ -69,7 +69,7 @@ def slimbert(*args) -> None:
 
 def tune(args, folder: Path, *extra: str) -> float | None:
     """`compress qat` into `folder` unless it is there; the seconds it took (None: reused)."""
-    if (folder / METADATA_FILE).is_file():
+    if (folder / RECORD_FILE).is_file():
         return None
     started = time.monotonic()
     slimbert(
@@ -250,7 +250,7 @@ def main() -> None:
     seconds = tune(args, args.work / "qat-model")
     tune(args, args.work / "control-model", "--no-simulate-int8")
     graphs, failed = export_graphs(args, args.work)
-    tuned = json.loads((args.work / "qat-model" / METADATA_FILE).read_text())
+    tuned = json.loads((args.work / "qat-model" / RECORD_FILE).read_text())
     result = {
         "title": "Distillation-aware int8 (compress qat) against dynamic int8",
         "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),

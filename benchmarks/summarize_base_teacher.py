@@ -212,7 +212,11 @@ def int8_lines(folder: Path) -> list[str]:
             f"{v['torch_metric']:.2f} → {v['onnx_metric']:.2f} ({v['delta_metric']:+.2f}, "
             f"≤ {gate['max_f1_drop']} allowed) | {v['max_abs_diff']:.3f} |"
         )
-    if not rows:
+    refused = [
+        f"- `{path.name.removesuffix('.refused.txt')}`: {path.read_text().strip()}"
+        for path in sorted((folder / "cells").glob("*-int8.refused.txt"))
+    ]
+    if not rows and not refused:
         return []
     return [
         "## int8 exports (fused where the family fuses, dynamic, per channel)",
@@ -220,6 +224,13 @@ def int8_lines(folder: Path) -> list[str]:
         *header("Export", "Dev rows", "Label agreement", "F1 PyTorch → int8", "max abs Δlogit"),
         *rows,
         "",
+        *(
+            ["Refused by the default gate (nothing written; the refusal as printed):", ""]
+            if refused
+            else []
+        ),
+        *refused,
+        *([""] if refused else []),
     ]
 
 
