@@ -9,6 +9,10 @@
 #                 pairs, 128 tokens, at most 5 epochs, evaluated every epoch, picked on F1)
 #   cuts          students cut from the teacher's own layers (kd, T 2, alpha 0.5) at 9, 6 and 3
 #                 layers of 768 on SST-2, and 6 and 3 on MRPC
+#   cuts-transfer SST-2's 6- and 3-layer cuts with the transfer set (kd, the cuts' settings)
+#   cuts-tinybert TinyBERT on SST-2's 3- and 6-layer cuts: one epoch of layer distillation
+#                 (embeddings, attention scores, hidden states) over the training rows and the
+#                 transfer set, then the prediction layer, 2 epochs
 #   teacher-int8  each teacher exported fused and dynamic int8, validated on the whole dev file
 #   general       the general step, once per student shape, for both tasks: MPNet-base's encoder
 #                 distilled (MiniLMv2 relations of its last layer, 24 relation heads) into 6 × 384
@@ -270,6 +274,30 @@ for stage in $STAGES; do
             slimbert compress kd --teacher "$RUNS/mrpc-teacher" --layers "$layers" "${MRPC[@]}" \
             "${FAST[@]}" --batch-size 16 --lr 5e-5 --epochs 6 --eval-every 0 --patience 3 \
             --temperature 2 --alpha 0.5 --seed "$seed"
+        done
+      done ;;
+    cuts-transfer)
+      # SST-2's 6- and 3-layer cuts again with the transfer set (kd at the cuts' settings)
+      for seed in $SEEDS; do
+        for layers in 6 3; do
+          cell "sst2-kd-${layers}L-transfer-seed$seed" "$RUNS/sst2-kd-${layers}L-transfer-seed$seed" \
+            slimbert compress kd --teacher "$RUNS/sst2-teacher" --layers "$layers" "${SST2[@]}" \
+            "${FAST[@]}" --batch-size 32 --lr 5e-5 --epochs 2 --eval-every 500 --patience 4 \
+            --temperature 2 --alpha 0.5 --seed "$seed" --transfer "$RUNS/sst2-transfer.jsonl"
+        done
+      done ;;
+    cuts-tinybert)
+      # TinyBERT on SST-2's cuts: the student starts from the teacher's layers (the uniform map,
+      # as the kd cuts), one epoch of embedding, attention-score and hidden-state distillation
+      # over the training rows and the transfer set, then the prediction layer (T 1), 2 epochs
+      for seed in $SEEDS; do
+        for layers in 3 6; do
+          cell "sst2-tinybert-${layers}L-transfer-seed$seed" \
+            "$RUNS/sst2-tinybert-${layers}L-transfer-seed$seed" slimbert compress tinybert \
+            --teacher "$RUNS/sst2-teacher" --layers "$layers" "${SST2[@]}" "${FAST[@]}" \
+            --batch-size 32 --intermediate-epochs 1 --intermediate-lr 5e-5 --lr 5e-5 \
+            --epochs 2 --eval-every 500 --patience 4 --seed "$seed" \
+            --transfer "$RUNS/sst2-transfer.jsonl"
         done
       done ;;
     teacher-int8)

@@ -4,8 +4,9 @@
 #
 # runs `command... --out OUT` unless OUT already holds a finished model (slimbert.json), logs to
 # $RUNS/NAME.log, resumes from OUT/training-state when a stopped run left one, and records the
-# cell's budget in $RUNS/NAME.budget.json: wall-clock, peak resident memory (GNU time's maximum
-# RSS of the whole command), whether it resumed, the command and the machine. The finished
+# cell's budget in $RUNS/NAME.budget.json: wall-clock (every leg's, when it resumed: a leg that a
+# kill ended counts to its last heartbeat, written once a minute to $RUNS/NAME.legs.now), peak
+# resident memory (GNU time's maximum RSS of the whole command, the last leg's), whether it resumed, the command and the machine. The finished
 # cell's slimbert.json and budget are copied to $RESULTS/cells/ at once, so the figures can be
 # committed as they come; a cell that finished after the last commit is copied on the next run.
 # The model's config.json goes beside them (NAME.config.json: the shape the FLOPs come from).
@@ -33,11 +34,21 @@ cell() {
   local resume=() resumed=false
   if [ -d "$out/training-state" ]; then resume=(--resume); resumed=true; fi
   echo "[$TAG] $name: $(date -u +%H:%M:%S) start${resume:+ (resuming)}"
-  local start seconds peak_kb
+  local start seconds peak_kb earlier=0 legs=$RUNS/$name.legs beat
+  # a leg a kill ended counts to its last heartbeat (once a minute): the budget is every leg's
+  if [ -f "$legs.now" ]; then cat "$legs.now" >> "$legs" && rm -f "$legs.now"; fi
+  if ! $resumed; then rm -f "$legs"; fi
+  if [ -f "$legs" ]; then earlier=$(awk '{s += $2 - $1} END {print s + 0}' "$legs"); fi
   start=$(date +%s)
+  ( while kill -0 $$ 2>/dev/null; do echo "$start $(date +%s)" > "$legs.now"; sleep 60; done ) > /dev/null 2>&1 &
+  beat=$!
+  local status=0
   /usr/bin/time -f "%M" -o "$RUNS/$name.maxrss" "$@" "${resume[@]}" --out "$out" \
-    >> "$RUNS/$name.log" 2>&1 || { echo "[$TAG] $name: FAILED, see $RUNS/$name.log"; return 1; }
-  seconds=$(( $(date +%s) - start ))
+    >> "$RUNS/$name.log" 2>&1 || status=$?
+  kill "$beat" 2>/dev/null || true
+  echo "$start $(date +%s)" >> "$legs" && rm -f "$legs.now"
+  if [ "$status" -ne 0 ]; then echo "[$TAG] $name: FAILED, see $RUNS/$name.log"; return 1; fi
+  seconds=$(( $(date +%s) - start + earlier ))
   peak_kb=$(tail -1 "$RUNS/$name.maxrss")
   cp "$out/slimbert.json" "$RESULTS/cells/$name.json"
   cp "$out/config.json" "$RESULTS/cells/$name.config.json"
