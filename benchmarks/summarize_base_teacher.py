@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from slimbert.bench.flops import transformer_shape
@@ -155,6 +156,55 @@ def task_table(folder: Path, task: str) -> list[str]:
     return out + [""]
 
 
+def seeds_lines(folder: Path, task: str) -> list[str]:
+    """Every row trained with more than one seed: each seed's figures, their mean ± std, and the
+    worst seed's retention and accuracy gap (a target holds for the seeds only if it holds for
+    the worst)."""
+    teacher = load(folder, f"{task}-teacher")
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for path in sorted((folder / "cells").glob(f"{task}-*-seed*.json")):
+        stem = path.name[: -len(".json")]
+        family, _, seed = stem.rpartition("-seed")
+        if seed.isdigit():
+            groups.setdefault(family, []).append((int(seed), json.loads(path.read_text())))
+    rows = []
+    for family, seeds in groups.items():
+        if len(seeds) < 2 or teacher is None:
+            continue
+        base = teacher["metric"]
+        acc = [m["metric"]["accuracy"] for _, m in seeds]
+        f1 = [m["metric"]["f1"] for _, m in seeds]
+        kept = [x / base["f1"] * 100 for x in f1]
+        gaps = [x - base["accuracy"] for x in acc]
+        each = ", ".join(f"{n}: {a:.2f} / {f:.2f}" for (n, _), a, f in zip(seeds, acc, f1))
+        rows.append(
+            f"| {family} | {len(seeds)} | {each} | {mean_std(acc)} | {mean_std(f1)} | "
+            f"{statistics.mean(kept):.2f}% (worst {min(kept):.2f}%) | "
+            f"{statistics.mean(gaps):+.2f} (worst {min(gaps):+.2f}) |"
+        )
+    if not rows:
+        return []
+    return [
+        f"### {TASKS[task]}: rows with several seeds",
+        "",
+        *header(
+            "Row",
+            "Seeds",
+            "Accuracy / F1 per seed",
+            "Accuracy",
+            "F1",
+            "F1 kept (mean, worst seed)",
+            "Δ accuracy vs teacher (mean, worst)",
+        ),
+        *rows,
+        "",
+    ]
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
 def general_table(folder: Path) -> list[str]:
     out = [
         "## The general step (once per shape, for both tasks)",
@@ -278,7 +328,7 @@ def main() -> None:
         *general_table(args.results),
     ]
     for task in TASKS:
-        lines += task_table(args.results, task)
+        lines += task_table(args.results, task) + seeds_lines(args.results, task)
     lines += int8_lines(args.results) + bench_lines(args.results)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "TABLES.md").write_text("\n".join(lines) + "\n")
