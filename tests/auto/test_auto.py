@@ -155,6 +155,31 @@ def test_dry_run_drops_shapes_over_the_slo_and_trains_nothing(
     assert len(calls) == 5
 
 
+def test_threads_reach_every_timing_and_key_the_probe_cache(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    """--threads 1 (a one-vCPU server, or timing beside another job): the teacher is timed on
+    one intra-op thread, and probes cached at another thread count are not reused."""
+    calls: list[str] = []
+    monkeypatch.setattr(probing, "probe_shape", fake_probe(calls))
+    seen: list[int] = []
+
+    def timed(self, target):
+        row = fixed_latency(self, target)
+        seen.append(row.threads)
+        return row
+
+    monkeypatch.setattr(Timing, "time", timed)
+    out = tmp_path / "auto"
+    args = base_args(tiny_teacher, sst2_files, out, "--slo", "p99<=1ms", "--widths", "16")
+    assert invoke(*args, "--threads", "1", "--dry-run").exit_code == 0
+    assert seen and set(seen) == {1}
+    assert json.loads((out / "probe.json").read_text())["context"]["threads"] == 1
+    probed = len(calls)
+    assert invoke(*args, "--threads", "2", "--dry-run").exit_code == 0
+    assert set(seen[-1:]) == {2} and len(calls) == 2 * probed
+
+
 # ---------------------------------------------------------------------------------------------
 # The search
 

@@ -75,9 +75,11 @@ class Timing:
     statistic: str  # the SLO's: avg, p50, p90 or p99
     metric: str | None = None  # what vs Teacher compares (None: f1, regression pearson)
     positive_label: str | None = None
+    threads: int | None = None  # intra-op threads (None: all cores)
 
     def config(self) -> BenchConfig:
         return BenchConfig(
+            threads=self.threads,
             metric=self.metric,
             positive_label=self.positive_label,
             provider=self.provider,

@@ -169,6 +169,7 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
         slo.statistic,
         inputs.data.metric,
         inputs.data.positive_label,
+        s.threads,
     )
     probe_timing = replace(timing, requests=s.probe_requests)
     probes, teacher_row = probe_all(
@@ -214,7 +215,7 @@ def fingerprint(inputs: Inputs, plan: Plan, setup: TrialSetup) -> dict:
         "evaluations": setup.evaluations,
         "slo": s.slo,
         "provider": inputs.provider,
-        "search": [s.sampler, s.pruner, s.optimize, s.timing_requests, s.repeats],
+        "search": [s.sampler, s.pruner, s.optimize, s.timing_requests, s.repeats, s.threads],
     }
 
 

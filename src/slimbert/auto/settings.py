@@ -108,6 +108,12 @@ class AutoSettings:
         None, "Eval rows each trained student is timed on (default: all).", min=1
     )
     repeats: int = setting(3, "Timed passes over the requests; figures are medians.", min=1)
+    threads: int | None = setting(
+        None,
+        "Intra-op threads of every timing, the teacher's included (default: all cores): the "
+        "serving machine's, e.g. 1 for a one-vCPU container or beside another job.",
+        min=1,
+    )
     warmup: int = setting(10, "Uncounted requests before timing.", min=0)
     optimize: bool = setting(
         True,
