@@ -39,6 +39,7 @@ source "$(dirname "$0")/cells.sh"
 
 DATA=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64)
 OBJECTIVE=$RUNS/objective.env
+mkdir -p "$RUNS"
 
 for stage in $STAGES; do
   case $stage in
