@@ -34,7 +34,14 @@ from torch import nn
 from slimbert.batches import TaskData, evaluator
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.start import base_student, retokenized, start_student, student_base_record
-from slimbert.compress.students import StudentShape, map_layers
+from slimbert.compress.students import (
+    StudentShape,
+    ffn_size_setting,
+    heads_setting,
+    hidden_size_setting,
+    map_layers,
+    student_init_setting,
+)
 from slimbert.compress.teaching_step import (
     check_teacher_weights,
     ensemble_logits,
@@ -106,26 +113,14 @@ class KDConfig:
         "and width (not with --student-base or a narrower --student-init). 0 = off.",
         min=0,
     )
-    hidden_size: int | None = setting(
-        None,
+    hidden_size: int | None = hidden_size_setting(
         "Student hidden size (default: the teacher's). A narrower student has fresh random "
         "weights throughout (no tensor of the teacher fits): distillation without pre-training, "
-        "the baseline a general step (--student-init) is measured against.",
-        min=1,
+        "the baseline a general step (--student-init) is measured against."
     )
-    heads: int | None = setting(
-        None,
-        "Student attention heads (default: the teacher's); must divide the hidden size.",
-        min=1,
-    )
-    ffn_size: int | None = setting(
-        None, "Student feed-forward size (default: the teacher's).", min=1
-    )
-    student_init: Path | None = setting(
-        None,
-        "Start from a pre-trained student (distill-general or pretrain-student of this "
-        "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
-    )
+    heads: int | None = heads_setting()
+    ffn_size: int | None = ffn_size_setting()
+    student_init: Path | None = student_init_setting()
     teacher_route: Path | None = setting(None, ROUTE_HELP)
     teacher_weights: tuple[float, ...] | None = setting(
         None,

@@ -35,7 +35,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from slimbert.compress.students import StudentShape, build_student, pick_layers
+from slimbert.compress.students import (
+    StudentShape,
+    build_student,
+    ffn_size_setting,
+    heads_setting,
+    hidden_size_setting,
+    pick_layers,
+)
 from slimbert.data import Columns, Examples
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of, forward_inputs
@@ -72,20 +79,12 @@ class PretrainConfig:
     layers: int = setting(
         3, "Student depth (teacher layers picked as compress kd picks them).", min=1
     )
-    hidden_size: int | None = setting(
-        None,
+    hidden_size: int | None = hidden_size_setting(
         "Student hidden size (default: the teacher's): narrower, the student starts from "
-        "fresh weights and learns the masked LM at its own size.",
-        min=1,
+        "fresh weights and learns the masked LM at its own size."
     )
-    heads: int | None = setting(
-        None,
-        "Student attention heads (default: the teacher's); must divide the hidden size.",
-        min=1,
-    )
-    ffn_size: int | None = setting(
-        None, "Student feed-forward size (default: the teacher's).", min=1
-    )
+    heads: int | None = heads_setting()
+    ffn_size: int | None = ffn_size_setting()
     mlm_probability: float = setting(
         0.15, "Share of tokens masked.", min=0, max=1, min_open=True, max_open=True
     )

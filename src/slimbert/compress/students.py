@@ -122,30 +122,44 @@ class StudentShape:
     ffn: int | None = None
 
 
+def hidden_size_setting(
+    help: str = "Student hidden size (default: the teacher's); narrower students get fresh "
+    "embeddings.",
+):
+    """The --hidden-size field of a settings dataclass (each method says what narrower means)."""
+    return setting(None, help, min=1)
+
+
+def heads_setting():
+    return setting(
+        None,
+        "Student attention heads (default: the teacher's); must divide the hidden size.",
+        min=1,
+    )
+
+
+def ffn_size_setting():
+    return setting(None, "Student feed-forward size (default: the teacher's).", min=1)
+
+
+def student_init_setting():
+    return setting(
+        None,
+        "Start from a pre-trained student (distill-general or pretrain-student of this "
+        "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
+    )
+
+
 @dataclass
 class ShapeSettings:
     """The student-shape flags of the methods that may narrow a student (tinybert, minilm): a
     method's settings dataclass inherits these fields first."""
 
     layers: int = setting(3, "Student depth.", min=1)
-    hidden_size: int | None = setting(
-        None,
-        "Student hidden size (default: the teacher's); narrower students get fresh embeddings.",
-        min=1,
-    )
-    heads: int | None = setting(
-        None,
-        "Student attention heads (default: the teacher's); must divide the hidden size.",
-        min=1,
-    )
-    ffn_size: int | None = setting(
-        None, "Student feed-forward size (default: the teacher's).", min=1
-    )
-    student_init: Path | None = setting(
-        None,
-        "Start from a pre-trained student (distill-general or pretrain-student of this "
-        "teacher's family): its shape, embeddings and encoder; --layers must be its depth.",
-    )
+    hidden_size: int | None = hidden_size_setting()
+    heads: int | None = heads_setting()
+    ffn_size: int | None = ffn_size_setting()
+    student_init: Path | None = student_init_setting()
 
     def shape(self) -> StudentShape:
         return StudentShape(self.layers, self.hidden_size, self.heads, self.ffn_size)
