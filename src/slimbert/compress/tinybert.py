@@ -280,36 +280,30 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
     distill_config = dataclasses.replace(config, lr=tiny.intermediate_lr or config.lr)
     stages: dict[str, dict] = {}
     run = RunFiles(job.out, config.resume)
-    if general is not None:
-        general_set = EncodedDataset(tokenizer, general, spec.max_length)
-        loader = train_loader(general_set, config)
+
+    def layer_stage(loader, epochs: float, name: str) -> dict:
+        """One stage of the layer losses (general or intermediate)."""
         result = train(
             student,
             loader,
             distill_step,
             distill_loss_evaluator(teacher, terms, make_loader(data.eval_set, 64, shuffle=False)),
-            dataclasses.replace(distill_config, epochs=tiny.general_epochs),
+            dataclasses.replace(distill_config, epochs=epochs),
             projections.modules(),
-            description="tinybert-general",
+            description=f"tinybert-{name}",
             run=run,
         )
+        return stage_record(result)
+
+    if general is not None:
+        general_set = EncodedDataset(tokenizer, general, spec.max_length)
         stages["general"] = {
-            **stage_record(result),
+            **layer_stage(train_loader(general_set, config), tiny.general_epochs, "general"),
             "text": str(tiny.general_text),
             "texts": len(general),
         }
-    loader = train_loader(train_data.train_set, config)
-    result = train(
-        student,
-        loader,
-        distill_step,
-        distill_loss_evaluator(teacher, terms, make_loader(data.eval_set, 64, shuffle=False)),
-        dataclasses.replace(distill_config, epochs=tiny.intermediate_epochs),
-        projections.modules(),
-        description="tinybert-intermediate",
-        run=run,
-    )
-    stages["intermediate"] = stage_record(result)
+    loader = train_loader(train_data.train_set, config)  # the prediction stage's too
+    stages["intermediate"] = layer_stage(loader, tiny.intermediate_epochs, "intermediate")
     teacher.to("cpu")  # stage 2 reads cached logits; free the device for the student
 
     prediction = prediction_terms(tiny)
