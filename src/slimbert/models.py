@@ -29,6 +29,28 @@ def resolve_base(name_or_dir: str | Path, flag: str = "--base") -> Path:
     return resolve_model(name_or_dir, flag)
 
 
+def load_masked_lm(name: str | Path, flag: str, instead: str) -> tuple[nn.Module, Path]:
+    """A masked LM (safetensors) and its folder, in eval mode. A checkpoint that does not load
+    or holds no MLM head (a fine-tuned classifier drops it) is refused in one line that names
+    `flag` and ends with `instead`: never a silently random head."""
+    from transformers import AutoModelForMaskedLM
+
+    path = resolve_base(name, flag)
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True
+        )
+    except (OSError, ValueError) as exc:
+        raise SlimbertError(f"{flag} {name}: cannot load a masked LM ({exc}); {instead}") from None
+    missing = sorted(info.get("missing_keys") or ())  # a list in transformers 4, a set in 5
+    if missing:
+        raise SlimbertError(
+            f"{flag} {name} has no masked-LM head ({len(missing)} {type(model).__name__} head "
+            f"weights missing, e.g. {missing[0]}; a fine-tuned classifier drops it): {instead}"
+        )
+    return model.eval(), path
+
+
 def load_tokenizer(path: str | Path, flag: str = "--base"):
     """The tokenizer in a directory (a model's, or an ensemble's that holds no weights), or of
     a bundled or Hub model by its name."""

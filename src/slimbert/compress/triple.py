@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from slimbert.errors import SlimbertError
-from slimbert.models import load_tokenizer, resolve_base
+from slimbert.models import load_masked_lm, load_tokenizer
 from slimbert.training.logits_cache import model_fingerprint
 from slimbert.training.losses import LossTerm, TermFn, hidden_cosine_loss, soft_cross_entropy
 from slimbert.training.outputs import Outputs
@@ -34,33 +34,19 @@ from slimbert.training.outputs import Outputs
 def mlm_teacher(teacher: str | Path):
     """The teacher as a masked-LM model, its tokenizer and fingerprint; one line where its
     weights hold no MLM head (naming the teacher and a missing head weight)."""
-    from transformers import AutoModelForMaskedLM
-
-    path = resolve_base(teacher, "--teacher")
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True
-        )
-    except (OSError, ValueError) as exc:
-        raise SlimbertError(
-            f"--teacher {teacher}: cannot load a masked-LM model ({exc}); --objective distilbert "
-            "needs one saved with its MLM head"
-        ) from None
-    missing = sorted(info.get("missing_keys") or ())  # a list in transformers 4, a set in 5
-    if missing:
-        raise SlimbertError(
-            f"--teacher {teacher} has no masked-LM head ({len(missing)} {type(model).__name__} "
-            f"head weights missing, e.g. {missing[0]}; a fine-tuned classifier drops it): "
-            "--objective distilbert distils MLM logits, so give the base checkpoint saved with "
-            "its head, or use --objective minilm or tinybert"
-        )
+    model, path = load_masked_lm(
+        teacher,
+        "--teacher",
+        "--objective distilbert distils MLM logits, so give the base checkpoint saved with its "
+        "head, or use --objective minilm or tinybert",
+    )
     tokenizer = load_tokenizer(path)
     if tokenizer.mask_token_id is None:
         raise SlimbertError(
             f"--teacher {teacher}: its tokenizer has no mask token; --objective distilbert masks "
             "tokens, so give a masked-LM checkpoint's tokenizer"
         )
-    return model.eval(), tokenizer, model_fingerprint(path)
+    return model, tokenizer, model_fingerprint(path)
 
 
 def mask_tokens(

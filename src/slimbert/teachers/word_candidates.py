@@ -11,7 +11,7 @@ import torch
 
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
-from slimbert.models import device, load_tokenizer, resolve_base
+from slimbert.models import device, load_masked_lm, load_tokenizer
 
 # (example index, field: 0 = text, 1 = text pair, word index within the field)
 Slot = tuple[int, int, int]
@@ -84,27 +84,12 @@ class EmbeddingNeighbours:
 def load_mlm(name: str):
     """A masked LM and its tokenizer; a model without its MLM head is refused, not silently
     random."""
-    from transformers import AutoModelForMaskedLM
-
-    path = resolve_base(name, "--augment-mlm")
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(
-            str(path), use_safetensors=True, trust_remote_code=False, output_loading_info=True
-        )
-    except (OSError, ValueError) as exc:
-        raise SlimbertError(
-            f"--augment-mlm {name}: cannot load a masked LM ({exc}); "
-            "give a base model saved with its MLM head"
-        ) from None
-    missing = sorted(info.get("missing_keys") or ())  # a list in transformers 4, a set in 5
-    if missing:
-        raise SlimbertError(
-            f"--augment-mlm {name}: has no masked-LM head ({len(missing)} head "
-            f"weights missing, e.g. {missing[0]}); "
-            "give a base model saved with its MLM head, or leave --augment-mlm out to use the "
-            "teacher's embedding neighbours"
-        )
-    model.eval()
+    model, path = load_masked_lm(
+        name,
+        "--augment-mlm",
+        "give a base model saved with its MLM head, or leave --augment-mlm out to use the "
+        "teacher's embedding neighbours",
+    )
     return model, load_tokenizer(path), path
 
 
