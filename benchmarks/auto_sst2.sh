@@ -14,6 +14,9 @@
 #             (finished trials kept, the stopped one resumed from its training state)
 #   results   the study's tables, plot, probe cache and winner manifest copied to $RESULTS
 #
+# SLO="p99<=0.5ms@batch1" MAX_DROP=2 set the objective instead of the slo stage's measurement
+# (a tight SLO that only narrow students meet: auto returns the best of them, or says in one line
+# that none meets it and which came closest).
 # TEACHER=DIR skips the teacher stage and searches students of that teacher instead (e.g. the
 # base-size MPNet teacher of benchmarks/base_teacher.sh, with RUNS/RESULTS of its own).
 #
@@ -49,6 +52,10 @@ for stage in $STAGES; do
         --eval-every 500 --patience 4 --seed 42 --epochs 3 ;;
     slo)
       if [ -f "$OBJECTIVE" ]; then echo "[$TAG] slo: $(cat "$OBJECTIVE"), kept"; continue; fi
+      if [ -n "${SLO:-}" ]; then  # given (e.g. a tight SLO only narrow students meet)
+        printf 'SLO="%s"\nMAX_DROP=%s\n' "$SLO" "${MAX_DROP:?give MAX_DROP with SLO}" > "$OBJECTIVE"
+        continue
+      fi
       slimbert bench --model "$TEACHER" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
         --runtime pytorch --batch-sizes 1 --limit 300 --threads "$THREADS" --repeats 3 \
         --metric accuracy --out "$RUNS/teacher-eager" > "$RUNS/teacher-eager.log" 2>&1
