@@ -47,6 +47,7 @@ mkdir -p "$RUNS"
 for stage in $STAGES; do
   case $stage in
     teacher)
+      if [ "$TEACHER" != "$RUNS/teacher" ]; then echo "[$TAG] teacher: $TEACHER given"; continue; fi
       cell teacher "$RUNS/teacher" slimbert train-teacher --base minilm-l6 "${DATA[@]}" \
         --batch-size 32 --lr 1e-4 --mixed-precision bf16 --group-by-length --no-progress \
         --eval-every 500 --patience 4 --seed 42 --epochs 3 ;;
