@@ -176,7 +176,9 @@ def seeds_lines(folder: Path, task: str) -> list[str]:
         f1 = [m["metric"]["f1"] for _, m in seeds]
         kept = [x / base["f1"] * 100 for x in f1]
         gaps = [x - base["accuracy"] for x in acc]
-        each = ", ".join(f"{n}: {a:.2f} / {f:.2f}" for (n, _), a, f in zip(seeds, acc, f1))
+        each = ", ".join(
+            f"{n}: {a:.2f} / {f:.2f}" for (n, _), a, f in zip(seeds, acc, f1, strict=True)
+        )
         rows.append(
             f"| {family} | {len(seeds)} | {each} | {mean_std(acc)} | {mean_std(f1)} | "
             f"{statistics.mean(kept):.2f}% (worst {min(kept):.2f}%) | "
