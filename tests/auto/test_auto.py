@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -178,6 +179,44 @@ def test_threads_reach_every_timing_and_key_the_probe_cache(
     probed = len(calls)
     assert invoke(*args, "--threads", "2", "--dry-run").exit_code == 0
     assert set(seen[-1:]) == {2} and len(calls) == 2 * probed
+
+
+def test_minilm_searches_a_base_whose_tokenizer_reads_the_teachers_pieces(
+    tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    """A --student-base whose tokenizer cuts every row as the teacher's does can be taught
+    relations (minilm) as well as soft labels (kd); one whose vocabulary lacks a word of the
+    data reads some rows in other pieces, and only kd may train it."""
+    from conftest import WORDS, build_bert
+    from transformers import BertTokenizerFast
+
+    same = build_bert(tmp_path / "same-2x16", 2, 16, 2, None)
+    other = tmp_path / "other-2x16"
+    shutil.copytree(same, other)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (other / name).unlink()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS[1:], ".", ","]
+    (other / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast.from_pretrained(str(other), do_lower_case=True).save_pretrained(str(other))
+    train, _ = sst2_files
+    assert WORDS[0] in train.read_text().split()  # so some row reads [UNK] for it
+    monkeypatch.setattr(probing, "probe_shape", fake_probe([]))
+    monkeypatch.setattr(Timing, "time", fixed_latency)
+    args = base_args(
+        tiny_teacher, sst2_files, tmp_path / "auto", "--slo", "p99<=100ms", "--widths", "32",
+        "--depths", "2", "--method", "kd", "--method", "minilm", "--student-base", same,
+        "--student-base", other,
+    )  # fmt: skip
+    result = invoke(*args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert f"--student-base {same}: its tokenizer cuts every row into the teacher's" in (
+        result.output
+    )
+    assert f"--student-base {other}: its tokenizer cuts some rows into other pieces" in (
+        result.output
+    )
+    # 2x32 (kd, minilm), 2x16@same-2x16 (kd, minilm), 2x16@other-2x16 (kd)
+    assert "3 of 3 shapes kept; 5 choices (kd, minilm)" in result.output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,10 +29,16 @@ def run_cell(tmp_path: Path, name: str) -> subprocess.CompletedProcess:
     trainer.write_text(FAKE_TRAINER)
     trainer.chmod(0o755)
     script = f'source "{CELLS}"; cell {name} "$RUNS/{name}" "{trainer}" --seed 1'
-    env = {"RUNS": str(tmp_path / "runs"), "RESULTS": str(tmp_path / "results"),
-           "ONLY": ".*", "TAG": "test", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
-                          check=True)
+    env = {
+        "RUNS": str(tmp_path / "runs"),
+        "RESULTS": str(tmp_path / "results"),
+        "ONLY": ".*",
+        "TAG": "test",
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, check=True
+    )
 
 
 def budget(tmp_path: Path, name: str) -> dict:

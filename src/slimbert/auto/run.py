@@ -35,10 +35,11 @@ from slimbert.auto.space import (
 from slimbert.auto.study import Runner, Search, open_study
 from slimbert.auto.trial import TrialSetup
 from slimbert.batches import DataSpec
-from slimbert.data import data_exists, read_examples
+from slimbert.compress.aligned import misaligned_row
+from slimbert.data import data_exists, read_examples, read_transfer
 from slimbert.errors import SlimbertError
 from slimbert.hub import weights_sha256
-from slimbert.models import load_classifier
+from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.training.config import TrainConfig
 
 
@@ -126,6 +127,41 @@ def student_bases(values: tuple[str, ...], teacher: Shape) -> list[str]:
     return bases
 
 
+def mark_aligned(starts: list[Shape], inputs: Inputs, say=print) -> list[Shape]:
+    """Each --student-base start whose tokenizer cuts every training, transfer and eval row into
+    the teacher's word pieces, marked so: then minilm can teach it too (its relations are
+    compared token by token). Checked only when a searched method could use it."""
+    bases = sorted({shape.source for shape in starts if shape.kind == "base"})
+    probe = [replace(shape, aligned=True) for shape in starts if shape.kind == "base"]
+    if not bases or not any(
+        trains(m, shape) and not trains(m, replace(shape, aligned=False))
+        for m in inputs.settings.methods
+        for shape in probe
+    ):
+        return starts
+    teacher_tokenizer = load_tokenizer(inputs.teacher, "--teacher")
+    spec = inputs.data
+    rows = [read_examples(spec.train, spec.columns), read_examples(spec.eval, spec.columns)]
+    if spec.transfer is not None:
+        rows.append(read_transfer(Path(spec.transfer), rows[1], rows[0].task))
+    aligned = set()
+    for base in bases:
+        tokenizer = load_tokenizer(resolve_base(base, "--student-base"), "--student-base")
+        missed = [misaligned_row(ex, tokenizer, teacher_tokenizer, spec.max_length) for ex in rows]
+        if all(row is None for row in missed):
+            aligned.add(base)
+        verdict = (
+            "every row into the teacher's word pieces: kd and minilm may train it"
+            if base in aligned
+            else "some rows into other pieces than the teacher's: kd alone may train it"
+        )
+        say(f"--student-base {base}: its tokenizer cuts {verdict}")
+    return [
+        replace(shape, aligned=True) if shape.kind == "base" and shape.source in aligned else shape
+        for shape in starts
+    ]
+
+
 def trial_steps(inputs: Inputs) -> int:
     """--trial-steps, or one pass over the training rows (and the transfer set's)."""
     if inputs.settings.trial_steps:
@@ -145,6 +181,7 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
     starts = start_shapes(
         student_bases(s.student_bases, teacher), list(s.student_inits), list(s.depths) or None
     )
+    starts = mark_aligned(starts, inputs, say)
     # only shapes some searched method can train (narrow ones need tinybert or minilm, a
     # --student-base kd, a --student-init a method that takes it)
     shapes = sorted(

@@ -10,7 +10,10 @@ pre-trained compact model, the methods that can teach each shape, and the transf
 
     starting points (`auto --student-base`, `--student-init`)
       a pre-trained compact model   6 × 384@minilm-l6  4 × 384@minilm-l6 ...   kd (its own
-                                    (its depth cuts, its tokenizer)              tokenizer)
+                                    (its depth cuts, its tokenizer)              tokenizer);
+                                                                                 minilm when it
+                                                                                 cuts the teacher's
+                                                                                 pieces
       a general student             6 × 384@general-6x384 (its shape)         kd, tinybert, minilm
 
 Which method teaches which shape is read from its settings dataclass, not from a list of
@@ -46,7 +49,9 @@ class Shape:
     the teacher, so the student gets fresh embeddings and layers (at the teacher's width the
     method copies the teacher's layers and only --layers is passed). `start`: "base:NAME" (cut
     from that pre-trained model, --student-base) or "init:DIR" (that general student,
-    --student-init); empty for a student built from the teacher."""
+    --student-init); empty for a student built from the teacher. `aligned`: a --student-base
+    whose tokenizer cuts every row into the teacher's pieces (`compress.aligned`), so methods
+    with layer-to-layer losses can teach it too."""
 
     layers: int
     hidden: int
@@ -54,6 +59,7 @@ class Shape:
     ffn: int
     narrow: bool = False
     start: str = ""
+    aligned: bool = False
 
     @property
     def kind(self) -> str:
@@ -228,11 +234,11 @@ def check_methods(methods: list[str]) -> None:
 def trains(method: str, shape: Shape) -> bool:
     """Whether `method` can train `shape`: a narrow shape needs a method of any width, a
     starting point one that takes it (--student-init: every method with that setting;
-    --student-base: kd, whose soft labels need no aligned tokens — minilm takes one too, but
-    only when the two tokenizers cut every row alike, which shows when it trains, so the
-    search leaves it out rather than spend a trial on a refusal)."""
+    --student-base: kd, whose soft labels need no aligned tokens, and minilm when the two
+    tokenizers cut every row alike — `auto` checks that before it plans, so no trial is spent
+    on a refusal)."""
     if shape.start:
-        if shape.kind == "base" and reach(method) == "any":
+        if shape.kind == "base" and reach(method) == "any" and not shape.aligned:
             return False
         return f"student_{shape.kind}" in {f.name for f in fields(get_method(method).config)}
     return reach(method) == "any" if shape.narrow else reach(method) is not None

@@ -90,6 +90,44 @@ def _encode(tokenizer, examples: Examples, max_length: int):
     )
 
 
+def teacher_length(max_length: int, student_tokenizer, teacher_tokenizer, pair: bool) -> int:
+    """The length the teacher reads a row at: `max_length` plus the special tokens it adds
+    beyond the student's, so truncation keeps the same content pieces on both sides."""
+    extra = teacher_tokenizer.num_special_tokens_to_add(pair=pair) - (
+        student_tokenizer.num_special_tokens_to_add(pair=pair)
+    )
+    return max_length + max(extra, 0)
+
+
+def _alignments(examples: Examples, student_tokenizer, teacher_tokenizer, lengths):
+    """(student reading, teacher reading, each row's alignment or None)."""
+    ours = _encode(student_tokenizer, examples, lengths[0])
+    theirs = _encode(teacher_tokenizer, examples, lengths[1])
+    aligns = [
+        align_row(
+            student_tokenizer.convert_ids_to_tokens(ours["input_ids"][row]),
+            ours["special_tokens_mask"][row],
+            teacher_tokenizer.convert_ids_to_tokens(theirs["input_ids"][row]),
+            theirs["special_tokens_mask"][row],
+        )
+        for row in range(len(ours["input_ids"]))
+    ]
+    return ours, theirs, aligns
+
+
+def misaligned_row(
+    examples: Examples, student_tokenizer, teacher_tokenizer, max_length: int
+) -> int | None:
+    """The first row the two tokenizers cut into other pieces, read as `aligned_sets` reads
+    it; None when every row aligns (layer-to-layer losses can then teach that student)."""
+    lengths = (
+        max_length,
+        teacher_length(max_length, student_tokenizer, teacher_tokenizer, examples.is_pair),
+    )
+    aligns = _alignments(examples, student_tokenizer, teacher_tokenizer, lengths)[2]
+    return next((row for row, align in enumerate(aligns) if align is None), None)
+
+
 def _aligned_set(
     student_set: EncodedDataset,
     examples: Examples,
@@ -99,17 +137,13 @@ def _aligned_set(
     teacher_max_length: int,
     what: str,
 ) -> EncodedDataset:
-    ours = _encode(student_tokenizer, examples, max_length)
-    theirs = _encode(teacher_tokenizer, examples, teacher_max_length)
+    ours, theirs, aligns = _alignments(
+        examples, student_tokenizer, teacher_tokenizer, (max_length, teacher_max_length)
+    )
     features = []
     for row, feature in enumerate(student_set.features):
         assert feature["input_ids"] == ours["input_ids"][row]
-        align = align_row(
-            student_tokenizer.convert_ids_to_tokens(ours["input_ids"][row]),
-            ours["special_tokens_mask"][row],
-            teacher_tokenizer.convert_ids_to_tokens(theirs["input_ids"][row]),
-            theirs["special_tokens_mask"][row],
-        )
+        align = aligns[row]
         if align is None:
             text = examples.texts[row][:60]
             raise SlimbertError(
@@ -130,11 +164,9 @@ def aligned_sets(
 ) -> Aligned:
     """`student` (the rows of `data` encoded by the student's tokenizer) with the teacher's
     reading of each row and its alignment; refuses in one line when a row's pieces differ."""
-    pair = data.train.is_pair
-    extra = teacher_tokenizer.num_special_tokens_to_add(pair=pair) - (
-        student_tokenizer.num_special_tokens_to_add(pair=pair)
+    teacher_max_length = teacher_length(
+        data.max_length, student_tokenizer, teacher_tokenizer, data.train.is_pair
     )
-    teacher_max_length = data.max_length + max(extra, 0)
     sets = [
         _aligned_set(
             student_set,
