@@ -13,11 +13,17 @@ from conftest import WORDS
 
 from slimbert.batches import EncodedDataset, make_loader
 from slimbert.cli import cli
-from slimbert.compress.aligned import align_row, aligned_sets, at_student_tokens
+from slimbert.compress.aligned import align_row, aligned_sets
 from slimbert.data import Examples
 from slimbert.errors import SlimbertError
 from slimbert.models import load_model_dir
-from slimbert.training.capture import teacher_view
+from slimbert.training.capture import (
+    AttentionParts,
+    TransformerOutputs,
+    at_student_positions,
+    at_student_tokens,
+    teacher_view,
+)
 
 # BERT's and MPNet's readings of one pair: the same pieces, other special tokens
 STUDENT = ["[CLS]", "the", "cat", "[SEP]", "a", "dog", "[SEP]"]
@@ -56,6 +62,35 @@ def test_gathering_at_student_tokens_is_indexing_by_the_alignment():
         expected = scores[b][:, align[b]][:, :, align[b]]  # (H, T_s, T_s)
         assert torch.equal(at_student_tokens(scores, batch, (2, 3))[b], expected)
     assert at_student_tokens(qkv, {}) is qkv  # one tokenizer: nothing to gather
+
+
+def test_a_teachers_outputs_read_at_the_student_tokens_are_its_scores_and_states_there():
+    """Q and K gathered first give the scores gathered after (with the relative-position terms
+    gathered too); every hidden state is gathered; the mask becomes the student's."""
+    torch.manual_seed(0)
+    align = torch.tensor([[0, 1, 2, 3, 5, 6, 7], [0, 2, 4, 5, 0, 0, 0]])  # (B, T_s)
+    mask = torch.tensor([[1] * 7, [1, 1, 1, 1, 0, 0, 0]])
+    parts = AttentionParts(
+        torch.randn(2, 8, 6), torch.randn(2, 8, 6), torch.randn(2, 8, 6), 3,
+        torch.randn(2, 3, 8, 8),
+    )  # fmt: skip
+    hidden = tuple(torch.randn(2, 8, 6) for _ in range(2))
+    teacher = TransformerOutputs(
+        logits=torch.randn(2, 2), attention_mask=torch.ones(2, 8), hidden_states=hidden,
+        attention_parts=(parts,),
+    )  # fmt: skip
+    batch = {"align": align, "attention_mask": mask}
+    read = at_student_positions(teacher, batch)
+    assert torch.equal(read.attention_mask, mask)
+    scores = parts.scores()  # (B, H, T_t, T_t)
+    for b in range(2):
+        index = align[b]
+        expected = scores[b][:, index][:, :, index]
+        assert torch.allclose(read.attention_parts[0].scores()[b], expected, atol=1e-6)
+        assert torch.equal(read.attention_parts[0].value[b], parts.value[b, index])
+        for mine, theirs in zip(read.hidden_states, hidden, strict=True):
+            assert torch.equal(mine[b], theirs[b, index])
+    assert at_student_positions(teacher, {"attention_mask": mask}) is teacher
 
 
 def mpnet_tokenizer(folder, words):

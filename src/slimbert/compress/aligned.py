@@ -183,18 +183,3 @@ def aligned_sets(
         )
     ]
     return Aligned(sets[0], sets[1], teacher_max_length)
-
-
-def at_student_tokens(x, batch: dict, dims: tuple[int, ...] = (1,)):
-    """`x` (a teacher tensor over its own positions) gathered at each student token's teacher
-    position along `dims`; unchanged when the batch carries no alignment."""
-    align = batch.get("align")
-    if align is None:
-        return x
-    for dim in dims:
-        shape = [1] * x.dim()
-        shape[0], shape[dim] = align.shape
-        index = align.view(shape).expand(*[n if d != dim else align.shape[1]
-                                           for d, n in enumerate(x.shape)])  # fmt: skip
-        x = x.gather(dim, index)
-    return x

@@ -65,7 +65,7 @@ from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
 from slimbert.settings import setting
-from slimbert.training.capture import distill_loss_evaluator, forward_internals, teacher_view
+from slimbert.training.capture import distill_loss_evaluator, forward_internals, teacher_internals
 from slimbert.training.config import TrainConfig, TrainResult, train_loader
 from slimbert.training.logits_cache import teacher_logits
 from slimbert.training.loop import train
@@ -170,7 +170,7 @@ def _distil_relations(
 
     def relation_step(model, batch):
         with torch.no_grad():
-            teacher_out = forward_internals(teacher, teacher_view(batch), hidden_states=False)
+            teacher_out = teacher_internals(teacher, batch, hidden_states=False)
         return combine(
             terms, forward_internals(model, batch, hidden_states=False), teacher_out, batch
         )

@@ -10,9 +10,10 @@ one teacher layer and the student's last layer:
 (summed over keys, mean over heads and real query tokens; padded keys masked). Width and head
 count are free in v2 (R divides both widths); v1 matches each head's distribution, so it needs
 the teacher's head count and the model's own scores. When the student reads another tokenizer
-whose word pieces align with the teacher's (compress/aligned.py), the teacher's tensors are
-gathered at each student token's teacher position first. `compress minilm` (task data) and
-`distill-general --objective minilm` (unlabelled text) both use these terms.
+whose word pieces align with the teacher's (compress/aligned.py), the teacher's outputs arrive
+gathered at each student token's teacher position (`training.capture.teacher_internals`).
+`compress minilm` (task data) and `distill-general --objective minilm` (unlabelled text) both
+use these terms.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimbert.compress.aligned import at_student_tokens
 from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.training.capture import TransformerOutputs, check_attention_scores, split_heads
@@ -93,7 +93,7 @@ def attention_term(teacher_layer: int) -> TermFn:
         ), "the attention term needs forward_internals outputs"
         return masked_kl(
             student.attention_parts[-1].scores(),
-            at_student_tokens(teacher.attention_parts[teacher_layer].scores(), batch, (2, 3)),
+            teacher.attention_parts[teacher_layer].scores(),
             student.attention_mask,
         )
 
@@ -116,7 +116,7 @@ def relation_term(kind: str, teacher_layer: int, relation_heads: int) -> TermFn:
         )
         return relation_kl(
             getattr(student_parts, kind),
-            at_student_tokens(getattr(teacher_parts, kind), batch),
+            getattr(teacher_parts, kind),
             student.attention_mask,
             relation_heads,
         )

@@ -28,6 +28,7 @@ between Q, K and V (MiniLM) need no positions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 from collections.abc import Iterator
@@ -211,6 +212,68 @@ def teacher_view(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: batch[f"teacher_{k}"] for k in TEACHER_KEYS if f"teacher_{k}" in batch}
 
 
+def at_student_tokens(x: torch.Tensor, batch: dict, dims: tuple[int, ...] = (1,)) -> torch.Tensor:
+    """`x` (a teacher tensor over its own positions) gathered at each student token's teacher
+    position (`batch["align"]`: (B, T_student), compress/aligned.py) along `dims`; unchanged
+    when the batch carries no alignment."""
+    align = batch.get("align")
+    if align is None:
+        return x
+    for dim in dims:
+        shape = [1] * x.dim()
+        shape[0], shape[dim] = align.shape
+        index = align.view(shape).expand(*[n if d != dim else align.shape[1]
+                                           for d, n in enumerate(x.shape)])  # fmt: skip
+        x = x.gather(dim, index)
+    return x
+
+
+def at_student_positions(outputs: TransformerOutputs, batch: dict) -> TransformerOutputs:
+    """A teacher's outputs over its own reading of the rows, read at the student's tokens:
+    hidden states and Q/K/V gathered along the sequence, relative-position terms and attention
+    maps along both of theirs, the student's attention mask. Every layer-to-layer loss then
+    compares the two models token by token as when they read the same tokens; unchanged when
+    the batch carries no alignment."""
+    if batch.get("align") is None:
+        return outputs
+    rows = batch["align"].shape[0]
+
+    def pairwise(x: torch.Tensor) -> torch.Tensor:  # (B, nh, T, T) or (B·nh, T, T)
+        return at_student_tokens(x.reshape(rows, -1, *x.shape[-2:]), batch, (2, 3))
+
+    parts = outputs.attention_parts and tuple(
+        dataclasses.replace(
+            part,
+            query=at_student_tokens(part.query, batch),
+            key=at_student_tokens(part.key, batch),
+            value=at_student_tokens(part.value, batch),
+            terms=None if part.terms is None else pairwise(part.terms),
+        )
+        for part in outputs.attention_parts
+    )
+    hidden = outputs.hidden_states and tuple(
+        at_student_tokens(h, batch) for h in outputs.hidden_states
+    )
+    maps = outputs.attentions and tuple(pairwise(a) for a in outputs.attentions)
+    return dataclasses.replace(
+        outputs,
+        attention_mask=batch["attention_mask"],
+        hidden_states=hidden,
+        attentions=maps,
+        attention_parts=parts,
+    )
+
+
+def teacher_internals(
+    teacher: nn.Module, batch: dict[str, torch.Tensor], hidden_states: bool = True
+) -> TransformerOutputs:
+    """`forward_internals` of the teacher on its own reading of `batch` (`teacher_view`), read
+    at the student's tokens (`at_student_positions`)."""
+    return at_student_positions(
+        forward_internals(teacher, teacher_view(batch), hidden_states=hidden_states), batch
+    )
+
+
 def forward_internals(
     model: nn.Module,
     batch: dict[str, torch.Tensor],
@@ -255,7 +318,7 @@ def distill_loss_evaluator(
             loss, _ = combine(
                 terms,
                 forward_internals(model, batch, hidden_states=hidden_states),
-                forward_internals(teacher, teacher_view(batch), hidden_states=hidden_states),
+                teacher_internals(teacher, batch, hidden_states=hidden_states),
                 batch,
             )
             total += float(loss) * len(batch["input_ids"])
