@@ -178,6 +178,33 @@ def test_minilm_teaches_a_student_that_reads_another_tokenizer(loud_teacher, sst
     assert student.config.num_hidden_layers == 4
 
 
+def test_tinybert_teaches_a_student_that_reads_another_tokenizer(
+    loud_teacher, sst2_files, tmp_path
+):
+    """TinyBERT's embedding, attention-score and hidden-state losses through the alignment: the
+    student is the teacher with its vocabulary reordered, every layer mapped to itself, so the
+    first layer loss is zero; then the prediction stage trains it on its own tokens."""
+    from test_general import same_model_other_tokenizer
+
+    base, base_tokenizer = same_model_other_tokenizer(loud_teacher, tmp_path / "other")
+    train, dev = sst2_files
+    out = tmp_path / "tinybert-other"
+    argv = ["compress", "tinybert", "--teacher", str(loud_teacher), "--student-base", str(base)]
+    argv += ["--layers", "4", "--train", str(train), "--eval", str(dev), "--max-length", "32"]
+    argv += ["--batch-size", "64", "--max-steps", "1", "--lr", "1e-9", "--mixed-precision", "no"]
+    argv += ["--no-progress", "--out", str(out)]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "slimbert.json").read_text())
+    first = meta["stages"]["intermediate"]["first_losses"][0]
+    assert first["loss"] < 1e-5 and {"embedding", "attention", "hidden"} <= set(first), first
+    assert meta["stages"]["prediction"]["steps"] == 1
+    assert meta["student_base"]["aligned"]["teacher_max_length"] == 32
+    assert meta["student_base"]["layers"] == [0, 1, 2, 3]
+    student, tokenizer, _ = load_model_dir(out)
+    assert tokenizer.get_vocab() == base_tokenizer.get_vocab()  # the student reads its own
+
+
 def test_minilm_student_base_refuses_a_shape_of_its_own():
     result = CliRunner().invoke(
         cli,

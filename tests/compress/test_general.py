@@ -282,12 +282,19 @@ def test_kd_teaches_a_student_that_reads_another_tokenizer(loud_teacher, sst2_fi
     assert meta["first_losses"][0]["soft"] < shifted / 100, (meta["first_losses"][0], shifted)
 
 
-def test_only_kd_and_minilm_take_a_student_base_and_not_with_an_init(tmp_path):
+def test_only_kd_minilm_and_tinybert_take_a_student_base_and_not_with_an_init(tmp_path):
     refused = CliRunner().invoke(
-        cli, ["compress", "tinybert", "--teacher", "t", "--student-base", "minilm-l6", "--out", "o"]
+        cli, ["compress", "theseus", "--teacher", "t", "--student-base", "minilm-l6", "--out", "o"]
     )
     assert refused.exit_code == 1 and refused.output.count("\n") == 1, refused.output
     assert "kd teaches a student that reads another tokenizer" in refused.output
+    augmenting = CliRunner().invoke(
+        cli,
+        ["compress", "tinybert", "--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"]
+        + ["--student-base", "minilm-l6", "--augment"],
+    )
+    assert augmenting.exit_code == 1 and augmenting.output.count("\n") == 1, augmenting.output
+    assert "give it as --transfer" in augmenting.output
     both = CliRunner().invoke(
         cli,
         ["compress", "kd", "--teacher", "t", "--out", "o", "--train", "a", "--eval", "b"]

@@ -129,8 +129,8 @@ def student_bases(values: tuple[str, ...], teacher: Shape) -> list[str]:
 
 def mark_aligned(starts: list[Shape], inputs: Inputs, say=print) -> list[Shape]:
     """Each --student-base start whose tokenizer cuts every training, transfer and eval row into
-    the teacher's word pieces, marked so: then minilm can teach it too (its relations are
-    compared token by token). Checked only when a searched method could use it."""
+    the teacher's word pieces, marked so: then minilm and tinybert can teach it too (their
+    losses compare tokens). Checked only when a searched method could use it."""
     bases = sorted({shape.source for shape in starts if shape.kind == "base"})
     probe = [replace(shape, aligned=True) for shape in starts if shape.kind == "base"]
     if not bases or not any(
@@ -151,7 +151,7 @@ def mark_aligned(starts: list[Shape], inputs: Inputs, say=print) -> list[Shape]:
         if all(row is None for row in missed):
             aligned.add(base)
         verdict = (
-            "every row into the teacher's word pieces: kd and minilm may train it"
+            "every row into the teacher's word pieces: every searched method may train it"
             if base in aligned
             else "some rows into other pieces than the teacher's: kd alone may train it"
         )

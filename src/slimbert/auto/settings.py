@@ -49,9 +49,10 @@ class AutoSettings:
         ("auto",),
         "Pre-trained compact models to start students from (a directory, a Hub name or "
         "minilm-l6), cut to every depth up to theirs, reading their own tokenizer: taught by "
-        "kd, and by minilm too when that tokenizer cuts every row into the teacher's word "
-        "pieces (checked first); repeat the flag. auto: the bundled minilm-l6 (6 × 384) when "
-        "the teacher is wider and the demo extra is installed; none: no such start.",
+        "kd, and by minilm and tinybert too when that tokenizer cuts every row into the "
+        "teacher's word pieces (checked first); repeat the flag. auto: the bundled minilm-l6 "
+        "(6 × 384) when the teacher is wider and the demo extra is installed; none: no such "
+        "start.",
         flag="--student-base",
         multiple=True,
     )

@@ -11,9 +11,9 @@ pre-trained compact model, the methods that can teach each shape, and the transf
     starting points (`auto --student-base`, `--student-init`)
       a pre-trained compact model   6 × 384@minilm-l6  4 × 384@minilm-l6 ...   kd (its own
                                     (its depth cuts, its tokenizer)              tokenizer);
-                                                                                 minilm when it
-                                                                                 cuts the teacher's
-                                                                                 pieces
+                                                                                 minilm, tinybert
+                                                                                 when it cuts the
+                                                                                 teacher's pieces
       a general student             6 × 384@general-6x384 (its shape)         kd, tinybert, minilm
 
 Which method teaches which shape is read from its settings dataclass, not from a list of
@@ -234,9 +234,9 @@ def check_methods(methods: list[str]) -> None:
 def trains(method: str, shape: Shape) -> bool:
     """Whether `method` can train `shape`: a narrow shape needs a method of any width, a
     starting point one that takes it (--student-init: every method with that setting;
-    --student-base: kd, whose soft labels need no aligned tokens, and minilm when the two
-    tokenizers cut every row alike — `auto` checks that before it plans, so no trial is spent
-    on a refusal)."""
+    --student-base: kd, whose soft labels need no aligned tokens, and minilm and tinybert when
+    the two tokenizers cut every row alike — `auto` checks that before it plans, so no trial
+    is spent on a refusal)."""
     if shape.start:
         if shape.kind == "base" and reach(method) == "any" and not shape.aligned:
             return False

@@ -44,10 +44,10 @@ def refuse_student_base(method: Method):
         if value is not None:
             raise click.ClickException(
                 f"compress {method.name} cannot take --student-base: kd teaches a student that "
-                "reads another tokenizer (its soft labels are per example), minilm one whose "
-                f"word pieces align with the teacher's; {method.name} matches the teacher "
-                "through projections of its own width or builds its own student; use compress "
-                "kd --student-base"
+                "reads another tokenizer (its soft labels are per example), minilm and "
+                "tinybert one whose word pieces align with the teacher's; "
+                f"{method.name} builds its student from the teacher's own modules or "
+                "embeddings; use compress kd --student-base"
             )
         return value
 

@@ -134,7 +134,8 @@ class KDConfig:
         "Cut the student from this pre-trained model instead of the teacher (a directory, a Hub "
         "name or 'minilm-l6'; any family and tokenizer): --layers of its layers picked evenly, "
         "reading with its own tokenizer. The teacher's soft labels are per example, so the "
-        "tokenizers need not agree (kd only: layer-to-layer losses need aligned tokens).",
+        "tokenizers need not agree (minilm and tinybert take one too when the two cut every row "
+        "into the same word pieces).",
     )
 
     def __post_init__(self) -> None:

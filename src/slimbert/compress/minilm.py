@@ -50,17 +50,10 @@ import torch
 from torch import nn
 
 from slimbert.batches import EncodedDataset, evaluator, make_loader
-from slimbert.compress.aligned import aligned_sets
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
 from slimbert.compress.relations import RELATION_SETS, RELATIONS_HELP, minilm_terms
-from slimbert.compress.start import (
-    base_student,
-    retokenized,
-    start_student,
-    student_base_record,
-)
+from slimbert.compress.start import aligned_base_setting, refuse_shape_beside_base, start_of
 from slimbert.compress.students import ShapeSettings, map_layers
-from slimbert.errors import SlimbertError
 from slimbert.families import family_of
 from slimbert.models import device, save_model, seed_everything
 from slimbert.record import ModelRecord
@@ -112,32 +105,10 @@ class MiniLMConfig(ShapeSettings):
         "The teacher's route (train-teacher --save-route): the prediction stage distils from "
         "its checkpoints in order, splitting its step budget, before the teacher.",
     )
-    student_base: str | None = setting(
-        None,
-        "Cut the student from this pre-trained model instead of the teacher (a directory, a Hub "
-        "name or 'minilm-l6'), reading its own tokenizer: --layers of its layers picked evenly. "
-        "The relations compare tokens, so both tokenizers must cut every row into the same word "
-        "pieces (special tokens may differ: MPNet's and BERT's uncased do); else use kd.",
-    )
+    student_base: str | None = aligned_base_setting()
 
     def __post_init__(self) -> None:
-        if self.student_base is None:
-            return
-        given = [
-            flag
-            for flag, value in (
-                ("--student-init", self.student_init),
-                ("--hidden-size", self.hidden_size),
-                ("--heads", self.heads),
-                ("--ffn-size", self.ffn_size),
-            )
-            if value is not None
-        ]
-        if given:
-            raise SlimbertError(
-                f"--student-base brings the student's shape and weights, so {given[0]} has "
-                "nothing to set; drop one"
-            )
+        refuse_shape_beside_base(self)
 
 
 def prediction_terms(config: MiniLMConfig) -> list[LossTerm]:
@@ -198,7 +169,6 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     opening = open_job(job)
     loaded, data = opening.teacher, opening.data
     teacher, tokenizer = loaded.layers, loaded.tokenizer
-    teacher_tokenizer = tokenizer  # --student-base gives the student its own
     cached = teacher_logits(
         loaded.model,
         job.teacher,
@@ -208,22 +178,13 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     )
     del loaded, opening.teacher  # (N, C) logits above
     seed_everything(config.seed)
-    student_data, relation_sets, base = data, (data.train_set, data.eval_set), None
-    if minilm.student_base is not None:
-        student, tokenizer, init_map = base_student(
-            minilm.student_base, minilm.layers, data, config.seed
-        )
-        student_data = retokenized(data, tokenizer)
-        aligned = aligned_sets(data, student_data, tokenizer, teacher_tokenizer)
-        relation_sets = (aligned.train, aligned.eval)
-        base = {**student_base_record(minilm.student_base), "aligned": aligned.describe()}
-        init, started = None, None
-    else:
-        depth = family_of(teacher.config).size(teacher.config, "depth")
-        init_map = map_layers(depth, minilm.layers, "uniform")
-        student, init, started = start_student(
-            teacher, minilm.shape(), init_map, config.seed, minilm.student_init
-        )
+    depth = family_of(teacher.config).size(teacher.config, "depth")
+    start = start_of(
+        minilm, teacher, tokenizer, map_layers(depth, minilm.layers, "uniform"), data, data,
+        config.seed,
+    )  # fmt: skip
+    student, tokenizer, relation_sets = start.student, start.tokenizer, start.sets
+    init_map = start.base["layers"] if start.base else map_layers(depth, minilm.layers, "uniform")
     terms, relation_record = minilm_terms(
         minilm.relations, minilm.teacher_layer, minilm.relation_heads, teacher, student
     )
@@ -241,7 +202,7 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
         loader,
         route_stages,
         cached_logits_step(prediction_terms(minilm)),
-        evaluator(student_data),
+        evaluator(start.data),
         f"minilm-{minilm.layers}L-prediction",
         run=run,
     )
@@ -249,9 +210,9 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     stages = {"relation": stage_record(relation), "prediction": stage_record(result)}
     details = {
         "relation": relation_record,
-        "init": init.describe() if init is not None else None,
-        "student_init": started,
-        "student_base": base,
+        "init": start.init.describe() if start.init is not None else None,
+        "student_init": start.started,
+        "student_base": start.base,
         "route": describe_route([stage for stage, _ in route_stages], results)
         if minilm.teacher_route is not None
         else None,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData
+from slimbert.compress.aligned import aligned_sets
 from slimbert.compress.pretrain import encoder_keys
 from slimbert.compress.students import InitReport, StudentShape, build_student, map_layers
 from slimbert.errors import SlimbertError
@@ -20,6 +22,7 @@ from slimbert.families import family_of
 from slimbert.hub import load_weights, weights_sha256
 from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.record import read_record
+from slimbert.settings import setting
 
 
 def init_shape(init_dir: str | Path, teacher: nn.Module, asked: StudentShape) -> StudentShape:
@@ -145,3 +148,76 @@ def base_student(base: str, layers: int, data: TaskData, seed: int, layer_map: s
 def student_base_record(base: str) -> dict:
     folder = resolve_base(base, "--student-base")
     return {"name": base, "path": str(folder), "weights_sha256": weights_sha256(folder)}
+
+
+def aligned_base_setting():
+    """The --student-base field of a method whose losses compare tokens (minilm, tinybert)."""
+    return setting(
+        None,
+        "Cut the student from this pre-trained model instead of the teacher (a directory, a Hub "
+        "name or 'minilm-l6'), reading its own tokenizer: --layers of its layers picked evenly. "
+        "The layer losses compare tokens, so both tokenizers must cut every row into the same "
+        "word pieces (special tokens may differ: MPNet's and BERT's uncased do); else use kd.",
+    )
+
+
+def refuse_shape_beside_base(config) -> None:
+    """--student-base brings the student's shape and weights: one line when a ShapeSettings
+    flag or --student-init is given beside it."""
+    if config.student_base is None:
+        return
+    given = [
+        flag
+        for flag, value in (
+            ("--student-init", config.student_init),
+            ("--hidden-size", config.hidden_size),
+            ("--heads", config.heads),
+            ("--ffn-size", config.ffn_size),
+        )
+        if value is not None
+    ]
+    if given:
+        raise SlimbertError(
+            f"--student-base brings the student's shape and weights, so {given[0]} has "
+            "nothing to set; drop one"
+        )
+
+
+@dataclass
+class Start:
+    """The student, the tokenizer it reads, its task data and the two sets the layer stages
+    read (with --student-base each row carries the teacher's reading and the alignment)."""
+
+    student: nn.Module
+    tokenizer: object
+    data: TaskData
+    sets: tuple[EncodedDataset, EncodedDataset]
+    init: object = None  # how the teacher's layers started it (InitReport)
+    started: dict | None = None  # --student-init's record
+    base: dict | None = None  # --student-base's record
+
+
+def start_of(
+    method, teacher: nn.Module, tokenizer, layer_map: list[int], data: TaskData,
+    train_data: TaskData, seed: int,
+) -> Start:  # fmt: skip
+    """The student of a method whose settings are ShapeSettings plus `student_base` (minilm,
+    tinybert): from the teacher's layers at `layer_map` (or --student-init), or cut from
+    --student-base and reading its own tokenizer, each row then aligned with the teacher's
+    reading. `train_data`: the training rows the layer stage reads (`data` with any
+    augmentation joined)."""
+    if method.student_base is None:
+        student, init, started = start_student(
+            teacher, method.shape(), layer_map, seed, method.student_init
+        )
+        sets = (train_data.train_set, data.eval_set)
+        return Start(student, tokenizer, train_data, sets, init, started)
+    student, own, init_map = base_student(method.student_base, method.layers, data, seed)
+    student_data = retokenized(train_data, own)
+    aligned = aligned_sets(train_data, student_data, own, tokenizer)
+    base = {
+        **student_base_record(method.student_base),
+        "layers": init_map,
+        "aligned": aligned.describe(),
+    }
+    return Start(student, own, student_data, (aligned.train, aligned.eval), base=base)

@@ -22,7 +22,10 @@ with the lowest distillation loss on the eval set; stage 2 keeps the best eval m
 
 The student may be shallower and narrower (hidden size, heads, FFN size); it is initialised from
 the mapped teacher layers wherever a tensor's shape matches and randomly otherwise, and stays a
-plain classifier of the teacher's family, so it exports and benches like a kd student. The
+plain classifier of the teacher's family, so it exports and benches like a kd student. With
+--student-base it is cut from another pre-trained model instead and reads that model's tokenizer;
+the layer losses then compare each student token with its teacher token (compress/aligned.py:
+both tokenizers must cut every row into the same word pieces), and W_e, W_h project its width. The
 attention term is refused in one line for rotary positions (ModernBERT: its Q and K are rotated
 after the projections) unless --attention-weight is 0; see `slimbert.families`.
 
@@ -41,7 +44,7 @@ from torch import nn
 
 from slimbert.batches import EncodedDataset, TaskData, evaluator, label_targets, make_loader
 from slimbert.compress.method import Job, Method, open_job, stage_record, student_record
-from slimbert.compress.start import start_student
+from slimbert.compress.start import aligned_base_setting, refuse_shape_beside_base, start_of
 from slimbert.compress.students import ShapeSettings, map_layers
 from slimbert.data import Examples, concat
 from slimbert.errors import SlimbertError
@@ -56,6 +59,7 @@ from slimbert.training.capture import (
     check_attention_scores,
     distill_loss_evaluator,
     forward_internals,
+    teacher_internals,
 )
 from slimbert.training.config import TrainResult, train_loader
 from slimbert.training.logits_cache import teacher_logits
@@ -134,7 +138,16 @@ class TinyBERTConfig(ShapeSettings):
         "its checkpoints in order, splitting its step budget, before the teacher.",
     )
 
+    student_base: str | None = aligned_base_setting()
+
     def __post_init__(self) -> None:
+        refuse_shape_beside_base(self)
+        if self.student_base is not None and (self.augment or self.general_text is not None):
+            flag = "--augment" if self.augment else "--general-text"
+            raise SlimbertError(
+                f"{flag} encodes its rows with the teacher's tokenizer, but --student-base reads "
+                "its own; make a transfer set (slimbert augment) and give it as --transfer"
+            )
         if self.prediction_loss == "labels" and self.teacher_route is not None:
             raise SlimbertError(
                 "--teacher-route splits the prediction stage over the teacher's checkpoints' "
@@ -227,6 +240,24 @@ def with_training_examples(data: TaskData, examples: Examples, tokenizer) -> Tas
     )
 
 
+def augmented(data: TaskData, teacher, tokenizer, fingerprint, tiny: TinyBERTConfig, seed: int):
+    """The task data with --augment's teacher-labelled copies joined to the training rows (and
+    the augmentation's record), or as it is."""
+    if not tiny.augment:
+        return data, None
+    augment_config = AugmentConfig(
+        tiny.augment_copies,
+        tiny.augment_prob,
+        tiny.augment_top_k,
+        tiny.augment_mlm,
+        max_length=data.max_length,
+        seed=seed,
+    )
+    augmentation = augment(data.train, teacher, tokenizer, fingerprint, augment_config)
+    examples = concat(data.train, augmentation.examples)
+    return with_training_examples(data, examples, tokenizer), augmentation
+
+
 def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
     """Stages 0 (optional), 1 and 2 on one student; the teacher may be an ensemble, whose best
     member gives the layers the student matches."""
@@ -241,31 +272,18 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
         check_attention_scores(teacher)
     general = read_text_file(tiny.general_text, "--general-text") if tiny.general_text else None
 
-    train_data, augmentation = data, None
-    if tiny.augment:
-        augment_config = AugmentConfig(
-            tiny.augment_copies,
-            tiny.augment_prob,
-            tiny.augment_top_k,
-            tiny.augment_mlm,
-            max_length=spec.max_length,
-            seed=config.seed,
-        )
-        augmentation = augment(data.train, teacher, tokenizer, fingerprint, augment_config)
-        train_data = with_training_examples(
-            data, concat(data.train, augmentation.examples), tokenizer
-        )
+    train_data, augmentation = augmented(data, teacher, tokenizer, fingerprint, tiny, config.seed)
     cached = teacher_logits(
         loaded.model, job.teacher, train_data, fingerprint=fingerprint, device=device(config.device)
     )
     del loaded, opening.teacher  # (N, C) logits above, originals first
 
     seed_everything(config.seed)
-    student, init, started = start_student(
-        teacher, tiny.shape(), layer_map, config.seed, tiny.student_init
-    )
+    start = start_of(tiny, teacher, tokenizer, layer_map, data, train_data, config.seed)
+    student, tokenizer, layer_sets = start.student, start.tokenizer, start.sets
+    student_family = family_of(student.config)
     projections = Projections.between(
-        family.size(student.config, "width"), family.size(teacher.config, "width")
+        student_family.size(student.config, "width"), family.size(teacher.config, "width")
     )
     teacher_heads = family.size(teacher.config, "heads")
     teacher.to(device(config.device))
@@ -274,7 +292,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
 
     def distill_step(model, batch):
         with torch.no_grad():
-            teacher_out = forward_internals(teacher, batch)
+            teacher_out = teacher_internals(teacher, batch)
         return combine(terms, forward_internals(model, batch), teacher_out, batch)
 
     distill_config = dataclasses.replace(config, lr=tiny.intermediate_lr or config.lr)
@@ -287,7 +305,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
             student,
             loader,
             distill_step,
-            distill_loss_evaluator(teacher, terms, make_loader(data.eval_set, 64, shuffle=False)),
+            distill_loss_evaluator(teacher, terms, make_loader(layer_sets[1], 64, shuffle=False)),
             dataclasses.replace(distill_config, epochs=epochs),
             projections.modules(),
             description=f"tinybert-{name}",
@@ -302,7 +320,7 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
             "text": str(tiny.general_text),
             "texts": len(general),
         }
-    loader = train_loader(train_data.train_set, config)  # the prediction stage's too
+    loader = train_loader(layer_sets[0], config)  # the prediction stage's too
     stages["intermediate"] = layer_stage(loader, tiny.intermediate_epochs, "intermediate")
     teacher.to("cpu")  # stage 2 reads cached logits; free the device for the student
 
@@ -316,18 +334,19 @@ def run(job: Job, tiny: TinyBERTConfig) -> tuple[TrainResult, ModelRecord]:
         loader,
         route_stages,
         cached_logits_step(prediction),
-        evaluator(data),
+        evaluator(start.data),
         "tinybert-prediction",
         run=run,
     )
     result = results[-1]
     stages["prediction"] = stage_record(result)
     details = {
-        "init": init.describe(),
-        "student_init": started,
+        "init": start.init.describe() if start.init is not None else None,
+        "student_init": start.started,
+        "student_base": start.base,
         "projection": projections.embedding is not None,
         "attention_heads": "per-head"
-        if family.size(student.config, "heads") == teacher_heads
+        if student_family.size(student.config, "heads") == teacher_heads
         else "head-mean",
         "augmentation": augmentation.describe() if augmentation else None,
         "route": describe_route([stage for stage, _ in route_stages], results)
