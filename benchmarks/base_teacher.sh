@@ -32,6 +32,10 @@
 #                 into the same word pieces), then kd
 #   minilm-transfer  minilm-base with the task's transfer set (one relation epoch over it,
 #                 then kd at lr 5e-5, 3 epochs, evaluated every 500 steps)
+#   tinybert-base the same MiniLM student taught by TinyBERT's layer losses instead
+#                 (tinybert --student-base: embeddings, attention scores and hidden states of
+#                 every layer through learned projections) with the transfer set, then the
+#                 prediction layer
 #   transfer4     SST-2's larger set: four word-replaced copies per row at p 0.3
 #                 (sst2-transfer4.jsonl; augment leaves its logits in the teacher-logit cache, so
 #                 the student's run does not label them again), then the same MiniLM student
@@ -215,6 +219,23 @@ for stage in $STAGES; do
             --relation-epochs 1 --relation-lr 1e-4 --lr 5e-5 --epochs 3 --eval-every 500 \
             --patience 4 --temperature 2 --alpha 0.5 --seed "$seed" \
             --transfer "$RUNS/$task-transfer.jsonl"
+        done
+      done ;;
+    tinybert-base)
+      # the MiniLM-initialised 6-layer student taught MPNet's embedding outputs, attention
+      # scores and hidden states first (tinybert --student-base: every student layer against
+      # teacher layers 1, 3, ..., 11 through learned 384 → 768 projections, read at each
+      # student token's teacher token) over the training rows and the transfer set, then the
+      # prediction layer at the minilm-transfer settings (lr 5e-5, 3 epochs, every 500 steps)
+      for task in $TASKS; do
+        task_flags "$task"
+        for seed in $SEEDS; do
+          cell "$task-tinybert-minilm6L-transfer-seed$seed" \
+            "$RUNS/$task-tinybert-minilm6L-transfer-seed$seed" \
+            slimbert compress tinybert --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --intermediate-epochs 1 \
+            --intermediate-lr 1e-4 --lr 5e-5 --epochs 3 --eval-every 500 --patience 4 \
+            --seed "$seed" --transfer "$RUNS/$task-transfer.jsonl"
         done
       done ;;
     transfer4)
