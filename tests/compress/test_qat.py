@@ -218,6 +218,14 @@ def test_qat_lowers_the_int8_models_distance_to_fp32(outlier_case):
     dynamic = int8_distance(case, case["student"], root / "dynamic-int8")
     tuned = int8_distance(case, root / "qat", root / "qat-int8")
     assert tuned < 0.95 * dynamic, (tuned, dynamic)
+    # export's gate holds the tuned student's int8 graph to what it was trained to compute,
+    # its simulated-int8 forward (which the graph reproduces batch for batch), and an
+    # ordinary student's to its fp32 forward
+    tuned_gate = json.loads((root / "qat-int8" / "manifest.json").read_text())["validation"]
+    plain_gate = json.loads((root / "dynamic-int8" / "manifest.json").read_text())["validation"]
+    assert tuned_gate["reference"] == "pytorch, simulated int8 (compress qat)"
+    assert plain_gate["reference"] == "pytorch"
+    assert tuned_gate["max_abs_diff"] < 1e-3 and tuned_gate["label_agreement"] == 100.0
 
 
 PINNED = [0.0029, 0.0017, 0.0022]

@@ -109,6 +109,7 @@ def build_manifest(
             "eval_file": str(eval_path),
             "eval_sha256": eval_sha256,
             "tolerances": asdict(final.tolerances),
+            "reference": final.reference,
             **asdict(final.parity),
         },
         "stages": [stage.to_dict() for stage in stages],

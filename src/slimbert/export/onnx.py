@@ -32,6 +32,7 @@ from pathlib import Path
 
 from slimbert.batches import EncodedDataset, label_targets
 from slimbert.cards import write_card
+from slimbert.compress.fake_quant import Int8Target
 from slimbert.data import Columns, read_examples
 from slimbert.errors import SlimbertError
 from slimbert.export import optimize as optimizing
@@ -176,6 +177,37 @@ def _export_graph(
     return f"optimum.exporters.onnx.onnx_export_from_model ({attention} attention)"
 
 
+def checked_signature(onnx_path: Path, model, tokenizer) -> dict:
+    """The exported graph's signature; one line when its inputs are not what the tokenizer
+    makes and the model reads."""
+    signature = graph_signature(onnx_path)
+    graph_inputs = {i["name"] for i in signature["inputs"]}
+    expected = set(model_input_names(model, tokenizer))
+    if graph_inputs != expected:
+        raise SlimbertError(
+            f"exported inputs {sorted(graph_inputs)} differ from the model's "
+            f"{sorted(expected)} (what the tokenizer makes and the model reads)"
+        )
+    return signature
+
+
+def tuned_for(record, quantize) -> Int8Target | None:
+    """The int8 graph a `compress qat` student was tuned for under simulated int8, when this
+    export writes that graph (dynamic int8, the same weight scales); None for every other model
+    or graph."""
+    tuned = record.method_config or {}
+    if record.method != "qat" or not isinstance(quantize, DynamicQuantConfig):
+        return None
+    if not tuned.get("simulate_int8", True):  # the fp32-tuned control: an ordinary model
+        return None
+    target = Int8Target(quantize.per_channel, quantize.reduce_range)
+    same = (tuned.get("per_channel", True), tuned.get("reduce_range", False)) == (
+        target.per_channel,
+        target.reduce_range,
+    )
+    return target if same else None
+
+
 def export(
     model_dir: Path,
     eval_path: Path,
@@ -224,14 +256,7 @@ def export(
             )
         if not record.empty:
             write_record(staging, record)  # at the current schema version
-        signature = graph_signature(onnx_path)
-        graph_inputs = {i["name"] for i in signature["inputs"]}
-        expected = set(model_input_names(model, tokenizer))
-        if graph_inputs != expected:
-            raise SlimbertError(
-                f"exported inputs {sorted(graph_inputs)} differ from the model's "
-                f"{sorted(expected)} (what the tokenizer makes and the model reads)"
-            )
+        signature = checked_signature(onnx_path, model, tokenizer)
         validator.check("export", onnx_path, "fp32", gates("export", "fp32"))
 
         current = onnx_path
@@ -261,7 +286,8 @@ def export(
                 )
             else:
                 report = quantizing.quantize_dynamic_model(current, quantized, options.quantize)
-            validator.check("quantize", quantized, "int8", gates("quantize", "int8"), runtime)
+            qat = tuned_for(record, options.quantize)  # a qat student's int8 graph
+            validator.check("quantize", quantized, "int8", gates("quantize", "int8"), runtime, qat)
             steps.append(quantizing.describe(options.quantize, report))
             current = quantized
         if options.precision == "fp16":

@@ -13,6 +13,7 @@ the manifest.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from slimbert.batches import EncodedDataset, make_loader, model_inputs
+from slimbert.compress.fake_quant import Int8Target, attach
 from slimbert.errors import SlimbertError
 from slimbert.export.runtime import OnnxClassifier
 from slimbert.metrics import compute_metrics
@@ -165,6 +167,7 @@ class Stage:
     tolerances: Tolerances
     parity: Parity
     onnx_bytes: int
+    reference: str = "pytorch"  # what the artifact is compared with (see Validator.check)
 
     def to_dict(self) -> dict:
         return {
@@ -172,6 +175,7 @@ class Stage:
             "precision": self.precision,
             "onnx_bytes": self.onnx_bytes,
             "tolerances": asdict(self.tolerances),
+            "reference": self.reference,
             **asdict(self.parity),
         }
 
@@ -199,6 +203,12 @@ class Validator:
         self.reference = torch_logits(model, dataset)  # (N, C)
         self.stages: list[Stage] = []
 
+    def simulated(self, target: Int8Target) -> np.ndarray:
+        """The model's logits (N, C) with every linear layer fake-quantized for `target`."""
+        model = copy.deepcopy(self.model)
+        attach(model, target)
+        return torch_logits(model, self.dataset)
+
     def check(
         self,
         name: str,
@@ -206,8 +216,13 @@ class Validator:
         precision: str,
         tolerances: Tolerances,
         runtime: dict | None = None,
+        int8_target: Int8Target | None = None,
     ) -> Stage:
-        """Validate one artifact; raise SlimbertError naming the step and every failed gate."""
+        """Validate one artifact; raise SlimbertError naming the step and every failed gate.
+
+        `int8_target`: the model was tuned for this int8 graph (compress qat), so its int8
+        artifact is compared with the model's simulated-int8 forward, which it was trained to
+        compute and which the graph reproduces batch for batch, not with its fp32 forward."""
         hints = (runtime or {}).get(self.provider, {})
         session = OnnxClassifier(
             onnx_path, self.provider, disabled_optimizers=hints.get("disabled_optimizers", ())
@@ -219,7 +234,7 @@ class Validator:
             self.targets,
             self.task,
             self.label_map,
-            reference=self.reference,
+            reference=self.reference if int8_target is None else self.simulated(int8_target),
         )
         problems = parity.failures(tolerances)
         if problems:
@@ -230,6 +245,7 @@ class Validator:
                 + " (nothing written; loosen the gate with --max-abs-diff/--min-agreement/"
                 "--max-f1-drop only if that is acceptable)"
             )
-        stage = Stage(name, precision, tolerances, parity, onnx_path.stat().st_size)
+        basis = "pytorch" if int8_target is None else "pytorch, simulated int8 (compress qat)"
+        stage = Stage(name, precision, tolerances, parity, onnx_path.stat().st_size, basis)
         self.stages.append(stage)
         return stage
