@@ -154,55 +154,49 @@ def test_a_row_cut_into_other_pieces_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(e.value) and "row 1 ('the movie was bad')" in str(e.value)
 
 
-def test_minilm_teaches_a_student_that_reads_another_tokenizer(loud_teacher, sst2_files, tmp_path):
-    """The student is the teacher itself, its vocabulary in another order: read through the
-    alignment, its relations are the teacher's, so the first relation loss is zero."""
+def other_tokenizer_run(method: str, teacher, files, tmp_path):
+    """`compress METHOD --student-base` where the base is the teacher itself with its vocabulary
+    in another order (every row aligns, every layer is the teacher's): one step at lr 1e-9;
+    its slimbert.json, its folder and the base's tokenizer."""
     from test_general import same_model_other_tokenizer
 
-    base, base_tokenizer = same_model_other_tokenizer(loud_teacher, tmp_path / "other")
-    train, dev = sst2_files
-    out = tmp_path / "minilm-other"
-    argv = ["compress", "minilm", "--teacher", str(loud_teacher), "--student-base", str(base)]
+    base, base_tokenizer = same_model_other_tokenizer(teacher, tmp_path / "other")
+    train, dev = files
+    out = tmp_path / f"{method}-other"
+    argv = ["compress", method, "--teacher", str(teacher), "--student-base", str(base)]
     argv += ["--layers", "4", "--train", str(train), "--eval", str(dev), "--max-length", "32"]
     argv += ["--batch-size", "64", "--max-steps", "1", "--lr", "1e-9", "--mixed-precision", "no"]
     argv += ["--no-progress", "--out", str(out)]
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "slimbert.json").read_text())
-    first = meta["first_losses"]["relation"][0]
-    assert first["loss"] < 1e-5, first
     assert meta["student_base"]["path"] == str(base)
     assert meta["student_base"]["aligned"]["teacher_max_length"] == 32
     student, tokenizer, _ = load_model_dir(out)
     assert tokenizer.get_vocab() == base_tokenizer.get_vocab()  # the student reads its own
     assert student.config.num_hidden_layers == 4
+    return meta
+
+
+def test_minilm_teaches_a_student_that_reads_another_tokenizer(loud_teacher, sst2_files, tmp_path):
+    """Read through the alignment, the student's relations are the teacher's, so the first
+    relation loss is zero."""
+    meta = other_tokenizer_run("minilm", loud_teacher, sst2_files, tmp_path)
+    first = meta["first_losses"]["relation"][0]
+    assert first["loss"] < 1e-5, first
 
 
 def test_tinybert_teaches_a_student_that_reads_another_tokenizer(
     loud_teacher, sst2_files, tmp_path
 ):
-    """TinyBERT's embedding, attention-score and hidden-state losses through the alignment: the
-    student is the teacher with its vocabulary reordered, every layer mapped to itself, so the
-    first layer loss is zero; then the prediction stage trains it on its own tokens."""
-    from test_general import same_model_other_tokenizer
-
-    base, base_tokenizer = same_model_other_tokenizer(loud_teacher, tmp_path / "other")
-    train, dev = sst2_files
-    out = tmp_path / "tinybert-other"
-    argv = ["compress", "tinybert", "--teacher", str(loud_teacher), "--student-base", str(base)]
-    argv += ["--layers", "4", "--train", str(train), "--eval", str(dev), "--max-length", "32"]
-    argv += ["--batch-size", "64", "--max-steps", "1", "--lr", "1e-9", "--mixed-precision", "no"]
-    argv += ["--no-progress", "--out", str(out)]
-    result = CliRunner().invoke(cli, argv)
-    assert result.exit_code == 0, result.output
-    meta = json.loads((out / "slimbert.json").read_text())
+    """TinyBERT's embedding, attention-score and hidden-state losses through the alignment:
+    every layer mapped to itself, so the first layer loss is zero; then the prediction stage
+    trains the student on its own tokens."""
+    meta = other_tokenizer_run("tinybert", loud_teacher, sst2_files, tmp_path)
     first = meta["stages"]["intermediate"]["first_losses"][0]
     assert first["loss"] < 1e-5 and {"embedding", "attention", "hidden"} <= set(first), first
     assert meta["stages"]["prediction"]["steps"] == 1
-    assert meta["student_base"]["aligned"]["teacher_max_length"] == 32
     assert meta["student_base"]["layers"] == [0, 1, 2, 3]
-    student, tokenizer, _ = load_model_dir(out)
-    assert tokenizer.get_vocab() == base_tokenizer.get_vocab()  # the student reads its own
 
 
 def test_minilm_student_base_refuses_a_shape_of_its_own():
