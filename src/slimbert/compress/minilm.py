@@ -179,12 +179,10 @@ def run(job: Job, minilm: MiniLMConfig) -> tuple[TrainResult, ModelRecord]:
     del loaded, opening.teacher  # (N, C) logits above
     seed_everything(config.seed)
     depth = family_of(teacher.config).size(teacher.config, "depth")
-    start = start_of(
-        minilm, teacher, tokenizer, map_layers(depth, minilm.layers, "uniform"), data, data,
-        config.seed,
-    )  # fmt: skip
+    uniform = map_layers(depth, minilm.layers, "uniform")
+    start = start_of(minilm, teacher, tokenizer, uniform, data, data, config.seed)
     student, tokenizer, relation_sets = start.student, start.tokenizer, start.sets
-    init_map = start.base["layers"] if start.base else map_layers(depth, minilm.layers, "uniform")
+    init_map = start.base["layers"] if start.base else uniform
     terms, relation_record = minilm_terms(
         minilm.relations, minilm.teacher_layer, minilm.relation_heads, teacher, student
     )
