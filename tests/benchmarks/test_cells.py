@@ -4,6 +4,7 @@ counts every leg of a cell that a kill stopped and a rerun resumed."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -48,7 +49,7 @@ def budget(tmp_path: Path, name: str) -> dict:
 def test_a_fresh_cell_records_its_budget_and_its_files(tmp_path):
     run_cell(tmp_path, "fresh")
     record = budget(tmp_path, "fresh")
-    assert record["resumed"] is False
+    assert record["resumed"] is False and record["orphaned"] is False
     assert 0 <= record["wall_seconds"] < 60
     assert (tmp_path / "results" / "cells" / "fresh.json").exists()
     assert (tmp_path / "results" / "cells" / "fresh.config.json").exists()
@@ -75,3 +76,30 @@ def test_a_fresh_start_forgets_the_legs_of_an_earlier_run(tmp_path):
     (runs / "again.legs").write_text("1000 5000\n")
     run_cell(tmp_path, "again")
     assert budget(tmp_path, "again")["wall_seconds"] < 60
+
+
+def test_a_cell_that_outlived_its_script_is_recorded_from_its_heartbeat(tmp_path):
+    """The script was killed while its command trained on and finished (slimbert.json written
+    at 2000 by a leg that started at 1000, after an earlier leg of 300 s): the next run records
+    the cell's budget without training it again."""
+    runs = tmp_path / "runs"
+    model = runs / "orphan"
+    model.mkdir(parents=True)
+    (model / "slimbert.json").write_text('{"method": "kd"}')
+    (model / "config.json").write_text("{}")
+    os.utime(model / "slimbert.json", (2000, 2000))
+    (runs / "orphan.legs").write_text("100 400\n")
+    (runs / "orphan.legs.now").write_text("1000 1900\n")
+    (runs / "orphan.maxrss").write_text("2048000\n")
+    result = run_cell(tmp_path, "orphan")
+    assert "its budget recorded from its heartbeat" in result.stdout
+    record = budget(tmp_path, "orphan")
+    assert record["wall_seconds"] == 300 + 1000
+    assert record["orphaned"] is True and record["resumed"] is True
+    assert record["peak_rss_mib"] == 2000
+    assert record["command"].endswith("--seed 1")
+    assert not (runs / "orphan.legs.now").exists()
+    assert (tmp_path / "results" / "cells" / "orphan.json").exists()
+    # a second run finds it recorded and leaves it alone
+    assert "done, skipped" in run_cell(tmp_path, "orphan").stdout
+    assert budget(tmp_path, "orphan")["wall_seconds"] == 1300
