@@ -304,17 +304,26 @@ def bench_lines(folder: Path) -> list[str]:
                 "Avg ms",
                 "F1",
                 "vs Teacher",
+                "Accuracy",
+                "Retention acc / F1",
                 "Speed-up (median)",
                 "Speed-up per round",
             ),
         ]
+        # retention against the teacher's PyTorch row: the figures the cells report
+        teacher = next(r for r in rows if r.get("role") == "teacher")
         for row in rows:
             rounds = ", ".join(f"{r:.1f}" for r in row.get("speedup_rounds") or [])
             speedup = f"{row['speedup']:.1f}×" if row.get("speedup") else "—"
+            kept = (
+                f"{row['accuracy'] / teacher['accuracy'] * 100:.2f}% / "
+                f"{row['f1'] / teacher['f1'] * 100:.2f}%"
+            )
             out.append(
                 f"| {row['method']} | {row['model']} ({row['runtime']}) | {row['requests']} | "
                 f"{row['total_ms']:.0f} | {row['avg_ms']:.2f} | {row['f1']:.2f} | "
-                f"{row['vs_teacher']:+.2f} | {speedup} | {rounds} |"
+                f"{row['vs_teacher']:+.2f} | {row['accuracy']:.2f} | {kept} | {speedup} | "
+                f"{rounds} |"
             )
         out.append("")
     return out
