@@ -77,14 +77,14 @@ _budget() {
 # the budget of a cell whose command finished after its script was killed: the last heartbeat's
 # leg ends when the command wrote slimbert.json; earlier legs count as in a resumed cell
 _orphan_budget() {
-  local name=$1 out=$2 legs=$RUNS/$1.legs start earlier=0 resumed=false peak_kb=0
+  local name=$1 out=$2 legs=$RUNS/$1.legs start end earlier=0 resumed=false peak_kb=0
   shift 2
   read -r start _ < "$legs.now"
+  end=$(stat -c %Y "$out/slimbert.json")
   if [ -f "$legs" ]; then earlier=$(awk '{s += $2 - $1} END {print s + 0}' "$legs"); resumed=true; fi
-  echo "$start $(stat -c %Y "$out/slimbert.json")" >> "$legs" && rm -f "$legs.now"
+  echo "$start $end" >> "$legs" && rm -f "$legs.now"
   if [ -s "$RUNS/$name.maxrss" ]; then peak_kb=$(tail -1 "$RUNS/$name.maxrss"); fi
-  _budget "$name" "$(( $(stat -c %Y "$out/slimbert.json") - start + earlier ))" "$peak_kb" \
-    "$resumed" true "$@"
+  _budget "$name" "$(( end - start + earlier ))" "$peak_kb" "$resumed" true "$@"
   cp "$RUNS/$name.budget.json" "$RESULTS/cells/$name.budget.json"
   echo "[$TAG] $name: finished after its script stopped; its budget recorded from its heartbeat"
 }
