@@ -31,7 +31,7 @@
 #                 relations first (compress minilm --student-base: the tokenizers cut every row
 #                 into the same word pieces), then kd
 #   minilm-transfer  minilm-base with the task's transfer set (one relation epoch over it,
-#                 then kd at lr 5e-5, 3 epochs, evaluated every 500 steps)
+#                 then kd at lr 5e-5, 3 epochs, evaluated every 500 steps), at 6 and 3 layers
 #   tinybert-base the same MiniLM student taught by TinyBERT's layer losses instead
 #                 (tinybert --student-base: embeddings, attention scores and hidden states of
 #                 every layer through learned projections) with the transfer set, then the
@@ -226,17 +226,20 @@ for stage in $STAGES; do
       done ;;
     minilm-transfer)
       # minilm-base with the task's transfer set: one relation epoch over it, then kd at the
-      # transfer-slow settings (lr 5e-5, 3 epochs, evaluated every 500 steps)
+      # transfer-slow settings (lr 5e-5, 3 epochs, evaluated every 500 steps); at 6 layers and
+      # at 3 (MiniLM's layers 1, 3, 5: the shape of the MiniLM teacher's best 3-layer students)
       for task in $TASKS; do
         task_flags "$task"
         for seed in $SEEDS; do
-          cell "$task-minilm-minilm6L-transfer-seed$seed" \
-            "$RUNS/$task-minilm-minilm6L-transfer-seed$seed" \
-            slimbert compress minilm --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
-            --layers 6 "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --relation-heads 24 \
-            --relation-epochs 1 --relation-lr 1e-4 --lr 5e-5 --epochs 3 --eval-every 500 \
-            --patience 4 --temperature 2 --alpha 0.5 --seed "$seed" \
-            --transfer "$RUNS/$task-transfer.jsonl"
+          for layers in 6 3; do
+            cell "$task-minilm-minilm${layers}L-transfer-seed$seed" \
+              "$RUNS/$task-minilm-minilm${layers}L-transfer-seed$seed" \
+              slimbert compress minilm --teacher "$RUNS/$task-teacher" --student-base minilm-l6 \
+              --layers "$layers" "${DATA[@]}" "${FAST[@]}" "${OPT[@]}" --relation-heads 24 \
+              --relation-epochs 1 --relation-lr 1e-4 --lr 5e-5 --epochs 3 --eval-every 500 \
+              --patience 4 --temperature 2 --alpha 0.5 --seed "$seed" \
+              --transfer "$RUNS/$task-transfer.jsonl"
+          done
         done
       done ;;
     tinybert-base)
