@@ -9,8 +9,8 @@ files; nothing is typed in by hand.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 MODELS = ("teacher", "kd-3L", "kd-2L", "kd-1L")
@@ -117,4 +117,12 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/foundation-sst2"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=Path("benchmarks/results/foundation-sst2"),
+        help="the run's folder (SUMMARY.md is written into it)",
+    )
+    main(parser.parse_args().folder)

@@ -4,8 +4,8 @@ cell's slimbert.json, budget and train_log.jsonl summary, never typed in)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 CELLS = {
@@ -73,4 +73,12 @@ def main(results: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/multiprocess"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "results",
+        nargs="?",
+        type=Path,
+        default=Path("benchmarks/results/multiprocess"),
+        help="the results folder (its cells/ is read, its README.md written)",
+    )
+    main(parser.parse_args().results)

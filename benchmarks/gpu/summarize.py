@@ -8,6 +8,7 @@ for the CPU reference, benchmarks/results/foundation-sst2/ in the tree); missing
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -298,8 +299,17 @@ def proof(results: Path) -> list[str]:
 
 
 def main() -> int:
-    results = Path(sys.argv[1])
-    root = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="run.sh's results folder")
+    parser.add_argument(
+        "root",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="the repository root, for the CPU reference figures",
+    )
+    args = parser.parse_args()
+    results, root = args.results, args.root
     train_lines, train = training(results, root)
     parity_lines, fp16 = parity(results)
     latency_lines, speed = latency(results)
