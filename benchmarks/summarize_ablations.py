@@ -130,8 +130,8 @@ TABLES = (
     ),
     Table(
         "BERT→TextCNN: the training schemes",
-        "Paper figure: see the BERT→TextCNN paper's comparison of schemes 1–5 (issue 28 "
-        "describes the schemes but does not name the paper; its finding is not restated here).",
+        "No figure to set beside: the five schemes are the ones docs/papers.md §7b defines; no "
+        "published table of them is restated here, so this one stands on its own.",
         (
             Row("textcnn-hard", "the labels alone (alpha 0, reference)"),
             Row("textcnn-s1", "1: the teacher's cached logits"),

@@ -5,7 +5,9 @@ accepts, and `bench compare` tells a regression (3) from a usage error (2) and a
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from pathlib import Path
 
 import click
 import pytest
@@ -254,3 +256,35 @@ def test_a_command_that_scores_nothing_takes_no_metric_flags():
     assert {"train", "eval_file", "max_length", "limit"} <= names
     result = CliRunner().invoke(cli, ["professor", "augment", "--metric", "f1"])
     assert result.exit_code == 2 and "No such option '--metric'" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# the README's command lines
+
+
+def readme_commands() -> list[str]:
+    """Every `slimbert ...` line of the README's bash blocks, continuations joined and the
+    block's own `NAME="..."` assignments expanded; a line with `...` (elided flags) is skipped."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S):
+        values = dict(re.findall(r'^([A-Z_]+)="([^"]*)"$', block, flags=re.M))
+        for line in examples(block):
+            for name, value in values.items():
+                line = line.replace(f"${name}", value)
+            if "..." not in line and "$" not in line:
+                found.append(line)
+    return found
+
+
+README_COMMANDS = readme_commands()
+
+
+def test_the_readme_has_commands_to_check():
+    assert len(README_COMMANDS) >= 10  # the regex still finds the blocks
+
+
+@pytest.mark.parametrize("line", README_COMMANDS, ids=[c[:60] for c in README_COMMANDS])
+def test_every_readme_command_parses(line):
+    """A flag renamed or removed fails here, not on the reader who copies the README."""
+    parses(line.split(" #")[0])
