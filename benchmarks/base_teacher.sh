@@ -10,6 +10,7 @@
 #   cuts          students cut from the teacher's own layers (kd, T 2, alpha 0.5) at 9, 6 and 3
 #                 layers of 768 on SST-2, and 6 and 3 on MRPC
 #   cuts-transfer SST-2's 6- and 3-layer cuts with the transfer set (kd, the cuts' settings)
+#   cuts-long     SST-2's 3-layer cut with the transfer set, 4 epochs instead of 2
 #   cuts-tinybert TinyBERT on SST-2's 3- and 6-layer cuts: one epoch of layer distillation
 #                 (embeddings, attention scores, hidden states) over the training rows and the
 #                 transfer set, then the prediction layer, 2 epochs
@@ -322,6 +323,16 @@ for stage in $STAGES; do
             "${FAST[@]}" --batch-size 32 --lr 5e-5 --epochs 2 --eval-every 500 --patience 4 \
             --temperature 2 --alpha 0.5 --seed "$seed" --transfer "$RUNS/sst2-transfer.jsonl"
         done
+      done ;;
+    cuts-long)
+      # SST-2's 3-layer cut with the transfer set at twice the epochs: the 2-epoch run was still
+      # rising at its end (best at step 6,500 of 7,592)
+      for seed in $SEEDS; do
+        cell "sst2-kd-3L-transfer-epochs4-seed$seed" \
+          "$RUNS/sst2-kd-3L-transfer-epochs4-seed$seed" slimbert compress kd \
+          --teacher "$RUNS/sst2-teacher" --layers 3 "${SST2[@]}" "${FAST[@]}" --batch-size 32 \
+          --lr 5e-5 --epochs 4 --eval-every 500 --patience 4 --temperature 2 --alpha 0.5 \
+          --seed "$seed" --transfer "$RUNS/sst2-transfer.jsonl"
       done ;;
     cuts-tinybert)
       # TinyBERT on SST-2's cuts: the student starts from the teacher's layers (the uniform map,
