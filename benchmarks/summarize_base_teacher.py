@@ -289,43 +289,56 @@ def int8_lines(folder: Path) -> list[str]:
 def bench_lines(folder: Path) -> list[str]:
     out = []
     for task in TASKS:
-        path = folder / f"bench-{task}" / "report.json"
-        if not path.is_file():
-            continue
-        rows = json.loads(path.read_text())["rows"]
-        out += [
-            f"## {TASKS[task]}: one alternating bench run (`bench-{task}/`)",
-            "",
-            *header(
-                "Method",
-                "Model",
-                "Requests",
-                "Total ms",
-                "Avg ms",
-                "F1",
-                "vs Teacher",
-                "Accuracy",
-                "Retention acc / F1",
-                "Speed-up (median)",
-                "Speed-up per round",
-            ),
-        ]
-        # retention against the teacher's PyTorch row: the figures the cells report
-        teacher = next(r for r in rows if r.get("role") == "teacher")
-        for row in rows:
-            rounds = ", ".join(f"{r:.1f}" for r in row.get("speedup_rounds") or [])
-            speedup = f"{row['speedup']:.1f}×" if row.get("speedup") else "—"
-            kept = (
-                f"{row['accuracy'] / teacher['accuracy'] * 100:.2f}% / "
-                f"{row['f1'] / teacher['f1'] * 100:.2f}%"
-            )
-            out.append(
-                f"| {row['method']} | {row['model']} ({row['runtime']}) | {row['requests']} | "
-                f"{row['total_ms']:.0f} | {row['avg_ms']:.2f} | {row['f1']:.2f} | "
-                f"{row['vs_teacher']:+.2f} | {row['accuracy']:.2f} | {kept} | {speedup} | "
-                f"{rounds} |"
-            )
-        out.append("")
+        # bench-TASK, then bench-TASK-2, bench-TASK-3 ... (BENCH_RUN): each run its own table
+        later = [p for p in folder.glob(f"bench-{task}-*") if p.name.rsplit("-", 1)[1].isdigit()]
+        runs = [folder / f"bench-{task}"] + sorted(
+            later, key=lambda p: int(p.name.rsplit("-", 1)[1])
+        )
+        for run in runs:
+            out += bench_run_lines(task, run)
+    return out
+
+
+def bench_run_lines(task: str, run: Path) -> list[str]:
+    path = run / "report.json"
+    if not path.is_file():
+        return []
+    report = json.loads(path.read_text())
+    rows, environment = report["rows"], report.get("environment", {})
+    out = [
+        f"## {TASKS[task]}: one alternating bench run (`{run.name}/`, "
+        f"{environment.get('date', 'undated')}, {environment.get('threads', '?')} threads)",
+        "",
+        *header(
+            "Method",
+            "Model",
+            "Requests",
+            "Total ms",
+            "Avg ms",
+            "F1",
+            "vs Teacher",
+            "Accuracy",
+            "Retention acc / F1",
+            "Speed-up (median)",
+            "Speed-up per round",
+        ),
+    ]
+    # retention against the teacher's PyTorch row: the figures the cells report
+    teacher = next(r for r in rows if r.get("role") == "teacher")
+    for row in rows:
+        rounds = ", ".join(f"{r:.1f}" for r in row.get("speedup_rounds") or [])
+        speedup = f"{row['speedup']:.1f}×" if row.get("speedup") else "—"
+        kept = (
+            f"{row['accuracy'] / teacher['accuracy'] * 100:.2f}% / "
+            f"{row['f1'] / teacher['f1'] * 100:.2f}%"
+        )
+        out.append(
+            f"| {row['method']} | {row['model']} ({row['runtime']}) | {row['requests']} | "
+            f"{row['total_ms']:.0f} | {row['avg_ms']:.2f} | {row['f1']:.2f} | "
+            f"{row['vs_teacher']:+.2f} | {row['accuracy']:.2f} | {kept} | {speedup} | "
+            f"{rounds} |"
+        )
+    out.append("")
     return out
 
 
