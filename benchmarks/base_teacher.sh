@@ -51,7 +51,9 @@
 #   bench         the teacher (PyTorch eager and ONNX, and its int8 export when it passed) beside
 #                 every int8 student of the task, batch 1, every dev example, 5 alternating
 #                 rounds (each row's speed-up over the teacher per round), on a quiet machine,
-#                 into bench-TASK (bench-TASK-N with BENCH_RUN=N: a later run beside an earlier)
+#                 into bench-TASK (bench-TASK-N with BENCH_RUN=N: a later run beside an earlier);
+#                 BENCH_THREADS=1,2 sweeps intra-op threads (default: all cores), each ratio
+#                 taken at the same thread count
 #
 # The tasks' students (pretrained, narrow, cuts, export, bench) run for TASKS (default
 # "sst2 mrpc").
@@ -398,7 +400,8 @@ for stage in $STAGES; do
           [ -f "$export/manifest.json" ] && models+=(--model "$export")
         done
         slimbert bench "${models[@]}" --eval "$dev" --max-length "$max" --batch-sizes 1 \
-          --repeats 5 --out "$RESULTS/bench-$task${BENCH_RUN:+-$BENCH_RUN}"
+          --repeats 5 ${BENCH_THREADS:+--threads "$BENCH_THREADS"} \
+          --out "$RESULTS/bench-$task${BENCH_RUN:+-$BENCH_RUN}"
       done ;;
     *) echo "[$TAG] unknown stage $stage"; exit 1 ;;
   esac

@@ -307,11 +307,12 @@ def bench_run_lines(task: str, run: Path) -> list[str]:
     rows, environment = report["rows"], report.get("environment", {})
     out = [
         f"## {TASKS[task]}: one alternating bench run (`{run.name}/`, "
-        f"{environment.get('date', 'undated')}, {environment.get('threads', '?')} threads)",
+        f"{environment.get('date', 'undated')})",
         "",
         *header(
             "Method",
             "Model",
+            "Threads",
             "Requests",
             "Total ms",
             "Avg ms",
@@ -323,9 +324,10 @@ def bench_run_lines(task: str, run: Path) -> list[str]:
             "Speed-up per round",
         ),
     ]
-    # retention against the teacher's PyTorch row: the figures the cells report
+    # retention against the teacher's PyTorch row: the figures the cells report; a sweep of
+    # threads lists each count's rows together (each speed-up is at its own count)
     teacher = next(r for r in rows if r.get("role") == "teacher")
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r.get("threads") or 0):
         rounds = ", ".join(f"{r:.1f}" for r in row.get("speedup_rounds") or [])
         speedup = f"{row['speedup']:.1f}×" if row.get("speedup") else "—"
         kept = (
@@ -333,7 +335,8 @@ def bench_run_lines(task: str, run: Path) -> list[str]:
             f"{row['f1'] / teacher['f1'] * 100:.2f}%"
         )
         out.append(
-            f"| {row['method']} | {row['model']} ({row['runtime']}) | {row['requests']} | "
+            f"| {row['method']} | {row['model']} ({row['runtime']}) | {row.get('threads', '?')} | "
+            f"{row['requests']} | "
             f"{row['total_ms']:.0f} | {row['avg_ms']:.2f} | {row['f1']:.2f} | "
             f"{row['vs_teacher']:+.2f} | {row['accuracy']:.2f} | {kept} | {speedup} | "
             f"{rounds} |"
