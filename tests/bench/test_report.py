@@ -14,6 +14,7 @@ import pytest
 from slimbert.bench.compare import Threshold, compare_reports, machine_differences
 from slimbert.bench.decide import Slo, pareto_front, recommend, relate_to_teacher
 from slimbert.bench.environment import environment
+from slimbert.bench.plots import CROWDED, point_names
 from slimbert.bench.render import request_table, write_report
 from slimbert.bench.report import Report, Row
 from slimbert.errors import SlimbertError
@@ -90,6 +91,20 @@ def test_pareto_front_keeps_what_nothing_beats_on_both():
     # (3, 84) loses to (2, 85) on both; (2.5, 85) ties on F1 but is slower; equal points both stay
     assert pareto_front(points) == [0, 1, 3, 4]
     assert pareto_front([]) == []
+
+
+def test_a_crowded_plot_names_the_front_and_the_teacher_and_numbers_the_rest():
+    """Past CROWDED points the labels overlap: the front's points keep their label beside the
+    point, every other (the teacher's too) gets a number and one line of the key."""
+    few = [row("teacher", "pytorch", p99=20, role="teacher"), row("kd-3L", p99=6, metric=89.5)]
+    assert point_names(few, {1}, threads=False) == (["teacher (pytorch)", "kd-3L (onnx)"], [])
+    many = [row("teacher", "pytorch", p99=20, role="teacher")]
+    many += [row(f"kd-{n}L", p99=n, metric=80.0 + n) for n in range(1, CROWDED + 1)]
+    beside, key = point_names(many, {1, CROWDED}, threads=False)
+    assert beside[0] == "1" and key[0] == "1: teacher (pytorch)"
+    assert beside[1] == "kd-1L (onnx)" and beside[CROWDED] == f"kd-{CROWDED}L (onnx)"
+    assert beside[2:CROWDED] == [str(n) for n in range(2, CROWDED)]
+    assert key[1:] == [f"{n}: kd-{n}L (onnx)" for n in range(2, CROWDED)]
 
 
 def test_pareto_front_of_hand_rows(rows):

@@ -41,9 +41,29 @@ def _pyplot():
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", bbox_inches="tight")  # a key beside a panel stays in
     _pyplot().close(fig)
     return buffer.getvalue()
+
+
+# more points than this in one panel: only the Pareto front's are named beside the point; the
+# others get a number that the key beside the panel spells out
+CROWDED = 8
+
+
+def point_names(group: list[Row], front: set[int], threads: bool) -> tuple[list[str], list[str]]:
+    """The text beside each point of a panel, and the panel's key (empty when not crowded)."""
+    labels = [r.label(threads=threads) for r in group]
+    if len(group) <= CROWDED:
+        return labels, []
+    beside, key = [], []
+    for i, label in enumerate(labels):
+        if i in front:
+            beside.append(label)
+        else:
+            beside.append(str(len(key) + 1))
+            key.append(f"{len(key) + 1}: {label}")
+    return beside, key
 
 
 def plot_latency_vs_metric(report: Report) -> bytes:
@@ -53,13 +73,16 @@ def plot_latency_vs_metric(report: Report) -> bytes:
     rows = _headline_rows(report)
     threads = threads_vary(rows)
     providers = list(dict.fromkeys(r.provider for r in rows)) or ["cpu"]
+    crowded = any(sum(r.provider == p for r in rows) > CROWDED for p in providers)
+    width = 11 if crowded else 7  # room for the key beside each panel
     fig, axes = plt.subplots(
-        1, len(providers), figsize=(7 * len(providers), 4.5), dpi=120, squeeze=False
+        1, len(providers), figsize=(width * len(providers), 4.5), dpi=120, squeeze=False
     )
     for ax, provider in zip(axes[0], providers, strict=True):
         group = [r for r in rows if r.provider == provider]
         points = [(r.avg_ms, r.metric) for r in group]
         front = set(pareto_front(points))
+        beside, key = point_names(group, front, threads)
         for i, r in enumerate(group):
             color = "tab:red" if i in front else "tab:gray"
             ax.errorbar(
@@ -74,7 +97,7 @@ def plot_latency_vs_metric(report: Report) -> bytes:
             )
             # alternately above and below the point, close enough to stay attached to it
             ax.annotate(
-                r.label(threads=threads),
+                beside[i],
                 (r.avg_ms, r.metric),
                 textcoords="offset points",
                 xytext=(6, 3 if i % 2 == 0 else -9),
@@ -100,6 +123,8 @@ def plot_latency_vs_metric(report: Report) -> bytes:
         ax.set_ylabel(rows[0].metric_name if rows else "F1")
         ax.set_title(f"{provider}: ■ PyTorch, ● ONNX Runtime", fontsize=9)
         ax.grid(alpha=0.3)
+        if key:
+            ax.text(1.02, 1.0, "\n".join(key), transform=ax.transAxes, fontsize=6, va="top")
     fig.suptitle(report.title, fontsize=9)
     return _png(fig)
 
