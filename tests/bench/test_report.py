@@ -107,6 +107,12 @@ def test_a_crowded_plot_names_the_front_and_the_teacher_and_numbers_the_rest():
     assert key[1:] == [f"{n}: kd-{n}L (onnx)" for n in range(2, CROWDED)]
 
 
+def test_a_label_names_one_thread_in_the_singular():
+    assert row("kd-3L", threads=1).label(threads=True) == "kd-3L (onnx, 1 thread)"
+    assert row("kd-3L", threads=2).label(threads=True) == "kd-3L (onnx, 2 threads)"
+    assert row("kd-3L", threads=2).label() == "kd-3L (onnx)"
+
+
 def test_pareto_front_of_hand_rows(rows):
     """As the latency plot draws it: Avg ms against F1 over the batch-1 rows."""
     single = [r for r in rows if r.batch_size == 1]

@@ -99,12 +99,13 @@ class Row:
             parts.append(f"batch {self.batch_size}")
         if full or self.padding != "own":
             parts.append(self.length_label())
+        named = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         if full and self.threads:
-            parts.append(f"{self.threads} thread{'s' if self.threads != 1 else ''}")
+            parts.append(named)
         if self.io_binding:
             parts.append("IO binding")
         if threads and not full and self.threads:
-            parts.append(f"{self.threads} threads")
+            parts.append(named)
         return f"{self.model} ({', '.join(parts)})"
 
     def latency(self, statistic: str) -> float:
