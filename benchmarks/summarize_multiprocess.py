@@ -51,8 +51,11 @@ def main(results: Path) -> None:
     for name, got in zip(CELLS, budgets, strict=True):
         if got and got["budget"]:
             budget = got["budget"]
+            # budgets before cells.sh split cores from threads kept only nproc under
+            # OMP_NUM_THREADS, the threads each process was given
+            threads = budget.get("threads", budget["cores"])
             lines += ["", f"- `{name}`: `{budget['command']}` on {budget['machine']}, "
-                      f"{budget['cores']} cores"]  # fmt: skip
+                      f"{threads} thread{'s' if threads != 1 else ''} per process"]  # fmt: skip
     if len(found) == 2:
         gap = found["sst2-kd-minilm3L-2proc"] - found["sst2-kd-minilm3L-1proc"]
         verdict = "within" if abs(gap) <= THRESHOLD else "outside"
