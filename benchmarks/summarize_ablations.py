@@ -11,7 +11,9 @@ mean ± std over the seeds that finished, retention (the student's figure ÷ its
 per seed, then the mean), Δ accuracy against the table's reference row of the same seed (mean
 over the seeds both have), the steps it trained and its wall-clock per cell. A row with no
 finished seed is "pending"; one the CLI cannot express says why. Beside each table, the
-paper's own finding as the paper states it, or where to read it. Nothing is typed in by hand.
+paper's own finding as the paper states it, or where to read it, and for each row the paper
+places above or below the reference, whether it lands there here (its mean Δ outside one
+standard deviation over the seeds) or not, or within noise. Nothing is typed in by hand.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Row:
     stem: str
     label: str
     blocked: str = ""  # why the row cannot run; empty for a row the script runs
+    # where the paper puts this row against the reference: -1 below, +1 above, 0 no paper row
+    paper: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,13 +62,14 @@ TABLES = (
         "together) the drop is the largest. Paper figure: see that table.",
         (
             Row("tinybert-full", "all four losses, uniform map (reference)"),
-            Row("tinybert-no-emb", "without the embedding loss (weight 0)"),
-            Row("tinybert-no-att", "without the attention-score loss"),
-            Row("tinybert-no-hid", "without the hidden-state loss"),
-            Row("tinybert-no-trm", "without attention and hidden (the paper's w/o Trm)"),
+            Row("tinybert-no-emb", "without the embedding loss (weight 0)", paper=-1),
+            Row("tinybert-no-att", "without the attention-score loss", paper=-1),
+            Row("tinybert-no-hid", "without the hidden-state loss", paper=-1),
+            Row("tinybert-no-trm", "without attention and hidden (the paper's w/o Trm)", paper=-1),
             Row(
                 "tinybert-no-pred",
                 "without the prediction-layer loss (the last stage on the labels)",
+                paper=-1,
             ),
         ),
         "tinybert-full",
@@ -75,8 +80,8 @@ TABLES = (
         "on MNLI, worse on MRPC and CoLA. Paper figure: see that table.",
         (
             Row("tinybert-full", "uniform: teacher layers 2, 4, 6 (reference)"),
-            Row("tinybert-top", "top: teacher layers 4, 5, 6"),
-            Row("tinybert-bottom", "bottom: teacher layers 1, 2, 3"),
+            Row("tinybert-top", "top: teacher layers 4, 5, 6", paper=-1),
+            Row("tinybert-bottom", "bottom: teacher layers 1, 2, 3", paper=-1),
         ),
         "tinybert-full",
     ),
@@ -87,8 +92,8 @@ TABLES = (
         "reference has neither, and each row adds one.",
         (
             Row("tinybert-full", "the 3-layer cut of the fine-tuned teacher, no augmentation"),
-            Row("tinybert-general", "from the general step (general-3L, --student-init)"),
-            Row("tinybert-transfer", "with the teacher-labelled transfer set (same steps)"),
+            Row("tinybert-general", "from the general step (general-3L, --student-init)", paper=1),
+            Row("tinybert-transfer", "with the teacher-labelled transfer set (same steps)", paper=1),
         ),
         "tinybert-full",
     ),
@@ -99,8 +104,8 @@ TABLES = (
         "Table 1.",
         (
             Row("theseus-constant", "theseus, p = 0.5 throughout, --init first (reference)"),
-            Row("first3", "the teacher's first 3 layers fine-tuned on the labels"),
-            Row("kd", "kd: uniform cut, T 2, alpha 0.5"),
+            Row("first3", "the teacher's first 3 layers fine-tuned on the labels", paper=-1),
+            Row("kd", "kd: uniform cut, T 2, alpha 0.5", paper=-1),
         ),
         "theseus-constant",
     ),
@@ -110,7 +115,7 @@ TABLES = (
         "constant p on average. Paper figure: see its curriculum-replacement table.",
         (
             Row("theseus-constant", "constant p = 0.5 (reference)"),
-            Row("theseus-linear", "curriculum p(t) from b = 0.3 to 1 at the stage's end"),
+            Row("theseus-linear", "curriculum p(t) from b = 0.3 to 1 at the stage's end", paper=1),
         ),
         "theseus-constant",
     ),
@@ -122,7 +127,7 @@ TABLES = (
         "its ablation tables.",
         (
             Row("minilm-v2", "Q-Q, K-K, V-V of the teacher's last layer, 12 heads (reference)"),
-            Row("minilm-v1", "MiniLM's attention distributions and V-V (--relations v1)"),
+            Row("minilm-v1", "MiniLM's attention distributions and V-V (--relations v1)", paper=-1),
             Row("minilm-layer-2", "the teacher's second-to-last layer (--teacher-layer -2)"),
             Row("minilm-heads24", "24 relation heads (--relation-heads 24)"),
         ),
@@ -149,9 +154,9 @@ TABLES = (
         "each term removed, GLUE macro-score).",
         (
             Row("distilbert-triple", "5 · soft targets + 2 · masked LM + 1 · cosine (reference)"),
-            Row("distilbert-no-soft", "without the soft-target term"),
-            Row("distilbert-no-mlm", "without the masked-LM term"),
-            Row("distilbert-no-cos", "without the cosine term"),
+            Row("distilbert-no-soft", "without the soft-target term", paper=-1),
+            Row("distilbert-no-mlm", "without the masked-LM term", paper=-1),
+            Row("distilbert-no-cos", "without the cosine term", paper=-1),
             Row("distilbert-soft", "soft targets alone"),
             Row("distilbert-mlm", "masked LM alone"),
             Row("distilbert-cos", "cosine alone"),
@@ -245,6 +250,7 @@ def table_lines(folder: Path, table: Table, seeds: list[int]) -> list[str]:
         for row in table.rows:
             lines.append(row_line(folder, task, row, table, seeds, reference, teacher, skipped))
         lines += ["", *here_line(folder, task, table, seeds, reference)]
+        lines += paper_line(folder, task, table, seeds, reference)
     return lines
 
 
@@ -325,6 +331,41 @@ def here_line(
         return []
     ordered = "; ".join(text for _, text in sorted(found))
     return [f"*Here:* Δ accuracy against the reference, lowest first: {ordered}.", ""]
+
+
+def verdict(deltas: list[float], sign: int) -> str:
+    """Whether seeds' paired Δ accuracies reproduce a paper's direction (`sign`: −1 below the
+    reference, +1 above): a mean inside one standard deviation of zero is noise; outside it,
+    the mean's sign agrees with the paper's or it does not."""
+    mean, std = statistics.fmean(deltas), statistics.stdev(deltas)
+    if abs(mean) <= std:
+        return "within noise"
+    return "reproduces" if math.copysign(1, mean) == sign else "does not reproduce"
+
+
+def paper_line(
+    folder: Path, task: str, table: Table, seeds: list[int], reference: dict[int, dict]
+) -> list[str]:
+    """Each row the paper places against the reference, with where it lands here and whether
+    that reproduces the paper; written once a row has two seeds beside the reference's."""
+    found, counts = [], {}
+    for row in table.rows:
+        if not row.paper or row.blocked:
+            continue
+        deltas = paired_deltas(seeds_of(folder, task, row.stem, seeds), reference)
+        if len(deltas) < 2:
+            continue
+        said = verdict(deltas, row.paper)
+        counts[said] = counts.get(said, 0) + 1
+        where = "below" if row.paper < 0 else "above"
+        found.append(
+            f"{row.stem.split('-', 1)[-1]} (the paper: {where}) "
+            f"{statistics.fmean(deltas):+.2f} ± {statistics.stdev(deltas):.2f}, {said}"
+        )
+    if not found:
+        return []
+    tally = ", ".join(f"{n} {said}" for said, n in sorted(counts.items()))
+    return [f"*Against the paper:* {'; '.join(found)} — {tally}.", ""]
 
 
 def paired_deltas(done: dict[int, dict], reference: dict[int, dict]) -> list[float]:
