@@ -93,7 +93,9 @@ TABLES = (
         (
             Row("tinybert-full", "the 3-layer cut of the fine-tuned teacher, no augmentation"),
             Row("tinybert-general", "from the general step (general-3L, --student-init)", paper=1),
-            Row("tinybert-transfer", "with the teacher-labelled transfer set (same steps)", paper=1),
+            Row(
+                "tinybert-transfer", "with the teacher-labelled transfer set (same steps)", paper=1
+            ),
         ),
         "tinybert-full",
     ),
