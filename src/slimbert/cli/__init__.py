@@ -83,10 +83,20 @@ def cli():
       slimbert bench --model runs/teacher --model runs/kd3 --eval dev.tsv --out runs/bench
     """
     _quiet_weight_bars()
+    click.get_current_context().call_on_close(_release_process_group)
     if int(os.environ.get("RANK", "0")) != 0:
         # under a launcher (torchrun, accelerate launch) the first process reports for all: the
         # others train and stay quiet on stdout (errors still reach stderr)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def _release_process_group() -> None:
+    """Under a launcher, tear the process group down before the interpreter exits (PyTorch's
+    documented shutdown): left to the interpreter's exit, gloo's threads can outlive what they
+    reference and abort a process that has already done its work."""
+    distributed = sys.modules.get("torch.distributed")  # never imports torch for --help
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 # transformers 5 draws a progress bar each time it loads or saves a model's weights: on the
