@@ -232,3 +232,38 @@ def test_cli_v1_distils_attention_and_values_then_refuses_other_head_counts(
     assert "--relations v1 matches each attention head's distribution" in message
     assert "teacher's 4 heads (it has 2)" in message
     assert not (tmp_path / "narrow").exists()
+
+
+@pytest.mark.parametrize(
+    ("teacher_heads", "teacher_width", "student_width", "heads"),
+    [
+        (12, 384, 384, 12),  # the teacher's count where it divides both
+        (12, 384, 256, 8),  # gcd 128: its largest divisor up to 12
+        (12, 768, 312, 12),  # gcd 24: 12 divides it
+        (12, 384, 100, 4),  # gcd 4
+        (4, 32, 24, 4),
+    ],
+)
+def test_the_default_relation_heads_divide_both_widths(
+    teacher_heads, teacher_width, student_width, heads
+):
+    from slimbert.compress.relations import default_relation_heads
+
+    got = default_relation_heads(teacher_heads, teacher_width, student_width)
+    assert got == heads
+    assert teacher_width % got == 0 and student_width % got == 0
+
+
+def test_a_student_width_the_teachers_heads_do_not_divide_trains_by_default(
+    tmp_path, sharp_teacher, sst2_files
+):
+    """An 18-wide student of the 32-wide, 4-head teacher: no --relation-heads, and the run
+    takes the largest common divisor of both widths below 4 (2) instead of refusing."""
+    train, dev = sst2_files
+    out = tmp_path / "student"
+    args = ["compress", "minilm", "--teacher", str(sharp_teacher), "--out", str(out)]
+    args += ["--train", str(train), "--eval", str(dev), "--layers", "1", "--hidden-size", "18"]
+    args += ["--heads", "3", "--ffn-size", "36", "--max-steps", "1", "--batch-size", "8"]
+    result = CliRunner().invoke(cli, [*args, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "slimbert.json").read_text())["relation"]["relation_heads"] == 2

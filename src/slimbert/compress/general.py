@@ -101,7 +101,8 @@ class GeneralConfig(ShapeSettings):
     relations: str = setting("v2", "minilm: " + RELATIONS_HELP, choices=RELATION_SETS)
     relation_heads: int | None = setting(
         None,
-        "minilm: relation heads R (default: the teacher's head count); must divide both widths.",
+        "minilm: relation heads R; must divide both widths (default: the teacher's head count, "
+        "or the largest common divisor of both widths below it when that does not divide).",
         min=1,
     )
     layer_map: str = setting(

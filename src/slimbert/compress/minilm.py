@@ -79,7 +79,8 @@ class MiniLMConfig(ShapeSettings):
     relations: str = setting("v2", RELATIONS_HELP, choices=RELATION_SETS)
     relation_heads: int | None = setting(
         None,
-        "Relation heads R (default: the teacher's head count); must divide both hidden sizes.",
+        "Relation heads R; must divide both hidden sizes (default: the teacher's head count, "
+        "or the largest common divisor of both widths below it when that does not divide).",
         min=1,
     )
     relation_epochs: float = setting(

@@ -150,7 +150,8 @@ def minilm_terms(
     the same head count, scores the model's own), and what the metadata records of them."""
     family = family_of(teacher.config)
     layer = resolve_teacher_layer(teacher_layer, family.size(teacher.config, "depth"))
-    heads = relation_heads or family.size(teacher.config, "heads")
+    widths = [family_of(m.config).size(m.config, "width") for m in (teacher, student)]
+    heads = relation_heads or default_relation_heads(family.size(teacher.config, "heads"), *widths)
     _check_relation_heads(heads, teacher, student)
     if relations == "v1":
         check_attention_scores(teacher)
@@ -169,6 +170,14 @@ def minilm_terms(
         "relation_heads": heads,
     }
     return relation_terms(layer, heads, relations), record
+
+
+def default_relation_heads(teacher_heads: int, teacher_width: int, student_width: int) -> int:
+    """R when none is given: the teacher's head count, or where it does not divide the
+    student's width (a 256-wide student of a 12-head, 384-wide teacher) the largest common
+    divisor of both widths below it (8 there), so that every searched width trains."""
+    common = math.gcd(teacher_width, student_width)
+    return max(r for r in range(1, teacher_heads + 1) if common % r == 0)
 
 
 def resolve_teacher_layer(index: int, teacher_layers: int) -> int:
