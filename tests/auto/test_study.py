@@ -108,3 +108,28 @@ def test_a_kill_mid_trial_keeps_the_time_up_to_its_last_evaluation_in_the_budget
     study = optuna.load_study(study_name=studying.STUDY_NAME, storage=storage)
     assert study.user_attrs["seconds"] == 300.0
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
+
+
+def test_a_choice_that_failed_is_tried_again_by_the_next_run_not_by_the_same(tmp_path, monkeypatch):
+    """A failure (a refused setting, a full disk) is final within its run; the next run of the
+    same command, after the cause is fixed, tries that choice once more as a new trial."""
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    attempts: list[str] = []
+
+    def fake_trial(setup, choice, folder, name, judge, on_eval=None):
+        attempts.append(choice.shape.name)
+        if choice.shape == SHAPES[1] and attempts.count(choice.shape.name) == 1:
+            return Outcome("failed", message="failed: exit 1: Error: refused")
+        return Outcome("complete", rows={"int8": {"metric": 0.9, "p99_ms": 1.0}})
+
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    first, _, _ = runner(tmp_path, "none", [], clock)
+    first.run(trials=5, budget_s=10**6)
+    assert sorted(attempts) == sorted(s.name for s in SHAPES)  # each once, the failure too
+    second, _, _ = runner(tmp_path, "none", [], clock)
+    second.run(trials=5, budget_s=10**6)
+    assert attempts[5:] == [SHAPES[1].name]  # only the failed choice, once
+    states = [t.state for t in second.search.study.trials if t.params]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5

@@ -9,7 +9,9 @@
 Resuming: `auto` run again on the same OUT finds the study. A trial it left RUNNING (the
 process was killed) is finished first, in its own folder, from its training state; finished
 trials are read, never rerun. A choice already tried is never trained again: the sampler's
-repeat is told as failed and costs no training. The wall-clock spent is kept in the study at
+repeat is told as failed and costs no training. A choice whose trial failed in an earlier run
+(a full disk, a refused setting since fixed) is tried once more, as a new trial; within one run
+a failure is final. The wall-clock spent is kept in the study at
 every evaluation and after every trial, so --budget counts every run (a kill loses at most the
 time since the last evaluation from the count).
 """
@@ -20,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -199,12 +202,23 @@ class Runner:
             self.finish(trial, frozen.number, choice_of(frozen, self.search.choices))
         return len(running)
 
-    def tried(self) -> set[str]:
+    def tried(self, since: datetime | None = None) -> set[str]:
+        """The choices not to train again: every trial's, except those that failed before
+        `since` (this run's start: an earlier run's failures are tried once more)."""
         done = self.search.study.get_trials(deepcopy=False)
+
+        def failed_earlier(t: optuna.trial.FrozenTrial) -> bool:
+            return (
+                since is not None
+                and t.state == optuna.trial.TrialState.FAIL
+                and t.datetime_complete is not None
+                and t.datetime_complete < since
+            )
+
         return {
             choice_of(t, self.search.choices).key
             for t in done
-            if t.params and t.user_attrs.get("repeat_of") is None
+            if t.params and t.user_attrs.get("repeat_of") is None and not failed_earlier(t)
         }
 
     def run(self, trials: int, budget_s: float) -> None:
@@ -221,10 +235,11 @@ class Runner:
             return used + time.monotonic() - started
 
         self.spent = spent
+        this_run = datetime.now()  # Optuna stamps trials in local time, naive
         self.resume_running()
         repeats = 0
         while spent() < budget_s and repeats < MAX_REPEATS:
-            tried = self.tried()
+            tried = self.tried(since=this_run)
             if len(tried) >= min(trials, len(self.search.choices)):
                 break
             overrun = budget_overrun(lengths, budget_s - spent())
