@@ -29,7 +29,7 @@ SST2_TEACHER=${SST2_TEACHER:-$RUNS/sst2/teacher}
 STAGES=${STAGES:-sst2-teacher mrpc:1 mrpc:2 mrpc:3 sst2}
 KINDS=${KINDS:-textcnn tree bilstm}  # students without attention, in order
 ONLY=${ONLY:-.*}                     # train only the models whose name matches (e.g. "textcnn-.*|tree-.*")
-FAST=(--batch-size 32 --lr 1e-4 --patience 2 --mixed-precision bf16 --group-by-length --no-progress)
+FAST=(--batch-size 32 --lr 1e-4 --patience 2 --mixed-precision auto --group-by-length --no-progress)
 MRPC=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128)
 SST2=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --limit 10000 --sample-seed 0 --max-length 64)
 

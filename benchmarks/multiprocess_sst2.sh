@@ -29,7 +29,7 @@ source "$(dirname "$0")/cells.sh"
 
 COMMON=(compress kd --teacher "$TEACHER" --student-base minilm-l6 --layers 3
         --train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64
-        --metric accuracy --mixed-precision bf16 --group-by-length --no-progress
+        --metric accuracy --mixed-precision auto --group-by-length --no-progress
         --epochs 2 --eval-every 500 --patience 0 --lr 1e-4 --temperature 2 --alpha 0.5 --seed 1)
 read -r -a EXTRA_FLAGS <<< "${EXTRA:-}"  # later flags win
 COMMON+=("${EXTRA_FLAGS[@]}")

@@ -19,7 +19,8 @@
 #             whole dev file, then benched beside its dynamic int8 export and the teacher on a
 #             quiet machine (report under $RESULTS/static-int8)
 #
-# Every trained row uses bf16 autocast and length-grouped batches (the CPU's fast setting), lr
+# Every trained row uses --mixed-precision auto (bf16 autocast where the CPU computes bf16:
+# every committed row; fp32 on AVX2, where bf16 is emulated) and length-grouped batches, lr
 # 1e-4, batch 32. Models live outside the checkout ($RUNS, default ~/slimbert-runs/quality-sst2);
 # each finished cell's slimbert.json and its wall-clock go to $RESULTS/cells/ at once, so the
 # figures can be committed as they come and a rerun skips every finished cell (copying the
@@ -45,7 +46,7 @@ ONLY=${ONLY:-.*}
 COPIES=${COPIES:-1}
 TEACHER=$RUNS/teacher
 DATA=(--train "$GLUE/SST-2/train.tsv" --eval "$GLUE/SST-2/dev.tsv" --max-length 64)
-FAST=(--batch-size 32 --lr 1e-4 --mixed-precision bf16 --group-by-length --no-progress
+FAST=(--batch-size 32 --lr 1e-4 --mixed-precision auto --group-by-length --no-progress
       --eval-every 500 --patience 4)
 
 run() {  # run NAME OUT command...   (skips a finished cell; records its wall-clock)

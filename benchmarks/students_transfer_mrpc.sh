@@ -34,7 +34,7 @@ SEEDS=${SEEDS:-1 2 3}
 TRANSFERS=${TRANSFERS:-c2-p0.1 c8-p0.4}
 METHODS=${METHODS:-kd tinybert}
 DATA=(--train "$GLUE/MRPC/train.tsv" --eval "$GLUE/MRPC/dev.tsv" --max-length 128)
-FAST=(--layers 3 --batch-size 32 --lr 1e-4 --mixed-precision bf16 --group-by-length
+FAST=(--layers 3 --batch-size 32 --lr 1e-4 --mixed-precision auto --group-by-length
       --metric accuracy --eval-every 230 --patience 4 --no-progress)
 mkdir -p "$RUNS" "$TRANSFER_DIR" "$RESULTS/cells"
 

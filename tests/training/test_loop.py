@@ -4,6 +4,7 @@ flagged and passed over within the tie margin), and --metric end to end."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -168,7 +169,12 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch)
     assert precision.resolve_precision("auto", cpu) == "bf16"
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     assert precision.resolve_precision("auto", cpu) == "no"
-    assert precision.resolve_precision("bf16", cpu) == "bf16"  # an explicit choice is kept
+    with pytest.warns(UserWarning, match="bf16 is emulated"):  # kept, but the user is told
+        assert precision.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision.resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(SlimbertError, match="fp16 needs a GPU"):
         precision.autocast_for("fp16", cpu)
 

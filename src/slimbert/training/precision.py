@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from pathlib import Path
 
 import torch
@@ -12,6 +13,12 @@ import torch
 from slimbert.errors import SlimbertError
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# measured: a 6 x 384 BERT training step (batch 32, 40 tokens, one thread) on an AMD EPYC with
+# AVX2 only took 24.3 s under bf16 autocast and 1.7 s in fp32
+BF16_EMULATED = (
+    "--mixed-precision bf16: this CPU has neither AVX-512 BF16 nor AMX, so bf16 is emulated and "
+    "a training step runs about 14x slower than in fp32; --mixed-precision auto picks fp32 here"
+)
 
 
 @functools.cache
@@ -27,7 +34,10 @@ def cpu_has_fast_bf16() -> bool:
 
 def resolve_precision(requested: str, device: torch.device) -> str:
     """ "auto" as the precision it means on `device`: bf16 on a GPU that supports it and on a
-    CPU with AVX-512 BF16 or AMX, fp32 ("no") elsewhere; any other value as given."""
+    CPU with AVX-512 BF16 or AMX, fp32 ("no") elsewhere; any other value as given (bf16 asked
+    of a CPU that only emulates it with a warning)."""
+    if requested == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        warnings.warn(BF16_EMULATED, stacklevel=2)
     if requested != "auto":
         return requested
     if device.type == "cuda":
