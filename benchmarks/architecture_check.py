@@ -27,6 +27,7 @@ from pathlib import Path
 FLOORS = [
     (
         "slimbert.errors",
+        "slimbert.cpu",
         "slimbert.files",
         "slimbert.settings",
         "slimbert.provenance",

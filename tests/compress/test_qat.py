@@ -25,6 +25,7 @@ from slimbert.compress.fake_quant import (
     quantize_activation,
     quantize_weight,
 )
+from slimbert.cpu import int8_weights_saturate
 from slimbert.data import Columns, read_examples
 from slimbert.export.onnx import ExportOptions, export
 from slimbert.export.optimize import OptimizeConfig
@@ -69,7 +70,7 @@ def test_gradients_pass_straight_through():
     torch.manual_seed(0)
     linear = torch.nn.Linear(3, 2)
     attach_to = torch.nn.Sequential(linear)
-    attach(attach_to, Int8Target())
+    attach(attach_to, Int8Target(reduce_range=False))  # 8-bit weights on every CPU
     x = torch.randn(4, 3, requires_grad=True)
     attach_to(x).sum().backward()
     assert linear.weight.grad is not None and x.grad is not None
@@ -211,10 +212,15 @@ def test_qat_lowers_the_int8_models_distance_to_fp32(outlier_case):
     assert meta["method"] == "qat" and meta["parent"]["path"] == str(case["student"])
     assert meta["int8"]["linears"] == 14 and meta["train_config"]["lr"] == 1e-5
     assert meta["train_config"]["mixed_precision"] == "no"
-    # the soft term alone (alpha 1); pinned with seed 0 on this case
+    # trained for the int8 graph this CPU's export writes: 7-bit weights where 8-bit saturate
+    reduce_range = meta["method_config"]["reduce_range"]
+    assert reduce_range == int8_weights_saturate()
+    # the soft term alone (alpha 1); pinned with seed 0 on this case, for each weight range
     first = meta["first_losses"]
     assert [r["loss"] for r in first[:3]] == pytest.approx([r["soft"] for r in first[:3]])
-    assert [round(r["loss"], 4) for r in first[:3]] == pytest.approx(PINNED, abs=2e-4)
+    assert [round(r["loss"], 4) for r in first[:3]] == pytest.approx(
+        PINNED[reduce_range], abs=2e-4
+    )
     dynamic = int8_distance(case, case["student"], root / "dynamic-int8")
     tuned = int8_distance(case, root / "qat", root / "qat-int8")
     assert tuned < 0.95 * dynamic, (tuned, dynamic)
@@ -228,7 +234,8 @@ def test_qat_lowers_the_int8_models_distance_to_fp32(outlier_case):
     assert tuned_gate["max_abs_diff"] < 1e-3 and tuned_gate["label_agreement"] == 100.0
 
 
-PINNED = [0.0029, 0.0017, 0.0022]
+# first losses with 8-bit weights (measured on a Xeon with AMX) and 7-bit (an AVX2-only EPYC)
+PINNED = {False: [0.0029, 0.0017, 0.0022], True: [0.0009, 0.0004, 0.0020]}
 
 
 @pytest.mark.parametrize(

@@ -25,10 +25,12 @@ model whose weights were trained to be rounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from slimbert.cpu import int8_weights_saturate
 
 # int8 weights, symmetric: ONNX Runtime's ranges for QInt8 (quant_utils: symmetric, reduced)
 FULL_RANGE = 127
@@ -42,11 +44,12 @@ class Int8Target:
     """The int8 graph the weights are trained for; each field is the export flag of that name.
 
     per_channel:  one weight scale per output row (export --per-channel, the default)
-    reduce_range: 7-bit weights (export --reduce-range)
+    reduce_range: 7-bit weights (export --reduce-range; by default, as export's, on a CPU
+                  without VNNI)
     """
 
     per_channel: bool = True
-    reduce_range: bool = False
+    reduce_range: bool = field(default_factory=int8_weights_saturate)
 
 
 def quantize_activation(x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from slimbert.batches import evaluator
 from slimbert.compress.fake_quant import Int8Target, attach, detach
 from slimbert.compress.method import Job, Method, open_job, student_record
 from slimbert.compress.start import retokenized
+from slimbert.cpu import int8_weights_saturate
 from slimbert.errors import SlimbertError
 from slimbert.hub import weights_sha256
 from slimbert.models import (
@@ -78,7 +79,10 @@ class QATConfig:
         flag="--per-channel/--per-tensor",
     )
     reduce_range: bool = setting(
-        False, "Train for the export's --reduce-range (7-bit weights).", secondary=False
+        help="Train for the export's --reduce-range (7-bit weights) or --full-range (8-bit); "
+        "default, as export's: 7-bit on an x86 CPU without VNNI, 8-bit elsewhere.",
+        factory=int8_weights_saturate,
+        flag="--reduce-range/--full-range",
     )
     simulate_int8: bool = setting(
         True,

@@ -26,11 +26,12 @@ import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from slimbert.cpu import int8_weights_saturate
 from slimbert.errors import SlimbertError
 
 # onnx and onnxruntime's tools load inside the functions that run them: the configs below are
@@ -64,13 +65,15 @@ class DynamicQuantConfig:
                   per-tensor scales cost 1.3 F1 points (96.6 % label agreement), per-channel
                   0.2 (99.0 %), at the same speed
     reduce_range: 7-bit weights, for CPUs without VNNI where u8×s8 products can saturate
+                  (default: on where this CPU is one of them, cpu.int8_weights_saturate, so
+                  that the parity gate measures what this machine will serve)
     op_types:     ops to quantize; MatMul and the fused Attention carry almost all the time.
                   Add "Gather"/"EmbedLayerNormalization" to also shrink the embedding table.
     weight_type:  int8 or uint8
     """
 
     per_channel: bool = True
-    reduce_range: bool = False
+    reduce_range: bool = field(default_factory=int8_weights_saturate)
     op_types: tuple[str, ...] = ("MatMul", "Attention")
     weight_type: str = "int8"
 
@@ -106,7 +109,7 @@ class StaticQuantConfig:
     batch_size:    calibration batch size (each batch padded to its own longest example)
     percentile:    the share of values percentile calibration keeps inside the range
     per_channel:   one scale per output column of each weight (per-tensor: −0.7 F1 more)
-    reduce_range:  7-bit weights (CPUs without VNNI)
+    reduce_range:  7-bit weights (default: on a CPU without VNNI, as for dynamic int8)
     op_types:      ops to quantize. QDQ has no Attention kernel: a fused Attention would keep its
                    Q/K/V GEMM in float (8.2 against 6.3 ms), so the pipeline does not fuse
                    attention before static quantization
@@ -120,7 +123,7 @@ class StaticQuantConfig:
     batch_size: int = 8
     percentile: float = 99.999
     per_channel: bool = True
-    reduce_range: bool = False
+    reduce_range: bool = field(default_factory=int8_weights_saturate)
     op_types: tuple[str, ...] = ("MatMul",)
     symmetric_activations: bool = False
     seed: int = 0

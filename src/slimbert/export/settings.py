@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from slimbert.cpu import int8_weights_saturate
 from slimbert.export.onnx import PRECISIONS, ExportOptions
 from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import CALIBRATION_METHODS, DynamicQuantConfig, StaticQuantConfig
@@ -62,9 +63,12 @@ class ExportSettings:
         flag="--per-channel/--per-tensor",
     )
     reduce_range: bool = setting(
-        DynamicQuantConfig.reduce_range,
-        "int8: 7-bit weights, for CPUs without AVX-512 VNNI.",
-        secondary=False,
+        help="int8: 7-bit weights (--reduce-range) or 8-bit (--full-range). Default: 7-bit on "
+        "an x86 CPU without VNNI (AVX2 only), where ONNX Runtime's u8 x s8 product can saturate "
+        "with 8-bit weights; 8-bit elsewhere. The parity gate measures this machine: export on "
+        "the CPU type that serves, or give --reduce-range for a graph that holds on every x86.",
+        factory=int8_weights_saturate,
+        flag="--reduce-range/--full-range",
     )
     quantize_ops: str | None = setting(
         None,
