@@ -39,4 +39,3 @@ def test_int8_weights_saturate_where_vpmaddubsw_runs_the_product(
     assert QATConfig().target().reduce_range is saturates
     # an explicit choice is kept
     assert DynamicQuantConfig(reduce_range=not saturates).reduce_range is not saturates
-

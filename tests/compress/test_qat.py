@@ -218,9 +218,7 @@ def test_qat_lowers_the_int8_models_distance_to_fp32(outlier_case):
     # the soft term alone (alpha 1); pinned with seed 0 on this case, for each weight range
     first = meta["first_losses"]
     assert [r["loss"] for r in first[:3]] == pytest.approx([r["soft"] for r in first[:3]])
-    assert [round(r["loss"], 4) for r in first[:3]] == pytest.approx(
-        PINNED[reduce_range], abs=2e-4
-    )
+    assert [round(r["loss"], 4) for r in first[:3]] == pytest.approx(PINNED[reduce_range], abs=2e-4)
     dynamic = int8_distance(case, case["student"], root / "dynamic-int8")
     tuned = int8_distance(case, root / "qat", root / "qat-int8")
     assert tuned < 0.95 * dynamic, (tuned, dynamic)
