@@ -281,6 +281,43 @@ def test_a_study_picks_the_fastest_student_within_the_drop(reference):
     )
 
 
+def test_the_verdict_reads_one_alternating_timing_of_every_student(
+    reference, tiny_teacher, sst2_files, tmp_path
+):
+    """Each trial is timed as it finishes; the verdict compares figures from one run at the
+    end. Here the machine is busy for 1x32's int8 graph in that run (3x slower, over the SLO):
+    the fastest student within the drop that meets it is then 1x32 in fp32."""
+    out = tmp_path / "auto"
+    shutil.copytree(reference, out)
+    rounds: list[str] = []
+
+    def busy_for_one(self, target) -> Row:
+        row = fixed_latency(self, target)
+        rounds.append(target.name)
+        if target.name.endswith("kd/1x32") and target.precision == "int8":
+            ms = row.p99_ms * 3
+            row = replace(row, avg_ms=ms, p50_ms=ms, p90_ms=ms, p99_ms=ms)
+        return row
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(probing, "probe_shape", fake_probe([]))
+        patch.setattr(Timing, "time", busy_for_one)
+        result = invoke(*base_args(tiny_teacher, sst2_files, out, *STUDY))
+    assert result.exit_code == 0, result.output
+    # nothing trained again; the teacher and the 4 timed students (one round: --repeats 1)
+    assert all(len(trials.launches(f)) == 1 for f in trial_folders(out).values())
+    assert len(rounds) == 5 and rounds[0] == "teacher"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["retimed"] is True
+    assert summary["row"]["model"].endswith("kd/1x32") and summary["row"]["precision"] == "fp32"
+    assert "p99 1.00 ms ≤ 1.5 ms" in summary["verdict"]
+    table = (out / "trials.md").read_text()
+    assert "timed again in one alternating run before the verdict (1 round(s)" in table
+    # each trial's own timing as it finished is kept
+    own = trials.read_outcome(trial_folders(out)["kd/1x32"]).rows["int8"]
+    assert own["p99_ms"] == pytest.approx(0.6)
+
+
 def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     reference, tiny_teacher, sst2_files, tmp_path, monkeypatch
 ):

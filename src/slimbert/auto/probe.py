@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from slimbert.bench.config import BenchConfig
 from slimbert.bench.decide import Slo
 from slimbert.bench.report import Row
 from slimbert.bench.targets import Target
-from slimbert.bench.timing import Job, measure
+from slimbert.bench.timing import Job, measure, merge_passes
 from slimbert.compress.students import StudentShape, build_student, pick_layers
 from slimbert.data import Columns, read_examples
 from slimbert.export.onnx import ExportOptions, export
@@ -97,6 +97,17 @@ class Timing:
         threads = config.threads_to_sweep()[0]
         job = Job(target, self.batch, None, threads)
         return Row(**measure(job, self.eval_path, self.columns, config, None))
+
+    def time_alternating(self, targets: list[Target]) -> list[Row]:
+        """Every target timed in one run, in rounds (the benchmark protocol): each round times
+        one pass of every target in turn, so that what the machine does meanwhile reaches them
+        all alike; a row's figures are the medians over its rounds."""
+        one = replace(self, repeats=1)
+        passes: list[list[dict]] = [[] for _ in targets]
+        for _ in range(self.repeats):
+            for target, done in zip(targets, passes, strict=True):
+                done.append(asdict(one.time(target)))
+        return [Row(**merge_passes(done)) for done in passes]
 
 
 def onnx_target(name: str, folder: Path, method: str, precision: str) -> Target:

@@ -10,14 +10,20 @@ came closest.
                          slimbert.json, manifest.json with its parity figures; ready for
                          `slimbert serve --model OUT/winner`
     OUT/summary.json     the verdict, the winner's row, the wall-clock used
+
+Each trial was timed as it finished, beside whatever the machine did then; before the verdict
+the teacher and every timed student are timed once more in one alternating run, so that the
+figures the verdict compares come from one measurement (each trial's own stays in its
+result.json).
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from slimbert.auto.probe import Timing, onnx_target, teacher_target
 from slimbert.auto.qat import export_folder
 from slimbert.auto.trial import read_choice, read_outcome
 from slimbert.bench.decide import Slo, recommend, relate_to_teacher
@@ -156,12 +162,39 @@ def copy_winner(out: Path, row: Row) -> Path:
     return out / WINNER_DIR
 
 
+def retime(
+    out: Path, trials: list[Finished], teacher_dir: Path, timing: Timing
+) -> tuple[list[Finished], Row]:
+    """The teacher and every timed student of `trials` timed again in one alternating run;
+    the trials with their rows replaced, and the teacher's row."""
+    targets = [teacher_target(teacher_dir)]
+    for trial in trials:
+        for row in trial.rows:
+            folder = out / "trials" / str(trial.number) / export_folder(row.method, row.precision)
+            targets.append(onnx_target(row.model, folder, row.method, row.precision))
+    rows = iter(timing.time_alternating(targets))
+    teacher = next(rows)
+    retimed = [replace(trial, rows=[next(rows) for _ in trial.rows]) for trial in trials]
+    return retimed, teacher
+
+
 def finish(
-    out: Path, teacher: Row, slo: Slo, max_drop: float, seconds: float, stopped: str | None = None
+    out: Path,
+    teacher: Row,
+    slo: Slo,
+    max_drop: float,
+    seconds: float,
+    stopped: str | None = None,
+    retime_with: tuple[Path, Timing] | None = None,
 ) -> str:
     """Write trials.md, the bench report and OUT/winner; return the one-line verdict.
-    `stopped`: why the search ended before its trials ran out (the budget), if it did."""
+    `stopped`: why the search ended before its trials ran out (the budget), if it did;
+    `retime_with` (the teacher's folder, how trials are timed): time the teacher and every
+    timed student again in one alternating run first, and judge on those figures."""
     trials = read_trials(out)
+    retimed = retime_with is not None and any(trial.rows for trial in trials)
+    if retimed:
+        trials, teacher = retime(out, trials, *retime_with)
     rows = [teacher, *(row for trial in trials for row in trial.rows)]
     relate_to_teacher(rows)
     students = rows[1:]
@@ -184,6 +217,12 @@ def finish(
     write_report(report, out / "report")
     table = trial_table(trials, teacher, slo)
     note = f"Search {stopped}.\n\n" if stopped else ""
+    if retimed:
+        note += (
+            "Latencies: the teacher and every timed student, timed again in one alternating "
+            f"run before the verdict ({retime_with[1].repeats} round(s); each trial's timing "
+            "as it finished is in trials/<n>/result.json).\n\n"
+        )
     write_text_atomic(out / "trials.md", f"# slimbert auto\n\n{line}\n\n{note}{table.markdown()}")
     write_json_atomic(
         out / "summary.json",
@@ -193,6 +232,7 @@ def finish(
             "row": asdict(chosen) if chosen else None,
             "seconds": seconds,
             "stopped": stopped,
+            "retimed": retimed,
             "trials": {t.name: t.state for t in trials},
         },
     )
