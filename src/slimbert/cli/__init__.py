@@ -94,6 +94,13 @@ def _release_process_group() -> None:
     """Under a launcher, tear the process group down before the interpreter exits (PyTorch's
     documented shutdown): left to the interpreter's exit, gloo's threads can outlive what they
     reference and abort a process that has already done its work."""
+    error = sys.exc_info()[1]
+    if error is not None and not (isinstance(error, click.exceptions.Exit) and not error.exit_code):
+        # a command that failed (an error, a stop) leaves the group to its process's exit: a
+        # peer may be waiting inside a collective with this process, and destroying the group
+        # under it hangs both (the peer then fails when this process is gone, and the
+        # launcher stops the rest)
+        return
     distributed = sys.modules.get("torch.distributed")  # never imports torch for --help
     if distributed is not None and distributed.is_available() and distributed.is_initialized():
         distributed.destroy_process_group()
