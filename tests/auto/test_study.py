@@ -80,6 +80,29 @@ def test_no_trial_starts_that_the_budget_left_cannot_hold(tmp_path, monkeypatch)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
+def test_a_draw_of_a_choice_already_tried_gives_way_to_an_untried_one(tmp_path, monkeypatch):
+    """TPE keeps drawing the choice it rates best; each such draw hands the next ask to an
+    untried choice, so every choice trains and the search does not end on repeated draws."""
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    run, fake_trial, ran = runner(tmp_path, "none", [[0.9]] * 5, clock)
+    search = run.search
+    search.exhaustive = False  # as TPE: nothing is queued before an ask
+    study, ask, first = search.study, search.study.ask, CHOICES[2]
+
+    def draws_the_same(*args, **kwargs):  # an ask with nothing queued draws `first`
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            study.enqueue_trial(search.params(first))
+        return ask(*args, **kwargs)
+
+    monkeypatch.setattr(study, "ask", draws_the_same)
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    run.run(trials=5, budget_s=10**6)
+    assert sorted(name for name, _ in ran) == sorted(s.name for s in SHAPES)
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert len(repeats) == 4  # one draw of the tried choice before each of the other four
+
+
 @pytest.mark.parametrize(
     ("lengths", "left", "stops"),
     [([], 1.0, False), ([600.0], 600.0, False), ([300.0, 900.0], 599.0, True)],

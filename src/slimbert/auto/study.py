@@ -55,8 +55,9 @@ class Search:
         return params
 
     def queue(self, tried: set[str]) -> None:
-        """Exhaustive search: the first untried choice in an order fixed by the seed (the same
-        after a resume), enqueued for the next `ask`."""
+        """The first untried choice in an order fixed by the seed (the same after a resume),
+        enqueued for the next `ask`: every ask of an exhaustive search, and the ask after TPE
+        drew a choice already tried."""
         order = sorted(self.choices, key=lambda c: c.key)
         random.Random(self.seed).shuffle(order)
         untried = [c for c in order if c.key not in tried]
@@ -251,9 +252,12 @@ class Runner:
             trial = study.ask()
             choice = self.search.suggest(trial)
             if choice.key in tried:
+                # TPE draws again what it rates best, often a choice trained already: the next
+                # ask takes an untried one instead, so the budget goes to new choices
                 repeats += 1
                 trial.set_user_attr("repeat_of", choice.key)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self.search.queue(tried)
                 continue
             repeats = 0
             began = time.monotonic()
