@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from slimbert.cpu import cpu_flags
+
 # the CPU flags that decide which matmul kernels run (AVX-512 VNNI and AMX for int8, ...)
 CPU_FLAGS = {
     "avx2",
@@ -41,17 +43,15 @@ THREAD_VARIABLES = (
 
 def _cpu() -> tuple[str, set[str]]:
     """The CPU's model name and its flags from /proc/cpuinfo (x86 `flags`, ARM `Features`)."""
-    cpu_model, flags = platform.processor() or "unknown", set()
+    cpu_model = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and cpu_model in ("unknown", "", platform.machine()):
                 cpu_model = line.split(":", 1)[1].strip()
-            if line.startswith(("flags", "Features")):
-                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
-    return cpu_model, flags
+    return cpu_model, set(cpu_flags())
 
 
 def _memory_gb() -> float | None:

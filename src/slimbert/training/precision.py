@@ -4,12 +4,11 @@ the autocast context the loop wraps each step in."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import warnings
-from pathlib import Path
 
 import torch
 
+from slimbert.cpu import cpu_flags
 from slimbert.errors import SlimbertError
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -21,15 +20,10 @@ BF16_EMULATED = (
 )
 
 
-@functools.cache
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX): where bf16 autocast
-    trains faster instead of slower. Read from /proc/cpuinfo; False where it cannot be read."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    trains faster instead of slower. False where its flags cannot be read."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
