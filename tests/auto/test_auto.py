@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from slimbert.auto import probe as probing
+from slimbert.auto import run as running
 from slimbert.auto import study as studying
 from slimbert.auto import trial as trials
 from slimbert.auto.probe import Probe, Timing
@@ -110,6 +111,8 @@ def test_bad_input_is_one_line(tiny_teacher, sst2_files, tmp_path):
         (["--slo", "fast"], "write a statistic, <= and a time"),
         (["--slo", "p99<=2ms", "--budget", "4 hours"], "--budget '4 hours'"),
         (["--slo", "p99<=2ms", "--widths", "64"], "wider than the teacher (32)"),
+        (["--slo", "p99<=2ms", "--report-only"], "no search to report (no study.db)"),
+        (["--slo", "p99<=2ms", "--report-only", "--dry-run"], "give one"),
     ]
     for extra, message in cases:
         result = invoke(*base_args(tiny_teacher, sst2_files, tmp_path / "out", *extra))
@@ -230,11 +233,11 @@ STUDY = (
 )  # fmt: skip
 
 
-def run_study(teacher, files, out: Path) -> object:
+def run_study(teacher, files, out: Path, *extra) -> object:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(probing, "probe_shape", fake_probe([]))
         patch.setattr(Timing, "time", fixed_latency)
-        return invoke(*base_args(teacher, files, out, *STUDY))
+        return invoke(*base_args(teacher, files, out, *STUDY, *extra))
 
 
 def trial_folders(out: Path) -> dict[str, Path]:
@@ -318,6 +321,39 @@ def test_the_verdict_reads_one_alternating_timing_of_every_student(
     assert own["p99_ms"] == pytest.approx(0.6)
 
 
+def test_the_drop_is_held_to_the_teachers_metric_on_the_rows_students_are_scored_on(
+    reference, tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    """The probes time the teacher on --probe-requests rows (8 here); the trials are scored on
+    every eval row (24), and so is the teacher whose metric decides qat's rescue."""
+    probed = json.loads((reference / "probe.json").read_text())["teacher"]
+    scored = json.loads((reference / "teacher.json").read_text())["row"]
+    assert probed["requests"] == 8 and scored["requests"] == 24
+    outcome = trials.read_outcome(trial_folders(reference)["kd/1x32"])
+    assert outcome.rows["int8"]["requests"] == scored["requests"]
+    out = tmp_path / "auto"
+    shutil.copytree(reference, out)
+    given: list[float] = []
+    rescue = running.qat_rescue
+
+    def spy(inputs, teacher_metric, timing):
+        given.append(teacher_metric)
+        return rescue(inputs, teacher_metric, timing)
+
+    monkeypatch.setattr(running, "qat_rescue", spy)
+    # the cached score is what the rescue reads (a figure no scoring gives, to tell them apart)
+    cached = json.loads((out / "teacher.json").read_text())
+    cached["row"]["metric"] = 12.5
+    (out / "teacher.json").write_text(json.dumps(cached))
+    assert run_study(tiny_teacher, sst2_files, out).exit_code == 0
+    # without the cache, the teacher is scored again on the 24 rows
+    (out / "teacher.json").unlink()
+    assert run_study(tiny_teacher, sst2_files, out).exit_code == 0
+    assert given == [12.5, scored["metric"]]
+    again = json.loads((out / "teacher.json").read_text())["row"]
+    assert again["requests"] == 24 and again["metric"] == scored["metric"]
+
+
 def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     reference, tiny_teacher, sst2_files, tmp_path, monkeypatch
 ):
@@ -342,6 +378,21 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     assert killed.exit_code == 130
     assert len(list((out / "trials").iterdir())) == 2
     monkeypatch.setattr(studying.Runner, "judge", judge)
+
+    # what the search has so far, reported without training: the stopped trial is left as it is
+    launched = {f.name: trials.launches(f) for f in (out / "trials").iterdir()}
+    reported = run_study(tiny_teacher, sst2_files, out, "--report-only")
+    assert reported.exit_code == 0, reported.output
+    assert {f.name: trials.launches(f) for f in (out / "trials").iterdir()} == launched
+    done = [k for k, f in trial_folders(out).items() if trials.read_outcome(f) is not None]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"].startswith("reported before its end, at ")
+    assert "with 1 of 2 choices tried; trial 1 (" in summary["stopped"]
+    assert "was stopped while it trained and resumes when the search does" in summary["stopped"]
+    assert len(done) == 1 and summary["row"]["model"].endswith(done[0])
+    assert summary["retimed"] is True and summary["verdict"].startswith("Ship ")
+    assert "Search reported before its end" in (out / "trials.md").read_text()
+
     resumed = run_study(tiny_teacher, sst2_files, out)
     assert resumed.exit_code == 0, resumed.output
 
@@ -376,6 +427,7 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
             p: r["metric"] for p, r in theirs.rows.items()
         }
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] is None
     expected = json.loads((reference / "summary.json").read_text())
     # trial numbers may differ (the resumed sampler is reseeded); the choice and precision not
     assert summary["row"]["model"].split()[1] == expected["row"]["model"].split()[1]

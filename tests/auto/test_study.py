@@ -9,7 +9,7 @@ import pytest
 
 from slimbert.auto import study as studying
 from slimbert.auto.space import Choice, Shape
-from slimbert.auto.study import Runner, Search, budget_overrun, open_study
+from slimbert.auto.study import Runner, Search, budget_overrun, open_study, progress
 from slimbert.auto.trial import Outcome
 
 SHAPES = [Shape(layers, 64, 4, 256) for layers in (1, 2, 3, 4, 5)]
@@ -101,6 +101,57 @@ def test_a_draw_of_a_choice_already_tried_gives_way_to_an_untried_one(tmp_path, 
     assert sorted(name for name, _ in ran) == sorted(s.name for s in SHAPES)
     repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
     assert len(repeats) == 4  # one draw of the tried choice before each of the other four
+
+
+def test_a_search_that_spends_its_budget_says_what_it_left_untried(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    run, fake_trial, ran = runner(tmp_path, "none", [[0.9]] * 5, clock, minutes=10)
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    run.run(trials=5, budget_s=10 * 60)  # the first trial spends it all
+    assert len(ran) == 1
+    assert run.search.study.user_attrs["stopped"] == (
+        "stopped at --budget (10m spent) with 4 of 5 choices untried"
+    )
+    # every choice tried within the budget: nothing to say
+    (tmp_path / "again").mkdir()
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    again, fake_trial, ran = runner(tmp_path / "again", "none", [[0.9]] * 5, clock, minutes=1)
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    again.run(trials=5, budget_s=10 * 60)
+    assert len(ran) == 5 and again.search.study.user_attrs["stopped"] is None
+
+
+def test_progress_names_the_time_spent_the_choices_tried_and_the_trial_a_kill_stopped(
+    tmp_path, monkeypatch
+):
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    run, fake_trial, ran = runner(tmp_path, "none", [[0.9]] * 5, clock, minutes=10)
+
+    def killed_third(setup, choice, folder, name, judge, on_eval=None):
+        if len(ran) < 2:
+            return fake_trial(setup, choice, folder, name, judge)
+        judge(0, 0.9)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(studying, "run_trial", killed_third)
+    with pytest.raises(KeyboardInterrupt):
+        run.run(trials=5, budget_s=4 * 3600)
+    study = run.search.study
+    (stopped,) = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    key = studying.choice_of(stopped, CHOICES).key
+    assert progress(study, CHOICES, 5, 4 * 3600) == (
+        "reported before its end, at 20m of its 4h 00m budget, with 2 of 5 choices tried; "
+        f"trial {stopped.number} ({key}) was stopped while it trained and resumes when the "
+        "search does"
+    )
+    # resumed to its end: the search ended, nothing to report but its own reason (none)
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    ran.clear()
+    run.run(trials=5, budget_s=4 * 3600)
+    assert len(ran) == 3 and progress(study, CHOICES, 5, 4 * 3600) is None
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,8 @@ class Plan:
         lines = [
             f"SLO {self.slo} at batch {self.batch} on {self.provider}; teacher (PyTorch fp32): "
             f"{statistic} {self.teacher.latency(statistic):.2f} ms, "
-            f"{self.teacher.metric_name} {self.teacher.metric:.2f}",
+            f"{self.teacher.metric_name} {self.teacher.metric:.2f} on the probes' "
+            f"{self.teacher.requests} request{'s' if self.teacher.requests != 1 else ''}",
             "",
             f"{'shape':<{width}}"
             + "".join(f"{p + ' ' + statistic:>13}" for p in shown)

@@ -18,7 +18,7 @@ from pathlib import Path
 from slimbert import settings as settings_module
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
-from slimbert.auto.probe import Timing, probe_all
+from slimbert.auto.probe import Timing, probe_all, score_teacher
 from slimbert.auto.qat import QatRescue
 from slimbert.auto.report import finish
 from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
@@ -32,7 +32,7 @@ from slimbert.auto.space import (
     teacher_shape,
     trains,
 )
-from slimbert.auto.study import Runner, Search, open_study
+from slimbert.auto.study import Runner, Search, open_study, progress
 from slimbert.auto.trial import TrialSetup
 from slimbert.batches import DataSpec
 from slimbert.compress.aligned import misaligned_row
@@ -256,9 +256,9 @@ def fingerprint(inputs: Inputs, plan: Plan, setup: TrialSetup) -> dict:
     }
 
 
-def qat_rescue(inputs: Inputs, plan: Plan, timing: Timing) -> QatRescue | None:
+def qat_rescue(inputs: Inputs, teacher_metric: float, timing: Timing) -> QatRescue | None:
     """How a trial whose int8 export alone loses too much is tuned for int8 (CPU, where int8
-    is exported; --qat-steps 0: never)."""
+    is exported; --qat-steps 0: never); `teacher_metric` on the rows trials are scored on."""
     s = inputs.settings
     if s.qat_steps == 0 or inputs.provider != "cpu":
         return None
@@ -268,7 +268,7 @@ def qat_rescue(inputs: Inputs, plan: Plan, timing: Timing) -> QatRescue | None:
         tuple(setting_flags(inputs.train, TRIAL_TRAIN_FLAGS)),
         timing,
         s.optimize,
-        plan.teacher.metric,
+        teacher_metric,
         s.max_drop,
         s.qat_steps,
     )
@@ -289,6 +289,12 @@ def search(inputs: Inputs, say=print) -> str:
 
 def _search_locked(inputs: Inputs, say) -> str:
     s, out = inputs.settings, inputs.out
+    if s.dry_run and s.report_only:
+        raise SlimbertError("--dry-run and --report-only: give one (the plan, or the report)")
+    if s.report_only and not (out / "study.db").is_file():
+        raise SlimbertError(
+            f"--out {out}: no search to report (no study.db); run without --report-only first"
+        )
     plan, timing = plan_search(inputs, say)
     for line in plan.lines():
         say(line)
@@ -302,6 +308,7 @@ def _search_locked(inputs: Inputs, say) -> str:
             f"({precision}), takes {ms:.2f} ms; relax the SLO or give smaller --depths/"
             "--widths."
         )
+    teacher = score_teacher(inputs.teacher, timing, out, s.optimize, say)
     setup = TrialSetup(
         inputs.teacher,
         tuple(data_flags(inputs.data)),
@@ -312,7 +319,7 @@ def _search_locked(inputs: Inputs, say) -> str:
         timing,
         s.optimize,
         plan.teacher.metric_name,
-        qat_rescue(inputs, plan, timing),
+        qat_rescue(inputs, teacher.metric, timing),
     )
     study = open_study(
         out, fingerprint(inputs, plan, setup), s.sampler, s.pruner, inputs.train.seed
@@ -325,15 +332,16 @@ def _search_locked(inputs: Inputs, say) -> str:
         inputs.train.seed,
         exhaustive=s.sampler == "exhaustive",
     )
-    width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
-    board = Board(plan.teacher.metric_name, plan.slo.statistic, shape_width=width)
-    say("")
-    Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
-    say("")
-    stopped = study.user_attrs.get("stopped")
+    if s.report_only:
+        stopped = progress(study, plan.choices, plan.trials, s.seconds())
+    else:
+        width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
+        board = Board(teacher.metric_name, plan.slo.statistic, shape_width=width)
+        say("")
+        Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
+        say("")
+        stopped = study.user_attrs.get("stopped")
     if stopped:
         say(f"Search {stopped}.")
     seconds = study.user_attrs.get("seconds", 0.0)
-    return finish(
-        out, plan.teacher, plan.slo, s.max_drop, seconds, stopped, (inputs.teacher, timing)
-    )
+    return finish(out, teacher, plan.slo, s.max_drop, seconds, stopped, (inputs.teacher, timing))

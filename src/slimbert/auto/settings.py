@@ -136,6 +136,13 @@ class AutoSettings:
         "time); train nothing.",
         secondary=False,
     )
+    report_only: bool = setting(
+        False,
+        "Write the report of the trials finished so far (trials.md, report/, winner/ and the "
+        "verdict, after timing them again) and train nothing: the results of a search stopped "
+        "before its end. The same command without it resumes the search.",
+        secondary=False,
+    )
 
     def objective(self) -> tuple[Slo, int]:
         return parse_slo(self.slo)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import optuna
 
+from slimbert.auto.plan import duration
 from slimbert.auto.space import Choice, Shape
 from slimbert.auto.trial import Outcome, TrialSetup, read_outcome, run_trial, trial_dir
 from slimbert.errors import SlimbertError
@@ -216,11 +217,8 @@ class Runner:
                 and t.datetime_complete < since
             )
 
-        return {
-            choice_of(t, self.search.choices).key
-            for t in done
-            if t.params and t.user_attrs.get("repeat_of") is None and not failed_earlier(t)
-        }
+        kept = [t for t in done if not failed_earlier(t)]
+        return tried_choices(kept, self.search.choices)
 
     def run(self, trials: int, budget_s: float) -> None:
         """Trials until `trials` have been trained, the choices run out or the budget is spent.
@@ -265,7 +263,58 @@ class Runner:
             lengths.append(time.monotonic() - began)
             study.set_user_attr("trial_seconds", lengths)
             self.keep_spent()
+        if study.user_attrs.get("stopped") is None and spent() >= budget_s:
+            untried = min(trials, len(self.search.choices)) - len(self.tried())
+            if untried > 0:
+                study.set_user_attr(
+                    "stopped",
+                    f"stopped at --budget ({duration(budget_s)} spent) with {untried} of "
+                    f"{len(self.search.choices)} choices untried",
+                )
         self.keep_spent()
+
+
+def tried_choices(trials: list[optuna.trial.FrozenTrial], choices: list[Choice]) -> set[str]:
+    """The keys of the choices `trials` trained or began to (a sampler's repeat of a tried
+    choice is not one)."""
+    return {
+        choice_of(t, choices).key
+        for t in trials
+        if t.params and t.user_attrs.get("repeat_of") is None
+    }
+
+
+def progress(
+    study: optuna.Study, choices: list[Choice], trials: int, budget_s: float
+) -> str | None:
+    """Where a search stopped before its end stands, in the words of a `stopped` reason: its
+    time against --budget, the choices it finished, the trial a kill interrupted; None when it
+    ended (its `trials` trained, or the reason it stopped early kept in the study)."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    done = study.get_trials(
+        deepcopy=False,
+        states=(
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.FAIL,
+        ),
+    )
+    finished = tried_choices(done, choices)
+    if not running and (
+        study.user_attrs.get("stopped") or len(finished) >= min(trials, len(choices))
+    ):
+        return study.user_attrs.get("stopped")
+    seconds = study.user_attrs.get("seconds", 0.0)
+    text = (
+        f"reported before its end, at {duration(seconds)} of its {duration(budget_s)} budget, "
+        f"with {len(finished)} of {len(choices)} choices tried"
+    )
+    for trial in running:
+        text += (
+            f"; trial {trial.number} ({choice_of(trial, choices).key}) was stopped while it "
+            "trained and resumes when the search does"
+        )
+    return text
 
 
 def budget_overrun(lengths: list[float], left_s: float) -> str | None:
