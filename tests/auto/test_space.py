@@ -68,7 +68,7 @@ def test_each_kind_of_shape_draws_its_method_from_a_parameter_of_its_own(compact
     ]  # fmt: skip
     found = choices(["kd", "minilm"], shapes, transfer=False)
     study = open_study(tmp_path, {"test": 1}, "exhaustive", "none", seed=0)
-    search = Search(study, found, "p99", 10.0, seed=0, exhaustive=True)
+    search = Search(study, found, "p99", 10.0, exhaustive=True)
     for choice in found:  # every choice goes through Optuna and back
         search.study.enqueue_trial(search.params(choice))
         trial = search.study.ask()

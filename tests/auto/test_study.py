@@ -9,7 +9,14 @@ import pytest
 
 from slimbert.auto import study as studying
 from slimbert.auto.space import Choice, Shape
-from slimbert.auto.study import Runner, Search, budget_overrun, open_study, progress
+from slimbert.auto.study import (
+    Runner,
+    Search,
+    budget_overrun,
+    open_study,
+    progress,
+    promise,
+)
 from slimbert.auto.trial import Outcome
 
 SHAPES = [Shape(layers, 64, 4, 256) for layers in (1, 2, 3, 4, 5)]
@@ -28,7 +35,7 @@ def runner(tmp_path, pruner: str, curves: list[list[float]], clock: Clock, minut
     """A Runner over CHOICES whose n-th trial reports `curves[n]` one evaluation at a time and
     takes `minutes` on `clock`; the trials it ran are listed in `ran` (shape, state)."""
     study = open_study(tmp_path, {"test": 1}, "exhaustive", pruner, seed=0)
-    search = Search(study, CHOICES, "p99", 10.0, seed=0, exhaustive=True)
+    search = Search(study, CHOICES, "p99", 10.0, exhaustive=True)
     ran: list[tuple[int, str]] = []
 
     def fake_trial(setup, choice, folder, name, judge, on_eval=None):
@@ -87,7 +94,8 @@ def test_a_draw_of_a_choice_already_tried_gives_way_to_an_untried_one(tmp_path, 
     monkeypatch.setattr(studying, "time", clock)
     run, fake_trial, ran = runner(tmp_path, "none", [[0.9]] * 5, clock)
     search = run.search
-    search.exhaustive = False  # as TPE: nothing is queued before an ask
+    search.exhaustive = False  # as TPE: nothing is queued before an ask ...
+    monkeypatch.setattr(studying, "STARTUP", 0)  # ... from the first (no promising start)
     study, ask, first = search.study, search.study.ask, CHOICES[2]
 
     def draws_the_same(*args, **kwargs):  # an ask with nothing queued draws `first`
@@ -152,6 +160,41 @@ def test_progress_names_the_time_spent_the_choices_tried_and_the_trial_a_kill_st
     ran.clear()
     run.run(trials=5, budget_s=4 * 3600)
     assert len(ran) == 3 and progress(study, CHOICES, 5, 4 * 3600) is None
+
+
+MIXED = [
+    Choice("minilm", Shape(3, 128, 2, 512, narrow=True), False),
+    Choice("kd", Shape(1, 384, 12, 1536), False),
+    Choice("minilm", Shape(1, 384, 12, 1536), False),
+    Choice("minilm", Shape(3, 312, 12, 1200, narrow=True), False),
+    Choice("kd", Shape(2, 384, 12, 1536), False),
+    Choice("minilm", Shape(2, 384, 12, 1536), False),
+    Choice("kd", Shape(4, 64, 4, 256, start="base:tiny"), False),
+]
+PROMISING = [
+    "kd/2x384", "minilm/2x384", "kd/1x384", "minilm/1x384", "kd/4x64@tiny", "minilm/3x312",
+    "minilm/3x128",
+]  # fmt: skip
+
+
+def test_the_first_trials_go_to_the_most_promising_choices(tmp_path, monkeypatch):
+    """Students that start from trained weights (the teacher's layers, a pre-trained model)
+    before fresh narrow ones, the larger shape first; TPE's own draws begin after four."""
+    assert [c.key for c in sorted(MIXED, key=promise)] == PROMISING
+    assert promise(Choice("kd", Shape(2, 384, 12, 1536), True)) < promise(MIXED[4])  # transfer
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    study = open_study(tmp_path, {"test": 1}, "tpe", "none", seed=0)
+    search = Search(study, MIXED, "p99", 10.0)
+    trained: list[str] = []
+
+    def fake_trial(setup, choice, folder, name, judge, on_eval=None):
+        trained.append(choice.key)
+        return Outcome("complete", rows={"int8": {"metric": 0.9, "p99_ms": 1.0}})
+
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    Runner(search, None, tmp_path, lambda *a: None).run(trials=7, budget_s=10**6)
+    assert trained[:4] == PROMISING[:4] and sorted(trained) == sorted(PROMISING)
 
 
 @pytest.mark.parametrize(

@@ -329,7 +329,6 @@ def _search_locked(inputs: Inputs, say) -> str:
         plan.choices,
         plan.slo.statistic,
         plan.slo.limit_ms,
-        inputs.train.seed,
         exhaustive=s.sampler == "exhaustive",
     )
     if s.report_only:

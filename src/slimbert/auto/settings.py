@@ -97,8 +97,9 @@ class AutoSettings:
     )
     sampler: str = setting(
         "tpe",
-        "tpe: Optuna's TPE, guided by the trials so far (constrained to the SLO); exhaustive: "
-        "every choice once in a seeded order.",
+        "tpe: Optuna's TPE, guided by the trials so far (constrained to the SLO), after four "
+        "trials of the most promising choices (students that start from trained weights "
+        "first, then the larger shape); exhaustive: every choice once in that order.",
         choices=SAMPLERS,
     )
     probe_requests: int = setting(
