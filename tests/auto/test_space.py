@@ -60,11 +60,12 @@ def test_a_general_student_starts_every_method_that_takes_it(compact, tmp_path):
 
 
 def test_each_kind_of_shape_draws_its_method_from_a_parameter_of_its_own(compact, tmp_path):
-    base = start_shapes([str(compact)], [], depths=[2])[0]
+    base, other = start_shapes([str(compact)], [], depths=[1, 2])
+    aligned = replace(other, aligned=True)  # as a base whose tokenizer reads the teacher's pieces
     init = start_shapes([], [compact])[0]
-    shapes = [Shape(1, 32, 4, 64), Shape(2, 16, 2, 32, narrow=True), base, init]
+    shapes = [Shape(1, 32, 4, 64), Shape(2, 16, 2, 32, narrow=True), base, aligned, init]
     assert [method_param(s) for s in shapes] == [
-        "method", "method_narrow", "method_base", "method_init",
+        "method", "method_narrow", "method_base_unaligned", "method_base", "method_init",
     ]  # fmt: skip
     found = choices(["kd", "minilm"], shapes, transfer=False)
     study = open_study(tmp_path, {"test": 1}, "exhaustive", "none", seed=0)

@@ -95,11 +95,16 @@ def promise(choice: Choice) -> tuple:
 
 def method_param(shape: Shape) -> str:
     """The Optuna parameter of a shape's method: "method" for the teacher's depth cuts,
-    "method_narrow", "method_base" or "method_init" for the other kinds."""
+    "method_narrow", "method_base" or "method_init" for the other kinds, and
+    "method_base_unaligned" for a --student-base whose tokenizer cuts some rows into other
+    pieces than the teacher's (kd alone trains it). Optuna keeps one set of values per
+    parameter, so the shapes that share one must be trained by the same methods."""
+    if shape.kind == "base" and not shape.aligned:
+        return "method_base_unaligned"
     return f"method_{shape.kind}" if shape.kind else "method"
 
 
-METHOD_PARAMS = ("method", "method_narrow", "method_base", "method_init")
+METHOD_PARAMS = ("method", "method_narrow", "method_base", "method_base_unaligned", "method_init")
 
 
 # TPE's first trials: the most promising choices (`promise`), not random draws
