@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from slimbert.auto import probe as probing
+from slimbert.auto import report as reporting
 from slimbert.auto import run as running
 from slimbert.auto import study as studying
 from slimbert.auto import trial as trials
@@ -274,6 +275,14 @@ def test_a_study_picks_the_fastest_student_within_the_drop(reference):
     assert "p99 0.60 ms ≤ 1.5 ms" in summary["verdict"]
     manifest = json.loads((reference / "winner" / "manifest.json").read_text())
     assert manifest["precision"] == "int8" and manifest["validation"]["label_agreement"] >= 97
+    # and as a Triton repository, its smoke test the winner's own logits
+    triton = reference / "winner-triton"
+    assert (triton / "slimbert_onnx" / "1" / "model.onnx").read_bytes() == (
+        reference / "winner" / "model.onnx"
+    ).read_bytes()
+    assert "kind: KIND_CPU" in (triton / "slimbert_onnx" / "config.pbtxt").read_text()
+    smoke = json.loads((triton / "smoke.json").read_text())
+    assert len(smoke["texts"]) == len(smoke["logits"]) == 8
     table = (reference / "trials.md").read_text()
     assert "| Method | Model | Requests | Total ms | Avg ms | F1 | vs Teacher | Accuracy |" in table
     assert table.count("| kd |") == 4 and "over SLO" in table  # 2x32 fp32 is 2 ms
@@ -352,6 +361,19 @@ def test_the_drop_is_held_to_the_teachers_metric_on_the_rows_students_are_scored
     assert given == [12.5, scored["metric"]]
     again = json.loads((out / "teacher.json").read_text())["row"]
     assert again["requests"] == 24 and again["metric"] == scored["metric"]
+
+
+def test_a_report_without_a_winner_leaves_no_earlier_winner_behind(
+    reference, tiny_teacher, sst2_files, tmp_path, monkeypatch
+):
+    out = tmp_path / "auto"
+    shutil.copytree(reference, out)
+    monkeypatch.setattr(reporting, "recommend", lambda *args, **kwargs: None)
+    result = run_study(tiny_teacher, sst2_files, out)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1].startswith("No candidate met")
+    assert not (out / "winner").exists() and not (out / "winner-triton").exists()
+    assert json.loads((out / "summary.json").read_text())["winner"] is None
 
 
 def test_killed_inside_a_trial_it_resumes_to_the_same_winner(

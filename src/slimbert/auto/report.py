@@ -9,6 +9,8 @@ came closest.
     OUT/winner/          the winning export folder as the trial wrote it: model.onnx, tokenizer,
                          slimbert.json, manifest.json with its parity figures; ready for
                          `slimbert serve --model OUT/winner`
+    OUT/winner-triton/   a Triton model repository of it (export/triton.py: clients send text;
+                         its client.py --smoke checks a server against the winner's logits)
     OUT/summary.json     the verdict, the winner's row, the wall-clock used
 
 Each trial was timed as it finished, beside whatever the machine did then; before the verdict
@@ -19,6 +21,7 @@ result.json).
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,9 +33,15 @@ from slimbert.bench.decide import Slo, recommend, relate_to_teacher
 from slimbert.bench.environment import environment
 from slimbert.bench.render import Table, write_report
 from slimbert.bench.report import Report, Row
-from slimbert.files import atomic_dir, write_json_atomic, write_text_atomic
+from slimbert.data import read_examples
+from slimbert.export import triton
+from slimbert.export.manifest import MANIFEST_FILE
+from slimbert.export.triton_config import TritonConfig
+from slimbert.files import ONNX_FILE, atomic_dir, write_json_atomic, write_text_atomic
+from slimbert.models import load_tokenizer
 
 WINNER_DIR = "winner"
+TRITON_DIR = "winner-triton"
 
 
 @dataclass
@@ -162,6 +171,32 @@ def copy_winner(out: Path, row: Row) -> Path:
     return out / WINNER_DIR
 
 
+def triton_repository(out: Path, timing: Timing) -> Path:
+    """OUT/winner as a Triton model repository in OUT/winner-triton, its smoke test the
+    winner's own logits on the first eval rows (on the provider the search timed)."""
+    winner = out / WINNER_DIR
+    manifest = json.loads((winner / MANIFEST_FILE).read_text())
+    smoke = triton.smoke_logits(
+        winner / ONNX_FILE,
+        load_tokenizer(winner, "--out"),
+        read_examples(timing.eval_path, timing.columns),
+        manifest["max_length"],
+        timing.provider,
+        manifest.get("runtime") or {},
+        manifest["precision"],
+        TritonConfig(out).smoke_examples,
+    )
+    kind = "gpu" if timing.provider == "cuda" else "cpu"
+    config = TritonConfig(out / TRITON_DIR, kind=kind)
+    return triton.write_repository(config, winner, manifest, smoke)
+
+
+def clear_winner(out: Path) -> None:
+    """No winner this time: an earlier report's is not left to be served."""
+    for name in (WINNER_DIR, TRITON_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
 def retime(
     out: Path, trials: list[Finished], teacher_dir: Path, timing: Timing
 ) -> tuple[list[Finished], Row]:
@@ -186,11 +221,13 @@ def finish(
     seconds: float,
     stopped: str | None = None,
     retime_with: tuple[Path, Timing] | None = None,
+    triton_with: Timing | None = None,
 ) -> str:
     """Write trials.md, the bench report and OUT/winner; return the one-line verdict.
     `stopped`: why the search ended before its trials ran out (the budget), if it did;
     `retime_with` (the teacher's folder, how trials are timed): time the teacher and every
-    timed student again in one alternating run first, and judge on those figures."""
+    timed student again in one alternating run first, and judge on those figures;
+    `triton_with` (how trials are timed): write OUT/winner-triton for the winner too."""
     trials = read_trials(out)
     retimed = retime_with is not None and any(trial.rows for trial in trials)
     if retimed:
@@ -202,16 +239,19 @@ def finish(
     recommendation = recommend(students, slo, max_drop) if students else None
     chosen = recommendation.chosen if recommendation else None
     winner = None
-    if chosen is not None:
+    if chosen is None:
+        clear_winner(out)
+        line = closest(rows, slo, max_drop)
+    else:
         winner = copy_winner(out, chosen)
+        if triton_with is not None:
+            triton_repository(out, triton_with)
         line = (
             f"Ship {winner} ({chosen.label()}): {slo.statistic} "
             f"{chosen.latency(slo.statistic):.2f} ms ≤ {slo.limit_ms:g} ms, "
             f"{chosen.metric_name} {chosen.vs_teacher:+.2f} points against the teacher; the "
             f"fastest of the trained students within {max_drop:g} points."
         )
-    else:
-        line = closest(rows, slo, max_drop)
     extra = {"recommendation": recommendation.to_dict()} if recommendation else {}
     report = Report(f"slimbert auto: {slo}", rows, environment(), [line], extra)
     write_report(report, out / "report")

@@ -343,4 +343,6 @@ def _search_locked(inputs: Inputs, say) -> str:
     if stopped:
         say(f"Search {stopped}.")
     seconds = study.user_attrs.get("seconds", 0.0)
-    return finish(out, teacher, plan.slo, s.max_drop, seconds, stopped, (inputs.teacher, timing))
+    return finish(
+        out, teacher, plan.slo, s.max_drop, seconds, stopped, (inputs.teacher, timing), timing
+    )

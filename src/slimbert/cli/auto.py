@@ -53,10 +53,12 @@ def auto_cmd(teacher, out, provider, **kwargs):
        normal `slimbert compress` run in OUT/trials/<n>/, exported with its parity gate and
        timed at every precision. A trial whose evaluations trail the others is pruned.
     3. The end: OUT/trials.md (every trial), OUT/report/ (bench's table and latency-vs-metric
-       plot), OUT/winner/ (the export to serve) and one line: what to ship and why.
+       plot), OUT/winner/ (the export to serve), OUT/winner-triton/ (it as a Triton model
+       repository) and one line: what to ship and why.
 
     Killed, the same command resumes: finished trials are kept, the interrupted one continues
-    from its training state. --dry-run prints the plan and trains nothing.
+    from its training state. --dry-run prints the plan and trains nothing; --report-only
+    reports the trials finished so far and trains nothing.
 
     \b
     Examples:
