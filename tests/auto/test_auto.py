@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from slimbert.auto import probe as probing
+from slimbert.auto import promote as promoting
 from slimbert.auto import report as reporting
 from slimbert.auto import run as running
 from slimbert.auto import study as studying
@@ -230,7 +231,7 @@ def test_minilm_searches_a_base_whose_tokenizer_reads_the_teachers_pieces(
 STUDY = (
     "--slo", "p99<=1.5ms", "--max-drop", "100", "--widths", "32", "--depths", "1,2",
     "--method", "kd", "--sampler", "exhaustive", "--pruner", "none", "--trial-steps", "120",
-    "--evaluations", "4",
+    "--evaluations", "4", "--promote-steps", "0",
 )  # fmt: skip
 
 
@@ -374,6 +375,47 @@ def test_a_report_without_a_winner_leaves_no_earlier_winner_behind(
     assert result.output.strip().splitlines()[-1].startswith("No candidate met")
     assert not (out / "winner").exists() and not (out / "winner-triton").exists()
     assert json.loads((out / "summary.json").read_text())["winner"] is None
+
+
+def test_the_leader_is_trained_further_with_the_budget_left(
+    reference, tiny_teacher, sst2_files, tmp_path
+):
+    out = tmp_path / "auto"
+    shutil.copytree(reference, out)
+    number, row = promoting.leader(reference, parse_slo("p99<=1.5ms")[0])
+    assert row.metric == max(
+        r["metric"] for f in trial_folders(reference).values()
+        for r in trials.read_outcome(f).rows.values() if r["p99_ms"] <= 1.5
+    )  # fmt: skip
+    # a budget already spent leaves the leader as it is
+    result = run_study(tiny_teacher, sst2_files, out, "--promote-steps", "30", "--budget", "1s")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert "the leader, was not promoted: its 30 steps would take about" in summary["promotion"]
+    assert not (out / "trials" / str(number) / "promoted-model").exists()
+
+    result = run_study(tiny_teacher, sst2_files, out, "--promote-steps", "30")
+    assert result.exit_code == 0, result.output
+    folder = out / "trials" / str(number)
+    rows = trials.read_outcome(folder).rows
+    assert sorted(k for k in rows if "promoted" in k) == ["fp32-promoted", "int8-promoted"]
+    assert rows["int8-promoted"]["method"] == row.method + "+promoted"
+    assert rows["int8-promoted"]["model"] == f"#{number} {trials.read_choice(folder).key} promoted"
+    record = json.loads((folder / "promoted-model" / "slimbert.json").read_text())
+    assert record["method"] == "qat" and record["steps"] == 30
+    assert record["int8"]["simulated"] is False
+    assert record["parent"]["path"] == str(folder / "model")
+    manifest = json.loads((folder / "promoted-int8" / "manifest.json").read_text())
+    assert manifest["validation"]["label_agreement"] >= 97
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["promotion"].startswith(f"#{number} ")
+    assert "trained 30 steps more from its trained weights" in summary["promotion"]
+    assert summary["retimed"] is True
+    assert "kd+promoted" in (out / "trials.md").read_text()
+    # run again: nothing is trained or exported twice
+    log = (folder / "promote.log").read_text()
+    assert run_study(tiny_teacher, sst2_files, out, "--promote-steps", "30").exit_code == 0
+    assert (folder / "promote.log").read_text() == log
 
 
 def test_killed_inside_a_trial_it_resumes_to_the_same_winner(

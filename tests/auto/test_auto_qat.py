@@ -11,9 +11,10 @@ import pytest
 
 from slimbert.auto import trial as trials
 from slimbert.auto.probe import Timing
-from slimbert.auto.qat import QatRescue, export_folder, passed_flags
+from slimbert.auto.qat import QatRescue, passed_flags
 from slimbert.auto.report import copy_winner
 from slimbert.auto.space import Choice, Shape
+from slimbert.auto.trial import export_folder
 from slimbert.bench.report import Row
 from slimbert.data import Columns
 from tests.auto.test_auto import fixed_latency, shape_ms

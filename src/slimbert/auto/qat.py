@@ -34,11 +34,6 @@ QAT_SUFFIX = "+qat"
 NOT_PASSED = ("--lr", "--mixed-precision")
 
 
-def export_folder(method: str, precision: str) -> str:
-    """The folder of a trial that holds the export a row of `method` at `precision` timed."""
-    return QAT_FOLDER if method.endswith(QAT_SUFFIX) else precision
-
-
 def passed_flags(flags: tuple[str, ...]) -> list[str]:
     """`flags` (pairs of --flag value) without those in NOT_PASSED."""
     pairs = zip(flags[::2], flags[1::2], strict=True)

@@ -27,8 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from slimbert.auto.probe import Timing, onnx_target, teacher_target
-from slimbert.auto.qat import export_folder
-from slimbert.auto.trial import read_choice, read_outcome
+from slimbert.auto.trial import export_folder, read_choice, read_outcome
 from slimbert.bench.decide import Slo, recommend, relate_to_teacher
 from slimbert.bench.environment import environment
 from slimbert.bench.render import Table, write_report
@@ -222,12 +221,14 @@ def finish(
     stopped: str | None = None,
     retime_with: tuple[Path, Timing] | None = None,
     triton_with: Timing | None = None,
+    promotion: str | None = None,
 ) -> str:
     """Write trials.md, the bench report and OUT/winner; return the one-line verdict.
     `stopped`: why the search ended before its trials ran out (the budget), if it did;
     `retime_with` (the teacher's folder, how trials are timed): time the teacher and every
     timed student again in one alternating run first, and judge on those figures;
-    `triton_with` (how trials are timed): write OUT/winner-triton for the winner too."""
+    `triton_with` (how trials are timed): write OUT/winner-triton for the winner too;
+    `promotion`: what the search's last step did with its leader (auto/promote.py)."""
     trials = read_trials(out)
     retimed = retime_with is not None and any(trial.rows for trial in trials)
     if retimed:
@@ -257,6 +258,7 @@ def finish(
     write_report(report, out / "report")
     table = trial_table(trials, teacher, slo)
     note = f"Search {stopped}.\n\n" if stopped else ""
+    note += f"Promotion: {promotion}.\n\n" if promotion else ""
     if retimed:
         note += (
             "Latencies: the teacher and every timed student, timed again in one alternating "
@@ -272,6 +274,7 @@ def finish(
             "row": asdict(chosen) if chosen else None,
             "seconds": seconds,
             "stopped": stopped,
+            "promotion": promotion,
             "retimed": retimed,
             "trials": {t.name: t.state for t in trials},
         },

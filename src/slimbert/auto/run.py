@@ -19,6 +19,7 @@ from slimbert import settings as settings_module
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
 from slimbert.auto.probe import Timing, probe_all, score_teacher
+from slimbert.auto.promote import promote_leader
 from slimbert.auto.qat import QatRescue
 from slimbert.auto.report import finish
 from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
@@ -340,9 +341,23 @@ def _search_locked(inputs: Inputs, say) -> str:
         Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
         say("")
         stopped = study.user_attrs.get("stopped")
+        steps = 2 * plan.steps if s.promote_steps is None else s.promote_steps
+        promotion = promote_leader(out, plan.slo, setup, study, steps, s.seconds(), say)
+        study.set_user_attr("promotion", promotion)
     if stopped:
         say(f"Search {stopped}.")
+    promotion = study.user_attrs.get("promotion")
+    if promotion:
+        say(f"Promotion: {promotion}.")
     seconds = study.user_attrs.get("seconds", 0.0)
     return finish(
-        out, teacher, plan.slo, s.max_drop, seconds, stopped, (inputs.teacher, timing), timing
+        out,
+        teacher,
+        plan.slo,
+        s.max_drop,
+        seconds,
+        stopped,
+        (inputs.teacher, timing),
+        timing,
+        promotion,
     )

@@ -131,6 +131,14 @@ class AutoSettings:
         "0: never.",
         min=0,
     )
+    promote_steps: int | None = setting(
+        None,
+        "When the search ends, train its leader (the best student that meets the SLO) this "
+        "many steps more from its trained weights, towards the teacher's soft labels, if the "
+        "budget left holds them; its exports join the table (default: twice --trial-steps; "
+        "0: never).",
+        min=0,
+    )
     dry_run: bool = setting(
         False,
         "Probe the latencies and print the plan (shapes kept and dropped, trials, estimated "

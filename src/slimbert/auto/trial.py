@@ -9,6 +9,8 @@
       fp32/ int8/      `slimbert export` of the student at each precision, with its parity gate
       qat-model/ int8-qat/  when int8 loses more than --max-drop and fp32 does not: the student
                        tuned under simulated int8 and its int8 export (auto/qat.py)
+      promoted-model/ promoted-<precision>/  the search's leader trained further, and its
+                       exports (auto/promote.py)
       result.json      each precision's timed bench Row, or why it has none
 
 The command runs in a child process (the same one a person would type), so a trial is exactly
@@ -31,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slimbert.auto.probe import Timing, export_options, onnx_target, precisions
-from slimbert.auto.qat import QatRescue
+from slimbert.auto.qat import QAT_FOLDER, QAT_SUFFIX, QatRescue
 from slimbert.auto.space import Choice, Shape
 from slimbert.errors import SlimbertError
 from slimbert.export.onnx import export
@@ -39,6 +41,21 @@ from slimbert.files import MANIFEST_FILE, RECORD_FILE, STATE_DIR, write_json_ato
 
 RESULT_FILE = "result.json"
 POLL_S = 0.5
+# the rows of a student trained further after the search (auto/promote.py)
+PROMOTED_SUFFIX = "+promoted"
+
+
+def promoted_folder(precision: str) -> str:
+    return f"promoted-{precision}"
+
+
+def export_folder(method: str, precision: str) -> str:
+    """The folder of a trial that holds the export a row of `method` at `precision` timed."""
+    if method.endswith(QAT_SUFFIX):
+        return QAT_FOLDER
+    if method.endswith(PROMOTED_SUFFIX):
+        return promoted_folder(precision)
+    return precision
 
 
 @dataclass(frozen=True)
