@@ -387,6 +387,12 @@ def test_the_leader_is_trained_further_with_the_budget_left(
         r["metric"] for f in trial_folders(reference).values()
         for r in trials.read_outcome(f).rows.values() if r["p99_ms"] <= 1.5
     )  # fmt: skip
+    # the search keeps the promotion's estimate (the mean trial, scaled by the steps) once a
+    # student meets the SLO
+    slo = parse_slo("p99<=1.5ms")[0]
+    assert promoting.reserve(reference, slo, 120, 240)([50.0, 70.0]) == 120.0
+    assert promoting.reserve(reference, parse_slo("p99<=0.1ms")[0], 120, 240)([60.0]) == 0.0
+    assert promoting.reserve(reference, slo, 120, 0)([60.0]) == 0.0
     # a budget already spent leaves the leader as it is
     result = run_study(tiny_teacher, sst2_files, out, "--promote-steps", "30", "--budget", "1s")
     assert result.exit_code == 0, result.output

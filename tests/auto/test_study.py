@@ -111,6 +111,21 @@ def test_a_draw_of_a_choice_already_tried_gives_way_to_an_untried_one(tmp_path, 
     assert len(repeats) == 4  # one draw of the tried choice before each of the other four
 
 
+def test_the_budget_kept_for_the_promotion_is_not_spent_on_trials(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    run, fake_trial, ran = runner(tmp_path, "none", [[0.9]] * 5, clock, minutes=10)
+    run.reserve = lambda lengths: 20 * 60.0 if lengths else 0.0
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    run.run(trials=5, budget_s=60 * 60)
+    # a fourth 10-minute trial ends at 40 min and leaves the 20 kept; a fifth would not
+    assert len(ran) == 4 and clock.now == 40 * 60
+    assert run.search.study.user_attrs["stopped"] == (
+        "stopped before trial 5: a trial has taken 10.0 min on average and --budget has "
+        "20.0 min left, 20.0 min of it kept for the leader's promotion"
+    )
+
+
 def test_a_search_that_spends_its_budget_says_what_it_left_untried(tmp_path, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(studying, "time", clock)

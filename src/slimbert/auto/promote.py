@@ -158,12 +158,29 @@ class Promotion:
         return done
 
 
+def promotion_seconds(lengths: list[float], trial_steps: int, steps: int) -> float:
+    """The promotion's estimate: the mean trial's time scaled from its steps to `steps`."""
+    return sum(lengths) / len(lengths) * steps / trial_steps if lengths else 0.0
+
+
+def reserve(out: Path, slo: Slo, trial_steps: int, steps: int):
+    """What the search keeps of its budget for the promotion (Runner's `reserve`): its estimate
+    once some trained student meets the SLO, nothing before (the trials go on until one does)."""
+
+    def kept(lengths: list[float]) -> float:
+        if steps == 0 or not lengths or leader(out, slo) is None:
+            return 0.0
+        return promotion_seconds(lengths, trial_steps, steps)
+
+    return kept
+
+
 def promotion_fits(lengths: list[float], trial_steps: int, steps: int, left_s: float) -> str | None:
-    """Why the promotion does not run (None: it does): its estimate, the mean trial's time
-    scaled from the trial's steps to --promote-steps, is more than the budget has left."""
+    """Why the promotion does not run (None: it does): its estimate is more than the budget
+    has left."""
     if not lengths:
         return "no trial was timed to estimate it from"
-    need = sum(lengths) / len(lengths) * steps / trial_steps
+    need = promotion_seconds(lengths, trial_steps, steps)
     if need <= left_s:
         return None
     return (

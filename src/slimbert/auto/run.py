@@ -19,7 +19,7 @@ from slimbert import settings as settings_module
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
 from slimbert.auto.probe import Timing, probe_all, score_teacher
-from slimbert.auto.promote import promote_leader
+from slimbert.auto.promote import promote_leader, reserve
 from slimbert.auto.qat import QatRescue
 from slimbert.auto.report import finish
 from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
@@ -337,11 +337,12 @@ def _search_locked(inputs: Inputs, say) -> str:
     else:
         width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
         board = Board(teacher.metric_name, plan.slo.statistic, shape_width=width)
+        steps = 2 * plan.steps if s.promote_steps is None else s.promote_steps
+        kept = reserve(out, plan.slo, plan.steps, steps)
         say("")
-        Runner(found, setup, out, board.event).run(plan.trials, s.seconds())
+        Runner(found, setup, out, board.event, kept).run(plan.trials, s.seconds())
         say("")
         stopped = study.user_attrs.get("stopped")
-        steps = 2 * plan.steps if s.promote_steps is None else s.promote_steps
         promotion = promote_leader(out, plan.slo, setup, study, steps, s.seconds(), say)
         study.set_user_attr("promotion", promotion)
     if stopped:

@@ -170,9 +170,19 @@ Events = Callable[..., None]  # (number, choice, state, outcome|None, evaluation
 class Runner:
     """Runs the trials of a search and tells the study how each ended."""
 
-    def __init__(self, search: Search, setup: TrialSetup, out: Path, events: Events):
+    def __init__(
+        self,
+        search: Search,
+        setup: TrialSetup,
+        out: Path,
+        events: Events,
+        reserve: Callable[[list[float]], float] = lambda lengths: 0.0,
+    ):
         self.search, self.setup, self.out, self.events = search, setup, out, events
         self.spent: Callable[[], float] = lambda: 0.0  # the budget's count; run() sets it
+        # seconds of the budget kept for what follows the trials (the leader's promotion),
+        # from the trials' lengths so far
+        self.reserve = reserve
 
     def keep_spent(self) -> None:
         self.search.study.set_user_attr("seconds", self.spent())
@@ -260,7 +270,7 @@ class Runner:
             tried = self.tried(since=this_run)
             if len(tried) >= min(trials, len(self.search.choices)):
                 break
-            overrun = budget_overrun(lengths, budget_s - spent())
+            overrun = budget_overrun(lengths, budget_s - spent(), self.reserve(lengths))
             if overrun:
                 study.set_user_attr("stopped", overrun)
                 break
@@ -336,15 +346,16 @@ def progress(
     return text
 
 
-def budget_overrun(lengths: list[float], left_s: float) -> str | None:
+def budget_overrun(lengths: list[float], left_s: float, reserve_s: float = 0.0) -> str | None:
     """Why the next trial is not started (None: it is): the mean of the trials so far is more
-    than the budget has left."""
+    than the budget has left, less `reserve_s` kept for what follows the trials."""
     if not lengths:
         return None
     mean = sum(lengths) / len(lengths)
-    if mean <= left_s:
+    if mean <= left_s - reserve_s:
         return None
+    kept = f", {reserve_s / 60:.1f} min of it kept for the leader's promotion" if reserve_s else ""
     return (
         f"stopped before trial {len(lengths) + 1}: a trial has taken {mean / 60:.1f} min on "
-        f"average and --budget has {max(left_s, 0) / 60:.1f} min left"
+        f"average and --budget has {max(left_s, 0) / 60:.1f} min left{kept}"
     )
