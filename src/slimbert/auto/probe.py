@@ -40,7 +40,7 @@ from slimbert.export.optimize import OptimizeConfig
 from slimbert.export.quantize import DynamicQuantConfig
 from slimbert.export.validate import Tolerances
 from slimbert.families import family_of
-from slimbert.files import CONFIG_FILE, write_json_atomic
+from slimbert.files import CONFIG_FILE, MANIFEST_FILE, write_json_atomic
 from slimbert.hub import weights_sha256
 from slimbert.models import load_classifier, load_tokenizer, save_model
 from slimbert.record import ModelRecord, read_record
@@ -111,6 +111,24 @@ class Timing:
             for target, done in zip(targets, passes, strict=True):
                 done.append(asdict(one.time(target)))
         return [Row(**merge_passes(done)) for done in passes]
+
+
+def export_once(model: Path, exported: Path, timing: Timing, precision: str, optimize: bool):
+    """Export a trained student at `precision`, gated against PyTorch on the eval rows, unless
+    an earlier run wrote it (an export is written whole or not at all)."""
+    if (exported / MANIFEST_FILE).is_file():
+        return
+    export(
+        model,
+        timing.eval_path,
+        exported,
+        timing.columns,
+        timing.max_length,
+        None,
+        None,
+        timing.provider,
+        export_options(precision, timing.provider, optimize),
+    )
 
 
 def onnx_target(name: str, folder: Path, method: str, precision: str) -> Target:

@@ -24,14 +24,13 @@ promoted trial is never promoted again.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slimbert.auto.probe import Timing, export_options, onnx_target, precisions
+from slimbert.auto.probe import Timing, export_once, onnx_target, precisions
+from slimbert.auto.qat import run_logged
 from slimbert.auto.trial import (
     PROMOTED_SUFFIX,
     RESULT_FILE,
@@ -43,8 +42,7 @@ from slimbert.auto.trial import (
 from slimbert.bench.decide import Slo
 from slimbert.bench.report import Row
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import export
-from slimbert.files import MANIFEST_FILE, RECORD_FILE, STATE_DIR, write_json_atomic
+from slimbert.files import RECORD_FILE, STATE_DIR, write_json_atomic
 
 MODEL_FOLDER = "promoted-model"
 # the trial's training flags the promotion does not take over: qat trains in fp32
@@ -111,15 +109,7 @@ class Promotion:
         last line if it fails."""
         if (folder / MODEL_FOLDER / RECORD_FILE).is_file():
             return
-        command = self.command(folder)
-        with open(folder / "promote.log", "a", encoding="utf-8") as log:
-            log.write("$ " + " ".join(command) + "\n")
-            log.flush()
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if done.returncode != 0:
-            tail = (folder / "promote.log").read_text().strip().splitlines()[-1:]
-            raise SlimbertError(f"promotion: exit {done.returncode}: {tail[0] if tail else ''}")
+        run_logged(self.command(folder), folder / "promote.log", "promotion")
 
     def promote(self, out: Path, number: int) -> dict[str, dict]:
         """Train trial `number`'s student further, export and time it at every precision;
@@ -135,18 +125,7 @@ class Promotion:
         for precision in precisions(self.timing.provider):
             exported = folder / promoted_folder(precision)
             try:
-                if not (exported / MANIFEST_FILE).is_file():  # written whole or not at all
-                    export(
-                        folder / MODEL_FOLDER,
-                        self.timing.eval_path,
-                        exported,
-                        self.timing.columns,
-                        self.timing.max_length,
-                        None,
-                        None,
-                        self.timing.provider,
-                        export_options(precision, self.timing.provider, self.optimize),
-                    )
+                export_once(folder / MODEL_FOLDER, exported, self.timing, precision, self.optimize)
                 method = choice.method + PROMOTED_SUFFIX
                 row = self.timing.time(onnx_target(name, exported, method, precision))
             except SlimbertError as exc:

@@ -21,10 +21,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slimbert.auto.probe import Timing, export_options, onnx_target
+from slimbert.auto.probe import Timing, export_once, onnx_target
 from slimbert.errors import SlimbertError
-from slimbert.export.manifest import MANIFEST_FILE
-from slimbert.export.onnx import export
 from slimbert.files import RECORD_FILE
 
 QAT_FOLDER = "int8-qat"
@@ -38,6 +36,19 @@ def passed_flags(flags: tuple[str, ...]) -> list[str]:
     """`flags` (pairs of --flag value) without those in NOT_PASSED."""
     pairs = zip(flags[::2], flags[1::2], strict=True)
     return [item for flag, value in pairs if flag not in NOT_PASSED for item in (flag, value)]
+
+
+def run_logged(command: list[str], log_path: Path, what: str) -> None:
+    """Run a child command with its output appended to `log_path` (after the command line);
+    SlimbertError with its last line if it fails."""
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        tail = log_path.read_text().strip().splitlines()[-1:]
+        raise SlimbertError(f"{what}: exit {done.returncode}: {tail[0] if tail else ''}")
 
 
 @dataclass(frozen=True)
@@ -78,31 +89,12 @@ class QatRescue:
         line if it fails."""
         if (folder / "qat-model" / RECORD_FILE).is_file():
             return
-        command = self.command(folder)
-        with open(folder / "qat.log", "a", encoding="utf-8") as log:
-            log.write("$ " + " ".join(command) + "\n")
-            log.flush()
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        if done.returncode != 0:
-            tail = (folder / "qat.log").read_text().strip().splitlines()[-1:]
-            raise SlimbertError(f"compress qat: exit {done.returncode}: {tail[0] if tail else ''}")
+        run_logged(self.command(folder), folder / "qat.log", "compress qat")
 
     def row(self, method: str, folder: Path, name: str) -> dict:
         """Tune, export (gated) and time the trial's student; its bench Row as a dict."""
         self.tune(folder)
         exported = folder / QAT_FOLDER
-        if not (exported / MANIFEST_FILE).is_file():  # written whole or not at all
-            export(
-                folder / "qat-model",
-                self.timing.eval_path,
-                exported,
-                self.timing.columns,
-                self.timing.max_length,
-                None,
-                None,
-                self.timing.provider,
-                export_options("int8", self.timing.provider, self.optimize),
-            )
+        export_once(folder / "qat-model", exported, self.timing, "int8", self.optimize)
         target = onnx_target(f"{name} qat", exported, method + QAT_SUFFIX, "int8")
         return asdict(self.timing.time(target))

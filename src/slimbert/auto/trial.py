@@ -32,12 +32,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from slimbert.auto.probe import Timing, export_options, onnx_target, precisions
+from slimbert.auto.probe import Timing, export_once, onnx_target, precisions
 from slimbert.auto.qat import QAT_FOLDER, QAT_SUFFIX, QatRescue
 from slimbert.auto.space import Choice, Shape
 from slimbert.errors import SlimbertError
-from slimbert.export.onnx import export
-from slimbert.files import MANIFEST_FILE, RECORD_FILE, STATE_DIR, write_json_atomic
+from slimbert.files import RECORD_FILE, STATE_DIR, write_json_atomic
 
 RESULT_FILE = "result.json"
 POLL_S = 0.5
@@ -233,18 +232,7 @@ def export_and_time(setup: TrialSetup, choice: Choice, folder: Path, name: str) 
     for precision in precisions(setup.timing.provider):
         exported = folder / precision
         try:
-            if not (exported / MANIFEST_FILE).is_file():  # written whole or not at all
-                export(
-                    folder / "model",
-                    setup.timing.eval_path,
-                    exported,
-                    setup.timing.columns,
-                    setup.timing.max_length,
-                    None,
-                    None,
-                    setup.timing.provider,
-                    export_options(precision, setup.timing.provider, setup.optimize),
-                )
+            export_once(folder / "model", exported, setup.timing, precision, setup.optimize)
             row = setup.timing.time(onnx_target(name, exported, choice.method, precision))
         except SlimbertError as exc:
             outcome.errors[precision] = str(exc)
