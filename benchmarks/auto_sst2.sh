@@ -90,7 +90,7 @@ PY
       cp "$OBJECTIVE" "$RESULTS/objective.env"
       # a given SLO measured nothing
       [ -f "$RUNS/teacher-eager/report.md" ] && cp "$RUNS/teacher-eager/report.md" "$RESULTS/teacher-eager.md"
-      for f in trials.md probe.json summary.json; do cp "$RUNS/auto/$f" "$RESULTS/$f"; done
+      for f in trials.md probe.json teacher.json summary.json; do cp "$RUNS/auto/$f" "$RESULTS/$f"; done
       rm -rf "$RESULTS/report" && cp -r "$RUNS/auto/report" "$RESULTS/report"
       [ -f "$RUNS/auto/winner/manifest.json" ] && cp "$RUNS/auto/winner/manifest.json" "$RESULTS/winner.manifest.json"
       grep -v '^\s*$' "$RUNS/auto.log" | tr '\r' '\n' | tail -40 > "$RESULTS/auto.tail.txt" ;;
