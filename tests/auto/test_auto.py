@@ -151,6 +151,7 @@ def test_dry_run_drops_shapes_over_the_slo_and_trains_nothing(
     assert "3 of 6 shapes kept; 4 choices (kd, minilm); 4 trials of 8 steps a stage" in (
         result.output
     )
+    assert "then 16 steps more for the leader, about " in result.output  # twice a trial's
     assert "teacher (PyTorch fp32): p99 12.00 ms" in result.output
     assert result.output.strip().endswith("dry run: nothing trained")
     assert not (out / "study.db").exists() and not (out / "trials").exists()

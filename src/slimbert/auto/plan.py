@@ -66,6 +66,8 @@ class Plan:
     steps: int
     estimate_s: float
     budget_s: float
+    promote_steps: int = 0  # the leader's further training after the trials (auto/promote.py)
+    promote_s: float = 0.0
 
     def kept(self) -> list[Probe]:
         return [p for p in self.probes if p.meets(self.slo)]
@@ -99,6 +101,12 @@ class Plan:
                 for p in shown
             )
             lines.append(f"{probe.shape.name:<{width}}{cells}  {self.verdict(probe)}")
+        promotion = (
+            f", then {self.promote_steps} steps more for the leader, about "
+            f"{duration(self.promote_s)}"
+            if self.promote_steps
+            else ""
+        )
         methods = sorted({c.method for c in self.choices})
         transfer = any(c.transfer for c in self.choices)
         lines += [
@@ -107,7 +115,7 @@ class Plan:
             f"choice{'s' if len(self.choices) != 1 else ''} "
             f"({', '.join(methods)}{', transfer set on and off' if transfer else ''}); "
             f"{self.trials} trial{'s' if self.trials != 1 else ''} of {self.steps} steps a "
-            f"stage; estimated {duration(self.estimate_s)} "
+            f"stage; estimated {duration(self.estimate_s)}{promotion} "
             f"(budget {duration(self.budget_s)})",
         ]
         return lines
@@ -127,8 +135,11 @@ def make_plan(
     timed_rows: int,
     repeats: int,
     budget_s: float,
+    promote_steps: int | None = 0,
 ) -> Plan:
-    """The plan: `trials` (default every choice) at most, priced from each shape's probe."""
+    """The plan: `trials` (default every choice) at most, priced from each shape's probe, and
+    the leader's promotion (`promote_steps`; None: twice the trial's steps), priced as the mean
+    trial scaled by its steps."""
     count = min(trials or len(choices), len(choices))
     by_shape = {p.shape.name: p for p in probes}
     costs = [
@@ -136,6 +147,18 @@ def make_plan(
         for c in choices
     ]
     mean = sum(costs) / len(costs) if costs else 0.0
+    promote = 2 * steps if promote_steps is None else promote_steps
     return Plan(
-        slo, batch, provider, teacher, probes, choices, count, steps, mean * count, budget_s
+        slo,
+        batch,
+        provider,
+        teacher,
+        probes,
+        choices,
+        count,
+        steps,
+        mean * count,
+        budget_s,
+        promote,
+        mean * promote / steps,
     )

@@ -238,6 +238,7 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
         timed_rows,
         s.repeats,
         s.seconds(),
+        s.promote_steps,
     )
     return plan, replace(timing, requests=s.timing_requests)
 
@@ -337,7 +338,7 @@ def _search_locked(inputs: Inputs, say) -> str:
     else:
         width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
         board = Board(teacher.metric_name, plan.slo.statistic, shape_width=width)
-        steps = 2 * plan.steps if s.promote_steps is None else s.promote_steps
+        steps = plan.promote_steps
         kept = reserve(out, plan.slo, plan.steps, steps)
         say("")
         Runner(found, setup, out, board.event, kept).run(plan.trials, s.seconds())
