@@ -17,9 +17,11 @@ teacher after three passes (benchmarks/results/quality-sst2/); one pass leaves i
       promote.log       the command's output
 
 Its rows' method is the trial's with "+promoted", which is how the report finds their folders.
-It runs only when the budget left holds it (the mean trial's time, scaled by its steps); a run
-killed while it trains continues with --resume, an export already written is kept, and a
-promoted trial is never promoted again.
+The leader is picked on one alternating timing of every trained student (each trial was timed
+as it finished, beside whatever the machine did then), and only when the budget left holds the
+promotion (the mean trial's time, scaled by its steps); a run killed while it trains continues
+with the same leader and --resume, an export already written is kept, and a promoted trial is
+never promoted again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from slimbert.auto.probe import Timing, export_once, onnx_target, precisions
 from slimbert.auto.qat import run_logged
+from slimbert.auto.report import Finished, read_trials, retime
 from slimbert.auto.trial import (
     PROMOTED_SUFFIX,
     RESULT_FILE,
@@ -61,18 +64,16 @@ def promoted_rows(out: Path, number: int) -> dict[str, dict]:
     return {k: v for k, v in rows.items() if k in {row_key(p) for p in ("fp32", "int8", "fp16")}}
 
 
-def leader(out: Path, slo: Slo) -> tuple[int, Row] | None:
-    """The trial whose exports include the best metric among those that meet the SLO, and that
-    row; None when no timed export meets it."""
+def leader(trials: list[Finished], slo: Slo) -> tuple[int, Row] | None:
+    """The complete trial whose exports include the best metric among those that meet the SLO,
+    and that row; None when no timed export meets it."""
     best = None
-    folders = (out / "trials").iterdir() if (out / "trials").is_dir() else []
-    for folder in folders:
-        outcome = read_outcome(folder) if folder.name.isdigit() else None
-        if outcome is None or outcome.state != "complete":
+    for trial in trials:
+        if trial.state != "complete":
             continue
-        for row in (Row(**r) for r in outcome.rows.values()):
+        for row in trial.rows:
             if slo.met(row) and (best is None or row.metric > best[1].metric):
-                best = int(folder.name), row
+                best = trial.number, row
     return best
 
 
@@ -147,7 +148,7 @@ def reserve(out: Path, slo: Slo, trial_steps: int, steps: int):
     once some trained student meets the SLO, nothing before (the trials go on until one does)."""
 
     def kept(lengths: list[float]) -> float:
-        if steps == 0 or not lengths or leader(out, slo) is None:
+        if steps == 0 or not lengths or leader(read_trials(out), slo) is None:
             return 0.0
         return promotion_seconds(lengths, trial_steps, steps)
 
@@ -175,35 +176,47 @@ def promote_leader(
     was done, or why not, as the report says it. The time it takes joins the study's count."""
     if steps == 0:
         return None
-    found = leader(out, slo)
-    if found is None:
+    trials = read_trials(out)
+    if leader(trials, slo) is None:
         return "no trained student meets the SLO: none was promoted"
-    number, row = found
-    name = f"#{number} {read_choice(out / 'trials' / str(number)).key}"
-    done = promoted_rows(out, number)
-    if not done:
-        used = study.user_attrs.get("seconds", 0.0)
-        lengths = study.user_attrs.get("trial_seconds", [])
-        why_not = promotion_fits(lengths, setup.steps, steps, budget_s - used)
-        if why_not is not None:
-            return f"{name}, the leader, was not promoted: {why_not}"
-        say(f"promoting {name} ({row.label()}): {steps} more steps from its trained weights")
-        promotion = Promotion(
-            setup.teacher,
-            setup.data_flags,
-            setup.transfer,
-            setup.train_flags,
-            setup.timing,
-            setup.optimize,
-            steps,
-        )
-        began = time.monotonic()
-        try:
-            done = promotion.promote(out, number)
-        except SlimbertError as exc:
-            return f"{name}, the leader, was not promoted: {exc}"
-        finally:
-            study.set_user_attr("seconds", used + time.monotonic() - began)
+    used, began = study.user_attrs.get("seconds", 0.0), time.monotonic()
+    number = study.user_attrs.get("leader")  # an earlier run's choice, which a kill stopped
+    try:
+        if number is None:
+            lengths = study.user_attrs.get("trial_seconds", [])
+            why_not = promotion_fits(lengths, setup.steps, steps, budget_s - used)
+            if why_not is not None:
+                return f"no student was promoted: {why_not}"
+            # each trial was timed as it finished, beside whatever the machine did then: the
+            # leader is picked on one alternating timing of them all, as the verdict is
+            say("timing every trained student again to pick the leader")
+            found = leader(retime(out, trials, setup.teacher, setup.timing)[0], slo)
+            if found is None:
+                return "no trained student meets the SLO when timed again: none was promoted"
+            number = found[0]
+            study.set_user_attr("leader", number)
+        own = next(t for t in trials if t.number == number).rows
+        trained = [r for r in own if not r.method.endswith(PROMOTED_SUFFIX)]
+        row = max(trained, key=lambda r: r.metric)
+        name = f"#{number} {read_choice(out / 'trials' / str(number)).key}"
+        done = promoted_rows(out, number)
+        if not done:
+            say(f"promoting {name} ({row.label()}): {steps} more steps from its trained weights")
+            promotion = Promotion(
+                setup.teacher,
+                setup.data_flags,
+                setup.transfer,
+                setup.train_flags,
+                setup.timing,
+                setup.optimize,
+                steps,
+            )
+            try:
+                done = promotion.promote(out, number)
+            except SlimbertError as exc:
+                return f"{name}, the leader, was not promoted: {exc}"
+    finally:
+        study.set_user_attr("seconds", used + time.monotonic() - began)
     if not done:
         return f"{name}, the leader, was trained further but no export of it was timed"
     best = max(done.values(), key=lambda r: r["metric"])
