@@ -201,7 +201,10 @@ def promote_leader(
         name = f"#{number} {read_choice(out / 'trials' / str(number)).key}"
         done = promoted_rows(out, number)
         if not done:
-            say(f"promoting {name} ({row.label()}): {steps} more steps from its trained weights")
+            say(
+                f"promoting {name} ({row.metric_name} {row.metric:.2f}, {row.precision}): "
+                f"{steps} more steps from its trained weights"
+            )
             promotion = Promotion(
                 setup.teacher,
                 setup.data_flags,
