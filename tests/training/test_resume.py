@@ -138,6 +138,21 @@ def test_no_save_state_writes_no_state_and_leaves_nothing_to_resume(tmp_path, mo
     assert (tmp_path / "off" / "train_log.jsonl").is_file()  # the log is kept either way
 
 
+def test_a_resume_that_finds_no_state_logs_every_step_once(tmp_path):
+    """A run stopped before it saved a state has logged steps; --resume starts over and its
+    log holds each step once (`slimbert auto` resumes a trial killed at its first evaluation,
+    when the state may not have landed yet)."""
+    unsaved = TrainConfig(max_steps=3, eval_every=2, patience=0, progress=False, lr=1e-2,
+                          save_state=False)  # fmt: skip
+    train(toy_model(), toy_loader(), toy_step, toy_eval, unsaved, run=RunFiles(tmp_path))
+    assert not (tmp_path / STATE_DIR).exists()
+    config = TrainConfig(max_steps=4, eval_every=2, patience=0, progress=False, lr=1e-2)
+    train(toy_model(), toy_loader(), toy_step, toy_eval, config,
+          run=RunFiles(tmp_path, resume=True))  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "train_log.jsonl").open()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
 def test_resuming_with_other_settings_is_one_line(tmp_path):
     config = TrainConfig(max_steps=4, eval_every=2, patience=0, progress=False, lr=1e-2)
     train(toy_model(), toy_loader(), toy_step, toy_eval, config, run=RunFiles(tmp_path))

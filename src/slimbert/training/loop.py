@@ -183,6 +183,7 @@ class _Loop:
             self.bar.write(f"[{description}] resuming at step {result.steps} from {where}")
         elif run is not None and run.resume:
             self.bar.write(f"[{description}] no saved state in {where}; starting at step 0")
+            run.truncate_log(self.stage.key, 0)  # rows of a start that saved no state
         if run is not None:
             start_trackers(accelerator, config, run, self.stage.key)
         done = result.steps >= self.total_steps or self._patience_spent()
