@@ -6,17 +6,18 @@
 #   teacher   the bundled MiniLM fine-tuned on all of SST-2, with the command and settings of
 #             benchmarks/quality_sst2.sh's teacher (so the hand-run rows of quality-sst2/ are
 #             the comparison)
-#   slo       the teacher timed in PyTorch eager at batch 1 on this machine (THREADS intra-op
-#             threads, the first 300 dev rows, 3 passes): the SLO is a tenth of its Avg ms and
-#             --max-drop 1% of its dev accuracy (written to $RUNS/objective.env)
+#   slo       the objective, written to $RUNS/objective.env: ten times the teacher's PyTorch
+#             eager speed at batch 1 (`speedup>=10x@batch1`: auto holds the search to the
+#             teacher's probe timing and judges the ratio in its final alternating run of the
+#             teacher and every student) and --max-drop 1% of the teacher's dev accuracy
 #   auto      slimbert auto with that objective and BUDGET (default 4h) of wall-clock, counted
 #             over every resumed run: rerun the stage after a kill and the study continues
 #             (finished trials kept, the stopped one resumed from its training state)
 #   results   the study's tables, plot, probe cache and winner manifest copied to $RESULTS
 #
-# SLO="p99<=0.5ms@batch1" MAX_DROP=2 set the objective instead of the slo stage's measurement
-# (a tight SLO that only narrow students meet: auto returns the best of them, or says in one line
-# that none meets it and which came closest).
+# SLO="p99<=0.5ms@batch1" MAX_DROP=2 set another objective (a tight SLO that only narrow
+# students meet: auto returns the best of them, or says in one line that none meets it and which
+# came closest). An objective.env kept from an earlier run is used as it is.
 # TEACHER=DIR skips the teacher stage and searches students of that teacher instead (e.g. the
 # base-size MPNet teacher of benchmarks/base_teacher.sh, with RUNS/RESULTS of its own).
 # AUTO_ARGS="--student-init DIR ..." adds flags to slimbert auto (e.g. the base teacher's
@@ -58,19 +59,14 @@ for stage in $STAGES; do
         --eval-every 500 --patience 4 --seed 42 --epochs 3 ;;
     slo)
       if [ -f "$OBJECTIVE" ]; then echo "[$TAG] slo: $(cat "$OBJECTIVE"), kept"; continue; fi
-      if [ -n "${SLO:-}" ]; then  # given (e.g. a tight SLO only narrow students meet)
-        printf 'SLO="%s"\nMAX_DROP=%s\n' "$SLO" "${MAX_DROP:?give MAX_DROP with SLO}" > "$OBJECTIVE"
-        continue
-      fi
-      slimbert bench --model "$TEACHER" --eval "$GLUE/SST-2/dev.tsv" --max-length 64 \
-        --runtime pytorch --batch-sizes 1 --limit 300 --threads "$THREADS" --repeats 3 \
-        --metric accuracy --out "$RUNS/teacher-eager" > "$RUNS/teacher-eager.log" 2>&1
-      python - "$RUNS/teacher-eager/report.json" "$TEACHER/slimbert.json" "$OBJECTIVE" <<'PY'
+      # ten times the teacher's eager speed, judged in auto's final alternating run (SLO=...
+      # gives another, e.g. a tight absolute one only narrow students meet); --max-drop 1% of
+      # the teacher's dev accuracy unless MAX_DROP is given
+      python - "$TEACHER/slimbert.json" "$OBJECTIVE" "${SLO:-speedup>=10x@batch1}" "${MAX_DROP:-}" <<'PY'
 import json, os, sys
-report, teacher, out = sys.argv[1:]
-eager = json.loads(open(report).read())["rows"][0]["avg_ms"]
-accuracy = json.loads(open(teacher).read())["metric"]["accuracy"]
-text = f'SLO="avg<={eager / 10:.3f}ms@batch1"\nMAX_DROP={accuracy / 100:.2f}\nEAGER_MS={eager:.3f}\n'
+teacher, out, slo, drop = sys.argv[1:]
+drop = drop or f'{json.loads(open(teacher).read())["metric"]["accuracy"] / 100:.2f}'
+text = f'SLO="{slo}"\nMAX_DROP={drop}\n'
 open(out + ".tmp", "w").write(text)
 os.replace(out + ".tmp", out)
 print(text, end="")
@@ -88,7 +84,7 @@ PY
     results)
       mkdir -p "$RESULTS"
       cp "$OBJECTIVE" "$RESULTS/objective.env"
-      # a given SLO measured nothing
+      # an earlier version of the slo stage timed the teacher for an absolute SLO
       [ -f "$RUNS/teacher-eager/report.md" ] && cp "$RUNS/teacher-eager/report.md" "$RESULTS/teacher-eager.md"
       for f in trials.md probe.json teacher.json summary.json; do cp "$RUNS/auto/$f" "$RESULTS/$f"; done
       rm -rf "$RESULTS/report" && cp -r "$RUNS/auto/report" "$RESULTS/report"

@@ -150,6 +150,39 @@ def test_slo_parsing():
         Slo.parse("latency<10")
 
 
+def test_relative_slo_parsing_and_its_absolute_form():
+    assert Slo.parse("speedup>=10x") == Slo("avg", speedup=10.0)
+    assert Slo.parse(" Speed-up > 2.5 ") == Slo("avg", speedup=2.5)
+    assert str(Slo.parse("speedup>=10x")) == "≥ 10× the teacher's speed (avg)"
+    teacher = row("teacher", "pytorch", p99=20, role="teacher")  # avg 12 ms
+    assert Slo.parse("speedup>=4x").against(teacher) == Slo("avg", 3.0)
+    assert Slo.parse("p99<=10ms").against(teacher) == Slo("p99", 10.0)
+    with pytest.raises(SlimbertError, match="above zero"):
+        Slo.parse("speedup>=0x")
+    with pytest.raises(SlimbertError, match='or "speedup>=10x"'):
+        Slo.parse("speedup<=10x")
+
+
+def test_a_relative_slo_reads_the_speedup_of_the_same_run(rows):
+    """speedup>=3x: kd-2L (5×, -0.8) and kd-1L (10×, -4.0) are fast enough, only kd-2L
+    within a point; kd-3L (3.33×) qualifies too but is slower than kd-2L."""
+    choice = recommend(rows, Slo.parse("speedup>=3x"), max_f1_drop=1.0)
+    assert choice.chosen.model == "kd-2L" and choice.chosen.runtime == "onnx"
+    assert "avg 2.40 ms, 5.0× the teacher" in choice.summary
+    assert choice.passed_over["teacher"] == (
+        "teacher misses the SLO: even its fastest configuration (teacher (onnx)) has 1.4× the "
+        "teacher, under 3×."
+    )
+    # six times: only kd-1L (10×) is fast enough, and it loses 4 points
+    assert recommend(rows, Slo.parse("speedup>=6x"), max_f1_drop=1.0).chosen is None
+    # without the teacher in the run there is no speed-up to read: one line, not a guess
+    students = [r for r in rows if r.role != "teacher"]
+    for r in students:
+        r.speedup = None
+    with pytest.raises(SlimbertError, match="bench the teacher's model folder too"):
+        recommend(students, Slo.parse("speedup>=3x"), max_f1_drop=1.0)
+
+
 def test_recommends_the_fastest_that_meets_both_and_says_why_not_the_others(rows):
     choice = recommend(rows, Slo.parse("p99<=10ms"), max_f1_drop=1.0)
     assert (choice.chosen.model, choice.chosen.runtime, choice.chosen.batch_size) == (

@@ -19,6 +19,10 @@ from slimbert.bench.decide import Slo
 from slimbert.bench.report import Row
 from slimbert.compress.registry import get_method
 
+# --promote-steps by default, in --trial-steps: the leader's choice trained again for three
+# passes a stage, the schedule of the hand-run students (auto/promote.py)
+PROMOTE_PASSES = 3
+
 
 def training_stages(method: str) -> int:
     """Stages a trial of `method` trains (tinybert's general stage needs a text file `auto`
@@ -66,19 +70,26 @@ class Plan:
     steps: int
     estimate_s: float
     budget_s: float
-    promote_steps: int = 0  # the leader's further training after the trials (auto/promote.py)
-    promote_s: float = 0.0
+    promote_steps: int = 0  # a stage's steps of the leaders trained again (auto/promote.py)
+    promote_s: float = 0.0  # all of them
+    promotions: int = 1
+
+    @property
+    def bound(self) -> Slo:
+        """The SLO as a limit in ms, what probes and trials are held to while the search runs
+        (a relative SLO at the teacher's probe timing); the verdict reads `slo` itself."""
+        return self.slo.against(self.teacher)
 
     def kept(self) -> list[Probe]:
-        return [p for p in self.probes if p.meets(self.slo)]
+        return [p for p in self.probes if p.meets(self.bound)]
 
     def verdict(self, probe: Probe) -> str:
         if probe.skipped_because:
             return f"dropped: {probe.skipped_because}"
-        if probe.meets(self.slo):
+        if probe.meets(self.bound):
             fastest = probe.fastest()
             return f"kept ({fastest[0]} {fastest[1]:.2f} ms)"
-        return f"dropped: over {self.slo.limit_ms:g} ms at every precision"
+        return f"dropped: over {self.bound.limit_ms:.3g} ms at every precision"
 
     def lines(self) -> list[str]:
         """The plan as a person reads it."""
@@ -90,6 +101,15 @@ class Plan:
             f"{statistic} {self.teacher.latency(statistic):.2f} ms, "
             f"{self.teacher.metric_name} {self.teacher.metric:.2f} on the probes' "
             f"{self.teacher.requests} request{'s' if self.teacher.requests != 1 else ''}",
+            *(
+                [
+                    f"searched as {self.bound} (the teacher's avg over {self.slo.speedup:g}); "
+                    "the verdict reads the speed-up in one alternating run of the teacher and "
+                    "every student at the end"
+                ]
+                if self.slo.relative
+                else []
+            ),
             "",
             f"{'shape':<{width}}"
             + "".join(f"{p + ' ' + statistic:>13}" for p in shown)
@@ -101,10 +121,11 @@ class Plan:
                 for p in shown
             )
             lines.append(f"{probe.shape.name:<{width}}{cells}  {self.verdict(probe)}")
+        leaders = "the leader" if self.promotions == 1 else f"the {self.promotions} best"
         promotion = (
-            f", then {self.promote_steps} steps more for the leader, about "
+            f", then {leaders} trained again with {self.promote_steps} steps a stage, about "
             f"{duration(self.promote_s)}"
-            if self.promote_steps
+            if self.promote_steps and self.promotions
             else ""
         )
         methods = sorted({c.method for c in self.choices})
@@ -136,10 +157,11 @@ def make_plan(
     repeats: int,
     budget_s: float,
     promote_steps: int | None = 0,
+    promotions: int = 1,
 ) -> Plan:
     """The plan: `trials` (default every choice) at most, priced from each shape's probe, and
-    the leader's promotion (`promote_steps`; None: twice the trial's steps), priced as the mean
-    trial scaled by its steps."""
+    the promotion of `promotions` leaders (`promote_steps` a stage; None: PROMOTE_PASSES times
+    the trial's steps), each priced as the mean trial scaled by its steps."""
     count = min(trials or len(choices), len(choices))
     by_shape = {p.shape.name: p for p in probes}
     costs = [
@@ -147,7 +169,7 @@ def make_plan(
         for c in choices
     ]
     mean = sum(costs) / len(costs) if costs else 0.0
-    promote = 2 * steps if promote_steps is None else promote_steps
+    promote = PROMOTE_PASSES * steps if promote_steps is None else promote_steps
     return Plan(
         slo,
         batch,
@@ -160,5 +182,6 @@ def make_plan(
         mean * count,
         budget_s,
         promote,
-        mean * promote / steps,
+        mean * promote / steps * min(promotions, count),
+        promotions,
     )

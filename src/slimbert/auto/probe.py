@@ -154,6 +154,7 @@ class Probe:
         return min(self.latency_ms.items(), key=lambda item: item[1])
 
     def meets(self, slo: Slo) -> bool:
+        """`slo` absolute (a relative one taken `against` the teacher's probe row)."""
         best = self.fastest()
         return best is not None and best[1] <= slo.limit_ms
 
@@ -307,13 +308,14 @@ def probe_all(
     say=print,
 ) -> tuple[list[Probe], Row]:
     """Every shape's probe (from the cache where it holds one) and the teacher's PyTorch row,
-    timed over the same requests."""
+    timed over the same requests; a relative `slo` is held to as its limit at that row."""
     context = probe_context(teacher, timing, optimize)
     cached, teacher_row = read_cache(out, context)
     if teacher_row is None:
         say("timing the teacher (PyTorch, fp32)")
         teacher_row = asdict(timing.time(teacher_target(teacher)))
         write_cache(out, context, cached, teacher_row)
+    slo = slo.against(Row(**teacher_row))
     model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher, "--teacher")
     sources: dict[str, tuple] = {"": (model, tokenizer)}  # each start's model, loaded once
     results, missing = [], []

@@ -4,7 +4,7 @@ to OUT/winner, and one line saying what to ship and why, or that nothing met the
 came closest.
 
     OUT/trials.md        every trial: Method | Model | Requests | Total ms | Avg ms | F1 |
-                         vs Teacher | Accuracy | <SLO statistic> ms | State
+                         vs Teacher | Accuracy | <SLO statistic> ms | × teacher | State
     OUT/report/          report.md/.html/.json/.csv, pareto.png (bench/render.py)
     OUT/winner/          the winning export folder as the trial wrote it: model.onnx, tokenizer,
                          slimbert.json, manifest.json with its parity figures; ready for
@@ -86,6 +86,7 @@ def trial_table(trials: list[Finished], teacher: Row, slo: Slo) -> Table:
             "–",
             _fmt(teacher.accuracy),
             f"{teacher.latency(stat):.2f}",
+            "1.0×",
             "teacher",
         ]
     ]
@@ -103,15 +104,14 @@ def trial_table(trials: list[Finished], teacher: Row, slo: Slo) -> Table:
                     _signed(row.vs_teacher),
                     _fmt(row.accuracy),
                     f"{row.latency(stat):.2f}",
+                    f"{row.speedup:.1f}×" if row.speedup else "–",
                     f"{trial.state}, {meets}",
                 ]
             )
         if not trial.rows:
             method = trial.name.split()[1].split("/")[0]
             best = f"best eval {trial.best:.2f}" if trial.best is not None else "no evaluation"
-            cells.append(
-                [method, trial.name, "–", "–", "–", "–", "–", "–", "–", f"{trial.state} ({best})"]
-            )
+            cells.append([method, trial.name, *["–"] * 8, f"{trial.state} ({best})"])
     headers = [
         "Method",
         "Model",
@@ -122,6 +122,7 @@ def trial_table(trials: list[Finished], teacher: Row, slo: Slo) -> Table:
         "vs Teacher",
         "Accuracy",
         f"{stat} ms",
+        "× teacher",
         "State",
     ]
     return Table("Every trial", headers, cells)
@@ -145,16 +146,13 @@ def closest(rows: list[Row], slo: Slo, max_drop: float) -> str:
     fast = [r for r in students if slo.met(r)]
     if within:
         near = min(within, key=lambda r: r.latency(stat))
-        why = (
-            f"{stat} {near.latency(stat):.2f} ms, {near.latency(stat) - slo.limit_ms:.2f} ms "
-            f"over, at {near.vs_teacher:+.2f} points"
-        )
+        why = f"{slo.miss(near)}, at {near.vs_teacher:+.2f} points"
     elif fast:
         near = max(fast, key=lambda r: r.metric)
         why = f"meets the SLO but loses {-near.vs_teacher:.2f} points ({max_drop:g} allowed)"
     else:
         near = min(students, key=lambda r: r.latency(stat))
-        why = f"the fastest: {stat} {near.latency(stat):.2f} ms, {near.vs_teacher:+.2f} points"
+        why = f"the fastest: {slo.shown(near)}, {near.vs_teacher:+.2f} points"
     return (
         f"No candidate met {slo} with at most {max_drop:g} points lost; closest: "
         f"{near.label(full=False)}, {why}."
@@ -247,11 +245,16 @@ def finish(
         winner = copy_winner(out, chosen)
         if triton_with is not None:
             triton_repository(out, triton_with)
+        meets = (
+            f"{chosen.speedup:.1f}× the teacher ≥ {slo.speedup:g}× (avg {chosen.avg_ms:.2f} "
+            f"ms against {teacher.avg_ms:.2f})"
+            if slo.relative
+            else f"{slo.statistic} {chosen.latency(slo.statistic):.2f} ms ≤ {slo.limit_ms:g} ms"
+        )
         line = (
-            f"Ship {winner} ({chosen.label()}): {slo.statistic} "
-            f"{chosen.latency(slo.statistic):.2f} ms ≤ {slo.limit_ms:g} ms, "
-            f"{chosen.metric_name} {chosen.vs_teacher:+.2f} points against the teacher; the "
-            f"fastest of the trained students within {max_drop:g} points."
+            f"Ship {winner} ({chosen.label()}): {meets}, {chosen.metric_name} "
+            f"{chosen.vs_teacher:+.2f} points against the teacher; the fastest of the trained "
+            f"students within {max_drop:g} points."
         )
     extra = {"recommendation": recommendation.to_dict()} if recommendation else {}
     report = Report(f"slimbert auto: {slo}", rows, environment(), [line], extra)

@@ -19,7 +19,7 @@ from slimbert import settings as settings_module
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
 from slimbert.auto.probe import Timing, probe_all, score_teacher
-from slimbert.auto.promote import promote_leader, reserve
+from slimbert.auto.promote import promote_leaders, reserve
 from slimbert.auto.qat import QatRescue
 from slimbert.auto.report import finish
 from slimbert.auto.settings import TRIAL_TRAIN_FLAGS, AutoSettings
@@ -34,8 +34,9 @@ from slimbert.auto.space import (
     trains,
 )
 from slimbert.auto.study import Runner, Search, open_study, progress
-from slimbert.auto.trial import TrialSetup
+from slimbert.auto.trial import TrialSetup, read_choice, trial_folders
 from slimbert.batches import DataSpec
+from slimbert.bench.report import Row
 from slimbert.compress.aligned import misaligned_row
 from slimbert.data import data_exists, read_examples, read_transfer
 from slimbert.errors import SlimbertError
@@ -221,7 +222,7 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
         s.optimize,
         say,
     )
-    kept = [p.shape for p in probes if p.meets(slo)]
+    kept = [p.shape for p in probes if p.meets(slo.against(teacher_row))]
     found = choices(list(s.methods), kept, inputs.data.transfer is not None)
     timed_rows = min(eval_rows, s.timing_requests or eval_rows)
     plan = make_plan(
@@ -239,6 +240,7 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
         s.repeats,
         s.seconds(),
         s.promote_steps,
+        s.promotions,
     )
     return plan, replace(timing, requests=s.timing_requests)
 
@@ -289,6 +291,46 @@ def search(inputs: Inputs, say=print) -> str:
         return _search_locked(inputs, say)
 
 
+def reported(inputs: Inputs, plan: Plan, study) -> str | None:
+    """--report-only: where the search stands (study.progress). Judged under another --slo,
+    the plan may keep other choices than the search had: those its trials began with count."""
+    s, out = inputs.settings, inputs.out
+    searched = study.user_attrs["fingerprint"]["choices"]
+    known = {c.key for c in plan.choices}
+    began = [read_choice(folder) for folder in trial_folders(out)]
+    choices = plan.choices + [c for c in began if c.key not in known]
+    trials = min(s.trials or len(searched), len(searched))
+    return progress(study, choices, trials, s.seconds(), total=len(searched))
+
+
+def run_trials(
+    inputs: Inputs, plan: Plan, setup: TrialSetup, study, teacher: Row, say
+) -> str | None:
+    """The trials within the budget, then the leaders' promotion; why the search stopped
+    early, if it did."""
+    s, out = inputs.settings, inputs.out
+    found = Search(
+        study,
+        plan.choices,
+        plan.bound.statistic,
+        plan.bound.limit_ms,
+        exhaustive=s.sampler == "exhaustive",
+    )
+    width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
+    board = Board(teacher.metric_name, plan.slo.statistic, shape_width=width)
+    steps = plan.promote_steps
+    kept = reserve(out, plan.slo, teacher, plan.steps, steps, s.promotions)
+    say("")
+    Runner(found, setup, out, board.event, kept).run(plan.trials, s.seconds())
+    say("")
+    stopped = study.user_attrs.get("stopped")
+    promotion = promote_leaders(
+        out, plan.slo, teacher, setup, study, steps, s.promotions, s.seconds(), say
+    )
+    study.set_user_attr("promotion", promotion)
+    return stopped
+
+
 def _search_locked(inputs: Inputs, say) -> str:
     s, out = inputs.settings, inputs.out
     if s.dry_run and s.report_only:
@@ -306,7 +348,9 @@ def _search_locked(inputs: Inputs, say) -> str:
         fastest = min((p for p in plan.probes if p.latency_ms), key=lambda p: p.fastest()[1])
         precision, ms = fastest.fastest()
         return (
-            f"No candidate can meet {plan.slo}: the fastest shape, {fastest.shape.name} "
+            f"No candidate can meet {plan.slo}"
+            + (f" ({plan.bound} here)" if plan.slo.relative else "")
+            + f": the fastest shape, {fastest.shape.name} "
             f"({precision}), takes {ms:.2f} ms; relax the SLO or give smaller --depths/"
             "--widths."
         )
@@ -324,28 +368,17 @@ def _search_locked(inputs: Inputs, say) -> str:
         qat_rescue(inputs, teacher.metric, timing),
     )
     study = open_study(
-        out, fingerprint(inputs, plan, setup), s.sampler, s.pruner, inputs.train.seed
-    )
-    found = Search(
-        study,
-        plan.choices,
-        plan.slo.statistic,
-        plan.slo.limit_ms,
-        exhaustive=s.sampler == "exhaustive",
+        out,
+        fingerprint(inputs, plan, setup),
+        s.sampler,
+        s.pruner,
+        inputs.train.seed,
+        judging=s.report_only,
     )
     if s.report_only:
-        stopped = progress(study, plan.choices, plan.trials, s.seconds())
+        stopped = reported(inputs, plan, study)
     else:
-        width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
-        board = Board(teacher.metric_name, plan.slo.statistic, shape_width=width)
-        steps = plan.promote_steps
-        kept = reserve(out, plan.slo, plan.steps, steps)
-        say("")
-        Runner(found, setup, out, board.event, kept).run(plan.trials, s.seconds())
-        say("")
-        stopped = study.user_attrs.get("stopped")
-        promotion = promote_leader(out, plan.slo, setup, study, steps, s.seconds(), say)
-        study.set_user_attr("promotion", promotion)
+        stopped = run_trials(inputs, plan, setup, study, teacher, say)
     if stopped:
         say(f"Search {stopped}.")
     promotion = study.user_attrs.get("promotion")

@@ -128,9 +128,17 @@ def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def open_study(out: Path, fingerprint: dict, sampler: str, pruner: str, seed: int):
+# what a report may judge a study's finished trials under anew (--report-only trains nothing):
+# another SLO, and so the choices it keeps
+JUDGED = ("slo", "choices")
+
+
+def open_study(
+    out: Path, fingerprint: dict, sampler: str, pruner: str, seed: int, judging: bool = False
+):
     """The study in OUT/study.db, new or as an earlier run left it; one with other settings is
-    an error (its trials answer another question)."""
+    an error (its trials answer another question), except for the SLO and the choices it keeps
+    when `judging` (a report of the trials, nothing trained)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{out / 'study.db'}"
     study = optuna.create_study(
@@ -143,8 +151,11 @@ def open_study(out: Path, fingerprint: dict, sampler: str, pruner: str, seed: in
     saved = study.user_attrs.get("fingerprint")
     if saved is None:
         study.set_user_attr("fingerprint", fingerprint)
-    elif saved != fingerprint:
-        changed = sorted(k for k in fingerprint if saved.get(k) != fingerprint[k])
+        saved = fingerprint
+    changed = sorted(
+        k for k in fingerprint if saved.get(k) != fingerprint[k] and not (judging and k in JUDGED)
+    )
+    if changed:
         raise SlimbertError(
             f"--out {out} holds a search with other settings ({', '.join(changed)}); give the "
             "same flags to resume it, or a new --out"
@@ -314,11 +325,16 @@ def tried_choices(trials: list[optuna.trial.FrozenTrial], choices: list[Choice])
 
 
 def progress(
-    study: optuna.Study, choices: list[Choice], trials: int, budget_s: float
+    study: optuna.Study,
+    choices: list[Choice],
+    trials: int,
+    budget_s: float,
+    total: int | None = None,
 ) -> str | None:
     """Where a search stopped before its end stands, in the words of a `stopped` reason: its
-    time against --budget, the choices it finished, the trial a kill interrupted; None when it
-    ended (its `trials` trained, or the reason it stopped early kept in the study)."""
+    time against --budget, the choices it finished (of `total`, default all of `choices`), the
+    trial a kill interrupted; None when it ended (its `trials` trained, or the reason it
+    stopped early kept in the study)."""
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     done = study.get_trials(
         deepcopy=False,
@@ -329,14 +345,13 @@ def progress(
         ),
     )
     finished = tried_choices(done, choices)
-    if not running and (
-        study.user_attrs.get("stopped") or len(finished) >= min(trials, len(choices))
-    ):
+    total = len(choices) if total is None else total
+    if not running and (study.user_attrs.get("stopped") or len(finished) >= min(trials, total)):
         return study.user_attrs.get("stopped")
     seconds = study.user_attrs.get("seconds", 0.0)
     text = (
         f"reported before its end, at {duration(seconds)} of its {duration(budget_s)} budget, "
-        f"with {len(finished)} of {len(choices)} choices tried"
+        f"with {len(finished)} of {total} choices tried"
     )
     for trial in running:
         text += (

@@ -125,6 +125,13 @@ def trial_dir(out: Path, number: int) -> Path:
     return out / "trials" / str(number)
 
 
+def trial_folders(out: Path) -> list[Path]:
+    """The folders of every trial that began (its choice.json written), by number."""
+    found = (out / "trials").glob("*/choice.json") if (out / "trials").is_dir() else []
+    folders = [path.parent for path in found if path.parent.name.isdigit()]
+    return sorted(folders, key=lambda folder: int(folder.name))
+
+
 def read_choice(folder: Path) -> Choice:
     payload = json.loads((folder / "choice.json").read_text())
     return Choice(payload["method"], Shape(**payload["shape"]), payload["transfer"])

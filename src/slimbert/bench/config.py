@@ -35,7 +35,8 @@ class BenchConfig:
                    alike; off: each row's passes back to back
     io_binding:    on CUDA, also time ONNX models through IO binding with pre-allocated buffers
     peak:          measure the matmul peak for the physical-limit column
-    slo:           e.g. "p99<=10ms": marks the recommended model together with max_f1_drop
+    slo:           e.g. "p99<=10ms" or "speedup>=10x" (over the teacher, in the same run): marks
+                   the recommended model together with max_f1_drop
     max_f1_drop:   metric points a recommended model may lose against the teacher
     metric:        the figure vs Teacher and the recommendation use (None: f1 / pearson)
     positive_label: the class binary F1 is computed for (None: the label map's default)
@@ -95,7 +96,8 @@ class BenchConfig:
     )
     slo: str | None = setting(
         None,
-        'Latency objective, e.g. "p99<=10ms"; with --max-f1-drop marks the recommended model.',
+        'Latency objective, e.g. "p99<=10ms", or a speed-up over the teacher benched in the '
+        'same run, e.g. "speedup>=10x"; with --max-f1-drop marks the recommended model.',
     )
     max_f1_drop: float | None = setting(
         None, "Metric points a recommended model may lose against the teacher.", min=0

@@ -70,15 +70,29 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 # Choosing for the user
 
 
+SLO_EXAMPLES = '"p99<=10ms" (statistics avg, p50, p90, p99) or "speedup>=10x"'
+
+
 @dataclass(frozen=True)
 class Slo:
-    """A latency objective such as `p99<=10ms`: `statistic` of a request's latency ≤ `limit_ms`."""
+    """A latency objective: absolute, `statistic` of a request's latency ≤ `limit_ms` (e.g.
+    `p99<=10ms`), or relative to the teacher, its Avg ms over the row's ≥ `speedup` with both
+    timed in one run (e.g. `speedup>=10x`: what a target such as "ten times faster" means on a
+    machine whose absolute speed drifts between runs)."""
 
-    statistic: str  # avg, p50, p90 or p99
-    limit_ms: float
+    statistic: str  # avg, p50, p90 or p99 (a relative SLO compares averages)
+    limit_ms: float | None = None
+    speedup: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Slo:
+        relative = re.fullmatch(
+            r"\s*speed-?up\s*(>=|≥|>)\s*([0-9]*\.?[0-9]+)\s*[x×]?\s*", text or "", re.IGNORECASE
+        )
+        if relative:
+            if float(relative[2]) <= 0:
+                raise SlimbertError(f"--slo {text!r}: give a speed-up above zero, e.g. 10x")
+            return cls("avg", speedup=float(relative[2]))
         match = re.fullmatch(
             r"\s*(avg|mean|median|p50|p90|p99)\s*(<=|≤|<)\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*",
             text or "",
@@ -86,18 +100,50 @@ class Slo:
         )
         if not match:
             raise SlimbertError(
-                f'--slo {text!r}: write a statistic, <= and a time, e.g. "p99<=10ms" '
-                "(statistics: avg, p50, p90, p99)"
+                f"--slo {text!r}: write a statistic, <= and a time, or a speed-up over the "
+                f"teacher, e.g. {SLO_EXAMPLES}"
             )
         statistic = {"mean": "avg", "median": "p50"}.get(match[1].lower(), match[1].lower())
         scale = {"s": 1000.0, "us": 1e-3, "µs": 1e-3}.get((match[4] or "ms").lower(), 1.0)
         return cls(statistic, float(match[3]) * scale)
 
+    @property
+    def relative(self) -> bool:
+        return self.speedup is not None
+
     def __str__(self) -> str:
-        return f"{self.statistic} ≤ {self.limit_ms:g} ms"
+        if self.relative:
+            return f"≥ {self.speedup:g}× the teacher's speed (avg)"
+        return f"{self.statistic} ≤ {self.limit_ms:.4g} ms"
 
     def met(self, row: Row) -> bool:
+        """A relative SLO reads the row's `speedup` (relate_to_teacher's, from the same run):
+        a row with none is not taken to meet it."""
+        if self.relative:
+            return row.speedup is not None and row.speedup >= self.speedup * (1 - 1e-9)
         return row.latency(self.statistic) <= self.limit_ms
+
+    def against(self, teacher: Row) -> Slo:
+        """The absolute SLO this one is at `teacher`'s timing: a relative SLO's limit is the
+        teacher's Avg ms over the speed-up (what is known before a student and the teacher are
+        timed together: the search's guide, not its verdict)."""
+        if not self.relative:
+            return self
+        return Slo("avg", teacher.avg_ms / self.speedup)
+
+    def miss(self, row: Row) -> str:
+        """How `row` misses the SLO, in words: "avg 2.31 ms > 2 ms" or "7.3× the teacher"."""
+        if self.relative:
+            got = f"{row.speedup:.1f}× the teacher" if row.speedup else "not timed with the teacher"
+            return f"{got}, under {self.speedup:g}×"
+        return f"{self.statistic} {row.latency(self.statistic):.2f} ms > {self.limit_ms:g} ms"
+
+    def shown(self, row: Row) -> str:
+        """The row's figure the SLO reads: "p99 1.84 ms" or "avg 2.01 ms, 12.9× the teacher"."""
+        text = f"{self.statistic} {row.latency(self.statistic):.2f} ms"
+        if self.relative and row.speedup:
+            text += f", {row.speedup:.1f}× the teacher"
+        return text
 
 
 @dataclass
@@ -180,6 +226,8 @@ class _Criteria:
         return (row.latency(self.statistic), row.avg_ms)
 
     def ms(self, row: Row) -> str:
+        if self.slo is not None:
+            return self.slo.shown(row)
         return f"{self.statistic} {row.latency(self.statistic):.2f} ms"
 
 
@@ -216,8 +264,7 @@ def _why_passed_over(
         return (
             f"{model} misses both: it loses {criteria.drop(least_drop):.2f} {metric} points "
             f"(more than {budget:.2f}) and even its fastest configuration "
-            f"({fastest.label(threads=threads)}) has {criteria.ms(fastest)} "
-            f"> {criteria.slo.limit_ms:g} ms."
+            f"({fastest.label(threads=threads)}) has {criteria.slo.miss(fastest)}."
         )
     if not fits_f1:
         return (
@@ -227,8 +274,7 @@ def _why_passed_over(
     if not fits_slo:
         return (
             f"{model} misses the SLO: even its fastest configuration "
-            f"({fastest.label(threads=threads)}) has {criteria.ms(fastest)} "
-            f"> {criteria.slo.limit_ms:g} ms."
+            f"({fastest.label(threads=threads)}) has {criteria.slo.miss(fastest)}."
         )
     quick = min((r for r in own if criteria.fits_slo(r)), key=criteria.speed)
     return (
@@ -245,6 +291,11 @@ def recommend(rows: list[Row], slo: Slo | None, max_f1_drop: float | None) -> Re
         return None
     batch = min(r.batch_size for r in rows)
     candidates = [r for r in rows if r.batch_size == batch]
+    if slo is not None and slo.relative and not any(r.speedup for r in candidates):
+        raise SlimbertError(
+            f"--slo {slo}: a speed-up is over the teacher, timed in the same run; bench the "
+            f'teacher\'s model folder too (--model), or give a latency such as "p99<=10ms"'
+        )
     criteria = _Criteria.among(candidates, slo, max_f1_drop)
     qualifying = sorted((r for r in candidates if criteria.met(r)), key=criteria.speed)
     chosen = qualifying[0] if qualifying else None
