@@ -122,7 +122,7 @@ def test_the_budget_kept_for_the_promotion_is_not_spent_on_trials(tmp_path, monk
     assert len(ran) == 4 and clock.now == 40 * 60
     assert run.search.study.user_attrs["stopped"] == (
         "stopped before trial 5: a trial has taken 10.0 min on average and --budget has "
-        "20.0 min left, 20.0 min of it kept for the leader's promotion"
+        "20.0 min left, 20.0 min of it kept for the promotion"
     )
 
 

@@ -369,7 +369,7 @@ def budget_overrun(lengths: list[float], left_s: float, reserve_s: float = 0.0) 
     mean = sum(lengths) / len(lengths)
     if mean <= left_s - reserve_s:
         return None
-    kept = f", {reserve_s / 60:.1f} min of it kept for the leader's promotion" if reserve_s else ""
+    kept = f", {reserve_s / 60:.1f} min of it kept for the promotion" if reserve_s else ""
     return (
         f"stopped before trial {len(lengths) + 1}: a trial has taken {mean / 60:.1f} min on "
         f"average and --budget has {max(left_s, 0) / 60:.1f} min left{kept}"
