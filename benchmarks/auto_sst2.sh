@@ -10,6 +10,10 @@
 #             eager speed at batch 1 (`speedup>=10x@batch1`: auto holds the search to the
 #             teacher's probe timing and judges the ratio in its final alternating run of the
 #             teacher and every student) and --max-drop 1% of the teacher's dev accuracy
+#   transfer  a teacher-labelled transfer set ($RUNS/transfer.jsonl, slimbert augment: one copy of
+#             every training sentence with 30% of its words replaced, as quality_sst2.sh's):
+#             auto searches each choice with and without it (minilm's 2-layer student gained
+#             1.7 points from it by hand, benchmarks/results/quality-sst2/)
 #   auto      slimbert auto with that objective and BUDGET (default 4h) of wall-clock, counted
 #             over every resumed run: rerun the stage after a kill and the study continues
 #             (finished trials kept, the stopped one resumed from its training state)
@@ -34,7 +38,7 @@ set -euo pipefail
 GLUE=${GLUE:-../shared/data/glue}
 RUNS=${RUNS:-$HOME/slimbert-runs/auto-sst2}
 RESULTS=${RESULTS:-benchmarks/results/auto-sst2}
-STAGES=${STAGES:-teacher slo auto results}
+STAGES=${STAGES:-teacher slo transfer auto results}
 BUDGET=${BUDGET:-4h}
 THREADS=${THREADS:-1}
 # auto: bf16 autocast where the CPU computes bf16 (AMX, AVX-512 BF16), fp32 elsewhere (on an
@@ -72,12 +76,21 @@ os.replace(out + ".tmp", out)
 print(text, end="")
 PY
       ;;
+    transfer)
+      if [ -f "$RUNS/transfer.jsonl" ]; then echo "[$TAG] transfer: kept"; continue; fi
+      echo "[$TAG] transfer: $(date -u +%H:%M:%S) start"
+      slimbert augment --teacher "$TEACHER" --train "$GLUE/SST-2/train.tsv" \
+        --eval "$GLUE/SST-2/dev.tsv" --max-length 64 --copies 1 --prob 0.3 \
+        --out "$RUNS/transfer.jsonl" > "$RUNS/transfer.log" 2>&1
+      echo "[$TAG] transfer: $(date -u +%H:%M:%S) done" ;;
     auto)
       # shellcheck source=/dev/null
       source "$OBJECTIVE"
       echo "[$TAG] auto: $(date -u +%H:%M:%S) start, $SLO, max drop $MAX_DROP, budget $BUDGET"
+      transfer=()  # a study begun without the transfer stage resumes without it
+      [ -f "$RUNS/transfer.jsonl" ] && transfer=(--transfer "$RUNS/transfer.jsonl")
       /usr/bin/time -f "%e %M" -o "$RUNS/auto.time" slimbert auto --teacher "$TEACHER" \
-        "${DATA[@]}" --metric accuracy --slo "$SLO" --max-drop "$MAX_DROP" --budget "$BUDGET" \
+        "${DATA[@]}" "${transfer[@]}" --metric accuracy --slo "$SLO" --max-drop "$MAX_DROP" --budget "$BUDGET" \
         --threads "$THREADS" --batch-size 32 --lr 1e-4 --mixed-precision "$PRECISION" \
         ${AUTO_ARGS:-} --out "$RUNS/auto" >> "$RUNS/auto.log" 2>&1
       echo "[$TAG] auto: $(date -u +%H:%M:%S) done: $(tail -1 "$RUNS/auto.log")" ;;
@@ -87,6 +100,7 @@ PY
       # an earlier version of the slo stage timed the teacher for an absolute SLO
       [ -f "$RUNS/teacher-eager/report.md" ] && cp "$RUNS/teacher-eager/report.md" "$RESULTS/teacher-eager.md"
       for f in trials.md probe.json teacher.json summary.json; do cp "$RUNS/auto/$f" "$RESULTS/$f"; done
+      [ -f "$RUNS/transfer.manifest.json" ] && cp "$RUNS/transfer.manifest.json" "$RESULTS/transfer.manifest.json"
       rm -rf "$RESULTS/report" && cp -r "$RUNS/auto/report" "$RESULTS/report"
       [ -f "$RUNS/auto/winner/manifest.json" ] && cp "$RUNS/auto/winner/manifest.json" "$RESULTS/winner.manifest.json"
       grep -v '^\s*$' "$RUNS/auto.log" | tr '\r' '\n' | tail -40 > "$RESULTS/auto.tail.txt" ;;
