@@ -15,6 +15,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
 from click.testing import CliRunner
 
@@ -27,8 +28,10 @@ from slimbert.auto import trial as trials
 from slimbert.auto.probe import Probe, Timing
 from slimbert.auto.settings import parse_budget, parse_slo
 from slimbert.auto.space import Shape, candidate_shapes, choices
+from slimbert.auto.study import STUDY_NAME
 from slimbert.bench.report import Row
 from slimbert.cli import cli
+from slimbert.data import Columns
 
 REAL_TIME = Timing.time
 
@@ -59,10 +62,15 @@ def fixed_latency(self, target) -> Row:
 def fake_probe(calls: list[str]):
     """probe_shape without building or exporting: the shape's fixed latency per precision."""
 
-    def probe(model, tokenizer, shape, timing, train_path, batch_size, optimize):
+    def probe(model, tokenizer, shape, timing, train_path, batch_size, optimize, teacher=None):
         calls.append(shape.name)
         latency = {p: shape_ms(shape.layers, shape.hidden, p) for p in ("fp32", "int8")}
-        return Probe(shape, latency, dict(latency), step_s=0.01, export_s=0.5)
+        speedup = None
+        if teacher is not None:  # timed in rounds with the teacher: its fixed latency
+            config = teacher.config
+            ms = shape_ms(config["num_hidden_layers"], config["hidden_size"], "fp32", "pytorch")
+            speedup = {p: ms / latency[p] for p in latency}
+        return Probe(shape, latency, dict(latency), step_s=0.01, export_s=0.5, speedup=speedup)
 
     return probe
 
@@ -166,6 +174,26 @@ def test_dry_run_drops_shapes_over_the_slo_and_trains_nothing(
     # the probes are cached: a second dry run probes nothing
     assert invoke(*args, "--dry-run").exit_code == 0
     assert len(calls) == 5
+
+
+def test_a_probe_under_a_relative_slo_is_timed_in_rounds_with_the_teacher(
+    tiny_teacher, sst2_files, tmp_path
+):
+    """The real probe: both exports and the teacher in the same rounds, each precision's
+    speed-up the teacher's Avg ms of those rounds over its own."""
+    from slimbert.models import load_classifier, load_tokenizer
+
+    _, dev = sst2_files
+    timing = Timing(dev, Columns(), "cpu", 1, 6, 2, 1, 32, "avg", threads=1)
+    model, tokenizer = load_classifier(tiny_teacher).eval(), load_tokenizer(tiny_teacher)
+    shape = Shape(1, 32, 2, 64)
+    probe = probing.probe_shape(
+        model, tokenizer, shape, timing, dev, 4, False, probing.teacher_target(tiny_teacher)
+    )
+    assert sorted(probe.speedup) == sorted(probe.avg_ms) == ["fp32", "int8"]
+    teacher_ms = {p: probe.speedup[p] * probe.avg_ms[p] for p in probe.avg_ms}
+    assert teacher_ms["fp32"] == pytest.approx(teacher_ms["int8"])  # one teacher figure
+    assert probing.probe_shape(model, tokenizer, shape, timing, dev, 4, False).speedup is None
 
 
 def test_threads_reach_every_timing_and_key_the_probe_cache(
@@ -401,8 +429,14 @@ def test_the_leader_is_trained_again_longer_with_the_budget_left(
     assert promoting.reserve(reference, slo, teacher, 120, 240)([50.0, 70.0]) == 120.0
     assert promoting.reserve(reference, parse_slo("p99<=0.1ms")[0], teacher, 120, 240)([60.0]) == 0
     assert promoting.reserve(reference, slo, teacher, 120, 0)([60.0]) == 0.0
-    # both trials meet the SLO: two promotions keep twice that
+    # both trials meet the SLO: two promotions keep twice that, or with the study, each
+    # trial's own wall-clock scaled
     assert promoting.reserve(reference, slo, teacher, 120, 240, 2)([50.0, 70.0]) == 240.0
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{reference / 'study.db'}")
+    own = promoting.trial_seconds(study)
+    assert len(own) == 2 and all(seconds > 0 for seconds in own.values())
+    kept = promoting.reserve(reference, slo, teacher, 120, 240, 2, study)([50.0, 70.0])
+    assert kept == pytest.approx(2 * sum(own.values()))
     # a budget already spent leaves the leader as it is
     result = run_study(tiny_teacher, sst2_files, out, "--promote-steps", "30", "--budget", "1s")
     assert result.exit_code == 0, result.output
@@ -484,7 +518,8 @@ def test_a_relative_slo_is_judged_on_the_speedup_of_one_run(tiny_teacher, sst2_f
     slo = ("--slo", "speedup>=8x")
     result = run_study(tiny_teacher, sst2_files, out, *slo)
     assert result.exit_code == 0, result.output
-    assert "searched as avg ≤ 1.5 ms (the teacher's avg over 8)" in result.output
+    assert "trials held to avg ≤ 1.5 ms (the teacher's avg here over 8)" in result.output
+    assert "kept (int8 1.20 ms, 10.0× the teacher)" in result.output
     assert sorted(trial_folders(out)) == ["kd/1x32", "kd/2x32"]
     one = f"#{trial_folders(out)['kd/1x32'].name} kd/1x32 (onnx, int8)"
     last = result.output.strip().splitlines()[-1]
@@ -526,8 +561,8 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     started: list[int] = []
     judge = studying.Runner.judge
 
-    def killing_judge(self, trial, number, choice):
-        decide = judge(self, trial, number, choice)
+    def killing_judge(self, trial, number, choice, clock):
+        decide = judge(self, trial, number, choice, clock)
         started.append(number)
 
         def decide_then_die(index, value):
@@ -591,6 +626,11 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
         assert {p: r["metric"] for p, r in mine.rows.items()} == {
             p: r["metric"] for p, r in theirs.rows.items()
         }
+    # both trials' wall-clock counts towards the mean trial, the resumed one's too, each its
+    # every run's (a promotion's estimate for its choice)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.user_attrs["trial_seconds"]) == 2
+    assert all(t.user_attrs["seconds"] > 0 for t in study.trials if t.params)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped"] is None
     expected = json.loads((reference / "summary.json").read_text())

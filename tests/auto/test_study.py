@@ -80,6 +80,8 @@ def test_no_trial_starts_that_the_budget_left_cannot_hold(tmp_path, monkeypatch)
     study = run.search.study
     assert len(ran) == 2 and clock.now == 20 * 60
     assert study.user_attrs["trial_seconds"] == [600.0, 600.0]
+    # each trial keeps its own (a promotion's estimate for its choice)
+    assert [t.user_attrs["seconds"] for t in study.trials if t.params] == [600.0, 600.0]
     assert (
         "a trial has taken 10.0 min on average and --budget has 5.0 min left"
         in (study.user_attrs["stopped"])

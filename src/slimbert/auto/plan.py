@@ -81,14 +81,21 @@ class Plan:
         return self.slo.against(self.teacher)
 
     def kept(self) -> list[Probe]:
-        return [p for p in self.probes if p.meets(self.bound)]
+        return [p for p in self.probes if p.meets(self.slo, self.teacher)]
 
     def verdict(self, probe: Probe) -> str:
         if probe.skipped_because:
             return f"dropped: {probe.skipped_because}"
-        if probe.meets(self.bound):
+        ratio = (
+            f", {max(probe.speedup.values()):.1f}× the teacher"
+            if self.slo.relative and probe.speedup
+            else ""
+        )
+        if probe.meets(self.slo, self.teacher):
             fastest = probe.fastest()
-            return f"kept ({fastest[0]} {fastest[1]:.2f} ms)"
+            return f"kept ({fastest[0]} {fastest[1]:.2f} ms{ratio})"
+        if ratio:
+            return f"dropped: under {self.slo.speedup:g}× at every precision ({ratio[2:]})"
         return f"dropped: over {self.bound.limit_ms:.3g} ms at every precision"
 
     def lines(self) -> list[str]:
@@ -103,9 +110,10 @@ class Plan:
             f"{self.teacher.requests} request{'s' if self.teacher.requests != 1 else ''}",
             *(
                 [
-                    f"searched as {self.bound} (the teacher's avg over {self.slo.speedup:g}); "
-                    "the verdict reads the speed-up in one alternating run of the teacher and "
-                    "every student at the end"
+                    "each probe timed in rounds with the teacher and kept on its speed-up in "
+                    f"them; trials held to {self.bound} (the teacher's avg here over "
+                    f"{self.slo.speedup:g}) while the search runs; the verdict reads the speed-up "
+                    "in one alternating run of the teacher and every student at the end"
                 ]
                 if self.slo.relative
                 else []

@@ -147,14 +147,22 @@ class Probe:
     step_s: float | None = None
     export_s: float | None = None
     skipped_because: str | None = None
+    # the teacher's Avg ms over each precision's, timed in the same rounds (None: a probe
+    # cached by an earlier version)
+    speedup: dict[str, float] | None = None
 
     def fastest(self) -> tuple[str, float] | None:
         if not self.latency_ms:
             return None
         return min(self.latency_ms.items(), key=lambda item: item[1])
 
-    def meets(self, slo: Slo) -> bool:
-        """`slo` absolute (a relative one taken `against` the teacher's probe row)."""
+    def meets(self, slo: Slo, teacher: Row | None = None) -> bool:
+        """A relative SLO reads the speed-up over the teacher timed in the same rounds (or,
+        for a probe without it, the limit at `teacher`'s row)."""
+        if slo.relative and self.speedup:
+            return max(self.speedup.values()) >= slo.speedup * (1 - 1e-9)
+        if slo.relative:
+            slo = slo.against(teacher)
         best = self.fastest()
         return best is not None and best[1] <= slo.limit_ms
 
@@ -217,9 +225,13 @@ def probe_shape(
     train_path: Path,
     batch_size: int,
     optimize: bool,
+    teacher: Target | None = None,
 ) -> Probe:
     """Build, export and time one shape at every precision of the provider; `teacher_model`
-    is the model the shape is cut from (the teacher, or its starting point)."""
+    is the model the shape is cut from (the teacher, or its starting point). With `teacher`
+    (the teacher's target), the exports are timed in rounds with it, and the probe keeps each
+    precision's speed-up over it from the same rounds: a relative SLO's verdict on a machine
+    whose speed drifts while the probes run."""
     depth = family_of(teacher_model.config).size(teacher_model.config, "depth")
     layers = pick_layers(depth, shape.layers)
     size = StudentShape(
@@ -233,6 +245,7 @@ def probe_shape(
         folder = Path(scratch) / "student"
         record = ModelRecord(role="probe", method="probe", data={"max_length": timing.max_length})
         save_model(student.eval(), tokenizer, folder, record)
+        targets = {}
         for precision in precisions(timing.provider):
             began = time.perf_counter()
             exported = Path(scratch) / precision
@@ -249,7 +262,14 @@ def probe_shape(
             )
             if precision == "fp32":
                 probe.export_s = time.perf_counter() - began
-            row = timing.time(onnx_target(shape.name, exported, "probe", precision))
+            targets[precision] = onnx_target(shape.name, exported, "probe", precision)
+        if teacher is None:
+            rows = {precision: timing.time(target) for precision, target in targets.items()}
+        else:
+            teacher_row, *timed = timing.time_alternating([teacher, *targets.values()])
+            rows = dict(zip(targets, timed, strict=True))
+            probe.speedup = {p: teacher_row.avg_ms / row.avg_ms for p, row in rows.items()}
+        for precision, row in rows.items():
             probe.latency_ms[precision] = row.latency(timing.statistic)
             probe.avg_ms[precision] = row.avg_ms
     return probe
@@ -308,14 +328,16 @@ def probe_all(
     say=print,
 ) -> tuple[list[Probe], Row]:
     """Every shape's probe (from the cache where it holds one) and the teacher's PyTorch row,
-    timed over the same requests; a relative `slo` is held to as its limit at that row."""
+    timed over the same requests; under a relative `slo` each probe is timed in rounds with
+    the teacher and judged on its speed-up in them."""
     context = probe_context(teacher, timing, optimize)
     cached, teacher_row = read_cache(out, context)
     if teacher_row is None:
         say("timing the teacher (PyTorch, fp32)")
         teacher_row = asdict(timing.time(teacher_target(teacher)))
         write_cache(out, context, cached, teacher_row)
-    slo = slo.against(Row(**teacher_row))
+    row = Row(**teacher_row)
+    alongside = teacher_target(teacher) if slo.relative else None
     model, tokenizer = load_classifier(teacher).eval(), load_tokenizer(teacher, "--teacher")
     sources: dict[str, tuple] = {"": (model, tokenizer)}  # each start's model, loaded once
     results, missing = [], []
@@ -329,10 +351,12 @@ def probe_all(
         elif probe is None:
             say(f"probing {shape.name} ({', '.join(precisions(timing.provider))})")
             source, reader = source_of(shape, sources)
-            probe = probe_shape(source, reader, shape, timing, train_path, batch_size, optimize)
+            probe = probe_shape(
+                source, reader, shape, timing, train_path, batch_size, optimize, alongside
+            )
             cached[shape.name] = probe
             write_cache(out, context, cached, teacher_row)
-        if probe.skipped_because is None and not probe.meets(slo):
+        if probe.skipped_because is None and not probe.meets(slo, row):
             missing.append(shape)
         results.append(probe)
     return results, Row(**teacher_row)

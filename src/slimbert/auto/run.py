@@ -222,7 +222,7 @@ def plan_search(inputs: Inputs, say=print) -> tuple[Plan, Timing]:
         s.optimize,
         say,
     )
-    kept = [p.shape for p in probes if p.meets(slo.against(teacher_row))]
+    kept = [p.shape for p in probes if p.meets(slo, teacher_row)]
     found = choices(list(s.methods), kept, inputs.data.transfer is not None)
     timed_rows = min(eval_rows, s.timing_requests or eval_rows)
     plan = make_plan(
@@ -319,7 +319,7 @@ def run_trials(
     width = max(9, *(len(c.shape.name) + 1 for c in plan.choices))
     board = Board(teacher.metric_name, plan.slo.statistic, shape_width=width)
     steps = plan.promote_steps
-    kept = reserve(out, plan.slo, teacher, plan.steps, steps, s.promotions)
+    kept = reserve(out, plan.slo, teacher, plan.steps, steps, s.promotions, study)
     say("")
     Runner(found, setup, out, board.event, kept).run(plan.trials, s.seconds())
     say("")

@@ -144,9 +144,7 @@ class AutoSettings:
     promotions: int = setting(
         2,
         "How many of the best students the promotion trains again, best first, each while the "
-        "budget left holds it: one pass ranks choices only roughly (on SST-2 the 2-layer "
-        "relation student led the kd one after one pass, and trailed it after three); 0: "
-        "none.",
+        "budget left holds it (one pass ranks the choices only roughly); 0: none.",
         min=0,
     )
     dry_run: bool = setting(

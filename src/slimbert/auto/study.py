@@ -29,10 +29,13 @@ import optuna
 
 from slimbert.auto.plan import duration
 from slimbert.auto.space import Choice, Shape
-from slimbert.auto.trial import Outcome, TrialSetup, read_outcome, run_trial, trial_dir
+from slimbert.auto.trial import TrialSetup, read_outcome, run_trial, trial_dir
 from slimbert.errors import SlimbertError
 
 STUDY_NAME = "slimbert-auto"
+# a trial's user attribute: its wall-clock over every run that trained it, kept at each
+# evaluation (the promotion's estimate for that choice, auto/promote.py)
+SECONDS = "seconds"
 # repeats of tried choices in a row after which the sampler is taken to have no new one
 MAX_REPEATS = 50
 
@@ -198,7 +201,7 @@ class Runner:
     def keep_spent(self) -> None:
         self.search.study.set_user_attr("seconds", self.spent())
 
-    def judge(self, trial: optuna.Trial, number: int, choice: Choice):
+    def judge(self, trial: optuna.Trial, number: int, choice: Choice, clock: Callable[[], float]):
         # a resumed trial has its evaluations before the kill in the study already
         reported = set(self.search.study.trials[number].intermediate_values)
 
@@ -206,20 +209,31 @@ class Runner:
             if index not in reported:
                 trial.report(value, index)
                 reported.add(index)
-            self.keep_spent()  # a kill from here on loses only the time since this evaluation
+            # a kill from here on loses only the time since this evaluation
+            self.keep_spent()
+            trial.set_user_attr(SECONDS, clock())
             self.events(number, choice, "running", None, value)
             return trial.should_prune()
 
         return decide
 
-    def finish(self, trial: optuna.Trial, number: int, choice: Choice) -> Outcome:
-        """Run the trial (or take its result.json) and tell the study."""
+    def finish(self, trial: optuna.Trial, number: int, choice: Choice) -> float:
+        """Run the trial (or take its result.json) and tell the study; the trial's wall-clock
+        over every run that trained it (kept in its user attribute `seconds`)."""
         folder = trial_dir(self.out, number)
         outcome = read_outcome(folder)
+        carried = self.search.study.trials[number].user_attrs.get(SECONDS, 0.0)
+        began = time.monotonic()
+
+        def clock() -> float:
+            return carried + time.monotonic() - began
+
         if outcome is None:
             self.events(number, choice, "running", None, None)
             name = f"#{number} {choice.key}"
-            outcome = run_trial(self.setup, choice, folder, name, self.judge(trial, number, choice))
+            judge = self.judge(trial, number, choice, clock)
+            outcome = run_trial(self.setup, choice, folder, name, judge)
+            trial.set_user_attr(SECONDS, clock())
         latency = outcome.best_latency(self.search.statistic)
         if latency is not None:
             trial.set_constraint("slo_excess_ms", latency - self.search.limit_ms)
@@ -231,18 +245,20 @@ class Runner:
             trial.set_user_attr("message", outcome.message)
             self.search.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         self.events(number, choice, outcome.state, outcome, None)
-        return outcome
+        return clock()
 
-    def resume_running(self) -> int:
-        """Finish every trial an earlier run left RUNNING; how many there were."""
+    def resume_running(self) -> list[float]:
+        """Finish every trial an earlier run left RUNNING; their wall-clock, every run's."""
         study = self.search.study
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        lengths = []
         for frozen in running:
             # Optuna's ask/tell makes a Trial by its storage id, which FrozenTrial keeps under
             # a private name; there is no public way to take up a RUNNING trial again
             trial = optuna.Trial(study, frozen._trial_id)
-            self.finish(trial, frozen.number, choice_of(frozen, self.search.choices))
-        return len(running)
+            choice = choice_of(frozen, self.search.choices)
+            lengths.append(self.finish(trial, frozen.number, choice))
+        return lengths
 
     def tried(self, since: datetime | None = None) -> set[str]:
         """The choices not to train again: every trial's, except those that failed before
@@ -275,7 +291,8 @@ class Runner:
 
         self.spent = spent
         this_run = datetime.now()  # Optuna stamps trials in local time, naive
-        self.resume_running()
+        lengths += self.resume_running()
+        study.set_user_attr("trial_seconds", lengths)
         repeats = 0
         while spent() < budget_s and repeats < MAX_REPEATS:
             tried = self.tried(since=this_run)
@@ -298,9 +315,7 @@ class Runner:
                 self.search.queue(tried)
                 continue
             repeats = 0
-            began = time.monotonic()
-            self.finish(trial, trial.number, choice)
-            lengths.append(time.monotonic() - began)
+            lengths.append(self.finish(trial, trial.number, choice))
             study.set_user_attr("trial_seconds", lengths)
             self.keep_spent()
         if study.user_attrs.get("stopped") is None and spent() >= budget_s:
