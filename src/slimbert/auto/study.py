@@ -14,7 +14,8 @@ repeat is told as failed and costs no training. A choice whose trial failed in a
 (a full disk, a refused setting since fixed) is tried once more, as a new trial; within one run
 a failure is final. The wall-clock spent is kept in the study at
 every evaluation and after every trial, so --budget counts every run (a kill loses at most the
-time since the last evaluation from the count).
+time since the last evaluation from the count); each trial keeps its own the same way (its user
+attribute `seconds`: the mean trial's, and its promotion's estimate).
 """
 
 from __future__ import annotations
