@@ -20,9 +20,10 @@ while the 2-layer kd student trained again for three passes went from 86.12 to 8
 Its rows' method is the trial's with "+promoted", which is how the report finds their folders.
 The leader is picked on one alternating timing of the teacher and every trained student (each
 trial was timed as it finished, beside whatever the machine did then; a relative SLO reads the
-speed-up of that run), and only when the budget left holds the promotion (the mean trial's
-time, scaled by its steps); a run killed while it trains continues with the same leader and
---resume, an export already written is kept, and a promoted trial is never promoted again.
+speed-up of that run), and only when the budget left holds the promotion (its trial's
+wall-clock, or the mean trial's, scaled by the steps); a run killed while it trains continues
+with the same leaders and --resume, an export already written is kept, and a promoted trial is
+never promoted again.
 """
 
 from __future__ import annotations
@@ -224,9 +225,9 @@ def promote_leaders(
                 return "no trained student meets the SLO when timed again: none was promoted"
             study.set_user_attr("leaders", order)
         for place, number in enumerate(order[:count], 1):
-            estimate = promotion_seconds(lengths, setup.steps, steps, own.get(number))
             # one the budget cannot hold is passed over: a later, cheaper one may fit
-            said.append(promote_one(out, number, place, setup, steps, estimate, left(), say))
+            why_not = promotion_fits(lengths, setup.steps, steps, left(), own.get(number))
+            said.append(promote_one(out, number, place, setup, steps, why_not, say))
     finally:
         study.set_user_attr("seconds", used + time.monotonic() - began)
     return "; ".join(said)
@@ -238,12 +239,11 @@ def promote_one(
     place: int,
     setup: TrialSetup,
     steps: int,
-    estimate_s: float,
-    left_s: float,
+    why_not: str | None,
     say,
 ) -> str:
     """Promote trial `number`, the `place`-th best, unless it was or the budget left does not
-    hold it; what happened, in the report's words."""
+    hold it (`why_not`, promotion_fits's words); what happened, in the report's words."""
     trials = read_trials(out)
     own = next(t for t in trials if t.number == number).rows
     trained = [r for r in own if not r.method.endswith(PROMOTED_SUFFIX)]
@@ -254,12 +254,8 @@ def promote_one(
     if not done:
         model = out / "trials" / str(number) / MODEL_FOLDER
         if not (model / STATE_DIR).is_dir():  # a promotion a kill stopped goes on regardless
-            if estimate_s > left_s:
-                return (
-                    f"{what}: its {steps} steps a stage would take about "
-                    f"{estimate_s / 60:.1f} min and --budget has {max(left_s, 0) / 60:.1f} min "
-                    "left, not promoted"
-                )
+            if why_not is not None:
+                return f"{what}: {why_not}, not promoted"
         say(
             f"promoting {name} ({row.metric_name} {row.metric:.2f}, {row.precision}): "
             f"trained again from the start, {steps} steps a stage"
