@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -637,6 +638,42 @@ def test_killed_inside_a_trial_it_resumes_to_the_same_winner(
     # trial numbers may differ (the resumed sampler is reseeded); the choice and precision not
     assert summary["row"]["model"].split()[1] == expected["row"]["model"].split()[1]
     assert summary["row"]["precision"] == expected["row"]["precision"] == "int8"
+
+
+def test_the_probes_count_towards_the_budget(tiny_teacher, sst2_files, tmp_path):
+    calls: list[str] = []
+    fake = fake_probe(calls)
+
+    def slow_probe(*args, **kwargs):
+        time.sleep(0.8)
+        return fake(*args, **kwargs)
+
+    def search() -> dict:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(probing, "probe_shape", slow_probe)
+            patch.setattr(Timing, "time", fixed_latency)
+            result = invoke(*base_args(tiny_teacher, sst2_files, out, *STUDY, "--budget", "1s"))
+        assert result.exit_code == 0, result.output
+        study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+        return study.user_attrs
+
+    out = tmp_path / "auto"
+    first = search()
+    # probes of 0.8 s a shape spend the 1 s budget: nothing trains, and the stop says why
+    assert len(calls) >= 2 and not (out / "trials").exists()
+    assert first["setup_seconds"] >= 0.8 * len(calls)
+    assert first["seconds"] >= first["setup_seconds"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert re.fullmatch(
+        r"stopped at --budget \(1s spent, the probes' \d+s included\) with 2 of 2 choices untried",
+        summary["stopped"],
+    )
+    assert summary["seconds"] == first["seconds"]
+    # resumed, the cached probes are not run again and add next to nothing to the count
+    probed = len(calls)
+    again = search()
+    assert len(calls) == probed
+    assert first["setup_seconds"] < again["setup_seconds"] < first["setup_seconds"] + 0.8
 
 
 def test_a_slo_no_shape_meets_trains_nothing_and_names_the_fastest(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from slimbert.auto.space import (
     teacher_shape,
     trains,
 )
-from slimbert.auto.study import Runner, Search, open_study, progress
+from slimbert.auto.study import SETUP_SECONDS, Runner, Search, open_study, progress
 from slimbert.auto.trial import TrialSetup, read_choice, trial_folders
 from slimbert.batches import DataSpec
 from slimbert.bench.report import Row
@@ -331,8 +332,16 @@ def run_trials(
     return stopped
 
 
+def count_setup(study, seconds: float) -> None:
+    """Add a run's setup (the probes, the teacher's scoring: cached ones cost next to nothing
+    again) to the study's budget count, and keep it apart for the report."""
+    for key in ("seconds", SETUP_SECONDS):
+        study.set_user_attr(key, study.user_attrs.get(key, 0.0) + seconds)
+
+
 def _search_locked(inputs: Inputs, say) -> str:
     s, out = inputs.settings, inputs.out
+    began = time.monotonic()
     if s.dry_run and s.report_only:
         raise SlimbertError("--dry-run and --report-only: give one (the plan, or the report)")
     if s.report_only and not (out / "study.db").is_file():
@@ -378,6 +387,7 @@ def _search_locked(inputs: Inputs, say) -> str:
     if s.report_only:
         stopped = reported(inputs, plan, study)
     else:
+        count_setup(study, time.monotonic() - began)
         stopped = run_trials(inputs, plan, setup, study, teacher, say)
     if stopped:
         say(f"Search {stopped}.")

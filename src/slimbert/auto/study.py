@@ -37,6 +37,9 @@ STUDY_NAME = "slimbert-auto"
 # a trial's user attribute: its wall-clock over every run that trained it, kept at each
 # evaluation (the promotion's estimate for that choice, auto/promote.py)
 SECONDS = "seconds"
+# a study's user attribute: the seconds its runs spent probing and scoring the teacher before
+# the trials (in its budget count, "seconds", too)
+SETUP_SECONDS = "setup_seconds"
 # repeats of tried choices in a row after which the sampler is taken to have no new one
 MAX_REPEATS = 50
 
@@ -324,8 +327,8 @@ class Runner:
             if untried > 0:
                 study.set_user_attr(
                     "stopped",
-                    f"stopped at --budget ({duration(budget_s)} spent) with {untried} of "
-                    f"{len(self.search.choices)} choices untried",
+                    f"stopped at --budget ({duration(budget_s)} spent{setup_part(study)}) "
+                    f"with {untried} of {len(self.search.choices)} choices untried",
                 )
         self.keep_spent()
 
@@ -366,7 +369,8 @@ def progress(
         return study.user_attrs.get("stopped")
     seconds = study.user_attrs.get("seconds", 0.0)
     text = (
-        f"reported before its end, at {duration(seconds)} of its {duration(budget_s)} budget, "
+        f"reported before its end, at {duration(seconds)} of its {duration(budget_s)} budget"
+        f"{setup_part(study)}, "
         f"with {len(finished)} of {total} choices tried"
     )
     for trial in running:
@@ -375,6 +379,12 @@ def progress(
             "trained and resumes when the search does"
         )
     return text
+
+
+def setup_part(study: optuna.Study) -> str:
+    """The probes' share of the budget spent, as the stop reasons say it."""
+    setup = study.user_attrs.get(SETUP_SECONDS)
+    return f", the probes' {duration(setup)} included" if setup else ""
 
 
 def budget_overrun(lengths: list[float], left_s: float, reserve_s: float = 0.0) -> str | None:
