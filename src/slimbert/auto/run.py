@@ -13,10 +13,9 @@ from __future__ import annotations
 import fcntl
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from slimbert import settings as settings_module
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
 from slimbert.auto.probe import Timing, probe_all, score_teacher
@@ -35,7 +34,13 @@ from slimbert.auto.space import (
     trains,
 )
 from slimbert.auto.study import SETUP_SECONDS, Runner, Search, open_study, progress
-from slimbert.auto.trial import TrialSetup, read_choice, trial_folders
+from slimbert.auto.trial import (
+    TrialSetup,
+    data_flags,
+    read_choice,
+    setting_flags,
+    trial_folders,
+)
 from slimbert.batches import DataSpec
 from slimbert.bench.report import Row
 from slimbert.compress.aligned import misaligned_row
@@ -44,43 +49,6 @@ from slimbert.errors import SlimbertError
 from slimbert.hub import weights_sha256
 from slimbert.models import load_classifier, load_tokenizer, resolve_base
 from slimbert.training.config import TrainConfig
-
-
-def setting_flags(instance, names: tuple[str, ...] | None = None) -> list[str]:
-    """The command-line flags that give `instance`'s settings fields their values (those that
-    differ from the default), as `slimbert compress` reads them."""
-    flags = []
-    for f in fields(instance):
-        meta = settings_module.describe(f)
-        if settings_module.KEY not in f.metadata or not meta.cli:
-            continue
-        if names is not None and f.name not in names:
-            continue
-        value, default = getattr(instance, f.name), settings_module.default_of(f)
-        if value == default or value is None:
-            continue
-        flag = settings_module.flag_name(f).split("/")[0]
-        if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{flag[2:]}")
-        else:
-            flags += [flag, str(value)]
-    return flags
-
-
-def data_flags(spec: DataSpec) -> list[str]:
-    """--train, --eval, the columns and DataSpec's settings, the transfer set left out (each
-    trial's choice says whether it joins)."""
-    columns = spec.columns
-    named = [
-        ("--text-column", columns.text),
-        ("--text-pair-column", columns.text_pair),
-        ("--label-column", columns.label),
-    ]
-    flags = ["--train", str(spec.train), "--eval", str(spec.eval)]
-    flags += [item for flag, value in named if value is not None for item in (flag, str(value))]
-    flags += [] if columns.header else ["--no-header"]
-    names = tuple(f.name for f in fields(spec) if f.name != "transfer")
-    return flags + setting_flags(spec, names)
 
 
 @dataclass

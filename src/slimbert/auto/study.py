@@ -37,8 +37,7 @@ STUDY_NAME = "slimbert-auto"
 # a trial's user attribute: its wall-clock over every run that trained it, kept at each
 # evaluation (the promotion's estimate for that choice, auto/promote.py)
 SECONDS = "seconds"
-# a study's user attribute: the seconds its runs spent probing and scoring the teacher before
-# the trials (in its budget count, "seconds", too)
+# a study's user attribute: its runs' seconds before the trials (in its budget count too)
 SETUP_SECONDS = "setup_seconds"
 # repeats of tried choices in a row after which the sampler is taken to have no new one
 MAX_REPEATS = 50
@@ -382,8 +381,7 @@ def progress(
 
 
 def setup_part(study: optuna.Study) -> str:
-    """The probes' share of the budget spent, as the stop reasons say it."""
-    setup = study.user_attrs.get(SETUP_SECONDS)
+    setup = study.user_attrs.get(SETUP_SECONDS)  # the probes' share, as stop reasons say it
     return f", the probes' {duration(setup)} included" if setup else ""
 
 

@@ -29,12 +29,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from slimbert import settings as settings_module
 from slimbert.auto.probe import Timing, export_once, onnx_target, precisions
 from slimbert.auto.qat import QAT_FOLDER, QAT_SUFFIX, QatRescue
 from slimbert.auto.space import Choice, Shape
+from slimbert.batches import DataSpec
 from slimbert.errors import SlimbertError
 from slimbert.files import RECORD_FILE, STATE_DIR, write_json_atomic
 
@@ -55,6 +57,43 @@ def export_folder(method: str, precision: str) -> str:
     if method.endswith(PROMOTED_SUFFIX):
         return promoted_folder(precision)
     return precision
+
+
+def setting_flags(instance, names: tuple[str, ...] | None = None) -> list[str]:
+    """The command-line flags that give `instance`'s settings fields their values (those that
+    differ from the default), as `slimbert compress` reads them."""
+    flags = []
+    for f in fields(instance):
+        meta = settings_module.describe(f)
+        if settings_module.KEY not in f.metadata or not meta.cli:
+            continue
+        if names is not None and f.name not in names:
+            continue
+        value, default = getattr(instance, f.name), settings_module.default_of(f)
+        if value == default or value is None:
+            continue
+        flag = settings_module.flag_name(f).split("/")[0]
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def data_flags(spec: DataSpec) -> list[str]:
+    """--train, --eval, the columns and DataSpec's settings, the transfer set left out (each
+    trial's choice says whether it joins)."""
+    columns = spec.columns
+    named = [
+        ("--text-column", columns.text),
+        ("--text-pair-column", columns.text_pair),
+        ("--label-column", columns.label),
+    ]
+    flags = ["--train", str(spec.train), "--eval", str(spec.eval)]
+    flags += [item for flag, value in named if value is not None for item in (flag, str(value))]
+    flags += [] if columns.header else ["--no-header"]
+    names = tuple(f.name for f in fields(spec) if f.name != "transfer")
+    return flags + setting_flags(spec, names)
 
 
 @dataclass(frozen=True)
