@@ -8,11 +8,11 @@ import optuna
 import pytest
 
 from slimbert.auto import study as studying
+from slimbert.auto.budget import fitting
 from slimbert.auto.space import Choice, Shape
 from slimbert.auto.study import (
     Runner,
     Search,
-    budget_overrun,
     open_study,
     progress,
     promise,
@@ -83,7 +83,7 @@ def test_no_trial_starts_that_the_budget_left_cannot_hold(tmp_path, monkeypatch)
     # each trial keeps its own (a promotion's estimate for its choice)
     assert [t.user_attrs["seconds"] for t in study.trials if t.params] == [600.0, 600.0]
     assert (
-        "a trial has taken 10.0 min on average and --budget has 5.0 min left"
+        "a kd trial has taken 10.0 min on average and --budget has 5.0 min left"
         in (study.user_attrs["stopped"])
     )
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
@@ -123,7 +123,7 @@ def test_the_budget_kept_for_the_promotion_is_not_spent_on_trials(tmp_path, monk
     # a fourth 10-minute trial ends at 40 min and leaves the 20 kept; a fifth would not
     assert len(ran) == 4 and clock.now == 40 * 60
     assert run.search.study.user_attrs["stopped"] == (
-        "stopped before trial 5: a trial has taken 10.0 min on average and --budget has "
+        "stopped before trial 5: a kd trial has taken 10.0 min on average and --budget has "
         "20.0 min left, 20.0 min of it kept for the promotion"
     )
 
@@ -218,8 +218,54 @@ def test_the_first_trials_go_to_the_most_promising_choices(tmp_path, monkeypatch
     ("lengths", "left", "stops"),
     [([], 1.0, False), ([600.0], 600.0, False), ([300.0, 900.0], 599.0, True)],
 )
-def test_budget_overrun_compares_the_mean_trial_with_the_time_left(lengths, left, stops):
-    assert (budget_overrun(lengths, left) is not None) is stops
+def test_the_budget_holds_a_trial_as_long_as_the_mean_trial(lengths, left, stops):
+    fits, why = fitting(CHOICES, lengths, {}, left)
+    assert (why is not None) is stops and (fits == []) is stops
+
+
+def test_a_choice_is_priced_from_the_trials_of_its_own_method():
+    kd, minilm = Choice("kd", SHAPES[0], False), Choice("minilm", SHAPES[1], False)
+    tinybert = Choice("tinybert", SHAPES[2], False)
+    lengths = [600.0, 1800.0, 2000.0]
+    by_method = {"kd": [600.0], "minilm": [1800.0, 2000.0]}
+    # 20 minutes left: a kd trial (10) fits, a minilm one (31.7) does not, a tinybert one is
+    # priced from every trial (auto's mean, 24.4)
+    assert fitting([kd, minilm, tinybert], lengths, by_method, 20 * 60) == ([kd], None)
+    fits, why = fitting([minilm, tinybert], lengths, by_method, 30 * 60, reserve_s=10 * 60)
+    assert fits == [] and why == (
+        "stopped before trial 4: a trial has taken 24.4 min on average and --budget has 30.0 "
+        "min left, 10.0 min of it kept for the promotion"
+    )
+    assert fitting([minilm], lengths, by_method, 20 * 60)[1].startswith(
+        "stopped before trial 4: a minilm trial has taken 31.7 min on average"
+    )
+
+
+def test_when_the_budget_holds_only_a_cheaper_method_the_search_trains_that(tmp_path, monkeypatch):
+    """Relation students take longer than kd ones: with the time for a kd trial left but not
+    for a minilm one, the next trial is the most promising kd choice, not a stop."""
+    clock = Clock()
+    monkeypatch.setattr(studying, "time", clock)
+    choices = [Choice(m, shape, False) for shape in SHAPES[:3] for m in ("kd", "minilm")]
+    study = open_study(tmp_path, {"test": 1}, "exhaustive", "none", seed=0)
+    search = Search(study, choices, "p99", 10.0, exhaustive=True)
+    trained: list[str] = []
+
+    def fake_trial(setup, choice, folder, name, judge, on_eval=None):
+        clock.now += (30 if choice.method == "minilm" else 10) * 60
+        trained.append(choice.key)
+        return Outcome("complete", rows={"int8": {"metric": 0.9, "p99_ms": 1.0}})
+
+    monkeypatch.setattr(studying, "run_trial", fake_trial)
+    Runner(search, None, tmp_path, lambda *a: None).run(trials=6, budget_s=75 * 60)
+    # the largest shape first, kd before minilm (promise): kd 3x64 (10 min), minilm 3x64
+    # (40), kd 2x64 (50), minilm 2x64 (80 > 75) passed over for kd 1x64 (60); then only
+    # minilm choices are left, and 15 minutes hold none of them
+    assert trained == ["kd/3x64", "minilm/3x64", "kd/2x64", "kd/1x64"]
+    assert study.user_attrs["stopped"] == (
+        "stopped before trial 5: a minilm trial has taken 30.0 min on average and --budget "
+        "has 15.0 min left"
+    )
 
 
 def test_a_kill_mid_trial_keeps_the_time_up_to_its_last_evaluation_in_the_budget(

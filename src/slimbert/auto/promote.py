@@ -32,10 +32,10 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from slimbert.auto.budget import SECONDS
 from slimbert.auto.probe import export_once, onnx_target, precisions
 from slimbert.auto.qat import run_logged
 from slimbert.auto.report import Finished, read_trials, retime
-from slimbert.auto.study import SECONDS
 from slimbert.auto.trial import (
     PROMOTED_SUFFIX,
     RESULT_FILE,

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from slimbert.auto.budget import SETUP_SECONDS
 from slimbert.auto.live import Board
 from slimbert.auto.plan import Plan, make_plan
 from slimbert.auto.probe import Timing, probe_all, score_teacher
@@ -33,7 +34,7 @@ from slimbert.auto.space import (
     teacher_shape,
     trains,
 )
-from slimbert.auto.study import SETUP_SECONDS, Runner, Search, open_study, progress
+from slimbert.auto.study import Runner, Search, open_study, progress
 from slimbert.auto.trial import (
     TrialSetup,
     data_flags,

@@ -36,9 +36,9 @@ class AutoSettings:
     budget: str = setting(
         "4h",
         "Wall-clock the search may spend, over every resumed run (e.g. 4h, 90m, 1h30m), the "
-        "probes and the teacher's scoring included; no trial starts when the mean trial so "
-        "far would not fit in what is left, the one running finishes. The final timing of "
-        "every student (minutes) follows it.",
+        "probes and the teacher's scoring included; no trial starts that the time left cannot "
+        "hold, priced from the trials of its method so far (the one running finishes). The "
+        "final timing of every student (minutes) follows it.",
     )
     methods: tuple[str, ...] = setting(
         ("kd", "minilm"),

@@ -28,17 +28,13 @@ from pathlib import Path
 
 import optuna
 
+from slimbert.auto.budget import SECONDS, fitting, method_seconds, setup_part
 from slimbert.auto.plan import duration
 from slimbert.auto.space import Choice, Shape
 from slimbert.auto.trial import TrialSetup, read_outcome, run_trial, trial_dir
 from slimbert.errors import SlimbertError
 
 STUDY_NAME = "slimbert-auto"
-# a trial's user attribute: its wall-clock over every run that trained it, kept at each
-# evaluation (the promotion's estimate for that choice, auto/promote.py)
-SECONDS = "seconds"
-# a study's user attribute: its runs' seconds before the trials (in its budget count too)
-SETUP_SECONDS = "setup_seconds"
 # repeats of tried choices in a row after which the sampler is taken to have no new one
 MAX_REPEATS = 50
 
@@ -60,11 +56,13 @@ class Search:
             params["transfer"] = choice.transfer
         return params
 
-    def queue(self, tried: set[str]) -> None:
-        """The most promising untried choice (`promise`), enqueued for the next `ask`: every
-        ask of an exhaustive search, TPE's first STARTUP asks (in place of its random draws)
-        and the ask after TPE drew a choice already tried."""
-        untried = [c for c in sorted(self.choices, key=promise) if c.key not in tried]
+    def queue(self, tried: set[str], among: list[Choice] | None = None) -> None:
+        """The most promising untried choice (`promise`; of `among`, the choices the budget
+        left holds, when given), enqueued for the next `ask`: every ask of an exhaustive
+        search, TPE's first STARTUP asks (in place of its random draws), the ask after TPE
+        drew a choice already tried, and every ask once the budget holds only some."""
+        pool = self.choices if among is None else among
+        untried = [c for c in sorted(pool, key=promise) if c.key not in tried]
         if untried:
             self.study.enqueue_trial(self.params(untried[0]))
 
@@ -301,12 +299,19 @@ class Runner:
             tried = self.tried(since=this_run)
             if len(tried) >= min(trials, len(self.search.choices)):
                 break
-            overrun = budget_overrun(lengths, budget_s - spent(), self.reserve(lengths))
+            untried = [c for c in self.search.choices if c.key not in tried]
+            by_method = method_seconds(
+                study.get_trials(deepcopy=False), lambda t: choice_of(t, self.search.choices).method
+            )
+            fits, overrun = fitting(
+                untried, lengths, by_method, budget_s - spent(), self.reserve(lengths)
+            )
             if overrun:
                 study.set_user_attr("stopped", overrun)
                 break
-            if self.search.exhaustive or len(tried) < STARTUP:
-                self.search.queue(tried)
+            narrowed = len(fits) < len(untried)  # a cheaper method's trial may still fit
+            if self.search.exhaustive or len(tried) < STARTUP or narrowed:
+                self.search.queue(tried, fits)
             trial = study.ask()
             choice = self.search.suggest(trial)
             if choice.key in tried:
@@ -315,7 +320,7 @@ class Runner:
                 repeats += 1
                 trial.set_user_attr("repeat_of", choice.key)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self.search.queue(tried)
+                self.search.queue(tried, fits)
                 continue
             repeats = 0
             lengths.append(self.finish(trial, trial.number, choice))
@@ -378,23 +383,3 @@ def progress(
             "trained and resumes when the search does"
         )
     return text
-
-
-def setup_part(study: optuna.Study) -> str:
-    setup = study.user_attrs.get(SETUP_SECONDS)  # the probes' share, as stop reasons say it
-    return f", the probes' {duration(setup)} included" if setup else ""
-
-
-def budget_overrun(lengths: list[float], left_s: float, reserve_s: float = 0.0) -> str | None:
-    """Why the next trial is not started (None: it is): the mean of the trials so far is more
-    than the budget has left, less `reserve_s` kept for what follows the trials."""
-    if not lengths:
-        return None
-    mean = sum(lengths) / len(lengths)
-    if mean <= left_s - reserve_s:
-        return None
-    kept = f", {reserve_s / 60:.1f} min of it kept for the promotion" if reserve_s else ""
-    return (
-        f"stopped before trial {len(lengths) + 1}: a trial has taken {mean / 60:.1f} min on "
-        f"average and --budget has {max(left_s, 0) / 60:.1f} min left{kept}"
-    )
