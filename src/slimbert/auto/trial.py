@@ -216,7 +216,8 @@ def _die_with_parent() -> None:
 
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)  # the command's own "interrupted" path
+        # the command's own "interrupted" path (SIGINT may be ignored in a background job)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -3,13 +3,16 @@
 Every command exits 0 on success. A problem with what the flags name (a SlimbertError) prints one
 `Error:` line on stderr naming the thing and the fix and exits 1; a command line click cannot parse
 gets click's usage message (Usage, Try --help, a blank line, Error) and exits 2. Neither leaves a
-half-written output behind.
+half-written output behind. Ctrl-C and SIGTERM (a scheduler's stop, `kill`, the parent `auto`
+dying) print one line and exit 130; a training command continues with --resume.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 import types
 import typing
 from dataclasses import fields
@@ -25,11 +28,22 @@ from slimbert.export.runtime import PROVIDERS
 from slimbert.training.config import TrainConfig
 
 
-def user_errors(command):
-    """Turn SlimbertError (and Ctrl-C) into one clear line instead of a traceback."""
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def user_errors(command=None, *, sigterm: bool = True):
+    """Turn SlimbertError (and Ctrl-C) into one clear line instead of a traceback. With
+    `sigterm`, SIGTERM takes Ctrl-C's path too: a command started in the background (nohup,
+    `&`, a job scheduler) has SIGINT ignored, and SIGTERM is what a scheduler sends before it
+    kills. `serve` keeps uvicorn's own SIGTERM handling (`sigterm=False`)."""
+    if command is None:
+        return functools.partial(user_errors, sigterm=sigterm)
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        handled = sigterm and threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if handled else None
         try:
             return command(*args, **kwargs)
         except SlimbertError as exc:
@@ -41,6 +55,9 @@ def user_errors(command):
                 err=True,
             )
             sys.exit(130)
+        finally:
+            if handled:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

@@ -103,7 +103,7 @@ from slimbert.errors import SlimbertError
 @click.option(
     "--access-log/--no-access-log", default=False, help="Log every request (costs throughput)."
 )
-@user_errors
+@user_errors(sigterm=False)  # uvicorn drains in-flight requests on SIGTERM
 def serve_cmd(
     export_dir,
     model_dir,
